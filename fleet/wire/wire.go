@@ -1,0 +1,205 @@
+// Package wire is the MQTT contract between outpost-agent and the fleet controller: topic names
+// and the JSON messages on them. Both sides import it, so it depends on the standard library only.
+// docs/protocol.md is the prose version of this file; keep the two in step.
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SchemaVersion is carried as "v" in every message. A receiver rejects messages whose major
+// version it does not know, so the field is checked by Decode.
+const SchemaVersion = 1
+
+// Root is the topic prefix; devices publish under Root/d/{id}/ and receive under Root/c/{id}/.
+const Root = "outpost/v1"
+
+// Device-published topic leaves (outpost/v1/d/{device}/{leaf}).
+const (
+	LeafState   = "state"   // retained, QoS 1: State; "offline" is also the last-will
+	LeafHealth  = "health"  // retained, QoS 1: Health
+	LeafResults = "results" // QoS 1: ResultBatch
+	LeafDrift   = "drift"   // QoS 1: drift summaries (later issue)
+	LeafEvents  = "events"  // QoS 1: update transitions, alerts, errors (later issue)
+	LeafFetch   = "fetch"   // QoS 1: chunk requests (later issue)
+)
+
+// Controller-published topic leaves (outpost/v1/c/{device}/{leaf}).
+const (
+	LeafAck     = "ack"     // QoS 1: Ack
+	LeafDesired = "desired" // retained, QoS 1: desired model and config (later issue)
+	LeafChunk   = "chunk"   // QoS 1: model chunks (later issue)
+)
+
+// DeviceTopic is the topic a device publishes leaf on.
+func DeviceTopic(device, leaf string) string { return Root + "/d/" + device + "/" + leaf }
+
+// ControllerTopic is the topic the controller publishes leaf on for device.
+func ControllerTopic(device, leaf string) string { return Root + "/c/" + device + "/" + leaf }
+
+// DeviceWildcard matches every device-published topic with the given leaf ("+" for all leaves
+// is not used: subscribe per leaf so handlers stay typed).
+func DeviceWildcard(leaf string) string { return Root + "/d/+/" + leaf }
+
+// ParseDeviceTopic splits outpost/v1/d/{device}/{leaf}; ok is false for any other shape.
+func ParseDeviceTopic(topic string) (device, leaf string, ok bool) {
+	rest, found := strings.CutPrefix(topic, Root+"/d/")
+	if !found {
+		return "", "", false
+	}
+	device, leaf, found = strings.Cut(rest, "/")
+	if !found || ValidDeviceID(device) != nil || leaf == "" || strings.Contains(leaf, "/") {
+		return "", "", false
+	}
+	return device, leaf, true
+}
+
+// ValidDeviceID reports whether id can be used as a device id: 1–64 characters of
+// [A-Za-z0-9._-]. MQTT wildcards and separators can never appear in one.
+func ValidDeviceID(id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("device id %q: must be 1 to 64 characters", id)
+	}
+	for _, r := range id {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-'
+		if !ok {
+			return fmt.Errorf("device id %q: character %q not allowed (use A-Z a-z 0-9 . _ -)", id, r)
+		}
+	}
+	return nil
+}
+
+// Online states carried by State.
+const (
+	StateOnline  = "online"
+	StateOffline = "offline"
+)
+
+// State is the retained device presence message. The agent publishes online after connecting
+// and registers offline as its MQTT last-will, so the broker announces a lost device.
+type State struct {
+	V      int       `json:"v"`
+	Device string    `json:"device"`
+	State  string    `json:"state"`
+	Time   time.Time `json:"ts"`
+}
+
+// ModelRef names the model a device runs.
+type ModelRef struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	SHA256  string `json:"sha256,omitempty"`
+}
+
+// String formats the reference as name@version.
+func (m ModelRef) String() string {
+	if m.Name == "" {
+		return "-"
+	}
+	return m.Name + "@" + m.Version
+}
+
+// Health is the retained, human-readable health snapshot a device publishes periodically.
+// Every figure is derived from counters at the time of the report, never stored.
+type Health struct {
+	V               int       `json:"v"`
+	Device          string    `json:"device"`
+	Time            time.Time `json:"ts"`
+	AgentVersion    string    `json:"agent_version"`
+	Model           ModelRef  `json:"model"`
+	UptimeSeconds   float64   `json:"uptime_s"`
+	Inferences      uint64    `json:"inferences"`        // since start
+	InferencesPerS  float64   `json:"inferences_per_s"`  // over the last report interval
+	LatencyP50Ms    float64   `json:"latency_p50_ms"`    // inference only, recent window
+	LatencyP95Ms    float64   `json:"latency_p95_ms"`    //
+	LatencyP99Ms    float64   `json:"latency_p99_ms"`    //
+	Buffered        uint64    `json:"buffered"`          // results in bbolt awaiting ack
+	OldestBufferedS float64   `json:"oldest_buffered_s"` // age of the oldest unacked result
+	Dropped         uint64    `json:"dropped"`           // results discarded by retention
+	LastSeq         uint64    `json:"last_seq"`          // highest sequence produced
+	AckedSeq        uint64    `json:"acked_seq"`         // highest sequence the controller acked
+	SensorStatus    string    `json:"sensor_status"`     // "ok" or the last sensor error
+	SensorErrors    uint64    `json:"sensor_errors"`
+	LastError       string    `json:"last_error,omitempty"`
+}
+
+// Result is one inference outcome. (Device, Seq) identifies it; Seq starts at 1 and grows by one
+// per result for the life of the device's data directory, across restarts.
+type Result struct {
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"ts"`              // when the window's last sample was taken
+	Model     string    `json:"model"`           // name@version that produced it
+	Score     float64   `json:"score"`           // primary output (anomaly score or top-class prob)
+	Label     string    `json:"label,omitempty"` // class label or "anomaly"/"normal"
+	Event     bool      `json:"event,omitempty"` // score crossed the model's threshold
+	Outputs   []float32 `json:"outputs,omitempty"`
+	LatencyUs int64     `json:"latency_us"` // inference time in microseconds
+}
+
+// ResultBatch carries results oldest first. Seqs are increasing but need not be contiguous:
+// a retention drop leaves a gap, which the agent announces with DroppedThrough.
+type ResultBatch struct {
+	V       int      `json:"v"`
+	Device  string   `json:"device"`
+	Results []Result `json:"results"`
+	// DroppedThrough, when non-zero, says every seq ≤ it that is absent was discarded by the
+	// agent's retention policy and will never arrive; the controller may ack past such gaps.
+	DroppedThrough uint64 `json:"dropped_through,omitempty"`
+}
+
+// Ack tells a device the controller has durably stored every result with seq ≤ Seq.
+// Acks are cumulative and idempotent; the device deletes acked results from its buffer.
+type Ack struct {
+	V   int    `json:"v"`
+	Seq uint64 `json:"seq"`
+}
+
+// ErrVersion is returned by Decode for a message of an unknown schema version.
+var ErrVersion = errors.New("unsupported schema version")
+
+// Encode marshals msg; msg must be one of this package's message types with V set or zero
+// (zero is filled with SchemaVersion).
+func Encode(msg any) ([]byte, error) {
+	switch m := msg.(type) {
+	case *State:
+		setV(&m.V)
+	case *Health:
+		setV(&m.V)
+	case *ResultBatch:
+		setV(&m.V)
+	case *Ack:
+		setV(&m.V)
+	}
+	return json.Marshal(msg)
+}
+
+func setV(v *int) {
+	if *v == 0 {
+		*v = SchemaVersion
+	}
+}
+
+// Decode unmarshals data into msg (a pointer to a message type) and checks its version. The
+// error is one line that says what was wrong, suitable for logs and counters.
+func Decode(data []byte, msg any) error {
+	var head struct {
+		V *int `json:"v"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return fmt.Errorf("decode %T: %w", msg, err)
+	}
+	if head.V == nil {
+		return fmt.Errorf("decode %T: missing schema version \"v\"", msg)
+	}
+	if *head.V != SchemaVersion {
+		return fmt.Errorf("decode %T: %w %d (want %d)", msg, ErrVersion, *head.V, SchemaVersion)
+	}
+	if err := json.Unmarshal(data, msg); err != nil {
+		return fmt.Errorf("decode %T: %w", msg, err)
+	}
+	return nil
+}
