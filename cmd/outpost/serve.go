@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/boltstore"
+	"github.com/outpost-ml/outpost/fleet/broker"
+)
+
+func init() { register(newServeCmd) }
+
+// defaultDataDir is where `outpost serve` keeps its state unless --data-dir says otherwise.
+const defaultDataDir = "outpost-data"
+
+func newServeCmd() *cobra.Command {
+	var cfg serveConfig
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the fleet controller (embedded MQTT broker by default)",
+		Long: `Run the fleet controller: it stores device results exactly once in its data directory,
+acknowledges them to the devices, and tracks each device's presence and health.
+
+By default it runs an embedded MQTT broker on --listen (falling back to a free port, logged,
+if that one is taken). With --broker it runs no broker and connects to an external one
+(e.g. Mosquitto) instead, retrying until it answers. Stop it with Ctrl-C or SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("listen") && cfg.BrokerURL != "" {
+				return errors.New("--listen and --broker exclude each other: --broker means no embedded broker")
+			}
+			if cfg.Strict && cfg.BrokerURL != "" {
+				return errors.New("--strict applies to the embedded broker; configure an external broker's ACL there")
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: want debug, info, warn or error", logLevel)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			srv, err := newFleetServer(cfg)
+			if err != nil {
+				return err
+			}
+			return srv.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", broker.DefaultAddr, "address of the embedded MQTT broker (host:port)")
+	f.StringVar(&cfg.BrokerURL, "broker", "", "external MQTT broker URL, e.g. tcp://host:1883 or tcp://user:pass@host:1883; disables the embedded broker")
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the controller's state ("+boltstore.FileName+"); created if missing")
+	f.BoolVar(&cfg.Strict, "strict", false, "embedded broker: refuse read-only observers such as mosquitto_sub -t 'outpost/#'")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// serveConfig is what `outpost serve` (and `outpost demo`) need to start a fleet server.
+type serveConfig struct {
+	Listen    string // embedded broker address; ignored when BrokerURL is set
+	BrokerURL string // external broker; empty means embedded
+	DataDir   string
+	Strict    bool
+	Logger    *slog.Logger // nil discards
+}
+
+// fleetServer is a controller plus, unless an external broker is used, the embedded broker it
+// connects to.
+type fleetServer struct {
+	Broker     *broker.Broker // nil with an external broker
+	Controller *fleet.Controller
+	BrokerURL  string // where devices (and the controller) connect
+	log        *slog.Logger
+}
+
+// newFleetServer opens the store, binds the embedded broker's port and builds the controller.
+// It starts no goroutines; on error it releases whatever it opened.
+func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BrokerURL != "" {
+		if _, err := fleet.ParseBrokerURL(cfg.BrokerURL); err != nil {
+			return nil, err
+		}
+	} else if cfg.Listen == "" {
+		cfg.Listen = broker.DefaultAddr
+	} else if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = defaultDataDir
+	}
+	store, err := boltstore.Open(cfg.DataDir, boltstore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			store.Close()
+		}
+	}()
+
+	s := &fleetServer{BrokerURL: cfg.BrokerURL, log: log}
+	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller")}
+	if cfg.BrokerURL == "" {
+		b, err := broker.New(broker.Options{Addr: cfg.Listen, Strict: cfg.Strict, Logger: log.With("component", "broker")})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				b.Close()
+			}
+		}()
+		s.Broker = b
+		s.BrokerURL = b.URL()
+		copts.BrokerURL = b.URL()
+		copts.Username, copts.Password = b.ControllerCredentials()
+	}
+	s.Controller, err = fleet.New(copts)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", store.Path(), "broker", redact(s.BrokerURL), "embedded", s.Broker != nil)
+	return s, nil
+}
+
+// Run serves until ctx ends. The controller stops first, so it disconnects from a broker that
+// is still up and stores what it already received; then the embedded broker closes.
+func (s *fleetServer) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	bctx, stopBroker := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopBroker()
+	if s.Broker != nil {
+		// bctx outlives gctx until the controller has returned; a broker error still cancels
+		// gctx and so stops the controller.
+		g.Go(func() error { return s.Broker.Run(bctx) })
+	}
+	g.Go(func() error {
+		defer stopBroker()
+		return s.Controller.Run(gctx)
+	})
+	err := g.Wait()
+	s.log.Info("outpost serve stopped", "err", err)
+	return err
+}
+
+// redact hides a password in a broker URL for logging.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,307 @@
+package fleet
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outpost-ml/outpost/fleet/wire"
+)
+
+// DefaultClientID is the controller's MQTT client id. It is fixed, not random, so that with
+// CleanSession=false a broker that keeps sessions (Mosquitto) queues device results while the
+// controller restarts.
+const DefaultClientID = "outpost-controller"
+
+// Defaults for Options.
+const (
+	DefaultQueueSize      = 1024
+	DefaultMaxBatch       = 256
+	DefaultRetryInterval  = 2 * time.Second
+	DefaultDeviceFlush    = time.Second
+	DefaultMalformedQuiet = time.Minute
+)
+
+// Options configure New.
+type Options struct {
+	// Store persists devices and results. Run owns it from the start and closes it on return.
+	Store Store
+	// BrokerURL is the MQTT broker, e.g. tcp://127.0.0.1:1883 (schemes tcp, mqtt, ssl, tls,
+	// mqtts, ws, wss). User info in the URL is used as credentials unless Username is set.
+	BrokerURL          string
+	Username, Password string
+	ClientID           string // default DefaultClientID
+
+	// QueueSize bounds the hand-off from the MQTT client's callback to the ingest loop. When it
+	// is full the callback blocks, so the broker stops delivering to us (backpressure); QoS 1
+	// keeps the messages at the broker meanwhile. Default DefaultQueueSize.
+	QueueSize int
+	// MaxBatch is the most messages handled per store transaction. Default DefaultMaxBatch.
+	MaxBatch int
+	// RetryInterval is the wait between connection attempts. Default DefaultRetryInterval.
+	RetryInterval time.Duration
+	// DeviceFlush is the most often routine registry updates (last seen, health) are written;
+	// new devices and online/offline changes are written at once. Default DefaultDeviceFlush.
+	DeviceFlush time.Duration
+	// Logger receives the controller's log lines; nil discards them.
+	Logger *slog.Logger
+}
+
+// Controller consumes device traffic from an MQTT broker into a Store and acknowledges results.
+type Controller struct {
+	opts   Options
+	store  Store
+	broker *url.URL
+	log    *slog.Logger
+
+	// mu guards the fields below; the ingest loop is their only writer.
+	mu        sync.Mutex
+	devices   map[string]*deviceState
+	stats     Stats
+	connected bool
+}
+
+// deviceState is the in-memory view of one device: the registry record plus counters.
+type deviceState struct {
+	dev       Device
+	results   ResultStats
+	malformed uint64
+}
+
+// New validates opts and builds a Controller. It connects to nothing and starts no goroutines.
+func New(opts Options) (*Controller, error) {
+	if opts.Store == nil {
+		return nil, errors.New("controller: no store")
+	}
+	u, err := ParseBrokerURL(opts.BrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Username == "" && u.User != nil {
+		opts.Username = u.User.Username()
+		opts.Password, _ = u.User.Password()
+	}
+	u.User = nil
+	if opts.ClientID == "" {
+		opts.ClientID = DefaultClientID
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = DefaultRetryInterval
+	}
+	if opts.DeviceFlush <= 0 {
+		opts.DeviceFlush = DefaultDeviceFlush
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Controller{opts: opts, store: opts.Store, broker: u, log: log, devices: map[string]*deviceState{}}, nil
+}
+
+// ParseBrokerURL checks an MQTT broker URL: a known scheme, a host and a port.
+func ParseBrokerURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("broker url %q: %w", s, err)
+	}
+	switch u.Scheme {
+	case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
+	default:
+		return nil, fmt.Errorf("broker url %q: scheme must be tcp, mqtt, ssl, tls, mqtts, ws or wss", s)
+	}
+	if u.Hostname() == "" || u.Port() == "" {
+		return nil, fmt.Errorf("broker url %q: want scheme://host:port", s)
+	}
+	return u, nil
+}
+
+// Devices returns the live fleet table ordered by device id. Safe to call at any time.
+func (c *Controller) Devices() []DeviceStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]DeviceStatus, 0, len(c.devices))
+	for _, d := range c.devices {
+		s := DeviceStatus{
+			ID:              d.dev.ID,
+			Online:          d.dev.Online,
+			Model:           d.dev.Model,
+			ResultsReceived: d.results.Stored,
+			Duplicates:      d.results.Duplicates,
+			Dropped:         d.results.Dropped,
+			Acked:           d.results.Contiguous,
+			Malformed:       d.malformed,
+			LastSeen:        d.dev.LastSeen,
+		}
+		if h := d.dev.Health; h != nil {
+			hc := *h
+			s.Health = &hc
+			s.InferencesPerS, s.LatencyP50Ms, s.LatencyP99Ms, s.Buffered = h.InferencesPerS, h.LatencyP50Ms, h.LatencyP99Ms, h.Buffered
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b DeviceStatus) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Stats returns the controller-wide counters.
+func (c *Controller) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+// Connected reports whether the MQTT client is currently connected and subscribed.
+func (c *Controller) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
+}
+
+// inbound is one device message handed from the MQTT callback to the ingest loop.
+type inbound struct {
+	topic    string
+	payload  []byte
+	retained bool
+	at       time.Time
+}
+
+// Run loads the registry, connects to the broker (retrying until it answers or ctx ends) and
+// ingests until ctx ends. It then disconnects, stores what was already received, writes the
+// registry and closes the store. It returns nil after a clean stop, or the first store error:
+// results it cannot store are never acknowledged, so devices keep them.
+func (c *Controller) Run(ctx context.Context) (err error) {
+	defer func() {
+		if cerr := c.store.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := c.load(ctx); err != nil {
+		return err
+	}
+
+	queue := make(chan inbound, c.opts.QueueSize)
+	client := paho.NewClient(c.clientOptions(ctx, queue))
+	// With ConnectRetry the token completes only once connected, so it is not waited on; the
+	// OnConnect handler subscribes, on the first connection and on every reconnection.
+	client.Connect()
+	c.log.Info("controller connecting", "broker", c.broker.String(), "client_id", c.opts.ClientID)
+
+	stopped := make(chan struct{})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		<-gctx.Done()
+		client.Disconnect(250)
+		c.setConnected(false)
+		close(stopped)
+		return nil
+	})
+	g.Go(func() error { return c.runIngest(gctx, client, queue, stopped) })
+	return g.Wait()
+}
+
+func (c *Controller) clientOptions(ctx context.Context, queue chan<- inbound) *paho.ClientOptions {
+	handler := func(_ paho.Client, m paho.Message) {
+		in := inbound{topic: m.Topic(), payload: m.Payload(), retained: m.Retained(), at: time.Now()}
+		// Block when the queue is full (backpressure: QoS 1 keeps messages at the broker), but
+		// never past shutdown.
+		select {
+		case queue <- in:
+		case <-ctx.Done():
+		}
+	}
+	var attempts atomic.Int64
+	o := paho.NewClientOptions().
+		AddBroker(c.broker.String()).
+		SetClientID(c.opts.ClientID).
+		SetUsername(c.opts.Username).
+		SetPassword(c.opts.Password).
+		SetProtocolVersion(4).
+		SetCleanSession(false).
+		SetOrderMatters(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(c.opts.RetryInterval).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(10 * c.opts.RetryInterval).
+		SetConnectTimeout(10 * time.Second).
+		SetWriteTimeout(10 * time.Second).
+		SetKeepAlive(30 * time.Second).
+		// Messages from a resumed session can arrive before OnConnect resubscribes.
+		SetDefaultPublishHandler(handler).
+		SetConnectionAttemptHandler(func(broker *url.URL, cfg *tls.Config) *tls.Config {
+			if n := attempts.Add(1); n > 1 {
+				c.log.Warn("broker not reachable, retrying", "broker", broker.Redacted(), "attempt", n)
+			}
+			return cfg
+		}).
+		SetOnConnectHandler(func(cl paho.Client) {
+			attempts.Store(0)
+			filters := map[string]byte{
+				wire.DeviceWildcard(wire.LeafState):   1,
+				wire.DeviceWildcard(wire.LeafHealth):  1,
+				wire.DeviceWildcard(wire.LeafResults): 1,
+			}
+			// OnConnect runs on its own goroutine in paho, so waiting here blocks no delivery.
+			tok := cl.SubscribeMultiple(filters, handler)
+			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+				c.log.Error("subscribe to device topics", "err", tok.Error())
+				return
+			}
+			for f, q := range tok.(*paho.SubscribeToken).Result() {
+				if q > 1 {
+					c.log.Error("broker refused subscription", "filter", f, "code", q)
+					return
+				}
+			}
+			c.setConnected(true)
+			c.log.Info("controller connected and subscribed", "broker", c.broker.String())
+		}).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			c.setConnected(false)
+			c.log.Warn("broker connection lost, reconnecting", "err", err)
+		})
+	return o
+}
+
+func (c *Controller) setConnected(v bool) {
+	c.mu.Lock()
+	c.connected = v
+	c.mu.Unlock()
+}
+
+// load fills the in-memory registry from the store. Every device starts offline: presence is
+// re-learned from State messages (retained at an external broker, republished by agents on
+// reconnecting to the embedded one).
+func (c *Controller) load(ctx context.Context) error {
+	devs, err := c.store.Devices(ctx)
+	if err != nil {
+		return fmt.Errorf("load registry: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range devs {
+		st, err := c.store.ResultStats(ctx, d.ID)
+		if err != nil {
+			return fmt.Errorf("load registry: %w", err)
+		}
+		d.Online = false
+		c.devices[d.ID] = &deviceState{dev: d, results: st}
+	}
+	return nil
+}

@@ -1,0 +1,393 @@
+package fleet_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/boltstore"
+	"github.com/outpost-ml/outpost/fleet/broker"
+	"github.com/outpost-ml/outpost/fleet/wire"
+)
+
+// startBroker runs an embedded broker on a free loopback port for the test's lifetime.
+func startBroker(t *testing.T) *broker.Broker {
+	t.Helper()
+	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return b
+}
+
+// runningController is a Controller on its own store in dir, running until stop.
+type runningController struct {
+	*fleet.Controller
+	stop func() error
+}
+
+func startController(t *testing.T, b *broker.Broker, dir string, queue int) *runningController {
+	t.Helper()
+	store, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass := b.ControllerCredentials()
+	c, err := fleet.New(fleet.Options{
+		Store: store, BrokerURL: b.URL(), Username: user, Password: pass,
+		QueueSize: queue, RetryInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("controller did not stop within 10s")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	waitFor(t, "controller to connect", c.Connected)
+	return &runningController{Controller: c, stop: stop}
+}
+
+// device is a paho client acting as an agent: it publishes and records the acks it receives.
+type device struct {
+	t  *testing.T
+	id string
+	c  paho.Client
+
+	mu   sync.Mutex
+	acks []uint64
+}
+
+func newDevice(t *testing.T, b *broker.Broker, id string) *device {
+	t.Helper()
+	d := &device{t: t, id: id}
+	o := paho.NewClientOptions().AddBroker(b.URL()).SetClientID(id).SetUsername(id).
+		SetProtocolVersion(4).SetAutoReconnect(false).SetConnectTimeout(5*time.Second).
+		SetWill(wire.DeviceTopic(id, wire.LeafState), `{"v":1,"device":"`+id+`","state":"offline"}`, 1, true)
+	d.c = paho.NewClient(o)
+	if tok := d.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("device %s connect: %v", id, tok.Error())
+	}
+	t.Cleanup(func() { d.c.Disconnect(100) })
+	tok := d.c.Subscribe(wire.ControllerTopic(id, wire.LeafAck), 1, func(_ paho.Client, m paho.Message) {
+		var a wire.Ack
+		if err := wire.Decode(m.Payload(), &a); err != nil {
+			t.Errorf("device %s: bad ack %q: %v", id, m.Payload(), err)
+			return
+		}
+		d.mu.Lock()
+		d.acks = append(d.acks, a.Seq)
+		d.mu.Unlock()
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("device %s subscribe: %v", id, tok.Error())
+	}
+	return d
+}
+
+func (d *device) lastAck() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.acks) == 0 {
+		return 0
+	}
+	return d.acks[len(d.acks)-1]
+}
+
+func (d *device) ackCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.acks)
+}
+
+func (d *device) publishRaw(leaf string, payload []byte, retained bool) {
+	d.t.Helper()
+	tok := d.c.Publish(wire.DeviceTopic(d.id, leaf), 1, retained, payload)
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		d.t.Fatalf("device %s publish %s: %v", d.id, leaf, tok.Error())
+	}
+}
+
+func (d *device) publish(leaf string, msg any, retained bool) {
+	d.t.Helper()
+	b, err := wire.Encode(msg)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.publishRaw(leaf, b, retained)
+}
+
+func (d *device) results(dropped uint64, seqs ...uint64) {
+	d.t.Helper()
+	b := &wire.ResultBatch{Device: d.id, DroppedThrough: dropped}
+	for _, s := range seqs {
+		b.Results = append(b.Results, wire.Result{Seq: s, Time: time.Unix(int64(s), 0).UTC(), Model: "vib@1", Score: float64(s), LatencyUs: 100})
+	}
+	d.publish(wire.LeafResults, b, false)
+}
+
+// waitFor polls cond until it holds or a deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitMessages waits until the controller has taken n device messages in all.
+func waitMessages(t *testing.T, c *runningController, n uint64) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("controller to take %d messages", n), func() bool { return c.Stats().Messages >= n })
+}
+
+func status(c *runningController, id string) (fleet.DeviceStatus, bool) {
+	for _, s := range c.Devices() {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return fleet.DeviceStatus{}, false
+}
+
+func TestIngestEndToEnd(t *testing.T) {
+	b := startBroker(t)
+	dir := t.TempDir()
+	c := startController(t, b, dir, 0)
+	d := newDevice(t, b, "dev-1")
+
+	model := wire.ModelRef{Name: "vib", Version: "1.2.0"}
+	d.publish(wire.LeafState, &wire.State{Device: "dev-1", State: wire.StateOnline, Time: time.Now()}, true)
+	d.publish(wire.LeafHealth, &wire.Health{Device: "dev-1", Time: time.Now(), Model: model, InferencesPerS: 12.5, LatencyP50Ms: 1.5, LatencyP99Ms: 4, Buffered: 7}, true)
+
+	steps := []struct {
+		name    string
+		dropped uint64
+		seqs    []uint64
+		wantAck uint64
+	}{
+		{"first batch", 0, []uint64{1, 2, 3}, 3},
+		{"resend with one new", 0, []uint64{2, 3, 4}, 4},
+		{"gap at 5 holds the ack", 0, []uint64{6, 7}, 4},
+		{"5 declared dropped, 8 missing", 5, []uint64{9}, 7},
+		{"8 arrives", 0, []uint64{8}, 9},
+	}
+	msgs := uint64(2)
+	for _, st := range steps {
+		before := d.ackCount()
+		d.results(st.dropped, st.seqs...)
+		msgs++
+		waitMessages(t, c, msgs)
+		waitFor(t, st.name+": ack", func() bool { return d.ackCount() > before })
+		if got := d.lastAck(); got != st.wantAck {
+			t.Fatalf("%s: ack = %d, want %d", st.name, got, st.wantAck)
+		}
+	}
+
+	// Garbage of every kind is counted and dropped; ingest carries on.
+	garbage := []struct {
+		leaf    string
+		payload string
+	}{
+		{wire.LeafResults, `{not json`},
+		{wire.LeafResults, `{"v":99,"device":"dev-1","results":[]}`},
+		{wire.LeafResults, `{"device":"dev-1","results":[]}`},
+		{wire.LeafResults, `{"v":1,"device":"dev-2","results":[{"seq":10}]}`},
+		{wire.LeafResults, `{"v":1,"device":"dev-1","results":[{"seq":0}]}`},
+		{wire.LeafState, `{"v":1,"device":"dev-1","state":"bogus"}`},
+		{wire.LeafHealth, `[1,2,3]`},
+	}
+	for _, g := range garbage {
+		d.publishRaw(g.leaf, []byte(g.payload), false)
+	}
+	msgs += uint64(len(garbage))
+	waitMessages(t, c, msgs)
+	if got := c.Stats().Malformed; got != uint64(len(garbage)) {
+		t.Errorf("Stats().Malformed = %d, want %d", got, len(garbage))
+	}
+	before := d.ackCount()
+	d.results(0, 10)
+	waitFor(t, "ack 10 after garbage", func() bool { return d.ackCount() > before && d.lastAck() == 10 })
+
+	// A stranger sending only garbage is not registered.
+	x := newDevice(t, b, "dev-x")
+	x.publishRaw(wire.LeafResults, []byte("garbage"), false)
+	waitFor(t, "stranger's garbage counted", func() bool { return c.Stats().Malformed == uint64(len(garbage))+1 })
+
+	s, ok := status(c, "dev-1")
+	if !ok {
+		t.Fatal("dev-1 not in Devices()")
+	}
+	want := fleet.DeviceStatus{ID: "dev-1", Online: true, Model: model, InferencesPerS: 12.5, LatencyP50Ms: 1.5, LatencyP99Ms: 4,
+		Buffered: 7, ResultsReceived: 9, Duplicates: 2, Dropped: 1, Acked: 10, Malformed: uint64(len(garbage))}
+	got := s
+	got.LastSeen, got.Health = time.Time{}, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("status =\n %+v\nwant\n %+v", got, want)
+	}
+	if s.Health == nil || s.LastSeen.IsZero() || time.Since(s.LastSeen) > time.Minute {
+		t.Errorf("status health %v last seen %v", s.Health, s.LastSeen)
+	}
+	if _, ok := status(c, "dev-x"); ok {
+		t.Error("dev-x registered from garbage only")
+	}
+	st := c.Stats()
+	if st.Stored != 9 || st.Duplicates != 2 || st.Dropped != 1 || st.Commits == 0 || st.Commits > st.Batches {
+		t.Errorf("Stats() = %+v", st)
+	}
+
+	// The device says it goes offline (the agent's last-will carries the same message).
+	d.publish(wire.LeafState, &wire.State{Device: "dev-1", State: wire.StateOffline, Time: time.Now()}, true)
+	waitFor(t, "dev-1 offline", func() bool { s, _ := status(c, "dev-1"); return !s.Online })
+
+	if err := c.stop(); err != nil {
+		t.Fatalf("controller Run: %v", err)
+	}
+
+	// The store holds each result exactly once.
+	store, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rs, err := store.Results(context.Background(), "dev-1", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []uint64
+	for _, r := range rs {
+		seqs = append(seqs, r.Seq)
+	}
+	if want := []uint64{1, 2, 3, 4, 6, 7, 8, 9, 10}; !slices.Equal(seqs, want) {
+		t.Errorf("stored seqs = %v, want %v", seqs, want)
+	}
+	devs, err := store.Devices(context.Background())
+	if err != nil || len(devs) != 1 || devs[0].ID != "dev-1" || devs[0].Model != model || devs[0].Online {
+		t.Errorf("stored devices = %+v, %v", devs, err)
+	}
+}
+
+func TestRestartKeepsExactlyOnce(t *testing.T) {
+	b := startBroker(t)
+	dir := t.TempDir()
+	c := startController(t, b, dir, 0)
+	d := newDevice(t, b, "dev-r")
+	d.results(0, 1, 2, 3)
+	waitFor(t, "ack 3", func() bool { return d.lastAck() == 3 })
+	if err := c.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	c = startController(t, b, dir, 0)
+	s, ok := status(c, "dev-r")
+	if !ok || s.Online || s.ResultsReceived != 3 || s.Acked != 3 {
+		t.Fatalf("after restart status = %+v (ok %v), want registered, offline, 3 results, acked 3", s, ok)
+	}
+	before := d.ackCount()
+	d.results(0, 1, 2, 3) // the device never got an ack it trusted and resends
+	waitFor(t, "ack re-sent", func() bool { return d.ackCount() > before })
+	if got := d.lastAck(); got != 3 {
+		t.Fatalf("re-sent ack = %d, want 3", got)
+	}
+	d.results(0, 3, 4)
+	waitFor(t, "ack 4", func() bool { return d.lastAck() == 4 })
+	s, _ = status(c, "dev-r")
+	if s.ResultsReceived != 4 || s.Duplicates != 4 {
+		t.Errorf("status = %+v, want 4 results and 4 duplicates", s)
+	}
+}
+
+// TestBackpressure floods the controller through a one-slot queue from several devices at once:
+// the MQTT callback blocks, acks are published meanwhile, and nothing deadlocks or is lost.
+func TestBackpressure(t *testing.T) {
+	b := startBroker(t)
+	c := startController(t, b, t.TempDir(), 1)
+	const devices, batches, per = 4, 50, 10
+	var wg sync.WaitGroup
+	devs := make([]*device, devices)
+	for i := range devs {
+		devs[i] = newDevice(t, b, fmt.Sprintf("flood-%d", i))
+	}
+	start := time.Now()
+	for _, d := range devs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range batches {
+				b := &wire.ResultBatch{Device: d.id}
+				for j := range per {
+					b.Results = append(b.Results, wire.Result{Seq: uint64(i*per + j + 1), Score: 1})
+				}
+				payload, _ := wire.Encode(b)
+				// Not waited on one by one: in-flight QoS 1 publishes pile up at the broker.
+				d.c.Publish(wire.DeviceTopic(d.id, wire.LeafResults), 1, false, payload)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, d := range devs {
+		waitFor(t, d.id+" final ack", func() bool { return d.lastAck() == batches*per })
+	}
+	st := c.Stats()
+	t.Logf("%d results in %d batches from %d devices: %v, %d commits (%.1f batches/commit)",
+		devices*batches*per, st.Batches, devices, time.Since(start), st.Commits, float64(st.Batches)/float64(st.Commits))
+	if st.Stored != devices*batches*per || st.Duplicates != 0 {
+		t.Errorf("Stats() = %+v, want %d stored, no duplicates", st, devices*batches*per)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	store, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	tests := []struct {
+		name string
+		opts fleet.Options
+	}{
+		{"no store", fleet.Options{BrokerURL: "tcp://127.0.0.1:1883"}},
+		{"no url", fleet.Options{Store: store}},
+		{"bad scheme", fleet.Options{Store: store, BrokerURL: "http://127.0.0.1:1883"}},
+		{"no port", fleet.Options{Store: store, BrokerURL: "tcp://127.0.0.1"}},
+		{"garbage", fleet.Options{Store: store, BrokerURL: "::nope"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := fleet.New(tt.opts); err == nil {
+				t.Error("New = nil error, want one")
+			}
+		})
+	}
+}

@@ -1,0 +1,114 @@
+package tflite
+
+import (
+	"fmt"
+
+	"github.com/outpost-ml/outpost/models/tensor"
+	"github.com/outpost-ml/outpost/models/tflite/schema"
+)
+
+// Kernel implements one operator, in the shape of TFLite Micro's TFLMRegistration: Init once per
+// node when the interpreter is built, Prepare once per node to check types and shapes, compute
+// constants and request scratch memory, and Eval on every Invoke. A Kernel value is shared by
+// all nodes that use it; per-node state goes in Node.Data. Eval must not allocate.
+type Kernel interface {
+	// Init returns the node's private state, stored in Node.Data (nil if none).
+	Init(n *Node) (any, error)
+	// Prepare validates the node and may set output shapes; tensors that are not constant have
+	// no memory yet.
+	Prepare(n *Node) error
+	// Eval computes the outputs from the inputs.
+	Eval(n *Node) error
+}
+
+// KernelFuncs adapts plain functions to Kernel; a nil InitFn or PrepareFn does nothing.
+type KernelFuncs struct {
+	InitFn    func(n *Node) (any, error)
+	PrepareFn func(n *Node) error
+	EvalFn    func(n *Node) error
+}
+
+func (k KernelFuncs) Init(n *Node) (any, error) {
+	if k.InitFn == nil {
+		return nil, nil
+	}
+	return k.InitFn(n)
+}
+
+func (k KernelFuncs) Prepare(n *Node) error {
+	if k.PrepareFn == nil {
+		return nil
+	}
+	return k.PrepareFn(n)
+}
+
+func (k KernelFuncs) Eval(n *Node) error { return k.EvalFn(n) }
+
+// OpResolver finds the kernel of an operator code. The interpreter never imports kernels;
+// callers hand it a resolver (kernels.Builtins(), or a smaller one for a lean binary).
+type OpResolver interface {
+	Lookup(op schema.BuiltinOperator, version int, custom string) (Kernel, bool)
+}
+
+// Node is the per-node context a kernel sees: its tensors, parsed options and private state.
+type Node struct {
+	Index         int
+	Op            OpInfo
+	Inputs        []*tensor.Tensor // nil entries for omitted optional inputs (-1 in the file)
+	Outputs       []*tensor.Tensor
+	Intermediates []*tensor.Tensor
+	Options       any    // typed builtin options, e.g. *FullyConnectedOptions; may be nil
+	CustomOptions []byte // raw custom options of custom ops
+	Data          any    // per-node state: what Init returned, or what Prepare stored
+
+	scratchSizes []int    // requested in Prepare
+	scratch      [][]byte // assigned by the planner
+}
+
+// Input returns input i, or nil when it is omitted or i is out of range.
+func (n *Node) Input(i int) *tensor.Tensor {
+	if i < 0 || i >= len(n.Inputs) {
+		return nil
+	}
+	return n.Inputs[i]
+}
+
+// Output returns output i, or nil when i is out of range.
+func (n *Node) Output(i int) *tensor.Tensor {
+	if i < 0 || i >= len(n.Outputs) {
+		return nil
+	}
+	return n.Outputs[i]
+}
+
+// RequestScratch reserves bytes of arena memory that live only while this node runs (TFLite
+// Micro's RequestScratchBufferInArena). Call it in Prepare; it returns a handle for Scratch.
+func (n *Node) RequestScratch(bytes int) (int, error) {
+	if bytes < 0 {
+		return 0, fmt.Errorf("scratch of %d bytes", bytes)
+	}
+	n.scratchSizes = append(n.scratchSizes, bytes)
+	return len(n.scratchSizes) - 1, nil
+}
+
+// Scratch returns the scratch buffer of handle h during Eval (16-byte aligned).
+func (n *Node) Scratch(h int) []byte { return n.scratch[h] }
+
+// CheckIO checks the node's input and output counts: minIn..maxIn inputs and exactly outs outputs.
+func (n *Node) CheckIO(minIn, maxIn, outs int) error {
+	if len(n.Inputs) < minIn || len(n.Inputs) > maxIn {
+		if minIn == maxIn {
+			return fmt.Errorf("%d inputs, want %d", len(n.Inputs), minIn)
+		}
+		return fmt.Errorf("%d inputs, want %d to %d", len(n.Inputs), minIn, maxIn)
+	}
+	if len(n.Outputs) != outs {
+		return fmt.Errorf("%d outputs, want %d", len(n.Outputs), outs)
+	}
+	for i := 0; i < minIn; i++ {
+		if n.Inputs[i] == nil {
+			return fmt.Errorf("required input %d is omitted", i)
+		}
+	}
+	return nil
+}

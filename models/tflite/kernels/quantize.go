@@ -1,0 +1,178 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/outpost-ml/outpost/models/tensor"
+	"github.com/outpost-ml/outpost/models/tflite"
+	"github.com/outpost-ml/outpost/models/tflite/schema"
+)
+
+func init() {
+	register(func(r *Resolver) {
+		r.AddBuiltin(schema.OpQuantize, 1, 3, tflite.KernelFuncs{PrepareFn: prepareQuantize, EvalFn: evalQuantize})
+		r.AddBuiltin(schema.OpDequantize, 1, 5, tflite.KernelFuncs{PrepareFn: prepareDequantize, EvalFn: evalDequantize})
+	})
+}
+
+type quantizeData struct {
+	inZP, outZP int32
+	scale       float32 // float input: output scale
+	mult        int32   // integer input: requantization multiplier
+	shift       int
+	lo, hi      int32
+}
+
+func isQuantInt(d tensor.DType) bool {
+	return d == tensor.Int8 || d == tensor.Uint8 || d == tensor.Int16 || d == tensor.Int32
+}
+
+// prepareQuantize: float32 → int8/uint8/int16 (AffineQuantize), or integer → integer
+// requantization (reference_ops::Requantize) with multiplier in_scale/out_scale.
+func prepareQuantize(n *tflite.Node) error {
+	if err := n.CheckIO(1, 1, 1); err != nil {
+		return err
+	}
+	in, out := n.Input(0), n.Output(0)
+	if in.NumElements() != out.NumElements() {
+		return fmt.Errorf("input has %d elements, output %d", in.NumElements(), out.NumElements())
+	}
+	if !isQuantInt(out.DType()) {
+		return fmt.Errorf("output type %s not supported", out.DType())
+	}
+	outScale, outZP, err := perTensor(out)
+	if err != nil {
+		return err
+	}
+	d := &quantizeData{outZP: outZP, scale: outScale}
+	d.lo, d.hi = qrange(out.DType())
+	switch {
+	case in.DType() == tensor.Float32:
+	case isQuantInt(in.DType()):
+		inScale, inZP, err := perTensor(in)
+		if err != nil {
+			return err
+		}
+		d.inZP = inZP
+		d.mult, d.shift = QuantizeMultiplier(float64(inScale) / float64(outScale))
+	default:
+		return fmt.Errorf("input type %s not supported", in.DType())
+	}
+	n.Data = d
+	return nil
+}
+
+func evalQuantize(n *tflite.Node) error {
+	d := n.Data.(*quantizeData)
+	in, out := n.Input(0), n.Output(0)
+	switch in.DType() {
+	case tensor.Float32:
+		quantizeTo(d, in.Float32(), out)
+	case tensor.Int8:
+		quantizeTo(d, in.Int8(), out)
+	case tensor.Uint8:
+		quantizeTo(d, in.Uint8(), out)
+	case tensor.Int16:
+		quantizeTo(d, in.Int16(), out)
+	case tensor.Int32:
+		quantizeTo(d, in.Int32(), out)
+	}
+	return nil
+}
+
+type number interface {
+	~float32 | ~int8 | ~uint8 | ~int16 | ~int32
+}
+
+type quantInt interface {
+	~int8 | ~uint8 | ~int16 | ~int32
+}
+
+// quantizeTo dispatches once on the output type so the element loop is monomorphic.
+func quantizeTo[I number](d *quantizeData, in []I, out *tensor.Tensor) {
+	switch out.DType() {
+	case tensor.Int8:
+		quantizeLoop(d, in, out.Int8())
+	case tensor.Uint8:
+		quantizeLoop(d, in, out.Uint8())
+	case tensor.Int16:
+		quantizeLoop(d, in, out.Int16())
+	case tensor.Int32:
+		quantizeLoop(d, in, out.Int32())
+	}
+}
+
+func quantizeLoop[I number, O quantInt](d *quantizeData, in []I, out []O) {
+	for i, v := range in {
+		var q int32
+		if f, ok := any(v).(float32); ok {
+			// AffineQuantize: round(x / scale) in float32, half away from zero, then + zp.
+			q = int32(roundToInt(f/d.scale)) + d.outZP
+		} else {
+			q = MultiplyByQuantizedMultiplier(int32(v)-d.inZP, d.mult, d.shift) + d.outZP
+		}
+		out[i] = O(min(max(q, d.lo), d.hi))
+	}
+}
+
+// roundToInt rounds half away from zero and saturates to int32 (NaN becomes 0).
+func roundToInt(v float32) int64 {
+	r := math.Round(float64(v))
+	switch {
+	case r != r:
+		return 0
+	case r > math.MaxInt32:
+		return math.MaxInt32
+	case r < math.MinInt32:
+		return math.MinInt32
+	}
+	return int64(r)
+}
+
+func loadInt(t *tensor.Tensor, i int) int32 {
+	switch t.DType() {
+	case tensor.Int8:
+		return int32(t.Int8()[i])
+	case tensor.Uint8:
+		return int32(t.Uint8()[i])
+	case tensor.Int16:
+		return int32(t.Int16()[i])
+	}
+	return t.Int32()[i]
+}
+
+type dequantizeData struct {
+	scale float64
+	zp    int32
+}
+
+// prepareDequantize: int8/uint8/int16/int32 → float32, out = scale * (q - zp) computed in
+// float64 and rounded once, as reference_ops::Dequantize does.
+func prepareDequantize(n *tflite.Node) error {
+	if err := n.CheckIO(1, 1, 1); err != nil {
+		return err
+	}
+	in, out := n.Input(0), n.Output(0)
+	if out.DType() != tensor.Float32 || !isQuantInt(in.DType()) {
+		return fmt.Errorf("input %s, output %s not supported", in.DType(), out.DType())
+	}
+	if in.NumElements() != out.NumElements() {
+		return fmt.Errorf("input has %d elements, output %d", in.NumElements(), out.NumElements())
+	}
+	scale, zp, err := perTensor(in)
+	if err != nil {
+		return err
+	}
+	n.Data = &dequantizeData{scale: float64(scale), zp: zp}
+	return nil
+}
+
+func evalDequantize(n *tflite.Node) error {
+	d := n.Data.(*dequantizeData)
+	in, y := n.Input(0), n.Output(0).Float32()
+	for i := range y {
+		y[i] = float32(d.scale * float64(loadInt(in, i)-d.zp))
+	}
+	return nil
+}

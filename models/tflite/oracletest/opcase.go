@@ -1,0 +1,98 @@
+package oracletest
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/outpost-ml/outpost/models/tensor"
+	"github.com/outpost-ml/outpost/models/tflite"
+)
+
+// OpCase is a single-op (or few-op) model that the project writes itself with
+// models/tflite/write, validated once against the official runtime.
+//
+// The model is committed as DIR/NAME.tflite and the oracle's output for it as DIR/NAME.json
+// (`tflite-oracle.js NAME.tflite --random Seed`, default seed 1; inputs that must be valid
+// indices or shapes belong in the model as constant tensors, so random data only feeds real
+// data inputs). RunOpCases rebuilds every model, insists it is byte-identical to the committed
+// file (so a golden never silently describes another model), runs it through the interpreter
+// with the oracle's inputs and compares the outputs.
+//
+// To add or change cases: OUTPOST_WRITE_OPS=1 go test ./PKG -run TEST writes the .tflite files,
+// then scripts/oracle-ops DIR runs the official runtime on every model whose .json is missing or
+// older, and the test passes once both are committed.
+type OpCase struct {
+	Name  string
+	Build func() ([]byte, error)
+	// Tol overrides the tolerance per dtype; nil means Exact: integer kernels must reproduce
+	// the reference arithmetic bit for bit. Use Default for int8 graphs whose nodes XNNPACK
+	// takes inside the oracle.
+	Tol func(tensor.DType) Tolerance
+	// Resolver runs the model; required.
+	Resolver tflite.OpResolver
+}
+
+// RunOpCases runs every case as a subtest; dir is relative to the calling package.
+func RunOpCases(t *testing.T, dir string, cases []OpCase) {
+	t.Helper()
+	write := os.Getenv("OUTPOST_WRITE_OPS") == "1"
+	seen := map[string]bool{}
+	for _, c := range cases {
+		if seen[c.Name] {
+			t.Fatalf("duplicate op case %q", c.Name)
+		}
+		seen[c.Name] = true
+		t.Run(c.Name, func(t *testing.T) {
+			data, err := c.Build()
+			if err != nil {
+				t.Fatalf("build model: %v", err)
+			}
+			path := filepath.Join(dir, c.Name+".tflite")
+			if write {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if old, err := os.ReadFile(path); err != nil || !bytes.Equal(old, data) {
+					if err := os.WriteFile(path, data, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					os.Remove(filepath.Join(dir, c.Name+".json")) // stale golden
+					t.Logf("wrote %s; run scripts/oracle-ops %s", path, dir)
+				}
+			}
+			committed, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (OUTPOST_WRITE_OPS=1 writes it)", err)
+			}
+			if !bytes.Equal(committed, data) {
+				t.Fatalf("%s differs from the model the test builds; rewrite it with OUTPOST_WRITE_OPS=1 and rerun scripts/oracle-ops", path)
+			}
+			var run Run
+			if !ReadJSON(t, filepath.Join(dir, c.Name+".json"), &run) {
+				t.Fatalf("no oracle output %s.json; run scripts/oracle-ops %s", c.Name, dir)
+			}
+			if run.Error != "" {
+				t.Fatalf("the official runtime failed on this model: %s", run.Error)
+			}
+			m, err := tflite.Load(data)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			ip, err := tflite.NewInterpreter(m, c.Resolver, tflite.Options{})
+			if err != nil {
+				t.Fatalf("NewInterpreter: %v", err)
+			}
+			SetInputs(t, ip, run)
+			if err := ip.Invoke(); err != nil {
+				t.Fatalf("Invoke: %v", err)
+			}
+			tol := c.Tol
+			if tol == nil {
+				tol = Exact
+			}
+			Compare(t, ip, run.Outputs, tol)
+		})
+	}
+}
