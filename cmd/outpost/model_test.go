@@ -351,10 +351,11 @@ func TestModelInspect(t *testing.T) {
 	if code != 0 || !strings.Contains(text, "FULLY_CONNECTED v4") || !strings.Contains(text, "arena:") {
 		t.Errorf("text inspect (exit %d):\n%s", code, text)
 	}
-	// A model with an unsupported op still inspects; the arena line says why it is not planned.
-	text, code = runOutpost(t, "model", "inspect", filepath.Join(dir, "person_detect", "person_detect.tflite"))
+	// A model with an unsupported (custom) op still inspects; the arena line says why it is not
+	// planned.
+	text, code = runOutpost(t, "model", "inspect", filepath.Join(dir, "person_detect_vela", "person_detect_vela.tflite"))
 	if code != 0 || !strings.Contains(text, "not planned: new interpreter: unsupported op") {
-		t.Errorf("person_detect inspect (exit %d):\n%.400s", code, text)
+		t.Errorf("person_detect_vela inspect (exit %d):\n%.400s", code, text)
 	}
 }
 

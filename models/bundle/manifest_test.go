@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -12,11 +13,28 @@ func validManifest() *Manifest {
 		ModelFile: "vibration-anomaly-f32.tflite", SHA256: strings.Repeat("ab", 32), Size: 100,
 		Input: Input{Sensor: "vibration", Channels: []string{"accel"}, SampleRateHz: 50, Window: 64, Stride: 32,
 			Normalization: []Normalization{{Mean: 0, Std: 0.25}}, DType: "float32", Shape: []int{1, 64}},
-		Output:          Output{Kind: OutputAnomalyScore, Labels: []string{"normal", "anomaly"}, Threshold: 0.5},
+		Output:          Output{Kind: OutputAnomalyScore, Labels: []string{"normal", "anomaly"}, Threshold: 0.5, DType: "float32"},
 		Metrics:         Metrics{Accuracy: 0.99, Recall: map[string]float64{"bearing": 0.9}},
 		Ops:             []string{"FULLY_CONNECTED", "LOGISTIC"},
 		MinAgentVersion: "0.1.0",
+		Baseline:        testBaseline(),
+		Golden: &Golden{Tolerance: Tolerance{Abs: 1e-5, Rel: 1e-4}, Vectors: []GoldenVector{
+			{Name: "zeros", Input: make([]float64, 64), Output: []float64{0.25}},
+		}},
 	}
+}
+
+func testBaseline() *Baseline {
+	in := make([]float64, 256)
+	for i := range in {
+		in[i] = float64(i%17) / 10
+	}
+	b, err := ComputeBaseline("test", []string{"accel"}, [][]float64{in[:64], in[64:128], in[128:192], in[192:]},
+		[][]float64{{0.1}, {0.2}, {0.9}, {0.3}}, []string{"anomaly_score"})
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -76,9 +94,47 @@ func TestValidate(t *testing.T) {
 		{"threshold", func(m *Manifest) { m.Output.Threshold = 1.5 }, "threshold"},
 		{"anomaly labels", func(m *Manifest) { m.Output.Labels = []string{"a", "b", "c"} }, "want none or 2"},
 		{"classes labels", func(m *Manifest) { m.Output.Kind = OutputClasses; m.Output.Labels = []string{"a"} }, "at least 2 labels"},
-		{"classes ok", func(m *Manifest) { m.Output.Kind = OutputClasses; m.Output.Labels = []string{"a", "b", "c"} }, ""},
+		{"classes ok", func(m *Manifest) {
+			m.Output.Kind = OutputClasses
+			m.Output.Labels = []string{"a", "b", "c"}
+			m.Golden.Vectors[0].Output = []float64{0.2, 0.5, 0.3}
+			m.Baseline.Outputs = append(m.Baseline.Outputs, m.Baseline.Outputs[0], m.Baseline.Outputs[0])
+		}, ""},
+		{"classes golden width", func(m *Manifest) { m.Output.Kind = OutputClasses; m.Output.Labels = []string{"a", "b", "c"} }, "1 outputs for 3 labels"},
 		{"accuracy", func(m *Manifest) { m.Metrics.Accuracy = 2 }, "accuracy"},
 		{"recall", func(m *Manifest) { m.Metrics.Recall["bearing"] = -1 }, `recall "bearing"`},
+		{"float accuracy", func(m *Manifest) { m.Metrics.FloatAccuracy = -0.5 }, "float_accuracy"},
+		{"output dtype", func(m *Manifest) { m.Output.DType = "" }, `output: dtype ""`},
+		{"int8 without quantization", func(m *Manifest) { m.Input.DType = "int8" }, "input: dtype int8 needs quantization"},
+		{"float with quantization", func(m *Manifest) { m.Input.Quantization = &Quantization{Scale: 1} }, "quantization given for a float32"},
+		{"bad scale", func(m *Manifest) {
+			m.Output.DType = "int8"
+			m.Output.Quantization = &Quantization{Scale: 0, ZeroPoint: -128}
+		}, "scale 0"},
+		{"bad zero point", func(m *Manifest) {
+			m.Output.DType = "int8"
+			m.Output.Quantization = &Quantization{Scale: 1.0 / 256, ZeroPoint: -129}
+		}, "zero_point -129"},
+		{"baseline missing", func(m *Manifest) { m.Baseline = nil }, "baseline is missing"},
+		{"baseline windows", func(m *Manifest) { m.Baseline.Windows = 0 }, "baseline: windows 0"},
+		{"baseline channels", func(m *Manifest) { m.Baseline.Inputs = nil }, "0 inputs for 1 channels"},
+		{"baseline outputs", func(m *Manifest) { m.Baseline.Outputs = nil }, "outputs is empty"},
+		{"baseline name", func(m *Manifest) { m.Baseline.Inputs[0].Name = "" }, "name is missing"},
+		{"baseline count", func(m *Manifest) { m.Baseline.Inputs[0].Count++ }, "counts add up"},
+		{"baseline frequencies", func(m *Manifest) { m.Baseline.Inputs[0].Frequencies[0] += 0.1 }, "frequencies[0]"},
+		{"baseline edges", func(m *Manifest) { m.Baseline.Outputs[0].Histogram.Edges[1] = -1 }, "not increasing"},
+		{"golden missing", func(m *Manifest) { m.Golden = nil }, "golden is missing"},
+		{"golden empty", func(m *Manifest) { m.Golden.Vectors = nil }, "vectors is empty"},
+		{"golden tolerance", func(m *Manifest) { m.Golden.Tolerance.Abs = -1 }, "tolerance"},
+		{"golden input length", func(m *Manifest) { m.Golden.Vectors[0].Input = []float64{1} }, "1 inputs, the input tensor holds 64"},
+		{"golden output length", func(m *Manifest) { m.Golden.Vectors[0].Output = nil }, "0 outputs"},
+		{"golden name", func(m *Manifest) { m.Golden.Vectors[0].Name = "" }, "name is missing"},
+		{"golden int8 value", func(m *Manifest) {
+			m.Input.DType = "int8"
+			m.Input.Quantization = &Quantization{Scale: 0.1}
+			m.Golden.Vectors[0].Input[3] = 0.5
+		}, "value 3 (0.5) is not a int8"},
+		{"golden outputs vs baseline", func(m *Manifest) { m.Golden.Vectors[0].Output = []float64{1, 2} }, "baseline has 1 outputs, golden vectors have 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,6 +197,9 @@ func TestDecodeStrict(t *testing.T) {
 		{"wrong type", withExtra("size", "big"), "decode manifest"},
 		{"missing sha256", without("sha256"), "sha256"},
 		{"missing input", without("input"), "input: sensor is missing"},
+		{"missing baseline", without("baseline"), "baseline is missing"},
+		{"missing golden", without("golden"), "golden is missing"},
+		{"too big", append(append([]byte{}, good...), bytes.Repeat([]byte(" "), MaxManifestSize)...), "limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,6 +225,17 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 		if err := m.Validate(); err != nil {
 			t.Fatalf("decoded manifest fails Validate: %v", err)
+		}
+		enc, err := m.Encode()
+		if err != nil {
+			t.Fatalf("Encode of a decoded manifest: %v", err)
+		}
+		m2, err := DecodeManifest(enc)
+		if err != nil {
+			t.Fatalf("DecodeManifest(Encode(m)): %v", err)
+		}
+		if enc2, _ := m2.Encode(); !bytes.Equal(enc, enc2) {
+			t.Fatalf("encoding is not stable:\n%s\n%s", enc, enc2)
 		}
 	})
 }

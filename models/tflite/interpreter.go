@@ -13,22 +13,24 @@ type Options struct {
 	MaxBytes int
 }
 
-// Interpreter runs the main subgraph of a Model. All memory is planned and allocated by
+// Interpreter runs the main subgraph of a Model; control-flow kernels (IF, WHILE, CALL_ONCE) run
+// the other subgraphs through Node.Subgraph. All memory is planned and allocated by
 // NewInterpreter; Invoke allocates nothing. An Interpreter is not safe for concurrent use.
 type Interpreter struct {
 	model   *Model
+	graphs  []*Graph // one per subgraph; graphs[0] is the main graph
 	tensors []*tensor.Tensor
-	nodes   []Node
-	kernels []Kernel
 	inputs  []*tensor.Tensor
 	outputs []*tensor.Tensor
-	vars    []*tensor.Tensor
+	vars    []*tensor.Tensor // variable tensors of every subgraph
+	res     *Resources
 	arena   []byte
 }
 
-// NewInterpreter resolves every op of the main subgraph, runs Init and Prepare on each node and
-// plans one arena for all non-constant tensors and scratch buffers. An op missing from r is an
-// error naming it, its version and the model's full op list.
+// NewInterpreter resolves every op of every subgraph, runs Init and Prepare on each node (callee
+// subgraphs before their callers) and plans one arena for all non-constant tensors and scratch
+// buffers. An op missing from r is an error naming it, its version and the model's full op list.
+// Subgraph calls that recurse, or nest deeper than MaxSubgraphDepth, are rejected here.
 func NewInterpreter(m *Model, r OpResolver, opts Options) (ip *Interpreter, err error) {
 	if m == nil || len(m.Subgraphs) == 0 {
 		return nil, fmt.Errorf("new interpreter: no model")
@@ -42,47 +44,69 @@ func NewInterpreter(m *Model, r OpResolver, opts Options) (ip *Interpreter, err 
 			ip, err = nil, fmt.Errorf("new interpreter: internal error (kernel panic in prepare): %v", p)
 		}
 	}()
-	sg := &m.Subgraphs[0]
-	ip = &Interpreter{model: m, tensors: make([]*tensor.Tensor, len(sg.Tensors))}
-	for i := range sg.Tensors {
-		ti := &sg.Tensors[i]
-		t := tensor.New(ti.Name, ti.DType, ti.Shape, ti.Quant)
-		t.SetVariable(ti.Variable)
-		if ti.Constant() {
-			t.SetConstant(true)
-			t.SetData(ti.data)
-		}
-		ip.tensors[i] = t
-	}
-	if err := ip.resolve(r); err != nil {
+	order, err := callOrder(m)
+	if err != nil {
 		return nil, fmt.Errorf("new interpreter: %w", err)
 	}
-	for i := range ip.nodes {
-		n := &ip.nodes[i]
-		if n.Data, err = ip.kernels[i].Init(n); err != nil {
-			return nil, fmt.Errorf("new interpreter: init op %d (%s): %w", i, n.Op, err)
+	ip = &Interpreter{model: m, graphs: make([]*Graph, len(m.Subgraphs)), res: newResources()}
+	for si := range m.Subgraphs {
+		ip.graphs[si] = ip.newGraph(si)
+	}
+	for si, g := range ip.graphs {
+		if err := g.resolve(r); err != nil {
+			if si == 0 {
+				return nil, fmt.Errorf("new interpreter: %w", err)
+			}
+			return nil, fmt.Errorf("new interpreter: subgraph %d: %w", si, err)
 		}
-		if err := ip.kernels[i].Prepare(n); err != nil {
-			return nil, fmt.Errorf("new interpreter: prepare op %d (%s): %w", i, n.Op, err)
+	}
+	for _, si := range order {
+		if err := ip.graphs[si].prepare(); err != nil {
+			return nil, fmt.Errorf("new interpreter: %w", err)
 		}
 	}
 	if err := ip.plan(maxBytes); err != nil {
 		return nil, fmt.Errorf("new interpreter: %w", err)
 	}
-	for _, i := range sg.Inputs {
-		ip.inputs = append(ip.inputs, ip.tensors[i])
-	}
-	for _, i := range sg.Outputs {
-		ip.outputs = append(ip.outputs, ip.tensors[i])
-	}
+	main := ip.graphs[0]
+	ip.tensors, ip.inputs, ip.outputs = main.tensors, main.inputs, main.outputs
 	ip.ResetVariables()
 	return ip, nil
 }
 
-func (ip *Interpreter) resolve(r OpResolver) error {
-	ops := ip.model.Operators()
-	ip.nodes = make([]Node, len(ops))
-	ip.kernels = make([]Kernel, len(ops))
+func (ip *Interpreter) newGraph(si int) *Graph {
+	sg := &ip.model.Subgraphs[si]
+	g := &Graph{ip: ip, index: si, sg: sg, tensors: make([]*tensor.Tensor, len(sg.Tensors))}
+	for i := range sg.Tensors {
+		ti := &sg.Tensors[i]
+		t := tensor.New(ti.Name, ti.DType, ti.Shape, ti.Quant)
+		t.SetVariable(ti.Variable)
+		switch {
+		case ti.Constant():
+			t.SetConstant(true)
+			t.SetData(ti.data)
+		case ti.DType == tensor.Resource:
+			// A resource handle is one int32 id (TFLite's layout). It gets memory of its own
+			// before Prepare, so VAR_HANDLE can store the id there and ASSIGN_VARIABLE can read
+			// it while preparing; -1 means "not known until Eval".
+			t.SetData(alignedBytes(resourceHandleBytes))
+			putResourceID(t, -1)
+		}
+		g.tensors[i] = t
+	}
+	for _, i := range sg.Inputs {
+		g.inputs = append(g.inputs, g.tensors[i])
+	}
+	for _, i := range sg.Outputs {
+		g.outputs = append(g.outputs, g.tensors[i])
+	}
+	return g
+}
+
+func (g *Graph) resolve(r OpResolver) error {
+	ops := g.sg.Operators
+	g.nodes = make([]Node, len(ops))
+	g.kernels = make([]Kernel, len(ops))
 	var missing []string
 	seen := map[OpInfo]bool{}
 	for i := range ops {
@@ -99,38 +123,103 @@ func (ip *Interpreter) resolve(r OpResolver) error {
 			}
 			continue
 		}
-		ip.kernels[i] = k
-		n := &ip.nodes[i]
+		g.kernels[i] = k
+		n := &g.nodes[i]
 		n.Index, n.Op, n.Options, n.CustomOptions = i, op.Op, op.Options, op.CustomOptions
-		n.Inputs = ip.pick(op.Inputs)
-		n.Outputs = ip.pick(op.Outputs)
-		n.Intermediates = ip.pick(op.Intermediates)
+		n.Inputs = g.pick(op.Inputs)
+		n.Outputs = g.pick(op.Outputs)
+		n.Intermediates = g.pick(op.Intermediates)
+		n.graph = g
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("unsupported op %s; model ops: %s", strings.Join(missing, ", "), ip.model.OpNames())
+		return fmt.Errorf("unsupported op %s; model ops: %s", strings.Join(missing, ", "), g.ip.model.allOpNames())
 	}
 	return nil
 }
 
-func (ip *Interpreter) pick(idx []int) []*tensor.Tensor {
+func (g *Graph) pick(idx []int) []*tensor.Tensor {
 	out := make([]*tensor.Tensor, len(idx))
 	for i, t := range idx {
 		if t >= 0 {
-			out[i] = ip.tensors[t]
+			out[i] = g.tensors[t]
 		}
 	}
 	return out
 }
 
-// plan computes each non-constant tensor's lifetime once and places all of them, plus the
-// nodes' scratch buffers, in one arena with the greedy planner. Variable tensors live for the
-// whole run (their state persists across Invoke).
+func (g *Graph) prepare() error {
+	for i := range g.nodes {
+		n := &g.nodes[i]
+		var err error
+		if n.Data, err = g.kernels[i].Init(n); err != nil {
+			return fmt.Errorf("%sinit op %d (%s): %w", g.label(), i, n.Op, err)
+		}
+		if err := g.kernels[i].Prepare(n); err != nil {
+			return fmt.Errorf("%sprepare op %d (%s): %w", g.label(), i, n.Op, err)
+		}
+	}
+	return nil
+}
+
+// label prefixes errors of subgraphs other than the main one.
+func (g *Graph) label() string {
+	if g.index == 0 {
+		return ""
+	}
+	return fmt.Sprintf("subgraph %d: ", g.index)
+}
+
+// plan places every subgraph's non-constant tensors and scratch buffers in one arena. Each
+// subgraph is planned on its own with the greedy planner and gets its own region, because a
+// control-flow op runs a callee while the caller's tensors are live.
 func (ip *Interpreter) plan(maxBytes int) error {
-	sg := &ip.model.Subgraphs[0]
-	nops := len(ip.nodes)
+	budget := maxBytes - ip.model.constBytes
+	total := 0
+	plans := make([]graphPlan, len(ip.graphs))
+	for si, g := range ip.graphs {
+		p, err := g.plan(budget - total)
+		if err != nil {
+			return fmt.Errorf("%s%w (memory cap %d bytes, constants %d bytes)", g.label(), err, maxBytes, ip.model.constBytes)
+		}
+		p.base = total
+		plans[si] = p
+		total += alignUp(p.size)
+	}
+	ip.arena = alignedBytes(total)
+	for si, g := range ip.graphs {
+		p := &plans[si]
+		region := ip.arena[p.base : p.base+p.size : p.base+p.size]
+		for i, t := range p.owners {
+			b := p.bufs[i]
+			t.SetData(region[b.offset : b.offset+b.size : b.offset+b.size])
+			if t.Variable() {
+				ip.vars = append(ip.vars, t)
+			}
+		}
+		for i, so := range p.scratchOwners {
+			b := p.bufs[len(p.owners)+i]
+			g.nodes[so[0]].scratch[so[1]] = region[b.offset : b.offset+b.size : b.offset+b.size]
+		}
+	}
+	return nil
+}
+
+type graphPlan struct {
+	bufs          []buffer
+	owners        []*tensor.Tensor
+	scratchOwners [][2]int
+	size, base    int
+}
+
+// plan computes each non-constant tensor's lifetime once and places the tensors, plus the nodes'
+// scratch buffers, with the greedy planner. Variable tensors live for the whole run (their state
+// persists across Invoke); so do the subgraph's inputs and outputs, which callers read and write.
+func (g *Graph) plan(budget int) (graphPlan, error) {
+	sg := g.sg
+	nops := len(g.nodes)
 	last := max(nops-1, 0)
-	first := make([]int, len(ip.tensors))
-	lastUse := make([]int, len(ip.tensors))
+	first := make([]int, len(g.tensors))
+	lastUse := make([]int, len(g.tensors))
 	for i := range first {
 		first[i], lastUse[i] = -1, -1
 	}
@@ -159,7 +248,7 @@ func (ip *Interpreter) plan(maxBytes int) error {
 	for _, t := range sg.Outputs {
 		use(t, last)
 	}
-	written := make([]bool, len(ip.tensors))
+	written := make([]bool, len(g.tensors))
 	for _, t := range sg.Inputs {
 		written[t] = true
 	}
@@ -168,26 +257,23 @@ func (ip *Interpreter) plan(maxBytes int) error {
 			written[t] = true
 		}
 	}
-	var bufs []buffer
-	var owners []*tensor.Tensor
-	var scratchOwners [][2]int
-	budget := maxBytes - ip.model.constBytes
+	var p graphPlan
 	sum := 0
 	add := func(size, f, l int) error {
 		sum += alignUp(size)
 		if size < 0 || sum > budget {
-			return fmt.Errorf("memory cap of %d bytes exceeded (constants %d bytes, arena over %d)", maxBytes, ip.model.constBytes, sum)
+			return fmt.Errorf("memory cap exceeded (arena over %d bytes)", sum)
 		}
-		bufs = append(bufs, buffer{size: size, first: f, last: l})
+		p.bufs = append(p.bufs, buffer{size: size, first: f, last: l})
 		return nil
 	}
-	for i, t := range ip.tensors {
-		if t.Constant() || first[i] < 0 && !t.Variable() {
+	for i, t := range g.tensors {
+		if t.Constant() || t.DType() == tensor.Resource || first[i] < 0 && !t.Variable() {
 			continue
 		}
 		size := t.ByteSize()
 		if size < 0 {
-			return fmt.Errorf("tensor %d %q: %s%v has no fixed size (type not supported)", i, t.Name(), t.DType(), t.Shape())
+			return p, fmt.Errorf("tensor %d %q: %s%v has no fixed size (type not supported)", i, t.Name(), t.DType(), t.Shape())
 		}
 		f, l := first[i], lastUse[i]
 		if t.Variable() || !written[i] {
@@ -195,54 +281,50 @@ func (ip *Interpreter) plan(maxBytes int) error {
 			// they hold their value (zero, for the latter) across ops and Invokes.
 			f, l = 0, last
 		}
-		if err := add(size, f, l); err != nil {
-			return fmt.Errorf("tensor %d %q: %w", i, t.Name(), err)
+		if g.index != 0 && (isIn(sg.Inputs, i) || isIn(sg.Outputs, i)) {
+			f, l = 0, last
 		}
-		owners = append(owners, t)
+		if err := add(size, f, l); err != nil {
+			return p, fmt.Errorf("tensor %d %q: %w", i, t.Name(), err)
+		}
+		p.owners = append(p.owners, t)
 	}
-	for ni := range ip.nodes {
-		n := &ip.nodes[ni]
+	for ni := range g.nodes {
+		n := &g.nodes[ni]
 		n.scratch = make([][]byte, len(n.scratchSizes))
 		for h, size := range n.scratchSizes {
 			if err := add(size, ni, ni); err != nil {
-				return fmt.Errorf("scratch of op %d (%s): %w", ni, n.Op, err)
+				return p, fmt.Errorf("scratch of op %d (%s): %w", ni, n.Op, err)
 			}
-			scratchOwners = append(scratchOwners, [2]int{ni, h})
+			p.scratchOwners = append(p.scratchOwners, [2]int{ni, h})
 		}
 	}
-	size := planGreedy(bufs)
-	ip.arena = alignedBytes(size)
-	for i, t := range owners {
-		b := bufs[i]
-		t.SetData(ip.arena[b.offset : b.offset+b.size : b.offset+b.size])
-		if t.Variable() {
-			ip.vars = append(ip.vars, t)
-		}
-	}
-	for i, so := range scratchOwners {
-		b := bufs[len(owners)+i]
-		ip.nodes[so[0]].scratch[so[1]] = ip.arena[b.offset : b.offset+b.size : b.offset+b.size]
-	}
-	return nil
+	p.size = planGreedy(p.bufs)
+	return p, nil
 }
 
-// Invoke runs every node once in order. It allocates nothing on success.
+func isIn(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Invoke runs every node of the main subgraph once in order. It allocates nothing on success.
 func (ip *Interpreter) Invoke() (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("invoke: internal error (kernel panic): %v", p)
 		}
 	}()
-	for i := range ip.nodes {
-		if err := ip.kernels[i].Eval(&ip.nodes[i]); err != nil {
-			return fmt.Errorf("invoke op %d (%s): %w", i, ip.nodes[i].Op, err)
-		}
-	}
-	return nil
+	return ip.graphs[0].Invoke()
 }
 
 // ResetVariables sets every variable tensor (e.g. LSTM state) back to zero: the zero point
-// for quantized tensors, as TFLite Micro's ResetVariableTensors does.
+// for quantized tensors, as TFLite Micro's ResetVariableTensors does. Resource variables are
+// cleared too, and CALL_ONCE ops run their initialisation subgraph again on the next Invoke.
 func (ip *Interpreter) ResetVariables() {
 	for _, t := range ip.vars {
 		b := t.Bytes()
@@ -261,6 +343,7 @@ func (ip *Interpreter) ResetVariables() {
 			}
 		}
 	}
+	ip.res.reset()
 }
 
 // Model returns the model being run.
@@ -286,8 +369,8 @@ func (ip *Interpreter) Output(i int) *tensor.Tensor {
 	return ip.outputs[i]
 }
 
-// ArenaBytes is the size of the planned arena in bytes (tensors and scratch; constants are
-// counted by Model.ConstBytes).
+// ArenaBytes is the size of the planned arena in bytes (tensors and scratch of all subgraphs;
+// constants are counted by Model.ConstBytes).
 func (ip *Interpreter) ArenaBytes() int { return len(ip.arena) }
 
 // Tensor returns tensor i of the main subgraph, or nil if out of range. Activations share arena

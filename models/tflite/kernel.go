@@ -63,6 +63,28 @@ type Node struct {
 
 	scratchSizes []int    // requested in Prepare
 	scratch      [][]byte // assigned by the planner
+	graph        *Graph   // the subgraph the node belongs to
+}
+
+// Subgraph returns subgraph i of the model for control-flow kernels (IF, WHILE, CALL_ONCE) to
+// check in Prepare and run in Eval. Callees are prepared before their callers.
+func (n *Node) Subgraph(i int) (*Graph, error) {
+	if n.graph == nil {
+		return nil, fmt.Errorf("node is not part of an interpreter")
+	}
+	gs := n.graph.ip.graphs
+	if i < 0 || i >= len(gs) {
+		return nil, fmt.Errorf("subgraph index %d out of range [0,%d)", i, len(gs))
+	}
+	return gs[i], nil
+}
+
+// Resources returns the interpreter's resource variables, shared by all subgraphs.
+func (n *Node) Resources() *Resources {
+	if n.graph == nil {
+		return nil
+	}
+	return n.graph.ip.res
 }
 
 // Input returns input i, or nil when it is omitted or i is out of range.

@@ -245,10 +245,131 @@ func parseOptions(typ schema.BuiltinOptions, t table, nsub int) (any, error) {
 	case schema.BuiltinOptionsCallOnce:
 		o = &CallOnceOptions{Init: r.subgraph(callOnceInit, nsub)}
 	default:
-		return nil, nil
+		parse := optionParsers[typ]
+		if parse == nil {
+			return nil, nil
+		}
+		o = parse(r)
 	}
 	if r.err != nil {
 		return nil, r.err
 	}
 	return o, nil
+}
+
+// optionParsers holds option parsers that op-family blocks below register in their init, so a
+// family adds its options without touching the switch above (several families append here).
+var optionParsers = map[schema.BuiltinOptions]func(r *optReader) any{}
+
+// ---- Shape, data movement, reductions and lookups (PAD … L2_NORMALIZATION) ----
+
+// MirrorPadMode is MirrorPadOptions.mode: REFLECT excludes the edge, SYMMETRIC repeats it.
+type MirrorPadMode int8
+
+const (
+	MirrorPadReflect   MirrorPadMode = 0
+	MirrorPadSymmetric MirrorPadMode = 1
+)
+
+type (
+	MirrorPadOptions struct{ Mode MirrorPadMode }
+	PackOptions      struct{ ValuesCount, Axis int }
+	UnpackOptions    struct{ Num, Axis int }
+	// SplitOptions is SPLIT's and SPLIT_V's num_splits.
+	SplitOptions   struct{ NumSplits int }
+	SqueezeOptions struct{ Dims []int } // empty: squeeze every size-1 dimension
+	GatherOptions  struct{ Axis, BatchDims int }
+	// ShapeOptions.OutType is SHAPE's output type (INT32 or INT64).
+	ShapeOptions struct{ OutType schema.TensorType }
+	// BlockSizeOptions is SPACE_TO_DEPTH's and DEPTH_TO_SPACE's block_size.
+	BlockSizeOptions struct{ BlockSize int }
+	// ResizeOptions is RESIZE_BILINEAR's and RESIZE_NEAREST_NEIGHBOR's options.
+	ResizeOptions struct{ AlignCorners, HalfPixelCenters bool }
+	// ArgOptions is ARG_MAX's and ARG_MIN's output_type (INT32 or INT64).
+	ArgOptions     struct{ OutputType schema.TensorType }
+	CumsumOptions  struct{ Exclusive, Reverse bool }
+	ReducerOptions struct{ KeepDims bool }
+	L2NormOptions  struct{ Activation schema.Activation }
+)
+
+func init() {
+	blockSize := func(r *optReader) any { return &BlockSizeOptions{BlockSize: r.i32(0, 0)} }
+	argOpts := func(r *optReader) any { return &ArgOptions{OutputType: schema.TensorType(r.i8(0))} }
+	split := func(r *optReader) any { return &SplitOptions{NumSplits: r.i32(0, 0)} }
+	for typ, parse := range map[schema.BuiltinOptions]func(r *optReader) any{
+		schema.BuiltinOptionsMirrorPad: func(r *optReader) any { return &MirrorPadOptions{Mode: MirrorPadMode(r.i8(0))} },
+		schema.BuiltinOptionsPack:      func(r *optReader) any { return &PackOptions{ValuesCount: r.i32(0, 0), Axis: r.i32(1, 0)} },
+		schema.BuiltinOptionsUnpack:    func(r *optReader) any { return &UnpackOptions{Num: r.i32(0, 0), Axis: r.i32(1, 0)} },
+		schema.BuiltinOptionsSplit:     split,
+		schema.BuiltinOptionsSplitV:    split,
+		schema.BuiltinOptionsSqueeze: func(r *optReader) any {
+			o := &SqueezeOptions{}
+			if _, present, err := r.t.ref(0); err != nil {
+				r.keep(err)
+			} else if present {
+				v, err := r.t.int32s(0)
+				r.keep(err)
+				for _, d := range v {
+					o.Dims = append(o.Dims, int(d))
+				}
+			}
+			return o
+		},
+		schema.BuiltinOptionsGather:       func(r *optReader) any { return &GatherOptions{Axis: r.i32(0, 0), BatchDims: r.i32(1, 0)} },
+		schema.BuiltinOptionsShape:        func(r *optReader) any { return &ShapeOptions{OutType: schema.TensorType(r.i8(0))} },
+		schema.BuiltinOptionsSpaceToDepth: blockSize,
+		schema.BuiltinOptionsDepthToSpace: blockSize,
+		// ResizeBilinearOptions slots 0 and 1 are the deprecated new_height/new_width.
+		schema.BuiltinOptionsResizeBilinear: func(r *optReader) any {
+			return &ResizeOptions{AlignCorners: r.boolean(2, false), HalfPixelCenters: r.boolean(3, false)}
+		},
+		schema.BuiltinOptionsResizeNearestNeighbor: func(r *optReader) any {
+			return &ResizeOptions{AlignCorners: r.boolean(0, false), HalfPixelCenters: r.boolean(1, false)}
+		},
+		schema.BuiltinOptionsArgMax: argOpts,
+		schema.BuiltinOptionsArgMin: argOpts,
+		schema.BuiltinOptionsCumsum: func(r *optReader) any {
+			return &CumsumOptions{Exclusive: r.boolean(0, false), Reverse: r.boolean(1, false)}
+		},
+		schema.BuiltinOptionsReducer: func(r *optReader) any { return &ReducerOptions{KeepDims: r.boolean(0, false)} },
+		schema.BuiltinOptionsL2Norm:  func(r *optReader) any { return &L2NormOptions{Activation: r.act(0)} },
+	} {
+		optionParsers[typ] = parse
+	}
+}
+
+// ---- Elementwise arithmetic, comparison and activations (DIV, CAST) ----
+
+type (
+	DivOptions  struct{ Activation schema.Activation }
+	CastOptions struct{ In, Out schema.TensorType } // informational; the tensors' types decide
+)
+
+func init() {
+	optionParsers[schema.BuiltinOptionsDiv] = func(r *optReader) any { return &DivOptions{Activation: r.act(0)} }
+	optionParsers[schema.BuiltinOptionsCast] = func(r *optReader) any {
+		return &CastOptions{In: schema.TensorType(r.i8(0)), Out: schema.TensorType(r.i8(1))}
+	}
+}
+
+// ---- Sequence, matrix, control flow and resources (BATCH_MATMUL, VAR_HANDLE) ----
+
+type (
+	// BatchMatMulOptions: adj_x/adj_y transpose the last two dimensions of lhs/rhs.
+	BatchMatMulOptions struct{ AdjX, AdjY, AsymmetricQuantizeInputs bool }
+	// VarHandleOptions names a resource variable; handles with equal names share it.
+	VarHandleOptions struct{ Container, SharedName string }
+)
+
+func init() {
+	optionParsers[schema.BuiltinOptionsBatchMatMul] = func(r *optReader) any {
+		return &BatchMatMulOptions{AdjX: r.boolean(0, false), AdjY: r.boolean(1, false), AsymmetricQuantizeInputs: r.boolean(2, false)}
+	}
+	optionParsers[schema.BuiltinOptionsVarHandle] = func(r *optReader) any {
+		c, err1 := r.t.str(0)
+		s, err2 := r.t.str(1)
+		r.keep(err1)
+		r.keep(err2)
+		return &VarHandleOptions{Container: c, SharedName: s}
+	}
 }

@@ -121,7 +121,7 @@ func newTrainer(net *MLP, lr float64) *trainer {
 	return t
 }
 
-// accumulate adds the binary cross-entropy gradient of one example.
+// accumulate adds the binary cross-entropy gradient of one example (logistic head).
 func (t *trainer) accumulate(x []float64, y float64) {
 	t.acts = t.net.forward(x, t.acts)
 	L := len(t.net.Layers)
@@ -129,6 +129,39 @@ func (t *trainer) accumulate(x []float64, y float64) {
 	p := detmath.Sigmoid(z)
 	// d(BCE)/dz for a logistic output is p - y.
 	t.deltas[L-1][0] = p - y
+	t.backprop()
+	// Loss is for the report only; clamp p away from 0 and 1 so log stays finite.
+	pc := min(max(p, 1e-12), 1-1e-12)
+	if y == 1 {
+		t.sumLoss -= math.Log(pc)
+	} else {
+		t.sumLoss -= math.Log(1 - pc)
+	}
+	t.lossExamples++
+}
+
+// accumulateClass adds the categorical cross-entropy gradient of one example (softmax head)
+// whose true class is label.
+func (t *trainer) accumulateClass(x []float64, label int) {
+	t.acts = t.net.forward(x, t.acts)
+	L := len(t.net.Layers)
+	p := softmax(t.acts[L])
+	// d(CE)/dz_k for a softmax output is p_k - [k == label].
+	d := t.deltas[L-1]
+	for k := range d {
+		d[k] = p[k]
+		if k == label {
+			d[k] -= 1
+		}
+	}
+	t.backprop()
+	t.sumLoss -= math.Log(max(p[label], 1e-12))
+	t.lossExamples++
+}
+
+// backprop accumulates the gradients of every layer from the deltas of the last one.
+func (t *trainer) backprop() {
+	L := len(t.net.Layers)
 	for li := L - 1; li >= 0; li-- {
 		l := t.net.Layers[li]
 		d := t.deltas[li]
@@ -158,14 +191,30 @@ func (t *trainer) accumulate(x []float64, y float64) {
 		}
 	}
 	t.batchExamples++
-	// Loss is for the report only; clamp p away from 0 and 1 so log stays finite.
-	pc := min(max(p, 1e-12), 1-1e-12)
-	if y == 1 {
-		t.sumLoss -= math.Log(pc)
-	} else {
-		t.sumLoss -= math.Log(1 - pc)
+}
+
+// softmax returns exp(z_k - max) / sum, with detmath's exp so results are portable.
+func softmax(z []float64) []float64 {
+	mx := z[0]
+	for _, v := range z {
+		mx = max(mx, v)
 	}
-	t.lossExamples++
+	p := make([]float64, len(z))
+	var sum float64
+	for k, v := range z {
+		p[k] = detmath.Exp(v - mx)
+		sum += p[k]
+	}
+	for k := range p {
+		p[k] /= sum
+	}
+	return p
+}
+
+// Probs returns the softmax of the last layer for one normalised window (classifier nets).
+func (m *MLP) Probs(x []float64) []float64 {
+	acts := m.forward(x, nil)
+	return softmax(acts[len(acts)-1])
 }
 
 // step applies one Adam update with the mean gradient of the accumulated batch.

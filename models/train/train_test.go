@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/bundle"
+	"github.com/outpost-ml/outpost/models/sim"
 )
 
 const sampleDir = "../sample"
@@ -32,13 +33,37 @@ func defaultResult(t *testing.T) *Result {
 	return defaultRes
 }
 
+var (
+	activityOnce sync.Once
+	activityRes  *ActivityResult
+	activityErr  error
+)
+
+func activityResult(t *testing.T) *ActivityResult {
+	t.Helper()
+	activityOnce.Do(func() {
+		activityRes, activityErr = RunActivity(DefaultActivityConfig(), DefaultActivityIdentity(), nil)
+	})
+	if activityErr != nil {
+		t.Fatalf("RunActivity(DefaultActivityConfig()) = %v", activityErr)
+	}
+	return activityRes
+}
+
 func TestRegenerationIsByteIdentical(t *testing.T) {
 	res := defaultResult(t)
 	dir := t.TempDir()
 	if err := res.WriteFiles(dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"vibration-anomaly-f32.tflite", "vibration-anomaly-f32.json"} {
+	var names []string
+	for _, a := range append(res.Artifacts, activityResult(t).Artifacts...) {
+		if err := a.WriteFiles(dir); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, a.Manifest.ModelFile, a.Manifest.Name+".json", bundle.FileName(a.Manifest))
+	}
+	for _, name := range names {
 		got, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -240,5 +265,132 @@ func TestWindowsMix(t *testing.T) {
 	}
 	if counts["none"] != 6 || counts["imbalance"] != 2 || counts["bearing"] != 2 || counts["looseness"] != 2 {
 		t.Errorf("fault mix = %v, want 6 none and 2 of each fault", counts)
+	}
+}
+
+func TestActivityClassifies(t *testing.T) {
+	res := activityResult(t)
+	f, q := res.Artifacts[0].Manifest.Metrics, res.Artifacts[1].Manifest.Metrics
+	if f.Accuracy < 0.95 {
+		t.Errorf("float activity accuracy %.4f, want >= 0.95", f.Accuracy)
+	}
+	for _, a := range []string{"idle", "walk", "run", "fall"} {
+		if f.Recall[a] < 0.9 {
+			t.Errorf("float recall of %s = %.4f, want >= 0.9", a, f.Recall[a])
+		}
+	}
+	if q.Accuracy < f.Accuracy-0.01 || q.FloatAccuracy != f.Accuracy {
+		t.Errorf("int8 accuracy %.4f (float_accuracy %.4f), float %.4f: quantization lost more than 1 point", q.Accuracy, q.FloatAccuracy, f.Accuracy)
+	}
+}
+
+func TestVibrationInt8TracksFloat(t *testing.T) {
+	res := defaultResult(t)
+	f, q := res.Artifacts[0].Manifest, res.Artifacts[1].Manifest
+	if q.Name != "vibration-anomaly-i8" || q.Input.DType != "int8" || q.Output.Quantization == nil ||
+		q.Output.Quantization.Scale != 1.0/256 || q.Output.Quantization.ZeroPoint != -128 {
+		t.Fatalf("int8 manifest %s input %s output %+v", q.Name, q.Input.DType, q.Output)
+	}
+	if q.Metrics.Accuracy < f.Metrics.Accuracy-0.01 {
+		t.Errorf("int8 accuracy %.4f, float %.4f", q.Metrics.Accuracy, f.Metrics.Accuracy)
+	}
+	// The dequantized int8 score stays close to the float score on held-out windows.
+	test := Windows(DefaultConfig().Seed, SplitTest, 200, 64, 50)
+	var worst float64
+	for _, e := range test {
+		x := res.Norm.Apply(e.X)
+		worst = max(worst, math.Abs(res.QNet.Real(x)[0]-res.Net.Score(x)))
+	}
+	if worst > 0.1 {
+		t.Errorf("largest |int8 - float| score difference %.4f, want <= 0.1", worst)
+	}
+}
+
+func TestQuantizeMultiplier(t *testing.T) {
+	tests := []struct {
+		m     float64
+		q     int32
+		shift int
+	}{
+		{0, 0, 0},
+		{0.5, 1 << 30, 0},
+		{1, 1 << 30, 1},
+		{0.25, 1 << 30, -1},
+		{0.75, 3 << 29, 0},
+		{1e-12, 0, 0}, // below 2^-31: flushed to zero, as TFLite does
+	}
+	for _, tt := range tests {
+		q, s := quantizeMultiplier(tt.m)
+		if q != tt.q || s != tt.shift {
+			t.Errorf("quantizeMultiplier(%v) = %d, %d; want %d, %d", tt.m, q, s, tt.q, tt.shift)
+		}
+	}
+}
+
+func TestMultiplyByQuantizedMultiplier(t *testing.T) {
+	tests := []struct {
+		x    int32
+		m    float64
+		want int32
+	}{
+		{100, 0.5, 50},
+		{3, 0.5, 2},   // 1.5 rounds away from zero
+		{-3, 0.5, -1}, // but gemmlowp's nudge 1-2^30 rounds an exact negative half toward zero
+		{1000, 0.001, 1},
+		{-7, 0.25, -2},
+		{12345, 1.5, 18518}, // 18517.5 rounds up
+	}
+	for _, tt := range tests {
+		q, s := quantizeMultiplier(tt.m)
+		if got := multiplyByQuantizedMultiplier(tt.x, q, s); got != tt.want {
+			t.Errorf("%d * %v = %d, want %d", tt.x, tt.m, got, tt.want)
+		}
+	}
+	// Against real arithmetic over a sweep: never more than one off.
+	for x := int32(-100000); x <= 100000; x += 37 {
+		for _, m := range []float64{0.0123, 0.37, 0.9999, 2.5} {
+			q, s := quantizeMultiplier(m)
+			got, want := float64(multiplyByQuantizedMultiplier(x, q, s)), math.Round(float64(x)*m)
+			if math.Abs(got-want) > 1 {
+				t.Fatalf("%d * %v = %v, want about %v", x, m, got, want)
+			}
+		}
+	}
+}
+
+func TestAsymmetricParams(t *testing.T) {
+	tests := []struct {
+		lo, hi float64
+		zp     int32
+	}{
+		{-1, 3, -64},
+		{0, 6, -128},   // ReLU output: zero maps to the lowest value
+		{-2, 0, 127},   // all negative
+		{0.5, 2, -128}, // widened to include 0
+	}
+	for _, tt := range tests {
+		q := asymmetric(tt.lo, tt.hi)
+		want := float32((max(tt.hi, 0) - min(tt.lo, 0)) / 255)
+		if q.ZeroPoint != tt.zp || q.Scale != want {
+			t.Errorf("asymmetric(%v, %v) = %+v, want scale %v zero point %d", tt.lo, tt.hi, q, want, tt.zp)
+		}
+		if q.Dequantize(q.Quantize(0)) != 0 {
+			t.Errorf("asymmetric(%v, %v): 0 is not exact", tt.lo, tt.hi)
+		}
+		if q.Quantize(1e9) != 127 || q.Quantize(-1e9) != -128 {
+			t.Errorf("asymmetric(%v, %v): quantize does not saturate", tt.lo, tt.hi)
+		}
+	}
+}
+
+func TestActivityWindowsMix(t *testing.T) {
+	ex := ActivityWindows(1, SplitTrain, 8, 50, 25)
+	for i, e := range ex {
+		if e.Activity != sim.Activities[i%4] || len(e.X) != 150 {
+			t.Errorf("window %d: %v with %d values", i, e.Activity, len(e.X))
+		}
+	}
+	if _, err := RunActivity(ActivityConfig{}, DefaultActivityIdentity(), nil); err == nil {
+		t.Error("RunActivity(zero config) succeeded")
 	}
 }

@@ -130,7 +130,8 @@ func roundToInt(v float32) int64 {
 	return int64(r)
 }
 
-func loadInt(t *tensor.Tensor, i int) int32 {
+// quantLoad reads element i of an integer tensor as int32.
+func quantLoad(t *tensor.Tensor, i int) int32 {
 	switch t.DType() {
 	case tensor.Int8:
 		return int32(t.Int8()[i])
@@ -142,13 +143,20 @@ func loadInt(t *tensor.Tensor, i int) int32 {
 	return t.Int32()[i]
 }
 
+// dequantizeData holds per-tensor parameters (one scale) or per-channel ones (one per index of
+// dimension dim, with inner elements per channel index).
 type dequantizeData struct {
-	scale float64
-	zp    int32
+	scale    float64 // per-tensor
+	zp       int32
+	scales   []float32 // per-channel
+	zps      []int32
+	channels int
+	inner    int
 }
 
-// prepareDequantize: int8/uint8/int16/int32 → float32, out = scale * (q - zp) computed in
-// float64 and rounded once, as reference_ops::Dequantize does.
+// prepareDequantize: int8/uint8/int16/int32 → float32. Per-tensor: scale * (q - zp) in
+// float64, rounded once (reference_ops::Dequantize). Per-channel (int8 weights with
+// quantized_dimension): (q - zp[c]) * scale[c] in float32 (reference_ops::PerChannelDequantize).
 func prepareDequantize(n *tflite.Node) error {
 	if err := n.CheckIO(1, 1, 1); err != nil {
 		return err
@@ -159,6 +167,21 @@ func prepareDequantize(n *tflite.Node) error {
 	}
 	if in.NumElements() != out.NumElements() {
 		return fmt.Errorf("input has %d elements, output %d", in.NumElements(), out.NumElements())
+	}
+	q := in.Quant()
+	if q.PerChannel() {
+		if q.Dim < 0 || q.Dim >= in.Rank() || in.Dim(q.Dim) != len(q.Scale) || len(q.ZeroPoint) != len(q.Scale) {
+			return fmt.Errorf("input %q: %d per-channel scales on dimension %d of shape %v", in.Name(), len(q.Scale), q.Dim, in.Shape())
+		}
+		d := &dequantizeData{scales: q.Scale, channels: len(q.Scale), inner: 1}
+		for _, z := range q.ZeroPoint {
+			d.zps = append(d.zps, int32(z))
+		}
+		for _, s := range in.Shape()[q.Dim+1:] {
+			d.inner *= s
+		}
+		n.Data = d
+		return nil
 	}
 	scale, zp, err := perTensor(in)
 	if err != nil {
@@ -171,8 +194,15 @@ func prepareDequantize(n *tflite.Node) error {
 func evalDequantize(n *tflite.Node) error {
 	d := n.Data.(*dequantizeData)
 	in, y := n.Input(0), n.Output(0).Float32()
+	if d.scales != nil {
+		for i := range y {
+			c := (i / d.inner) % d.channels
+			y[i] = float32(quantLoad(in, i)-d.zps[c]) * d.scales[c]
+		}
+		return nil
+	}
 	for i := range y {
-		y[i] = float32(d.scale * float64(loadInt(in, i)-d.zp))
+		y[i] = float32(d.scale * float64(quantLoad(in, i)-d.zp))
 	}
 	return nil
 }

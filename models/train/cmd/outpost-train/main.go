@@ -1,20 +1,29 @@
-// Command outpost-train regenerates the sample models in models/sample (`make models`):
+// Command outpost-train regenerates the sample models in models/sample (`make models`): the
+// vibration anomaly detector and the activity classifier, each in float32 and int8, as
+// NAME.tflite, NAME.json (manifest) and NAME-VERSION.opkg (signed with the DEMO key):
 //
 //	go run ./models/train/cmd/outpost-train -out models/sample
 //
 // Output is byte-identical on every run and machine for the same flags. -oracle-batch also
 // writes the normalised demo windows that scripts/oracle-goldens.sh feeds to the official
-// TFLite runtime.
+// TFLite runtime; -oracle-dir writes each model's golden inputs as NAME.golden.jsonl in the
+// oracle's --batch format.
 package main
 
 import (
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
+	"github.com/outpost-ml/outpost/models/bundle"
 	"github.com/outpost-ml/outpost/models/train"
 )
+
+// DemoPublicKeyFile is the DEMO signing key's public half, written beside the packages.
+const DemoPublicKeyFile = "demo-signing.pub"
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
@@ -33,6 +42,7 @@ func run(args []string, stdout io.Writer) error {
 	fs.StringVar(&id.Created, "created", id.Created, "creation time written to the manifest (RFC 3339; fixed for reproducibility)")
 	batch := fs.String("oracle-batch", "", "also write normalised demo windows for the TFLite oracle's --batch to this file")
 	batchN := fs.Int("oracle-batch-n", 8, "number of demo windows for -oracle-batch")
+	oracleDir := fs.String("oracle-dir", "", "also write every model's golden inputs as NAME.golden.jsonl (oracle --batch input) into this directory")
 	quiet := fs.Bool("q", false, "do not print training progress")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -48,12 +58,41 @@ func run(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := res.WriteFiles(*out); err != nil {
+	actID := train.DefaultActivityIdentity()
+	actID.Version, actID.Created = id.Version, id.Created
+	act, err := train.RunActivity(train.DefaultActivityConfig(), actID, progress)
+	if err != nil {
 		return err
 	}
-	m := res.Manifest.Metrics
-	fmt.Fprintf(stdout, "wrote %s/%s (%d bytes, sha256 %s) and %s.json\n", *out, res.Manifest.ModelFile, res.Manifest.Size, res.Manifest.SHA256, res.Manifest.Name)
-	fmt.Fprintf(stdout, "held-out accuracy %.4f, false positive rate %.4f, recall %v on %d windows\n", m.Accuracy, m.FalsePositiveRate, m.Recall, m.EvalWindows)
+	// The DEMO public key beside the packages, so `outpost models verify` works on them.
+	pub, err := bundle.MarshalPublicKey(bundle.DemoKey().Public().(ed25519.PublicKey))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fmt.Errorf("create output dir: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(*out, DemoPublicKeyFile), pub, 0o644); err != nil {
+		return fmt.Errorf("write demo public key: %w", err)
+	}
+	for _, a := range append(res.Artifacts, act.Artifacts...) {
+		if err := a.WriteFiles(*out); err != nil {
+			return err
+		}
+		man := a.Manifest
+		m := man.Metrics
+		fmt.Fprintf(stdout, "wrote %s/%s (%d bytes, sha256 %s), %s.json and %s\n", *out, man.ModelFile, man.Size, man.SHA256, man.Name, bundle.FileName(man))
+		fmt.Fprintf(stdout, "  %s held-out accuracy %.4f, false positive rate %.4f, recall %v on %d windows\n", man.Input.DType, m.Accuracy, m.FalsePositiveRate, m.Recall, m.EvalWindows)
+		if *oracleDir != "" {
+			if err := os.MkdirAll(*oracleDir, 0o755); err != nil {
+				return fmt.Errorf("create oracle dir: %w", err)
+			}
+			p := filepath.Join(*oracleDir, man.Name+".golden.jsonl")
+			if err := os.WriteFile(p, a.GoldenBatch, 0o644); err != nil {
+				return fmt.Errorf("write oracle batch: %w", err)
+			}
+		}
+	}
 	if *batch != "" {
 		if *batchN < 1 {
 			return fmt.Errorf("-oracle-batch-n %d is not positive", *batchN)

@@ -15,7 +15,11 @@ func TestRunWritesModelAndBatch(t *testing.T) {
 	if err := run([]string{"-q", "-out", dir, "-oracle-batch", batch, "-oracle-batch-n", "4"}, &out); err != nil {
 		t.Fatalf("run: %v", err)
 	}
-	for _, name := range []string{"vibration-anomaly-f32.tflite", "vibration-anomaly-f32.json"} {
+	var names []string
+	for _, m := range []string{"vibration-anomaly-f32", "vibration-anomaly-i8", "activity-f32", "activity-i8"} {
+		names = append(names, m+".tflite", m+".json", m+"-1.0.0.opkg")
+	}
+	for _, name := range append(names, DemoPublicKeyFile) {
 		got, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)

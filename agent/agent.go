@@ -1,0 +1,627 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outpost-ml/outpost/agent/sensor"
+	"github.com/outpost-ml/outpost/fleet/wire"
+)
+
+// Options configures an Agent. Source, Predictor, Buffer and Uplink are required; zero
+// durations and sizes take the Default values below.
+type Options struct {
+	DeviceID     string
+	AgentVersion string
+	Source       sensor.Source
+	Predictor    Predictor
+	Buffer       Buffer
+	Uplink       Uplink
+	Logger       *slog.Logger // nil logs nothing
+
+	HealthInterval   time.Duration // between retained health reports
+	CommitInterval   time.Duration // group commit: longest a result waits before Append
+	CommitMax        int           // group commit: most results per Append
+	BatchMax         int           // most results per ResultBatch
+	AckTimeout       time.Duration // resend unacked results after this long without an ack
+	PublishTimeout   time.Duration // longest wait for one PUBACK
+	DrainTimeout     time.Duration // on stop, longest wait to upload what is buffered
+	SensorBackoffMax time.Duration // longest pause between reads of a failing sensor
+}
+
+// Defaults for zero Options fields.
+const (
+	DefaultHealthInterval   = 5 * time.Second
+	DefaultCommitInterval   = 100 * time.Millisecond
+	DefaultCommitMax        = 256
+	DefaultBatchMax         = 100
+	DefaultAckTimeout       = 10 * time.Second
+	DefaultPublishTimeout   = 10 * time.Second
+	DefaultDrainTimeout     = 2 * time.Second
+	DefaultSensorBackoffMax = 5 * time.Second
+)
+
+// latencyRing is how many recent inference latencies the percentiles are taken over.
+const latencyRing = 1024
+
+// Agent runs the sample → infer → buffer → upload pipeline and reports health.
+type Agent struct {
+	opts  Options
+	spec  ModelSpec
+	model wire.ModelRef
+	log   *slog.Logger
+
+	running atomic.Bool
+
+	inferences     atomic.Uint64
+	predictErrors  atomic.Uint64
+	sensorErrors   atomic.Uint64
+	samplesDropped atomic.Uint64 // samples lost because inference fell behind
+	unbuffered     atomic.Uint64 // results lost before commit because the buffer kept failing
+
+	// mu guards the fields below.
+	mu           sync.Mutex
+	start        time.Time                  // when Run began
+	lat          [latencyRing]time.Duration // ring of recent inference latencies
+	latN         int                        // number of valid entries in lat
+	latNext      int                        // next slot to write
+	scratch      [latencyRing]time.Duration // sorted copy for percentiles
+	perSecond    float64                    // inference rate over the last health interval
+	sensorStatus string
+	lastErr      string
+}
+
+// New checks opts and returns an Agent ready to Run. It starts nothing.
+func New(opts Options) (*Agent, error) {
+	if err := wire.ValidDeviceID(opts.DeviceID); err != nil {
+		return nil, fmt.Errorf("new agent: %w", err)
+	}
+	if opts.Source == nil || opts.Predictor == nil || opts.Buffer == nil || opts.Uplink == nil {
+		return nil, errors.New("new agent: Source, Predictor, Buffer and Uplink are all required")
+	}
+	spec := opts.Predictor.Spec()
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("new agent: %w", err)
+	}
+	info := opts.Source.Info()
+	if info.Channels != spec.Channels {
+		return nil, fmt.Errorf("new agent: sensor %s gives %d channels, model wants %d", info.Kind, info.Channels, spec.Channels)
+	}
+	if !(info.RateHz > 0) || info.RateHz > 100000 {
+		return nil, fmt.Errorf("new agent: sensor %s rate %v Hz out of range (0, 100000]", info.Kind, info.RateHz)
+	}
+	if spec.SampleRateHz > 0 && math.Abs(info.RateHz-spec.SampleRateHz) > 1e-9*spec.SampleRateHz {
+		return nil, fmt.Errorf("new agent: sensor %s samples at %v Hz, model was trained at %v Hz", info.Kind, info.RateHz, spec.SampleRateHz)
+	}
+	setDefault(&opts.HealthInterval, DefaultHealthInterval)
+	setDefault(&opts.CommitInterval, DefaultCommitInterval)
+	setDefault(&opts.CommitMax, DefaultCommitMax)
+	setDefault(&opts.BatchMax, DefaultBatchMax)
+	setDefault(&opts.AckTimeout, DefaultAckTimeout)
+	setDefault(&opts.PublishTimeout, DefaultPublishTimeout)
+	setDefault(&opts.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&opts.SensorBackoffMax, DefaultSensorBackoffMax)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return &Agent{
+		opts:         opts,
+		spec:         spec,
+		model:        opts.Predictor.Model(),
+		log:          log,
+		sensorStatus: "starting",
+	}, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// sample is one reading handed from the sample loop to the infer loop.
+type sample struct {
+	t    time.Time
+	vals []float32
+}
+
+// Run runs the agent's loops until ctx ends or a loop fails, then returns after every loop
+// has stopped and every inferred result has been handed to Buffer.Append. While the uplink
+// is connected it also keeps uploading for up to DrainTimeout after ctx ends, so that a
+// clean stop leaves nothing unsent. It returns nil on a clean stop. Run may be called once.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("agent: Run called twice")
+	}
+	a.mu.Lock()
+	a.start = time.Now()
+	a.mu.Unlock()
+
+	// Overflow policy: samples is bounded and the sample loop drops (and counts) a sample
+	// when inference has fallen behind, since a sensor cannot be paused. results is bounded
+	// and the infer loop blocks on it, so no produced result is discarded before commit;
+	// the back-pressure lands on samples. committed has room for one wake-up, which is
+	// enough because the upload loop always reads the buffer afresh.
+	samples := make(chan sample, 4*a.spec.Window)
+	results := make(chan wire.Result, 2*a.opts.CommitMax)
+	committed := make(chan struct{}, 1)
+	pipelineDone := make(chan struct{}) // closed when the last result is committed
+
+	g, gctx := errgroup.WithContext(ctx)
+	// The pipeline shuts down by closing channels front to back, so that every sample already
+	// taken is inferred and every result is committed even when ctx has ended.
+	g.Go(func() error { defer close(samples); return a.runSample(gctx, samples) })
+	g.Go(func() error { defer close(results); return a.runInfer(samples, results) })
+	g.Go(func() error { defer close(pipelineDone); return a.runCommit(results, committed) })
+	g.Go(func() error { return a.runUpload(gctx, committed, pipelineDone) })
+	g.Go(func() error { return a.runHealth(gctx) })
+	return g.Wait()
+}
+
+// runSample reads the sensor at its rate until ctx ends.
+func (a *Agent) runSample(ctx context.Context, out chan<- sample) error {
+	info := a.opts.Source.Info()
+	interval := time.Duration(float64(time.Second) / info.RateHz)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	buf := make([]float32, info.Channels)
+	var (
+		backoff time.Duration
+		retryAt time.Time
+		ok      bool // last read succeeded
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			if now.Before(retryAt) {
+				continue
+			}
+		}
+		t, err := a.opts.Source.Read(ctx, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.sensorErrors.Add(1)
+			ok = false
+			backoff = min(max(2*backoff, interval, 100*time.Millisecond), a.opts.SensorBackoffMax)
+			retryAt = time.Now().Add(backoff)
+			a.mu.Lock()
+			a.sensorStatus = err.Error()
+			a.mu.Unlock()
+			// One line per failed attempt, and attempts are spaced by the backoff.
+			a.log.Warn("sensor read", "sensor", info.Kind, "err", err, "retry_in", backoff)
+			continue
+		}
+		if !ok {
+			ok, backoff = true, 0
+			a.mu.Lock()
+			a.sensorStatus = "ok"
+			a.mu.Unlock()
+		}
+		select {
+		case out <- sample{t: t, vals: slices.Clone(buf)}:
+		default:
+			if a.samplesDropped.Add(1) == 1 {
+				a.log.Warn("inference is falling behind the sensor; dropping samples")
+			}
+		}
+	}
+}
+
+// runInfer slides the model's window over the samples and sends one result per stride. It
+// returns when in is closed.
+func (a *Agent) runInfer(in <-chan sample, out chan<- wire.Result) error {
+	w, c, stride := a.spec.Window, a.spec.Channels, a.spec.Stride
+	ring := make([]float32, w*c) // raw samples, ring[pos*c:] is the oldest once full
+	window := make([]float32, w*c)
+	pos, filled, since := 0, 0, 0
+	var errLogged time.Time
+	for s := range in {
+		copy(ring[pos*c:(pos+1)*c], s.vals)
+		pos = (pos + 1) % w
+		filled = min(filled+1, w)
+		since++
+		if filled < w || since < stride {
+			continue
+		}
+		since = 0
+		a.normalize(window, ring, pos)
+		out0, lat, err := a.opts.Predictor.Predict(window)
+		if err != nil {
+			a.predictErrors.Add(1)
+			a.setLastErr(fmt.Errorf("predict: %w", err))
+			if time.Since(errLogged) > time.Minute {
+				errLogged = time.Now()
+				a.log.Error("predict", "model", a.model.String(), "err", err)
+			}
+			continue
+		}
+		a.inferences.Add(1)
+		a.recordLatency(lat)
+		r, err := a.result(s.t, out0, lat)
+		if err != nil {
+			a.predictErrors.Add(1)
+			a.setLastErr(err)
+			continue
+		}
+		out <- r
+	}
+	return nil
+}
+
+// normalize writes ring, starting at its oldest sample pos, into dst in time order with the
+// model's per-channel normalization applied.
+func (a *Agent) normalize(dst, ring []float32, pos int) {
+	c := a.spec.Channels
+	n := copy(dst, ring[pos*c:])
+	copy(dst[n:], ring[:pos*c])
+	if len(a.spec.Mean) == 0 && len(a.spec.Std) == 0 {
+		return
+	}
+	for i := range dst {
+		ch := i % c
+		if len(a.spec.Mean) > 0 {
+			dst[i] -= a.spec.Mean[ch]
+		}
+		if len(a.spec.Std) > 0 {
+			dst[i] /= a.spec.Std[ch]
+		}
+	}
+}
+
+// result turns model outputs into a wire.Result (Seq is assigned by the Buffer).
+func (a *Agent) result(t time.Time, out []float32, lat time.Duration) (wire.Result, error) {
+	if len(out) == 0 {
+		return wire.Result{}, errors.New("predict: model returned no outputs")
+	}
+	r := wire.Result{
+		Time:      t,
+		Model:     a.model.String(),
+		Outputs:   slices.Clone(out),
+		LatencyUs: lat.Microseconds(),
+	}
+	switch a.spec.OutputKind {
+	case OutputAnomaly:
+		r.Score = float64(out[0])
+		r.Event = r.Score >= a.spec.Threshold
+		labels := []string{"normal", "anomaly"}
+		if len(a.spec.Labels) == 2 {
+			labels = a.spec.Labels
+		}
+		r.Label = labels[0]
+		if r.Event {
+			r.Label = labels[1]
+		}
+	case OutputClassify:
+		best := 0
+		for i, v := range out {
+			if v > out[best] {
+				best = i
+			}
+		}
+		r.Score = float64(out[best])
+		if best < len(a.spec.Labels) {
+			r.Label = a.spec.Labels[best]
+		} else {
+			r.Label = fmt.Sprintf("class%d", best)
+		}
+		r.Event = best != 0 && r.Score >= a.spec.Threshold
+	}
+	if math.IsNaN(r.Score) || math.IsInf(r.Score, 0) {
+		return wire.Result{}, fmt.Errorf("predict: model returned non-finite score %v", r.Score)
+	}
+	return r, nil
+}
+
+// runCommit group-commits results into the Buffer every CommitInterval or CommitMax results,
+// and wakes the upload loop after each commit. It returns when in is closed, after a last
+// commit.
+func (a *Agent) runCommit(in <-chan wire.Result, committed chan<- struct{}) error {
+	tick := time.NewTicker(a.opts.CommitInterval)
+	defer tick.Stop()
+	// While the buffer fails, pending keeps at most this many results and then sheds the
+	// oldest: they were never committed, so no sequence number is lost.
+	maxPending := 16 * a.opts.CommitMax
+	pending := make([]wire.Result, 0, a.opts.CommitMax)
+	var failing bool
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		if err := a.opts.Buffer.Append(pending); err != nil {
+			a.setLastErr(fmt.Errorf("buffer append: %w", err))
+			if !failing {
+				failing = true
+				a.log.Error("buffer append; will retry", "pending", len(pending), "err", err)
+			}
+			if over := len(pending) - maxPending; over > 0 {
+				a.unbuffered.Add(uint64(over))
+				pending = append(pending[:0], pending[over:]...)
+			}
+			return err
+		}
+		if failing {
+			failing = false
+			a.log.Info("buffer append recovered")
+		}
+		a.log.Debug("committed", "results", len(pending), "last_seq", pending[len(pending)-1].Seq)
+		clear(pending)
+		pending = pending[:0]
+		select {
+		case committed <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	for {
+		select {
+		case r, ok := <-in:
+			if !ok {
+				if err := flush(); err != nil {
+					return fmt.Errorf("final commit of %d results: %w", len(pending), err)
+				}
+				return nil
+			}
+			pending = append(pending, r)
+			if len(pending) >= a.opts.CommitMax {
+				_ = flush() // an error is recorded and retried on the next tick
+			}
+		case <-tick.C:
+			_ = flush()
+		}
+	}
+}
+
+// runUpload sends buffered results oldest first, one batch in flight, and deletes them as
+// the controller acks. A batch unacked after AckTimeout, or still unacked when the link
+// reconnects, is sent again from the buffer's oldest result. Once ctx ends it drains: it
+// goes on until the pipeline has committed its last result and the controller has acked
+// everything, the link drops, or DrainTimeout passes.
+func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipelineDone <-chan struct{}) error {
+	tick := time.NewTicker(min(250*time.Millisecond, a.opts.AckTimeout/4))
+	defer tick.Stop()
+	var (
+		awaiting  uint64 // last seq of the batch in flight; 0 when none
+		sentAt    time.Time
+		retryAt   time.Time // after a failed publish, wait until then
+		connected bool
+		errLogged time.Time
+		stop      = ctx.Done()
+		drainBy   time.Time // set once ctx has ended
+		pubCtx    = ctx     // publishes outlive ctx while draining
+	)
+	acks := a.opts.Uplink.Acks()
+	for {
+		if !drainBy.IsZero() {
+			drained := pipelineDone == nil && a.opts.Buffer.Stats().Len == 0
+			if drained || !a.opts.Uplink.Connected() || time.Now().After(drainBy) {
+				return nil
+			}
+		}
+		now := a.opts.Uplink.Connected()
+		if now && !connected {
+			awaiting = 0 // acks for the old connection may never come; resend
+		}
+		connected = now
+		if connected && time.Now().After(retryAt) && (awaiting == 0 || time.Since(sentAt) > a.opts.AckTimeout) {
+			last, err := a.sendBatch(pubCtx)
+			switch {
+			case err == nil:
+				awaiting, sentAt = last, time.Now()
+			case pubCtx.Err() != nil:
+				return nil
+			default:
+				awaiting, retryAt = 0, time.Now().Add(time.Second)
+				a.setLastErr(err)
+				if time.Since(errLogged) > 30*time.Second {
+					errLogged = time.Now()
+					a.log.Warn("upload", "err", err)
+				}
+			}
+		}
+		select {
+		case <-stop:
+			stop = nil
+			drainBy = time.Now().Add(a.opts.DrainTimeout)
+			var cancel context.CancelFunc
+			pubCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), drainBy)
+			defer cancel()
+		case <-pipelineDone:
+			pipelineDone = nil
+		case seq := <-acks:
+			if err := a.opts.Buffer.Ack(seq); err != nil {
+				a.setLastErr(fmt.Errorf("ack %d: %w", seq, err))
+				a.log.Warn("controller ack rejected", "seq", seq, "err", err)
+				continue
+			}
+			if seq >= awaiting {
+				awaiting = 0
+			}
+		case <-committed:
+		case <-tick.C:
+		}
+	}
+}
+
+// sendBatch publishes the oldest unacked results and returns the last seq sent, 0 if there
+// was nothing to send.
+func (a *Agent) sendBatch(ctx context.Context) (uint64, error) {
+	rs, err := a.opts.Buffer.Oldest(a.opts.BatchMax)
+	if err != nil {
+		return 0, fmt.Errorf("read buffer: %w", err)
+	}
+	if len(rs) == 0 {
+		return 0, nil
+	}
+	st := a.opts.Buffer.Stats()
+	msg := &wire.ResultBatch{Device: a.opts.DeviceID, Results: rs, DroppedThrough: st.DroppedThrough}
+	payload, err := wire.Encode(msg)
+	if err != nil {
+		return 0, fmt.Errorf("encode batch: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.opts.PublishTimeout)
+	defer cancel()
+	if err := a.opts.Uplink.Publish(pctx, wire.LeafResults, payload, false); err != nil {
+		return 0, fmt.Errorf("publish %d results from seq %d: %w", len(rs), rs[0].Seq, err)
+	}
+	return rs[len(rs)-1].Seq, nil
+}
+
+// runHealth publishes a retained health report every HealthInterval while connected.
+func (a *Agent) runHealth(ctx context.Context) error {
+	tick := time.NewTicker(a.opts.HealthInterval)
+	defer tick.Stop()
+	prevN, prevT := a.inferences.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			n := a.inferences.Load()
+			a.mu.Lock()
+			a.perSecond = float64(n-prevN) / now.Sub(prevT).Seconds()
+			a.mu.Unlock()
+			prevN, prevT = n, now
+		}
+		if !a.opts.Uplink.Connected() {
+			continue
+		}
+		h := a.Health()
+		payload, err := wire.Encode(&h)
+		if err != nil {
+			return fmt.Errorf("encode health: %w", err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.opts.PublishTimeout)
+		err = a.opts.Uplink.Publish(pctx, wire.LeafHealth, payload, true)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			a.log.Debug("publish health", "err", err)
+		}
+	}
+}
+
+func (a *Agent) setLastErr(err error) {
+	a.mu.Lock()
+	a.lastErr = err.Error()
+	a.mu.Unlock()
+}
+
+// recordLatency stores d in the ring without allocating.
+func (a *Agent) recordLatency(d time.Duration) {
+	a.mu.Lock()
+	a.lat[a.latNext] = d
+	a.latNext = (a.latNext + 1) % latencyRing
+	a.latN = min(a.latN+1, latencyRing)
+	a.mu.Unlock()
+}
+
+// percentilesLocked returns the nearest-rank p50, p95 and p99 of the recent latencies.
+func (a *Agent) percentilesLocked() (p50, p95, p99 time.Duration) {
+	if a.latN == 0 {
+		return 0, 0, 0
+	}
+	s := a.scratch[:a.latN]
+	copy(s, a.lat[:a.latN])
+	slices.Sort(s)
+	rank := func(p float64) time.Duration {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return s[max(i, 0)]
+	}
+	return rank(0.50), rank(0.95), rank(0.99)
+}
+
+// Stats is a point-in-time view of an Agent, for tables and tests.
+type Stats struct {
+	Device         string
+	Model          wire.ModelRef
+	Uptime         time.Duration
+	Inferences     uint64  // since start
+	PerSecond      float64 // over the last health interval
+	P50, P95, P99  time.Duration
+	Buffered       uint64 // results awaiting ack
+	Oldest         time.Time
+	LastSeq        uint64
+	AckedSeq       uint64
+	Dropped        uint64 // results discarded by retention or lost before commit
+	SamplesDropped uint64 // samples discarded because inference fell behind
+	SensorErrors   uint64
+	PredictErrors  uint64
+	SensorStatus   string
+	Connected      bool
+	LastError      string
+}
+
+// Stats returns a snapshot; it is safe to call from any goroutine.
+func (a *Agent) Stats() Stats {
+	bs := a.opts.Buffer.Stats()
+	s := Stats{
+		Device:         a.opts.DeviceID,
+		Model:          a.model,
+		Inferences:     a.inferences.Load(),
+		Buffered:       bs.Len,
+		Oldest:         bs.Oldest,
+		LastSeq:        bs.LastSeq,
+		AckedSeq:       bs.AckedSeq,
+		Dropped:        bs.Dropped + a.unbuffered.Load(),
+		SamplesDropped: a.samplesDropped.Load(),
+		SensorErrors:   a.sensorErrors.Load(),
+		PredictErrors:  a.predictErrors.Load(),
+		Connected:      a.opts.Uplink.Connected(),
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.start.IsZero() {
+		s.Uptime = time.Since(a.start)
+	}
+	s.PerSecond = a.perSecond
+	s.P50, s.P95, s.P99 = a.percentilesLocked()
+	s.SensorStatus = a.sensorStatus
+	s.LastError = a.lastErr
+	return s
+}
+
+// Health derives the wire health report from the current Stats.
+func (a *Agent) Health() wire.Health {
+	s := a.Stats()
+	now := time.Now()
+	h := wire.Health{
+		Device:         s.Device,
+		Time:           now.UTC(),
+		AgentVersion:   a.opts.AgentVersion,
+		Model:          s.Model,
+		UptimeSeconds:  s.Uptime.Seconds(),
+		Inferences:     s.Inferences,
+		InferencesPerS: s.PerSecond,
+		LatencyP50Ms:   ms(s.P50),
+		LatencyP95Ms:   ms(s.P95),
+		LatencyP99Ms:   ms(s.P99),
+		Buffered:       s.Buffered,
+		Dropped:        s.Dropped,
+		LastSeq:        s.LastSeq,
+		AckedSeq:       s.AckedSeq,
+		SensorStatus:   s.SensorStatus,
+		SensorErrors:   s.SensorErrors,
+		LastError:      s.LastError,
+	}
+	if !s.Oldest.IsZero() {
+		h.OldestBufferedS = max(now.Sub(s.Oldest).Seconds(), 0)
+	}
+	return h
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

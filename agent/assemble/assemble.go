@@ -1,0 +1,159 @@
+// Package assemble wires the agent's real adapters — a registered sensor, the TFLite
+// predictor, the bbolt buffer and the MQTT link — into a runnable Device. cmd/outpost-agent
+// runs one; the controller's demo runs several in one process.
+package assemble
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-ml/outpost/agent"
+	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/mqttlink"
+	"github.com/outpost-ml/outpost/agent/sensor"
+	_ "github.com/outpost-ml/outpost/agent/sensor/simsensor" // registers sim:vibration
+	"github.com/outpost-ml/outpost/agent/tfpredict"
+	"github.com/outpost-ml/outpost/fleet/wire"
+)
+
+// Config describes one device. DeviceID, Broker, ModelPath, Sensor and DataDir are required.
+type Config struct {
+	DeviceID     string
+	Broker       string // tcp://host:port
+	ModelPath    string // .tflite file
+	ManifestPath string // default: ModelPath with .json for .tflite
+	Sensor       string // sensor spec, e.g. "sim:vibration?seed=3"
+	DataDir      string // holds buffer.db; created if missing
+
+	HealthInterval time.Duration // default agent.DefaultHealthInterval
+	MaxBuffered    int           // unacked results kept; default boltbuf.DefaultMaxResults
+	AgentVersion   string
+	Logger         *slog.Logger // nil logs nothing
+	// Link overrides MQTT timings (Broker, DeviceID and Logger are taken from above).
+	Link mqttlink.Options
+}
+
+// BufferFile is the name of the buffer inside Config.DataDir.
+const BufferFile = "buffer.db"
+
+// ShutdownTimeout bounds how long Run waits to announce "offline" after the agent stops.
+const ShutdownTimeout = 3 * time.Second
+
+// Device is an assembled agent with the adapters it owns.
+type Device struct {
+	Agent     *agent.Agent
+	Source    sensor.Source // *simsensor.Vibration for sim:vibration, e.g. to inject faults
+	Predictor *tfpredict.Predictor
+	Buffer    *boltbuf.Buffer
+	Link      *mqttlink.Link
+
+	log  *slog.Logger
+	used atomic.Bool // Run or Close has been called
+}
+
+// New opens every part of the device, or closes what it opened and returns a one-line error
+// naming the first part that failed. It connects nothing and starts nothing.
+func New(cfg Config) (_ *Device, err error) {
+	if err := wire.ValidDeviceID(cfg.DeviceID); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.Broker == "":
+		return nil, errors.New("no broker given")
+	case cfg.ModelPath == "":
+		return nil, errors.New("no model given")
+	case cfg.Sensor == "":
+		return nil, errors.New("no sensor given")
+	case cfg.DataDir == "":
+		return nil, errors.New("no data dir given")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d := &Device{log: log}
+	defer func() {
+		if err != nil {
+			d.closeParts()
+		}
+	}()
+
+	if d.Predictor, err = tfpredict.Load(cfg.ModelPath, cfg.ManifestPath); err != nil {
+		return nil, err
+	}
+	if d.Source, err = sensor.Open(cfg.Sensor); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	d.Buffer, err = boltbuf.Open(filepath.Join(cfg.DataDir, BufferFile), boltbuf.Options{MaxResults: cfg.MaxBuffered})
+	if err != nil {
+		return nil, err
+	}
+	lo := cfg.Link
+	lo.Broker, lo.DeviceID, lo.Logger = cfg.Broker, cfg.DeviceID, log.With("component", "mqtt")
+	if d.Link, err = mqttlink.New(lo); err != nil {
+		return nil, err
+	}
+	d.Agent, err = agent.New(agent.Options{
+		DeviceID:       cfg.DeviceID,
+		AgentVersion:   cfg.AgentVersion,
+		Source:         d.Source,
+		Predictor:      d.Predictor,
+		Buffer:         d.Buffer,
+		Uplink:         d.Link,
+		Logger:         log.With("component", "agent"),
+		HealthInterval: cfg.HealthInterval,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Run connects and runs the agent until ctx ends. On the way out every inferred result is
+// committed, "offline" is announced if the broker is reachable (waiting at most
+// ShutdownTimeout), and the buffer and sensor are closed. Run may be called once.
+func (d *Device) Run(ctx context.Context) error {
+	if !d.used.CompareAndSwap(false, true) {
+		return errors.New("device already run or closed")
+	}
+	d.Link.Connect()
+	runErr := d.Agent.Run(ctx)
+	st := d.Agent.Stats()
+	d.log.Info("agent stopped", "last_seq", st.LastSeq, "acked_seq", st.AckedSeq, "buffered", st.Buffered)
+	cctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	closeErr := d.Link.Close(cctx)
+	if closeErr != nil {
+		d.log.Warn("announce offline", "err", closeErr)
+	}
+	return errors.Join(runErr, d.closeParts())
+}
+
+// Close releases a Device that will not be Run.
+func (d *Device) Close() error {
+	if !d.used.CompareAndSwap(false, true) {
+		return nil
+	}
+	return d.closeParts()
+}
+
+func (d *Device) closeParts() error {
+	var errs []error
+	if d.Buffer != nil {
+		errs = append(errs, d.Buffer.Close())
+	}
+	if d.Source != nil {
+		errs = append(errs, d.Source.Close())
+	}
+	return errors.Join(errs...)
+}

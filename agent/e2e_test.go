@@ -1,0 +1,207 @@
+package agent_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/outpost-ml/outpost/agent"
+	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/mqttlink"
+	"github.com/outpost-ml/outpost/fleet/wire"
+)
+
+// allowAll lets every client connect and use every topic.
+type allowAll struct{ mochi.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+func (*allowAll) Provides(b byte) bool {
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+}
+func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
+
+// startBroker runs a real mochi broker on addr ("127.0.0.1:0" for a free port) until stop is
+// called or the test ends, and returns the address it listens on.
+func startBroker(t *testing.T, addr string) (stop func(), bound string) {
+	t.Helper()
+	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: addr})
+	if err := srv.AddListener(ln); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { srv.Close() }) }
+	t.Cleanup(stop)
+	return stop, ln.Address()
+}
+
+// controller stands in for the fleet controller: it records every result it receives,
+// de-duplicates by seq and acks the highest contiguous seq, as the real one does.
+type controller struct {
+	c      paho.Client
+	device string
+
+	mu     sync.Mutex
+	seen   map[uint64]int
+	acked  uint64
+	health []wire.Health
+}
+
+func newController(t *testing.T, broker, device string) *controller {
+	t.Helper()
+	ctl := &controller{device: device, seen: map[uint64]int{}}
+	opts := paho.NewClientOptions().AddBroker("tcp://" + broker).SetClientID("controller").
+		SetOrderMatters(false).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
+		SetMaxReconnectInterval(300 * time.Millisecond).
+		SetOnConnectHandler(func(c paho.Client) {
+			c.Subscribe(wire.DeviceTopic(device, wire.LeafResults), 1, ctl.onResults)
+			c.Subscribe(wire.DeviceTopic(device, wire.LeafHealth), 1, ctl.onHealth)
+		})
+	ctl.c = paho.NewClient(opts)
+	if tok := ctl.c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("controller connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { ctl.c.Disconnect(0) })
+	return ctl
+}
+
+func (ctl *controller) onResults(c paho.Client, m paho.Message) {
+	var b wire.ResultBatch
+	if err := wire.Decode(m.Payload(), &b); err != nil || b.Device != ctl.device {
+		return
+	}
+	ctl.mu.Lock()
+	for _, r := range b.Results {
+		ctl.seen[r.Seq]++
+	}
+	for ctl.seen[ctl.acked+1] > 0 || ctl.acked+1 <= b.DroppedThrough {
+		ctl.acked++
+	}
+	payload, _ := wire.Encode(&wire.Ack{Seq: ctl.acked})
+	ctl.mu.Unlock()
+	// Not waiting on the token: a handler must not block paho.
+	c.Publish(wire.ControllerTopic(ctl.device, wire.LeafAck), 1, false, payload)
+}
+
+func (ctl *controller) onHealth(_ paho.Client, m paho.Message) {
+	var h wire.Health
+	if wire.Decode(m.Payload(), &h) == nil {
+		ctl.mu.Lock()
+		ctl.health = append(ctl.health, h)
+		ctl.mu.Unlock()
+	}
+}
+
+func (ctl *controller) counts() (seen map[uint64]int, health int) {
+	ctl.mu.Lock()
+	defer ctl.mu.Unlock()
+	m := make(map[uint64]int, len(ctl.seen))
+	for k, v := range ctl.seen {
+		m[k] = v
+	}
+	return m, len(ctl.health)
+}
+
+// TestEndToEndBrokerOutage runs the agent with a fake sensor and predictor but the real
+// bbolt buffer, the real MQTT link and a real broker, takes the broker away for a while and
+// checks that every result still reaches the controller and the buffer drains.
+func TestEndToEndBrokerOutage(t *testing.T) {
+	stopBroker, addr := startBroker(t, "127.0.0.1:0")
+	ctl := newController(t, addr, "dev-e2e")
+
+	const samples = 1500 // 3 s at 500 Hz
+	spec := testSpec()
+	want := uint64((samples-spec.Window)/spec.Stride + 1)
+
+	buf, err := boltbuf.Open(filepath.Join(t.TempDir(), "buffer.db"), boltbuf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer buf.Close()
+	link, err := mqttlink.New(mqttlink.Options{
+		Broker: "tcp://" + addr, DeviceID: "dev-e2e",
+		ConnectRetryInterval: 100 * time.Millisecond, MaxReconnectInterval: 300 * time.Millisecond,
+		ConnectTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(agent.Options{
+		DeviceID: "dev-e2e", AgentVersion: "test",
+		Source:    &fakeSource{rate: 500, limit: samples},
+		Predictor: &fakePredictor{spec: spec},
+		Buffer:    buf, Uplink: link,
+		HealthInterval: 100 * time.Millisecond, AckTimeout: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link.Connect()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+		link.Close(context.Background())
+	}()
+
+	eventually(t, "first results acked", func() bool { return a.Stats().AckedSeq >= 50 })
+
+	stopBroker()
+	t0 := time.Now()
+	eventually(t, "agent sees the broker gone", func() bool { return !a.Stats().Connected })
+	down := a.Stats()
+	t.Logf("disconnect seen after %v at last seq %d", time.Since(t0), down.LastSeq)
+	// Keep the broker away while the agent produces a few hundred more results (~1.2 s).
+	eventually(t, "results buffered while the broker is down", func() bool {
+		return a.Stats().LastSeq >= down.LastSeq+300
+	})
+	if st := a.Stats(); st.AckedSeq > down.LastSeq || st.Buffered < 300 {
+		t.Fatalf("while down: acked %d (down at last seq %d), buffered %d", st.AckedSeq, down.LastSeq, st.Buffered)
+	}
+
+	t.Logf("broker down for %v; %+v", time.Since(t0), a.Stats())
+	startBroker(t, addr) // same port: the link and the controller reconnect on their own
+	t1 := time.Now()
+	eventually(t, "agent reconnects", func() bool { return a.Stats().Connected })
+	t.Logf("reconnected after %v", time.Since(t1))
+	eventually(t, "every result acked and the buffer drained", func() bool {
+		st := a.Stats()
+		return st.LastSeq == want && st.AckedSeq == want && st.Buffered == 0
+	})
+
+	seen, health := ctl.counts()
+	dups := 0
+	for seq := uint64(1); seq <= want; seq++ {
+		if seen[seq] == 0 {
+			t.Fatalf("seq %d never reached the controller", seq)
+		}
+		dups += seen[seq] - 1
+	}
+	if uint64(len(seen)) != want {
+		t.Fatalf("controller saw %d distinct seqs, want %d", len(seen), want)
+	}
+	if health == 0 {
+		t.Fatal("controller saw no health report")
+	}
+	t.Logf("%d results delivered, %d duplicate deliveries across the outage", want, dups)
+}

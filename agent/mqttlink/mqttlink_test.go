@@ -1,0 +1,284 @@
+package mqttlink_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/outpost-ml/outpost/agent"
+	"github.com/outpost-ml/outpost/agent/mqttlink"
+	"github.com/outpost-ml/outpost/fleet/wire"
+)
+
+// allowAll lets every client connect and use every topic. (mochi's auth.AllowHook would do,
+// but its package pulls in a YAML module this repository does not otherwise need.)
+type allowAll struct{ mochi.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+func (*allowAll) Provides(b byte) bool {
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+}
+func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
+
+// startBroker runs a real mochi broker on a free loopback port until the test ends.
+func startBroker(t *testing.T) (*mochi.Server, string) {
+	t.Helper()
+	srv := mochi.New(&mochi.Options{InlineClient: true})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	if err := srv.AddListener(ln); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, "tcp://" + ln.Address()
+}
+
+// watcher is a plain paho client standing in for the controller.
+type watcher struct {
+	c   paho.Client
+	mu  sync.Mutex
+	got []paho.Message
+}
+
+func newWatcher(t *testing.T, broker, id string, topics ...string) *watcher {
+	t.Helper()
+	w := &watcher{}
+	w.c = paho.NewClient(paho.NewClientOptions().AddBroker(broker).SetClientID(id).SetOrderMatters(false))
+	if tok := w.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("watcher connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { w.c.Disconnect(0) })
+	for _, topic := range topics {
+		tok := w.c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
+			w.mu.Lock()
+			w.got = append(w.got, m)
+			w.mu.Unlock()
+		})
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("watcher subscribe %s: %v", topic, tok.Error())
+		}
+	}
+	return w
+}
+
+// waitFor polls until some message received satisfies ok, or fails the test after 10 s.
+func (w *watcher) waitFor(t *testing.T, what string, ok func(paho.Message) bool) paho.Message {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		for _, m := range w.got {
+			if ok(m) {
+				w.mu.Unlock()
+				return m
+			}
+		}
+		w.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no %s within 10s", what)
+	return nil
+}
+
+func (w *watcher) reset() {
+	w.mu.Lock()
+	w.got = nil
+	w.mu.Unlock()
+}
+
+func stateIs(device, state string) func(paho.Message) bool {
+	return func(m paho.Message) bool {
+		var s wire.State
+		return m.Topic() == wire.DeviceTopic(device, wire.LeafState) && wire.Decode(m.Payload(), &s) == nil &&
+			s.State == state && s.Device == device
+	}
+}
+
+func newLink(t *testing.T, broker, id string) *mqttlink.Link {
+	t.Helper()
+	l, err := mqttlink.New(mqttlink.Options{
+		Broker: broker, DeviceID: id,
+		ConnectRetryInterval: 100 * time.Millisecond, MaxReconnectInterval: 500 * time.Millisecond,
+		ConnectTimeout: 2 * time.Second, KeepAlive: 2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func waitConnected(t *testing.T, l *mqttlink.Link, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Connected() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("Connected() did not become %v within 10s", want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestOnlineHealthAndCleanClose(t *testing.T) {
+	_, broker := startBroker(t)
+	w := newWatcher(t, broker, "ctl", wire.DeviceTopic("dev-1", "#"))
+	l := newLink(t, broker, "dev-1")
+	l.Connect()
+	waitConnected(t, l, true)
+	w.waitFor(t, "retained online state", stateIs("dev-1", wire.StateOnline))
+
+	h, _ := wire.Encode(&wire.Health{Device: "dev-1", Inferences: 42})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Publish(ctx, wire.LeafHealth, h, true); err != nil {
+		t.Fatalf("Publish(health) = %v", err)
+	}
+
+	// A subscriber arriving later still sees the retained health and presence.
+	late := newWatcher(t, broker, "late", wire.DeviceTopic("dev-1", "#"))
+	m := late.waitFor(t, "retained health", func(m paho.Message) bool {
+		return m.Topic() == wire.DeviceTopic("dev-1", wire.LeafHealth)
+	})
+	var got wire.Health
+	if err := wire.Decode(m.Payload(), &got); err != nil || got.Inferences != 42 || !m.Retained() {
+		t.Fatalf("late health = %+v (retained %v), %v; want 42 inferences, retained", got, m.Retained(), err)
+	}
+	late.waitFor(t, "retained online state", stateIs("dev-1", wire.StateOnline))
+
+	if err := l.Close(ctx); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	w.waitFor(t, "offline state after Close", stateIs("dev-1", wire.StateOffline))
+	if l.Connected() {
+		t.Fatal("Connected() after Close")
+	}
+	if err := l.Publish(ctx, wire.LeafHealth, h, true); !errors.Is(err, agent.ErrNotConnected) {
+		t.Fatalf("Publish after Close = %v, want ErrNotConnected", err)
+	}
+}
+
+func TestLastWillWhenConnectionKilled(t *testing.T) {
+	srv, broker := startBroker(t)
+	w := newWatcher(t, broker, "ctl", wire.DeviceTopic("dev-2", wire.LeafState))
+	l := newLink(t, broker, "dev-2")
+	l.Connect()
+	defer l.Close(context.Background())
+	w.waitFor(t, "online state", stateIs("dev-2", wire.StateOnline))
+	w.reset()
+
+	cl, ok := srv.Clients.Get("dev-2")
+	if !ok {
+		t.Fatal("broker has no client dev-2")
+	}
+	cl.Stop(errors.New("test: connection killed"))
+	w.waitFor(t, "last-will offline state", stateIs("dev-2", wire.StateOffline))
+	// paho reconnects on its own and announces itself again.
+	w.waitFor(t, "online state after reconnect", stateIs("dev-2", wire.StateOnline))
+	waitConnected(t, l, true)
+}
+
+func TestAcks(t *testing.T) {
+	_, broker := startBroker(t)
+	ctl := newWatcher(t, broker, "ctl")
+	l := newLink(t, broker, "dev-3")
+	l.Connect()
+	defer l.Close(context.Background())
+	waitConnected(t, l, true)
+	// The subscription is made in the connect handler; wait until an ack gets through.
+	topic := wire.ControllerTopic("dev-3", wire.LeafAck)
+	deadline := time.Now().Add(10 * time.Second)
+	send := func(payload []byte) {
+		if tok := ctl.c.Publish(topic, 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("controller publish: %v", tok.Error())
+		}
+	}
+	ack := func(seq uint64) []byte { b, _ := wire.Encode(&wire.Ack{Seq: seq}); return b }
+	var got uint64
+	for got != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("ack 1 not delivered within 10s")
+		}
+		send(ack(1))
+		select {
+		case got = <-l.Acks():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	// Malformed acks are counted and skipped; later good ones still arrive. Acks that pile
+	// up unread are coalesced to the highest.
+	send([]byte("not json"))
+	send([]byte(`{"v":9,"seq":1000}`))
+	for seq := uint64(2); seq <= 40; seq++ {
+		send(ack(seq))
+	}
+	for got != 40 {
+		select {
+		case got = <-l.Acks():
+		case <-time.After(10 * time.Second):
+			t.Fatalf("highest ack seen %d, want 40", got)
+		}
+	}
+	if got > 40 {
+		t.Fatalf("ack %d delivered, never sent", got)
+	}
+	if n := l.BadAcks(); n != 2 {
+		t.Fatalf("BadAcks() = %d, want 2", n)
+	}
+}
+
+func TestBrokerUnreachable(t *testing.T) {
+	// A port that was free a moment ago: nothing listens on it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	l := newLink(t, "tcp://"+addr, "dev-4")
+	l.Connect()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.Publish(ctx, wire.LeafResults, []byte("{}"), false); !errors.Is(err, agent.ErrNotConnected) {
+		t.Fatalf("Publish with no broker = %v, want ErrNotConnected", err)
+	}
+	start := time.Now()
+	if err := l.Close(ctx); err != nil {
+		t.Fatalf("Close with no broker = %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Close took %v with no broker", d)
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	tests := []struct{ broker, id, want string }{
+		{"tcp://127.0.0.1:1883", "", "device id"},
+		{"tcp://127.0.0.1:1883", "a/b", "not allowed"},
+		{"http://127.0.0.1:1883", "d", "scheme"},
+		{"127.0.0.1:1883", "d", "broker"},
+		{"tcp://127.0.0.1", "d", "host:port"},
+		{"tcp://[::1", "d", "broker"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.broker+"/"+tt.id, func(t *testing.T) {
+			_, err := mqttlink.New(mqttlink.Options{Broker: tt.broker, DeviceID: tt.id})
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("New(%q, %q) = %v, want one-line error containing %q", tt.broker, tt.id, err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,134 @@
+// Command outpost-agent runs Outpost on an edge device: it samples a sensor, runs a
+// TensorFlow Lite model on sliding windows, keeps the results in a durable buffer and sends
+// them to the fleet controller over MQTT, delivering everything buffered once the broker is
+// reachable again.
+//
+// Exit codes: 0 after a clean stop (SIGINT or SIGTERM), 2 for bad usage, 1 for any other
+// error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/outpost-ml/outpost/agent"
+	"github.com/outpost-ml/outpost/agent/assemble"
+	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/sensor"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal the default action is restored, so a second one ends a shutdown
+	// that hangs.
+	context.AfterFunc(ctx, stop)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// usageError marks errors in the command line (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+type config struct {
+	assemble.Config
+	logLevel    slog.Level
+	showVersion bool
+}
+
+func parse(args []string, stdout io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("outpost-agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported once, on one line, by run
+	var c config
+	var logLevel string
+	fs.StringVar(&c.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker `URL` (tcp://, ssl://, ws://)")
+	fs.StringVar(&c.DeviceID, "id", "", "device `ID`: 1-64 of A-Z a-z 0-9 . _ - (required)")
+	fs.StringVar(&c.ModelPath, "model", "", "TensorFlow Lite model `file` (required)")
+	fs.StringVar(&c.ManifestPath, "manifest", "", "model manifest `file` (default: the model path with .json for .tflite)")
+	fs.StringVar(&c.Sensor, "sensor", "sim:vibration", "sensor `spec` KIND[?ARGS], e.g. sim:vibration?seed=3&fault=bearing; kinds: "+strings.Join(sensor.Kinds(), ", "))
+	fs.StringVar(&c.DataDir, "data-dir", "", "`directory` for the result buffer; created if missing (required)")
+	fs.DurationVar(&c.HealthInterval, "health-interval", agent.DefaultHealthInterval, "time between health reports")
+	fs.IntVar(&c.MaxBuffered, "max-buffered", boltbuf.DefaultMaxResults, "most unacknowledged results kept; the oldest are dropped beyond it")
+	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	fs.Usage = func() {} // flag calls it on every parse error; help is printed below instead
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "Usage: outpost-agent --id ID --model FILE --data-dir DIR [flags]\n\n")
+			fmt.Fprintf(stdout, "Runs an Outpost edge agent: sensor -> model -> durable buffer -> MQTT.\n\nFlags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil, err
+		}
+		return nil, usageError{err.Error()}
+	}
+	if c.showVersion {
+		return &c, nil
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	case c.DeviceID == "":
+		return nil, usageError{"missing --id"}
+	case c.ModelPath == "":
+		return nil, usageError{"missing --model"}
+	case c.DataDir == "":
+		return nil, usageError{"missing --data-dir"}
+	case c.HealthInterval <= 0:
+		return nil, usageError{fmt.Sprintf("--health-interval %v must be positive", c.HealthInterval)}
+	case c.MaxBuffered <= 0:
+		return nil, usageError{fmt.Sprintf("--max-buffered %d must be positive", c.MaxBuffered)}
+	}
+	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", logLevel)}
+	}
+	return &c, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c, err := parse(args, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "outpost-agent: %v (see --help)\n", err)
+		return 2
+	}
+	if c.showVersion {
+		fmt.Fprintln(stdout, "outpost-agent", version)
+		return 0
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel})).With("device", c.DeviceID)
+	c.AgentVersion = version
+	c.Logger = log
+	dev, err := assemble.New(c.Config)
+	if err != nil {
+		fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
+		return 1
+	}
+	m := dev.Predictor.Model()
+	log.Info("outpost-agent starting", "version", version, "model", m.String(), "sha256", m.SHA256,
+		"sensor", c.Sensor, "broker", c.Broker, "data_dir", c.DataDir)
+	start := time.Now()
+	if err := dev.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
+		return 1
+	}
+	log.Info("outpost-agent stopped", "uptime", time.Since(start).Round(time.Millisecond))
+	return 0
+}

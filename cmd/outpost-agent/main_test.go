@@ -1,0 +1,331 @@
+package main_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/fleet/wire"
+)
+
+const sampleModel = "../../models/sample/vibration-anomaly-f32.tflite"
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "outpost-agent-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "outpost-agent")
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version=1.2.3-test", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runAgent(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	out, _, code := runAgent(t, "--help")
+	if code != 0 {
+		t.Fatalf("--help exit code %d", code)
+	}
+	for _, f := range []string{"broker", "id", "model", "manifest", "sensor", "data-dir", "health-interval", "log-level", "max-buffered", "version"} {
+		if !strings.Contains(out, "  -"+f+" ") && !strings.Contains(out, "  -"+f+"\n") {
+			t.Errorf("--help does not list -%s:\n%s", f, out)
+		}
+	}
+	if !strings.Contains(out, "sim:vibration") {
+		t.Errorf("--help does not list the sensor kinds")
+	}
+	out, _, code = runAgent(t, "--version")
+	if code != 0 || out != "outpost-agent 1.2.3-test\n" {
+		t.Fatalf("--version = %q, exit %d", out, code)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.tflite")
+	if err := os.WriteFile(garbage, []byte("not a model"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := []string{"--id", "dev-1", "--model", sampleModel, "--data-dir", filepath.Join(dir, "data")}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"unknown flag", append([]string{"--bogus"}, good...), 2, "flag provided but not defined: -bogus"},
+		{"missing id", []string{"--model", sampleModel, "--data-dir", dir}, 2, "missing --id"},
+		{"missing model flag", []string{"--id", "d", "--data-dir", dir}, 2, "missing --model"},
+		{"missing data dir", []string{"--id", "d", "--model", sampleModel}, 2, "missing --data-dir"},
+		{"extra argument", append(good, "extra"), 2, `unexpected argument "extra"`},
+		{"bad log level", append(good, "--log-level", "loud"), 2, `--log-level "loud"`},
+		{"bad interval", append(good, "--health-interval", "0s"), 2, "--health-interval 0s must be positive"},
+		{"bad duration", append(good, "--health-interval", "soon"), 2, "health-interval"},
+		{"missing model", []string{"--id", "d", "--model", filepath.Join(dir, "none.tflite"), "--data-dir", dir}, 1, "none.tflite: no such file"},
+		{"malformed model", []string{"--id", "d", "--model", garbage, "--manifest", strings.TrimSuffix(sampleModel, ".tflite") + ".json", "--data-dir", dir}, 1, "does not match the manifest"},
+		{"missing manifest", []string{"--id", "d", "--model", sampleModel, "--manifest", file + ".json", "--data-dir", dir}, 1, "read manifest"},
+		{"bad id", []string{"--id", "a/b", "--model", sampleModel, "--data-dir", dir}, 1, "device id"},
+		{"bad sensor", append(good, "--sensor", "sim:vibration?fault=rust"), 1, `fault "rust"`},
+		{"data dir is a file", []string{"--id", "d", "--model", sampleModel, "--data-dir", file}, 1, "not a directory"},
+		{"bad broker", append(good, "--broker", "localhost:1883"), 1, "broker"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := runAgent(t, tt.args...)
+			if code != tt.wantCode {
+				t.Fatalf("exit code %d, want %d; stderr %q", code, tt.wantCode, errOut)
+			}
+			if out != "" {
+				t.Errorf("stdout = %q, want nothing", out)
+			}
+			if strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "outpost-agent: ") || !strings.Contains(errOut, tt.want) {
+				t.Fatalf("stderr = %q, want one line containing %q", errOut, tt.want)
+			}
+		})
+	}
+}
+
+type allowAll struct{ mochi.HookBase }
+
+func (*allowAll) ID() string { return "allow-all" }
+func (*allowAll) Provides(b byte) bool {
+	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
+}
+func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
+func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
+
+func startBroker(t *testing.T) string {
+	t.Helper()
+	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := srv.AddHook(new(allowAll), nil); err != nil {
+		t.Fatal(err)
+	}
+	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
+	if err := srv.AddListener(ln); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Serve(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return "tcp://" + ln.Address()
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true within 20s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// startAgent runs the binary in the background; wait sends sig and returns the exit code.
+func startAgent(t *testing.T, args ...string) (stderr *syncBuffer, wait func(sig os.Signal) int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stderr = &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var once sync.Once
+	code := -1
+	wait = func(sig os.Signal) int {
+		once.Do(func() {
+			cmd.Process.Signal(sig)
+			select {
+			case err := <-done:
+				code = 0
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					code = ee.ExitCode()
+				}
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Errorf("agent did not stop within 15s of %v; stderr:\n%s", sig, stderr)
+			}
+		})
+		return code
+	}
+	t.Cleanup(func() { wait(syscall.SIGKILL) })
+	return stderr, wait
+}
+
+func TestRunAgainstBroker(t *testing.T) {
+	broker := startBroker(t)
+	var mu sync.Mutex
+	var results []wire.Result
+	var health *wire.Health
+	var state string
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(broker).SetClientID("ctl").SetOrderMatters(false))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer c.Disconnect(0)
+	handlers := map[string]paho.MessageHandler{
+		wire.DeviceTopic("dev-1", wire.LeafResults): func(c paho.Client, m paho.Message) {
+			var b wire.ResultBatch
+			if wire.Decode(m.Payload(), &b) != nil || len(b.Results) == 0 {
+				return
+			}
+			mu.Lock()
+			results = append(results, b.Results...)
+			mu.Unlock()
+			ack, _ := wire.Encode(&wire.Ack{Seq: b.Results[len(b.Results)-1].Seq})
+			c.Publish(wire.ControllerTopic("dev-1", wire.LeafAck), 1, false, ack)
+		},
+		wire.DeviceTopic("dev-1", wire.LeafHealth): func(_ paho.Client, m paho.Message) {
+			var h wire.Health
+			if wire.Decode(m.Payload(), &h) == nil {
+				mu.Lock()
+				health = &h
+				mu.Unlock()
+			}
+		},
+		wire.DeviceTopic("dev-1", wire.LeafState): func(_ paho.Client, m paho.Message) {
+			var s wire.State
+			if wire.Decode(m.Payload(), &s) == nil {
+				mu.Lock()
+				state = s.State
+				mu.Unlock()
+			}
+		},
+	}
+	for topic, h := range handlers {
+		if tok := c.Subscribe(topic, 1, h); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+
+	dataDir := filepath.Join(t.TempDir(), "data")
+	stderr, wait := startAgent(t, "--broker", broker, "--id", "dev-1", "--model", sampleModel,
+		"--sensor", "sim:vibration?seed=5", "--data-dir", dataDir, "--health-interval", "200ms")
+	eventually(t, "online, health and acked results", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return state == wire.StateOnline && health != nil && health.AckedSeq >= 2 && len(results) >= 2
+	})
+	mu.Lock()
+	h := *health
+	mu.Unlock()
+	if h.AgentVersion != "1.2.3-test" || h.Model.String() != "vibration-anomaly-f32@1.0.0" || h.SensorStatus != "ok" || h.LatencyP99Ms <= 0 {
+		t.Fatalf("health = %+v", h)
+	}
+	if code := wait(os.Interrupt); code != 0 {
+		t.Fatalf("exit code after SIGINT = %d; stderr:\n%s", code, stderr)
+	}
+	eventually(t, "offline announced", func() bool { mu.Lock(); defer mu.Unlock(); return state == wire.StateOffline })
+	if s := stderr.String(); strings.Contains(s, "level=ERROR") {
+		t.Fatalf("errors logged:\n%s", s)
+	}
+
+	b, err := boltbuf.Open(filepath.Join(dataDir, "buffer.db"), boltbuf.Options{})
+	if err != nil {
+		t.Fatalf("reopen buffer after stop: %v", err)
+	}
+	defer b.Close()
+	if st := b.Stats(); st.LastSeq < 2 || st.AckedSeq < 2 || st.Len != st.LastSeq-st.AckedSeq {
+		t.Fatalf("buffer after stop: %+v", st)
+	}
+}
+
+func TestRunWithoutBroker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens here now
+
+	dataDir := t.TempDir()
+	stderr, wait := startAgent(t, "--broker", "tcp://"+addr, "--id", "dev-2", "--model", sampleModel,
+		"--data-dir", dataDir, "--log-level", "debug")
+	eventually(t, "results committed while the broker is unreachable", func() bool {
+		s := stderr.String()
+		return strings.Contains(s, "broker unreachable") && strings.Contains(s, "msg=committed")
+	})
+	if code := wait(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code after SIGTERM = %d; stderr:\n%s", code, stderr)
+	}
+	s := stderr.String()
+	if n := strings.Count(s, "broker unreachable"); n > 4 {
+		t.Errorf("broker unreachable logged %d times in a few seconds; want it once per backoff step", n)
+	}
+	b, err := boltbuf.Open(filepath.Join(dataDir, "buffer.db"), boltbuf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if st := b.Stats(); st.LastSeq < 1 || st.Len != st.LastSeq || st.AckedSeq != 0 {
+		t.Fatalf("buffer after running without a broker = %+v, want every result kept", st)
+	}
+}

@@ -1,0 +1,458 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/outpost-ml/outpost/models/tflite"
+)
+
+// The int8 CONV_2D fast path: im2col plus a blocked GEMM with int32 accumulators over weights
+// packed once in Prepare.
+//
+// Why it is bit-exact with reference_integer_ops::ConvPerChannel: the reference sums
+// w * (x + input_offset) over the taps inside the input, in int32. Here im2col writes the input
+// zero point at taps outside the input, so (x + input_offset) is 0 there exactly as a skipped
+// tap, and the sum is split as Σ w*x + input_offset * Σ w, with input_offset * Σ w folded into
+// the bias at Prepare. Both are the same integer (and the same value modulo 2^32 should a
+// pathological model overflow), so requantization sees an identical accumulator.
+
+// portable forces the pure-Go kernels even where a SIMD path exists: for timing both paths on
+// one machine and for checking that they agree. OUTPOST_PORTABLE=1 sets it at start-up.
+var portable atomic.Bool
+
+func init() {
+	if os.Getenv("OUTPOST_PORTABLE") == "1" {
+		portable.Store(true)
+	}
+}
+
+// SetPortable forces (on) or releases (off) the pure-Go kernels for the interpreters created
+// afterwards; interpreters already built keep the path they chose in Prepare. Both paths give
+// identical integer results.
+func SetPortable(on bool) { portable.Store(on) }
+
+// KernelPath names the int8 convolution path that an interpreter created now would use:
+// "avx2" (amd64 with AVX2, not built with the purego tag) or "portable".
+func KernelPath() string {
+	if useSIMD() {
+		return simdName
+	}
+	return "portable"
+}
+
+func useSIMD() bool { return haveSIMD && !portable.Load() }
+
+// gemmBlock is the number of output channels one packed weight block holds.
+const gemmBlock = 4
+
+// gemmInt8 is the per-node state of the int8 GEMM path.
+type gemmInt8 struct {
+	k       int     // taps per output pixel: FH*FW*C
+	packed  []int64 // weights as [ceil(OC/4)][k][2] pairs w[c] + w[c+1]<<32, zero-padded
+	bias    []int32 // bias + input_offset * Σ w, per output channel
+	direct  bool    // 1x1, stride 1: the input rows are the im2col rows
+	padVal  int8    // the input zero point, written for taps outside the input
+	mult    []int32
+	left    []uint8 // left shift before the high multiply (shift > 0)
+	right   []uint8 // rounding right shift after it (shift < 0)
+	outOff  int32
+	qMin    int32
+	qMax    int32
+	outC    int
+	colRows int
+
+	// The SIMD path (see gemm16): weights widened to int16 and interleaved in pairs of taps,
+	// as [OC/8 rounded up to even][kp/2][8 channels][2 taps], zero-padded; kp is k rounded up
+	// to even. Rows of int16 input taps are built per chunk of rows16 pixels (a multiple of 4).
+	simd      bool
+	kp        int
+	w16       []int16
+	rows16    int
+	x16Handle int
+}
+
+// maxColBytes bounds the im2col scratch buffer; larger layers run in chunks of output pixels.
+const maxColBytes = 64 << 10
+
+func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
+	k := g.fH * g.fW * g.inC
+	nb := (g.outC + gemmBlock - 1) / gemmBlock
+	gm := &gemmInt8{k: k, packed: make([]int64, nb*k*2), bias: make([]int32, g.outC),
+		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
+		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC)}
+	for oc := 0; oc < g.outC; oc++ {
+		ws := w[oc*k : (oc+1)*k]
+		blk := gm.packed[(oc/gemmBlock)*k*2:]
+		j := oc % gemmBlock
+		var sum int32
+		for i, v := range ws {
+			// Channel j of the block goes to pair j/2, low half for even j, high for odd.
+			blk[i*2+j/2] += int64(v) << (32 * (j % 2))
+			sum += int32(v)
+		}
+		if b != nil {
+			gm.bias[oc] = b[oc]
+		}
+		gm.bias[oc] += g.inOff * sum
+		if s := g.shift[oc]; s > 0 {
+			gm.left[oc] = uint8(s)
+		} else {
+			gm.right[oc] = uint8(-s)
+		}
+	}
+	gm.direct = g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
+	g.gemm = gm
+	if useSIMD() {
+		return g.prepareGemm16(n, w)
+	}
+	if !gm.direct {
+		gm.colRows = max(1, min(g.outH*g.outW, maxColBytes/k))
+		h, err := n.RequestScratch(gm.colRows * k)
+		if err != nil {
+			return err
+		}
+		g.colScratch = h
+	}
+	return nil
+}
+
+// prepareGemm16 packs the weights for the SIMD path and requests its int16 row buffer.
+func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
+	gm := g.gemm
+	k := gm.k
+	gm.simd = true
+	gm.kp = k + k%2
+	pairs := gm.kp / 2
+	nb8 := (g.outC + 15) / 16 * 2
+	gm.w16 = make([]int16, nb8*pairs*16)
+	for oc := 0; oc < g.outC; oc++ {
+		blk := gm.w16[(oc/8)*pairs*16:]
+		j := oc % 8
+		for i, v := range w[oc*k : (oc+1)*k] {
+			blk[(i/2)*16+j*2+i%2] = int16(v)
+		}
+	}
+	per := g.outH * g.outW
+	gm.rows16 = min((per+3)&^3, max(4, maxColBytes/(2*gm.kp)&^3))
+	h, err := n.RequestScratch(gm.rows16 * gm.kp * 2)
+	if err != nil {
+		return err
+	}
+	gm.x16Handle = h
+	return nil
+}
+
+// convInt8 runs the int8 CONV_2D: direct GEMM for pointwise layers, im2col chunks otherwise.
+func (g *convGeom) convInt8(n *tflite.Node, x, y []int8) {
+	gm := g.gemm
+	if gm.simd {
+		g.convInt8x16(n, x, y)
+		return
+	}
+	k := gm.k
+	if gm.direct {
+		pixels := g.batches * g.outH * g.outW
+		gm.run(x[:pixels*k], pixels, y)
+		return
+	}
+	col := unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(n.Scratch(g.colScratch)))), gm.colRows*k)
+	per := g.outH * g.outW
+	for bt := 0; bt < g.batches; bt++ {
+		xb := x[bt*g.inH*g.inW*g.inC : (bt+1)*g.inH*g.inW*g.inC]
+		yb := y[bt*per*g.outC : (bt+1)*per*g.outC]
+		for p0 := 0; p0 < per; p0 += gm.colRows {
+			rows := min(gm.colRows, per-p0)
+			for r := 0; r < rows; r++ {
+				g.im2colRow(xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
+			}
+			gm.run(col[:rows*k], rows, yb[p0*g.outC:(p0+rows)*g.outC])
+		}
+	}
+}
+
+// im2colRow writes the taps of output pixel (oy, ox) in filter order [FH][FW][C].
+func (g *convGeom) im2colRow(x []int8, oy, ox int, row []int8, pad int8) {
+	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
+	c := g.inC
+	i := 0
+	for fy := 0; fy < g.fH; fy++ {
+		iy := iy0 + fy*g.dilH
+		for fx := 0; fx < g.fW; fx++ {
+			ix := ix0 + fx*g.dilW
+			dst := row[i : i+c]
+			if iy < 0 || iy >= g.inH || ix < 0 || ix >= g.inW {
+				for j := range dst {
+					dst[j] = pad
+				}
+			} else {
+				copy(dst, x[(iy*g.inW+ix)*c:])
+			}
+			i += c
+		}
+	}
+}
+
+// convInt8x16 is convInt8 for the SIMD path: each chunk of output pixels gets its input taps
+// widened to int16 rows (im2col, or the input pixels themselves for pointwise layers), then
+// gemm16 multiplies them by the packed weights.
+func (g *convGeom) convInt8x16(n *tflite.Node, x, y []int8) {
+	gm := g.gemm
+	k, kp := gm.k, gm.kp
+	buf := int16s(n.Scratch(gm.x16Handle), gm.rows16*kp)
+	per := g.outH * g.outW
+	inSize := g.inH * g.inW * g.inC
+	for bt := 0; bt < g.batches; bt++ {
+		xb := x[bt*inSize : (bt+1)*inSize]
+		yb := y[bt*per*g.outC : (bt+1)*per*g.outC]
+		for p0 := 0; p0 < per; p0 += gm.rows16 {
+			rows := min(gm.rows16, per-p0)
+			for r := 0; r < rows; r++ {
+				row := buf[r*kp : (r+1)*kp]
+				if gm.direct {
+					src := xb[(p0+r)*k : (p0+r+1)*k]
+					row = row[:len(src)]
+					for i, v := range src {
+						row[i] = int16(v)
+					}
+				} else {
+					g.im2colRow16(xb, (p0+r)/g.outW, (p0+r)%g.outW, row[:k], int16(gm.padVal))
+				}
+			}
+			if kp != k {
+				// The odd tap's partner has a zero weight; zero the input too so the
+				// products are plainly 0.
+				for r := 0; r < rows; r++ {
+					buf[r*kp+k] = 0
+				}
+			}
+			// Whole tiles of four pixels: the pad rows' results are computed and discarded.
+			tiles := (rows + 3) &^ 3
+			clear(buf[rows*kp : tiles*kp])
+			gm.gemm16(buf[:tiles*kp], rows, yb[p0*g.outC:(p0+rows)*g.outC])
+		}
+	}
+}
+
+// im2colRow16 is im2colRow writing int16 taps.
+func (g *convGeom) im2colRow16(x []int8, oy, ox int, row []int16, pad int16) {
+	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
+	c := g.inC
+	i := 0
+	for fy := 0; fy < g.fH; fy++ {
+		iy := iy0 + fy*g.dilH
+		for fx := 0; fx < g.fW; fx++ {
+			ix := ix0 + fx*g.dilW
+			dst := row[i : i+c]
+			if iy < 0 || iy >= g.inH || ix < 0 || ix >= g.inW {
+				for j := range dst {
+					dst[j] = pad
+				}
+			} else {
+				src := x[(iy*g.inW+ix)*c:][:len(dst)]
+				for j, v := range src {
+					dst[j] = int16(v)
+				}
+			}
+			i += c
+		}
+	}
+}
+
+// gemm16 multiplies int16 rows (a multiple of four, kp taps each) by the packed int16 weights
+// in tiles of 4 pixels x 16 channels and requantizes the first pixels rows into y.
+func (gm *gemmInt8) gemm16(x16 []int16, pixels int, y []int8) {
+	var acc [64]int32
+	kp, outC := gm.kp, gm.outC
+	pairs := kp / 2
+	blk := pairs * 16
+	for p := 0; p < pixels; p += 4 {
+		xt := x16[p*kp : (p+4)*kp]
+		for c0 := 0; c0 < outC; c0 += 16 {
+			b := c0 / 8
+			dotTile(xt, kp, gm.w16[b*blk:(b+1)*blk], gm.w16[(b+1)*blk:(b+2)*blk], pairs, &acc)
+			nr, nc := min(4, pixels-p), min(16, outC-c0)
+			for r := 0; r < nr; r++ {
+				ys := y[(p+r)*outC+c0:][:nc]
+				as := acc[r*16:][:len(ys)]
+				bias, mult := gm.bias[c0:][:len(ys)], gm.mult[c0:][:len(ys)]
+				left, right := gm.left[c0:][:len(ys)], gm.right[c0:][:len(ys)]
+				for c, a := range as {
+					v := requantInt32(a+bias[c], mult[c], left[c], right[c]) + gm.outOff
+					ys[c] = int8(min(max(v, gm.qMin), gm.qMax))
+				}
+			}
+		}
+	}
+}
+
+// dotTile computes acc[r*16+c] = Σ_i x[r*stride+i] * w(c, i) for 4 rows of x and 16 channels,
+// the first 8 from w0 and the rest from w1 (each [pairs][8][2] interleaved); the int32 sums
+// wrap as TFLite's int32 accumulators do. It checks the slice bounds once and runs the SIMD
+// kernel where there is one.
+func dotTile(x []int16, stride int, w0, w1 []int16, pairs int, acc *[64]int32) {
+	if pairs <= 0 || stride < 2*pairs || len(x) < 3*stride+2*pairs || len(w0) < 16*pairs || len(w1) < 16*pairs {
+		panic(fmt.Sprintf("dotTile: %d pairs, stride %d, len(x) %d, len(w) %d, %d", pairs, stride, len(x), len(w0), len(w1)))
+	}
+	dotTile4x16(x, stride, w0, w1, pairs, acc)
+}
+
+// dotTile4x16Go is the portable dotTile kernel (the reference for the assembly one).
+func dotTile4x16Go(x []int16, stride int, w0, w1 []int16, pairs int, acc *[64]int32) {
+	for r := 0; r < 4; r++ {
+		xr := x[r*stride : r*stride+2*pairs]
+		var a [16]int32
+		for i := 0; i < pairs; i++ {
+			x0, x1 := int32(xr[2*i]), int32(xr[2*i+1])
+			u, v := w0[i*16:i*16+16], w1[i*16:i*16+16]
+			for c := 0; c < 8; c++ {
+				a[c] += x0*int32(u[2*c]) + x1*int32(u[2*c+1])
+				a[8+c] += x0*int32(v[2*c]) + x1*int32(v[2*c+1])
+			}
+		}
+		copy(acc[r*16:], a[:])
+	}
+}
+
+// run multiplies rows (pixels x k, row-major) by the packed weights into y (pixels x OC),
+// requantizing each accumulator. Two pixels and four channels per step share every load, and
+// each 64-bit multiply does two MACs: x * (w0 + w1<<32) accumulates Σx*w0 in the low 32 bits
+// and Σx*w1 above them (the low sum's sign borrows from the high half, undone in split).
+func (gm *gemmInt8) run(rows []int8, pixels int, y []int8) {
+	k, outC := gm.k, gm.outC
+	nb := (outC + gemmBlock - 1) / gemmBlock
+	p := 0
+	for ; p+4 <= pixels; p += 4 {
+		x0 := rows[p*k : p*k+k]
+		x1 := rows[p*k+k : p*k+2*k]
+		x2 := rows[p*k+2*k : p*k+3*k]
+		x3 := rows[p*k+3*k : p*k+4*k]
+		x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
+		for b := 0; b < nb; b++ {
+			w := gm.packed[b*k*2 : (b+1)*k*2]
+			w = w[:2*len(x0)]
+			var a01, a23, b01, b23, c01, c23, d01, d23 int64
+			for i := range x0 {
+				p01, p23 := w[2*i], w[2*i+1]
+				u := int64(x0[i])
+				a01 += u * p01
+				a23 += u * p23
+				u = int64(x1[i])
+				b01 += u * p01
+				b23 += u * p23
+				u = int64(x2[i])
+				c01 += u * p01
+				c23 += u * p23
+				u = int64(x3[i])
+				d01 += u * p01
+				d23 += u * p23
+			}
+			for j, acc := range [4][2]int64{{a01, a23}, {b01, b23}, {c01, c23}, {d01, d23}} {
+				lo0, hi0 := split(acc[0])
+				lo1, hi1 := split(acc[1])
+				gm.store(y[(p+j)*outC:(p+j+1)*outC], b*gemmBlock, lo0, hi0, lo1, hi1)
+			}
+		}
+	}
+	for ; p+2 <= pixels; p += 2 {
+		x0 := rows[p*k : p*k+k]
+		x1 := rows[p*k+k : p*k+2*k]
+		x1 = x1[:len(x0)]
+		y0 := y[p*outC : p*outC+outC]
+		y1 := y[p*outC+outC : p*outC+2*outC]
+		for b := 0; b < nb; b++ {
+			w := gm.packed[b*k*2 : (b+1)*k*2]
+			w = w[:2*len(x0)]
+			var a01, a23, c01, c23 int64
+			for i := range x0 {
+				u, v := int64(x0[i]), int64(x1[i])
+				p01, p23 := w[2*i], w[2*i+1]
+				a01 += u * p01
+				a23 += u * p23
+				c01 += v * p01
+				c23 += v * p23
+			}
+			a0, a1 := split(a01)
+			a2, a3 := split(a23)
+			gm.store(y0, b*gemmBlock, a0, a1, a2, a3)
+			a0, a1 = split(c01)
+			a2, a3 = split(c23)
+			gm.store(y1, b*gemmBlock, a0, a1, a2, a3)
+		}
+	}
+	for ; p < pixels; p++ {
+		x0 := rows[p*k : p*k+k]
+		y0 := y[p*outC : p*outC+outC]
+		for b := 0; b < nb; b++ {
+			w := gm.packed[b*k*2 : (b+1)*k*2]
+			w = w[:2*len(x0)]
+			var a01, a23 int64
+			for i, xv := range x0 {
+				u := int64(xv)
+				a01 += u * w[2*i]
+				a23 += u * w[2*i+1]
+			}
+			a0, a1 := split(a01)
+			a2, a3 := split(a23)
+			gm.store(y0, b*gemmBlock, a0, a1, a2, a3)
+		}
+	}
+}
+
+// split separates the two int32 sums of a paired accumulator.
+func split(a int64) (lo, hi int32) {
+	lo = int32(a)
+	return lo, int32((a - int64(lo)) >> 32)
+}
+
+// store requantizes up to four accumulators of channels oc..oc+3 into y.
+func (gm *gemmInt8) store(y []int8, oc int, a0, a1, a2, a3 int32) {
+	if oc+gemmBlock <= gm.outC {
+		gm.store1(y, oc, a0)
+		gm.store1(y, oc+1, a1)
+		gm.store1(y, oc+2, a2)
+		gm.store1(y, oc+3, a3)
+		return
+	}
+	for j, a := range [gemmBlock]int32{a0, a1, a2, a3} {
+		if oc+j < gm.outC {
+			gm.store1(y, oc+j, a)
+		}
+	}
+}
+
+func (gm *gemmInt8) store1(y []int8, c int, a int32) {
+	v := requantInt32(a+gm.bias[c], gm.mult[c], gm.left[c], gm.right[c]) + gm.outOff
+	y[c] = int8(min(max(v, gm.qMin), gm.qMax))
+}
+
+// requantInt32 is MultiplyByQuantizedMultiplier with the shift pre-split into its left and
+// right parts: SaturatingRoundingDoublingHighMul(x << left, q), then RoundingDivideByPOT, in
+// a branch-free form that gives the same integers:
+//   - q is never negative here (QuantizeMultiplier of a positive scale), so the high multiply's
+//     saturating case (x == q == MinInt32) cannot occur, and its rounding, (ab + nudge) / 2^31
+//     truncating with nudge = 2^30 or 1-2^30 by the sign of ab, equals floor((ab + 2^30) / 2^31)
+//     for either sign;
+//   - RoundingDivideByPOT rounds half away from zero: floor((h + 2^(right-1) - [h < 0]) / 2^right)
+//     for right > 0, computed in 64 bits so h + 2^(right-1) cannot overflow.
+func requantInt32(x, q int32, left, right uint8) int32 {
+	x <<= left
+	h := (int64(x)*int64(q) + 1<<30) >> 31
+	half := int64(1) << right >> 1
+	return int32((h + half + (h>>63)&(-half>>63)) >> right)
+}
+
+// int32s and int64s view scratch bytes (16-byte aligned by the planner) as n integers.
+func int32s(b []byte, n int) []int32 {
+	return unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(b[:4*n]))), n)
+}
+
+func int16s(b []byte, n int) []int16 {
+	return unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(b[:2*n]))), n)
+}
+
+func int64s(b []byte, n int) []int64 {
+	return unsafe.Slice((*int64)(unsafe.Pointer(unsafe.SliceData(b[:8*n]))), n)
+}

@@ -1,0 +1,469 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+
+	"github.com/outpost-ml/outpost/models/tensor"
+	"github.com/outpost-ml/outpost/models/tflite"
+	"github.com/outpost-ml/outpost/models/tflite/schema"
+)
+
+// Reductions: MEAN, SUM, REDUCE_MAX, REDUCE_MIN, REDUCE_PROD (reference_ops::ReduceGeneric,
+// Mean, QuantizedMeanOrSum as TFLite Micro's reduce_common.cc calls them), ARG_MAX, ARG_MIN
+// (reference_ops::ArgMinMax) and CUMSUM (reference_ops::CumSum). Axes are constant.
+// Elements are accumulated in the reference's order: input in row-major order into its
+// output element, so float sums round the same way.
+
+func init() {
+	register(func(r *Resolver) {
+		for _, op := range []schema.BuiltinOperator{schema.OpMean, schema.OpSum, schema.OpReduceMax, schema.OpReduceMin, schema.OpReduceProd} {
+			r.AddBuiltin(op, 1, 3, tflite.KernelFuncs{PrepareFn: prepareReduce, EvalFn: evalReduce})
+		}
+		r.AddBuiltin(schema.OpArgMax, 1, 3, tflite.KernelFuncs{PrepareFn: prepareArg, EvalFn: evalArg})
+		r.AddBuiltin(schema.OpArgMin, 1, 3, tflite.KernelFuncs{PrepareFn: prepareArg, EvalFn: evalArg})
+		r.AddBuiltin(schema.OpCumsum, 1, 1, tflite.KernelFuncs{PrepareFn: prepareCumsum, EvalFn: evalCumsum})
+	})
+}
+
+type reduceData struct {
+	op       schema.BuiltinOperator
+	inShape  []int
+	outIdx   []int // per input dimension: output stride, 0 on reduced dimensions
+	iter     []int // odometer scratch
+	count    int   // input elements per output element
+	quantSum bool  // int8/int16 MEAN/SUM through QuantizedMeanOrSum
+	inZP     int32
+	outZP    int32
+	mult     int32
+	shift    int
+	lo, hi   int32
+	acc      []int32 // quantized accumulators, one per output element
+}
+
+func prepareReduce(n *tflite.Node) error {
+	if err := n.CheckIO(2, 2, 1); err != nil {
+		return err
+	}
+	in, out := n.Input(0), n.Output(0)
+	keep := false
+	if o, ok := n.Options.(*tflite.ReducerOptions); ok {
+		keep = o.KeepDims
+	}
+	axes, err := constInts(n.Input(1), "axis")
+	if err != nil {
+		return err
+	}
+	if err := checkRank(in, 5); err != nil {
+		return err
+	}
+	op := n.Op.Builtin
+	dt := in.DType()
+	switch {
+	case dt == tensor.Float32:
+	case dt == tensor.Int32 && op != schema.OpMean:
+	case (dt == tensor.Int8 || dt == tensor.Int16) && op != schema.OpReduceProd:
+	default:
+		return fmt.Errorf("input %q: type %s not supported", in.Name(), dt)
+	}
+	if out.DType() != dt {
+		return fmt.Errorf("input %q is %s, output %q is %s", in.Name(), dt, out.Name(), out.DType())
+	}
+	r := in.Rank()
+	reduced := make([]bool, r)
+	for _, a := range axes {
+		k, err := normAxis(a, r, "axis")
+		if err != nil {
+			return err
+		}
+		reduced[k] = true
+	}
+	var shape []int
+	d := &reduceData{op: op, inShape: append([]int(nil), in.Shape()...), outIdx: make([]int, r), iter: make([]int, r), count: 1}
+	for i, s := range in.Shape() {
+		switch {
+		case reduced[i] && keep:
+			shape = append(shape, 1)
+		case !reduced[i]:
+			shape = append(shape, s)
+		}
+		if reduced[i] {
+			d.count *= s
+		}
+	}
+	if shape == nil {
+		shape = []int{}
+	}
+	// Output strides seen from the input's dimensions.
+	stride := 1
+	for i := r - 1; i >= 0; i-- {
+		if !reduced[i] {
+			d.outIdx[i] = stride
+			stride *= in.Dim(i)
+		}
+	}
+	if err := setOutShape(out, shape); err != nil {
+		return err
+	}
+	if dt == tensor.Int8 || dt == tensor.Int16 {
+		inScale, inZP, err := perTensor(in)
+		if err != nil {
+			return err
+		}
+		outScale, outZP, err := perTensor(out)
+		if err != nil {
+			return err
+		}
+		d.inZP, d.outZP = inZP, outZP
+		d.lo, d.hi = qrange(dt)
+		switch op {
+		case schema.OpReduceMax, schema.OpReduceMin:
+			if inScale != outScale || inZP != outZP {
+				// TFLite Micro: max/min compare raw values, so the quantization must match.
+				return fmt.Errorf("input %q and output %q have different quantization", in.Name(), out.Name())
+			}
+		case schema.OpMean, schema.OpSum:
+			// EvalIntegerMean: equal parameters take the plain integer mean (sum / count,
+			// truncated); otherwise QuantizedMeanOrSum requantizes by in_scale/out_scale.
+			d.quantSum = op == schema.OpSum || inScale != outScale || inZP != outZP
+			d.mult, d.shift = QuantizeMultiplier(float64(inScale) / float64(outScale))
+			if op == schema.OpMean && d.quantSum && d.count > 0 {
+				// Fold 1/count into the multiplier, as QuantizedMeanOrSum does.
+				s := 63 - bits.LeadingZeros64(uint64(d.count))
+				s = min(s, 32, 31+d.shift)
+				d.mult = int32((int64(d.mult) << s) / int64(d.count))
+				d.shift -= s
+			}
+		}
+		d.acc = make([]int32, max(out.NumElements(), 0))
+	}
+	n.Data = d
+	return nil
+}
+
+// next advances the odometer over the input and returns the output index of the new
+// position, or -1 when the walk is over.
+func (d *reduceData) next(o int) int {
+	for k := len(d.iter) - 1; k >= 0; k-- {
+		d.iter[k]++
+		o += d.outIdx[k]
+		if d.iter[k] < d.inShape[k] {
+			return o
+		}
+		o -= d.outIdx[k] * d.iter[k]
+		d.iter[k] = 0
+	}
+	return -1
+}
+
+func evalReduce(n *tflite.Node) error {
+	d := n.Data.(*reduceData)
+	in, out := n.Input(0), n.Output(0)
+	switch in.DType() {
+	case tensor.Float32:
+		reduceGeneric(d, in.Float32(), out.Float32())
+		if d.op == schema.OpMean && d.count > 0 {
+			y := out.Float32()
+			c := float32(d.count)
+			for i := range y {
+				y[i] /= c
+			}
+		}
+	case tensor.Int32:
+		reduceGeneric(d, in.Int32(), out.Int32())
+	case tensor.Int8:
+		reduceQuant(d, in.Int8(), out.Int8())
+	case tensor.Int16:
+		reduceQuant(d, in.Int16(), out.Int16())
+	}
+	return nil
+}
+
+// reduceGeneric is ReduceGeneric: output initialised to the reducer's identity, then every
+// input element folded in, in row-major order. MEAN on floats is a SUM here; the caller divides.
+func reduceGeneric[T float32 | int32 | int8 | int16](d *reduceData, x, y []T) {
+	var init T
+	switch d.op {
+	case schema.OpReduceMax:
+		init = lowest[T]()
+	case schema.OpReduceMin:
+		init = highest[T]()
+	case schema.OpReduceProd:
+		init = 1
+	}
+	for i := range y {
+		y[i] = init
+	}
+	if len(x) == 0 {
+		return
+	}
+	clear(d.iter)
+	o := 0
+	for _, v := range x {
+		switch d.op {
+		case schema.OpMean, schema.OpSum:
+			y[o] += v
+		case schema.OpReduceMax:
+			if v > y[o] {
+				y[o] = v
+			}
+		case schema.OpReduceMin:
+			if v < y[o] {
+				y[o] = v
+			}
+		case schema.OpReduceProd:
+			y[o] *= v
+		}
+		o = d.next(o)
+	}
+}
+
+func lowest[T float32 | int32 | int8 | int16]() T {
+	var z T
+	switch any(z).(type) {
+	case float32:
+		return T(math.Inf(-1)) // std::numeric_limits<float>::lowest() compares the same
+	case int32:
+		v := int64(math.MinInt32)
+		return T(v)
+	case int16:
+		v := int64(math.MinInt16)
+		return T(v)
+	}
+	v := int64(math.MinInt8)
+	return T(v)
+}
+
+func highest[T float32 | int32 | int8 | int16]() T {
+	var z T
+	switch any(z).(type) {
+	case float32:
+		return T(math.Inf(1))
+	case int32:
+		v := int64(math.MaxInt32)
+		return T(v)
+	case int16:
+		v := int64(math.MaxInt16)
+		return T(v)
+	}
+	v := int64(math.MaxInt8)
+	return T(v)
+}
+
+// reduceQuant handles int8/int16: MAX/MIN on raw values, MEAN with equal quantization as an
+// integer mean, otherwise QuantizedMeanOrSum.
+func reduceQuant[T int8 | int16](d *reduceData, x, y []T) {
+	if d.op == schema.OpReduceMax || d.op == schema.OpReduceMin {
+		reduceGeneric(d, x, y)
+		return
+	}
+	clear(d.acc)
+	if len(x) > 0 {
+		clear(d.iter)
+		o := 0
+		for _, v := range x {
+			d.acc[o] += int32(v) // int32 sums wrap, as AddTensorValuesWithExpectedOverflow
+			o = d.next(o)
+		}
+	}
+	if d.count == 0 {
+		clear(y)
+		return
+	}
+	if !d.quantSum {
+		for i, s := range d.acc {
+			y[i] = T(s / int32(d.count)) // C++ integer division: truncation toward zero
+		}
+		return
+	}
+	for i, s := range d.acc {
+		shifted := int32(int64(s) - int64(d.inZP)*int64(d.count))
+		v := MultiplyByQuantizedMultiplier(shifted, d.mult, d.shift) + d.outZP
+		y[i] = T(min(max(v, d.lo), d.hi))
+	}
+}
+
+type argData struct {
+	outer, axis, inner int
+	max                bool
+}
+
+func prepareArg(n *tflite.Node) error {
+	if err := n.CheckIO(2, 2, 1); err != nil {
+		return err
+	}
+	in, out := n.Input(0), n.Output(0)
+	switch in.DType() {
+	case tensor.Float32, tensor.Int8, tensor.Int16, tensor.Int32, tensor.Uint8:
+	default:
+		return fmt.Errorf("input %q: type %s not supported", in.Name(), in.DType())
+	}
+	if out.DType() != tensor.Int32 && out.DType() != tensor.Int64 {
+		return fmt.Errorf("output %q is %s, want int32 or int64", out.Name(), out.DType())
+	}
+	if o, ok := n.Options.(*tflite.ArgOptions); ok && o.OutputType != schema.TensorTypeInt32 && o.OutputType != schema.TensorTypeInt64 {
+		return fmt.Errorf("output_type %s not supported", o.OutputType)
+	}
+	av, err := constInts(n.Input(1), "axis")
+	if err != nil {
+		return err
+	}
+	if len(av) != 1 {
+		return fmt.Errorf("axis has %d values, want 1", len(av))
+	}
+	if in.Rank() == 0 {
+		return fmt.Errorf("input %q is a scalar", in.Name())
+	}
+	axis, err := normAxis(av[0], in.Rank(), "axis")
+	if err != nil {
+		return err
+	}
+	if in.Dim(axis) == 0 {
+		return fmt.Errorf("input %q: reduced dimension %d is empty", in.Name(), axis)
+	}
+	d := &argData{outer: 1, inner: 1, axis: in.Dim(axis), max: n.Op.Builtin == schema.OpArgMax}
+	for i, s := range in.Shape() {
+		switch {
+		case i < axis:
+			d.outer *= s
+		case i > axis:
+			d.inner *= s
+		}
+	}
+	shape := append(append([]int{}, in.Shape()[:axis]...), in.Shape()[axis+1:]...)
+	if err := setOutShape(out, shape); err != nil {
+		return err
+	}
+	n.Data = d
+	return nil
+}
+
+func evalArg(n *tflite.Node) error {
+	d := n.Data.(*argData)
+	in, out := n.Input(0), n.Output(0)
+	switch in.DType() {
+	case tensor.Float32:
+		argMinMax(d, in.Float32(), out)
+	case tensor.Int8:
+		argMinMax(d, in.Int8(), out)
+	case tensor.Uint8:
+		argMinMax(d, in.Uint8(), out)
+	case tensor.Int16:
+		argMinMax(d, in.Int16(), out)
+	case tensor.Int32:
+		argMinMax(d, in.Int32(), out)
+	}
+	return nil
+}
+
+// argMinMax keeps the first index on ties: the reference replaces only on a strict
+// std::greater / std::less.
+func argMinMax[T float32 | int8 | uint8 | int16 | int32](d *argData, x []T, out *tensor.Tensor) {
+	o32, o64 := out.Int32(), out.Int64()
+	for o := 0; o < d.outer; o++ {
+		for i := 0; i < d.inner; i++ {
+			base := o*d.axis*d.inner + i
+			best, bi := x[base], 0
+			for k := 1; k < d.axis; k++ {
+				v := x[base+k*d.inner]
+				if d.max && v > best || !d.max && v < best {
+					best, bi = v, k
+				}
+			}
+			if o32 != nil {
+				o32[o*d.inner+i] = int32(bi)
+			} else {
+				o64[o*d.inner+i] = int64(bi)
+			}
+		}
+	}
+}
+
+type cumsumData struct {
+	outer, axis, inner int
+	exclusive, reverse bool
+}
+
+func prepareCumsum(n *tflite.Node) error {
+	if err := n.CheckIO(2, 2, 1); err != nil {
+		return err
+	}
+	in, out := n.Input(0), n.Output(0)
+	switch in.DType() {
+	case tensor.Float32, tensor.Int32, tensor.Int64:
+	default:
+		// TFLite's cumsum.cc supports float32, int32 and int64.
+		return fmt.Errorf("input %q: type %s not supported (float32, int32, int64)", in.Name(), in.DType())
+	}
+	if out.DType() != in.DType() {
+		return fmt.Errorf("input %q is %s, output %q is %s", in.Name(), in.DType(), out.Name(), out.DType())
+	}
+	av, err := constInts(n.Input(1), "axis")
+	if err != nil {
+		return err
+	}
+	if len(av) != 1 {
+		return fmt.Errorf("axis has %d values, want 1", len(av))
+	}
+	if in.Rank() == 0 {
+		return fmt.Errorf("input %q is a scalar", in.Name())
+	}
+	axis, err := normAxis(av[0], in.Rank(), "axis")
+	if err != nil {
+		return err
+	}
+	d := &cumsumData{outer: 1, inner: 1, axis: in.Dim(axis)}
+	if o, ok := n.Options.(*tflite.CumsumOptions); ok {
+		d.exclusive, d.reverse = o.Exclusive, o.Reverse
+	}
+	for i, s := range in.Shape() {
+		switch {
+		case i < axis:
+			d.outer *= s
+		case i > axis:
+			d.inner *= s
+		}
+	}
+	if err := setOutShape(out, in.Shape()); err != nil {
+		return err
+	}
+	n.Data = d
+	return nil
+}
+
+func evalCumsum(n *tflite.Node) error {
+	d := n.Data.(*cumsumData)
+	in, out := n.Input(0), n.Output(0)
+	switch in.DType() {
+	case tensor.Float32:
+		cumsum(d, in.Float32(), out.Float32())
+	case tensor.Int32:
+		cumsum(d, in.Int32(), out.Int32())
+	case tensor.Int64:
+		cumsum(d, in.Int64(), out.Int64())
+	}
+	return nil
+}
+
+func cumsum[T float32 | int32 | int64](d *cumsumData, x, y []T) {
+	for o := 0; o < d.outer; o++ {
+		for i := 0; i < d.inner; i++ {
+			var acc T
+			for k := 0; k < d.axis; k++ {
+				j := k
+				if d.reverse {
+					j = d.axis - 1 - k
+				}
+				p := (o*d.axis+j)*d.inner + i
+				if d.exclusive {
+					y[p] = acc
+					acc += x[p]
+				} else {
+					acc += x[p]
+					y[p] = acc
+				}
+			}
+		}
+	}
+}
