@@ -18,7 +18,14 @@ import (
 	"github.com/outpost-ml/outpost/agent/boltbuf"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
 	"github.com/outpost-ml/outpost/agent/sensor"
-	_ "github.com/outpost-ml/outpost/agent/sensor/simsensor" // registers sim:vibration
+	// Every sensor kind the agent binary offers registers itself on import.
+	_ "github.com/outpost-ml/outpost/agent/sensor/ads1115"   // ads1115
+	_ "github.com/outpost-ml/outpost/agent/sensor/bme280"    // bme280
+	_ "github.com/outpost-ml/outpost/agent/sensor/gpio"      // gpio
+	_ "github.com/outpost-ml/outpost/agent/sensor/mpu6050"   // mpu6050
+	_ "github.com/outpost-ml/outpost/agent/sensor/replay"    // replay
+	_ "github.com/outpost-ml/outpost/agent/sensor/simdrift"  // sim:accel, sim:temperature, drift
+	_ "github.com/outpost-ml/outpost/agent/sensor/simsensor" // sim:vibration
 	"github.com/outpost-ml/outpost/agent/tfpredict"
 	"github.com/outpost-ml/outpost/fleet/wire"
 )

@@ -164,6 +164,7 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 
 	// Give the controller a moment to store the results the devices flushed on the way out.
 	settle(srv.Controller, devices, 3*time.Second)
+	fmt.Fprintln(out, "\nfinal state:")
 	printTable(out, srv.Controller.Devices(), false)
 	stopSrv()
 	if err := <-srvErr; err != nil && !errors.Is(err, context.Canceled) {
@@ -205,16 +206,17 @@ func drawLoop(ctx context.Context, out io.Writer, ctl *fleet.Controller, cfg dem
 	}
 }
 
-// settle waits until the controller has stored everything each device produced, or until
-// the timeout; it only shortens the final summary's lag.
+// settle waits until the controller has stored everything each device produced and has seen
+// every device go offline, or until the timeout; it only shortens the final summary's lag.
 func settle(ctl *fleet.Controller, devices []*assemble.Device, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		st := map[string]uint64{}
+		done := true
 		for _, s := range ctl.Devices() {
 			st[s.ID] = s.Acked
+			done = done && !s.Online
 		}
-		done := true
 		for _, d := range devices {
 			if s := d.Agent.Stats(); st[s.Device] < s.LastSeq {
 				done = false
