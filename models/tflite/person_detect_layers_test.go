@@ -208,10 +208,57 @@ func TestPersonDetectLayers(t *testing.T) {
 					worst = max(worst, d)
 				}
 			}
+			// The same input through the whole graph: per-layer ±1 LSB differences compound.
+			full, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := full.Input(0)
+			copy(in.Bytes(), vals[sg.Inputs[0]])
+			if err := full.Invoke(); err != nil {
+				t.Fatal(err)
+			}
+			got, want := full.Output(0).Int8(), vals[sg.Outputs[0]]
+			if len(got) != len(want) {
+				t.Fatalf("model output has %d elements, oracle %d", len(got), len(want))
+			}
+			whole := 0
+			for j := range got {
+				whole = max(whole, pdAbs(int(got[j])-int(int8(want[j]))))
+			}
+			if pdArgmax(got) != pdArgmax(pdInt8s(want)) {
+				t.Errorf("whole model: scores %v, oracle %v: arg-max differs", got, pdInt8s(want))
+			}
+			t.Logf("whole model: scores %v, oracle %v (%d LSB apart)", got, pdInt8s(want), whole)
 			if nDelegated == 0 {
 				t.Errorf("the profile names no delegated op outputs; the tolerance would never apply")
 			}
 			t.Logf("%d ops (%d delegated to XNNPACK): %d layers differ, %d of %d elements, by at most %d LSB", len(ops), nDelegated, nDiffLayers, nDiff, nElems, worst)
 		})
 	}
+}
+
+func pdAbs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func pdInt8s(b []byte) []int8 {
+	out := make([]int8, len(b))
+	for i, v := range b {
+		out[i] = int8(v)
+	}
+	return out
+}
+
+func pdArgmax(v []int8) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
 }
