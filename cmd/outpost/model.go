@@ -30,7 +30,7 @@ func init() { register(newModelCmd) }
 
 func newModelCmd() *cobra.Command {
 	c := &cobra.Command{Use: "model", Short: "Inspect and run TFLite models with the built-in interpreter"}
-	c.AddCommand(newModelInspectCmd(), newModelRunCmd())
+	c.AddCommand(newModelInspectCmd(), newModelRunCmd(), newModelBenchCmd())
 	return c
 }
 

@@ -213,7 +213,8 @@ type graphPlan struct {
 
 // plan computes each non-constant tensor's lifetime once and places the tensors, plus the nodes'
 // scratch buffers, with the greedy planner. Variable tensors live for the whole run (their state
-// persists across Invoke); so do the subgraph's inputs and outputs, which callers read and write.
+// persists across Invoke); so do graph inputs, which callers set once and may invoke on again (as
+// TFLite preserves inputs), and a called subgraph's outputs, which its caller reads.
 func (g *Graph) plan(budget int) (graphPlan, error) {
 	sg := g.sg
 	nops := len(g.nodes)
@@ -281,7 +282,7 @@ func (g *Graph) plan(budget int) (graphPlan, error) {
 			// they hold their value (zero, for the latter) across ops and Invokes.
 			f, l = 0, last
 		}
-		if g.index != 0 && (isIn(sg.Inputs, i) || isIn(sg.Outputs, i)) {
+		if isIn(sg.Inputs, i) || g.index != 0 && isIn(sg.Outputs, i) {
 			f, l = 0, last
 		}
 		if err := add(size, f, l); err != nil {

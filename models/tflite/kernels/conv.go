@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/outpost-ml/outpost/models/tensor"
@@ -12,8 +13,9 @@ import (
 // per-channel int8 weights, int32 bias) and int16 activations with int8 weights (the 16x8
 // scheme, int64 or int32 bias), all NHWC. The integer arithmetic is that of TFLite's
 // reference_integer_ops::ConvPerChannel, DepthwiseConvPerChannel and TransposeConv; the int8
-// CONV_2D runs as im2col plus a blocked GEMM over weights packed in Prepare, which gives the
-// same int32 accumulators (see conv_gemm.go).
+// CONV_2D runs as im2col plus a blocked GEMM over weights packed in Prepare, and the int8
+// DEPTHWISE_CONV_2D with the input offset folded into the bias (dwInt8), both giving the same
+// int32 accumulators, on a pure-Go or an AVX2 path (see conv_gemm.go).
 
 func init() {
 	register(func(r *Resolver) {
@@ -439,7 +441,10 @@ func prepareDepthwise(n *tflite.Node) error {
 		g.accScratch = h
 	}
 	if g.dtype == tensor.Int8 {
-		g.dw = g.prepareDepthwiseInt8(filter.Int8(), bias.Int32(), filter.Constant() && (bias == nil || bias.Constant()))
+		var err error
+		if g.dw, err = g.prepareDepthwiseInt8(n, filter.Int8(), bias.Int32(), filter.Constant() && (bias == nil || bias.Constant())); err != nil {
+			return err
+		}
 	}
 	n.Data = g
 	return nil
@@ -452,7 +457,11 @@ func evalDepthwise(n *tflite.Node) error {
 	case tensor.Float32:
 		depthwiseFloat(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
 	case tensor.Int8:
-		depthwiseInt8(g, in.Int8(), filter.Int8(), bias.Int32(), out.Int8(), int32s(n.Scratch(g.accScratch), g.outC))
+		var exp []int8
+		if g.dw != nil && g.dw.expand {
+			exp = int8s(n.Scratch(g.dw.expHandle), g.inH*g.inW*g.outC)
+		}
+		depthwiseInt8(g, in.Int8(), filter.Int8(), bias.Int32(), out.Int8(), int32s(n.Scratch(g.accScratch), g.outC), exp)
 	case tensor.Int16:
 		depthwiseInt16(g, in.Int16(), filter.Int8(), bias, out.Int16(), int64s(n.Scratch(g.accScratch), g.outC))
 	}
@@ -493,7 +502,7 @@ func depthwiseFloat(g *convGeom, x, w, b, y []float32) {
 	}
 }
 
-// dwInt8 is the per-node state of the int8 DEPTHWISE_CONV_2D fast path (depth multiplier 1).
+// dwInt8 is the per-node state of the int8 DEPTHWISE_CONV_2D fast path.
 // It sums w * x with the input offset folded into the bias, Σ_taps w*input_offset, as
 // conv_gemm.go does; a tap outside the input reads padRow, C copies of the input zero point,
 // so its x + input_offset is 0 exactly as the reference's skipped tap. The int32 sum is the
@@ -501,16 +510,33 @@ func depthwiseFloat(g *convGeom, x, w, b, y []float32) {
 type dwInt8 struct {
 	w32    []int32 // filter as [FH*FW][C]
 	bias   []int32 // bias + input_offset * Σ_taps w, per channel
-	padRow []int8  // C times the input zero point
+	padRow []int8  // C times the input zero point (C >= the input's channels)
 	left   []uint8
 	right  []uint8
+
+	// expand: a depth multiplier above 1 runs as multiplier 1 over a copy of the input with
+	// each channel repeated M times (in the scratch buffer expHandle), so the fast kernels
+	// serve it too.
+	expand    bool
+	expHandle int
+
+	// The SIMD path (3x3, multiplier 1 after expansion, channels a multiple of 8): weights
+	// as [C/8][9 taps][8]int32 and a quantTable of the channels.
+	simd       bool
+	w8         []int32
+	q          []int32
+	oxLo, oxHi int // output columns whose taps are all inside the input horizontally
 }
 
+// maxExpandBytes bounds the expanded input copy of a depthwise convolution with a depth
+// multiplier above 1; larger layers run tap by tap.
+const maxExpandBytes = 1 << 20
+
 // prepareDepthwiseInt8 builds the fast path's constants; it returns nil when the filter is not
-// constant or the depth multiplier is not 1 (the reference loop then runs).
-func (g *convGeom) prepareDepthwiseInt8(w []int8, b []int32, filterConst bool) *dwInt8 {
-	if g.depthMul != 1 || !filterConst {
-		return nil
+// constant (the reference loop then runs).
+func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, filterConst bool) (*dwInt8, error) {
+	if !filterConst {
+		return nil, nil
 	}
 	c, taps := g.outC, g.fH*g.fW
 	d := &dwInt8{w32: make([]int32, taps*c), bias: make([]int32, c), padRow: make([]int8, c),
@@ -519,29 +545,67 @@ func (g *convGeom) prepareDepthwiseInt8(w []int8, b []int32, filterConst bool) *
 		d.w32[i] = int32(v)
 		d.bias[i%c] += g.inOff * int32(v)
 	}
+	for i := range d.padRow {
+		d.padRow[i] = int8(-g.inOff)
+	}
 	for oc := range c {
 		if b != nil {
 			d.bias[oc] += b[oc]
 		}
-		d.padRow[oc] = int8(-g.inOff)
 		if s := g.shift[oc]; s > 0 {
 			d.left[oc] = uint8(s)
 		} else {
 			d.right[oc] = uint8(-s)
 		}
 	}
-	return d
+	if g.depthMul > 1 && g.inH*g.inW*c <= maxExpandBytes {
+		h, err := n.RequestScratch(g.inH * g.inW * c)
+		if err != nil {
+			return nil, err
+		}
+		d.expand, d.expHandle = true, h
+	}
+	if useSIMD() && g.fH == 3 && g.fW == 3 && (g.depthMul == 1 || d.expand) && c%8 == 0 {
+		d.simd = true
+		d.w8 = make([]int32, 9*c)
+		for t := range 9 {
+			for oc := range c {
+				d.w8[(oc/8)*72+t*8+oc%8] = d.w32[t*c+oc]
+			}
+		}
+		d.q = quantTable(c/8, d.bias, g.mult, g.shift, g.outOff, g.qMin, g.qMax)
+		inside := func(ox int) bool {
+			ix0 := ox*g.strideW - g.padW
+			return ix0 >= 0 && ix0+(g.fW-1)*g.dilW < g.inW
+		}
+		d.oxLo, d.oxHi = -1, -1
+		for ox := 0; ox < g.outW; ox++ {
+			if inside(ox) {
+				if d.oxLo < 0 {
+					d.oxLo = ox
+				}
+				d.oxHi = ox + 1
+			}
+		}
+	}
+	return d, nil
 }
 
 // depthwiseInt8 is reference_integer_ops::DepthwiseConvPerChannel: acc = bias + Σ over the
 // taps inside the input of w * (x + input_offset), then per-channel requantization, the
-// output offset and the activation clamp. With a depth multiplier of 1 it runs dwInt8's
-// kernels (3x3 unrolled, or tap by tap), else the reference loop.
-func depthwiseInt8(g *convGeom, x, w []int8, b []int32, y []int8, acc []int32) {
+// output offset and the activation clamp. With constant weights it runs dwInt8's kernels
+// (3x3 with depth multiplier 1 unrolled, others tap by tap), else the reference loop.
+func depthwiseInt8(g *convGeom, x, w []int8, b []int32, y []int8, acc []int32, exp []int8) {
 	d := g.dw
 	var taps [9][]int8
+	inSize := g.inH * g.inW * g.inC
+	c, m := g.inC, g.depthMul // channels of a pixel of xb, and the multiplier left to apply
 	for bt := 0; bt < g.batches; bt++ {
-		xb := x[bt*g.inH*g.inW*g.inC : (bt+1)*g.inH*g.inW*g.inC]
+		xb := x[bt*inSize : (bt+1)*inSize]
+		if d != nil && d.expand {
+			expandChannels(xb, exp, g.depthMul)
+			xb, c, m = exp, g.outC, 1
+		}
 		for oy := 0; oy < g.outH; oy++ {
 			for ox := 0; ox < g.outW; ox++ {
 				yo := ((bt*g.outH+oy)*g.outW + ox) * g.outC
@@ -549,21 +613,54 @@ func depthwiseInt8(g *convGeom, x, w []int8, b []int32, y []int8, acc []int32) {
 				switch {
 				case d == nil:
 					g.dwPixelInt8(x, w, b, ys, acc, bt, oy, ox)
-				case g.fH == 3 && g.fW == 3:
-					g.dwTaps(xb, d.padRow, oy, ox, taps[:])
+				case d.simd:
+					// The pixels whose taps are all inside the input horizontally run as one
+					// strip: each tap moves by stride*C per pixel (pad taps stay).
+					npix := 1
+					if ox == d.oxLo {
+						npix = d.oxHi - d.oxLo
+					}
+					steps := g.dwTaps(xb, d.padRow, oy, ox, c, taps[:])
+					if npix == 1 {
+						steps = [9]int{}
+					}
+					dwRow3x3(&taps, &steps, npix, c, d.w8, d.q, y[yo:yo+npix*c])
+					ox += npix - 1
+				case g.fH == 3 && g.fW == 3 && m == 1:
+					g.dwTaps(xb, d.padRow, oy, ox, c, taps[:])
 					g.dwPixel3x3(d, &taps, ys)
 				default:
-					g.dwPixelTaps(d, xb, oy, ox, ys, acc)
+					g.dwPixelTaps(d, xb, oy, ox, c, m, ys, acc)
 				}
 			}
 		}
 	}
 }
 
+// expandChannels writes x with each channel repeated m times into e.
+func expandChannels(x, e []int8, m int) {
+	e = e[:len(x)*m]
+	if m == 8 {
+		// Common first layers (one input channel, eight filters): one 8-byte store per value.
+		eb := int8Bytes(e)
+		for i, v := range x {
+			binary.LittleEndian.PutUint64(eb[i*8:], uint64(uint8(v))*0x0101010101010101)
+		}
+		return
+	}
+	for i, v := range x {
+		r := e[i*m : i*m+m]
+		for j := range r {
+			r[j] = v
+		}
+	}
+}
+
 // dwTaps points taps[fy*FW+fx] at the input pixel under filter tap (fy, fx) of output pixel
-// (oy, ox), or at pad when the tap is outside the input.
-func (g *convGeom) dwTaps(x, pad []int8, oy, ox int, taps [][]int8) {
-	c := g.inC
+// (oy, ox) (c channels per pixel; the slice runs to the end of x), or at pad when the tap is
+// outside the input. steps[t] is how far tap t moves to the next output pixel of the row, 0
+// for pad taps (only meaningful where every tap stays inside the input horizontally).
+func (g *convGeom) dwTaps(x, pad []int8, oy, ox, c int, taps [][]int8) (steps [9]int) {
 	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 	t := 0
 	for fy := 0; fy < g.fH; fy++ {
@@ -573,12 +670,15 @@ func (g *convGeom) dwTaps(x, pad []int8, oy, ox int, taps [][]int8) {
 			if iy < 0 || iy >= g.inH || ix < 0 || ix >= g.inW {
 				taps[t] = pad
 			} else {
-				i := (iy*g.inW + ix) * c
-				taps[t] = x[i : i+c]
+				taps[t] = x[(iy*g.inW+ix)*c:]
+				if t < len(steps) {
+					steps[t] = g.strideW * c
+				}
 			}
 			t++
 		}
 	}
+	return steps
 }
 
 // dwPixel3x3 is one output pixel of a 3x3 filter, taps unrolled, one channel at a time.
@@ -604,8 +704,42 @@ func (g *convGeom) dwPixel3x3(d *dwInt8, taps *[9][]int8, y []int8) {
 	}
 }
 
-// dwPixelTaps is one output pixel of any other filter size: tap by tap over the channels.
-func (g *convGeom) dwPixelTaps(d *dwInt8, x []int8, oy, ox int, y []int8, acc []int32) {
+// dwRow3x3 computes npix output pixels of a 3x3 depthwise convolution with depth multiplier
+// 1, c channels (a multiple of 8), along a row: pixel j's tap t reads c values at
+// taps[t][j*steps[t]:] (the input pixel, or a row of input zero points with step 0); w is
+// [C/8][9][8], q a quantTable; pixel j goes to y[j*c:]. It checks the bounds once and runs
+// the SIMD kernel where there is one.
+func dwRow3x3(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
+	ok := npix > 0 && c > 0 && c%8 == 0 && len(w) >= 9*c && len(q) >= c/8*quantGroup && len(y) >= npix*c
+	for t, tp := range taps {
+		ok = ok && steps[t] >= 0 && len(tp) >= (npix-1)*steps[t]+c
+	}
+	if !ok {
+		panic(fmt.Sprintf("dwRow3x3: %d pixels of %d channels, len(w) %d, len(q) %d, len(y) %d", npix, c, len(w), len(q), len(y)))
+	}
+	dwRow3x3x8(taps, steps, npix, c, w, q, y)
+}
+
+// dwRow3x3x8Go is the portable dwRow3x3 kernel (the reference for the assembly one).
+func dwRow3x3x8Go(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
+	for j := range npix {
+		ys := y[j*c : (j+1)*c]
+		for g := range c / 8 {
+			wg, qg := w[g*72:(g+1)*72], q[g*quantGroup:(g+1)*quantGroup]
+			for k := range 8 {
+				var s int32
+				for t := range 9 {
+					s += int32(taps[t][j*steps[t]+g*8+k]) * wg[t*8+k]
+				}
+				ys[g*8+k] = requantGroup(s, qg, k)
+			}
+		}
+	}
+}
+
+// dwPixelTaps is one output pixel of any other filter or depth multiplier: tap by tap over
+// the channels.
+func (g *convGeom) dwPixelTaps(d *dwInt8, x []int8, oy, ox, inC, m int, y []int8, acc []int32) {
 	c := len(y)
 	acc = acc[:c]
 	copy(acc, d.bias)
@@ -617,14 +751,26 @@ func (g *convGeom) dwPixelTaps(d *dwInt8, x []int8, oy, ox int, y []int8, acc []
 			ix := ix0 + fx*g.dilW
 			xs := d.padRow
 			if iy >= 0 && iy < g.inH && ix >= 0 && ix < g.inW {
-				xs = x[(iy*g.inW+ix)*c:]
+				xs = x[(iy*g.inW+ix)*inC:]
 			}
-			xs = xs[:c]
+			xs = xs[:inC]
 			ws := d.w32[t*c:][:c]
-			for i, v := range xs {
-				acc[i] += int32(v) * ws[i]
-			}
 			t++
+			if m == 1 {
+				ws = ws[:len(xs)]
+				for i, v := range xs {
+					acc[i] += int32(v) * ws[i]
+				}
+				continue
+			}
+			// Output channel ic*m+j reads input channel ic.
+			for ic, v := range xs {
+				xv := int32(v)
+				as, wr := acc[ic*m:ic*m+m], ws[ic*m:ic*m+m]
+				for j, wv := range wr {
+					as[j] += xv * wv
+				}
+			}
 		}
 	}
 	for i, a := range acc {

@@ -10,7 +10,13 @@ import (
 )
 
 // The int8 CONV_2D fast path: im2col plus a blocked GEMM with int32 accumulators over weights
-// packed once in Prepare.
+// packed once in Prepare. Two forms, chosen per node in Prepare, give identical bytes:
+//   - portable (pure Go, every GOARCH): weights packed as int64 pairs, two MACs per 64-bit
+//     multiply, tiles of 2 pixels x 4 channels (run);
+//   - SIMD (amd64 AVX2, conv_gemm_amd64.s, unless built with -tags purego or forced portable):
+//     taps widened to int16, weights as interleaved int16 tap pairs, VPMADDWD in tiles of 4
+//     pixels x 16 channels with the requantization vectorized too (gemm16, gemmRow4).
+// The differential tests in conv_gemm_test.go hold both to the reference arithmetic.
 //
 // Why it is bit-exact with reference_integer_ops::ConvPerChannel: the reference sums
 // w * (x + input_offset) over the taps inside the input, in int32. Here im2col writes the input
@@ -30,9 +36,9 @@ func init() {
 }
 
 // SetPortable forces (on) or releases (off) the pure-Go kernels for the interpreters created
-// afterwards; interpreters already built keep the path they chose in Prepare. Both paths give
-// identical integer results.
-func SetPortable(on bool) { portable.Store(on) }
+// afterwards, and returns the previous setting; interpreters already built keep the path they
+// chose in Prepare. Both paths give identical integer results.
+func SetPortable(on bool) (was bool) { return portable.Swap(on) }
 
 // KernelPath names the int8 convolution path that an interpreter created now would use:
 // "avx2" (amd64 with AVX2, not built with the purego tag) or "portable".
@@ -50,11 +56,11 @@ const gemmBlock = 4
 
 // gemmInt8 is the per-node state of the int8 GEMM path.
 type gemmInt8 struct {
-	k       int     // taps per output pixel: FH*FW*C
-	packed  []int64 // weights as [ceil(OC/4)][k][2] pairs w[c] + w[c+1]<<32, zero-padded
-	bias    []int32 // bias + input_offset * Σ w, per output channel
-	direct  bool    // 1x1, stride 1: the input rows are the im2col rows
-	padVal  int8    // the input zero point, written for taps outside the input
+	k       int        // taps per output pixel: FH*FW*C
+	packed  [][2]int64 // weights as [ceil(OC/4)][k] pairs of w[c] + w[c+1]<<32, zero-padded
+	bias    []int32    // bias + input_offset * Σ w, per output channel
+	direct  bool       // 1x1, stride 1: the input rows are the im2col rows
+	padVal  int8       // the input zero point, written for taps outside the input
 	mult    []int32
 	left    []uint8 // left shift before the high multiply (shift > 0)
 	right   []uint8 // rounding right shift after it (shift < 0)
@@ -63,6 +69,7 @@ type gemmInt8 struct {
 	qMax    int32
 	outC    int
 	colRows int
+	rq      []rqChan // bias, mult, left, right together, for the portable store
 
 	// The SIMD path (see gemm16): weights widened to int16 and interleaved in pairs of taps,
 	// as [OC/8 rounded up to even][kp/2][8 channels][2 taps], zero-padded; kp is k rounded up
@@ -70,8 +77,15 @@ type gemmInt8 struct {
 	simd      bool
 	kp        int
 	w16       []int16
+	q16       []int32 // quantTable of the channels, in groups of 8 padded to an even count
 	rows16    int
 	x16Handle int
+}
+
+// rqChan is the requantization of one output channel.
+type rqChan struct {
+	bias, mult  int32
+	left, right uint8
 }
 
 // maxColBytes bounds the im2col scratch buffer; larger layers run in chunks of output pixels.
@@ -80,17 +94,17 @@ const maxColBytes = 64 << 10
 func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	k := g.fH * g.fW * g.inC
 	nb := (g.outC + gemmBlock - 1) / gemmBlock
-	gm := &gemmInt8{k: k, packed: make([]int64, nb*k*2), bias: make([]int32, g.outC),
+	gm := &gemmInt8{k: k, packed: make([][2]int64, nb*k), bias: make([]int32, g.outC),
 		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
 		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC)}
 	for oc := 0; oc < g.outC; oc++ {
 		ws := w[oc*k : (oc+1)*k]
-		blk := gm.packed[(oc/gemmBlock)*k*2:]
+		blk := gm.packed[(oc/gemmBlock)*k:]
 		j := oc % gemmBlock
 		var sum int32
 		for i, v := range ws {
 			// Channel j of the block goes to pair j/2, low half for even j, high for odd.
-			blk[i*2+j/2] += int64(v) << (32 * (j % 2))
+			blk[i][j/2] += int64(v) << (32 * (j % 2))
 			sum += int32(v)
 		}
 		if b != nil {
@@ -102,6 +116,10 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 		} else {
 			gm.right[oc] = uint8(-s)
 		}
+	}
+	gm.rq = make([]rqChan, g.outC)
+	for oc := range gm.rq {
+		gm.rq[oc] = rqChan{bias: gm.bias[oc], mult: gm.mult[oc], left: gm.left[oc], right: gm.right[oc]}
 	}
 	gm.direct = g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
 	g.gemm = gm
@@ -135,6 +153,7 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 			blk[(i/2)*16+j*2+i%2] = int16(v)
 		}
 	}
+	gm.q16 = quantTable(nb8, gm.bias, gm.mult, g.shift, gm.outOff, gm.qMin, gm.qMax)
 	per := g.outH * g.outW
 	gm.rows16 = min((per+3)&^3, max(4, maxColBytes/(2*gm.kp)&^3))
 	h, err := n.RequestScratch(gm.rows16 * gm.kp * 2)
@@ -209,14 +228,14 @@ func (g *convGeom) convInt8x16(n *tflite.Node, x, y []int8) {
 		yb := y[bt*per*g.outC : (bt+1)*per*g.outC]
 		for p0 := 0; p0 < per; p0 += gm.rows16 {
 			rows := min(gm.rows16, per-p0)
-			for r := 0; r < rows; r++ {
+			if gm.direct && kp == k {
+				// Input pixels and int16 rows are both contiguous: one pass for the chunk.
+				widen(buf[:rows*k], xb[p0*k:(p0+rows)*k])
+			}
+			for r := 0; r < rows && !(gm.direct && kp == k); r++ {
 				row := buf[r*kp : (r+1)*kp]
 				if gm.direct {
-					src := xb[(p0+r)*k : (p0+r+1)*k]
-					row = row[:len(src)]
-					for i, v := range src {
-						row[i] = int16(v)
-					}
+					widen(row[:k], xb[(p0+r)*k:(p0+r+1)*k])
 				} else {
 					g.im2colRow16(xb, (p0+r)/g.outW, (p0+r)%g.outW, row[:k], int16(gm.padVal))
 				}
@@ -233,6 +252,25 @@ func (g *convGeom) convInt8x16(n *tflite.Node, x, y []int8) {
 			clear(buf[rows*kp : tiles*kp])
 			gm.gemm16(buf[:tiles*kp], rows, yb[p0*g.outC:(p0+rows)*g.outC])
 		}
+	}
+}
+
+// widen sign-extends src into dst (of the same length).
+func widen(dst []int16, src []int8) {
+	dst = dst[:len(src)]
+	n := len(src) &^ 15
+	if n > 0 {
+		widen16(dst[:n], src[:n])
+	}
+	for i := n; i < len(src); i++ {
+		dst[i] = int16(src[i])
+	}
+}
+
+// widen16Go is the portable widen16: len(src) is a positive multiple of 16.
+func widen16Go(dst []int16, src []int8) {
+	for i, v := range src {
+		dst[i] = int16(v)
 	}
 }
 
@@ -262,45 +300,91 @@ func (g *convGeom) im2colRow16(x []int8, oy, ox int, row []int16, pad int16) {
 }
 
 // gemm16 multiplies int16 rows (a multiple of four, kp taps each) by the packed int16 weights
-// in tiles of 4 pixels x 16 channels and requantizes the first pixels rows into y.
+// in tiles of 4 pixels x 16 channels, requantizing the first pixels rows into y. Whole tiles
+// are written in place; edge tiles go through tmp.
 func (gm *gemmInt8) gemm16(x16 []int16, pixels int, y []int8) {
-	var acc [64]int32
+	var tmp [64]int8
 	kp, outC := gm.kp, gm.outC
 	pairs := kp / 2
 	blk := pairs * 16
+	full := outC / 16 // whole 16-channel blocks
 	for p := 0; p < pixels; p += 4 {
 		xt := x16[p*kp : (p+4)*kp]
-		for c0 := 0; c0 < outC; c0 += 16 {
+		nr := min(4, pixels-p)
+		c0 := 0
+		if nr == 4 && full > 0 {
+			gemmRow4(xt, kp, gm.w16, pairs, gm.q16, y[p*outC:], outC, full)
+			c0 = full * 16
+		}
+		for ; c0 < outC; c0 += 16 {
 			b := c0 / 8
-			dotTile(xt, kp, gm.w16[b*blk:(b+1)*blk], gm.w16[(b+1)*blk:(b+2)*blk], pairs, &acc)
-			nr, nc := min(4, pixels-p), min(16, outC-c0)
+			gemmRow4(xt, kp, gm.w16[b*blk:], pairs, gm.q16[b*quantGroup:], tmp[:], 16, 1)
+			nc := min(16, outC-c0)
 			for r := 0; r < nr; r++ {
-				ys := y[(p+r)*outC+c0:][:nc]
-				as := acc[r*16:][:len(ys)]
-				bias, mult := gm.bias[c0:][:len(ys)], gm.mult[c0:][:len(ys)]
-				left, right := gm.left[c0:][:len(ys)], gm.right[c0:][:len(ys)]
-				for c, a := range as {
-					v := requantInt32(a+bias[c], mult[c], left[c], right[c]) + gm.outOff
-					ys[c] = int8(min(max(v, gm.qMin), gm.qMax))
-				}
+				copy(y[(p+r)*outC+c0:][:nc], tmp[r*16:])
 			}
 		}
 	}
 }
 
-// dotTile computes acc[r*16+c] = Σ_i x[r*stride+i] * w(c, i) for 4 rows of x and 16 channels,
-// the first 8 from w0 and the rest from w1 (each [pairs][8][2] interleaved); the int32 sums
-// wrap as TFLite's int32 accumulators do. It checks the slice bounds once and runs the SIMD
-// kernel where there is one.
-func dotTile(x []int16, stride int, w0, w1 []int16, pairs int, acc *[64]int32) {
-	if pairs <= 0 || stride < 2*pairs || len(x) < 3*stride+2*pairs || len(w0) < 16*pairs || len(w1) < 16*pairs {
-		panic(fmt.Sprintf("dotTile: %d pairs, stride %d, len(x) %d, len(w) %d, %d", pairs, stride, len(x), len(w0), len(w1)))
+// quantGroup is the size in int32 of one group of 8 channels in a quantTable.
+const quantGroup = 9 * 8
+
+// quantTable lays out the per-channel requantization constants for the SIMD kernels: for each
+// group of 8 channels (ngroups of them, channels past len(bias) zero), 9 vectors of 8 int32:
+// bias, multiplier, left shift, right shift, RoundingDivideByPOT's mask and mask>>1, output
+// offset, activation minimum and maximum.
+func quantTable(ngroups int, bias, mult []int32, shift []int, outOff, qMin, qMax int32) []int32 {
+	t := make([]int32, ngroups*quantGroup)
+	for c := range ngroups * 8 {
+		v := t[(c/8)*quantGroup+c%8:]
+		v[48], v[56], v[64] = outOff, qMin, qMax
+		if c >= len(bias) {
+			continue
+		}
+		v[0], v[8] = bias[c], mult[c]
+		if s := shift[c]; s > 0 {
+			v[16] = int32(s)
+		} else {
+			v[24] = int32(-s)
+			mask := int32(int64(1)<<-s - 1)
+			v[32], v[40] = mask, mask>>1
+		}
 	}
-	dotTile4x16(x, stride, w0, w1, pairs, acc)
+	return t
 }
 
-// dotTile4x16Go is the portable dotTile kernel (the reference for the assembly one).
-func dotTile4x16Go(x []int16, stride int, w0, w1 []int16, pairs int, acc *[64]int32) {
+// requantGroup requantizes the accumulators of channels j of a quantTable group (the
+// portable form of the assembly's REQUANT).
+func requantGroup(a int32, q []int32, j int) int8 {
+	v := requantInt32(a+q[j], q[8+j], uint8(q[16+j]), uint8(q[24+j])) + q[48+j]
+	return int8(min(max(v, q[56+j]), q[64+j]))
+}
+
+// gemmRow4 computes blocks tiles of 4 pixels x 16 channels: for rows r of x (at r*stride)
+// and the channels of block j (w[j*32*pairs:], two groups of 8 channels each [pairs][8][2]
+// interleaved), the int32 sum of the products (wrapping as TFLite's accumulators),
+// requantized with q's groups 2j and 2j+1 into y[r*yStride + 16j + c]. It checks the bounds
+// once and runs the SIMD kernel where there is one.
+func gemmRow4(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+	if pairs <= 0 || blocks <= 0 || stride < 2*pairs || len(x) < 3*stride+2*pairs || len(w) < blocks*32*pairs ||
+		len(q) < blocks*2*quantGroup || yStride < 16*blocks || len(y) < 3*yStride+16*blocks {
+		panic(fmt.Sprintf("gemmRow4: %d blocks of %d pairs, stride %d, len(x) %d, len(w) %d, len(q) %d, len(y) %d, y stride %d",
+			blocks, pairs, stride, len(x), len(w), len(q), len(y), yStride))
+	}
+	gemmRow4x16(x, stride, w, pairs, q, y, yStride, blocks)
+}
+
+// gemmRow4x16Go is the portable gemmRow4 kernel (the reference for the assembly one).
+func gemmRow4x16Go(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+	for j := range blocks {
+		wj := w[j*32*pairs:]
+		gemmTile4x16Go(x, stride, wj[:16*pairs], wj[16*pairs:32*pairs], pairs, q[2*j*quantGroup:], y[16*j:], yStride)
+	}
+}
+
+// gemmTile4x16Go is one block of gemmRow4x16Go.
+func gemmTile4x16Go(x []int16, stride int, w0, w1 []int16, pairs int, q []int32, y []int8, yStride int) {
 	for r := 0; r < 4; r++ {
 		xr := x[r*stride : r*stride+2*pairs]
 		var a [16]int32
@@ -312,93 +396,98 @@ func dotTile4x16Go(x []int16, stride int, w0, w1 []int16, pairs int, acc *[64]in
 				a[8+c] += x0*int32(v[2*c]) + x1*int32(v[2*c+1])
 			}
 		}
-		copy(acc[r*16:], a[:])
+		ys := y[r*yStride : r*yStride+16]
+		for c := range 8 {
+			ys[c] = requantGroup(a[c], q, c)
+			ys[8+c] = requantGroup(a[8+c], q[quantGroup:], c)
+		}
 	}
 }
 
 // run multiplies rows (pixels x k, row-major) by the packed weights into y (pixels x OC),
-// requantizing each accumulator. Two pixels and four channels per step share every load, and
-// each 64-bit multiply does two MACs: x * (w0 + w1<<32) accumulates Σx*w0 in the low 32 bits
-// and Σx*w1 above them (the low sum's sign borrows from the high half, undone in split).
+// requantizing each accumulator. Three pixels and four channels per step share every load,
+// and each 64-bit multiply does two MACs: x * (w0 + w1<<32) accumulates Σx*w0 in the low 32
+// bits and Σx*w1 above them (the low sum's sign borrows from the high half, undone in split).
+// The dot loops are small leaf functions so that their accumulators stay in registers.
 func (gm *gemmInt8) run(rows []int8, pixels int, y []int8) {
 	k, outC := gm.k, gm.outC
 	nb := (outC + gemmBlock - 1) / gemmBlock
 	p := 0
-	for ; p+4 <= pixels; p += 4 {
-		x0 := rows[p*k : p*k+k]
-		x1 := rows[p*k+k : p*k+2*k]
-		x2 := rows[p*k+2*k : p*k+3*k]
-		x3 := rows[p*k+3*k : p*k+4*k]
-		x1, x2, x3 = x1[:len(x0)], x2[:len(x0)], x3[:len(x0)]
-		for b := 0; b < nb; b++ {
-			w := gm.packed[b*k*2 : (b+1)*k*2]
-			w = w[:2*len(x0)]
-			var a01, a23, b01, b23, c01, c23, d01, d23 int64
-			for i := range x0 {
-				p01, p23 := w[2*i], w[2*i+1]
-				u := int64(x0[i])
-				a01 += u * p01
-				a23 += u * p23
-				u = int64(x1[i])
-				b01 += u * p01
-				b23 += u * p23
-				u = int64(x2[i])
-				c01 += u * p01
-				c23 += u * p23
-				u = int64(x3[i])
-				d01 += u * p01
-				d23 += u * p23
-			}
-			for j, acc := range [4][2]int64{{a01, a23}, {b01, b23}, {c01, c23}, {d01, d23}} {
-				lo0, hi0 := split(acc[0])
-				lo1, hi1 := split(acc[1])
-				gm.store(y[(p+j)*outC:(p+j+1)*outC], b*gemmBlock, lo0, hi0, lo1, hi1)
-			}
-		}
-	}
 	for ; p+2 <= pixels; p += 2 {
-		x0 := rows[p*k : p*k+k]
-		x1 := rows[p*k+k : p*k+2*k]
-		x1 = x1[:len(x0)]
-		y0 := y[p*outC : p*outC+outC]
-		y1 := y[p*outC+outC : p*outC+2*outC]
+		x := rows[p*k : (p+2)*k]
+		ys := y[p*outC : (p+2)*outC]
 		for b := 0; b < nb; b++ {
-			w := gm.packed[b*k*2 : (b+1)*k*2]
-			w = w[:2*len(x0)]
-			var a01, a23, c01, c23 int64
-			for i := range x0 {
-				u, v := int64(x0[i]), int64(x1[i])
-				p01, p23 := w[2*i], w[2*i+1]
-				a01 += u * p01
-				a23 += u * p23
-				c01 += v * p01
-				c23 += v * p23
-			}
-			a0, a1 := split(a01)
-			a2, a3 := split(a23)
-			gm.store(y0, b*gemmBlock, a0, a1, a2, a3)
-			a0, a1 = split(c01)
-			a2, a3 = split(c23)
-			gm.store(y1, b*gemmBlock, a0, a1, a2, a3)
+			a01, a23, b01, b23 := dot2x4(x[:k], x[k:], gm.packed[b*k:(b+1)*k])
+			gm.store2(ys, b*gemmBlock, a01, a23)
+			gm.store2(ys[outC:], b*gemmBlock, b01, b23)
 		}
 	}
 	for ; p < pixels; p++ {
 		x0 := rows[p*k : p*k+k]
 		y0 := y[p*outC : p*outC+outC]
 		for b := 0; b < nb; b++ {
-			w := gm.packed[b*k*2 : (b+1)*k*2]
-			w = w[:2*len(x0)]
-			var a01, a23 int64
-			for i, xv := range x0 {
-				u := int64(xv)
-				a01 += u * w[2*i]
-				a23 += u * w[2*i+1]
-			}
-			a0, a1 := split(a01)
-			a2, a3 := split(a23)
-			gm.store(y0, b*gemmBlock, a0, a1, a2, a3)
+			a01, a23 := dot1x4(x0, gm.packed[b*k:(b+1)*k])
+			gm.store2(y0, b*gemmBlock, a01, a23)
 		}
 	}
+}
+
+// dot3x4 returns the paired sums of three rows of taps with a block of packed weights.
+//
+//go:noinline
+func dot3x4(x0, x1, x2 []int8, w [][2]int64) (a01, a23, b01, b23, c01, c23 int64) {
+	w = w[:len(x0)]
+	x1, x2 = x1[:len(x0)], x2[:len(x0)]
+	for i, v := range x0 {
+		p01, p23 := w[i][0], w[i][1]
+		u := int64(v)
+		a01 += u * p01
+		a23 += u * p23
+		u = int64(x1[i])
+		b01 += u * p01
+		b23 += u * p23
+		u = int64(x2[i])
+		c01 += u * p01
+		c23 += u * p23
+	}
+	return
+}
+
+// dot2x4 is dot3x4 for two rows.
+//
+//go:noinline
+func dot2x4(x0, x1 []int8, w [][2]int64) (a01, a23, b01, b23 int64) {
+	w = w[:len(x0)]
+	x1 = x1[:len(x0)]
+	for i, v := range x0 {
+		p01, p23 := w[i][0], w[i][1]
+		u, t := int64(v), int64(x1[i])
+		a01 += u * p01
+		a23 += u * p23
+		b01 += t * p01
+		b23 += t * p23
+	}
+	return
+}
+
+// dot1x4 is dot3x4 for one row.
+//
+//go:noinline
+func dot1x4(x0 []int8, w [][2]int64) (a01, a23 int64) {
+	w = w[:len(x0)]
+	for i, v := range x0 {
+		u := int64(v)
+		a01 += u * w[i][0]
+		a23 += u * w[i][1]
+	}
+	return
+}
+
+// store2 splits two paired accumulators and requantizes them into channels oc..oc+3 of y.
+func (gm *gemmInt8) store2(y []int8, oc int, a01, a23 int64) {
+	a0, a1 := split(a01)
+	a2, a3 := split(a23)
+	gm.store(y, oc, a0, a1, a2, a3)
 }
 
 // split separates the two int32 sums of a paired accumulator.
@@ -410,10 +499,13 @@ func split(a int64) (lo, hi int32) {
 // store requantizes up to four accumulators of channels oc..oc+3 into y.
 func (gm *gemmInt8) store(y []int8, oc int, a0, a1, a2, a3 int32) {
 	if oc+gemmBlock <= gm.outC {
-		gm.store1(y, oc, a0)
-		gm.store1(y, oc+1, a1)
-		gm.store1(y, oc+2, a2)
-		gm.store1(y, oc+3, a3)
+		// Constant indexes into slices of length 4: no bounds checks below.
+		q, ys := gm.rq[oc:oc+4:oc+4], y[oc:oc+4:oc+4]
+		lo, hi, off := gm.qMin, gm.qMax, gm.outOff
+		ys[0] = int8(min(max(requantInt32(a0+q[0].bias, q[0].mult, q[0].left, q[0].right)+off, lo), hi))
+		ys[1] = int8(min(max(requantInt32(a1+q[1].bias, q[1].mult, q[1].left, q[1].right)+off, lo), hi))
+		ys[2] = int8(min(max(requantInt32(a2+q[2].bias, q[2].mult, q[2].left, q[2].right)+off, lo), hi))
+		ys[3] = int8(min(max(requantInt32(a3+q[3].bias, q[3].mult, q[3].left, q[3].right)+off, lo), hi))
 		return
 	}
 	for j, a := range [gemmBlock]int32{a0, a1, a2, a3} {
@@ -424,7 +516,8 @@ func (gm *gemmInt8) store(y []int8, oc int, a0, a1, a2, a3 int32) {
 }
 
 func (gm *gemmInt8) store1(y []int8, c int, a int32) {
-	v := requantInt32(a+gm.bias[c], gm.mult[c], gm.left[c], gm.right[c]) + gm.outOff
+	q := &gm.rq[c]
+	v := requantInt32(a+q.bias, q.mult, q.left, q.right) + gm.outOff
 	y[c] = int8(min(max(v, gm.qMin), gm.qMax))
 }
 
@@ -447,6 +540,15 @@ func requantInt32(x, q int32, left, right uint8) int32 {
 // int32s and int64s view scratch bytes (16-byte aligned by the planner) as n integers.
 func int32s(b []byte, n int) []int32 {
 	return unsafe.Slice((*int32)(unsafe.Pointer(unsafe.SliceData(b[:4*n]))), n)
+}
+
+func int8s(b []byte, n int) []int8 {
+	return unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(b[:n]))), n)
+}
+
+// int8Bytes views v as bytes.
+func int8Bytes(v []int8) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(v))), len(v))
 }
 
 func int16s(b []byte, n int) []int16 {

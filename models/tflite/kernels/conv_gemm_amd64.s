@@ -2,21 +2,93 @@
 
 #include "textflag.h"
 
-// func dotTile4x16AVX2(x *int16, strideBytes uintptr, w0, w1 *int16, pairs int, acc *[64]int32)
+// VPSHUFB control: byte 0 of each dword of a 128-bit lane to bytes 0..3 of the lane.
+DATA packb<>+0(SB)/8, $0x808080800c080400
+DATA packb<>+8(SB)/8, $0x8080808080808080
+DATA packb<>+16(SB)/8, $0x808080800c080400
+DATA packb<>+24(SB)/8, $0x8080808080808080
+GLOBL packb<>(SB), RODATA|NOPTR, $32
+
+// VPERMD indices: dword 0 (lane 0's bytes) then dword 4 (lane 1's).
+DATA packd<>+0(SB)/8, $0x0000000400000000
+DATA packd<>+8(SB)/8, $0
+DATA packd<>+16(SB)/8, $0
+DATA packd<>+24(SB)/8, $0
+GLOBL packd<>(SB), RODATA|NOPTR, $32
+
+// The rounding term of the high multiply, 2^30, as a qword.
+DATA round30<>+0(SB)/8, $0x40000000
+GLOBL round30<>(SB), RODATA|NOPTR, $8
+
+// SETUP loads the constants REQUANT needs: Y5 = 2^30 in each qword, Y6 and Y7 the byte packing
+// controls. (All VEX-encoded: a legacy SSE write to an XMM register would stall on the dirty
+// upper halves.)
+#define SETUP \
+	VPBROADCASTQ round30<>(SB), Y5; \
+	VMOVDQU packb<>(SB), Y6; \
+	VMOVDQU packd<>(SB), Y7
+
+// REQUANT turns the 8 int32 accumulators in A (XA is its low half) into 8 int8 at DST, with
+// the quantTable group at P (bias 0, multiplier 32, left 64, right 96, mask 128, mask>>1 160,
+// output offset 192, min 224, max 256), exactly as requantInt32:
+//   x = (acc + bias) << left
+//   h = bits 31..62 of x*q + 2^30 (SaturatingRoundingDoublingHighMul; q >= 0, no saturation)
+//   r = (h >> right) + (h & mask > (mask>>1) + [h < 0])  (RoundingDivideByPOT)
+//   clamp(r + output offset, min, max)
+// VPMULDQ multiplies the even lanes; the odd lanes are shifted down to multiply, and their
+// result shifted up to the high dword, then blended. Clobbers Y0-Y3.
+#define REQUANT(A, XA, P, DST) \
+	VPADDD 0(P), A, A; \
+	VPSLLVD 64(P), A, A; \
+	VMOVDQU 32(P), Y0; \
+	VPMULDQ Y0, A, Y1; \
+	VPSRLQ $32, A, Y2; \
+	VPSRLQ $32, Y0, Y3; \
+	VPMULDQ Y3, Y2, Y2; \
+	VPADDQ Y5, Y1, Y1; \
+	VPADDQ Y5, Y2, Y2; \
+	VPSRLQ $31, Y1, Y1; \
+	VPSLLQ $1, Y2, Y2; \
+	VPBLENDD $0xAA, Y2, Y1, A; \
+	VPAND 128(P), A, Y1; \
+	VPSRAD $31, A, Y2; \
+	VMOVDQU 160(P), Y3; \
+	VPSUBD Y2, Y3, Y3; \
+	VPSRAVD 96(P), A, A; \
+	VPCMPGTD Y3, Y1, Y1; \
+	VPSUBD Y1, A, A; \
+	VPADDD 192(P), A, A; \
+	VPMAXSD 224(P), A, A; \
+	VPMINSD 256(P), A, A; \
+	VPSHUFB Y6, A, A; \
+	VPERMD A, Y7, A; \
+	VMOVQ XA, DST
+
+// func gemmRow4AVX2(x *int16, strideBytes uintptr, w *int16, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
 //
-// For rows r = 0..3 at x + r*strideBytes and channels c = 0..15 (0..7 from w0, 8..15 from w1):
-// acc[r*16+c] = Σ_i x[r][2i]*w[c][2i] + x[r][2i+1]*w[c][2i+1] over i < pairs, in wrapping
-// int32. Each weight vector holds one tap pair of 8 channels, [8][2]int16; VPBROADCASTD copies
-// a row's tap pair to all 8 lanes and VPMADDWD forms the two products and their int32 sum
-// (exact: each product is at most 2^14 in magnitude).
-TEXT ·dotTile4x16AVX2(SB), NOSPLIT, $0-48
-	MOVQ x+0(FP), SI
+// For each of blocks 16-channel blocks (weights w + j*64*pairs bytes, channels 0..7 in the
+// first half and 8..15 in the second; quantTable groups q + j*576 bytes; output y + 16j), and
+// rows r = 0..3 at x + r*strideBytes: acc = Σ_i x[r][2i]*w[c][2i] + x[r][2i+1]*w[c][2i+1]
+// over i < pairs, in wrapping int32, then REQUANT into y + r*yStride + c. Each weight vector
+// holds one tap pair of 8 channels, [8][2]int16; VPBROADCASTD copies a row's tap pair to all
+// 8 lanes and VPMADDWD forms the two products and their int32 sum (exact: each is at most
+// 2^14 in magnitude).
+TEXT ·gemmRow4AVX2(SB), NOSPLIT, $0-64
+	SETUP
 	MOVQ strideBytes+8(FP), BX
-	MOVQ w0+16(FP), DI
-	MOVQ w1+24(FP), R8
-	MOVQ pairs+32(FP), CX
-	MOVQ acc+40(FP), DX
+	MOVQ w+16(FP), DI
+	MOVQ pairs+24(FP), DX
+	MOVQ q+32(FP), R11
+	MOVQ y+40(FP), R12
+	MOVQ blocks+56(FP), R13
+	MOVQ DX, R10
+	SHLQ $5, R10            // bytes of one half block: 32*pairs
+
+gblock:
+	MOVQ x+0(FP), SI
 	LEAQ (SI)(BX*2), R9
+	LEAQ (DI)(R10*1), R8
+	MOVQ DX, CX
 
 	VPXOR Y8, Y8, Y8
 	VPXOR Y9, Y9, Y9
@@ -27,46 +99,156 @@ TEXT ·dotTile4x16AVX2(SB), NOSPLIT, $0-48
 	VPXOR Y14, Y14, Y14
 	VPXOR Y15, Y15, Y15
 
-loop:
+	// Y0-Y4 only: Y5-Y7 hold SETUP's constants for the whole call.
+gloop:
 	VMOVDQU (DI), Y0
 	VMOVDQU (R8), Y1
 
 	VPBROADCASTD (SI), Y2
 	VPBROADCASTD (SI)(BX*1), Y3
 	VPMADDWD Y0, Y2, Y4
-	VPMADDWD Y1, Y2, Y5
-	VPMADDWD Y0, Y3, Y6
-	VPMADDWD Y1, Y3, Y7
 	VPADDD Y4, Y8, Y8
-	VPADDD Y5, Y9, Y9
-	VPADDD Y6, Y10, Y10
-	VPADDD Y7, Y11, Y11
+	VPMADDWD Y1, Y2, Y4
+	VPADDD Y4, Y9, Y9
+	VPMADDWD Y0, Y3, Y4
+	VPADDD Y4, Y10, Y10
+	VPMADDWD Y1, Y3, Y4
+	VPADDD Y4, Y11, Y11
 
 	VPBROADCASTD (R9), Y2
 	VPBROADCASTD (R9)(BX*1), Y3
 	VPMADDWD Y0, Y2, Y4
-	VPMADDWD Y1, Y2, Y5
-	VPMADDWD Y0, Y3, Y6
-	VPMADDWD Y1, Y3, Y7
 	VPADDD Y4, Y12, Y12
-	VPADDD Y5, Y13, Y13
-	VPADDD Y6, Y14, Y14
-	VPADDD Y7, Y15, Y15
+	VPMADDWD Y1, Y2, Y4
+	VPADDD Y4, Y13, Y13
+	VPMADDWD Y0, Y3, Y4
+	VPADDD Y4, Y14, Y14
+	VPMADDWD Y1, Y3, Y4
+	VPADDD Y4, Y15, Y15
 
 	ADDQ $4, SI
 	ADDQ $4, R9
 	ADDQ $32, DI
 	ADDQ $32, R8
 	DECQ CX
-	JNZ  loop
+	JNZ  gloop
 
-	VMOVDQU Y8, (DX)
-	VMOVDQU Y9, 32(DX)
-	VMOVDQU Y10, 64(DX)
-	VMOVDQU Y11, 96(DX)
-	VMOVDQU Y12, 128(DX)
-	VMOVDQU Y13, 160(DX)
-	VMOVDQU Y14, 192(DX)
-	VMOVDQU Y15, 224(DX)
+	// DI has reached the second half block; the next block starts after it.
+	MOVQ R8, DI
+	LEAQ 288(R11), R8
+	MOVQ yStride+48(FP), AX
+	MOVQ R12, SI
+	REQUANT(Y8, X8, R11, (SI))
+	REQUANT(Y9, X9, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y10, X10, R11, (SI))
+	REQUANT(Y11, X11, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y12, X12, R11, (SI))
+	REQUANT(Y13, X13, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y14, X14, R11, (SI))
+	REQUANT(Y15, X15, R8, 8(SI))
+
+	ADDQ $576, R11
+	ADDQ $16, R12
+	DECQ R13
+	JNZ  gblock
+	VZEROUPPER
+	RET
+
+// func widen16AVX2(dst *int16, src *int8, n16 int): dst[i] = src[i] for i < 16*n16.
+TEXT ·widen16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n16+16(FP), CX
+
+wloop:
+	VPMOVSXBW (SI), Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $16, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  wloop
+	VZEROUPPER
+	RET
+
+// DWTAP adds tap T of the 8 channels at byte offset DX: A += sign-extended x * w.
+#define DWTAP(T, A) \
+	MOVQ (T*8)(R11), R9; \
+	VPMOVSXBD (R9)(DX*1), Y9; \
+	VPMULLD (T*32)(SI), Y9, Y9; \
+	VPADDD Y9, A, A
+
+// func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int32, q *int32, y *int8, groups, npix int)
+//
+// npix output pixels of a 3x3 depthwise convolution with depth multiplier 1, along a row: for
+// each group of 8 channels, acc = Σ_t x_t * w_t over the 9 taps (taps[t] points at the input
+// pixel of tap t, or at a row of input zero points), then REQUANT (whose bias has the input
+// offset folded in) into y; then y moves on by groups*8 bytes and each tap pointer by its
+// step (0 for pad taps). w is [groups][9][8]int32, q a quantTable of groups groups. The tap
+// pointers (the caller's scratch array) are only moved between pixels, so they stay inside
+// the input.
+TEXT ·dw3x3RowAVX2(SB), NOSPLIT, $0-56
+	SETUP
+	MOVQ taps+0(FP), R11
+	MOVQ steps+8(FP), R12
+	MOVQ w+16(FP), R13
+	MOVQ q+24(FP), BX
+	MOVQ y+32(FP), DI
+	MOVQ npix+48(FP), R10
+
+dwpix:
+	MOVQ groups+40(FP), CX
+	MOVQ R13, SI
+	MOVQ BX, R8
+	XORQ DX, DX
+
+dwloop:
+	MOVQ 0(R11), R9
+	VPMOVSXBD (R9)(DX*1), Y8
+	VPMULLD 0(SI), Y8, Y8
+	MOVQ 8(R11), R9
+	VPMOVSXBD (R9)(DX*1), Y10
+	VPMULLD 32(SI), Y10, Y10
+	DWTAP(2, Y8)
+	DWTAP(3, Y10)
+	DWTAP(4, Y8)
+	DWTAP(5, Y10)
+	DWTAP(6, Y8)
+	DWTAP(7, Y10)
+	DWTAP(8, Y8)
+	VPADDD Y10, Y8, Y8
+	REQUANT(Y8, X8, R8, (DI)(DX*1))
+	ADDQ $8, DX
+	ADDQ $288, SI
+	ADDQ $288, R8
+	DECQ CX
+	JNZ  dwloop
+
+	DECQ R10
+	JZ   dwdone
+	ADDQ DX, DI
+	MOVQ 0(R12), AX
+	ADDQ AX, 0(R11)
+	MOVQ 8(R12), AX
+	ADDQ AX, 8(R11)
+	MOVQ 16(R12), AX
+	ADDQ AX, 16(R11)
+	MOVQ 24(R12), AX
+	ADDQ AX, 24(R11)
+	MOVQ 32(R12), AX
+	ADDQ AX, 32(R11)
+	MOVQ 40(R12), AX
+	ADDQ AX, 40(R11)
+	MOVQ 48(R12), AX
+	ADDQ AX, 48(R11)
+	MOVQ 56(R12), AX
+	ADDQ AX, 56(R11)
+	MOVQ 64(R12), AX
+	ADDQ AX, 64(R11)
+	JMP  dwpix
+
+dwdone:
 	VZEROUPPER
 	RET

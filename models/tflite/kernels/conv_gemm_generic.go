@@ -2,14 +2,20 @@
 
 package kernels
 
-// Without a SIMD kernel for this architecture (or with the purego build tag) the int16 tile
-// kernel is the portable one, and useSIMD is false, so the int8 convolutions take the pure-Go
-// GEMM of conv_gemm.go.
+// Without a SIMD kernel for this architecture (or with the purego build tag) useSIMD is
+// false, so the int8 convolutions take the pure-Go kernels; the tile functions below are the
+// portable forms of the assembly ones, kept so the SIMD driver code builds everywhere.
 
 const simdName = "portable"
 
 const haveSIMD = false
 
-func dotTile4x16(x []int16, stride int, w0, w1 []int16, pairs int, acc *[64]int32) {
-	dotTile4x16Go(x, stride, w0, w1, pairs, acc)
+func gemmRow4x16(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+	gemmRow4x16Go(x, stride, w, pairs, q, y, yStride, blocks)
+}
+
+func widen16(dst []int16, src []int8) { widen16Go(dst, src) }
+
+func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
+	dwRow3x3x8Go(taps, steps, npix, c, w, q, y)
 }
