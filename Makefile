@@ -9,6 +9,7 @@ BIN := bin
 RACE_PKGS := ./agent/... ./fleet/... ./cmd/...
 PLAIN_PKGS := ./models/... ./firmware/...
 FUZZTIME ?= 30s
+KILLS ?= 200
 
 .DEFAULT_GOAL := help
 
@@ -25,13 +26,23 @@ demo: ## Run a controller and 3 simulated devices on this machine (Ctrl-C stops)
 	$(GO) run ./cmd/outpost demo
 
 .PHONY: deps
-deps: ## Install what the tests need from Debian (mosquitto) when it is missing
+deps: ## Install what the tests need from Debian (mosquitto, qemu-user-static) when it is missing
 	@scripts/ensure-deps
 
 .PHONY: test
-test: deps lint ## Run every test: gofmt, go vet, unit, conformance, race and interop tests
-	$(GO) test -race -count=1 $(RACE_PKGS)
+test: deps lint ## Run every test: gofmt, go vet, unit, conformance, race, interop, fault and cross-arch tests
+	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
 	$(GO) test -count=1 $(PLAIN_PKGS)
+	@$(MAKE) --no-print-directory test-kernels
+
+# The interpreter's integer results must be identical on every path: the assembly kernels
+# (amd64), the pure-Go kernels forced on amd64, and the pure-Go kernels as compiled for arm64 and
+# 32-bit ARM, run under qemu-user (installed by scripts/ensure-deps).
+.PHONY: test-kernels
+test-kernels: ## Run the interpreter tests on the portable path and under qemu for arm64 and armv7
+	OUTPOST_PORTABLE=1 $(GO) test -count=1 ./models/tflite/...
+	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./models/tflite/...
+	GOARCH=arm GOARM=7 $(GO) test -count=1 -exec qemu-arm-static ./models/tflite/...
 
 .PHONY: lint
 lint: ## gofmt check and go vet
@@ -39,9 +50,17 @@ lint: ## gofmt check and go vet
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+.PHONY: torture
+torture: ## Kill the real agent with SIGKILL KILLS times (default 200) and check exactly-once; SEED=n replays
+	$(GO) test -count=1 -timeout 60m -run '^TestCrashTorture$$' -v ./agent/faulttest -kills $(KILLS) $(if $(SEED),-seed $(SEED))
+
 .PHONY: bench
 bench: ## Run the benchmarks (figures go to docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+
+.PHONY: bench-oracle
+bench-oracle: ## Time person_detect against the official TFLite runtime side by side (needs Node.js)
+	scripts/bench-vs-oracle
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
