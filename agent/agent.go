@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outpost-ml/outpost/agent/sensor"
+	"github.com/outpost-ml/outpost/agent/sysstat"
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
@@ -37,6 +38,24 @@ type Options struct {
 	PublishTimeout   time.Duration // longest wait for one PUBACK
 	DrainTimeout     time.Duration // on stop, longest wait to upload what is buffered
 	SensorBackoffMax time.Duration // longest pause between reads of a failing sensor
+
+	// DataDir is where the buffer lives; health reports its filesystem's free space. Empty
+	// leaves the figure out.
+	DataDir string
+	// System reads CPU, memory and temperature for health; nil reads this process on the
+	// real /proc and /sys.
+	System *sysstat.Reader
+
+	// Upload path. A batch holds at most BatchMax results and BatchBytes bytes of JSON; a
+	// partial batch waits at most BatchDelay for more. Window batches may await the
+	// controller's ack at once. MaxUploadRate caps results sent per second (0: no cap), so
+	// a long backlog drains steadily instead of in one burst. Batches of at least CompressMin
+	// bytes go gzipped on wire.LeafResultsZ (negative: never compress).
+	BatchBytes    int
+	BatchDelay    time.Duration
+	Window        int
+	MaxUploadRate float64
+	CompressMin   int
 }
 
 // Defaults for zero Options fields.
@@ -44,7 +63,11 @@ const (
 	DefaultHealthInterval   = 5 * time.Second
 	DefaultCommitInterval   = 100 * time.Millisecond
 	DefaultCommitMax        = 256
-	DefaultBatchMax         = 100
+	DefaultBatchMax         = 1000
+	DefaultBatchBytes       = 256 << 10
+	DefaultBatchDelay       = 50 * time.Millisecond
+	DefaultWindow           = 8
+	DefaultCompressMin      = 2048
 	DefaultAckTimeout       = 10 * time.Second
 	DefaultPublishTimeout   = 10 * time.Second
 	DefaultDrainTimeout     = 2 * time.Second
@@ -79,6 +102,7 @@ type Agent struct {
 	perSecond    float64                    // inference rate over the last health interval
 	sensorStatus string
 	lastErr      string
+	cpuPercent   float64 // this process's CPU use over the last health interval, % of one core
 }
 
 // New checks opts and returns an Agent ready to Run. It starts nothing.
@@ -107,6 +131,17 @@ func New(opts Options) (*Agent, error) {
 	setDefault(&opts.CommitInterval, DefaultCommitInterval)
 	setDefault(&opts.CommitMax, DefaultCommitMax)
 	setDefault(&opts.BatchMax, DefaultBatchMax)
+	setDefault(&opts.BatchBytes, DefaultBatchBytes)
+	setDefault(&opts.BatchDelay, DefaultBatchDelay)
+	setDefault(&opts.Window, DefaultWindow)
+	setDefault(&opts.CompressMin, DefaultCompressMin)
+	switch {
+	case opts.BatchMax < 0, opts.BatchBytes < 0, opts.Window < 0, opts.BatchDelay < 0:
+		return nil, fmt.Errorf("new agent: batch max %d, batch bytes %d, window %d and batch delay %v must not be negative",
+			opts.BatchMax, opts.BatchBytes, opts.Window, opts.BatchDelay)
+	case opts.MaxUploadRate < 0 || math.IsNaN(opts.MaxUploadRate) || math.IsInf(opts.MaxUploadRate, 0):
+		return nil, fmt.Errorf("new agent: max upload rate %v results/s must be a finite number ≥ 0", opts.MaxUploadRate)
+	}
 	setDefault(&opts.AckTimeout, DefaultAckTimeout)
 	setDefault(&opts.PublishTimeout, DefaultPublishTimeout)
 	setDefault(&opts.DrainTimeout, DefaultDrainTimeout)
@@ -114,6 +149,9 @@ func New(opts Options) (*Agent, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.System == nil {
+		opts.System = sysstat.New(sysstat.Options{})
 	}
 	return &Agent{
 		opts:         opts,
@@ -289,6 +327,12 @@ func (a *Agent) result(t time.Time, out []float32, lat time.Duration) (wire.Resu
 	if len(out) == 0 {
 		return wire.Result{}, errors.New("predict: model returned no outputs")
 	}
+	// JSON cannot carry NaN or ±Inf: such a result could never be buffered or sent.
+	for i, v := range out {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return wire.Result{}, fmt.Errorf("predict: model output %d is %v", i, v)
+		}
+	}
 	r := wire.Result{
 		Time:      t,
 		Model:     a.model.String(),
@@ -387,116 +431,29 @@ func (a *Agent) runCommit(in <-chan wire.Result, committed chan<- struct{}) erro
 	}
 }
 
-// runUpload sends buffered results oldest first, one batch in flight, and deletes them as
-// the controller acks. A batch unacked after AckTimeout, or still unacked when the link
-// reconnects, is sent again from the buffer's oldest result. Once ctx ends it drains: it
-// goes on until the pipeline has committed its last result and the controller has acked
-// everything, the link drops, or DrainTimeout passes.
-func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipelineDone <-chan struct{}) error {
-	tick := time.NewTicker(min(250*time.Millisecond, a.opts.AckTimeout/4))
-	defer tick.Stop()
-	var (
-		awaiting  uint64 // last seq of the batch in flight; 0 when none
-		sentAt    time.Time
-		retryAt   time.Time // after a failed publish, wait until then
-		connected bool
-		errLogged time.Time
-		stop      = ctx.Done()
-		drainBy   time.Time // set once ctx has ended
-		pubCtx    = ctx     // publishes outlive ctx while draining
-	)
-	acks := a.opts.Uplink.Acks()
-	for {
-		if !drainBy.IsZero() {
-			drained := pipelineDone == nil && a.opts.Buffer.Stats().Len == 0
-			if drained || !a.opts.Uplink.Connected() || time.Now().After(drainBy) {
-				return nil
-			}
-		}
-		now := a.opts.Uplink.Connected()
-		if now && !connected {
-			awaiting = 0 // acks for the old connection may never come; resend
-		}
-		connected = now
-		if connected && time.Now().After(retryAt) && (awaiting == 0 || time.Since(sentAt) > a.opts.AckTimeout) {
-			last, err := a.sendBatch(pubCtx)
-			switch {
-			case err == nil:
-				awaiting, sentAt = last, time.Now()
-			case pubCtx.Err() != nil:
-				return nil
-			default:
-				awaiting, retryAt = 0, time.Now().Add(time.Second)
-				a.setLastErr(err)
-				if time.Since(errLogged) > 30*time.Second {
-					errLogged = time.Now()
-					a.log.Warn("upload", "err", err)
-				}
-			}
-		}
-		select {
-		case <-stop:
-			stop = nil
-			drainBy = time.Now().Add(a.opts.DrainTimeout)
-			var cancel context.CancelFunc
-			pubCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), drainBy)
-			defer cancel()
-		case <-pipelineDone:
-			pipelineDone = nil
-		case seq := <-acks:
-			if err := a.opts.Buffer.Ack(seq); err != nil {
-				a.setLastErr(fmt.Errorf("ack %d: %w", seq, err))
-				a.log.Warn("controller ack rejected", "seq", seq, "err", err)
-				continue
-			}
-			if seq >= awaiting {
-				awaiting = 0
-			}
-		case <-committed:
-		case <-tick.C:
-		}
-	}
-}
-
-// sendBatch publishes the oldest unacked results and returns the last seq sent, 0 if there
-// was nothing to send.
-func (a *Agent) sendBatch(ctx context.Context) (uint64, error) {
-	rs, err := a.opts.Buffer.Oldest(a.opts.BatchMax)
-	if err != nil {
-		return 0, fmt.Errorf("read buffer: %w", err)
-	}
-	if len(rs) == 0 {
-		return 0, nil
-	}
-	st := a.opts.Buffer.Stats()
-	msg := &wire.ResultBatch{Device: a.opts.DeviceID, Results: rs, DroppedThrough: st.DroppedThrough}
-	payload, err := wire.Encode(msg)
-	if err != nil {
-		return 0, fmt.Errorf("encode batch: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, a.opts.PublishTimeout)
-	defer cancel()
-	if err := a.opts.Uplink.Publish(pctx, wire.LeafResults, payload, false); err != nil {
-		return 0, fmt.Errorf("publish %d results from seq %d: %w", len(rs), rs[0].Seq, err)
-	}
-	return rs[len(rs)-1].Seq, nil
-}
-
 // runHealth publishes a retained health report every HealthInterval while connected.
 func (a *Agent) runHealth(ctx context.Context) error {
 	tick := time.NewTicker(a.opts.HealthInterval)
 	defer tick.Stop()
 	prevN, prevT := a.inferences.Load(), time.Now()
+	// A failed read (not Linux, /proc hidden) leaves CPU at 0 rather than stopping health.
+	prevProc, procErr := a.opts.System.Process()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case now := <-tick.C:
 			n := a.inferences.Load()
+			proc, err := a.opts.System.Process()
 			a.mu.Lock()
 			a.perSecond = float64(n-prevN) / now.Sub(prevT).Seconds()
+			a.cpuPercent = 0
+			if err == nil && procErr == nil {
+				a.cpuPercent = sysstat.CPUPercent(prevProc, proc)
+			}
 			a.mu.Unlock()
 			prevN, prevT = n, now
+			prevProc, procErr = proc, err
 		}
 		if !a.opts.Uplink.Connected() {
 			continue
@@ -617,9 +574,26 @@ func (a *Agent) Health() wire.Health {
 		SensorStatus:   s.SensorStatus,
 		SensorErrors:   s.SensorErrors,
 		LastError:      s.LastError,
+		SamplesDropped: s.SamplesDropped,
+		PredictErrors:  s.PredictErrors,
 	}
 	if !s.Oldest.IsZero() {
 		h.OldestBufferedS = max(now.Sub(s.Oldest).Seconds(), 0)
+	}
+	a.mu.Lock()
+	h.CPUPercent = a.cpuPercent
+	a.mu.Unlock()
+	// Host figures are best effort: one that cannot be read is left out of the report.
+	if p, err := a.opts.System.Process(); err == nil {
+		h.RSSBytes = p.RSS
+	}
+	if a.opts.DataDir != "" {
+		if free, err := sysstat.DiskFree(a.opts.DataDir); err == nil {
+			h.DiskFreeBytes = &free
+		}
+	}
+	if t, err := a.opts.System.SoCTemp(); err == nil {
+		h.SoCTempC = &t.Celsius
 	}
 	return h
 }

@@ -1,10 +1,13 @@
 package agent_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,10 +60,11 @@ type controller struct {
 	c      paho.Client
 	device string
 
-	mu     sync.Mutex
-	seen   map[uint64]int
-	acked  uint64
-	health []wire.Health
+	mu         sync.Mutex
+	compressed int // batches received gzipped
+	seen       map[uint64]int
+	acked      uint64
+	health     []wire.Health
 }
 
 func newController(t *testing.T, broker, device string) *controller {
@@ -71,6 +75,7 @@ func newController(t *testing.T, broker, device string) *controller {
 		SetMaxReconnectInterval(300 * time.Millisecond).
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe(wire.DeviceTopic(device, wire.LeafResults), 1, ctl.onResults)
+			c.Subscribe(wire.DeviceTopic(device, wire.LeafResultsZ), 1, ctl.onResults)
 			c.Subscribe(wire.DeviceTopic(device, wire.LeafHealth), 1, ctl.onHealth)
 		})
 	ctl.c = paho.NewClient(opts)
@@ -82,21 +87,34 @@ func newController(t *testing.T, broker, device string) *controller {
 }
 
 func (ctl *controller) onResults(c paho.Client, m paho.Message) {
+	payload := m.Payload()
+	if strings.HasSuffix(m.Topic(), "/"+wire.LeafResultsZ) {
+		zr, err := gzip.NewReader(bytes.NewReader(payload))
+		if err != nil {
+			return
+		}
+		if payload, err = io.ReadAll(zr); err != nil {
+			return
+		}
+	}
 	var b wire.ResultBatch
-	if err := wire.Decode(m.Payload(), &b); err != nil || b.Device != ctl.device {
+	if err := wire.Decode(payload, &b); err != nil || b.Device != ctl.device {
 		return
 	}
 	ctl.mu.Lock()
+	if strings.HasSuffix(m.Topic(), "/"+wire.LeafResultsZ) {
+		ctl.compressed++
+	}
 	for _, r := range b.Results {
 		ctl.seen[r.Seq]++
 	}
 	for ctl.seen[ctl.acked+1] > 0 || ctl.acked+1 <= b.DroppedThrough {
 		ctl.acked++
 	}
-	payload, _ := wire.Encode(&wire.Ack{Seq: ctl.acked})
+	ack, _ := wire.Encode(&wire.Ack{Seq: ctl.acked, Epoch: b.Epoch})
 	ctl.mu.Unlock()
 	// Not waiting on the token: a handler must not block paho.
-	c.Publish(wire.ControllerTopic(ctl.device, wire.LeafAck), 1, false, payload)
+	c.Publish(wire.ControllerTopic(ctl.device, wire.LeafAck), 1, false, ack)
 }
 
 func (ctl *controller) onHealth(_ paho.Client, m paho.Message) {
@@ -135,7 +153,7 @@ func TestEndToEndBrokerOutage(t *testing.T) {
 	}
 	defer buf.Close()
 	link, err := mqttlink.New(mqttlink.Options{
-		Broker: "tcp://" + addr, DeviceID: "dev-e2e",
+		Broker: "tcp://" + addr, DeviceID: "dev-e2e", Epoch: buf.Epoch(),
 		ConnectRetryInterval: 100 * time.Millisecond, MaxReconnectInterval: 300 * time.Millisecond,
 		ConnectTimeout: 2 * time.Second,
 	})

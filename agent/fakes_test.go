@@ -1,8 +1,12 @@
 package agent_test
 
 import (
+	"bytes"
+	"cmp"
+	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"sync"
 	"testing"
@@ -87,11 +91,12 @@ func (p *fakePredictor) windows() [][]float32 {
 // memBuffer is an in-memory agent.Buffer; stores keyed by dir survive "reopen" for the
 // contract suite.
 type memBuffer struct {
-	mu   sync.Mutex
-	max  int
-	rs   []wire.Result
-	st   agent.BufferStats
-	fail error // Append fails with it while set
+	mu    sync.Mutex
+	max   int
+	epoch uint64
+	rs    []wire.Result
+	st    agent.BufferStats
+	fail  error // Append fails with it while set
 }
 
 func (b *memBuffer) Append(rs []wire.Result) error {
@@ -113,10 +118,16 @@ func (b *memBuffer) Append(rs []wire.Result) error {
 	return nil
 }
 
-func (b *memBuffer) Oldest(n int) ([]wire.Result, error) {
+func (b *memBuffer) Oldest(n int) ([]wire.Result, error) { return b.After(0, n) }
+
+func (b *memBuffer) After(after uint64, n int) ([]wire.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return slices.Clone(b.rs[:min(n, len(b.rs))]), nil
+	i, _ := slices.BinarySearchFunc(b.rs, after+1, func(r wire.Result, seq uint64) int { return cmp.Compare(r.Seq, seq) })
+	if after == ^uint64(0) || n <= 0 {
+		return nil, nil
+	}
+	return slices.Clone(b.rs[i:min(i+n, len(b.rs))]), nil
 }
 
 func (b *memBuffer) Ack(seq uint64) error {
@@ -138,6 +149,8 @@ func (b *memBuffer) Stats() agent.BufferStats {
 	defer b.mu.Unlock()
 	st := b.st
 	st.Len = uint64(len(b.rs))
+	st.Bytes = 100 * st.Len // a stand-in size; only the contract's Len/Bytes relation is checked
+	st.Epoch = b.epoch
 	if len(b.rs) > 0 {
 		st.Oldest = b.rs[0].Time
 	}
@@ -156,7 +169,7 @@ func TestMemBufferContract(t *testing.T) {
 	buffertest.Run(t, func(t *testing.T, dir string, max int) (agent.Buffer, func()) {
 		b, ok := stores[dir]
 		if !ok {
-			b = &memBuffer{}
+			b = &memBuffer{epoch: uint64(len(stores) + 1)}
 			stores[dir] = b
 		}
 		b.max = max
@@ -164,16 +177,20 @@ func TestMemBufferContract(t *testing.T) {
 	})
 }
 
-// fakeUplink is an agent.Uplink whose "controller" acks each batch it receives unless
-// dropAcks says otherwise.
+// fakeUplink is an agent.Uplink whose "controller" stores each batch it receives and acks the
+// highest contiguous seq, unless dropAck says the batch is lost.
 type fakeUplink struct {
 	acks chan uint64
 
-	mu        sync.Mutex
-	connected bool
-	batches   []wire.ResultBatch
-	health    []wire.Health
-	dropAck   func(batch int) bool // batch is 1-based
+	mu         sync.Mutex
+	connected  bool
+	batches    []wire.ResultBatch
+	compressed int // batches that came gzipped on wire.LeafResultsZ
+	stored     map[uint64]bool
+	holdAcks   chan struct{} // if set, no acks are sent until it is closed
+	contiguous uint64
+	health     []wire.Health
+	dropAck    func(batch int) bool // batch is 1-based
 }
 
 func newFakeUplink() *fakeUplink { return &fakeUplink{acks: make(chan uint64, 1024), connected: true} }
@@ -185,14 +202,47 @@ func (u *fakeUplink) Publish(ctx context.Context, leaf string, payload []byte, r
 		return agent.ErrNotConnected
 	}
 	switch leaf {
-	case wire.LeafResults:
+	case wire.LeafResults, wire.LeafResultsZ:
+		if leaf == wire.LeafResultsZ {
+			zr, err := gzip.NewReader(bytes.NewReader(payload))
+			if err != nil {
+				return err
+			}
+			if payload, err = io.ReadAll(zr); err != nil {
+				return err
+			}
+			u.compressed++
+		}
 		var b wire.ResultBatch
 		if err := wire.Decode(payload, &b); err != nil {
 			return err
 		}
 		u.batches = append(u.batches, b)
-		if (u.dropAck == nil || !u.dropAck(len(u.batches))) && len(b.Results) > 0 {
-			u.acks <- b.Results[len(b.Results)-1].Seq
+		if u.dropAck != nil && u.dropAck(len(u.batches)) {
+			return nil // lost on the way: the "controller" never stores it
+		}
+		// Like the real controller: store, then ack the highest contiguous seq.
+		if u.stored == nil {
+			u.stored = map[uint64]bool{}
+		}
+		for _, r := range b.Results {
+			u.stored[r.Seq] = true
+		}
+		for u.stored[u.contiguous+1] || u.contiguous+1 <= b.DroppedThrough {
+			u.contiguous++
+		}
+		if u.holdAcks != nil {
+			select {
+			case <-u.holdAcks:
+			default:
+				return nil // stored, not acked yet
+			}
+		}
+		if u.contiguous > 0 {
+			select {
+			case u.acks <- u.contiguous:
+			default: // a full channel already holds acks; the agent resends what stays unacked
+			}
 		}
 	case wire.LeafHealth:
 		var h wire.Health

@@ -77,6 +77,9 @@ type Buffer interface {
 	Append(rs []wire.Result) error
 	// Oldest returns up to n unacked results, lowest seq first.
 	Oldest(n int) ([]wire.Result, error)
+	// After returns up to n unacked results with seq > after, lowest seq first: the upload
+	// loop reads past the batches it already has in flight.
+	After(after uint64, n int) ([]wire.Result, error)
 	// Ack deletes every result with seq ≤ seq. Acks are cumulative and idempotent; an ack
 	// beyond the last appended seq is an error and changes nothing.
 	Ack(seq uint64) error
@@ -92,6 +95,10 @@ type BufferStats struct {
 	Dropped        uint64    // results discarded by retention, over the life of the store
 	DroppedThrough uint64    // highest seq discarded by retention (0 if none)
 	Oldest         time.Time // Time of the oldest held result; zero when empty
+	Bytes          uint64    // stored size of the unacked results
+	// Epoch is the random id of the buffer's sequence space, drawn when its storage was
+	// created (0 for storage older than epochs); it is sent with every batch.
+	Epoch uint64
 }
 
 // Uplink carries messages to the controller.
@@ -100,8 +107,9 @@ type Uplink interface {
 	// PUBACK, ctx's end, or at once with ErrNotConnected while disconnected. A nil error
 	// means the broker has the message, not that the controller stored it.
 	Publish(ctx context.Context, leaf string, payload []byte, retained bool) error
-	// Acks delivers the controller's cumulative acks (wire.Ack.Seq). The channel is never
-	// closed; values may be coalesced to the highest one.
+	// Acks delivers the controller's cumulative acks (wire.Ack.Seq) for the buffer's epoch;
+	// acks for another epoch are not delivered. The channel is never closed; values may be
+	// coalesced to the highest one.
 	Acks() <-chan uint64
 	// Connected reports whether the link is connected now.
 	Connected() bool

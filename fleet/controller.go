@@ -253,9 +253,10 @@ func (c *Controller) clientOptions(ctx context.Context, queue chan<- inbound) *p
 		SetOnConnectHandler(func(cl paho.Client) {
 			attempts.Store(0)
 			filters := map[string]byte{
-				wire.DeviceWildcard(wire.LeafState):   1,
-				wire.DeviceWildcard(wire.LeafHealth):  1,
-				wire.DeviceWildcard(wire.LeafResults): 1,
+				wire.DeviceWildcard(wire.LeafState):    1,
+				wire.DeviceWildcard(wire.LeafHealth):   1,
+				wire.DeviceWildcard(wire.LeafResults):  1,
+				wire.DeviceWildcard(wire.LeafResultsZ): 1,
 			}
 			// OnConnect runs on its own goroutine in paho, so waiting here blocks no delivery.
 			tok := cl.SubscribeMultiple(filters, handler)

@@ -1,6 +1,8 @@
 package fleet_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -82,8 +84,9 @@ type device struct {
 	id string
 	c  paho.Client
 
-	mu   sync.Mutex
-	acks []uint64
+	mu        sync.Mutex
+	acks      []uint64
+	ackEpochs []uint64 // Ack.Epoch of each of acks
 }
 
 func newDevice(t *testing.T, b *broker.Broker, id string) *device {
@@ -105,6 +108,7 @@ func newDevice(t *testing.T, b *broker.Broker, id string) *device {
 		}
 		d.mu.Lock()
 		d.acks = append(d.acks, a.Seq)
+		d.ackEpochs = append(d.ackEpochs, a.Epoch)
 		d.mu.Unlock()
 	})
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -389,5 +393,103 @@ func TestNewErrors(t *testing.T) {
 				t.Error("New = nil error, want one")
 			}
 		})
+	}
+}
+
+func (d *device) lastAckEpoch() (seq, epoch uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.acks) == 0 {
+		return 0, 0
+	}
+	return d.acks[len(d.acks)-1], d.ackEpochs[len(d.ackEpochs)-1]
+}
+
+func gz(t *testing.T, p []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestEpochsAndCompressedBatches: batches come plain or gzipped on results.z; acks echo the
+// batch's epoch; a device that starts a new epoch (its data dir was wiped, seq restarts at 1)
+// has its new results stored, not discarded as duplicates; garbage on results.z is counted.
+func TestEpochsAndCompressedBatches(t *testing.T) {
+	b := startBroker(t)
+	dir := t.TempDir()
+	c := startController(t, b, dir, 0)
+	d := newDevice(t, b, "dev-e")
+	batch := func(epoch uint64, seqs ...uint64) []byte {
+		rb := &wire.ResultBatch{Device: "dev-e", Epoch: epoch}
+		for _, s := range seqs {
+			rb.Results = append(rb.Results, wire.Result{Seq: s, Time: time.Unix(int64(s), 0).UTC(), Model: "vib@1", Score: float64(s)})
+		}
+		p, err := wire.Encode(rb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const e1, e2 = 111, 222
+	steps := []struct {
+		name        string
+		leaf        string
+		payload     []byte
+		seq, epoch  uint64
+		stored, dup uint64 // the device table: current epoch's counters
+	}{
+		{"gzipped", wire.LeafResultsZ, gz(t, batch(e1, 1, 2, 3)), 3, e1, 3, 0},
+		{"plain, same epoch", wire.LeafResults, batch(e1, 3, 4), 4, e1, 4, 1},
+		{"wiped: new epoch from 1", wire.LeafResultsZ, gz(t, batch(e2, 1, 2)), 2, e2, 2, 0},
+		{"late batch of the old epoch", wire.LeafResults, batch(e1, 5), 5, e1, 2, 0},
+	}
+	for _, st := range steps {
+		before := d.ackCount()
+		d.publishRaw(st.leaf, st.payload, false)
+		waitFor(t, st.name+": ack", func() bool { return d.ackCount() > before })
+		if seq, epoch := d.lastAckEpoch(); seq != st.seq || epoch != st.epoch {
+			t.Fatalf("%s: ack = seq %d epoch %d, want seq %d epoch %d", st.name, seq, epoch, st.seq, st.epoch)
+		}
+		s, _ := status(c, "dev-e")
+		if s.ResultsReceived != st.stored || s.Duplicates != st.dup {
+			t.Fatalf("%s: status %d results %d duplicates, want %d and %d", st.name, s.ResultsReceived, s.Duplicates, st.stored, st.dup)
+		}
+	}
+
+	// A zip bomb and a corrupt stream are rejected, one line each, and counted.
+	bomb := gz(t, bytes.Repeat([]byte(" "), wire.MaxResultsZ+1))
+	for _, p := range [][]byte{bomb, []byte("not gzip"), gz(t, []byte("{not json"))} {
+		d.publishRaw(wire.LeafResultsZ, p, false)
+	}
+	waitFor(t, "garbage on results.z counted", func() bool { return c.Stats().Malformed == 3 })
+
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	store, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	for _, tt := range []struct {
+		epoch uint64
+		want  []uint64
+	}{{e1, []uint64{1, 2, 3, 4, 5}}, {e2, []uint64{1, 2}}} {
+		rs, err := store.EpochResults(ctx, "dev-e", tt.epoch, 0, 100)
+		var seqs []uint64
+		for _, r := range rs {
+			seqs = append(seqs, r.Seq)
+		}
+		if err != nil || !slices.Equal(seqs, tt.want) {
+			t.Errorf("EpochResults(dev-e, %d) = %v, %v; want %v", tt.epoch, seqs, err, tt.want)
+		}
 	}
 }

@@ -27,6 +27,9 @@ type ResultStats struct {
 	Duplicates uint64 `json:"duplicates"` // results received again (seq already stored or acked)
 	Dropped    uint64 `json:"dropped"`    // seqs skipped because the device declared them dropped
 	Contiguous uint64 `json:"contiguous"` // every seq ≤ Contiguous is stored or dropped: the ack watermark
+	// Epoch is the sequence space the counters belong to (wire.ResultBatch.Epoch): a device
+	// whose data directory is wiped starts a new one, with seq 1 and counters at zero.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // Batch is one device's results to append, as carried by a wire.ResultBatch.
@@ -35,6 +38,9 @@ type Batch struct {
 	Results []wire.Result
 	// DroppedThrough: every absent seq ≤ it will never arrive (wire.ResultBatch.DroppedThrough).
 	DroppedThrough uint64
+	// Epoch is the device's sequence space (wire.ResultBatch.Epoch); seqs, de-duplication and
+	// the watermark are per (Device, Epoch).
+	Epoch uint64
 }
 
 // Appended reports what AppendResults did with one Batch.
@@ -43,7 +49,10 @@ type Appended struct {
 	Stored     int         // results of this batch newly stored
 	Duplicates int         // results of this batch ignored as already stored or acked
 	Dropped    uint64      // seqs newly skipped over by this batch's DroppedThrough
-	Totals     ResultStats // the device's counters after this batch
+	Totals     ResultStats // the counters of the batch's (device, epoch) after this batch
+	// Restarted: this batch opened a new epoch for a device known under another one (its data
+	// directory was wiped); the new epoch is now the device's current one.
+	Restarted bool
 }
 
 // Store is the controller's durable state. Implementations must be safe for concurrent use; the
@@ -54,14 +63,18 @@ type Store interface {
 	// Devices returns every device record ordered by ID.
 	Devices(ctx context.Context) ([]Device, error)
 	// AppendResults stores every batch in one transaction, in order, and returns one Appended per
-	// batch. A result whose seq is already stored or ≤ the device's watermark is a duplicate and
-	// leaves the store unchanged. The call is atomic: on error nothing was stored. Seq 0 or an
-	// invalid device id is an error.
+	// batch. A result whose seq is already stored or ≤ the watermark of its (device, epoch) is a
+	// duplicate and leaves the store unchanged. The first batch of an epoch not seen before for
+	// the device makes it the device's current epoch; results of older epochs are kept. The call
+	// is atomic: on error nothing was stored. Seq 0 or an invalid device id is an error.
 	AppendResults(ctx context.Context, batches []Batch) ([]Appended, error)
-	// ResultStats returns device's counters (zero for an unknown device).
+	// ResultStats returns the counters of device's current epoch (zero for an unknown device).
 	ResultStats(ctx context.Context, device string) (ResultStats, error)
-	// Results returns up to limit stored results of device with seq > after, ascending.
+	// Results returns up to limit stored results of device's current epoch with seq > after,
+	// ascending.
 	Results(ctx context.Context, device string, after uint64, limit int) ([]wire.Result, error)
+	// EpochResults is Results for the given epoch of device, current or not.
+	EpochResults(ctx context.Context, device string, epoch, after uint64, limit int) ([]wire.Result, error)
 	// Close releases the store; it waits for nothing but in-flight calls.
 	Close() error
 }

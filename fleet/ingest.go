@@ -6,8 +6,11 @@ package fleet
 // The MQTT client only feeds it inbound messages and publishes its acks.
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -120,25 +123,36 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, msgs []inbound) 
 		// Only now, after the commit, may the devices hear about it.
 		c.mu.Lock()
 		c.stats.Commits++
-		var order []string
-		acks := map[string]uint64{}
+		// One ack per sequence space, (device, epoch), in order of first appearance.
+		type space struct {
+			device string
+			epoch  uint64
+		}
+		var order []space
+		acks := map[space]uint64{}
 		for _, a := range appended {
 			c.stats.Batches++
 			c.stats.Stored += uint64(a.Stored)
 			c.stats.Duplicates += uint64(a.Duplicates)
 			c.stats.Dropped += a.Dropped
-			if d := c.devices[a.Device]; d != nil {
+			if a.Restarted {
+				c.log.Info("device started a new sequence space (data directory reset?); keeping the old one",
+					"device", a.Device, "epoch", a.Totals.Epoch)
+			}
+			// The table shows the current epoch; a late batch of an older one changes nothing there.
+			if d := c.devices[a.Device]; d != nil && (a.Restarted || d.results.Epoch == a.Totals.Epoch || d.results == (ResultStats{})) {
 				d.results = a.Totals
 			}
-			if _, ok := acks[a.Device]; !ok {
-				order = append(order, a.Device)
+			sp := space{a.Device, a.Totals.Epoch}
+			if _, ok := acks[sp]; !ok {
+				order = append(order, sp)
 			}
-			acks[a.Device] = a.Totals.Contiguous
+			acks[sp] = a.Totals.Contiguous
 		}
 		c.mu.Unlock()
-		for _, dev := range order {
-			if seq := acks[dev]; seq > 0 {
-				c.publishAck(l, dev, seq)
+		for _, sp := range order {
+			if seq := acks[sp]; seq > 0 {
+				c.publishAck(l, sp.device, sp.epoch, seq)
 			}
 		}
 	}
@@ -193,9 +207,16 @@ func (c *Controller) applyLocked(l *ingestLoop, m inbound) (*Batch, error) {
 		}
 		d.dev.Health = &h
 		d.dev.Model = h.Model
-	case wire.LeafResults:
+	case wire.LeafResults, wire.LeafResultsZ:
+		payload := m.payload
+		if leaf == wire.LeafResultsZ {
+			var err error
+			if payload, err = gunzip(payload); err != nil {
+				return nil, err
+			}
+		}
 		var b wire.ResultBatch
-		if err := wire.Decode(m.payload, &b); err != nil {
+		if err := wire.Decode(payload, &b); err != nil {
 			return nil, err
 		}
 		if b.Device != device {
@@ -207,11 +228,27 @@ func (c *Controller) applyLocked(l *ingestLoop, m inbound) (*Batch, error) {
 			}
 		}
 		c.touchLocked(l, device, m, time.Time{})
-		return &Batch{Device: device, Results: b.Results, DroppedThrough: b.DroppedThrough}, nil
+		return &Batch{Device: device, Results: b.Results, DroppedThrough: b.DroppedThrough, Epoch: b.Epoch}, nil
 	default:
 		// Not subscribed to; later issues add drift, events, fetch.
 	}
 	return nil, nil
+}
+
+// gunzip decompresses a results.z payload, refusing one that would exceed wire.MaxResultsZ.
+func gunzip(payload []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(payload))
+	if err != nil {
+		return nil, fmt.Errorf("%s payload: %w", wire.LeafResultsZ, err)
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, wire.MaxResultsZ+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s payload: %w", wire.LeafResultsZ, err)
+	}
+	if len(out) > wire.MaxResultsZ {
+		return nil, fmt.Errorf("%s payload: decompresses to more than %d bytes", wire.LeafResultsZ, wire.MaxResultsZ)
+	}
+	return out, nil
 }
 
 // touchLocked returns device's state, registering it if new, and advances LastSeen. A retained
@@ -264,8 +301,8 @@ func (c *Controller) malformedLocked(l *ingestLoop, m inbound, err error) {
 // publishAck hands the ack to the MQTT client without waiting for the broker's PUBACK: that
 // PUBACK is read by the goroutine our message callback may be blocking (backpressure), so
 // waiting here could deadlock. Failures surface in sweepAcks.
-func (c *Controller) publishAck(l *ingestLoop, device string, seq uint64) {
-	payload, err := wire.Encode(&wire.Ack{Seq: seq})
+func (c *Controller) publishAck(l *ingestLoop, device string, epoch, seq uint64) {
+	payload, err := wire.Encode(&wire.Ack{Seq: seq, Epoch: epoch})
 	if err != nil {
 		panic(fmt.Sprintf("encode ack: %v", err)) // a struct of two ints always encodes
 	}

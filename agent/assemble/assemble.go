@@ -45,6 +45,12 @@ type Config struct {
 	Logger         *slog.Logger // nil logs nothing
 	// Link overrides MQTT timings (Broker, DeviceID and Logger are taken from above).
 	Link mqttlink.Options
+	// Buffer overrides the other buffer options (MaxResults is taken from MaxBuffered when
+	// that is set).
+	Buffer boltbuf.Options
+	// Upload tunes the upload path: the Batch*, Window, MaxUploadRate and CompressMin fields
+	// of agent.Options are used, the rest ignored.
+	Upload agent.Options
 }
 
 // BufferFile is the name of the buffer inside Config.DataDir.
@@ -101,12 +107,17 @@ func New(cfg Config) (_ *Device, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	d.Buffer, err = boltbuf.Open(filepath.Join(cfg.DataDir, BufferFile), boltbuf.Options{MaxResults: cfg.MaxBuffered})
+	bo := cfg.Buffer
+	if cfg.MaxBuffered != 0 {
+		bo.MaxResults = cfg.MaxBuffered
+	}
+	d.Buffer, err = boltbuf.Open(filepath.Join(cfg.DataDir, BufferFile), bo)
 	if err != nil {
 		return nil, err
 	}
 	lo := cfg.Link
 	lo.Broker, lo.DeviceID, lo.Logger = cfg.Broker, cfg.DeviceID, log.With("component", "mqtt")
+	lo.Epoch = d.Buffer.Epoch() // the link delivers only the acks for this buffer's epoch
 	if d.Link, err = mqttlink.New(lo); err != nil {
 		return nil, err
 	}
@@ -119,6 +130,13 @@ func New(cfg Config) (_ *Device, err error) {
 		Uplink:         d.Link,
 		Logger:         log.With("component", "agent"),
 		HealthInterval: cfg.HealthInterval,
+		BatchMax:       cfg.Upload.BatchMax,
+		BatchBytes:     cfg.Upload.BatchBytes,
+		BatchDelay:     cfg.Upload.BatchDelay,
+		Window:         cfg.Upload.Window,
+		MaxUploadRate:  cfg.Upload.MaxUploadRate,
+		CompressMin:    cfg.Upload.CompressMin,
+		DataDir:        cfg.DataDir,
 	})
 	if err != nil {
 		return nil, err

@@ -79,7 +79,7 @@ func newController(t *testing.T, broker string) *controller {
 		ctl.mu.Lock()
 		ctl.results[b.Device] = append(ctl.results[b.Device], b.Results...)
 		ctl.mu.Unlock()
-		ack, _ := wire.Encode(&wire.Ack{Seq: b.Results[len(b.Results)-1].Seq})
+		ack, _ := wire.Encode(&wire.Ack{Seq: b.Results[len(b.Results)-1].Seq, Epoch: b.Epoch})
 		c.Publish(wire.ControllerTopic(b.Device, wire.LeafAck), 1, false, ack)
 	})
 	sub(wire.LeafState, func(_ paho.Client, m paho.Message) {

@@ -2,15 +2,27 @@
 // state records in one bbolt file. It implements agent.Buffer and agent.StateStore.
 //
 // Layout: bucket "results" maps seq (8-byte big-endian, so keys sort by seq) to the JSON of a
-// wire.Result; bucket "meta" holds the counters; bucket "state" holds StateStore records.
-// Every write is one bbolt transaction, fsynced before it returns.
+// wire.Result (its seq is the key; the stored "seq" field is ignored); bucket "meta" holds the
+// counters and the epoch; bucket "state" holds StateStore records.
+//
+// Durability and speed: every Append is on stable storage when it returns, and concurrent
+// Appends share one transaction (group commit), because bbolt pays two fsyncs per commit
+// however much it carries. The buffer is bounded by result count and by bytes; when full, a
+// retention policy drops results and counts every drop in the file. bbolt never shrinks its
+// file, so freed pages are reused and the file is compacted (copied, renamed over, directory
+// fsynced) once it is much larger than the data it holds.
 package boltbuf
 
 import (
+	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,54 +42,150 @@ var (
 	keyAckedSeq       = []byte("acked_seq")
 	keyDropped        = []byte("dropped")
 	keyDroppedThrough = []byte("dropped_through")
+	keyEpoch          = []byte("epoch")
 )
 
-// Options configures a Buffer.
+// Retention policies for Options.Policy.
+const (
+	// DropOldest discards the oldest unacked results to make room: the newest results are
+	// usually the most useful to an operator. Dropped seqs are announced to the controller
+	// (wire.ResultBatch.DroppedThrough), so it can ack past the gap.
+	DropOldest = "drop-oldest"
+	// DropNewest keeps what is buffered and discards new results that do not fit. They never
+	// get a seq (Append leaves their Seq at 0), so no gap appears in the sequence.
+	DropNewest = "drop-newest"
+)
+
+// Options configures a Buffer. Zero fields take the Default values.
 type Options struct {
-	// MaxResults bounds the unacked results kept; beyond it the oldest are dropped.
+	// MaxResults bounds the unacked results kept.
 	MaxResults int
+	// MaxBytes bounds the stored size of the unacked results (keys plus encoded values). The
+	// file itself is at most about MaxBytes/0.9 plus bbolt's fixed overhead, and is compacted
+	// back towards the live size after a backlog drains.
+	MaxBytes int64
+	// Policy is DropOldest or DropNewest.
+	Policy string
+	// CompactRatio: compact once the file is larger than CompactRatio × the live bytes.
+	CompactRatio float64
+	// CompactMinBytes: never compact a file smaller than this.
+	CompactMinBytes int64
+	// CompactMaxLive: compact only while the live data is at most this large, which bounds
+	// the time a compaction blocks Append (it copies the live data). The file stays bounded
+	// meanwhile, by MaxBytes.
+	CompactMaxLive int64
 	// LockTimeout is how long Open waits for another process to release the file.
 	LockTimeout time.Duration
 }
 
 // Defaults for zero Options fields.
 const (
-	DefaultMaxResults  = 100_000
-	DefaultLockTimeout = time.Second
+	DefaultMaxResults      = 100_000
+	DefaultMaxBytes        = 64 << 20
+	DefaultPolicy          = DropOldest
+	DefaultCompactRatio    = 2
+	DefaultCompactMinBytes = 4 << 20
+	DefaultCompactMaxLive  = 16 << 20
+	DefaultLockTimeout     = time.Second
 )
+
+// resultsFill packs result pages: keys only ever grow, so bbolt's 50% default split would
+// leave every page half empty.
+const resultsFill = 0.9
+
+// keyLen is the stored size of a key, counted in Bytes.
+const keyLen = 8
 
 // Buffer is a bbolt-backed agent.Buffer. It is safe for concurrent use.
 type Buffer struct {
-	db   *bolt.DB
 	path string
-	max  uint64
+	opts Options
 
-	writeMu sync.Mutex // serializes write transactions with the stats update that follows
+	// dbMu guards db: every transaction holds it shared; compaction, which closes and
+	// reopens the file, holds it exclusively, so no transaction is open while it runs.
+	dbMu sync.RWMutex
+	db   *bolt.DB // nil after a failed compaction left no file open
+	dead error    // why db is nil
+
+	// writeMu serializes write transactions with the stats update that follows; the Append
+	// that holds it commits every request queued so far (group commit).
+	writeMu sync.Mutex
+	qmu     sync.Mutex    // guards queue
+	queue   []*appendReq  // Appends waiting for a commit
+	epoch   uint64        // fixed at Open
+	compact compactCounts // guarded by writeMu
 
 	// mu guards st, the counters as of the last committed transaction.
 	mu sync.Mutex
 	st agent.BufferStats
 }
 
-// Open opens or creates the buffer file at path.
+type compactCounts struct {
+	n       int
+	lastErr error
+}
+
+// appendReq is one Append waiting in the group-commit queue. Its outcome fields are written
+// by the writeMu holder that commits it and read by its caller after taking writeMu.
+type appendReq struct {
+	vals  [][]byte // encoded results, in order
+	times []time.Time
+	seqs  []uint64 // assigned seqs, 0 for a result dropped by DropNewest
+	done  bool
+	err   error
+}
+
+// Open opens or creates the buffer file at path. A new file draws a random epoch; a file made
+// before epochs existed keeps epoch 0 once it holds a seq.
 func Open(path string, opts Options) (*Buffer, error) {
 	if opts.MaxResults <= 0 {
 		opts.MaxResults = DefaultMaxResults
 	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	switch opts.Policy {
+	case "":
+		opts.Policy = DefaultPolicy
+	case DropOldest, DropNewest:
+	default:
+		return nil, fmt.Errorf("open buffer %s: retention policy %q (want %q or %q)", path, opts.Policy, DropOldest, DropNewest)
+	}
+	if opts.CompactRatio <= 1 {
+		opts.CompactRatio = DefaultCompactRatio
+	}
+	if opts.CompactMinBytes <= 0 {
+		opts.CompactMinBytes = DefaultCompactMinBytes
+	}
+	if opts.CompactMaxLive <= 0 {
+		opts.CompactMaxLive = DefaultCompactMaxLive
+	}
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout})
-	if errors.Is(err, bberrors.ErrTimeout) {
-		return nil, fmt.Errorf("open buffer %s: locked by another process (is another agent using this data dir?)", path)
+	// A compaction interrupted before its rename leaves only this temporary file behind.
+	if err := os.Remove(compactPath(path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("open buffer %s: remove stale compaction file: %w", path, err)
 	}
+	b := &Buffer{path: path, opts: opts}
+	db, err := b.openDB()
 	if err != nil {
-		return nil, fmt.Errorf("open buffer %s: %w", path, err)
+		return nil, err
 	}
-	b := &Buffer{db: db, path: path, max: uint64(opts.MaxResults)}
+	b.db = db
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketResults, bucketMeta, bucketState} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyEpoch) == nil && getUint(meta, keyLastSeq) == 0 {
+			e, err := newEpoch()
+			if err != nil {
+				return err
+			}
+			if err := putUint(meta, keyEpoch, e); err != nil {
 				return err
 			}
 		}
@@ -89,15 +197,71 @@ func Open(path string, opts Options) (*Buffer, error) {
 		db.Close()
 		return nil, fmt.Errorf("open buffer %s: %w", path, err)
 	}
+	b.epoch = b.st.Epoch
+	// A file left large by an earlier backlog shrinks now rather than at the next ack.
+	b.writeMu.Lock()
+	b.maybeCompactLocked()
+	b.writeMu.Unlock()
 	return b, nil
+}
+
+func (b *Buffer) openDB() (*bolt.DB, error) {
+	db, err := bolt.Open(b.path, 0o600, &bolt.Options{
+		Timeout: b.opts.LockTimeout,
+		// Free pages are found by a scan at open instead of being written on every commit:
+		// commits stay small however large the free list grows after a backlog drains.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if errors.Is(err, bberrors.ErrTimeout) {
+		return nil, fmt.Errorf("open buffer %s: locked by another process (is another agent using this data dir?)", b.path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open buffer %s: %w", b.path, err)
+	}
+	return db, nil
+}
+
+// newEpoch draws a random non-zero epoch below 2^53 (exact in every JSON reader).
+func newEpoch() (uint64, error) {
+	var raw [8]byte
+	for range 64 {
+		if _, err := rand.Read(raw[:]); err != nil {
+			return 0, fmt.Errorf("draw epoch: %w", err)
+		}
+		if e := binary.BigEndian.Uint64(raw[:]) & (1<<53 - 1); e != 0 {
+			return e, nil
+		}
+	}
+	return 0, errors.New("draw epoch: random source returned only zeros")
 }
 
 // Close closes the file. The Buffer must not be used afterwards.
 func (b *Buffer) Close() error {
-	if err := b.db.Close(); err != nil {
+	b.dbMu.Lock()
+	defer b.dbMu.Unlock()
+	if b.db == nil {
+		return nil
+	}
+	err := b.db.Close()
+	b.db, b.dead = nil, errors.New("buffer closed")
+	if err != nil {
 		return fmt.Errorf("close buffer %s: %w", b.path, err)
 	}
 	return nil
+}
+
+// Epoch is the random id of this buffer file's sequence space (0 for a pre-epoch file).
+func (b *Buffer) Epoch() uint64 { return b.epoch }
+
+// Path is the buffer's file.
+func (b *Buffer) Path() string { return b.path }
+
+// Compactions reports how many compactions ran since Open and the last one's error, if any.
+func (b *Buffer) Compactions() (int, error) {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	return b.compact.n, b.compact.lastErr
 }
 
 func readStats(tx *bolt.Tx) (agent.BufferStats, error) {
@@ -107,9 +271,14 @@ func readStats(tx *bolt.Tx) (agent.BufferStats, error) {
 		AckedSeq:       getUint(meta, keyAckedSeq),
 		Dropped:        getUint(meta, keyDropped),
 		DroppedThrough: getUint(meta, keyDroppedThrough),
+		Epoch:          getUint(meta, keyEpoch),
 	}
 	res := tx.Bucket(bucketResults)
-	st.Len = uint64(res.Stats().KeyN)
+	c := res.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		st.Len++
+		st.Bytes += uint64(len(k) + len(v))
+	}
 	oldest, err := oldestTime(res)
 	st.Oldest = oldest
 	return st, err
@@ -143,14 +312,27 @@ func putUint(b *bolt.Bucket, key []byte, v uint64) error {
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-// update runs fn in a write transaction on a copy of the stats and publishes the copy only if
-// the transaction commits.
-func (b *Buffer) update(fn func(tx *bolt.Tx, st *agent.BufferStats) error) error {
-	b.writeMu.Lock()
-	defer b.writeMu.Unlock()
+// view runs fn in a read transaction.
+func (b *Buffer) view(fn func(tx *bolt.Tx) error) error {
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.db == nil {
+		return b.dead
+	}
+	return b.db.View(fn)
+}
+
+// updateLocked runs fn in a write transaction on a copy of the stats and publishes the copy
+// only if the transaction commits. writeMu must be held.
+func (b *Buffer) updateLocked(fn func(tx *bolt.Tx, st *agent.BufferStats) error) error {
 	b.mu.Lock()
 	st := b.st
 	b.mu.Unlock()
+	b.dbMu.RLock()
+	defer b.dbMu.RUnlock()
+	if b.db == nil {
+		return b.dead
+	}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		if err := fn(tx, &st); err != nil {
 			return err
@@ -168,76 +350,143 @@ func (b *Buffer) update(fn func(tx *bolt.Tx, st *agent.BufferStats) error) error
 	return nil
 }
 
-// Append implements agent.Buffer. Seqs are written into rs only once the transaction has
-// committed; on error rs is unchanged.
+// Append implements agent.Buffer. The results are encoded first, outside any transaction;
+// then whichever concurrent Append gets the write lock commits every queued request in one
+// transaction, so N concurrent callers pay for one commit. Seqs are written into rs only once
+// the transaction has committed; on error rs is unchanged. Under DropNewest a result that does
+// not fit is counted as dropped and keeps Seq 0.
 func (b *Buffer) Append(rs []wire.Result) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	var first uint64
-	err := b.update(func(tx *bolt.Tx, st *agent.BufferStats) error {
+	req := &appendReq{vals: make([][]byte, len(rs)), times: make([]time.Time, len(rs))}
+	for i := range rs {
+		r := rs[i]
+		r.Seq = 0 // the key carries it
+		v, err := json.Marshal(&r)
+		if err != nil {
+			return fmt.Errorf("append %d results to %s: encode result %d: %w", len(rs), b.path, i, err)
+		}
+		req.vals[i], req.times[i] = v, r.Time
+	}
+	b.qmu.Lock()
+	b.queue = append(b.queue, req)
+	b.qmu.Unlock()
+
+	b.writeMu.Lock()
+	if !req.done {
+		b.qmu.Lock()
+		group := b.queue
+		b.queue = nil
+		b.qmu.Unlock()
+		b.commitLocked(group)
+	}
+	b.writeMu.Unlock()
+
+	if req.err != nil {
+		return fmt.Errorf("append %d results to %s: %w", len(rs), b.path, req.err)
+	}
+	for i := range rs {
+		rs[i].Seq = req.seqs[i]
+	}
+	return nil
+}
+
+// commitLocked stores every request of group in one transaction and records the outcome in
+// each. writeMu must be held.
+func (b *Buffer) commitLocked(group []*appendReq) {
+	err := b.updateLocked(func(tx *bolt.Tx, st *agent.BufferStats) error {
 		res, meta := tx.Bucket(bucketResults), tx.Bucket(bucketMeta)
-		first = st.LastSeq + 1
-		for i := range rs {
-			r := rs[i]
-			r.Seq = first + uint64(i)
-			v, err := json.Marshal(&r)
-			if err != nil {
-				return fmt.Errorf("encode result: %w", err)
-			}
-			if err := res.Put(seqKey(r.Seq), v); err != nil {
-				return err
+		res.FillPercent = resultsFill
+		var dropped uint64
+		for _, req := range group {
+			req.seqs = make([]uint64, len(req.vals))
+			for i, v := range req.vals {
+				size := uint64(keyLen + len(v))
+				if b.opts.Policy == DropNewest && !b.fits(st, size) {
+					dropped++
+					continue
+				}
+				st.LastSeq++
+				if err := res.Put(seqKey(st.LastSeq), v); err != nil {
+					return err
+				}
+				req.seqs[i] = st.LastSeq
+				st.Len++
+				st.Bytes += size
 			}
 		}
-		st.LastSeq += uint64(len(rs))
-		st.Len += uint64(len(rs))
-		if st.Len > b.max {
-			// Drop-oldest retention: the newest results are the most useful to an operator.
-			drop := st.Len - b.max
-			keys := make([][]byte, 0, drop)
-			c := res.Cursor()
-			for k, _ := c.First(); k != nil && uint64(len(keys)) < drop; k, _ = c.Next() {
-				keys = append(keys, k)
+		if b.opts.Policy == DropOldest {
+			n, through, err := b.dropOldest(res, st)
+			if err != nil {
+				return err
 			}
-			for _, k := range keys {
-				if err := res.Delete(k); err != nil {
+			dropped += n
+			if n > 0 {
+				st.DroppedThrough = through
+				if err := putUint(meta, keyDroppedThrough, through); err != nil {
 					return err
 				}
 			}
-			st.Len -= uint64(len(keys))
-			st.Dropped += uint64(len(keys))
-			st.DroppedThrough = binary.BigEndian.Uint64(keys[len(keys)-1])
+		}
+		if dropped > 0 {
+			st.Dropped += dropped
 			if err := putUint(meta, keyDropped, st.Dropped); err != nil {
-				return err
-			}
-			if err := putUint(meta, keyDroppedThrough, st.DroppedThrough); err != nil {
 				return err
 			}
 		}
 		return putUint(meta, keyLastSeq, st.LastSeq)
 	})
-	if err != nil {
-		return fmt.Errorf("append %d results to %s: %w", len(rs), b.path, err)
+	for _, req := range group {
+		req.done, req.err = true, err
 	}
-	for i := range rs {
-		rs[i].Seq = first + uint64(i)
+}
+
+// fits reports whether one more result of size bytes stays within both bounds.
+func (b *Buffer) fits(st *agent.BufferStats, size uint64) bool {
+	return st.Len+1 <= uint64(b.opts.MaxResults) && st.Bytes+size <= uint64(b.opts.MaxBytes)
+}
+
+// dropOldest deletes the oldest results until both bounds hold and returns how many it
+// deleted and the highest seq among them.
+func (b *Buffer) dropOldest(res *bolt.Bucket, st *agent.BufferStats) (n, through uint64, err error) {
+	over := func() bool { return st.Len > uint64(b.opts.MaxResults) || st.Bytes > uint64(b.opts.MaxBytes) }
+	if !over() {
+		return 0, 0, nil
 	}
-	return nil
+	c := res.Cursor()
+	// Deleting through the cursor moves it to the next key; the loop ends when the bounds
+	// hold or the bucket is empty.
+	for k, v := c.First(); k != nil && over(); k, v = c.First() {
+		through = binary.BigEndian.Uint64(k)
+		size := uint64(len(k) + len(v))
+		if err := c.Delete(); err != nil {
+			return n, through, err
+		}
+		n++
+		st.Len--
+		st.Bytes -= size
+	}
+	return n, through, nil
 }
 
 // Oldest implements agent.Buffer.
-func (b *Buffer) Oldest(n int) ([]wire.Result, error) {
-	if n <= 0 {
+func (b *Buffer) Oldest(n int) ([]wire.Result, error) { return b.After(0, n) }
+
+// After implements agent.Buffer: up to n unacked results with seq > after, lowest first.
+func (b *Buffer) After(after uint64, n int) ([]wire.Result, error) {
+	if n <= 0 || after == ^uint64(0) {
 		return nil, nil
 	}
-	var out []wire.Result
-	err := b.db.View(func(tx *bolt.Tx) error {
+	out := make([]wire.Result, 0, min(n, 1024))
+	err := b.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketResults).Cursor()
-		for k, v := c.First(); k != nil && len(out) < n; k, v = c.Next() {
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < n; k, v = c.Next() {
 			var r wire.Result
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("decode result seq %d: %w", binary.BigEndian.Uint64(k), err)
 			}
+			r.Seq = binary.BigEndian.Uint64(k)
 			out = append(out, r)
 		}
 		return nil
@@ -248,10 +497,61 @@ func (b *Buffer) Oldest(n int) ([]wire.Result, error) {
 	return out, nil
 }
 
+// AfterRaw is After for the upload path without the decoding: it returns the JSON of up to n
+// unacked results with seq > after, each exactly as wire.Result encodes it (seq included), and
+// stops before their total size would pass maxBytes, though it always returns at least one.
+func (b *Buffer) AfterRaw(after uint64, n, maxBytes int) (raws [][]byte, seqs []uint64, err error) {
+	if n <= 0 || after == ^uint64(0) {
+		return nil, nil, nil
+	}
+	size := 0
+	err = b.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketResults).Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(raws) < n; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			raw, ok := withSeq(v, seq)
+			if !ok {
+				return fmt.Errorf("result seq %d: stored value does not start with a seq field", seq)
+			}
+			if len(raws) > 0 && size+len(raw)+1 > maxBytes {
+				break
+			}
+			size += len(raw) + 1
+			raws, seqs = append(raws, raw), append(seqs, seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read buffer %s: %w", b.path, err)
+	}
+	return raws, seqs, nil
+}
+
+// withSeq copies a stored value, {"seq":N,…} with N the placeholder 0 (or a seq written by an
+// older version), with N replaced by seq. The copy outlives the transaction.
+func withSeq(v []byte, seq uint64) ([]byte, bool) {
+	const prefix = `{"seq":`
+	if !bytes.HasPrefix(v, []byte(prefix)) {
+		return nil, false
+	}
+	i := len(prefix)
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	if i == len(prefix) || i == len(v) || (v[i] != ',' && v[i] != '}') {
+		return nil, false
+	}
+	out := make([]byte, 0, len(v)+20)
+	out = append(out, prefix...)
+	out = strconv.AppendUint(out, seq, 10)
+	return append(out, v[i:]...), true
+}
+
 // ErrAckBeyondLast is returned by Ack for a seq that was never assigned.
 var ErrAckBeyondLast = errors.New("ack beyond last assigned seq")
 
-// Ack implements agent.Buffer.
+// Ack implements agent.Buffer. After deleting, it compacts the file if it has grown much
+// larger than the data left in it.
 func (b *Buffer) Ack(seq uint64) error {
 	b.mu.Lock()
 	st := b.st
@@ -259,31 +559,31 @@ func (b *Buffer) Ack(seq uint64) error {
 	if seq <= st.AckedSeq {
 		return nil // cumulative acks: an old one says nothing new
 	}
-	err := b.update(func(tx *bolt.Tx, st *agent.BufferStats) error {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	err := b.updateLocked(func(tx *bolt.Tx, st *agent.BufferStats) error {
 		if seq > st.LastSeq {
 			return fmt.Errorf("%w: ack %d, last %d", ErrAckBeyondLast, seq, st.LastSeq)
 		}
 		if seq <= st.AckedSeq {
 			return nil
 		}
-		res := tx.Bucket(bucketResults)
-		var keys [][]byte
-		c := res.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, _ = c.Next() {
-			keys = append(keys, k)
-		}
-		for _, k := range keys {
-			if err := res.Delete(k); err != nil {
+		c := tx.Bucket(bucketResults).Cursor()
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.First() {
+			size := uint64(len(k) + len(v))
+			if err := c.Delete(); err != nil {
 				return err
 			}
+			st.Len--
+			st.Bytes -= size
 		}
-		st.Len -= uint64(len(keys))
 		st.AckedSeq = seq
 		return putUint(tx.Bucket(bucketMeta), keyAckedSeq, seq)
 	})
 	if err != nil {
 		return fmt.Errorf("ack %d in %s: %w", seq, b.path, err)
 	}
+	b.maybeCompactLocked()
 	return nil
 }
 
@@ -292,6 +592,90 @@ func (b *Buffer) Stats() agent.BufferStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.st
+}
+
+func compactPath(path string) string { return path + ".compact" }
+
+// maybeCompactLocked compacts when the file is past its thresholds. A failure is recorded
+// (Compactions) and leaves the old file in use. writeMu must be held.
+func (b *Buffer) maybeCompactLocked() {
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return
+	}
+	live := int64(b.Stats().Bytes)
+	size := fi.Size()
+	if size < b.opts.CompactMinBytes || float64(size) <= b.opts.CompactRatio*float64(live) || live > b.opts.CompactMaxLive {
+		return
+	}
+	b.compact.n++
+	b.compact.lastErr = b.compactLocked()
+}
+
+// compactLocked copies the live data into a fresh file, fsyncs it, renames it over the
+// buffer and fsyncs the directory, so a crash at any point leaves either the old or the new
+// file whole. It holds dbMu exclusively: no transaction is open meanwhile. writeMu must be
+// held.
+func (b *Buffer) compactLocked() error {
+	b.dbMu.Lock()
+	defer b.dbMu.Unlock()
+	if b.db == nil {
+		return b.dead
+	}
+	tmp := compactPath(b.path)
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("compact %s: %w", b.path, err)
+	}
+	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: b.opts.LockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return fmt.Errorf("compact %s: %w", b.path, err)
+	}
+	// Each transaction Compact commits is fsynced; 4 MiB per transaction bounds its memory.
+	if err := bolt.Compact(dst, b.db, 4<<20); err != nil {
+		dst.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("compact %s: %w", b.path, err)
+	}
+	if err := dst.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact %s: %w", b.path, err)
+	}
+	if err := b.db.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("compact %s: close old file: %w", b.path, err)
+	}
+	renameErr := os.Rename(tmp, b.path)
+	if renameErr == nil {
+		renameErr = syncDir(filepath.Dir(b.path))
+	} else {
+		os.Remove(tmp)
+	}
+	// Reopen whichever file is in place now: the new one, or the old one if the rename failed.
+	db, err := b.openDB()
+	if err != nil {
+		b.db, b.dead = nil, fmt.Errorf("buffer unusable after compaction: %w", err)
+		return b.dead
+	}
+	b.db = db
+	if renameErr != nil {
+		return fmt.Errorf("compact %s: %w", b.path, renameErr)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
 }
 
 // State returns the StateStore kept in the same file.
@@ -303,7 +687,7 @@ type State struct{ b *Buffer }
 // Get implements agent.StateStore.
 func (s *State) Get(name string) ([]byte, error) {
 	var out []byte
-	err := s.b.db.View(func(tx *bolt.Tx) error {
+	err := s.b.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketState).Get([]byte(name))
 		if v == nil {
 			return agent.ErrNoRecord
@@ -324,7 +708,7 @@ func (s *State) Put(name string, value []byte) error {
 	}
 	s.b.writeMu.Lock()
 	defer s.b.writeMu.Unlock()
-	err := s.b.db.Update(func(tx *bolt.Tx) error {
+	err := s.b.updateLocked(func(tx *bolt.Tx, _ *agent.BufferStats) error {
 		return tx.Bucket(bucketState).Put([]byte(name), append([]byte{}, value...))
 	})
 	if err != nil {

@@ -80,6 +80,15 @@ func checkStats(t *testing.T, b agent.Buffer, want agent.BufferStats) {
 		t.Errorf("Stats().Oldest = %v, want %v", got.Oldest, want.Oldest)
 	}
 	got.Oldest, want.Oldest = time.Time{}, time.Time{}
+	// Sizes are the implementation's own; they must be zero exactly when the buffer is empty.
+	if (got.Bytes == 0) != (got.Len == 0) {
+		t.Errorf("Stats() = %d results in %d bytes; want bytes zero exactly when empty", got.Len, got.Bytes)
+	}
+	if got.Epoch == 0 {
+		t.Errorf("Stats().Epoch = 0; new storage must draw a non-zero epoch")
+	}
+	got.Bytes, want.Bytes = 0, 0
+	got.Epoch, want.Epoch = 0, 0
 	if got != want {
 		t.Fatalf("Stats() = %+v, want %+v", got, want)
 	}
@@ -126,6 +135,44 @@ func Run(t *testing.T, open Factory) {
 		checkStats(t, b, agent.BufferStats{Len: 5, LastSeq: 5, Oldest: timeOf(1)})
 	})
 
+	t.Run("After", func(t *testing.T) {
+		b, closeB := open(t, t.TempDir(), 100)
+		defer closeB()
+		appendN(t, b, 1, 6)
+		if err := b.Ack(2); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			after uint64
+			n     int
+			want  []uint64
+		}{
+			{0, 100, seqRange(3, 6)},
+			{2, 2, seqRange(3, 4)},
+			{3, 2, seqRange(4, 5)},
+			{5, 100, []uint64{6}},
+			{6, 100, nil},
+			{^uint64(0), 100, nil},
+			{0, 0, nil},
+		}
+		for _, tt := range tests {
+			got, err := b.After(tt.after, tt.n)
+			if err != nil {
+				t.Fatalf("After(%d, %d) = %v", tt.after, tt.n, err)
+			}
+			var seqs []uint64
+			for _, r := range got {
+				seqs = append(seqs, r.Seq)
+				if want := results(int(r.Seq), 1)[0]; !r.Time.Equal(want.Time) || r.Score != want.Score {
+					t.Errorf("After(%d, %d) seq %d = %+v, want contents of result %d", tt.after, tt.n, r.Seq, r, r.Seq)
+				}
+			}
+			if !slices.Equal(seqs, tt.want) {
+				t.Errorf("After(%d, %d) seqs = %v, want %v", tt.after, tt.n, seqs, tt.want)
+			}
+		}
+	})
+
 	t.Run("Ack", func(t *testing.T) {
 		b, closeB := open(t, t.TempDir(), 100)
 		defer closeB()
@@ -162,6 +209,7 @@ func Run(t *testing.T, open Factory) {
 	t.Run("Reopen", func(t *testing.T) {
 		dir := t.TempDir()
 		b, closeB := open(t, dir, 100)
+		epoch := b.Stats().Epoch
 		appendN(t, b, 1, 5)
 		if err := b.Ack(2); err != nil {
 			t.Fatal(err)
@@ -169,6 +217,9 @@ func Run(t *testing.T, open Factory) {
 		closeB()
 
 		b, closeB = open(t, dir, 100)
+		if got := b.Stats().Epoch; got != epoch {
+			t.Fatalf("after reopen Stats().Epoch = %d, want %d (the epoch belongs to the storage)", got, epoch)
+		}
 		checkStats(t, b, agent.BufferStats{Len: 3, LastSeq: 5, AckedSeq: 2, Oldest: timeOf(3)})
 		checkOldest(t, b, 100, seqRange(3, 5))
 		if err := b.Ack(5); err != nil {

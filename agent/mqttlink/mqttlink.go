@@ -9,9 +9,12 @@ package mqttlink
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"math/rand/v2"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -35,7 +38,13 @@ type Options struct {
 	ConnectTimeout       time.Duration // one connection attempt
 	ConnectRetryInterval time.Duration // between attempts before the first connection
 	MaxReconnectInterval time.Duration // cap of the backoff between reconnect attempts
-	Logger               *slog.Logger  // nil logs nothing
+	// Jitter delays every connection attempt but the first by a random part of the current
+	// backoff step, up to this fraction of it, so a fleet that lost its broker together does
+	// not reconnect in lock-step (paho's own backoff has no jitter). Negative disables it.
+	Jitter float64
+	// Epoch is the buffer's epoch: only acks carrying it are delivered (see wire.Ack).
+	Epoch  uint64
+	Logger *slog.Logger // nil logs nothing
 }
 
 // Defaults for zero Options fields.
@@ -44,6 +53,7 @@ const (
 	DefaultConnectTimeout       = 10 * time.Second
 	DefaultConnectRetryInterval = 2 * time.Second
 	DefaultMaxReconnectInterval = 30 * time.Second
+	DefaultJitter               = 0.5
 )
 
 // Link is an agent.Uplink. Its methods are safe for concurrent use.
@@ -52,11 +62,15 @@ type Link struct {
 	client mqtt.Client
 	log    *slog.Logger
 
-	acks       chan uint64
-	ackMu      sync.Mutex // serializes ack hand-off so coalescing keeps the maximum
-	badAcks    atomic.Uint64
-	failures   atomic.Int64 // consecutive failed connection attempts
-	connecting sync.Once
+	acks        chan uint64
+	ackMu       sync.Mutex // serializes ack hand-off so coalescing keeps the maximum
+	badAcks     atomic.Uint64
+	foreignAcks atomic.Uint64
+	failures    atomic.Int64 // consecutive failed connection attempts
+	attempts    atomic.Int64 // connection attempts since New
+	connecting  sync.Once
+	closed      chan struct{} // closed by Close: ends a jitter wait
+	closeOnce   sync.Once
 }
 
 // New checks opts and prepares a Link; it does not connect (see Connect).
@@ -91,7 +105,15 @@ func New(opts Options) (*Link, error) {
 	if opts.MaxReconnectInterval <= 0 {
 		opts.MaxReconnectInterval = DefaultMaxReconnectInterval
 	}
-	l := &Link{opts: opts, log: opts.Logger, acks: make(chan uint64, 16)}
+	switch {
+	case opts.Jitter == 0:
+		opts.Jitter = DefaultJitter
+	case opts.Jitter < 0:
+		opts.Jitter = 0
+	case opts.Jitter > 1 || math.IsNaN(opts.Jitter):
+		return nil, fmt.Errorf("mqtt link: jitter %v must be a fraction in [0, 1]", opts.Jitter)
+	}
+	l := &Link{opts: opts, log: opts.Logger, acks: make(chan uint64, 16), closed: make(chan struct{})}
 	if l.log == nil {
 		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -115,6 +137,7 @@ func New(opts Options) (*Link, error) {
 		SetMaxReconnectInterval(opts.MaxReconnectInterval).
 		SetBinaryWill(wire.DeviceTopic(opts.DeviceID, wire.LeafState), will, 1, true).
 		SetOnConnectHandler(l.onConnect).
+		SetConnectionAttemptHandler(l.onAttempt).
 		SetConnectionNotificationHandler(l.onNotification)
 	l.client = mqtt.NewClient(co)
 	return l, nil
@@ -138,6 +161,25 @@ func (l *Link) onConnect(c mqtt.Client) {
 	if err := l.publishState(c, wire.StateOnline); err != nil {
 		l.log.Warn("mqtt publish online state", "err", err)
 	}
+}
+
+// onAttempt runs before each connection attempt, on paho's connecting goroutine: it adds the
+// jitter. paho sleeps ConnectRetryInterval between attempts before the first connection and
+// 1 s doubling up to MaxReconnectInterval after a loss; the jitter is a random part of
+// an estimate of that step.
+func (l *Link) onAttempt(_ *url.URL, cfg *tls.Config) *tls.Config {
+	if l.attempts.Add(1) == 1 || l.opts.Jitter == 0 {
+		return cfg
+	}
+	step := min(l.opts.ConnectRetryInterval<<min(l.failures.Load(), 16), l.opts.MaxReconnectInterval)
+	d := time.Duration(rand.Float64() * l.opts.Jitter * float64(step))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.closed:
+	}
+	return cfg
 }
 
 func (l *Link) publishState(c mqtt.Client, state string) error {
@@ -176,6 +218,13 @@ func (l *Link) onAck(_ mqtt.Client, m mqtt.Message) {
 	if err := wire.Decode(m.Payload(), &a); err != nil {
 		if l.badAcks.Add(1) == 1 {
 			l.log.Warn("ignoring malformed ack", "topic", m.Topic(), "err", err)
+		}
+		return
+	}
+	if a.Epoch != l.opts.Epoch {
+		// An ack for another sequence space (a data dir since wiped) must delete nothing.
+		if l.foreignAcks.Add(1) == 1 {
+			l.log.Warn("ignoring ack for another epoch", "epoch", a.Epoch, "ours", l.opts.Epoch, "seq", a.Seq)
 		}
 		return
 	}
@@ -222,9 +271,13 @@ func (l *Link) Connected() bool { return l.client.IsConnectionOpen() }
 // BadAcks counts ack messages that could not be decoded.
 func (l *Link) BadAcks() uint64 { return l.badAcks.Load() }
 
+// ForeignAcks counts acks ignored because they named another epoch.
+func (l *Link) ForeignAcks() uint64 { return l.foreignAcks.Load() }
+
 // Close announces "offline" (retained) if connected, waiting at most until ctx ends, then
 // disconnects cleanly, which tells the broker not to send the last-will.
 func (l *Link) Close(ctx context.Context) error {
+	l.closeOnce.Do(func() { close(l.closed) })
 	var err error
 	if l.client.IsConnectionOpen() {
 		payload, encErr := wire.Encode(&wire.State{Device: l.opts.DeviceID, State: wire.StateOffline, Time: time.Now().UTC()})

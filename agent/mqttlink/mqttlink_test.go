@@ -3,7 +3,10 @@ package mqttlink_test
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -281,4 +284,116 @@ func TestNewErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAcksOfAnotherEpochIgnored(t *testing.T) {
+	_, broker := startBroker(t)
+	ctl := newWatcher(t, broker, "ctl")
+	l, err := mqttlink.New(mqttlink.Options{
+		Broker: broker, DeviceID: "dev-5", Epoch: 77,
+		ConnectRetryInterval: 100 * time.Millisecond, MaxReconnectInterval: 500 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Connect()
+	defer l.Close(context.Background())
+	waitConnected(t, l, true)
+	topic := wire.ControllerTopic("dev-5", wire.LeafAck)
+	send := func(epoch, seq uint64) {
+		payload, _ := wire.Encode(&wire.Ack{Seq: seq, Epoch: epoch})
+		if tok := ctl.c.Publish(topic, 1, false, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("controller publish: %v", tok.Error())
+		}
+	}
+	// Until the link's subscription is in place acks are lost, so repeat the pair: a stale
+	// ack of another epoch first, then ours.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		send(5, 1000)
+		send(0, 999)
+		send(77, 3)
+		select {
+		case got := <-l.Acks():
+			if got != 3 {
+				t.Fatalf("Acks() delivered %d; only seq 3 was sent for epoch 77", got)
+			}
+			if l.ForeignAcks() == 0 {
+				t.Fatal("ForeignAcks() = 0 after acks of epochs 5 and 0 were delivered before ours")
+			}
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no ack of epoch 77 delivered within 10s")
+		}
+	}
+}
+
+func TestNewRejectsBadJitter(t *testing.T) {
+	for _, j := range []float64{1.5, math.NaN()} {
+		_, err := mqttlink.New(mqttlink.Options{Broker: "tcp://127.0.0.1:1883", DeviceID: "d", Jitter: j})
+		if err == nil || !strings.Contains(err.Error(), "jitter") {
+			t.Errorf("New(jitter %v) = %v, want a jitter error", j, err)
+		}
+	}
+}
+
+// TestReconnectIsJittered kills the connections of several links at once and checks that
+// they do not all come back in the same instant.
+func TestReconnectIsJittered(t *testing.T) {
+	srv, broker := startBroker(t)
+	const n = 6
+	links := make([]*mqttlink.Link, n)
+	for i := range links {
+		l, err := mqttlink.New(mqttlink.Options{
+			Broker: broker, DeviceID: "j" + strconv.Itoa(i), Jitter: 1,
+			ConnectRetryInterval: 400 * time.Millisecond, MaxReconnectInterval: 400 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Connect()
+		defer l.Close(context.Background())
+		links[i] = l
+	}
+	for _, l := range links {
+		waitConnected(t, l, true)
+	}
+	// Kill every connection, then time each link's return by watching the broker's client
+	// table for a new connection: polling Connected() for false could miss a link that is
+	// already back (its jitter may be near zero).
+	killed := make([]*mochi.Client, n)
+	for i := range links {
+		if cl, ok := srv.Clients.Get("j" + strconv.Itoa(i)); ok {
+			killed[i] = cl
+			cl.Stop(errors.New("test: connection killed"))
+		}
+	}
+	back := make([]time.Duration, n)
+	start := time.Now()
+	deadline := start.Add(10 * time.Second)
+	for done := 0; done < n && time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		done = 0
+		for i := range links {
+			if back[i] == 0 {
+				if cl, ok := srv.Clients.Get("j" + strconv.Itoa(i)); ok && cl != killed[i] && !cl.Closed() {
+					back[i] = time.Since(start)
+				}
+			}
+			if back[i] != 0 {
+				done++
+			}
+		}
+	}
+	lo, hi := slices.Min(back), slices.Max(back)
+	if lo == 0 {
+		t.Fatalf("not every link reconnected within 10s: %v", back)
+	}
+	// Without jitter paho retries the first time at once, so all would be back within a few
+	// ms; a jitter of up to one 400 ms step spreads six links by far more than 20 ms.
+	if hi-lo < 20*time.Millisecond {
+		t.Fatalf("reconnect times %v span %v, want them spread by jitter", back, hi-lo)
+	}
+	t.Logf("reconnect times %v", back)
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -62,7 +63,12 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.Sensor, "sensor", "sim:vibration", "sensor `spec` KIND[?ARGS], e.g. sim:vibration?seed=3&fault=bearing; kinds: "+strings.Join(sensor.Kinds(), ", "))
 	fs.StringVar(&c.DataDir, "data-dir", "", "`directory` for the result buffer; created if missing (required)")
 	fs.DurationVar(&c.HealthInterval, "health-interval", agent.DefaultHealthInterval, "time between health reports")
-	fs.IntVar(&c.MaxBuffered, "max-buffered", boltbuf.DefaultMaxResults, "most unacknowledged results kept; the oldest are dropped beyond it")
+	fs.IntVar(&c.MaxBuffered, "max-buffered", boltbuf.DefaultMaxResults, "most unacknowledged results kept; the retention policy drops beyond it")
+	fs.Int64Var(&c.Buffer.MaxBytes, "max-buffered-bytes", boltbuf.DefaultMaxBytes, "most `bytes` of unacknowledged results kept; the retention policy drops beyond it")
+	fs.StringVar(&c.Buffer.Policy, "retention", boltbuf.DefaultPolicy, "what to drop when the buffer is full: "+boltbuf.DropOldest+" or "+boltbuf.DropNewest)
+	fs.Float64Var(&c.Upload.MaxUploadRate, "max-upload-rate", 0, "most `results/s` uploaded, so a backlog drains steadily (0: no limit)")
+	fs.IntVar(&c.Upload.BatchMax, "batch-max", agent.DefaultBatchMax, "most results per uploaded batch")
+	fs.DurationVar(&c.Upload.BatchDelay, "batch-delay", agent.DefaultBatchDelay, "longest a partly filled batch waits for more results")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	fs.Usage = func() {} // flag calls it on every parse error; help is printed below instead
@@ -92,6 +98,16 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		return nil, usageError{fmt.Sprintf("--health-interval %v must be positive", c.HealthInterval)}
 	case c.MaxBuffered <= 0:
 		return nil, usageError{fmt.Sprintf("--max-buffered %d must be positive", c.MaxBuffered)}
+	case c.Buffer.MaxBytes <= 0:
+		return nil, usageError{fmt.Sprintf("--max-buffered-bytes %d must be positive", c.Buffer.MaxBytes)}
+	case c.Buffer.Policy != boltbuf.DropOldest && c.Buffer.Policy != boltbuf.DropNewest:
+		return nil, usageError{fmt.Sprintf("--retention %q: want %s or %s", c.Buffer.Policy, boltbuf.DropOldest, boltbuf.DropNewest)}
+	case !(c.Upload.MaxUploadRate >= 0) || math.IsInf(c.Upload.MaxUploadRate, 0):
+		return nil, usageError{fmt.Sprintf("--max-upload-rate %v must be a number ≥ 0", c.Upload.MaxUploadRate)}
+	case c.Upload.BatchMax <= 0:
+		return nil, usageError{fmt.Sprintf("--batch-max %d must be positive", c.Upload.BatchMax)}
+	case c.Upload.BatchDelay <= 0:
+		return nil, usageError{fmt.Sprintf("--batch-delay %v must be positive", c.Upload.BatchDelay)}
 	}
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", logLevel)}

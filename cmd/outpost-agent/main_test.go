@@ -131,6 +131,12 @@ func TestBadInput(t *testing.T) {
 		{"bad sensor", append(good, "--sensor", "sim:vibration?fault=rust"), 1, `fault "rust"`},
 		{"data dir is a file", []string{"--id", "d", "--model", sampleModel, "--data-dir", file}, 1, "not a directory"},
 		{"bad broker", append(good, "--broker", "localhost:1883"), 1, "broker"},
+		{"bad buffer bytes", append(good, "--max-buffered-bytes", "0"), 2, "--max-buffered-bytes 0 must be positive"},
+		{"bad retention", append(good, "--retention", "drop-random"), 2, `--retention "drop-random"`},
+		{"bad upload rate", append(good, "--max-upload-rate", "-1"), 2, "--max-upload-rate -1"},
+		{"NaN upload rate", append(good, "--max-upload-rate", "NaN"), 2, "--max-upload-rate NaN"},
+		{"bad batch max", append(good, "--batch-max", "0"), 2, "--batch-max 0"},
+		{"bad batch delay", append(good, "--batch-delay", "-1s"), 2, "--batch-delay -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,7 +246,7 @@ func TestRunAgainstBroker(t *testing.T) {
 			mu.Lock()
 			results = append(results, b.Results...)
 			mu.Unlock()
-			ack, _ := wire.Encode(&wire.Ack{Seq: b.Results[len(b.Results)-1].Seq})
+			ack, _ := wire.Encode(&wire.Ack{Seq: b.Results[len(b.Results)-1].Seq, Epoch: b.Epoch})
 			c.Publish(wire.ControllerTopic("dev-1", wire.LeafAck), 1, false, ack)
 		},
 		wire.DeviceTopic("dev-1", wire.LeafHealth): func(_ paho.Client, m paho.Message) {

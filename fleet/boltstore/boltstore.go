@@ -1,9 +1,14 @@
 // Package boltstore implements fleet.Store in a single bbolt file in the controller's data
 // directory. Layout:
 //
-//	devices/{id}                 JSON fleet.Device
-//	results/{id}/{seq uint64 BE} JSON wire.Result (one sub-bucket per device; keys sort by seq)
-//	watermarks/{id}              fleet.ResultStats as four uint64 BE (contiguous ack watermark)
+//	devices/{id}                    JSON fleet.Device
+//	results/{space}/{seq uint64 BE} JSON wire.Result (one sub-bucket per sequence space)
+//	watermarks/{space}              fleet.ResultStats as four uint64 BE (contiguous ack watermark)
+//	epochs/{id}                     the device's current epoch, uint64 BE (absent: 0)
+//
+// A sequence space is one (device, epoch): {space} is the device id for epoch 0 (agents older
+// than epochs, and the layout before them, so old data reads as before) and
+// "{id}/{epoch as 16 hex digits}" otherwise; '/' never occurs in a device id.
 //
 // Every AppendResults call is one read-write transaction, i.e. two fsyncs however many results
 // it carries, so callers should batch.
@@ -32,7 +37,25 @@ var (
 	bucketDevices    = []byte("devices")
 	bucketResults    = []byte("results")
 	bucketWatermarks = []byte("watermarks")
+	bucketEpochs     = []byte("epochs")
 )
+
+// spaceKey names the sequence space (device, epoch) in the results and watermarks buckets.
+func spaceKey(device string, epoch uint64) []byte {
+	if epoch == 0 {
+		return []byte(device)
+	}
+	return fmt.Appendf(nil, "%s/%016x", device, epoch)
+}
+
+// currentEpoch is device's current epoch, 0 when none was recorded.
+func currentEpoch(tx *bolt.Tx, device string) uint64 {
+	v := tx.Bucket(bucketEpochs).Get([]byte(device))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
 
 // Options configure Open.
 type Options struct {
@@ -64,7 +87,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketDevices, bucketResults, bucketWatermarks} {
+		for _, name := range [][]byte{bucketDevices, bucketResults, bucketWatermarks, bucketEpochs} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -166,18 +189,29 @@ func (s *Store) AppendResults(_ context.Context, batches []fleet.Batch) ([]fleet
 
 func appendBatch(tx *bolt.Tx, b fleet.Batch) (fleet.Appended, error) {
 	a := fleet.Appended{Device: b.Device}
-	id := []byte(b.Device)
+	id := spaceKey(b.Device, b.Epoch)
+	wm := tx.Bucket(bucketWatermarks)
+	if wm.Get(id) == nil {
+		// A sequence space not seen before: the device's first, or a new one after its data
+		// directory was wiped. It becomes current; the old spaces and their results stay.
+		cur := currentEpoch(tx, b.Device)
+		known := wm.Get(spaceKey(b.Device, cur)) != nil
+		a.Restarted = known && cur != b.Epoch
+		if err := tx.Bucket(bucketEpochs).Put([]byte(b.Device), binary.BigEndian.AppendUint64(nil, b.Epoch)); err != nil {
+			return a, fmt.Errorf("put epoch %s: %w", b.Device, err)
+		}
+	}
 	rb, err := tx.Bucket(bucketResults).CreateBucketIfNotExists(id)
 	if err != nil {
-		return a, fmt.Errorf("results bucket %s: %w", b.Device, err)
+		return a, fmt.Errorf("results bucket %s: %w", id, err)
 	}
 	// Seqs arrive mostly in increasing order, so pack pages fuller than the 50% default.
 	rb.FillPercent = 0.9
-	wm := tx.Bucket(bucketWatermarks)
 	st, err := decodeStats(wm.Get(id))
 	if err != nil {
-		return a, fmt.Errorf("watermark %s: %w", b.Device, err)
+		return a, fmt.Errorf("watermark %s: %w", id, err)
 	}
+	st.Epoch = b.Epoch
 
 	var key [8]byte
 	for _, r := range b.Results {
@@ -227,8 +261,10 @@ func appendBatch(tx *bolt.Tx, b fleet.Batch) (fleet.Appended, error) {
 func (s *Store) ResultStats(_ context.Context, device string) (fleet.ResultStats, error) {
 	var st fleet.ResultStats
 	err := s.db.View(func(tx *bolt.Tx) error {
+		epoch := currentEpoch(tx, device)
 		var err error
-		st, err = decodeStats(tx.Bucket(bucketWatermarks).Get([]byte(device)))
+		st, err = decodeStats(tx.Bucket(bucketWatermarks).Get(spaceKey(device, epoch)))
+		st.Epoch = epoch
 		return err
 	})
 	if err != nil {
@@ -238,13 +274,27 @@ func (s *Store) ResultStats(_ context.Context, device string) (fleet.ResultStats
 }
 
 // Results implements fleet.Store.
-func (s *Store) Results(_ context.Context, device string, after uint64, limit int) ([]wire.Result, error) {
+func (s *Store) Results(ctx context.Context, device string, after uint64, limit int) ([]wire.Result, error) {
+	return s.results(ctx, device, nil, after, limit)
+}
+
+// EpochResults implements fleet.Store.
+func (s *Store) EpochResults(ctx context.Context, device string, epoch, after uint64, limit int) ([]wire.Result, error) {
+	return s.results(ctx, device, &epoch, after, limit)
+}
+
+// results reads the given epoch of device, or its current one when epoch is nil.
+func (s *Store) results(_ context.Context, device string, epoch *uint64, after uint64, limit int) ([]wire.Result, error) {
 	var out []wire.Result
 	if limit <= 0 || after == ^uint64(0) {
 		return out, nil
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		rb := tx.Bucket(bucketResults).Bucket([]byte(device))
+		e := currentEpoch(tx, device)
+		if epoch != nil {
+			e = *epoch
+		}
+		rb := tx.Bucket(bucketResults).Bucket(spaceKey(device, e))
 		if rb == nil {
 			return nil
 		}

@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("Results", func(t *testing.T) { testResults(t, openOne(t, newStore)) })
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, newStore) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, openOne(t, newStore)) })
+	t.Run("Epochs", func(t *testing.T) { testEpochs(t, newStore) })
 }
 
 func openOne(t *testing.T, newStore Factory) fleet.Store {
@@ -416,4 +417,71 @@ func testConcurrent(t *testing.T, s fleet.Store) {
 			t.Errorf("ResultStats(%s) = %+v, %v; want %+v", dev, st, err, want)
 		}
 	}
+}
+
+// testEpochs: each (device, epoch) is its own sequence space. A device whose data dir was
+// wiped starts again at seq 1 under a new epoch; those results are stored, not taken for
+// duplicates, and the old epoch's results stay readable.
+func testEpochs(t *testing.T, newStore Factory) {
+	ctx := context.Background()
+	open := newStore(t)
+	s := mustOpen(t, open)
+	const e1, e2 = 0x1234, 0x9876
+	steps := []struct {
+		name  string
+		batch fleet.Batch
+		want  fleet.Appended
+	}{
+		{"legacy epoch 0", fleet.Batch{Device: "w", Results: res(1, 2)},
+			fleet.Appended{Device: "w", Stored: 2, Totals: fleet.ResultStats{Stored: 2, Contiguous: 2}}},
+		{"first epoch after upgrade", fleet.Batch{Device: "w", Epoch: e1, Results: res(1, 2, 3)},
+			fleet.Appended{Device: "w", Stored: 3, Restarted: true, Totals: fleet.ResultStats{Stored: 3, Contiguous: 3, Epoch: e1}}},
+		{"resend in e1", fleet.Batch{Device: "w", Epoch: e1, Results: res(3, 4)},
+			fleet.Appended{Device: "w", Stored: 1, Duplicates: 1, Totals: fleet.ResultStats{Stored: 4, Duplicates: 1, Contiguous: 4, Epoch: e1}}},
+		{"wiped: e2 restarts at 1", fleet.Batch{Device: "w", Epoch: e2, Results: res(1, 2)},
+			fleet.Appended{Device: "w", Stored: 2, Restarted: true, Totals: fleet.ResultStats{Stored: 2, Contiguous: 2, Epoch: e2}}},
+		{"late e1 batch is its own space", fleet.Batch{Device: "w", Epoch: e1, Results: res(4, 5)},
+			fleet.Appended{Device: "w", Stored: 1, Duplicates: 1, Totals: fleet.ResultStats{Stored: 5, Duplicates: 2, Contiguous: 5, Epoch: e1}}},
+		{"other device same epoch", fleet.Batch{Device: "v", Epoch: e2, Results: res(1)},
+			fleet.Appended{Device: "v", Stored: 1, Totals: fleet.ResultStats{Stored: 1, Contiguous: 1, Epoch: e2}}},
+	}
+	for _, st := range steps {
+		got, err := s.AppendResults(ctx, []fleet.Batch{st.batch})
+		if err != nil {
+			t.Fatalf("%s: AppendResults: %v", st.name, err)
+		}
+		if !reflect.DeepEqual(got, []fleet.Appended{st.want}) {
+			t.Fatalf("%s: AppendResults =\n %+v\nwant\n %+v", st.name, got, st.want)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		// The current epoch is the one started last (e2), however late e1 batches come.
+		if st, err := s.ResultStats(ctx, "w"); err != nil || st != (fleet.ResultStats{Stored: 2, Contiguous: 2, Epoch: e2}) {
+			t.Fatalf("%s: ResultStats(w) = %+v, %v; want epoch %#x with 2 stored", when, st, err, e2)
+		}
+		if rs, err := s.Results(ctx, "w", 0, 100); err != nil || !reflect.DeepEqual(seqsOf(rs), []uint64{1, 2}) {
+			t.Fatalf("%s: Results(w) = %v, %v; want the current epoch's 1, 2", when, seqsOf(rs), err)
+		}
+		for _, tt := range []struct {
+			epoch uint64
+			want  []uint64
+		}{{0, []uint64{1, 2}}, {e1, []uint64{1, 2, 3, 4, 5}}, {e2, []uint64{1, 2}}, {0x5555, []uint64{}}} {
+			rs, err := s.EpochResults(ctx, "w", tt.epoch, 0, 100)
+			if err != nil || !reflect.DeepEqual(seqsOf(rs), tt.want) {
+				t.Fatalf("%s: EpochResults(w, %#x) = %v, %v; want %v", when, tt.epoch, seqsOf(rs), err, tt.want)
+			}
+			for _, r := range rs {
+				if !reflect.DeepEqual(r, result(r.Seq)) {
+					t.Fatalf("%s: EpochResults(w, %#x) seq %d = %+v", when, tt.epoch, r.Seq, r)
+				}
+			}
+		}
+	}
+	check("before reopen")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, open)
+	check("after reopen")
 }

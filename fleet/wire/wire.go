@@ -26,6 +26,10 @@ const (
 	LeafDrift   = "drift"   // QoS 1: drift summaries (later issue)
 	LeafEvents  = "events"  // QoS 1: update transitions, alerts, errors (later issue)
 	LeafFetch   = "fetch"   // QoS 1: chunk requests (later issue)
+
+	// LeafResultsZ carries a ResultBatch compressed with gzip (RFC 1952), QoS 1. The agent uses
+	// it for batches large enough to gain from compression; receivers accept both leaves.
+	LeafResultsZ = "results.z"
 )
 
 // Controller-published topic leaves (outpost/v1/c/{device}/{leaf}).
@@ -125,6 +129,18 @@ type Health struct {
 	SensorStatus    string    `json:"sensor_status"`     // "ok" or the last sensor error
 	SensorErrors    uint64    `json:"sensor_errors"`
 	LastError       string    `json:"last_error,omitempty"`
+
+	// Added within version 1, so a receiver must accept them absent (older agents).
+	SamplesDropped uint64 `json:"samples_dropped"` // samples skipped because inference fell behind
+	PredictErrors  uint64 `json:"predict_errors"`  // windows whose inference failed
+	// Host figures, read from /proc, statfs and /sys/class/thermal when the report is made.
+	CPUPercent float64 `json:"cpu_percent"`         // agent process, % of one core over the last report interval
+	RSSBytes   uint64  `json:"rss_bytes,omitempty"` // agent process resident set size; absent when unknown
+	// DiskFreeBytes is the space still writable on the data directory's filesystem; absent
+	// when unknown (0 is a full disk, so it is a pointer).
+	DiskFreeBytes *uint64 `json:"disk_free_bytes,omitempty"`
+	// SoCTempC is the SoC (or CPU) temperature in °C; absent where /sys/class/thermal has none.
+	SoCTempC *float64 `json:"soc_temp_c,omitempty"`
 }
 
 // Result is one inference outcome. (Device, Seq) identifies it; Seq starts at 1 and grows by one
@@ -149,13 +165,25 @@ type ResultBatch struct {
 	// DroppedThrough, when non-zero, says every seq ≤ it that is absent was discarded by the
 	// agent's retention policy and will never arrive; the controller may ack past such gaps.
 	DroppedThrough uint64 `json:"dropped_through,omitempty"`
+	// Epoch names the sequence space of the results: a random id the agent draws when it
+	// creates its buffer file, so a device whose data directory was wiped (seq restarts at 1)
+	// is told apart from one resending old results. 0 means a buffer older than epochs. Values
+	// stay below 2^53 so every JSON reader holds them exactly.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
+
+// MaxResultsZ bounds the decompressed size of a LeafResultsZ payload; a receiver rejects a
+// larger one (a batch that size would be a bug or an attack, never a normal upload).
+const MaxResultsZ = 16 << 20
 
 // Ack tells a device the controller has durably stored every result with seq ≤ Seq.
 // Acks are cumulative and idempotent; the device deletes acked results from its buffer.
 type Ack struct {
 	V   int    `json:"v"`
 	Seq uint64 `json:"seq"`
+	// Epoch echoes the ResultBatch.Epoch the ack is about; a device ignores acks for any epoch
+	// but its own, so a late ack for a wiped data directory can delete nothing.
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
 // ErrVersion is returned by Decode for a message of an unknown schema version.

@@ -1,0 +1,360 @@
+package agent
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/outpost-ml/outpost/fleet/wire"
+)
+
+// The upload loop is a go-back-N sender over the Buffer. It publishes batches of the oldest
+// results it has not sent yet, keeps up to Window of them awaiting the controller's
+// cumulative ack, and on any doubt (a reconnect, a failed publish, an ack overdue) goes back
+// to the last acked seq and sends again: the controller de-duplicates, so resending is always
+// safe and never needs bookkeeping per batch.
+//
+// Publishes wait for their PUBACK one after the other. That costs one round trip per batch,
+// not per result: batches are large, so the window of application acks (a controller commit
+// each) is what keeps the link busy. Health is published by its own loop; it waits behind at
+// most the one results message being written, never behind the backlog.
+
+// inflight is one published batch awaiting the controller's ack.
+type inflight struct {
+	last uint64    // highest seq in the batch
+	at   time.Time // when its PUBACK came
+}
+
+// runUpload sends buffered results oldest first and deletes them as the controller acks. Once
+// ctx ends it drains: it goes on until the pipeline has committed its last result and the
+// controller has acked everything, the link drops, or DrainTimeout passes.
+func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipelineDone <-chan struct{}) error {
+	const poll = 250 * time.Millisecond // link state has no notification; look this often
+	var (
+		acked        = a.opts.Buffer.Stats().AckedSeq
+		sent         = acked // highest seq published since the last go-back
+		win          []inflight
+		failures     int       // consecutive failed publishes
+		retryAt      time.Time // after a failed publish, wait until then
+		partialSince time.Time // when a batch smaller than BatchMax first waited
+		connected    bool
+		errLogged    time.Time
+		stop         = ctx.Done()
+		drainBy      time.Time // set once ctx has ended
+		pubCtx       = ctx     // publishes outlive ctx while draining
+	)
+	lim := newLimiter(a.opts.MaxUploadRate, a.opts.BatchMax)
+	enc := &batchEncoder{}
+	wake := time.NewTimer(poll)
+	defer wake.Stop()
+	goBack := func() { win, sent = win[:0], acked }
+	acks := a.opts.Uplink.Acks()
+
+	// Deleting acked results is a commit with its fsyncs; it runs beside the sending, on the
+	// acker goroutine, so the link stays busy meanwhile. toDelete holds at most one pending
+	// seq: a newer ack replaces it, since acks are cumulative. The acker is waited for before
+	// runUpload returns, so a clean stop leaves the buffer up to date.
+	toDelete := make(chan uint64, 1)
+	ackerDone := make(chan struct{})
+	go func() {
+		defer close(ackerDone)
+		for seq := range toDelete {
+			if err := a.opts.Buffer.Ack(seq); err != nil {
+				a.setLastErr(fmt.Errorf("ack %d: %w", seq, err))
+				a.log.Warn("delete acked results", "seq", seq, "err", err)
+			}
+		}
+	}()
+	defer func() {
+		close(toDelete)
+		<-ackerDone
+	}()
+
+	for {
+		now := time.Now()
+		if !drainBy.IsZero() {
+			st := a.opts.Buffer.Stats()
+			drained := pipelineDone == nil && (st.Len == 0 || acked >= st.LastSeq)
+			if drained || !a.opts.Uplink.Connected() || now.After(drainBy) {
+				return nil
+			}
+		}
+		up := a.opts.Uplink.Connected()
+		if up && !connected {
+			goBack() // acks for the old connection may never come
+		}
+		connected = up
+		if len(win) > 0 && now.Sub(win[0].at) > a.opts.AckTimeout {
+			a.log.Debug("ack overdue; resending", "from_seq", acked+1, "in_flight", len(win))
+			goBack()
+		}
+		next := now.Add(poll)
+		for range a.opts.Window { // at most one window of publishes per wake-up
+			if !connected || now.Before(retryAt) || len(win) >= a.opts.Window {
+				break
+			}
+			st := a.opts.Buffer.Stats()
+			if st.LastSeq <= sent {
+				partialSince = time.Time{}
+				break
+			}
+			unsent := min(st.LastSeq-sent, uint64(a.opts.BatchMax))
+			if unsent < uint64(a.opts.BatchMax) && drainBy.IsZero() {
+				// Time bound of a batch: wait a little for a fuller one, then send what there is.
+				if partialSince.IsZero() {
+					partialSince = now
+				}
+				if due := partialSince.Add(a.opts.BatchDelay); now.Before(due) {
+					next = earliest(next, due)
+					break
+				}
+			}
+			n, wait := lim.take(now, int(unsent))
+			if n == 0 {
+				next = earliest(next, now.Add(wait))
+				break
+			}
+			last, used, err := a.sendBatch(pubCtx, enc, sent, n, st)
+			lim.refund(n - used)
+			if err != nil {
+				if pubCtx.Err() != nil {
+					return nil
+				}
+				goBack()
+				failures++
+				retryAt = time.Now().Add(min(250*time.Millisecond<<min(failures-1, 5), 5*time.Second))
+				next = earliest(next, retryAt)
+				a.setLastErr(err)
+				if time.Since(errLogged) > 30*time.Second {
+					errLogged = time.Now()
+					a.log.Warn("upload", "err", err)
+				}
+				break
+			}
+			failures = 0
+			if used == 0 {
+				break
+			}
+			now = time.Now()
+			sent, partialSince = last, time.Time{}
+			win = append(win, inflight{last: last, at: now})
+		}
+		if len(win) > 0 {
+			next = earliest(next, win[0].at.Add(a.opts.AckTimeout))
+		}
+		wake.Reset(max(time.Until(next), time.Millisecond))
+		select {
+		case <-stop:
+			stop = nil
+			drainBy = time.Now().Add(a.opts.DrainTimeout)
+			var cancel context.CancelFunc
+			pubCtx, cancel = context.WithDeadline(context.WithoutCancel(ctx), drainBy)
+			defer cancel()
+		case <-pipelineDone:
+			pipelineDone = nil
+		case seq := <-acks:
+			if seq <= acked {
+				continue
+			}
+			if last := a.opts.Buffer.Stats().LastSeq; seq > last {
+				err := fmt.Errorf("controller acked seq %d beyond the last assigned %d", seq, last)
+				a.setLastErr(err)
+				a.log.Warn("controller ack rejected", "err", err)
+				continue
+			}
+			select {
+			case toDelete <- seq:
+			default:
+				select { // replace the pending seq; only this loop sends, so there is room after
+				case <-toDelete:
+				default:
+				}
+				toDelete <- seq
+			}
+			acked, sent = seq, max(sent, seq)
+			i := 0
+			for i < len(win) && win[i].last <= seq {
+				i++
+			}
+			win = append(win[:0], win[i:]...)
+		case <-committed:
+		case <-wake.C:
+		}
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// sendBatch publishes up to n of the results after seq after, within BatchBytes, and returns
+// the last seq sent and how many results went (0, nil if there was nothing to send).
+func (a *Agent) sendBatch(ctx context.Context, enc *batchEncoder, after uint64, n int, st BufferStats) (last uint64, used int, err error) {
+	if rb, ok := a.opts.Buffer.(rawBuffer); ok {
+		return a.sendRaw(ctx, enc, rb, after, n, st)
+	}
+	rs, err := a.opts.Buffer.After(after, n)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read buffer: %w", err)
+	}
+	if len(rs) == 0 {
+		return 0, 0, nil
+	}
+	msg := &wire.ResultBatch{Device: a.opts.DeviceID, Results: rs, DroppedThrough: st.DroppedThrough, Epoch: st.Epoch}
+	payload, err := wire.Encode(msg)
+	// Size bound: shrink in proportion until the batch fits; each step at least halves the
+	// excess, and one result always goes.
+	for i := 0; err == nil && len(payload) > a.opts.BatchBytes && len(msg.Results) > 1 && i < 8; i++ {
+		keep := max(1, min(len(msg.Results)-1, len(msg.Results)*a.opts.BatchBytes/len(payload)*9/10))
+		msg.Results = msg.Results[:keep]
+		payload, err = wire.Encode(msg)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("encode batch: %w", err)
+	}
+	rs = msg.Results
+	if err := a.publishBatch(ctx, enc, payload, len(rs), rs[0].Seq); err != nil {
+		return 0, 0, err
+	}
+	return rs[len(rs)-1].Seq, len(rs), nil
+}
+
+// rawBuffer is implemented by a Buffer that can hand out results already encoded
+// (boltbuf.Buffer): the upload path then neither decodes nor re-encodes them, which is most
+// of its CPU time on a small board.
+type rawBuffer interface {
+	AfterRaw(after uint64, n, maxBytes int) (raws [][]byte, seqs []uint64, err error)
+}
+
+// sendRaw is sendBatch over a rawBuffer: it writes the wire.ResultBatch JSON around the
+// stored results itself.
+func (a *Agent) sendRaw(ctx context.Context, enc *batchEncoder, rb rawBuffer, after uint64, n int, st BufferStats) (uint64, int, error) {
+	env, err := wire.Encode(&wire.ResultBatch{Device: a.opts.DeviceID, Results: []wire.Result{}, DroppedThrough: st.DroppedThrough, Epoch: st.Epoch})
+	if err != nil {
+		return 0, 0, fmt.Errorf("encode batch: %w", err)
+	}
+	// The envelope holds "results":[] once (the device id cannot contain quotes); the stored
+	// results go between its brackets.
+	mark := []byte(`"results":[]`)
+	i := bytes.Index(env, mark)
+	if i < 0 {
+		return 0, 0, fmt.Errorf("encode batch: no results array in %q", env)
+	}
+	head, tail := env[:i+len(mark)-1], env[i+len(mark)-1:]
+	raws, seqs, err := rb.AfterRaw(after, n, a.opts.BatchBytes-len(env))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read buffer: %w", err)
+	}
+	if len(raws) == 0 {
+		return 0, 0, nil
+	}
+	size := len(env)
+	for _, r := range raws {
+		size += len(r) + 1
+	}
+	payload := make([]byte, 0, size)
+	payload = append(payload, head...)
+	for i, r := range raws {
+		if i > 0 {
+			payload = append(payload, ',')
+		}
+		payload = append(payload, r...)
+	}
+	payload = append(payload, tail...)
+	if err := a.publishBatch(ctx, enc, payload, len(raws), seqs[0]); err != nil {
+		return 0, 0, err
+	}
+	return seqs[len(seqs)-1], len(raws), nil
+}
+
+// publishBatch compresses payload if it is large enough and publishes it.
+func (a *Agent) publishBatch(ctx context.Context, enc *batchEncoder, payload []byte, n int, first uint64) error {
+	leaf := wire.LeafResults
+	if a.opts.CompressMin >= 0 && len(payload) >= a.opts.CompressMin {
+		var err error
+		if payload, err = enc.gzip(payload); err != nil {
+			return fmt.Errorf("compress batch: %w", err)
+		}
+		leaf = wire.LeafResultsZ
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.opts.PublishTimeout)
+	defer cancel()
+	if err := a.opts.Uplink.Publish(pctx, leaf, payload, false); err != nil {
+		return fmt.Errorf("publish %d results from seq %d: %w", n, first, err)
+	}
+	return nil
+}
+
+// batchEncoder reuses one gzip writer: a new one allocates its whole compressor state.
+type batchEncoder struct {
+	buf bytes.Buffer
+	zw  *gzip.Writer
+}
+
+// gzip returns p compressed, in a new slice (the link may hold a payload after a timed-out
+// publish, so it must never be reused).
+func (e *batchEncoder) gzip(p []byte) ([]byte, error) {
+	e.buf.Reset()
+	if e.zw == nil {
+		zw, err := gzip.NewWriterLevel(&e.buf, gzip.BestSpeed)
+		if err != nil {
+			return nil, err
+		}
+		e.zw = zw
+	} else {
+		e.zw.Reset(&e.buf)
+	}
+	if _, err := e.zw.Write(p); err != nil {
+		return nil, err
+	}
+	if err := e.zw.Close(); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(e.buf.Bytes()), nil
+}
+
+// limiter is a token bucket over results: rate per second, holding at most one second's
+// worth (and at least one result, at most one batch), so a backlog goes out steadily.
+type limiter struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// newLimiter returns nil, which never limits, for rate 0.
+func newLimiter(rate float64, batchMax int) *limiter {
+	if rate <= 0 {
+		return nil
+	}
+	burst := min(max(rate, 1), float64(batchMax))
+	return &limiter{rate: rate, burst: burst, tokens: burst}
+}
+
+// take grants up to want results now, all or nothing up to the burst; when it grants none it
+// says how long until it would.
+func (l *limiter) take(now time.Time, want int) (int, time.Duration) {
+	if l == nil {
+		return want, 0
+	}
+	if !l.last.IsZero() {
+		l.tokens = min(l.burst, l.tokens+l.rate*now.Sub(l.last).Seconds())
+	}
+	l.last = now
+	need := min(float64(want), l.burst)
+	if l.tokens >= need {
+		l.tokens -= need
+		return int(need), 0
+	}
+	return 0, time.Duration((need - l.tokens) / l.rate * float64(time.Second))
+}
+
+// refund returns n granted but unused results.
+func (l *limiter) refund(n int) {
+	if l != nil && n > 0 {
+		l.tokens = min(l.burst, l.tokens+float64(n))
+	}
+}
