@@ -24,6 +24,7 @@ type tTensor struct {
 	zp       []int64
 	qdim     int32
 	variable bool
+	sparse   bool // writes an (empty) SparsityParameters table
 }
 
 type tOp struct {
@@ -103,6 +104,11 @@ func (m tModel) bytes() []byte {
 			b.PrependInt32Slot(schema.QuantQuantizedDimension, t.qdim, 0)
 			q = b.EndObject()
 		}
+		var sp flatbuffers.UOffsetT
+		if t.sparse {
+			b.StartObject(3)
+			sp = b.EndObject()
+		}
 		b.StartObject(10)
 		b.PrependUOffsetTSlot(schema.TensorShape, shape, 0)
 		b.PrependInt8Slot(schema.TensorType_, int8(t.typ), 0)
@@ -112,6 +118,9 @@ func (m tModel) bytes() []byte {
 			b.PrependUOffsetTSlot(schema.TensorQuantization, q, 0)
 		}
 		b.PrependBoolSlot(schema.TensorIsVariable, t.variable, false)
+		if sp != 0 {
+			b.PrependUOffsetTSlot(schema.TensorSparsity, sp, 0)
+		}
 		tens = append(tens, b.EndObject())
 	}
 	// Operators.

@@ -50,9 +50,7 @@ func TestCorpus(t *testing.T) {
 				t.Logf("runs; no oracle-1.json output to compare")
 				return
 			}
-			for _, in := range run.Inputs {
-				oracletest.SetInput(t, ip.Input(in.Position), in.Values)
-			}
+			oracletest.SetInputs(t, ip, run)
 			if err := ip.Invoke(); err != nil {
 				t.Fatalf("Invoke: %v", err)
 			}
@@ -75,18 +73,7 @@ func TestGolden(t *testing.T) {
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			base := filepath.Join(dir, tc.dir)
-			data, err := os.ReadFile(filepath.Join(base, tc.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := tflite.Load(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ip := oracletest.ReadInterpreter(t, filepath.Join(base, tc.file), kernels.Builtins())
 			inputs := oracletest.ReadLines(t, filepath.Join(base, "golden-inputs.jsonl"))
 			want := oracletest.ReadLines(t, filepath.Join(base, "oracle-golden.jsonl"))
 			if len(want) > 0 && want[0].Header {
@@ -114,18 +101,7 @@ func BenchmarkInvoke(b *testing.B) {
 	dir := oracletest.CorpusDir(b)
 	for _, name := range []string{"hello_world_float/hello_world_float.tflite", "hello_world_int8/hello_world_int8.tflite", "seanet_quantize0/quantize0.tflite"} {
 		b.Run(filepath.Base(filepath.Dir(name)), func(b *testing.B) {
-			data, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				b.Fatal(err)
-			}
-			m, err := tflite.Load(data)
-			if err != nil {
-				b.Fatal(err)
-			}
-			ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
+			ip := oracletest.ReadInterpreter(b, filepath.Join(dir, name), kernels.Builtins())
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := ip.Invoke(); err != nil {

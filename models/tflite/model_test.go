@@ -105,6 +105,7 @@ func TestLoadErrors(t *testing.T) {
 		}, wantIn: "quantized_dimension 5 out of range for rank 2"},
 		{name: "zero point count", edit: func(m *tModel) { m.tensors[1].scale, m.tensors[1].zp = []float32{1}, []int64{0, 0} }, wantIn: "1 scales but 2 zero points"},
 		{name: "memory cap", opts: []tflite.LoadOption{tflite.WithMaxBytes(40)}, wantIn: "memory cap of 40 bytes"},
+		{name: "sparse tensor", edit: func(m *tModel) { m.tensors[1].sparse = true }, wantIn: `tensor 1 "w": sparse tensors are not supported`},
 		{name: "written twice", edit: func(m *tModel) { m.ops = append(m.ops, m.ops[0]) }, wantIn: `op 1 (FULLY_CONNECTED): output tensor 3 "out" is written twice`},
 	}
 	for _, tc := range tests {
@@ -167,15 +168,7 @@ func TestLoadCorruptNeverPanics(t *testing.T) {
 
 func newInterp(t *testing.T, m tModel) *tflite.Interpreter {
 	t.Helper()
-	mod, err := tflite.Load(m.bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip, err := tflite.NewInterpreter(mod, kernels.Builtins(), tflite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ip
+	return oracletest.NewInterpreter(t, m.bytes(), kernels.Builtins())
 }
 
 func TestUnsupportedOp(t *testing.T) {
@@ -218,22 +211,7 @@ func TestInvokeZeroAllocs(t *testing.T) {
 		data []byte
 	}{{"hello_world_float", data}, {"fc", fcModel().bytes()}} {
 		t.Run(tc.name, func(t *testing.T) {
-			mod, err := tflite.Load(tc.data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ip, err := tflite.NewInterpreter(mod, kernels.Builtins(), tflite.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			allocs := testing.AllocsPerRun(100, func() {
-				if err := ip.Invoke(); err != nil {
-					t.Fatal(err)
-				}
-			})
-			if allocs != 0 {
-				t.Errorf("Invoke allocates %v times per run, want 0", allocs)
-			}
+			oracletest.ZeroAllocs(t, oracletest.NewInterpreter(t, tc.data, kernels.Builtins()))
 		})
 	}
 }

@@ -58,13 +58,7 @@ func TestPersonDetectAllocs(t *testing.T) {
 			} else if !slices.Equal(out, first) {
 				t.Errorf("output %v, portable path gave %v", out, first)
 			}
-			if n := testing.AllocsPerRun(20, func() {
-				if err := ip.Invoke(); err != nil {
-					t.Fatal(err)
-				}
-			}); n != 0 {
-				t.Errorf("Invoke allocates %v times per run, want 0", n)
-			}
+			oracletest.ZeroAllocs(t, ip)
 		})
 	}
 }

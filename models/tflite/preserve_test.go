@@ -2,11 +2,9 @@ package tflite_test
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/outpost-ml/outpost/models/tflite"
 	"github.com/outpost-ml/outpost/models/tflite/kernels"
 	"github.com/outpost-ml/outpost/models/tflite/oracletest"
 )
@@ -15,18 +13,7 @@ import (
 // caller may set them once and invoke again (the planner must not reuse an input's bytes for a
 // later tensor). person_detect is deep enough that reuse would otherwise happen.
 func TestInputsPreserved(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(oracletest.CorpusDir(t), "person_detect", "person_detect.tflite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := tflite.Load(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ip := oracletest.ReadInterpreter(t, filepath.Join(oracletest.CorpusDir(t), "person_detect", "person_detect.tflite"), kernels.Builtins())
 	in := ip.Input(0).Int8()
 	for i := range in {
 		in[i] = int8(i*7 + i/96)

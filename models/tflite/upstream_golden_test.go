@@ -23,7 +23,7 @@ import (
 // Every corpus model that the interpreter runs and that has such files must reproduce them
 // bit for bit.
 
-var inputCSV = regexp.MustCompile(`_input(\d+)_[a-z0-9]+\.csv$`)
+var inputCSV = regexp.MustCompile(`_input(\d+)_([a-z0-9]+)\.csv$`)
 
 // TestUpstreamGolden feeds every corpus model with upstream goldens its upstream inputs and
 // requires bit-exact equality with the upstream outputs.
@@ -39,54 +39,94 @@ func TestUpstreamGolden(t *testing.T) {
 		mdir := filepath.Dir(golden)
 		name := filepath.Base(mdir)
 		t.Run(name, func(t *testing.T) {
-			models, _ := filepath.Glob(filepath.Join(mdir, "*.tflite"))
-			if len(models) != 1 {
-				t.Fatalf("%d models in %s, want 1", len(models), mdir)
-			}
-			ip, ok := runnable(t, models[0])
-			if !ok {
+			if !checkUpstreamGolden(t, mdir) {
 				skipped = append(skipped, name)
 				t.Skip("model not runnable by this build (unsupported op)")
-			}
-			inputs, _ := filepath.Glob(filepath.Join(mdir, "*_input*_*.csv"))
-			if len(inputs) != ip.NumInputs() {
-				t.Fatalf("%d input files for %d inputs", len(inputs), ip.NumInputs())
-			}
-			for _, f := range inputs {
-				m := inputCSV.FindStringSubmatch(f)
-				if m == nil {
-					t.Fatalf("input file %s: no input position in its name", f)
-				}
-				pos, _ := strconv.Atoi(m[1])
-				if pos >= ip.NumInputs() {
-					t.Fatalf("input file %s: position %d of %d inputs", f, pos, ip.NumInputs())
-				}
-				setInts(t, ip.Input(pos), readCSV(t, f))
-			}
-			if err := ip.Invoke(); err != nil {
-				t.Fatalf("Invoke: %v", err)
-			}
-			want := readCSV(t, golden)
-			got := intValues(t, ip.Output(0))
-			if len(got) != len(want) {
-				t.Fatalf("output has %d elements, golden %d", len(got), len(want))
-			}
-			bad := 0
-			for i := range got {
-				if got[i] != want[i] {
-					if bad < 5 {
-						t.Errorf("element %d = %d, upstream golden %d", i, got[i], want[i])
-					}
-					bad++
-				}
-			}
-			if bad > 0 {
-				t.Errorf("%d of %d elements differ from the upstream golden", bad, len(got))
 			}
 			ran = append(ran, name)
 		})
 	}
 	t.Logf("%d models match their upstream goldens bit for bit; %d skipped as not runnable: %s", len(ran), len(skipped), strings.Join(skipped, ", "))
+}
+
+// TestUpstreamGoldenElementwise requires the seanet ADD, SUB and LEAKY_RELU models to run (not
+// merely be skipped as unsupported) and to reproduce TFLite Micro's int16 goldens exactly.
+func TestUpstreamGoldenElementwise(t *testing.T) {
+	runUpstreamFamily(t, "seanet_add*", "seanet_sub*", "seanet_leaky_relu*")
+}
+
+// TestUpstreamGoldenShape is TestUpstreamGoldenElementwise for the seanet PAD, STRIDED_SLICE
+// and QUANTIZE models.
+func TestUpstreamGoldenShape(t *testing.T) {
+	runUpstreamFamily(t, "seanet_pad*", "seanet_strided_slice*", "seanet_quantize*")
+}
+
+// runUpstreamFamily runs checkUpstreamGolden on every corpus model directory matching one of
+// the patterns, one subtest each, and fails when a model does not run or none matches.
+func runUpstreamFamily(t *testing.T, patterns ...string) {
+	t.Helper()
+	corpus := oracletest.CorpusDir(t)
+	var dirs []string
+	for _, pat := range patterns {
+		m, err := filepath.Glob(filepath.Join(corpus, pat))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, m...)
+	}
+	sort.Strings(dirs)
+	if len(dirs) == 0 {
+		t.Fatalf("no models matching %v in %s", patterns, corpus)
+	}
+	for _, d := range dirs {
+		t.Run(filepath.Base(d), func(t *testing.T) {
+			if !checkUpstreamGolden(t, d) {
+				t.Fatal("model not runnable by this build (unsupported op)")
+			}
+		})
+	}
+}
+
+// checkUpstreamGolden runs the one model in mdir on its upstream inputs
+// (<model>_input<k>_<dtype>.csv feeds input position k, whose dtype it must name) and requires
+// output 0 to equal <model>_golden_<dtype>.csv bit for bit. It returns false, having checked
+// nothing, when the model uses an op this build lacks.
+func checkUpstreamGolden(t *testing.T, mdir string) bool {
+	t.Helper()
+	models, _ := filepath.Glob(filepath.Join(mdir, "*.tflite"))
+	if len(models) != 1 {
+		t.Fatalf("%d models in %s, want 1", len(models), mdir)
+	}
+	ip, ok := runnable(t, models[0])
+	if !ok {
+		return false
+	}
+	inputs, _ := filepath.Glob(filepath.Join(mdir, "*_input*_*.csv"))
+	if len(inputs) != ip.NumInputs() {
+		t.Fatalf("%d input files for %d inputs", len(inputs), ip.NumInputs())
+	}
+	for _, f := range inputs {
+		m := inputCSV.FindStringSubmatch(f)
+		if m == nil {
+			t.Fatalf("input file %s: no input position in its name", f)
+		}
+		pos, _ := strconv.Atoi(m[1])
+		if pos >= ip.NumInputs() {
+			t.Fatalf("input file %s: position %d of %d inputs", f, pos, ip.NumInputs())
+		}
+		in := ip.Input(pos)
+		if m[2] != in.DType().String() {
+			t.Fatalf("input file %s holds %s, input %d is %s", f, m[2], pos, in)
+		}
+		oracletest.SetInts(t, in, oracletest.ReadCSVInts(t, f))
+	}
+	if err := ip.Invoke(); err != nil {
+		t.Fatalf("Invoke: %v", err)
+	}
+	out := ip.Output(0)
+	golden := strings.TrimSuffix(models[0], ".tflite") + "_golden_" + out.DType().String() + ".csv"
+	oracletest.EqualInts(t, oracletest.Ints(t, out), oracletest.ReadCSVInts(t, golden), "the upstream golden")
+	return true
 }
 
 // TestPersonDetectImages runs TFLite Micro's person_detection test: the two 96x96 grayscale
@@ -167,63 +207,6 @@ func runnable(t testing.TB, path string) (*tflite.Interpreter, bool) {
 		t.Fatalf("NewInterpreter %s: %v", path, err)
 	}
 	return ip, true
-}
-
-func readCSV(t *testing.T, path string) []int64 {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fields := strings.FieldsFunc(string(b), func(r rune) bool { return r == ',' || r == '\n' || r == '\r' || r == ' ' })
-	out := make([]int64, len(fields))
-	for i, f := range fields {
-		if out[i], err = strconv.ParseInt(f, 10, 64); err != nil {
-			t.Fatalf("%s: value %d: %v", path, i, err)
-		}
-	}
-	return out
-}
-
-func setInts(t *testing.T, dst *tensor.Tensor, vals []int64) {
-	t.Helper()
-	if len(vals) != dst.NumElements() {
-		t.Fatalf("input %q: %d values for %d elements", dst.Name(), len(vals), dst.NumElements())
-	}
-	for i, v := range vals {
-		switch dst.DType() {
-		case tensor.Int8:
-			dst.Int8()[i] = int8(v)
-		case tensor.Int16:
-			dst.Int16()[i] = int16(v)
-		case tensor.Int32:
-			dst.Int32()[i] = int32(v)
-		case tensor.Int64:
-			dst.Int64()[i] = v
-		default:
-			t.Fatalf("input %q: dtype %s not handled", dst.Name(), dst.DType())
-		}
-	}
-}
-
-func intValues(t *testing.T, src *tensor.Tensor) []int64 {
-	t.Helper()
-	out := make([]int64, src.NumElements())
-	for i := range out {
-		switch src.DType() {
-		case tensor.Int8:
-			out[i] = int64(src.Int8()[i])
-		case tensor.Int16:
-			out[i] = int64(src.Int16()[i])
-		case tensor.Int32:
-			out[i] = int64(src.Int32()[i])
-		case tensor.Int64:
-			out[i] = src.Int64()[i]
-		default:
-			t.Fatalf("output %q: dtype %s not handled", src.Name(), src.DType())
-		}
-	}
-	return out
 }
 
 // readBMP8 decodes an uncompressed 8-bit BMP into its pixel bytes, top row first (BMP stores

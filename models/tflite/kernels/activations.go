@@ -146,11 +146,7 @@ func reluKernel(lo, hi float64) tflite.Kernel {
 }
 
 func prepareReluQuant(q *requant, in, out *tensor.Tensor, lo, hi float64) error {
-	si, zi, err := quantParams(in)
-	if err != nil {
-		return err
-	}
-	so, zo, err := quantParams(out)
+	si, zi, so, zo, err := ioQuantParams(in, out)
 	if err != nil {
 		return err
 	}
@@ -203,11 +199,7 @@ func prepareLeakyRelu(n *tflite.Node) error {
 	switch in.DType() {
 	case tensor.Float32:
 	case tensor.Int8, tensor.Int16:
-		si, zi, err := quantParams(in)
-		if err != nil {
-			return fmt.Errorf("LEAKY_RELU: %w", err)
-		}
-		so, zo, err := quantParams(out)
+		si, zi, so, zo, err := ioQuantParams(in, out)
 		if err != nil {
 			return fmt.Errorf("LEAKY_RELU: %w", err)
 		}
@@ -363,11 +355,7 @@ func prepareElu(n *tflite.Node) error {
 		return nil
 	case tensor.Int8:
 		d := &eluData{}
-		si, zi, err := quantParams(in)
-		if err != nil {
-			return fmt.Errorf("ELU: %w", err)
-		}
-		so, zo, err := quantParams(out)
+		si, zi, so, zo, err := ioQuantParams(in, out)
 		if err != nil {
 			return fmt.Errorf("ELU: %w", err)
 		}

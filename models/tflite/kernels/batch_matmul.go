@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -89,7 +90,7 @@ func prepareBatchMatMul(n *tflite.Node) error {
 		want = append(want, d.batch[i])
 	}
 	want = append(want, d.rows, d.cols)
-	if !sameInts(out.Shape(), want) {
+	if !slices.Equal(out.Shape(), want) {
 		return fmt.Errorf("output %q has shape %v, want %v", out.Name(), out.Shape(), want)
 	}
 	if lhs.DType() != rhs.DType() || out.DType() != lhs.DType() {
@@ -123,18 +124,6 @@ func prepareBatchMatMul(n *tflite.Node) error {
 	}
 	n.Data = d
 	return nil
-}
-
-func sameInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func evalBatchMatMul(n *tflite.Node) error {

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -145,7 +146,7 @@ func preparePack(n *tflite.Node) error {
 		return err
 	}
 	for i, in := range n.Inputs {
-		if !equalShape(in.Shape(), first.Shape()) {
+		if !slices.Equal(in.Shape(), first.Shape()) {
 			return fmt.Errorf("input %d %q has shape %v, want %v", i, in.Name(), in.Shape(), first.Shape())
 		}
 	}

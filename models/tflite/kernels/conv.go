@@ -194,6 +194,35 @@ func (g *convGeom) prepareTypes(op string, in, filter, bias, out *tensor.Tensor,
 	return fmt.Errorf("input %q is %s, want float32, int8 or int16", in.Name(), in.DType())
 }
 
+// convRank4 requires a convolution's input, filter and output to be 4-D.
+func convRank4(in, filter, out *tensor.Tensor) error {
+	for _, c := range []struct {
+		t    *tensor.Tensor
+		what string
+	}{{in, "input"}, {filter, "filter"}, {out, "output"}} {
+		if err := rank4(c.t, c.what); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// spatial computes the output size and padding of CONV_2D and DEPTHWISE_CONV_2D from g's
+// input, filter, strides and dilations, and checks out's shape against them.
+func (g *convGeom) spatial(p schema.Padding, out *tensor.Tensor) error {
+	g.outH = computeOutSize(p, g.inH, g.fH, g.strideH, g.dilH)
+	g.outW = computeOutSize(p, g.inW, g.fW, g.strideW, g.dilW)
+	if g.outH <= 0 || g.outW <= 0 {
+		return fmt.Errorf("filter %dx%d (dilation %dx%d) larger than input %dx%d", g.fH, g.fW, g.dilH, g.dilW, g.inH, g.inW)
+	}
+	if err := checkOutShape(out, g.batches, g.outH, g.outW, g.outC); err != nil {
+		return err
+	}
+	g.padH = computePadding(g.strideH, g.dilH, g.inH, g.fH, g.outH)
+	g.padW = computePadding(g.strideW, g.dilW, g.inW, g.fW, g.outW)
+	return nil
+}
+
 // prepareConv checks CONV_2D: input [N,H,W,C], filter [OC,FH,FW,C], optional bias [OC],
 // output [N,OH,OW,OC].
 func prepareConv(n *tflite.Node) error {
@@ -205,13 +234,8 @@ func prepareConv(n *tflite.Node) error {
 	if !ok {
 		return fmt.Errorf("missing Conv2DOptions")
 	}
-	for _, c := range []struct {
-		t    *tensor.Tensor
-		what string
-	}{{in, "input"}, {filter, "filter"}, {out, "output"}} {
-		if err := rank4(c.t, c.what); err != nil {
-			return err
-		}
+	if err := convRank4(in, filter, out); err != nil {
+		return err
 	}
 	if err := checkStrides(o.StrideH, o.StrideW, o.DilationH, o.DilationW); err != nil {
 		return err
@@ -222,16 +246,9 @@ func prepareConv(n *tflite.Node) error {
 	if filter.Dim(3) != g.inC {
 		return fmt.Errorf("filter %q has %d input channels, input %q has %d (grouped convolution not supported)", filter.Name(), filter.Dim(3), in.Name(), g.inC)
 	}
-	g.outH = computeOutSize(o.Padding, g.inH, g.fH, g.strideH, g.dilH)
-	g.outW = computeOutSize(o.Padding, g.inW, g.fW, g.strideW, g.dilW)
-	if g.outH <= 0 || g.outW <= 0 {
-		return fmt.Errorf("filter %dx%d (dilation %dx%d) larger than input %dx%d", g.fH, g.fW, g.dilH, g.dilW, g.inH, g.inW)
-	}
-	if err := checkOutShape(out, g.batches, g.outH, g.outW, g.outC); err != nil {
+	if err := g.spatial(o.Padding, out); err != nil {
 		return err
 	}
-	g.padH = computePadding(g.strideH, g.dilH, g.inH, g.fH, g.outH)
-	g.padW = computePadding(g.strideW, g.dilW, g.inW, g.fW, g.outW)
 	if err := g.prepareTypes("CONV_2D", in, filter, bias, out, o.Activation, 0, g.outC); err != nil {
 		return err
 	}
@@ -396,13 +413,8 @@ func prepareDepthwise(n *tflite.Node) error {
 	if !ok {
 		return fmt.Errorf("missing DepthwiseConv2DOptions")
 	}
-	for _, c := range []struct {
-		t    *tensor.Tensor
-		what string
-	}{{in, "input"}, {filter, "filter"}, {out, "output"}} {
-		if err := rank4(c.t, c.what); err != nil {
-			return err
-		}
+	if err := convRank4(in, filter, out); err != nil {
+		return err
 	}
 	if err := checkStrides(o.StrideH, o.StrideW, o.DilationH, o.DilationW); err != nil {
 		return err
@@ -420,16 +432,9 @@ func prepareDepthwise(n *tflite.Node) error {
 	if o.DepthMultiplier > 0 && o.DepthMultiplier != g.depthMul {
 		return fmt.Errorf("depth_multiplier %d, but filter %q has %d channels for %d input channels", o.DepthMultiplier, filter.Name(), g.outC, g.inC)
 	}
-	g.outH = computeOutSize(o.Padding, g.inH, g.fH, g.strideH, g.dilH)
-	g.outW = computeOutSize(o.Padding, g.inW, g.fW, g.strideW, g.dilW)
-	if g.outH <= 0 || g.outW <= 0 {
-		return fmt.Errorf("filter %dx%d (dilation %dx%d) larger than input %dx%d", g.fH, g.fW, g.dilH, g.dilW, g.inH, g.inW)
-	}
-	if err := checkOutShape(out, g.batches, g.outH, g.outW, g.outC); err != nil {
+	if err := g.spatial(o.Padding, out); err != nil {
 		return err
 	}
-	g.padH = computePadding(g.strideH, g.dilH, g.inH, g.fH, g.outH)
-	g.padW = computePadding(g.strideW, g.dilW, g.inW, g.fW, g.outW)
 	if err := g.prepareTypes("DEPTHWISE_CONV_2D", in, filter, bias, out, o.Activation, 3, g.outC); err != nil {
 		return err
 	}
@@ -874,13 +879,8 @@ func prepareTransposeConv(n *tflite.Node) error {
 	if shape.DType() != tensor.Int32 || shape.NumElements() != 4 {
 		return fmt.Errorf("output_shape %q is %s with %d elements, want int32[4]", shape.Name(), shape.DType(), shape.NumElements())
 	}
-	for _, c := range []struct {
-		t    *tensor.Tensor
-		what string
-	}{{in, "input"}, {filter, "filter"}, {out, "output"}} {
-		if err := rank4(c.t, c.what); err != nil {
-			return err
-		}
+	if err := convRank4(in, filter, out); err != nil {
+		return err
 	}
 	if err := checkStrides(o.StrideH, o.StrideW, 1, 1); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -427,7 +428,7 @@ func prepareAddN(n *tflite.Node) error {
 		if in.DType() != first.DType() {
 			return fmt.Errorf("ADD_N: input %d %q is %s, input 0 is %s", i, in.Name(), in.DType(), first.DType())
 		}
-		if !sameShape(in.Shape(), first.Shape()) {
+		if !slices.Equal(in.Shape(), first.Shape()) {
 			return fmt.Errorf("ADD_N: input %d %q has shape %v, input 0 has %v", i, in.Name(), in.Shape(), first.Shape())
 		}
 	}
@@ -455,16 +456,4 @@ func addN[T float32 | int32](ins []*tensor.Tensor, z []T, view func(*tensor.Tens
 			z[i] += v
 		}
 	}
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -293,12 +294,12 @@ func prepareSelect(n *tflite.Node, v2 bool) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	} else {
-		if !sameShape(x.Shape(), y.Shape()) {
+		if !slices.Equal(x.Shape(), y.Shape()) {
 			return fmt.Errorf("%s: inputs %q %v and %q %v must have the same shape", name, x.Name(), x.Shape(), y.Name(), y.Shape())
 		}
 		shape = x.Shape()
 		switch {
-		case sameShape(c.Shape(), x.Shape()):
+		case slices.Equal(c.Shape(), x.Shape()):
 		case c.Rank() == 1 && x.Rank() > 1 && c.Dim(0) == x.Dim(0):
 			d.rankOne = true
 			if c.Dim(0) > 0 {

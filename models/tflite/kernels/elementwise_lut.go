@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -85,11 +86,7 @@ func transcKernel(name string, tanh bool, f func(float32) float32) tflite.Kernel
 // scale times 2^27 (4 integer bits) split by frexp into a Q31 multiplier and a left shift, and
 // the input radius beyond which the function saturates.
 func prepareTranscInt8(d *transcData, in, out *tensor.Tensor, tanh bool) error {
-	si, zi, err := quantParams(in)
-	if err != nil {
-		return err
-	}
-	so, zo, err := quantParams(out)
+	si, zi, so, zo, err := ioQuantParams(in, out)
 	if err != nil {
 		return err
 	}
@@ -128,11 +125,7 @@ func prepareTranscInt8(d *transcData, in, out *tensor.Tensor, tanh bool) error {
 // handled by a fixed multiplier of 3, or a general scale rescaled to 1/(3·4096) with an integer
 // multiplier below 2^15 and a right shift.
 func prepareTranscInt16(d *transcData, in, out *tensor.Tensor, tanh bool) error {
-	si, zi, err := quantParams(in)
-	if err != nil {
-		return err
-	}
-	so, zo, err := quantParams(out)
+	si, zi, so, zo, err := ioQuantParams(in, out)
 	if err != nil {
 		return err
 	}
@@ -340,11 +333,7 @@ func prepareHardSwish(n *tflite.Node) error {
 	default:
 		return fmt.Errorf("HARD_SWISH: type %s not supported (float32, int8)", in.DType())
 	}
-	si, zi, err := quantParams(in)
-	if err != nil {
-		return fmt.Errorf("HARD_SWISH: %w", err)
-	}
-	so, zo, err := quantParams(out)
+	si, zi, so, zo, err := ioQuantParams(in, out)
 	if err != nil {
 		return fmt.Errorf("HARD_SWISH: %w", err)
 	}
@@ -501,11 +490,7 @@ func prepareAbs(n *tflite.Node) error {
 			d.plain16 = true
 			break
 		}
-		si, zi, err := quantParams(in)
-		if err != nil {
-			return fmt.Errorf("ABS: %w", err)
-		}
-		so, zo, err := quantParams(out)
+		si, zi, so, zo, err := ioQuantParams(in, out)
 		if err != nil {
 			return fmt.Errorf("ABS: %w", err)
 		}
@@ -710,7 +695,7 @@ func prepareAddNAny(n *tflite.Node) error {
 		if in.DType() != tensor.Int8 {
 			return fmt.Errorf("ADD_N: input %d %q is %s, input 0 is int8", i+1, in.Name(), in.DType())
 		}
-		if !sameShape(in.Shape(), first.Shape()) {
+		if !slices.Equal(in.Shape(), first.Shape()) {
 			return fmt.Errorf("ADD_N: input %d %q has shape %v, input 0 has %v", i+1, in.Name(), in.Shape(), first.Shape())
 		}
 		s, z, err := quantParams(in)

@@ -2,11 +2,9 @@ package kernels_test
 
 import (
 	"math"
-	"strings"
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tensor"
-	"github.com/outpost-ml/outpost/models/tflite"
 	"github.com/outpost-ml/outpost/models/tflite/kernels"
 	"github.com/outpost-ml/outpost/models/tflite/oracletest"
 	"github.com/outpost-ml/outpost/models/tflite/schema"
@@ -17,8 +15,6 @@ import (
 // committed in testdata/ops/elementwise_q (see oracletest.OpCase for the workflow).
 
 const elementwiseQDir = "testdata/ops/elementwise_q"
-
-func i16Plain(shape ...int32) ts { return ts{typ: schema.TensorTypeInt16, shape: shape} }
 
 func elementwiseQCases() []oracletest.OpCase {
 	r := kernels.Builtins()
@@ -91,35 +87,7 @@ func TestElementwiseQOracle(t *testing.T) {
 
 // TestElementwiseQAllocs holds Invoke at zero allocations for every case.
 func TestElementwiseQAllocs(t *testing.T) {
-	for _, c := range elementwiseQCases() {
-		t.Run(c.Name, func(t *testing.T) {
-			ip := newOpInterpreter(t, c.Build)
-			if n := testing.AllocsPerRun(20, func() {
-				if err := ip.Invoke(); err != nil {
-					t.Fatal(err)
-				}
-			}); n != 0 {
-				t.Errorf("Invoke allocates %v times, want 0", n)
-			}
-		})
-	}
-}
-
-func newOpInterpreter(t *testing.T, build func() ([]byte, error)) *tflite.Interpreter {
-	t.Helper()
-	data, err := build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := tflite.Load(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ip
+	oracletest.RunAllocCases(t, elementwiseQCases(), nil)
 }
 
 // TestElementwiseQRejects checks that bad quantized models fail in NewInterpreter with one
@@ -130,11 +98,7 @@ func TestElementwiseQRejects(t *testing.T) {
 		t.q.ZeroPoint = []int64{zp}
 		return t
 	}
-	tests := []struct {
-		name  string
-		build func() ([]byte, error)
-		want  string
-	}{
+	runRejects(t, []rejectCase{
 		{"logistic i8 output zero point", unary(schema.OpLogistic, i8(0.1, 0, 4), i8(1.0/256, 0, 4)), "zero point -128"},
 		{"logistic i8 output scale", unary(schema.OpLogistic, i8(0.1, 0, 4), i8(0.01, -128, 4)), "scale 2^-8"},
 		{"tanh i8 output scale", unary(schema.OpTanh, i8(0.1, 0, 4), i8(1.0/256, 0, 4)), "scale 2^-7"},
@@ -161,35 +125,13 @@ func TestElementwiseQRejects(t *testing.T) {
 		{"add_n i8 output type", opModel(schema.OpAddN, 1, nil, []ts{i8(0.1, 0, 3), i8(0.1, 0, 3)}, i16(0.3, 3)), "output"},
 		{"add_n mixed types", opModel(schema.OpAddN, 1, nil, []ts{i8(0.1, 0, 3), f32(3)}, i8(0.3, 0, 3)), "input 1"},
 		{"add_n i8 tiny output scale", opModel(schema.OpAddN, 1, nil, []ts{i8(1, 0, 3), i8(1, 0, 3)}, i8(1e-9, 0, 3)), "too small"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			data, err := tc.build()
-			if err != nil {
-				t.Fatalf("build: %v", err)
-			}
-			m, err := tflite.Load(data)
-			if err != nil {
-				if strings.Contains(err.Error(), tc.want) {
-					return // the loader already refuses it, with the reason
-				}
-				t.Fatalf("Load: %v", err)
-			}
-			_, err = tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-			if err == nil {
-				t.Fatalf("NewInterpreter accepted the model, want an error containing %q", tc.want)
-			}
-			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || strings.Contains(msg, "panic") {
-				t.Errorf("error %q, want one line containing %q", msg, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // runInt8 runs a one-input int8 model on every int8 value (the tensor has 256 elements).
 func runInt8(t *testing.T, build func() ([]byte, error)) []int8 {
 	t.Helper()
-	ip := newOpInterpreter(t, build)
+	ip := opInterpreter(t, build)
 	in := ip.Input(0).Int8()
 	for i := range in {
 		in[i] = int8(i - 128)
@@ -295,7 +237,7 @@ func TestAddNInt8(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			q := func(s float32, zp int64) ts { return i8(s, zp, 4) }
-			ip := newOpInterpreter(t, opModel(schema.OpAddN, 1, nil, []ts{q(tc.scale, tc.zp), q(tc.scale, tc.zp), q(tc.scale, tc.zp)}, q(tc.outScale, tc.outZP)))
+			ip := opInterpreter(t, opModel(schema.OpAddN, 1, nil, []ts{q(tc.scale, tc.zp), q(tc.scale, tc.zp), q(tc.scale, tc.zp)}, q(tc.outScale, tc.outZP)))
 			for i, v := range []int8{tc.a, tc.b, tc.c} {
 				in := ip.Input(i).Int8()
 				for j := range in {
@@ -310,16 +252,14 @@ func TestAddNInt8(t *testing.T) {
 					t.Errorf("element %d: ADD_N(%d, %d, %d) = %d, want %d", j, tc.a, tc.b, tc.c, got, tc.want)
 				}
 			}
-			if n := testing.AllocsPerRun(10, func() { _ = ip.Invoke() }); n != 0 {
-				t.Errorf("Invoke allocates %v times, want 0", n)
-			}
+			oracletest.ZeroAllocs(t, ip)
 		})
 	}
 }
 
 // TestAbsInt16Plain checks unquantized int16 ABS, which TFLite Micro evaluates with std::abs.
 func TestAbsInt16Plain(t *testing.T) {
-	ip := newOpInterpreter(t, unary(schema.OpAbs, i16Plain(5), i16Plain(5)))
+	ip := opInterpreter(t, unary(schema.OpAbs, i16Plain(5), i16Plain(5)))
 	copy(ip.Input(0).Int16(), []int16{-3, 0, 7, -32767, -32768})
 	if err := ip.Invoke(); err != nil {
 		t.Fatal(err)
@@ -342,7 +282,7 @@ func TestAbsInt16Plain(t *testing.T) {
 // shift 0, each input halved with rounding (multiplier 1/2 of twice the common scale), the
 // difference squared and scaled by (2·0.001)²/0.01.
 func TestSquaredDifferenceInt16(t *testing.T) {
-	ip := newOpInterpreter(t, bin(schema.OpSquaredDifference, nil, i16(0.001, 3), i16(0.001, 1), i16(0.01, 3)))
+	ip := opInterpreter(t, bin(schema.OpSquaredDifference, nil, i16(0.001, 3), i16(0.001, 1), i16(0.01, 3)))
 	copy(ip.Input(0).Int16(), []int16{3000, 32767, 100})
 	ip.Input(1).Int16()[0] = -1000 // broadcast against all three
 	if err := ip.Invoke(); err != nil {

@@ -60,6 +60,17 @@ func quantParams(t *tensor.Tensor) (float32, int32, error) {
 	return s, zp, nil
 }
 
+// ioQuantParams is quantParams of an op's input and of its output.
+func ioQuantParams(in, out *tensor.Tensor) (si float32, zi int32, so float32, zo int32, err error) {
+	if si, zi, err = quantParams(in); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	if so, zo, err = quantParams(out); err != nil {
+		return 0, 0, 0, 0, err
+	}
+	return si, zi, so, zo, nil
+}
+
 // saturatingAdd16 is gemmlowp's SaturatingAdd on int16 raw values.
 func saturatingAdd16(a, b int16) int16 {
 	s := int32(a) + int32(b)

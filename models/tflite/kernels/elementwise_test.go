@@ -1,8 +1,7 @@
 package kernels_test
 
 import (
-	"encoding/binary"
-	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -19,65 +18,9 @@ import (
 
 const elementwiseDir = "testdata/ops/elementwise"
 
-// ts describes one tensor of a test model: a model input when data is nil, else a constant.
-type ts struct {
-	typ   schema.TensorType
-	shape []int32
-	q     *write.Quant
-	data  []byte
-}
-
-func f32(shape ...int32) ts { return ts{typ: schema.TensorTypeFloat32, shape: shape} }
-func i32(shape ...int32) ts { return ts{typ: schema.TensorTypeInt32, shape: shape} }
-func i64(shape ...int32) ts { return ts{typ: schema.TensorTypeInt64, shape: shape} }
-func boolT(shape ...int32) ts {
-	return ts{typ: schema.TensorTypeBool, shape: shape}
-}
-func i8(scale float32, zp int64, shape ...int32) ts {
-	return ts{typ: schema.TensorTypeInt8, shape: shape, q: &write.Quant{Scale: []float32{scale}, ZeroPoint: []int64{zp}}}
-}
-func i16(scale float32, shape ...int32) ts {
-	return ts{typ: schema.TensorTypeInt16, shape: shape, q: &write.Quant{Scale: []float32{scale}, ZeroPoint: []int64{0}}}
-}
-
-// withF32 makes t a constant holding vals.
-func (t ts) withF32(vals ...float32) ts {
-	t.data = make([]byte, 4*len(vals))
-	for i, v := range vals {
-		binary.LittleEndian.PutUint32(t.data[4*i:], math.Float32bits(v))
-	}
-	return t
-}
-
-func (t ts) withI8(vals ...int8) ts {
-	t.data = make([]byte, len(vals))
-	for i, v := range vals {
-		t.data[i] = byte(v)
-	}
-	return t
-}
-
 // opModel builds a one-op model: ins feed op, outs are its outputs and the model's outputs.
 func opModel(op schema.BuiltinOperator, version int32, opts write.Options, ins []ts, outs ...ts) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		m := write.NewModel("outpost elementwise test: " + op.String())
-		sg := m.Subgraph()
-		var inIdx, modelIn, outIdx []int32
-		for i, t := range ins {
-			idx := sg.AddTensor(write.Tensor{Name: "in" + string(rune('0'+i)), Type: t.typ, Shape: t.shape, Quant: t.q, Data: t.data})
-			inIdx = append(inIdx, idx)
-			if t.data == nil {
-				modelIn = append(modelIn, idx)
-			}
-		}
-		for i, t := range outs {
-			outIdx = append(outIdx, sg.AddTensor(write.Tensor{Name: "out" + string(rune('0'+i)), Type: t.typ, Shape: t.shape, Quant: t.q}))
-		}
-		sg.AddOp(op, version, inIdx, outIdx, opts)
-		sg.SetInputs(modelIn...)
-		sg.SetOutputs(outIdx...)
-		return m.Bytes()
-	}
+	return oneOpModel("outpost elementwise test: ", op, version, opts, named("in", ins, nil), named("out", outs, nil))
 }
 
 func unary(op schema.BuiltinOperator, in, out ts) func() ([]byte, error) {
@@ -231,47 +174,22 @@ func TestElementwiseOracle(t *testing.T) {
 
 // TestElementwiseAllocs holds Invoke at zero allocations for every elementwise case.
 func TestElementwiseAllocs(t *testing.T) {
-	for _, c := range elementwiseCases() {
-		t.Run(c.Name, func(t *testing.T) {
-			data, err := c.Build()
-			if err != nil {
-				t.Fatal(err)
+	oracletest.RunAllocCases(t, elementwiseCases(), func(ip *tflite.Interpreter) {
+		// Inputs stay zero except divisors, which must not be 0 for integer division.
+		for i := 0; i < ip.NumInputs(); i++ {
+			in := ip.Input(i)
+			for j := range in.Int32() {
+				in.Int32()[j] = 3
 			}
-			m, err := tflite.Load(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ip, err := tflite.NewInterpreter(m, c.Resolver, tflite.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Inputs stay zero except divisors, which must not be 0 for integer division.
-			for i := 0; i < ip.NumInputs(); i++ {
-				in := ip.Input(i)
-				for j := range in.Int32() {
-					in.Int32()[j] = 3
-				}
-			}
-			if n := testing.AllocsPerRun(20, func() {
-				if err := ip.Invoke(); err != nil {
-					t.Fatal(err)
-				}
-			}); n != 0 {
-				t.Errorf("Invoke allocates %v times, want 0", n)
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestElementwiseRejects checks that bad models fail in NewInterpreter with one clear line
 // naming the problem, never a panic.
 func TestElementwiseRejects(t *testing.T) {
 	none := schema.ActivationNone
-	tests := []struct {
-		name  string
-		build func() ([]byte, error)
-		want  string
-	}{
+	runRejects(t, []rejectCase{
 		{"add shapes", bin(schema.OpAdd, write.AddOptions(none), f32(2, 3), f32(4), f32(2, 3)), "do not broadcast"},
 		{"add types", bin(schema.OpAdd, write.AddOptions(none), f32(3), i32(3), f32(3)), "types must match"},
 		{"add rank 7", bin(schema.OpAdd, write.AddOptions(none), f32(1, 1, 1, 1, 1, 1, 2), f32(2), f32(1, 1, 1, 1, 1, 1, 2)), "rank 7"},
@@ -299,47 +217,14 @@ func TestElementwiseRejects(t *testing.T) {
 		{"elu i16", unary(schema.OpElu, i16(0.1, 3), i16(0.1, 3)), "not supported"},
 		{"cast string", unary(schema.OpCast, f32(3), ts{typ: schema.TensorTypeComplex64, shape: []int32{3}}), "not supported"},
 		{"relu6 i8 no quant", unary(schema.OpRelu6, ts{typ: schema.TensorTypeInt8, shape: []int32{3}}, i8(0.1, 0, 3)), "no quantization"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			data, err := tc.build()
-			if err != nil {
-				t.Fatalf("build: %v", err)
-			}
-			m, err := tflite.Load(data)
-			if err != nil {
-				if strings.Contains(err.Error(), tc.want) {
-					return // the loader already refuses it, with the reason
-				}
-				t.Fatalf("Load: %v", err)
-			}
-			_, err = tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-			if err == nil {
-				t.Fatalf("NewInterpreter accepted the model, want an error containing %q", tc.want)
-			}
-			if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || strings.Contains(msg, "panic") {
-				t.Errorf("error %q, want one line containing %q", msg, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // TestElementwiseDivByZero checks integer division by zero is an Invoke error, not a panic.
 func TestElementwiseDivByZero(t *testing.T) {
 	for _, op := range []schema.BuiltinOperator{schema.OpDiv, schema.OpFloorDiv, schema.OpFloorMod} {
 		t.Run(op.String(), func(t *testing.T) {
-			data, err := bin(op, nil, i32(3), i32(3), i32(3))()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := tflite.Load(data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ip := opInterpreter(t, bin(op, nil, i32(3), i32(3), i32(3)))
 			copy(ip.Input(0).Int32(), []int32{1, 2, 3})
 			copy(ip.Input(1).Int32(), []int32{1, 0, 3})
 			if err := ip.Invoke(); err == nil || !strings.Contains(err.Error(), "division by zero") {
@@ -363,7 +248,7 @@ func TestBroadcast(t *testing.T) {
 	}
 	for _, tc := range tests {
 		got, err := kernels.BroadcastShape(tc.a, tc.b)
-		if err != nil || !equalInts(got, tc.want) {
+		if err != nil || !slices.Equal(got, tc.want) {
 			t.Fatalf("BroadcastShape(%v, %v) = %v, %v; want %v", tc.a, tc.b, got, err, tc.want)
 		}
 		bc, err := kernels.NewBroadcast(got, tc.a, tc.b)
@@ -412,16 +297,4 @@ func ravel(idx, shape []int) int {
 		flat = flat*n + i
 	}
 	return flat
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -37,26 +37,7 @@ func absI32(v int32) uint32 {
 // sigmoidInt16 is reference_integer_ops::Logistic(input_multiplier 0, input_left_shift 0) in
 // place: Q3.12 in, Q0.15 out. Multiplier 0 means the power-of-two case, which scales by 3 (the
 // table covers [-10.7, 10.7] after the 3/4 scaling).
-func sigmoidInt16(v []int16) {
-	for i, x := range v {
-		in := int32(x) * 3
-		abs := absI32(in)
-		uh := abs >> 9
-		var r uint32
-		if uh >= 255 {
-			r = 0x7FFF << 10 // saturate
-		} else {
-			ua, ub := uint32(seqSigmoidLUT[uh]), uint32(seqSigmoidLUT[uh+1])
-			r = ua<<9 + (abs&0x1ff)*(ub-ua) // unsigned wrap-around as in C++
-		}
-		if in >= 0 {
-			r += 1 << 9
-		} else {
-			r = (1 << (16 + 9)) - r + (1 << 9) - 1
-		}
-		v[i] = int16(r >> 10)
-	}
-}
+func sigmoidInt16(v []int16) { logisticLUT16(3, 0, v, v) }
 
 // tanhInt16 is TFLM's lstm_internal::Tanh for a cell state scale of 2^scalePower, i.e.
 // reference_integer_ops::Tanh(input_multiplier, input_left_shift) with the left shift
@@ -70,28 +51,7 @@ func tanhInt16(scalePower int, in, out []int16) {
 	if mult == 0 { // power-of-two case of reference_integer_ops::Tanh
 		mult, shift = 3<<shift, 0
 	}
-	round := int32(0)
-	if shift > 0 {
-		round = 1 << (shift - 1)
-	}
-	for i, x := range in {
-		v := (int32(x)*mult + round) >> shift
-		abs := absI32(v)
-		uh := abs >> 8
-		var r int32
-		if uh >= 255 {
-			r = 0xFFFF << 8 // saturate
-		} else {
-			ua, ub := uint32(seqSigmoidLUT[uh]), uint32(seqSigmoidLUT[uh+1])
-			r = int32(ua<<8 + uint32(uint8(abs&0xFF))*(ub-ua))
-		}
-		if v >= 0 {
-			r = r - (1 << (14 + 9)) + (1 << (9 - 2))
-		} else {
-			r = -r + (1 << (14 + 9)) + (1 << (9 - 2)) - 1
-		}
-		out[i] = int16(r >> (9 - 1))
-	}
+	tanhLUT16(mult, shift, in, out)
 }
 
 // Typed views of scratch memory (16-byte aligned by the planner).

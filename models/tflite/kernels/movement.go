@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -158,23 +159,11 @@ func constInts(t *tensor.Tensor, what string) ([]int, error) {
 // any) agrees, so a model that declares a wrong output shape is rejected rather than trusted.
 func setOutShape(out *tensor.Tensor, want []int) error {
 	have := out.Shape()
-	if len(have) > 0 && !equalShape(have, want) && tensor.NumElements(have) != tensor.NumElements(want) {
+	if len(have) > 0 && !slices.Equal(have, want) && tensor.NumElements(have) != tensor.NumElements(want) {
 		return fmt.Errorf("output %q has shape %v, the op computes %v", out.Name(), have, want)
 	}
 	out.SetShape(want)
 	return nil
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // checkRank rejects ranks above what the reference kernels handle.

@@ -2,7 +2,6 @@ package kernels_test
 
 import (
 	"math"
-	"strings"
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -25,50 +24,6 @@ const sequenceDir = "testdata/ops/sequence"
 // else a constant.
 type sqT = write.Tensor
 
-// sqRand is a small deterministic generator for weights (xorshift32).
-type sqRand uint32
-
-func (r *sqRand) next() uint32 {
-	x := uint32(*r)
-	x ^= x << 13
-	x ^= x >> 17
-	x ^= x << 5
-	*r = sqRand(x)
-	return x
-}
-
-func (r *sqRand) f32s(n int, scale float32) []byte {
-	v := make([]float32, n)
-	for i := range v {
-		v[i] = scale * (float32(r.next()>>8)/float32(1<<24)*2 - 1)
-	}
-	return write.Float32s(v)
-}
-
-func (r *sqRand) i8s(n int) []byte {
-	v := make([]int8, n)
-	for i := range v {
-		v[i] = int8(r.next() >> 24)
-	}
-	return write.Int8s(v)
-}
-
-func (r *sqRand) i16s(n int, lim int) []byte {
-	v := make([]int16, n)
-	for i := range v {
-		v[i] = int16(int(r.next()%uint32(2*lim+1)) - lim)
-	}
-	return write.Int16s(v)
-}
-
-func (r *sqRand) i32s(n int, lim int) []byte {
-	v := make([]int32, n)
-	for i := range v {
-		v[i] = int32(int(r.next()%uint32(2*lim+1)) - lim)
-	}
-	return write.Int32s(v)
-}
-
 func sqQ(scale float32, zp int64) *write.Quant {
 	return &write.Quant{Scale: []float32{scale}, ZeroPoint: []int64{zp}}
 }
@@ -77,32 +32,10 @@ func sqF32(name string, shape ...int32) sqT {
 	return sqT{Name: name, Type: schema.TensorTypeFloat32, Shape: shape}
 }
 
-// sqOpModel builds a one-op model: ins feed the op (index -1 entries are omitted inputs, given
-// as a zero Tensor with Name "-"), outs are its outputs and the model's outputs.
+// sqOpModel builds a one-op model: ins feed the op (omitted inputs given as the Tensor
+// omitted), outs are its outputs and the model's outputs.
 func sqOpModel(op schema.BuiltinOperator, version int32, opts write.Options, ins []sqT, outs ...sqT) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		m := write.NewModel("outpost sequence test: " + op.String())
-		sg := m.Subgraph()
-		var inIdx, modelIn, outIdx []int32
-		for _, t := range ins {
-			if t.Name == "-" {
-				inIdx = append(inIdx, -1)
-				continue
-			}
-			idx := sg.AddTensor(t)
-			inIdx = append(inIdx, idx)
-			if t.Data == nil && !t.Variable {
-				modelIn = append(modelIn, idx)
-			}
-		}
-		for _, t := range outs {
-			outIdx = append(outIdx, sg.AddTensor(t))
-		}
-		sg.AddOp(op, version, inIdx, outIdx, opts)
-		sg.SetInputs(modelIn...)
-		sg.SetOutputs(outIdx...)
-		return m.Bytes()
-	}
+	return oneOpModel("outpost sequence test: ", op, version, opts, ins, outs)
 }
 
 func bmmCase(name string, adjX, adjY bool, lhs, rhs, out sqT) oracletest.OpCase {
@@ -111,9 +44,9 @@ func bmmCase(name string, adjX, adjY bool, lhs, rhs, out sqT) oracletest.OpCase 
 }
 
 func svdfFloatCase(name string, batch, nIn, filters, memory, rank int32, act schema.Activation, bias bool) oracletest.OpCase {
-	r := sqRand(uint32(7 + filters*memory))
+	r := xorshift(uint32(7 + filters*memory))
 	units := filters / rank
-	b := sqT{Name: "-"}
+	b := omitted
 	if bias {
 		b = sqT{Name: "bias", Type: schema.TensorTypeFloat32, Shape: []int32{units}, Data: r.f32s(int(units), 0.5)}
 	}
@@ -130,7 +63,7 @@ func svdfFloatCase(name string, batch, nIn, filters, memory, rank int32, act sch
 // svdfInt8Case is the int8 x int16-state SVDF of keyword-spotting models; the bias scale is
 // state scale x time-weights scale, as TFLM requires.
 func svdfInt8Case(name string, batch, nIn, filters, memory, rank int32, inZP, outZP int64) oracletest.OpCase {
-	r := sqRand(uint32(11 + filters*nIn))
+	r := xorshift(uint32(11 + filters*nIn))
 	units := filters / rank
 	const inS, wfS, stS, wtS, outS = 0.02, 0.01, 0.004, 0.0002, 0.003
 	return oracletest.OpCase{Name: name, Resolver: kernels.Builtins(),
@@ -146,14 +79,14 @@ func svdfInt8Case(name string, batch, nIn, filters, memory, rank int32, inZP, ou
 // lstmFloatCase is a float32 UNIDIRECTIONAL_SEQUENCE_LSTM with all 24 inputs, the unused
 // peephole, projection and layer-norm slots omitted.
 func lstmFloatCase(name string, timeMajor bool, d0, d1, nIn, nState int32, clip float32) oracletest.OpCase {
-	r := sqRand(uint32(3 + nIn*nState + d0))
+	r := xorshift(uint32(3 + nIn*nState + d0))
 	batch := d0
 	if timeMajor {
 		batch = d1
 	}
 	ins := make([]sqT, 24)
 	for i := range ins {
-		ins[i] = sqT{Name: "-"}
+		ins[i] = omitted
 	}
 	ins[0] = sqF32("input", d0, d1, nIn)
 	for i := 1; i <= 4; i++ {
@@ -169,7 +102,7 @@ func lstmFloatCase(name string, timeMajor bool, d0, d1, nIn, nState int32, clip 
 }
 
 func TestSequenceOps(t *testing.T) {
-	r := sqRand(99)
+	r := xorshift(99)
 	i8t := func(name string, s float32, zp int64, shape ...int32) sqT {
 		return sqT{Name: name, Type: schema.TensorTypeInt8, Shape: shape, Quant: sqQ(s, zp)}
 	}
@@ -328,27 +261,10 @@ func controlFlowCases() []oracletest.OpCase {
 	}
 }
 
-func newSeqInterpreter(t *testing.T, build func() ([]byte, error)) *tflite.Interpreter {
-	t.Helper()
-	data, err := build()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := tflite.Load(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ip
-}
-
 // TestResourceVariablesPersist checks state across Invokes (which the single-run oracle
 // goldens cannot): the accumulator keeps growing, ResetVariables re-runs CALL_ONCE.
 func TestResourceVariablesPersist(t *testing.T) {
-	ip := newSeqInterpreter(t, varModel)
+	ip := opInterpreter(t, varModel)
 	x := []float32{1, 2, 3, 4}
 	c := []float32{1, -2, 3, 0.25}
 	s := []float32{2, 2, -1, 10}
@@ -378,7 +294,7 @@ func TestResourceVariablesPersist(t *testing.T) {
 // TestLSTMStatePersists runs the float LSTM twice: the second run starts from the first run's
 // state, so outputs differ, and ResetVariables brings back the first run's outputs exactly.
 func TestLSTMStatePersists(t *testing.T) {
-	ip := newSeqInterpreter(t, lstmFloatCase("x", false, 2, 3, 4, 5, 0).Build)
+	ip := opInterpreter(t, lstmFloatCase("x", false, 2, 3, 4, 5, 0).Build)
 	run := func() []float32 {
 		in := ip.Input(0).Float32()
 		for i := range in {
@@ -406,26 +322,16 @@ func TestLSTMStatePersists(t *testing.T) {
 }
 
 func TestSequenceZeroAllocs(t *testing.T) {
-	for _, c := range []oracletest.OpCase{
+	oracletest.RunAllocCases(t, []oracletest.OpCase{
 		lstmFloatCase("lstm", false, 2, 3, 4, 5, 0),
 		svdfInt8Case("svdf", 1, 8, 4, 5, 1, 3, -5),
 		bmmCase("bmm", false, true, sqF32("lhs", 2, 3, 4), sqF32("rhs", 2, 5, 4), sqF32("out", 2, 3, 5)),
 		bmmCase("bmm16", false, false, sqT{Name: "l", Type: schema.TensorTypeInt16, Shape: []int32{2, 3}, Quant: sqQ(0.01, 0)},
 			sqT{Name: "r", Type: schema.TensorTypeInt16, Shape: []int32{3, 2}, Quant: sqQ(0.01, 0)}, sqT{Name: "o", Type: schema.TensorTypeInt16, Shape: []int32{2, 2}, Quant: sqQ(0.1, 0)}),
-		{Name: "while", Build: whileModel(4)},
-		{Name: "if", Build: ifModel(true)},
-		{Name: "vars", Build: varModel},
-	} {
-		t.Run(c.Name, func(t *testing.T) {
-			ip := newSeqInterpreter(t, c.Build)
-			if err := ip.Invoke(); err != nil {
-				t.Fatal(err)
-			}
-			if n := testing.AllocsPerRun(20, func() { _ = ip.Invoke() }); n != 0 {
-				t.Fatalf("Invoke allocates %v times, want 0", n)
-			}
-		})
-	}
+		{Name: "while", Build: whileModel(4), Resolver: kernels.Builtins()},
+		{Name: "if", Build: ifModel(true), Resolver: kernels.Builtins()},
+		{Name: "vars", Build: varModel, Resolver: kernels.Builtins()},
+	}, nil)
 }
 
 // TestSequenceRejects: bad models fail NewInterpreter (or Load) with a one-line error naming
@@ -472,11 +378,7 @@ func TestSequenceRejects(t *testing.T) {
 		sub.SetOutputs(x)
 		return m.Bytes()
 	}
-	for _, tc := range []struct {
-		name  string
-		build func() ([]byte, error)
-		want  string
-	}{
+	runRejects(t, []rejectCase{
 		{"recursive_if", recursive, "recursive subgraph call"},
 		{"deep_call_chain", deep, "nest deeper than"},
 		{"if_branch_shape", ifMismatch, "does not match"},
@@ -484,24 +386,7 @@ func TestSequenceRejects(t *testing.T) {
 		{"bmm_output_shape", bmmCase("x", false, false, sqF32("l", 2, 3), sqF32("r", 3, 2), sqF32("o", 2, 3)).Build, "want [2 2]"},
 		{"bmm_batch_broadcast", bmmCase("x", false, false, sqF32("l", 2, 2, 3), sqF32("r", 3, 3, 2), sqF32("o", 3, 2, 2)).Build, "do not broadcast"},
 		{"svdf_rank", svdfFloatCase("x", 1, 3, 4, 3, 3, schema.ActivationNone, false).Build, "rank 3 does not divide"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			data, err := tc.build()
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := tflite.Load(data)
-			if err == nil {
-				_, err = tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
-			}
-			if err == nil {
-				t.Fatalf("accepted, want an error containing %q", tc.want)
-			}
-			if !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
-				t.Fatalf("error %q, want one line containing %q", err, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // TestSigmoidTanhInt16 pins the int16 LUT activations against their float definitions: the

@@ -76,14 +76,7 @@ func RunOpCases(t *testing.T, dir string, cases []OpCase) {
 			if run.Error != "" {
 				t.Fatalf("the official runtime failed on this model: %s", run.Error)
 			}
-			m, err := tflite.Load(data)
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			ip, err := tflite.NewInterpreter(m, c.Resolver, tflite.Options{})
-			if err != nil {
-				t.Fatalf("NewInterpreter: %v", err)
-			}
+			ip := NewInterpreter(t, data, c.Resolver)
 			SetInputs(t, ip, run)
 			if err := ip.Invoke(); err != nil {
 				t.Fatalf("Invoke: %v", err)

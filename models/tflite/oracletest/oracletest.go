@@ -1,7 +1,9 @@
 // Package oracletest holds the test helpers that compare the pure-Go interpreter with the
 // official TFLite runtime's outputs (the oracle, ../shared/oracle): reading the oracle's JSON,
-// feeding its inputs to an Interpreter, comparing outputs within the numerics contract, and the
-// single-op model harness (OpCase). Only tests import it.
+// feeding its inputs to an Interpreter, comparing outputs within the numerics contract, the
+// single-op model harness (OpCase), and the checks every interpreter test repeats (harness.go:
+// building an interpreter, zero-allocation Invoke, one-line rejection of a bad model, TFLite
+// Micro's csv test vectors). Only tests import it.
 package oracletest
 
 import (
@@ -11,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tensor"
@@ -212,7 +215,7 @@ func Compare(t testing.TB, ip *tflite.Interpreter, want []Tensor, tol func(tenso
 			t.Errorf("output %d dtype %s, oracle %s", w.Position, out.DType(), w.DType)
 			continue
 		}
-		if w.Shape != nil && !equalInts(out.Shape(), w.Shape) {
+		if w.Shape != nil && !slices.Equal(out.Shape(), w.Shape) {
 			t.Errorf("output %d shape %v, oracle %v", w.Position, out.Shape(), w.Shape)
 			continue
 		}
@@ -246,18 +249,6 @@ func Compare(t testing.TB, ip *tflite.Interpreter, want []Tensor, tol func(tenso
 			t.Errorf("output %d: %d of %d elements outside tolerance %+v", w.Position, bad, len(got), tl)
 		}
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // ReadJSON decodes the file at path into v; false when the file does not exist.
