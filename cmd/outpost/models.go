@@ -184,7 +184,7 @@ func newModelsBuildCmd() *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&tfl, "tflite", "", "the .tflite model (required)")
 	f.StringVar(&man, "manifest", "", "the manifest JSON describing it (required)")
-	f.StringVar(&key, "key", "", "PEM ed25519 private key from `outpost keys gen` (required)")
+	f.StringVar(&key, "key", "", "PEM ed25519 private key `file` from outpost keys gen (required)")
 	f.StringVar(&out, "out", "", "package file to write (default NAME-VERSION.opkg in the current directory)")
 	for _, r := range []string{"tflite", "manifest", "key"} {
 		_ = c.MarkFlagRequired(r)
