@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,7 +104,8 @@ type Agent struct {
 	perSecond    float64                    // inference rate over the last health interval
 	sensorStatus string
 	lastErr      string
-	cpuPercent   float64 // this process's CPU use over the last health interval, % of one core
+	lastErrAt    time.Time // when lastErr happened
+	cpuPercent   float64   // this process's CPU use over the last health interval, % of one core
 }
 
 // New checks opts and returns an Agent ready to Run. It starts nothing.
@@ -119,10 +122,15 @@ func New(opts Options) (*Agent, error) {
 	}
 	info := opts.Source.Info()
 	if info.Channels != spec.Channels {
-		return nil, fmt.Errorf("new agent: sensor %s gives %d channels, model wants %d", info.Kind, info.Channels, spec.Channels)
+		return nil, fmt.Errorf("new agent: sensor %s gives %d channels (%s), model wants %d",
+			info.Kind, info.Channels, strings.Join(info.ChannelNames(), ", "), spec.Channels)
 	}
 	if !(info.RateHz > 0) || info.RateHz > 100000 {
 		return nil, fmt.Errorf("new agent: sensor %s rate %v Hz out of range (0, 100000]", info.Kind, info.RateHz)
+	}
+	// ReadHz paces reads; the data's rate (RateHz) is what the model must match below.
+	if r := info.ReadHz; r != 0 && !math.IsInf(r, 1) && (!(r > 0) || r > 100000) {
+		return nil, fmt.Errorf("new agent: sensor %s read rate %v Hz out of range (0, 100000] (0: its sample rate, +Inf: as fast as possible)", info.Kind, r)
 	}
 	if spec.SampleRateHz > 0 && math.Abs(info.RateHz-spec.SampleRateHz) > 1e-9*spec.SampleRateHz {
 		return nil, fmt.Errorf("new agent: sensor %s samples at %v Hz, model was trained at %v Hz", info.Kind, info.RateHz, spec.SampleRateHz)
@@ -208,25 +216,55 @@ func (a *Agent) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// runSample reads the sensor at its rate until ctx ends.
+// unpacedYield is how many reads an unpaced sample loop makes between two explicit yields to
+// the scheduler, so replaying a file as fast as possible leaves the other loops CPU time.
+const unpacedYield = 64
+
+// runSample reads the sensor until ctx ends: every Info().ReadInterval(), or, for a source
+// that is read as fast as possible (a replay at speed=max), back to back, waiting for the
+// infer loop instead of dropping samples.
 func (a *Agent) runSample(ctx context.Context, out chan<- sample) error {
 	info := a.opts.Source.Info()
-	interval := time.Duration(float64(time.Second) / info.RateHz)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	interval := info.ReadInterval()
+	var tick <-chan time.Time
+	if interval > 0 {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	wait := time.NewTimer(0) // unpaced: sleeps out a failing sensor's backoff
+	defer wait.Stop()
 	buf := make([]float32, info.Channels)
 	var (
 		backoff time.Duration
 		retryAt time.Time
-		ok      bool // last read succeeded
+		ok      bool   // last read succeeded
+		reads   uint64 // reads since start, for the unpaced yield
 	)
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-tick.C:
-			if now.Before(retryAt) {
-				continue
+		if tick != nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case now := <-tick:
+				if now.Before(retryAt) {
+					continue
+				}
+			}
+		} else {
+			if d := time.Until(retryAt); d > 0 {
+				wait.Reset(d)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-wait.C:
+				}
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if reads++; reads%unpacedYield == 0 {
+				runtime.Gosched()
 			}
 		}
 		t, err := a.opts.Source.Read(ctx, buf)
@@ -251,8 +289,18 @@ func (a *Agent) runSample(ctx context.Context, out chan<- sample) error {
 			a.sensorStatus = "ok"
 			a.mu.Unlock()
 		}
+		s := sample{t: t, vals: slices.Clone(buf)}
+		if tick == nil {
+			// An unpaced source can wait: nothing is lost by reading it later.
+			select {
+			case out <- s:
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
 		select {
-		case out <- sample{t: t, vals: slices.Clone(buf)}:
+		case out <- s:
 		default:
 			if a.samplesDropped.Add(1) == 1 {
 				a.log.Warn("inference is falling behind the sensor; dropping samples")
@@ -475,6 +523,7 @@ func (a *Agent) runHealth(ctx context.Context) error {
 func (a *Agent) setLastErr(err error) {
 	a.mu.Lock()
 	a.lastErr = err.Error()
+	a.lastErrAt = time.Now()
 	a.mu.Unlock()
 }
 
@@ -521,6 +570,7 @@ type Stats struct {
 	SensorStatus   string
 	Connected      bool
 	LastError      string
+	LastErrorAt    time.Time // zero when LastError is empty
 }
 
 // Stats returns a snapshot; it is safe to call from any goroutine.
@@ -549,6 +599,7 @@ func (a *Agent) Stats() Stats {
 	s.P50, s.P95, s.P99 = a.percentilesLocked()
 	s.SensorStatus = a.sensorStatus
 	s.LastError = a.lastErr
+	s.LastErrorAt = a.lastErrAt
 	return s
 }
 
@@ -576,6 +627,9 @@ func (a *Agent) Health() wire.Health {
 		LastError:      s.LastError,
 		SamplesDropped: s.SamplesDropped,
 		PredictErrors:  s.PredictErrors,
+	}
+	if !s.LastErrorAt.IsZero() {
+		h.LastErrorAt = s.LastErrorAt.UTC()
 	}
 	if !s.Oldest.IsZero() {
 		h.OldestBufferedS = max(now.Sub(s.Oldest).Seconds(), 0)

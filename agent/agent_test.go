@@ -86,7 +86,11 @@ func TestNewRejects(t *testing.T) {
 		{"no uplink", func(r *rig) { r.opts.Uplink = nil }, "required"},
 		{"rate mismatch", func(r *rig) { r.src.rate = 100 }, "trained at 500 Hz"},
 		{"zero rate", func(r *rig) { r.src.rate = 0; r.pred.spec.SampleRateHz = 0 }, "out of range"},
-		{"channels", func(r *rig) { r.pred.spec.Channels = 3; r.pred.spec.Mean, r.pred.spec.Std = nil, nil }, "gives 1 channels, model wants 3"},
+		{"negative read rate", func(r *rig) { r.src.read = -1 }, "read rate -1 Hz out of range"},
+		{"read rate too high", func(r *rig) { r.src.read = 2e5 }, "read rate 200000 Hz out of range"},
+		// Reading faster (a replay at speed 2) does not change the data's rate.
+		{"rate mismatch read fast", func(r *rig) { r.src.rate, r.src.read = 250, 500 }, "samples at 250 Hz, model was trained at 500 Hz"},
+		{"channels", func(r *rig) { r.pred.spec.Channels = 3; r.pred.spec.Mean, r.pred.spec.Std = nil, nil }, "gives 1 channels (fake.0), model wants 3"},
 		{"stride", func(r *rig) { r.pred.spec.Stride = 0 }, "stride 0"},
 		{"window", func(r *rig) { r.pred.spec.Window = 0 }, "window 0"},
 		{"std", func(r *rig) { r.pred.spec.Std = []float32{0} }, "std of channel 0"},

@@ -23,7 +23,8 @@ import (
 // that read fails.
 type fakeSource struct {
 	rate  float64
-	limit int // after this many reads, Read blocks until ctx ends; 0 means no limit
+	read  float64 // Info().ReadHz
+	limit int     // after this many reads, Read blocks until ctx ends; 0 means no limit
 	mu    sync.Mutex
 	n     int
 	fail  func(n int) bool
@@ -49,7 +50,7 @@ func (s *fakeSource) Read(ctx context.Context, dst []float32) (time.Time, error)
 	return time.Now(), nil
 }
 func (s *fakeSource) Info() sensor.Info {
-	return sensor.Info{Kind: "fake", RateHz: s.rate, Channels: 1}
+	return sensor.Info{Kind: "fake", RateHz: s.rate, ReadHz: s.read, Channels: 1}
 }
 func (s *fakeSource) Close() error { return nil }
 

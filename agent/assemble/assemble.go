@@ -30,14 +30,17 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
-// Config describes one device. DeviceID, Broker, ModelPath, Sensor and DataDir are required.
+// Config describes one device. DeviceID, Broker, ModelPath, Sensors and DataDir are required.
 type Config struct {
 	DeviceID     string
 	Broker       string // tcp://host:port
 	ModelPath    string // .tflite file
 	ManifestPath string // default: ModelPath with .json for .tflite
-	Sensor       string // sensor spec, e.g. "sim:vibration?seed=3"
-	DataDir      string // holds buffer.db; created if missing
+	// Sensors are sensor specs, e.g. "sim:vibration?seed=3". Several are read together as
+	// one source (sensor.Combine): each sample holds their channels in this order, and the
+	// model's manifest must list that many channels.
+	Sensors []string
+	DataDir string // holds buffer.db; created if missing
 
 	HealthInterval time.Duration // default agent.DefaultHealthInterval
 	MaxBuffered    int           // unacked results kept; default boltbuf.DefaultMaxResults
@@ -61,8 +64,10 @@ const ShutdownTimeout = 3 * time.Second
 
 // Device is an assembled agent with the adapters it owns.
 type Device struct {
-	Agent     *agent.Agent
-	Source    sensor.Source // *simsensor.Vibration for sim:vibration, e.g. to inject faults
+	Agent *agent.Agent
+	// Source is the opened sensor, e.g. a *simsensor.Vibration for sim:vibration to inject
+	// faults into; with several Sensors a *sensor.Combined whose Sources are in that order.
+	Source    sensor.Source
 	Predictor *tfpredict.Predictor
 	Buffer    *boltbuf.Buffer
 	Link      *mqttlink.Link
@@ -82,7 +87,7 @@ func New(cfg Config) (_ *Device, err error) {
 		return nil, errors.New("no broker given")
 	case cfg.ModelPath == "":
 		return nil, errors.New("no model given")
-	case cfg.Sensor == "":
+	case len(cfg.Sensors) == 0:
 		return nil, errors.New("no sensor given")
 	case cfg.DataDir == "":
 		return nil, errors.New("no data dir given")
@@ -101,7 +106,7 @@ func New(cfg Config) (_ *Device, err error) {
 	if d.Predictor, err = tfpredict.Load(cfg.ModelPath, cfg.ManifestPath); err != nil {
 		return nil, err
 	}
-	if d.Source, err = sensor.Open(cfg.Sensor); err != nil {
+	if d.Source, err = openSensors(cfg.Sensors); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -142,6 +147,34 @@ func New(cfg Config) (_ *Device, err error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// openSensors opens every spec and, for more than one, combines them; on error it closes what
+// it opened.
+func openSensors(specs []string) (_ sensor.Source, err error) {
+	srcs := make([]sensor.Source, 0, len(specs))
+	defer func() {
+		if err != nil {
+			for _, s := range srcs {
+				_ = s.Close() // the open error is the one worth reporting
+			}
+		}
+	}()
+	for _, spec := range specs {
+		src, err := sensor.Open(spec)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, src)
+	}
+	if len(srcs) == 1 {
+		return srcs[0], nil
+	}
+	c, err := sensor.Combine(srcs...)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Run connects and runs the agent until ctx ends. On the way out every inferred result is

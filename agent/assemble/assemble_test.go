@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-ml/outpost/agent/assemble"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
+	"github.com/outpost-ml/outpost/agent/sensor"
 	"github.com/outpost-ml/outpost/agent/sensor/simsensor"
 	"github.com/outpost-ml/outpost/fleet/wire"
 	"github.com/outpost-ml/outpost/models/sim"
@@ -112,9 +113,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func config(broker, id, dir, sensor string) assemble.Config {
+func config(broker, id, dir string, sensors ...string) assemble.Config {
 	return assemble.Config{
-		DeviceID: id, Broker: broker, ModelPath: sampleModel, Sensor: sensor, DataDir: dir,
+		DeviceID: id, Broker: broker, ModelPath: sampleModel, Sensors: sensors, DataDir: dir,
 		HealthInterval: 200 * time.Millisecond, AgentVersion: "test",
 		Link: mqttlink.Options{ConnectRetryInterval: 100 * time.Millisecond, MaxReconnectInterval: 300 * time.Millisecond},
 	}
@@ -201,6 +202,25 @@ func TestDevicesEndToEnd(t *testing.T) {
 	}
 }
 
+// Three --sensor specs feed the 3-channel activity model as one source, channels in order.
+func TestCombinedSensors(t *testing.T) {
+	broker := startBroker(t)
+	cfg := config(broker, "dev-c", t.TempDir(),
+		"sim:temperature?rate=25&seed=1&mean=10", "sim:temperature?rate=25&seed=2&mean=20", "sim:temperature?rate=25&seed=3&mean=30")
+	cfg.ModelPath = "../../models/sample/activity-f32.tflite"
+	d, stop := runDevice(t, cfg)
+	c, ok := d.Source.(*sensor.Combined)
+	if !ok || len(c.Sources()) != 3 || c.Info().Channels != 3 || c.Info().RateHz != 25 {
+		t.Fatalf("Source = %T %+v, want a 3-channel *sensor.Combined at 25 Hz", d.Source, d.Source.Info())
+	}
+	// A 50-sample window at 25 Hz: the first result after 2 s.
+	eventually(t, "a result from the combined source", func() bool { return d.Agent.Stats().LastSeq >= 1 })
+	stop()
+	if st := d.Agent.Stats(); st.SensorErrors != 0 || st.PredictErrors != 0 {
+		t.Fatalf("stats %+v, want no errors", st)
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "file")
@@ -229,8 +249,16 @@ func TestNewErrors(t *testing.T) {
 		{"bad id", func(c *assemble.Config) { c.DeviceID = "a#b" }, "device id"},
 		{"no model", func(c *assemble.Config) { c.ModelPath = "" }, "no model"},
 		{"missing model", func(c *assemble.Config) { c.ModelPath = filepath.Join(dir, "x.tflite") }, "read model"},
-		{"bad sensor", func(c *assemble.Config) { c.Sensor = "gpio:7" }, `unknown kind "gpio:7"`},
-		{"rate mismatch", func(c *assemble.Config) { c.Sensor = "sim:vibration?rate=100" }, "trained at 50 Hz"},
+		{"no sensor", func(c *assemble.Config) { c.Sensors = nil }, "no sensor given"},
+		{"bad sensor", func(c *assemble.Config) { c.Sensors = []string{"gpio:7"} }, `unknown kind "gpio:7"`},
+		{"bad second sensor", func(c *assemble.Config) { c.Sensors = []string{"sim:vibration", "sim:nope"} }, `unknown kind "sim:nope"`},
+		{"rate mismatch", func(c *assemble.Config) { c.Sensors = []string{"sim:vibration?rate=100"} }, "trained at 50 Hz"},
+		{"combined rates differ", func(c *assemble.Config) {
+			c.Sensors = []string{"sim:vibration", "sim:temperature?rate=10"}
+		}, "sim:vibration samples at 50 Hz but sim:temperature at 10 Hz"},
+		{"combined channels", func(c *assemble.Config) {
+			c.Sensors = []string{"sim:vibration", "sim:temperature?rate=50"}
+		}, "sensor sim:vibration+sim:temperature gives 2 channels (sim:vibration.0, sim:temperature.0), model wants 1"},
 		{"data dir is a file", func(c *assemble.Config) { c.DataDir = file }, "not a directory"},
 		{"data dir in use", func(c *assemble.Config) { c.DataDir = filepath.Join(dir, "held") }, "locked by another process"},
 		{"bad broker", func(c *assemble.Config) { c.Broker = "http://x:1" }, "scheme"},

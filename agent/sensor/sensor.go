@@ -9,6 +9,7 @@ package sensor
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"strings"
@@ -18,13 +19,45 @@ import (
 
 // Info describes a Source.
 type Info struct {
-	Kind     string  // the registered kind it was opened with
-	RateHz   float64 // samples per second the source should be read at
-	Channels int     // values per sample
+	Kind string // the registered kind it was opened with
+	// RateHz is the data's sample rate in samples per second: the rate a model reading this
+	// source must have been trained at.
+	RateHz float64
+	// ReadHz is how often the caller should read, in reads per second, when that differs
+	// from RateHz: a replay at speed 2 has twice its RateHz, and +Inf means as fast as
+	// possible (the caller then also waits for its consumer rather than drop samples).
+	// 0 means RateHz, which is right for every live sensor.
+	ReadHz   float64
+	Channels int      // values per sample
+	Names    []string // channel names, len Channels; nil when the driver names none
 }
 
-// Source produces samples. The caller paces reads (at Info().RateHz); a Source must not sleep
-// to pace itself. Read and Close are called from one goroutine.
+// ReadInterval returns the time between two reads, or 0 for as fast as possible.
+func (i Info) ReadInterval() time.Duration {
+	hz := i.ReadHz
+	if hz == 0 {
+		hz = i.RateHz
+	}
+	if math.IsInf(hz, 1) || !(hz > 0) {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / hz)
+}
+
+// ChannelNames returns Names, or KIND.0, KIND.1, … when the driver names no channels.
+func (i Info) ChannelNames() []string {
+	if len(i.Names) == i.Channels {
+		return slices.Clone(i.Names)
+	}
+	names := make([]string, i.Channels)
+	for c := range names {
+		names[c] = fmt.Sprintf("%s.%d", i.Kind, c)
+	}
+	return names
+}
+
+// Source produces samples. The caller paces reads (see Info.ReadInterval); a Source must not
+// sleep to pace itself. Read and Close are called from one goroutine.
 type Source interface {
 	// Read fills dst (len Info().Channels) with one sample and returns when it was taken.
 	// It blocks at most until ctx ends. An error is transient unless the caller decides

@@ -60,7 +60,9 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.DeviceID, "id", "", "device `ID`: 1-64 of A-Z a-z 0-9 . _ - (required)")
 	fs.StringVar(&c.ModelPath, "model", "", "TensorFlow Lite model `file` (required)")
 	fs.StringVar(&c.ManifestPath, "manifest", "", "model manifest `file` (default: the model path with .json for .tflite)")
-	fs.StringVar(&c.Sensor, "sensor", "sim:vibration", "sensor `spec` KIND[?ARGS], e.g. sim:vibration?seed=3&fault=bearing; kinds: "+strings.Join(sensor.Kinds(), ", "))
+	sensors := &specList{specs: []string{defaultSensor}}
+	fs.Var(sensors, "sensor", "sensor `spec` KIND[?ARGS], e.g. sim:vibration?seed=3&fault=bearing; repeat it to read several sensors\n"+
+		"as one sample, channels in flag order (all at one rate); kinds: "+strings.Join(sensor.Kinds(), ", "))
 	fs.StringVar(&c.DataDir, "data-dir", "", "`directory` for the result buffer; created if missing (required)")
 	fs.DurationVar(&c.HealthInterval, "health-interval", agent.DefaultHealthInterval, "time between health reports")
 	fs.IntVar(&c.MaxBuffered, "max-buffered", boltbuf.DefaultMaxResults, "most unacknowledged results kept; the retention policy drops beyond it")
@@ -85,6 +87,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	if c.showVersion {
 		return &c, nil
 	}
+	c.Sensors = sensors.specs
 	switch {
 	case fs.NArg() > 0:
 		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
@@ -115,6 +118,34 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	return &c, nil
 }
 
+// defaultSensor is read when no --sensor is given.
+const defaultSensor = "sim:vibration"
+
+// specList is the repeatable --sensor flag: the first use replaces the default, later ones
+// append.
+type specList struct {
+	specs []string
+	set   bool // a --sensor was given
+}
+
+func (l *specList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.specs, " ")
+}
+
+func (l *specList) Set(spec string) error {
+	if spec == "" {
+		return errors.New("empty sensor spec")
+	}
+	if !l.set {
+		l.specs, l.set = nil, true
+	}
+	l.specs = append(l.specs, spec)
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c, err := parse(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -139,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	m := dev.Predictor.Model()
 	log.Info("outpost-agent starting", "version", version, "model", m.String(), "sha256", m.SHA256,
-		"sensor", c.Sensor, "broker", c.Broker, "data_dir", c.DataDir)
+		"sensor", strings.Join(c.Sensors, " + "), "channels", strings.Join(dev.Source.Info().ChannelNames(), ","), "broker", c.Broker, "data_dir", c.DataDir)
 	start := time.Now()
 	if err := dev.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "outpost-agent: %v\n", err)

@@ -3,8 +3,10 @@ package main_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -129,6 +131,12 @@ func TestBadInput(t *testing.T) {
 		{"missing manifest", []string{"--id", "d", "--model", sampleModel, "--manifest", file + ".json", "--data-dir", dir}, 1, "read manifest"},
 		{"bad id", []string{"--id", "a/b", "--model", sampleModel, "--data-dir", dir}, 1, "device id"},
 		{"bad sensor", append(good, "--sensor", "sim:vibration?fault=rust"), 1, `fault "rust"`},
+		{"empty sensor", append(good, "--sensor", ""), 2, "empty sensor spec"},
+		{"bad second sensor", append(good, "--sensor", "sim:vibration", "--sensor", "sim:nope"), 1, `unknown kind "sim:nope"`},
+		{"sensor rates differ", append(good, "--sensor", "sim:vibration", "--sensor", "sim:temperature?rate=10"), 1,
+			"sim:vibration samples at 50 Hz but sim:temperature at 10 Hz"},
+		{"too many channels", append(good, "--sensor", "sim:vibration", "--sensor", "sim:temperature?rate=50"), 1,
+			"gives 2 channels (sim:vibration.0, sim:temperature.0), model wants 1"},
 		{"data dir is a file", []string{"--id", "d", "--model", sampleModel, "--data-dir", file}, 1, "not a directory"},
 		{"bad broker", append(good, "--broker", "localhost:1883"), 1, "broker"},
 		{"bad buffer bytes", append(good, "--max-buffered-bytes", "0"), 2, "--max-buffered-bytes 0 must be positive"},
@@ -301,6 +309,68 @@ func TestRunAgainstBroker(t *testing.T) {
 	defer b.Close()
 	if st := b.Stats(); st.LastSeq < 2 || st.AckedSeq < 2 || st.Len != st.LastSeq-st.AckedSeq {
 		t.Fatalf("buffer after stop: %+v", st)
+	}
+}
+
+// TestSensorFlags runs the binary with a recording replayed as fast as possible, and with
+// three --sensor flags feeding the 3-channel activity model; no broker is needed to see the
+// results committed.
+func TestSensorFlags(t *testing.T) {
+	dir := t.TempDir()
+	var rec strings.Builder
+	rec.WriteString("timestamp,accel\n")
+	for i := range 500 { // 10 s at 50 Hz
+		fmt.Fprintf(&rec, "%.2f,%.3f\n", float64(i)*0.02, math.Sin(float64(i)/3))
+	}
+	recPath := filepath.Join(dir, "rec.csv")
+	if err := os.WriteFile(recPath, []byte(rec.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		channel string // in the startup log line
+		lastSeq int    // results expected, or 0 for "some"
+	}{
+		// 64-sample windows every 32 samples over 500 rows: 14 results.
+		{"replay at max", []string{"--model", sampleModel, "--sensor", "replay?speed=max&file=" + recPath}, "channels=accel", 14},
+		{"three sensors", []string{"--model", "../../models/sample/activity-f32.tflite",
+			"--sensor", "sim:temperature?rate=25&seed=1", "--sensor", "sim:temperature?rate=25&seed=2", "--sensor", "sim:temperature?rate=25&seed=3"},
+			"channels=sim:temperature.0,sim:temperature.0#2,sim:temperature.0#3", 0},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dataDir := filepath.Join(dir, fmt.Sprint("data", i))
+			args := append([]string{"--broker", "tcp://127.0.0.1:1", "--id", "dev-s", "--data-dir", dataDir, "--log-level", "debug"}, tt.args...)
+			start := time.Now()
+			stderr, wait := startAgent(t, args...)
+			want := "msg=committed"
+			if tt.lastSeq > 0 {
+				want = fmt.Sprintf("last_seq=%d\n", tt.lastSeq)
+			}
+			eventually(t, "results committed", func() bool { return strings.Contains(stderr.String(), want) })
+			took := time.Since(start)
+			if code := wait(syscall.SIGTERM); code != 0 {
+				t.Fatalf("exit code after SIGTERM = %d; stderr:\n%s", code, stderr)
+			}
+			if s := stderr.String(); !strings.Contains(s, tt.channel) {
+				t.Fatalf("stderr does not name the channels %q:\n%s", tt.channel, s)
+			}
+			if tt.lastSeq == 0 {
+				return
+			}
+			if took > 8*time.Second {
+				t.Errorf("a 10 s recording at speed=max took %v", took)
+			}
+			b, err := boltbuf.Open(filepath.Join(dataDir, "buffer.db"), boltbuf.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if st := b.Stats(); st.LastSeq != uint64(tt.lastSeq) {
+				t.Fatalf("buffer holds up to seq %d, want %d", st.LastSeq, tt.lastSeq)
+			}
+		})
 	}
 }
 

@@ -220,7 +220,7 @@ func TestBacklogDrain(t *testing.T) {
 
 	const healthEvery = 500 * time.Millisecond
 	dev, err := assemble.New(assemble.Config{
-		DeviceID: "drain-1", Broker: b.URL(), ModelPath: sampleModel, Sensor: "sim:vibration?seed=3",
+		DeviceID: "drain-1", Broker: b.URL(), ModelPath: sampleModel, Sensors: []string{"sim:vibration?seed=3"},
 		DataDir: dataDir, HealthInterval: healthEvery, MaxBuffered: 2 * n,
 		Buffer: boltbuf.Options{MaxBytes: 1 << 30},
 	})

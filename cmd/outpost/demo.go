@@ -125,7 +125,7 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 			DeviceID:       id,
 			Broker:         srv.BrokerURL,
 			ModelPath:      modelPath,
-			Sensor:         fmt.Sprintf("%s?seed=%d&rate=%g", simsensor.KindVibration, i, rate),
+			Sensors:        []string{fmt.Sprintf("%s?seed=%d&rate=%g", simsensor.KindVibration, i, rate)},
 			DataDir:        filepath.Join(cfg.DataDir, id),
 			HealthInterval: cfg.HealthInterval,
 			AgentVersion:   version,

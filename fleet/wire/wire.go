@@ -141,6 +141,9 @@ type Health struct {
 	DiskFreeBytes *uint64 `json:"disk_free_bytes,omitempty"`
 	// SoCTempC is the SoC (or CPU) temperature in °C; absent where /sys/class/thermal has none.
 	SoCTempC *float64 `json:"soc_temp_c,omitempty"`
+	// LastErrorAt is when LastError happened (UTC, RFC 3339), so a reader can tell a stale
+	// error from a current one; absent with LastError.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Result is one inference outcome. (Device, Seq) identifies it; Seq starts at 1 and grows by one

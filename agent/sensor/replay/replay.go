@@ -17,8 +17,9 @@
 //
 // For example "replay?file=/var/lib/outpost/walk.csv&speed=max&loop=true".
 //
-// The caller paces reads at Info().RateHz, so speed sets that rate: the nominal rate times S,
-// or MaxRateHz for max. Read stamps a sample with the time it is replayed, so the agent's
+// Info().RateHz is always the recording's nominal rate, the rate a model reading it must have
+// been trained at; speed sets only how often the caller reads, Info().ReadHz: the nominal rate
+// times S, or +Inf (as fast as the consumer takes samples) for max. Read stamps a sample with the time it is replayed, so the agent's
 // timestamps stay monotonic across loops; Recorded gives the file's timestamp of the last
 // sample read.
 package replay
@@ -30,6 +31,7 @@ import (
 	"math"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -39,7 +41,8 @@ import (
 // Kind is the registered sensor kind.
 const Kind = "replay"
 
-// MaxRateHz is the read rate reported for speed=max: the agent's upper limit.
+// MaxRateHz is the highest paced read rate (recorded rate times a numeric speed); faster
+// replays use speed=max, which is unpaced.
 const MaxRateHz = 100000
 
 // ErrEnd is wrapped by Read's error once every row has been replayed and loop is off.
@@ -177,14 +180,16 @@ func (s *Source) RecordedRateHz() float64 { return s.nominal }
 // Speed returns the replay speed: 1 is recorded speed, +Inf as fast as possible.
 func (s *Source) Speed() float64 { return s.opts.Speed }
 
-// Info implements sensor.Source. RateHz is the rate to read at: the recorded rate times the
-// speed, or MaxRateHz for speed=max.
+// Info implements sensor.Source. RateHz is the recorded rate; ReadHz, the rate to read at, is
+// the recorded rate times the speed, or +Inf for speed=max.
 func (s *Source) Info() sensor.Info {
-	r := MaxRateHz * 1.0
-	if !math.IsInf(s.opts.Speed, 1) {
-		r = s.nominal * s.opts.Speed
+	return sensor.Info{
+		Kind:     Kind,
+		RateHz:   s.nominal,
+		ReadHz:   s.nominal * s.opts.Speed, // +Inf for speed=max
+		Channels: len(s.rec.Channels),
+		Names:    slices.Clone(s.rec.Channels),
 	}
-	return sensor.Info{Kind: Kind, RateHz: r, Channels: len(s.rec.Channels)}
 }
 
 // Close implements sensor.Source; the file was closed after parsing.

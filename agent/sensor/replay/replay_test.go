@@ -138,15 +138,16 @@ func TestReplay(t *testing.T) {
 	path := writeFile(t, walk)
 	tests := []struct {
 		args      string
-		wantRate  float64
+		wantRate  float64 // the data's rate, whatever the speed
+		wantRead  float64 // reads per second
 		loop      bool
 		wantSpeed float64
 	}{
-		{"", 25, false, 1},
-		{"&speed=2&loop=true", 50, true, 2},
-		{"&speed=0.5", 12.5, false, 0.5},
-		{"&speed=max&loop=1", replay.MaxRateHz, true, math.Inf(1)},
-		{"&rate=20", 20, false, 1},
+		{"", 25, 25, false, 1},
+		{"&speed=2&loop=true", 25, 50, true, 2},
+		{"&speed=0.5", 25, 12.5, false, 0.5},
+		{"&speed=max&loop=1", 25, math.Inf(1), true, math.Inf(1)},
+		{"&rate=20", 20, 20, false, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.args, func(t *testing.T) {
@@ -155,8 +156,12 @@ func TestReplay(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer src.Close()
-			if info := src.Info(); info.RateHz != tt.wantRate || info.Channels != 3 || info.Kind != replay.Kind {
-				t.Fatalf("Info() = %+v, want rate %v, 3 channels", info, tt.wantRate)
+			info := src.Info()
+			if info.RateHz != tt.wantRate || info.ReadHz != tt.wantRead || info.Channels != 3 || info.Kind != replay.Kind {
+				t.Fatalf("Info() = %+v, want rate %v, read at %v, 3 channels", info, tt.wantRate, tt.wantRead)
+			}
+			if got := strings.Join(info.ChannelNames(), ","); got != "x,y,z" {
+				t.Fatalf("ChannelNames() = %s, want x,y,z", got)
 			}
 			rs := src.(*replay.Source)
 			if rs.Speed() != tt.wantSpeed {

@@ -21,6 +21,12 @@ func Run(t *testing.T, open func(t *testing.T) sensor.Source) {
 		if info.Kind == "" || !(info.RateHz > 0) || math.IsInf(info.RateHz, 0) || info.Channels < 1 {
 			t.Fatalf("Info() = %+v, want a kind, a positive finite rate and at least one channel", info)
 		}
+		if info.ReadHz < 0 || math.IsNaN(info.ReadHz) || math.IsInf(info.ReadHz, -1) {
+			t.Fatalf("Info().ReadHz = %v, want 0, a positive rate or +Inf", info.ReadHz)
+		}
+		if info.Names != nil && len(info.Names) != info.Channels {
+			t.Fatalf("Info() names %d channels of %d: %q", len(info.Names), info.Channels, info.Names)
+		}
 	})
 	t.Run("Read", func(t *testing.T) {
 		src := open(t)
