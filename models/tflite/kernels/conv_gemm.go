@@ -41,7 +41,8 @@ func init() {
 func SetPortable(on bool) (was bool) { return portable.Swap(on) }
 
 // KernelPath names the int8 convolution path that an interpreter created now would use:
-// "avx2" (amd64 with AVX2, not built with the purego tag) or "portable".
+// "avx2" (amd64 with AVX2), "neon" (arm64 with Advanced SIMD) — neither when built with the
+// purego tag or forced off by SetPortable / OUTPOST_PORTABLE=1 — or "portable".
 func KernelPath() string {
 	if useSIMD() {
 		return simdName
