@@ -35,13 +35,14 @@ test: deps lint ## Run every test: gofmt, go vet, unit, conformance, race, inter
 	$(GO) test -count=1 $(PLAIN_PKGS)
 	@$(MAKE) --no-print-directory test-kernels
 
-# The interpreter's integer results must be identical on every path: the assembly kernels
-# (amd64), the pure-Go kernels forced on amd64, and the pure-Go kernels as compiled for arm64 and
-# 32-bit ARM, run under qemu-user (installed by scripts/ensure-deps).
+# The interpreter's integer results must be identical on every path: the AVX2 kernels (amd64),
+# the NEON kernels (arm64, under qemu-user, installed by scripts/ensure-deps), and the pure-Go
+# kernels forced on both, plus 32-bit ARM, which has only the pure-Go path.
 .PHONY: test-kernels
 test-kernels: ## Run the interpreter tests on the portable path and under qemu for arm64 and armv7
 	OUTPOST_PORTABLE=1 $(GO) test -count=1 ./models/tflite/...
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./models/tflite/...
+	OUTPOST_PORTABLE=1 GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./models/tflite/...
 	GOARCH=arm GOARM=7 $(GO) test -count=1 -exec qemu-arm-static ./models/tflite/...
 
 .PHONY: lint
