@@ -260,7 +260,15 @@ func (c *Controller) clientOptions(ctx context.Context, queue chan<- inbound) *p
 			}
 			// OnConnect runs on its own goroutine in paho, so waiting here blocks no delivery.
 			tok := cl.SubscribeMultiple(filters, handler)
-			if !tok.WaitTimeout(30*time.Second) || tok.Error() != nil {
+			// A resumed session can deliver a backlog before the SUBACK is read (paho reads
+			// packets in order and blocks while the ingest queue is full), so a slow SUBACK is
+			// waited for, not abandoned: giving up here would leave the controller connected but
+			// never marked so. The token completes with an error if the connection drops.
+			if !tok.WaitTimeout(30 * time.Second) {
+				c.log.Warn("subscription not yet acknowledged after 30s; still waiting")
+				tok.Wait()
+			}
+			if tok.Error() != nil {
 				c.log.Error("subscribe to device topics", "err", tok.Error())
 				return
 			}

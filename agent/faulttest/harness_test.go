@@ -457,7 +457,8 @@ func (c *controller) start(t *testing.T) {
 	c.mu.Lock()
 	c.c, c.cancel, c.done = ctl, cancel, done
 	c.mu.Unlock()
-	waitUntil(t, "controller connected", 20*time.Second, ctl.Connected)
+	// A restarted controller resumes its session and may take a while under a backlog.
+	waitUntil(t, "controller connected", 60*time.Second, ctl.Connected)
 }
 
 // stop stops the controller (it closes its store) and returns Run's error.
