@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -272,8 +273,22 @@ func (a *agentProc) stop(within time.Duration) (int, error) {
 // recorder sees every result batch the controller stores, in the order it stores them, across
 // controller restarts.
 type recorder struct {
+	gate    atomic.Pointer[chan struct{}] // non-nil: stores wait until it is closed
 	mu      sync.Mutex
 	devices map[string]*deviceRecord
+}
+
+// pause holds every store call until resume.
+func (r *recorder) pause() {
+	ch := make(chan struct{})
+	r.gate.Store(&ch)
+}
+
+// resume releases the store calls held by pause.
+func (r *recorder) resume() {
+	if ch := r.gate.Swap(nil); ch != nil {
+		close(*ch)
+	}
 }
 
 type deviceRecord struct {
@@ -346,6 +361,15 @@ type recordingStore struct {
 }
 
 func (s recordingStore) AppendResults(ctx context.Context, batches []fleet.Batch) ([]fleet.Appended, error) {
+	// While the recorder is paused the controller cannot store, so it sends no acks: the
+	// devices' buffers grow as they would with the controller down, without restarting it.
+	if gate := s.rec.gate.Load(); gate != nil {
+		select {
+		case <-*gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	out, err := s.Store.AppendResults(ctx, batches)
 	if err == nil {
 		s.rec.record(batches, out)

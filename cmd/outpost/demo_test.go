@@ -33,20 +33,35 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(text, "stopped cleanly") || !strings.Contains(text, "bearing fault has been injected") {
 		t.Fatalf("demo did not stop cleanly:\n%s", text)
 	}
-	// The last live table follows the last "[Ns]" heading; the summary printed after the
-	// devices have stopped shows them offline, as it should.
-	live := text[strings.LastIndex(text, "\n["):]
-	final := live[strings.Index(live, "DEVICE"):]
-	final = final[:strings.Index(final, "\n\n")]
+	// Live tables follow "[Ns]" headings. The one drawn as the run ends may already show
+	// devices going offline, and the summary after the stop shows them offline, as it should;
+	// so the check is that some live table shows all three online, running the int8 sample
+	// model, with results received by the controller.
 	row := regexp.MustCompile(`(?m)^\s*(dev-\d)\s+(yes|no)\s+(\S+)\s+([\d.]+)\s+[\d.]+\s+[\d.]+\s+(\d+)\s+(\d+)`)
-	rows := row.FindAllStringSubmatch(final, -1)
-	if len(rows) != 3 {
-		t.Fatalf("final table has %d device rows, want 3:\n%s", len(rows), final)
+	summary := strings.Index(text, "final state:")
+	if summary < 0 {
+		t.Fatalf("no final summary:\n%s", text)
 	}
-	for _, r := range rows {
-		received, _ := strconv.Atoi(r[6])
-		if r[2] != "yes" || r[3] != "vibration-anomaly-i8@1.0.0" || received == 0 {
-			t.Errorf("row %q: want online, vibration-anomaly-i8@1.0.0 and results received", r[0])
+	healthy := false
+	for _, block := range strings.Split(text[:summary], "\n[")[1:] {
+		rows := row.FindAllStringSubmatch(block, -1)
+		ok := len(rows) == 3
+		for _, r := range rows {
+			received, _ := strconv.Atoi(r[6])
+			ok = ok && r[2] == "yes" && r[3] == "vibration-anomaly-i8@1.0.0" && received > 0
+		}
+		healthy = healthy || ok
+	}
+	if !healthy {
+		t.Errorf("no live table shows 3 online devices running vibration-anomaly-i8@1.0.0 with results received:\n%s", text)
+	}
+	final := row.FindAllStringSubmatch(text[summary:], -1)
+	if len(final) != 3 {
+		t.Fatalf("final summary has %d device rows, want 3:\n%s", len(final), text[summary:])
+	}
+	for _, r := range final {
+		if received, _ := strconv.Atoi(r[6]); received == 0 {
+			t.Errorf("final row %q: no results received", r[0])
 		}
 	}
 	for _, f := range []string{"controller/controller.db", "dev-1/buffer.db", "models/vibration-anomaly-i8.tflite", "demo.log"} {
