@@ -86,10 +86,12 @@ const (
 // State is the retained device presence message. The agent publishes online after connecting
 // and registers offline as its MQTT last-will, so the broker announces a lost device.
 type State struct {
-	V      int       `json:"v"`
-	Device string    `json:"device"`
-	State  string    `json:"state"`
-	Time   time.Time `json:"ts"`
+	V      int    `json:"v"`
+	Device string `json:"device"`
+	State  string `json:"state"`
+	// Time is when the device said it; absent in the last-will, which the broker may deliver
+	// long after it was registered (the controller stamps the time it saw the message).
+	Time time.Time `json:"ts,omitzero"`
 }
 
 // ModelRef names the model a device runs.
@@ -187,6 +189,17 @@ type Ack struct {
 	// Epoch echoes the ResultBatch.Epoch the ack is about; a device ignores acks for any epoch
 	// but its own, so a late ack for a wiped data directory can delete nothing.
 	Epoch uint64 `json:"epoch,omitempty"`
+	// Rejected lists results of the acked range that the controller could not accept (a
+	// damaged record, an implausible value) with a one-line reason each. They are covered by
+	// Seq like stored results, so the device deletes them and logs each reason; a bad result
+	// never blocks the results after it. Added within version 1: absent means none.
+	Rejected []Rejected `json:"rejected,omitempty"`
+}
+
+// Rejected names one result the controller refused and why.
+type Rejected struct {
+	Seq    uint64 `json:"seq"`
+	Reason string `json:"reason"`
 }
 
 // ErrVersion is returned by Decode for a message of an unknown schema version.
