@@ -24,8 +24,8 @@ const (
 	LeafHealth  = "health"  // retained, QoS 1: Health
 	LeafResults = "results" // QoS 1: ResultBatch
 	LeafDrift   = "drift"   // QoS 1: drift summaries (later issue)
-	LeafEvents  = "events"  // QoS 1: update transitions, alerts, errors (later issue)
-	LeafFetch   = "fetch"   // QoS 1: chunk requests (later issue)
+	LeafEvents  = "events"  // QoS 1: Event (update transitions, alerts, errors)
+	LeafFetch   = "fetch"   // QoS 1: FetchRequest for update metadata and package blocks
 
 	// LeafResultsZ carries a ResultBatch compressed with gzip (RFC 1952), QoS 1. The agent uses
 	// it for batches large enough to gain from compression; receivers accept both leaves.
@@ -35,8 +35,8 @@ const (
 // Controller-published topic leaves (outpost/v1/c/{device}/{leaf}).
 const (
 	LeafAck     = "ack"     // QoS 1: Ack
-	LeafDesired = "desired" // retained, QoS 1: desired model and config (later issue)
-	LeafChunk   = "chunk"   // QoS 1: model chunks (later issue)
+	LeafDesired = "desired" // retained, QoS 1: Desired model and update settings
+	LeafChunk   = "chunk"   // QoS 1: binary Block frames answering FetchRequests
 )
 
 // DeviceTopic is the topic a device publishes leaf on.
@@ -146,6 +146,11 @@ type Health struct {
 	// LastErrorAt is when LastError happened (UTC, RFC 3339), so a reader can tell a stale
 	// error from a current one; absent with LastError.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Update is the model-update state machine's reported state (docs/updates.md); absent
+	// from agents that predate updates.
+	Update *UpdateStatus `json:"update,omitempty"`
+	// Unsigned is true when the agent runs a bare .tflite under --allow-unsigned.
+	Unsigned bool `json:"unsigned,omitempty"`
 }
 
 // Result is one inference outcome. (Device, Seq) identifies it; Seq starts at 1 and grows by one
@@ -216,6 +221,12 @@ func Encode(msg any) ([]byte, error) {
 	case *ResultBatch:
 		setV(&m.V)
 	case *Ack:
+		setV(&m.V)
+	case *Desired:
+		setV(&m.V)
+	case *FetchRequest:
+		setV(&m.V)
+	case *Event:
 		setV(&m.V)
 	}
 	return json.Marshal(msg)
