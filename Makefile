@@ -74,8 +74,10 @@ bench: ## Run the benchmarks, durable buffer appends and the 1,000,000-result dr
 bench-oracle: ## Time person_detect against the official TFLite runtime side by side (needs Node.js)
 	scripts/bench-vs-oracle
 
+# The committed seed corpora (testdata/fuzz) are replayed by `go test` in `make test`: that is the
+# deterministic gate. `make fuzz` explores beyond them and fails only on a real finding.
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
+fuzz: ## Fuzz every target for FUZZTIME (default 30s; 10m for long runs; ci = per-target exec counts). Seeds replay in make test
 	@scripts/fuzz-all $(FUZZTIME)
 
 .PHONY: cross
