@@ -14,6 +14,7 @@
 package blobserve
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -344,4 +345,17 @@ func (s *Server) forgetIdleLocked() {
 			delete(s.devices, id)
 		}
 	}
+}
+
+// Files is a Source of files held in memory, by fetch path: for tests, demos and small
+// fleets whose metadata is built in memory.
+type Files map[string][]byte
+
+// Open implements Source.
+func (f Files) Open(path string) (io.ReaderAt, int64, error) {
+	b, ok := f[path]
+	if !ok {
+		return nil, 0, fmt.Errorf("%s: %w", path, fs.ErrNotExist)
+	}
+	return bytes.NewReader(b), int64(len(b)), nil
 }

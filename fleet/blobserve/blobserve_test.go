@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"io"
-	"io/fs"
 	"slices"
 	"sync"
 	"testing"
@@ -17,16 +15,6 @@ import (
 	"github.com/outpost-ml/outpost/fleet/broker"
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
-
-type memSource map[string][]byte
-
-func (m memSource) Open(p string) (io.ReaderAt, int64, error) {
-	b, ok := m[p]
-	if !ok {
-		return nil, 0, fs.ErrNotExist
-	}
-	return bytes.NewReader(b), int64(len(b)), nil
-}
 
 // device is a plain paho client standing in for an agent.
 type device struct {
@@ -123,7 +111,7 @@ func TestDevicesSeeOnlyTheirBlocks(t *testing.T) {
 	for i := range file {
 		file[i] = byte(i * 7)
 	}
-	b, s := startServer(t, memSource{"targets/abc.m": file, "meta/timestamp.json": []byte(`{}`)})
+	b, s := startServer(t, blobserve.Files{"targets/abc.m": file, "meta/timestamp.json": []byte(`{}`)})
 	a := connectDevice(t, b.URL(), "dev-a")
 	other := connectDevice(t, b.URL(), "dev-b")
 

@@ -2,25 +2,12 @@ package blobserve
 
 import (
 	"bytes"
-	"io"
-	"io/fs"
 	"math/bits"
 	"testing"
 	"time"
 
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
-
-// memSource serves files from memory.
-type memSource map[string][]byte
-
-func (m memSource) Open(p string) (io.ReaderAt, int64, error) {
-	b, ok := m[p]
-	if !ok {
-		return nil, 0, fs.ErrNotExist
-	}
-	return bytes.NewReader(b), int64(len(b)), nil
-}
 
 func request(t *testing.T, id uint64, path string, start, mask uint32) []byte {
 	t.Helper()
@@ -56,7 +43,7 @@ func TestPacing(t *testing.T) {
 		frameMax   = wire.DefaultBlockSize + 128
 	)
 	file := bytes.Repeat([]byte{7}, 1<<20)
-	s, clock := newClocked(t, memSource{"targets/f": file}, Options{DeviceRate: devRate, GlobalRate: globalRate})
+	s, clock := newClocked(t, Files{"targets/f": file}, Options{DeviceRate: devRate, GlobalRate: globalRate})
 	devs := []string{"a", "b", "c"}
 	for _, d := range devs {
 		s.handle(d, request(t, 1, "targets/f", 0, 0xffff))
@@ -127,7 +114,7 @@ func TestPacing(t *testing.T) {
 // TestBoundsAndRefusals checks the answers given at once: over a queue bound, malformed,
 // invalid, not found, past the end.
 func TestBoundsAndRefusals(t *testing.T) {
-	s, _ := newClocked(t, memSource{"targets/f": make([]byte, 100)}, Options{DeviceQueue: 2, QueueSize: 3})
+	s, _ := newClocked(t, Files{"targets/f": make([]byte, 100)}, Options{DeviceQueue: 2, QueueSize: 3})
 	answer := func() wire.Block {
 		t.Helper()
 		select {
@@ -191,7 +178,7 @@ func FuzzHandle(f *testing.F) {
 	f.Add([]byte(`{"v":1,"id":2,"path":"meta/x","block_size":4096,"start":4294967295,"mask":1}`))
 	f.Add([]byte(`{"v":1,"id":3,"path":"targets/../f","mask":1}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		s, _ := newClocked(t, memSource{"targets/f": make([]byte, 70000)}, Options{})
+		s, _ := newClocked(t, Files{"targets/f": make([]byte, 70000)}, Options{})
 		s.handle("d", payload)
 		for range 40 {
 			_, frame, _ := s.next()
