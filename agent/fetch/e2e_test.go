@@ -12,7 +12,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,12 +46,14 @@ func target(n int, name string) ([]byte, fetch.Want) {
 
 // rig is a broker and a blobserve Server on it.
 type rig struct {
-	b       *broker.Broker
-	src     blobserve.Files
-	opts    blobserve.Options
-	srv     *blobserve.Server
-	stopSrv func()
-	online  *presence
+	b          *broker.Broker // nil for an external broker
+	url        string
+	user, pass string // the controller's credentials
+	src        blobserve.Files
+	opts       blobserve.Options
+	srv        *blobserve.Server
+	stopSrv    func()
+	online     *presence
 }
 
 func startRig(t testing.TB, src blobserve.Files, opts blobserve.Options) *rig {
@@ -61,9 +66,10 @@ func startRig(t testing.TB, src blobserve.Files, opts blobserve.Options) *rig {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = b.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	r := &rig{b: b, src: src, opts: opts}
+	r := &rig{b: b, url: b.URL(), src: src, opts: opts}
+	r.user, r.pass = b.ControllerCredentials()
 	r.startServer(t)
-	r.online = watchPresence(t, b)
+	r.online = watchPresence(t, r)
 	return r
 }
 
@@ -71,8 +77,8 @@ func startRig(t testing.TB, src blobserve.Files, opts blobserve.Options) *rig {
 func (r *rig) startServer(t testing.TB) {
 	t.Helper()
 	o := r.opts
-	o.Source, o.BrokerURL = r.src, r.b.URL()
-	o.Username, o.Password = r.b.ControllerCredentials()
+	o.Source, o.BrokerURL = r.src, r.url
+	o.Username, o.Password = r.user, r.pass
 	srv, err := blobserve.New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -99,11 +105,10 @@ type presence struct {
 	online map[string]int // device → times seen online
 }
 
-func watchPresence(t testing.TB, b *broker.Broker) *presence {
+func watchPresence(t testing.TB, r *rig) *presence {
 	t.Helper()
 	p := &presence{online: map[string]int{}}
-	user, pass := b.ControllerCredentials()
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("presence").SetUsername(user).SetPassword(pass))
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(r.url).SetClientID("presence").SetUsername(r.user).SetPassword(r.pass))
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("presence connect: %v", tok.Error())
 	}
@@ -181,7 +186,7 @@ func TestEndToEnd(t *testing.T) {
 	data, w := target(1<<20+5, "model-1.1.0.opkg")
 	meta := bytes.Repeat([]byte(`{"signed":"x"}`), 10000)
 	r := startRig(t, blobserve.Files{"targets/" + w.Path: data, "meta/2.targets.json": meta}, blobserve.Options{})
-	d := startDevice(t, r, r.b.URL(), "dev-1", t.TempDir(), fetch.Options{})
+	d := startDevice(t, r, r.url, "dev-1", t.TempDir(), fetch.Options{})
 	got, err := d.f.FetchMeta(t.Context(), "2.targets.json", 1<<20)
 	if err != nil || !bytes.Equal(got, meta) {
 		t.Fatalf("FetchMeta = %d bytes, %v", len(got), err)
@@ -207,7 +212,7 @@ func TestAgentRestartResumes(t *testing.T) {
 	data, w := target(blocks*wire.DefaultBlockSize, "big.opkg")
 	r := startRig(t, blobserve.Files{"targets/" + w.Path: data}, blobserve.Options{})
 	dir := t.TempDir()
-	d := startDevice(t, r, r.b.URL(), "dev-r", dir, fetch.Options{})
+	d := startDevice(t, r, r.url, "dev-r", dir, fetch.Options{})
 	ctx, cancel := context.WithCancel(t.Context())
 	_, err := d.f.Download(ctx, w, func(held, _ int64) {
 		if held >= blocks/2*wire.DefaultBlockSize {
@@ -220,7 +225,7 @@ func TestAgentRestartResumes(t *testing.T) {
 	_ = d.link.Close(context.Background())
 	before := r.srv.Stats().Blocks
 
-	d2 := startDevice(t, r, r.b.URL(), "dev-r", dir, fetch.Options{})
+	d2 := startDevice(t, r, r.url, "dev-r", dir, fetch.Options{})
 	var first int64 = -1
 	path, err := d2.f.Download(t.Context(), w, func(held, _ int64) {
 		if first < 0 {
@@ -248,7 +253,7 @@ func TestControllerRestart(t *testing.T) {
 	data, w := target(blocks*wire.DefaultBlockSize, "c.opkg")
 	// Slow enough per device that the download is still running when the server stops.
 	r := startRig(t, blobserve.Files{"targets/" + w.Path: data}, blobserve.Options{DeviceRate: 1 << 20})
-	d := startDevice(t, r, r.b.URL(), "dev-c", t.TempDir(), fetch.Options{IdleTimeout: 300 * time.Millisecond})
+	d := startDevice(t, r, r.url, "dev-c", t.TempDir(), fetch.Options{IdleTimeout: 300 * time.Millisecond})
 	var once sync.Once
 	restarted := make(chan struct{})
 	path, err := d.f.Download(t.Context(), w, func(held, _ int64) {
@@ -267,6 +272,54 @@ func TestControllerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-restarted
+	checkFile(t, path, data)
+}
+
+// TestMosquitto downloads through Debian's Mosquitto (anonymous access, default limits such
+// as 20 QoS 1 messages in flight per client) instead of the embedded broker.
+func TestMosquitto(t *testing.T) {
+	bin, err := exec.LookPath("mosquitto")
+	if err != nil {
+		if bin, err = exec.LookPath("/usr/sbin/mosquitto"); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatal("mosquitto not found; `make test` installs it with scripts/ensure-deps")
+			}
+			t.Skip("mosquitto not installed")
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	if err := os.WriteFile(conf, []byte("listener "+port+" 127.0.0.1\nallow_anonymous true\npersistence false\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-c", conf)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, "mosquitto to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	data, w := target(2<<20+1, "mosq.opkg")
+	r := &rig{url: "tcp://" + addr, src: blobserve.Files{"targets/" + w.Path: data}}
+	r.startServer(t)
+	r.online = watchPresence(t, r)
+	d := startDevice(t, r, r.url, "dev-m", t.TempDir(), fetch.Options{})
+	path, err := d.f.Download(t.Context(), w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	checkFile(t, path, data)
 }
 
@@ -314,7 +367,7 @@ func runFleet(t testing.TB, n, size int) time.Duration {
 	g.SetLimit(16)
 	for i := range devs {
 		g.Go(func() error {
-			devs[i] = startDevice(t, r, r.b.URL(), fmt.Sprintf("dev-%03d", i), t.TempDir(), fetch.Options{})
+			devs[i] = startDevice(t, r, r.url, fmt.Sprintf("dev-%03d", i), t.TempDir(), fetch.Options{})
 			return nil
 		})
 	}
