@@ -54,7 +54,8 @@ func (w Want) Validate(maxLength int64) error {
 
 // Download fetches w into Dir and returns the path of the verified file. A partial download of
 // the same digest left by an earlier call, or an earlier process, is resumed. progress, if not
-// nil, is called with the bytes held after each new block (on Download's goroutine).
+// nil, is called with the bytes held after each new block, on Download's goroutine; it must
+// not call the Fetcher.
 //
 // A file whose sha256 does not match is discarded and downloaded once more from the start
 // (a block corrupted in transit can only be caught here); a second mismatch is an ErrDigest.

@@ -254,24 +254,37 @@ func TestControllerRestart(t *testing.T) {
 	// Slow enough per device that the download is still running when the server stops.
 	r := startRig(t, blobserve.Files{"targets/" + w.Path: data}, blobserve.Options{DeviceRate: 1 << 20})
 	d := startDevice(t, r, r.url, "dev-c", t.TempDir(), fetch.Options{IdleTimeout: 300 * time.Millisecond})
-	var once sync.Once
-	restarted := make(chan struct{})
-	path, err := d.f.Download(t.Context(), w, func(held, _ int64) {
-		if held >= 8*wire.DefaultBlockSize {
-			once.Do(func() {
-				go func() {
-					defer close(restarted)
-					r.stopSrv()
-					time.Sleep(500 * time.Millisecond) // a few idle timeouts with nobody answering
-					r.startServer(t)
-				}()
-			})
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
+	type result struct {
+		path string
+		err  error
 	}
-	<-restarted
+	part := make(chan struct{})
+	res := make(chan result, 1)
+	go func() {
+		var once sync.Once
+		p, err := d.f.Download(t.Context(), w, func(held, _ int64) {
+			if held >= 8*wire.DefaultBlockSize {
+				once.Do(func() { close(part) })
+			}
+		})
+		res <- result{p, err}
+	}()
+	select {
+	case <-part:
+	case r := <-res:
+		t.Fatalf("download ended before the restart: %v", r.err)
+	}
+	r.stopSrv()
+	time.Sleep(time.Second) // a few idle timeouts with nobody answering
+	r.startServer(t)
+	got := <-res
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if n := r.srv.Stats().Blocks; n == 0 {
+		t.Error("the restarted server sent no blocks: the download did not need it")
+	}
+	path := got.path
 	checkFile(t, path, data)
 }
 
