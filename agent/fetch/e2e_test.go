@@ -183,6 +183,7 @@ func checkFile(t testing.TB, path string, want []byte) {
 
 // TestEndToEnd: metadata into memory and a 1 MiB target onto disk through the broker.
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	data, w := target(1<<20+5, "model-1.1.0.opkg")
 	meta := bytes.Repeat([]byte(`{"signed":"x"}`), 10000)
 	r := startRig(t, blobserve.Files{"targets/" + w.Path: data, "meta/2.targets.json": meta}, blobserve.Options{})
@@ -208,9 +209,10 @@ func TestEndToEnd(t *testing.T) {
 // (link gone, downloader gone), and starts a new one on the same data directory: it asks only
 // for what it lacks.
 func TestAgentRestartResumes(t *testing.T) {
+	t.Parallel()
 	const blocks = 64
 	data, w := target(blocks*wire.DefaultBlockSize, "big.opkg")
-	r := startRig(t, blobserve.Files{"targets/" + w.Path: data}, blobserve.Options{})
+	r := startRig(t, blobserve.Files{"targets/" + w.Path: data}, blobserve.Options{DeviceRate: 8 << 20})
 	dir := t.TempDir()
 	d := startDevice(t, r, r.url, "dev-r", dir, fetch.Options{})
 	ctx, cancel := context.WithCancel(t.Context())
@@ -249,6 +251,7 @@ func TestAgentRestartResumes(t *testing.T) {
 // TestControllerRestart stops the answering side mid-download and starts it again: the
 // device's requests go unanswered, time out, are asked again and the download completes.
 func TestControllerRestart(t *testing.T) {
+	t.Parallel()
 	const blocks = 48
 	data, w := target(blocks*wire.DefaultBlockSize, "c.opkg")
 	// Slow enough per device that the download is still running when the server stops.
@@ -291,6 +294,7 @@ func TestControllerRestart(t *testing.T) {
 // TestMosquitto downloads through Debian's Mosquitto (anonymous access, default limits such
 // as 20 QoS 1 messages in flight per client) instead of the embedded broker.
 func TestMosquitto(t *testing.T) {
+	t.Parallel()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
 		if bin, err = exec.LookPath("/usr/sbin/mosquitto"); err != nil {
@@ -339,6 +343,7 @@ func TestMosquitto(t *testing.T) {
 // TestThrottledLink downloads through a TCP proxy that limits the device's link to 1 Mbit/s
 // each way (the speed figure is BenchmarkThrottledLink's).
 func TestThrottledLink(t *testing.T) {
+	t.Parallel()
 	data, w := target(256<<10, "slow.opkg")
 	r := startRig(t, blobserve.Files{"targets/" + w.Path: data}, blobserve.Options{})
 	url := throttled(t, r.b.Addr(), 1_000_000/8)
@@ -367,6 +372,7 @@ func throttled(t testing.TB, addr string, rate int64) string {
 // TestFleet runs 20 devices at once through one broker and server (the 200-device figure is
 // BenchmarkFleet's).
 func TestFleet(t *testing.T) {
+	t.Parallel()
 	runFleet(t, 20, 256<<10)
 }
 
