@@ -358,6 +358,12 @@ func TestThrottledLink(t *testing.T) {
 // throttled starts a proxy to addr limited to rate bytes/s each way and returns its URL.
 func throttled(t testing.TB, addr string, rate int64) string {
 	t.Helper()
+	return "tcp://" + startProxy(t, addr, rate).Addr()
+}
+
+// startProxy runs a faulttest proxy to addr (rate 0: unlimited) until the test ends.
+func startProxy(t testing.TB, addr string, rate int64) *faulttest.Proxy {
+	t.Helper()
 	p, err := faulttest.NewProxy(faulttest.ProxyOptions{Target: addr, Rate: rate})
 	if err != nil {
 		t.Fatal(err)
@@ -366,7 +372,33 @@ func throttled(t testing.TB, addr string, rate int64) string {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return "tcp://" + p.Addr()
+	return p
+}
+
+// TestReconnect cuts the device's connection (RST) twice mid-download: the link reconnects
+// and subscribes again, the lost requests time out and are asked again, and the download
+// completes in the same call.
+func TestReconnect(t *testing.T) {
+	t.Parallel()
+	const blocks = 48
+	data, w := target(blocks*wire.DefaultBlockSize, "cut.opkg")
+	r := startRig(t, blobserve.Files{"targets/" + w.Path: data}, blobserve.Options{DeviceRate: 2 << 20})
+	p := startProxy(t, r.b.Addr(), 0)
+	d := startDevice(t, r, "tcp://"+p.Addr(), "dev-cut", t.TempDir(), fetch.Options{IdleTimeout: 500 * time.Millisecond})
+	var cuts atomic.Int32
+	path, err := d.f.Download(t.Context(), w, func(held, _ int64) {
+		if (held >= 10*wire.DefaultBlockSize && cuts.Load() == 0) || (held >= 30*wire.DefaultBlockSize && cuts.Load() == 1) {
+			cuts.Add(1)
+			p.Cut(true)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, path, data)
+	if n := r.online.count("dev-cut"); n < 2 {
+		t.Errorf("device came online %d times, want a reconnection", n)
+	}
 }
 
 // TestFleet runs 20 devices at once through one broker and server (the 200-device figure is
