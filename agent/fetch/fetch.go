@@ -156,6 +156,10 @@ func (f *Fetcher) BadFrames() uint64 { return f.badFrames.Load() }
 // FetchMeta fetches the TUF metadata file name ("timestamp.json", "3.root.json", …) into
 // memory. A file longer than maxLen bytes is refused as soon as its size is known, before
 // its content is read (TUF's endless-data attack). It satisfies agent/trust's MetaFetcher.
+//
+// A small file is one request in flight, so a controller that never answers is given up on
+// only after MaxUnanswered idle timeouts (about 5 minutes at the defaults): bound ctx when
+// waiting that long is not wanted.
 func (f *Fetcher) FetchMeta(ctx context.Context, name string, maxLen int64) ([]byte, error) {
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("fetch meta %s: max length %d must be positive", name, maxLen)
