@@ -72,7 +72,7 @@ type Stats struct {
 	RateLimited uint64 // answered BlockRateLimited
 	Blocks      uint64 // BlockOK frames sent
 	Bytes       uint64 // frame bytes sent, all statuses
-	SendErrors  uint64 // frames the broker did not take
+	SendErrors  uint64 // frames not sent: the broker did not take them, or the answer queue was full
 	Queued      int    // requests waiting now
 }
 
