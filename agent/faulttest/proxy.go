@@ -21,6 +21,9 @@ import (
 type ProxyOptions struct {
 	Listen string // loopback address to listen on; default "127.0.0.1:0"
 	Target string // host:port every accepted connection is forwarded to
+	// Rate, when positive, limits each direction of each connection to this many bytes/s,
+	// like a slow serial link (see throttle.go).
+	Rate int64
 }
 
 // Proxy forwards TCP connections from its listener to Target and can break them on demand:
@@ -29,6 +32,7 @@ type ProxyOptions struct {
 type Proxy struct {
 	ln     net.Listener
 	target string
+	rate   int64 // bytes/s per direction per connection; 0 unlimited
 
 	// gateMu guards the stall gate: no bytes are forwarded before stallUntil.
 	gateMu     sync.Mutex
@@ -77,7 +81,7 @@ func NewProxy(opts ProxyOptions) (*Proxy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy listen on %s: %w", opts.Listen, err)
 	}
-	return &Proxy{ln: ln, target: opts.Target, gateChange: make(chan struct{}), conns: map[*proxyConn]struct{}{}}, nil
+	return &Proxy{ln: ln, target: opts.Target, rate: opts.Rate, gateChange: make(chan struct{}), conns: map[*proxyConn]struct{}{}}, nil
 }
 
 // Addr is the proxy's listening address (host:port).
@@ -150,11 +154,12 @@ func (p *Proxy) serve(ctx context.Context, client *net.TCPConn) {
 // pump copies src to dst, holding bytes while the proxy is stalled. When src ends it
 // half-closes dst, so a FIN travels through like it would without the proxy.
 func (p *Proxy) pump(ctx context.Context, pc *proxyConn, dst, src *net.TCPConn) {
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, p.chunk())
+	pace := newPacer(p.rate)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if !p.waitGate(ctx) {
+			if !p.waitGate(ctx) || !pace.wait(ctx, n) {
 				pc.close(true)
 				return
 			}

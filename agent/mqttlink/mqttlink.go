@@ -71,6 +71,8 @@ type Link struct {
 	connecting  sync.Once
 	closed      chan struct{} // closed by Close: ends a jitter wait
 	closeOnce   sync.Once
+
+	upd updates // model-update traffic, see update.go
 }
 
 // New checks opts and prepares a Link; it does not connect (see Connect).
@@ -117,6 +119,7 @@ func New(opts Options) (*Link, error) {
 	if l.log == nil {
 		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	l.upd = newUpdates()
 	will, err := wire.Encode(&wire.State{Device: opts.DeviceID, State: wire.StateOffline, Time: time.Now().UTC()})
 	if err != nil {
 		return nil, fmt.Errorf("mqtt link: encode will: %w", err)
@@ -158,6 +161,7 @@ func (l *Link) onConnect(c mqtt.Client) {
 	if err := wait(c.Subscribe(ackTopic, 1, l.onAck), l.opts.ConnectTimeout); err != nil {
 		l.log.Warn("mqtt subscribe", "topic", ackTopic, "err", err)
 	}
+	l.subscribeUpdates(c)
 	if err := l.publishState(c, wire.StateOnline); err != nil {
 		l.log.Warn("mqtt publish online state", "err", err)
 	}
