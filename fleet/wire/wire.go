@@ -146,6 +146,17 @@ type Health struct {
 	// LastErrorAt is when LastError happened (UTC, RFC 3339), so a reader can tell a stale
 	// error from a current one; absent with LastError.
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Damaged storage and refused results. Quarantined: records the agent found unreadable
+	// in its buffer and set aside, over the life of the buffer file (their seqs are announced
+	// in DroppedThrough). Rejected: results the controller refused (Ack.Rejected) since start.
+	// EpochRenewals: new epochs opened because the controller acked a seq the buffer never
+	// assigned (the buffer went back to an older state), over the life of the buffer file.
+	// BufferRecovered: set when the agent found its buffer file damaged at start and replaced
+	// it; says what was wrong and where the damaged file went.
+	Quarantined     uint64 `json:"quarantined"`
+	Rejected        uint64 `json:"rejected"`
+	EpochRenewals   uint64 `json:"epoch_renewals"`
+	BufferRecovered string `json:"buffer_recovered,omitempty"`
 }
 
 // Result is one inference outcome. (Device, Seq) identifies it; Seq starts at 1 and grows by one
@@ -196,6 +207,23 @@ type Ack struct {
 	Rejected []Rejected `json:"rejected,omitempty"`
 }
 
+// Event is a notable occurrence on a device, published once on LeafEvents (QoS 1, not
+// retained) for operators and logs. Added within version 1.
+type Event struct {
+	V       int       `json:"v"`
+	Device  string    `json:"device"`
+	Time    time.Time `json:"ts"`
+	Kind    string    `json:"kind"`    // one of the Event… kinds
+	Message string    `json:"message"` // one human-readable line
+}
+
+// Event kinds.
+const (
+	// EventBufferRecovered: the agent found its buffer file damaged at start, moved it aside
+	// and started a fresh one with a new epoch; results it held were not sent.
+	EventBufferRecovered = "buffer_recovered"
+)
+
 // Rejected names one result the controller refused and why.
 type Rejected struct {
 	Seq    uint64 `json:"seq"`
@@ -216,6 +244,8 @@ func Encode(msg any) ([]byte, error) {
 	case *ResultBatch:
 		setV(&m.V)
 	case *Ack:
+		setV(&m.V)
+	case *Event:
 		setV(&m.V)
 	}
 	return json.Marshal(msg)
