@@ -89,16 +89,27 @@ type Buffer interface {
 
 // BufferStats describes a Buffer's contents.
 type BufferStats struct {
-	Len            uint64    // unacked results held
-	LastSeq        uint64    // highest seq assigned (0 before the first Append)
-	AckedSeq       uint64    // highest seq acked
-	Dropped        uint64    // results discarded by retention, over the life of the store
-	DroppedThrough uint64    // highest seq discarded by retention (0 if none)
+	Len      uint64 // unacked results held
+	LastSeq  uint64 // highest seq assigned (0 before the first Append)
+	AckedSeq uint64 // highest seq acked
+	Dropped  uint64 // results discarded by retention, over the life of the store
+	// DroppedThrough: every seq ≤ it that is neither acked nor held was discarded (by
+	// retention or quarantine) and will never be sent; 0 if none.
+	DroppedThrough uint64
 	Oldest         time.Time // Time of the oldest held result; zero when empty
 	Bytes          uint64    // stored size of the unacked results
 	// Epoch is the random id of the buffer's sequence space, drawn when its storage was
 	// created (0 for storage older than epochs); it is sent with every batch.
 	Epoch uint64
+	// Quarantined counts records found unreadable (damaged key or JSON) and moved out of
+	// the results, over the life of the store. Their seqs are announced like dropped ones.
+	Quarantined uint64
+	// EpochRenewals counts the new epochs opened over the life of the store because the
+	// controller acked a seq beyond LastSeq (storage that went back to an older state).
+	EpochRenewals uint64
+	// Recovered is set when the store was found damaged at open and replaced by a fresh one:
+	// one line saying what was wrong and where the damaged file went. Empty otherwise.
+	Recovered string
 }
 
 // Uplink carries messages to the controller.
