@@ -118,10 +118,11 @@ type Uplink interface {
 	// PUBACK, ctx's end, or at once with ErrNotConnected while disconnected. A nil error
 	// means the broker has the message, not that the controller stored it.
 	Publish(ctx context.Context, leaf string, payload []byte, retained bool) error
-	// Acks delivers the controller's cumulative acks (wire.Ack.Seq) for the buffer's epoch;
-	// acks for another epoch are not delivered. The channel is never closed; values may be
-	// coalesced to the highest one.
-	Acks() <-chan uint64
+	// Acks delivers the controller's cumulative acks for the buffer's epoch; acks for another
+	// epoch are not delivered (a receiver still checks Epoch: it may have just changed).
+	// The channel is never closed; values may be coalesced to the highest Seq, with the
+	// Rejected lists of both.
+	Acks() <-chan wire.Ack
 	// Connected reports whether the link is connected now.
 	Connected() bool
 }
