@@ -107,3 +107,40 @@ func TestCheckAcceptsRealFiles(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheckFile times the pre-open check of a full default-sized buffer (64 MiB of
+// results), the start-up cost it adds.
+func BenchmarkCheckFile(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "buffer.db")
+	buf, err := Open(path, Options{MaxResults: 1 << 30})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := []byte(`{"seq":0,"ts":"2026-01-01T00:00:00Z","model":"vibration-anomaly@1.0.0","score":0.25,"label":"normal","outputs":[0.25],"latency_us":40}`)
+	for buf.Stats().Bytes < DefaultMaxBytes*9/10 {
+		err := buf.db.Update(func(tx *bolt.Tx) error {
+			res := tx.Bucket(bucketResults)
+			res.FillPercent = resultsFill
+			for range 20000 {
+				seq, _ := res.NextSequence()
+				if err := res.Put(seqKey(seq), v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf.st.Bytes += 20000 * uint64(len(v)+keyLen)
+	}
+	buf.Close()
+	fi, _ := os.Stat(path)
+	b.SetBytes(fi.Size())
+	b.ResetTimer()
+	for range b.N {
+		if err := checkFile(path); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
