@@ -73,6 +73,9 @@ func TestRejectedResultsCounted(t *testing.T) {
 	eventually(t, "rejections counted", func() bool { return a.Stats().Rejected >= 2 && a.Stats().AckedSeq >= 10 })
 	stop()
 	s := a.Stats()
+	if s.Rejected != 2 {
+		t.Fatalf("Rejected = %d, want 2: each rejected seq counted once", s.Rejected)
+	}
 	if !strings.Contains(s.LastError, "score out of range") && !strings.Contains(logs.String(), "score out of range") {
 		t.Fatalf("reason not reported: last_error %q, log:\n%s", s.LastError, logs)
 	}

@@ -253,7 +253,7 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 				renew(seq, st.LastSeq)
 				continue
 			}
-			a.noteRejected(ack.Rejected)
+			a.noteRejected(newRejections(ack, acked))
 			if seq <= acked {
 				continue
 			}
@@ -277,6 +277,20 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 		case <-wake.C:
 		}
 	}
+}
+
+// newRejections keeps the rejections of ack not seen before: those above the seq already
+// acked (a resent batch is rejected again, and acks are cumulative), each seq once.
+func newRejections(ack wire.Ack, acked uint64) []wire.Rejected {
+	var out []wire.Rejected
+	seen := map[uint64]bool{}
+	for _, r := range ack.Rejected {
+		if r.Seq > acked && r.Seq <= ack.Seq && !seen[r.Seq] {
+			seen[r.Seq] = true
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // noteRejected logs and counts the results the controller refused. They are covered by the

@@ -116,7 +116,7 @@ func readMeta(r io.ReaderAt, size int64) (meta, error) {
 	var ms [2]meta
 	var errs [2]error
 	ms[0], errs[0] = readMetaAt(r, 0)
-	ps := int64(4096)
+	ps := int64(os.Getpagesize()) // where bbolt looks for the second meta page when the first is bad
 	if errs[0] == nil {
 		ps = int64(ms[0].pageSize)
 	}

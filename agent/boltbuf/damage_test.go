@@ -37,6 +37,26 @@ func damage(t *testing.T, path string, fn func(res *bolt.Bucket) error) {
 	}
 }
 
+// damagedBuffer makes a buffer of n results (bounded to max, 0 for the default), damages its
+// closed file with fn and opens it again; the buffer is closed when the test ends.
+func damagedBuffer(t *testing.T, n, max int, fn func(res *bolt.Bucket) error) (*boltbuf.Buffer, string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "buffer.db")
+	b := open(t, dir, max)
+	mustAppend(t, b, batch(1, n))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, path, fn)
+	b, err := boltbuf.Open(path, boltbuf.Options{MaxResults: max})
+	if err != nil {
+		t.Fatalf("Open(damaged records) = %v", err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b, path
+}
+
 // quarantine returns the reasons kept in the file's quarantine bucket.
 func quarantine(t *testing.T, path string) []string {
 	t.Helper()
@@ -86,14 +106,7 @@ func TestDamagedRecordsQuarantined(t *testing.T) {
 	}
 	for _, rd := range reads {
 		t.Run(rd.name, func(t *testing.T) {
-			dir := t.TempDir()
-			path := filepath.Join(dir, "buffer.db")
-			b := open(t, dir, 0)
-			mustAppend(t, b, batch(1, 10))
-			if err := b.Close(); err != nil {
-				t.Fatal(err)
-			}
-			damage(t, path, func(res *bolt.Bucket) error {
+			b, path := damagedBuffer(t, 10, 0, func(res *bolt.Bucket) error {
 				v := res.Get(key(4))
 				if err := res.Put(key(4), append([]byte{}, v[:len(v)/2]...)); err != nil { // cut JSON
 					return err
@@ -104,11 +117,6 @@ func TestDamagedRecordsQuarantined(t *testing.T) {
 				// A key that is not 8 bytes, sorting between seqs 5 and 6.
 				return res.Put(append(key(5), 'x'), []byte(`{"seq":0}`))
 			})
-			b, err := boltbuf.Open(path, boltbuf.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
 			seqs, err := rd.read(b)
 			want := []uint64{1, 2, 3, 5, 6, 8, 9, 10}
 			if err != nil || !slices.Equal(seqs, want) {
@@ -156,17 +164,7 @@ func TestDamagedRecordsQuarantined(t *testing.T) {
 // read the oldest record's time on every commit), and the read sets it aside at once, with
 // its seq announced since nothing before it is waiting.
 func TestDamagedFirstRecord(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "buffer.db")
-	b := open(t, dir, 0)
-	mustAppend(t, b, batch(1, 5))
-	b.Close()
-	damage(t, path, func(res *bolt.Bucket) error { return res.Put(key(1), []byte(`{"seq":0,"ts":"20`)) })
-	b, err := boltbuf.Open(path, boltbuf.Options{})
-	if err != nil {
-		t.Fatalf("Open with a damaged first record = %v", err)
-	}
-	defer b.Close()
+	b, _ := damagedBuffer(t, 5, 0, func(res *bolt.Bucket) error { return res.Put(key(1), []byte(`{"seq":0,"ts":"20`)) })
 	mustAppend(t, b, batch(6, 2))
 	_, seqs, err := b.AfterRaw(0, 100, 1<<20)
 	if err != nil || !slices.Equal(seqs, []uint64{2, 3, 4, 5, 6, 7}) {
@@ -188,17 +186,7 @@ func TestAckPastDamagedKey(t *testing.T) {
 		{"drop-oldest", func(b *boltbuf.Buffer) error { return b.Append(batch(100, 5)) }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			path := filepath.Join(dir, "buffer.db")
-			b := open(t, dir, 5)
-			mustAppend(t, b, batch(1, 5))
-			b.Close()
-			damage(t, path, func(res *bolt.Bucket) error { return res.Put([]byte{0, 0, 0}, []byte("?")) })
-			b, err := boltbuf.Open(path, boltbuf.Options{MaxResults: 5})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
+			b, _ := damagedBuffer(t, 5, 5, func(res *bolt.Bucket) error { return res.Put([]byte{0, 0, 0}, []byte("?")) })
 			if err := tt.act(b); err != nil {
 				t.Fatalf("%s with a damaged key = %v", tt.name, err)
 			}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-ml/outpost/agent/mqttlink"
@@ -45,20 +44,8 @@ func (g *gate) OnACLCheck(_ *mochi.Client, topic string, write bool) bool {
 }
 
 func startGatedBroker(t *testing.T, g *gate) string {
-	t.Helper()
-	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(g, nil); err != nil {
-		t.Fatal(err)
-	}
-	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(ln); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return "tcp://" + ln.Address()
+	_, broker := startBrokerWith(t, g)
+	return broker
 }
 
 // logBuffer collects a logger's output for assertions.

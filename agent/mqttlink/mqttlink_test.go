@@ -3,6 +3,7 @@ package mqttlink_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"net"
 	"slices"
@@ -34,10 +35,13 @@ func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { ret
 func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
 
 // startBroker runs a real mochi broker on a free loopback port until the test ends.
-func startBroker(t *testing.T) (*mochi.Server, string) {
+func startBroker(t *testing.T) (*mochi.Server, string) { return startBrokerWith(t, new(allowAll)) }
+
+// startBrokerWith is startBroker with hook deciding who may connect and what they may do.
+func startBrokerWith(t *testing.T, hook mochi.Hook) (*mochi.Server, string) {
 	t.Helper()
-	srv := mochi.New(&mochi.Options{InlineClient: true})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
+	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
 	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
