@@ -210,7 +210,7 @@ func (b *Buffer) open() error {
 	}
 	// A damaged file would make bbolt panic or fault on every start: check it first, and
 	// set it aside rather than lose the ability to run at all.
-	if err := checkFile(path); err != nil {
+	if err := checkFile(path, b.opts.LockTimeout); err != nil {
 		var ce *CorruptError
 		if !errors.As(err, &ce) {
 			return fmt.Errorf("open buffer %s: %w", path, err)

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"os"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
 )
 
 // CorruptError says the buffer file is damaged: opening it would fail, panic inside bbolt (its
@@ -66,7 +69,7 @@ type meta struct {
 // and the free list. Only then does bbolt's own consistency check (Tx.Check) run, read-only.
 // A missing or empty file is fine (bbolt creates it); a damaged one is a *CorruptError; any
 // other error (unreadable file) is returned as it is.
-func checkFile(path string) error {
+func checkFile(path string, lockTimeout time.Duration) error {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -85,7 +88,7 @@ func checkFile(path string) error {
 	if err := checkStructure(f, fi.Size()); err != nil {
 		return err
 	}
-	return boltCheck(path)
+	return boltCheck(path, lockTimeout)
 }
 
 // checkStructure is the part of checkFile that reads r (size bytes) itself.
@@ -324,9 +327,17 @@ func (w *walker) freelist(id uint64) error {
 }
 
 // boltCheck runs bbolt's own consistency check on a file the walk found sound.
-func boltCheck(path string) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultLockTimeout})
-	if err != nil {
+func boltCheck(path string, lockTimeout time.Duration) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: lockTimeout})
+	var pathErr *fs.PathError
+	switch {
+	case errors.Is(err, bberrors.ErrTimeout):
+		// Another program has the file open for writing (an older agent that takes no lock
+		// file, a bbolt tool): the file is in use, not damaged, and must stay where it is.
+		return fmt.Errorf("check: locked by another process")
+	case errors.As(err, &pathErr):
+		return fmt.Errorf("check: %w", err)
+	case err != nil:
 		return corrupt("%v", err)
 	}
 	defer db.Close()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -70,7 +71,7 @@ func FuzzCheckFile(f *testing.F) {
 			if err := os.WriteFile(path, data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			err = checkFile(path)
+			err = checkFile(path, time.Second)
 		}
 		var ce *CorruptError
 		if err != nil {
@@ -102,7 +103,7 @@ func TestCheckAcceptsRealFiles(t *testing.T) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := checkFile(path); err != nil {
+		if err := checkFile(path, time.Second); err != nil {
 			t.Errorf("checkFile(file with %d results) = %v", n, err)
 		}
 	}
@@ -139,7 +140,7 @@ func BenchmarkCheckFile(b *testing.B) {
 	b.SetBytes(fi.Size())
 	b.ResetTimer()
 	for range b.N {
-		if err := checkFile(path); err != nil {
+		if err := checkFile(path, time.Second); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -412,3 +412,26 @@ func TestLockHeldForLife(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFileInUseNotMovedAside: a buffer file another program holds open for writing (bbolt's
+// own lock: an older agent without the lock file, a bbolt tool) is in use, not damaged: Open
+// fails with one line and leaves it where it is.
+func TestFileInUseNotMovedAside(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "buffer.db")
+	b := open(t, dir, 0)
+	mustAppend(t, b, batch(1, 10))
+	b.Close()
+	other, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	_, err = boltbuf.Open(path, boltbuf.Options{LockTimeout: 50 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "locked by another process") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Open(file in use) = %v, want one line saying it is locked", err)
+	}
+	if m, _ := filepath.Glob(path + ".corrupt-*"); len(m) != 0 {
+		t.Fatalf("file in use moved aside: %v", m)
+	}
+}

@@ -261,7 +261,7 @@ func subscribe(c mqtt.Client, topic string, d time.Duration, h mqtt.MessageHandl
 	if !ok {
 		return nil
 	}
-	if code, ok := st.Result()[topic]; !ok || code == 0x80 {
+	if code, ok := st.Result()[topic]; !ok || code >= 0x80 {
 		return fmt.Errorf("%w: broker answered %#x for %s (does its ACL let this device's username read it?)", ErrSubscribeRefused, code, topic)
 	}
 	return nil
