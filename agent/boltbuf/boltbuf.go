@@ -608,7 +608,7 @@ func readRecord(k, v []byte) (seq uint64, raw []byte, reason string) {
 	if !ok {
 		return 0, nil, "value does not start with a seq field"
 	}
-	if !json.Valid(raw) {
+	if !validJSON(raw) {
 		return 0, nil, "value is not valid JSON"
 	}
 	return seq, raw, ""

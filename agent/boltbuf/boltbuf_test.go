@@ -413,3 +413,25 @@ func BenchmarkAppendDurable(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAfterRaw reads batches of 1000 stored results as the upload path does, each
+// record checked on the way (the cost of finding damaged ones before they are sent).
+func BenchmarkAfterRaw(b *testing.B) {
+	buf, err := boltbuf.Open(filepath.Join(b.TempDir(), "buffer.db"), boltbuf.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer buf.Close()
+	for i := range 10 {
+		mustAppend(b, buf, batch(i*1000, 1000))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		raws, _, err := buf.AfterRaw(uint64(i%9)*1000, 1000, 1<<20)
+		if err != nil || len(raws) != 1000 {
+			b.Fatalf("AfterRaw = %d results, %v", len(raws), err)
+		}
+	}
+	b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "results/s")
+}
