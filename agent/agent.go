@@ -554,6 +554,12 @@ func (a *Agent) publishRecovered(ctx context.Context) bool {
 		a.log.Debug("publish event", "err", err)
 		return false
 	}
+	// A buffer that keeps the note across restarts forgets it now that it is announced.
+	if c, ok := a.opts.Buffer.(interface{ ClearRecovered() error }); ok {
+		if err := c.ClearRecovered(); err != nil {
+			a.log.Warn("forget announced buffer replacement", "err", err)
+		}
+	}
 	return true
 }
 

@@ -213,4 +213,13 @@ func TestRecoveredBufferReported(t *testing.T) {
 	if h := a.Health(); !strings.Contains(h.BufferRecovered, "moved aside") {
 		t.Fatalf("health buffer_recovered = %q", h.BufferRecovered)
 	}
+	buf.Close()
+	again, err := boltbuf.Open(path, boltbuf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if r := again.Stats().Recovered; r != "" {
+		t.Fatalf("after the event went out the buffer still holds the note %q", r)
+	}
 }

@@ -65,6 +65,7 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 		stallLogged  time.Time // last "acks stopped" warning
 		beyondLogged time.Time // last "ack beyond last seq" warning
 		quarantined  = a.opts.Buffer.Stats().Quarantined
+		rej          rejections
 		stop         = ctx.Done()
 		drainBy      time.Time // set once ctx has ended
 		pubCtx       = ctx     // publishes outlive ctx while draining
@@ -132,6 +133,7 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 		st := a.opts.Buffer.Stats()
 		acked = st.AckedSeq
 		goBack()
+		rej = rejections{} // seqs of the old epoch name other results now
 		a.setLastErr(fmt.Errorf("controller acked seq %d beyond the last assigned %d: the buffer went back to an older state; resending its %d results in new epoch %d", seq, last, st.Len, epoch))
 		a.log.Warn("controller acked a seq this buffer never assigned (restored or rolled-back storage); opened a new epoch so nothing is lost",
 			"seq", seq, "last_seq", last, "epoch", epoch, "resending", st.Len)
@@ -253,7 +255,7 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 				renew(seq, st.LastSeq)
 				continue
 			}
-			a.noteRejected(newRejections(ack, acked))
+			a.noteRejected(rej.fresh(ack))
 			if seq <= acked {
 				continue
 			}
@@ -279,16 +281,33 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 	}
 }
 
-// newRejections keeps the rejections of ack not seen before: those above the seq already
-// acked (a resent batch is rejected again, and acks are cumulative), each seq once.
-func newRejections(ack wire.Ack, acked uint64) []wire.Rejected {
+// rejections remembers the last rejectionsKept rejected seqs, so that a result rejected in two
+// acks (it was sent twice before the first ack came) is counted once. Acks may arrive out of
+// order, so "at or below the acked seq" cannot tell a repeat from a late first report.
+type rejections struct {
+	seen map[uint64]bool
+	ring [rejectionsKept]uint64
+	next int
+}
+
+const rejectionsKept = 4096
+
+// fresh returns the rejections of ack not seen before, and remembers them.
+func (r *rejections) fresh(ack wire.Ack) []wire.Rejected {
 	var out []wire.Rejected
-	seen := map[uint64]bool{}
-	for _, r := range ack.Rejected {
-		if r.Seq > acked && r.Seq <= ack.Seq && !seen[r.Seq] {
-			seen[r.Seq] = true
-			out = append(out, r)
+	for _, x := range ack.Rejected {
+		if x.Seq == 0 || x.Seq > ack.Seq || r.seen[x.Seq] {
+			continue // not covered by this ack, or counted already
 		}
+		if r.seen == nil {
+			r.seen = make(map[uint64]bool, rejectionsKept)
+		}
+		if old := r.ring[r.next]; old != 0 {
+			delete(r.seen, old)
+		}
+		r.ring[r.next], r.next = x.Seq, (r.next+1)%rejectionsKept
+		r.seen[x.Seq] = true
+		out = append(out, x)
 	}
 	return out
 }

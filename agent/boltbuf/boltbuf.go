@@ -54,6 +54,10 @@ var (
 	keyEpoch          = []byte("epoch")
 	keyQuarantined    = []byte("quarantined")
 	keyRenewals       = []byte("epoch_renewals")
+	// keyRecovered holds the note about a damaged file this one replaced until the agent has
+	// announced it (ClearRecovered), so a replacement is reported even if the run that found
+	// it never reached the broker.
+	keyRecovered = []byte("recovered")
 )
 
 // maxQuarantine is how many quarantined records are kept; older ones are deleted (their
@@ -243,6 +247,11 @@ func (b *Buffer) open() error {
 				return err
 			}
 		}
+		if b.recovered != "" {
+			if err := meta.Put(keyRecovered, []byte(b.recovered)); err != nil {
+				return err
+			}
+		}
 		st, err := readStats(tx)
 		b.st = st
 		return err
@@ -252,7 +261,6 @@ func (b *Buffer) open() error {
 		b.db = nil
 		return fmt.Errorf("open buffer %s: %w", path, err)
 	}
-	b.st.Recovered = b.recovered
 	// A file left large by an earlier backlog shrinks now rather than at the next ack.
 	b.writeMu.Lock()
 	b.maybeCompactLocked()
@@ -345,6 +353,7 @@ func readStats(tx *bolt.Tx) (agent.BufferStats, error) {
 		Epoch:          getUint(meta, keyEpoch),
 		Quarantined:    getUint(meta, keyQuarantined),
 		EpochRenewals:  getUint(meta, keyRenewals),
+		Recovered:      string(meta.Get(keyRecovered)),
 	}
 	res := tx.Bucket(bucketResults)
 	c := res.Cursor()
@@ -886,6 +895,21 @@ func (b *Buffer) RenewEpoch() (uint64, error) {
 		return 0, fmt.Errorf("renew epoch of %s: %w", b.path, err)
 	}
 	return epoch, nil
+}
+
+// ClearRecovered forgets, in the file, the note about a damaged file this one replaced: the
+// agent calls it once it has announced the replacement. Stats keeps reporting the note until
+// the Buffer is closed.
+func (b *Buffer) ClearRecovered() error {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	err := b.updateLocked(func(tx *bolt.Tx, _ *agent.BufferStats) error {
+		return tx.Bucket(bucketMeta).Delete(keyRecovered) // the stats keep their copy
+	})
+	if err != nil {
+		return fmt.Errorf("clear recovered note in %s: %w", b.path, err)
+	}
+	return nil
 }
 
 // Stats implements agent.Buffer.

@@ -435,3 +435,39 @@ func TestFileInUseNotMovedAside(t *testing.T) {
 		t.Fatalf("file in use moved aside: %v", m)
 	}
 }
+
+// TestRecoveredNoteKeptUntilCleared: the note about a replaced file survives restarts until the
+// agent has announced it, so a run that never reached the broker does not lose it.
+func TestRecoveredNoteKeptUntilCleared(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "buffer.db")
+	if err := os.WriteFile(path, []byte(strings.Repeat("not a bolt file", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reopen := func() *boltbuf.Buffer {
+		b, err := boltbuf.Open(path, boltbuf.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b := reopen()
+	note := b.Stats().Recovered
+	b.Close()
+	b = reopen()
+	if got := b.Stats().Recovered; got != note || note == "" {
+		t.Fatalf("after a restart Recovered = %q, want %q", got, note)
+	}
+	if err := b.ClearRecovered(); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Stats().Recovered; got != note {
+		t.Fatalf("Recovered after ClearRecovered = %q; this run still reports it", got)
+	}
+	b.Close()
+	b = reopen()
+	defer b.Close()
+	if got := b.Stats().Recovered; got != "" {
+		t.Fatalf("Recovered after it was cleared and reopened = %q, want empty", got)
+	}
+}
