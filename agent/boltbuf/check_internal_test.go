@@ -145,3 +145,52 @@ func BenchmarkCheckFile(b *testing.B) {
 		}
 	}
 }
+
+// TestCheckAcceptsSyncedFreelist: a file written with bbolt's default synced free list (an
+// older or foreign writer) passes, its free-list page included.
+func TestCheckAcceptsSyncedFreelist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "synced.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 5 {
+		err := db.Update(func(tx *bolt.Tx) error {
+			res, err := tx.CreateBucketIfNotExists(bucketResults)
+			if err != nil {
+				return err
+			}
+			for i := range 2000 {
+				if err := res.Put(seqKey(uint64(round*2000+i+1)), make([]byte, 100)); err != nil {
+					return err
+				}
+			}
+			for i := range 1500 { // freed pages fill the free list
+				if err := res.Delete(seqKey(uint64(round*2000 + i + 1))); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := db.Stats(); st.FreePageN+st.PendingPageN == 0 {
+		t.Fatal("test needs freed pages")
+	}
+	db.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	m, err := readMeta(f, fi.Size())
+	f.Close()
+	if err != nil || m.freelist == noFreelist {
+		t.Fatalf("meta %+v, %v: the test needs a synced free-list page", m, err)
+	}
+	if err := checkFile(path, time.Second); err != nil {
+		t.Fatalf("checkFile(synced free list) = %v", err)
+	}
+}
