@@ -93,6 +93,7 @@ type Agent struct {
 	sensorErrors   atomic.Uint64
 	samplesDropped atomic.Uint64 // samples lost because inference fell behind
 	unbuffered     atomic.Uint64 // results lost before commit because the buffer kept failing
+	rejected       atomic.Uint64 // results the controller refused (wire.Ack.Rejected)
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -106,6 +107,7 @@ type Agent struct {
 	lastErr      string
 	lastErrAt    time.Time // when lastErr happened
 	cpuPercent   float64   // this process's CPU use over the last health interval, % of one core
+	rejectLogged time.Time // last warning about rejected results
 }
 
 // New checks opts and returns an Agent ready to Run. It starts nothing.
@@ -204,6 +206,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	results := make(chan wire.Result, 2*a.opts.CommitMax)
 	committed := make(chan struct{}, 1)
 	pipelineDone := make(chan struct{}) // closed when the last result is committed
+
+	if r := a.opts.Buffer.Stats().Recovered; r != "" {
+		a.setLastErr(errors.New(r))
+		a.log.Warn("buffer file was damaged and replaced", "detail", r)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	// The pipeline shuts down by closing channels front to back, so that every sample already
@@ -486,6 +493,7 @@ func (a *Agent) runHealth(ctx context.Context) error {
 	prevN, prevT := a.inferences.Load(), time.Now()
 	// A failed read (not Linux, /proc hidden) leaves CPU at 0 rather than stopping health.
 	prevProc, procErr := a.opts.System.Process()
+	recoveredSent := a.opts.Buffer.Stats().Recovered == ""
 	for {
 		select {
 		case <-ctx.Done():
@@ -503,8 +511,18 @@ func (a *Agent) runHealth(ctx context.Context) error {
 			prevN, prevT = n, now
 			prevProc, procErr = proc, err
 		}
+		// The link's standing problem (refused credentials, a refused ack subscription) is
+		// current for as long as it lasts.
+		if le, ok := a.opts.Uplink.(interface{ Err() error }); ok {
+			if err := le.Err(); err != nil {
+				a.setLastErr(err)
+			}
+		}
 		if !a.opts.Uplink.Connected() {
 			continue
+		}
+		if !recoveredSent {
+			recoveredSent = a.publishRecovered(ctx)
 		}
 		h := a.Health()
 		payload, err := wire.Encode(&h)
@@ -518,6 +536,31 @@ func (a *Agent) runHealth(ctx context.Context) error {
 			a.log.Debug("publish health", "err", err)
 		}
 	}
+}
+
+// publishRecovered announces a replaced buffer file as an event; it reports whether the event
+// went out (else it is tried again on the next report).
+func (a *Agent) publishRecovered(ctx context.Context) bool {
+	payload, err := wire.Encode(&wire.Event{
+		Device: a.opts.DeviceID, Time: time.Now().UTC(),
+		Kind: wire.EventBufferRecovered, Reason: a.opts.Buffer.Stats().Recovered,
+	})
+	if err != nil {
+		return true // cannot happen for these types; never retry a message that cannot encode
+	}
+	pctx, cancel := context.WithTimeout(ctx, a.opts.PublishTimeout)
+	defer cancel()
+	if err := a.opts.Uplink.Publish(pctx, wire.LeafEvents, payload, false); err != nil {
+		a.log.Debug("publish event", "err", err)
+		return false
+	}
+	// A buffer that keeps the note across restarts forgets it now that it is announced.
+	if c, ok := a.opts.Buffer.(interface{ ClearRecovered() error }); ok {
+		if err := c.ClearRecovered(); err != nil {
+			a.log.Warn("forget announced buffer replacement", "err", err)
+		}
+	}
+	return true
 }
 
 func (a *Agent) setLastErr(err error) {
@@ -564,6 +607,10 @@ type Stats struct {
 	LastSeq        uint64
 	AckedSeq       uint64
 	Dropped        uint64 // results discarded by retention or lost before commit
+	Quarantined    uint64 // damaged buffer records set aside, over the life of the buffer
+	Rejected       uint64 // results the controller refused, since start
+	EpochRenewals  uint64 // new epochs opened after an ack beyond the last seq
+	Recovered      string // set when the buffer was found damaged at start and replaced
 	SamplesDropped uint64 // samples discarded because inference fell behind
 	SensorErrors   uint64
 	PredictErrors  uint64
@@ -585,6 +632,10 @@ func (a *Agent) Stats() Stats {
 		LastSeq:        bs.LastSeq,
 		AckedSeq:       bs.AckedSeq,
 		Dropped:        bs.Dropped + a.unbuffered.Load(),
+		Quarantined:    bs.Quarantined,
+		Rejected:       a.rejected.Load(),
+		EpochRenewals:  bs.EpochRenewals,
+		Recovered:      bs.Recovered,
 		SamplesDropped: a.samplesDropped.Load(),
 		SensorErrors:   a.sensorErrors.Load(),
 		PredictErrors:  a.predictErrors.Load(),
@@ -608,25 +659,29 @@ func (a *Agent) Health() wire.Health {
 	s := a.Stats()
 	now := time.Now()
 	h := wire.Health{
-		Device:         s.Device,
-		Time:           now.UTC(),
-		AgentVersion:   a.opts.AgentVersion,
-		Model:          s.Model,
-		UptimeSeconds:  s.Uptime.Seconds(),
-		Inferences:     s.Inferences,
-		InferencesPerS: s.PerSecond,
-		LatencyP50Ms:   ms(s.P50),
-		LatencyP95Ms:   ms(s.P95),
-		LatencyP99Ms:   ms(s.P99),
-		Buffered:       s.Buffered,
-		Dropped:        s.Dropped,
-		LastSeq:        s.LastSeq,
-		AckedSeq:       s.AckedSeq,
-		SensorStatus:   s.SensorStatus,
-		SensorErrors:   s.SensorErrors,
-		LastError:      s.LastError,
-		SamplesDropped: s.SamplesDropped,
-		PredictErrors:  s.PredictErrors,
+		Device:          s.Device,
+		Time:            now.UTC(),
+		AgentVersion:    a.opts.AgentVersion,
+		Model:           s.Model,
+		UptimeSeconds:   s.Uptime.Seconds(),
+		Inferences:      s.Inferences,
+		InferencesPerS:  s.PerSecond,
+		LatencyP50Ms:    ms(s.P50),
+		LatencyP95Ms:    ms(s.P95),
+		LatencyP99Ms:    ms(s.P99),
+		Buffered:        s.Buffered,
+		Dropped:         s.Dropped,
+		LastSeq:         s.LastSeq,
+		AckedSeq:        s.AckedSeq,
+		SensorStatus:    s.SensorStatus,
+		SensorErrors:    s.SensorErrors,
+		LastError:       s.LastError,
+		SamplesDropped:  s.SamplesDropped,
+		PredictErrors:   s.PredictErrors,
+		Quarantined:     s.Quarantined,
+		Rejected:        s.Rejected,
+		EpochRenewals:   s.EpochRenewals,
+		BufferRecovered: s.Recovered,
 	}
 	if !s.LastErrorAt.IsZero() {
 		h.LastErrorAt = s.LastErrorAt.UTC()

@@ -181,20 +181,28 @@ func TestMemBufferContract(t *testing.T) {
 // fakeUplink is an agent.Uplink whose "controller" stores each batch it receives and acks the
 // highest contiguous seq, unless dropAck says the batch is lost.
 type fakeUplink struct {
-	acks chan uint64
+	acks chan wire.Ack
 
 	mu         sync.Mutex
 	connected  bool
 	batches    []wire.ResultBatch
 	compressed int // batches that came gzipped on wire.LeafResultsZ
-	stored     map[uint64]bool
-	holdAcks   chan struct{} // if set, no acks are sent until it is closed
-	contiguous uint64
+	stored     map[space]bool
+	holdAcks   chan struct{}     // if set, no acks are sent until it is closed
+	contiguous map[uint64]uint64 // per epoch, like the real controller
 	health     []wire.Health
-	dropAck    func(batch int) bool // batch is 1-based
+	events     []wire.Event
+	dropAck    func(batch int) bool    // batch is 1-based
+	reject     func(seq uint64) string // a non-empty reason rejects the result in the ack
+	err        error                   // reported by Err, like mqttlink.Link
 }
 
-func newFakeUplink() *fakeUplink { return &fakeUplink{acks: make(chan uint64, 1024), connected: true} }
+// space names one result at the fake controller.
+type space struct{ epoch, seq uint64 }
+
+func newFakeUplink() *fakeUplink {
+	return &fakeUplink{acks: make(chan wire.Ack, 1024), connected: true}
+}
 
 func (u *fakeUplink) Publish(ctx context.Context, leaf string, payload []byte, retained bool) error {
 	u.mu.Lock()
@@ -224,14 +232,25 @@ func (u *fakeUplink) Publish(ctx context.Context, leaf string, payload []byte, r
 		}
 		// Like the real controller: store, then ack the highest contiguous seq.
 		if u.stored == nil {
-			u.stored = map[uint64]bool{}
+			u.stored = map[space]bool{}
 		}
+		if u.contiguous == nil {
+			u.contiguous = map[uint64]uint64{}
+		}
+		var rejected []wire.Rejected
 		for _, r := range b.Results {
-			u.stored[r.Seq] = true
+			u.stored[space{b.Epoch, r.Seq}] = true
+			if u.reject != nil {
+				if why := u.reject(r.Seq); why != "" {
+					rejected = append(rejected, wire.Rejected{Seq: r.Seq, Reason: why})
+				}
+			}
 		}
-		for u.stored[u.contiguous+1] || u.contiguous+1 <= b.DroppedThrough {
-			u.contiguous++
+		c := u.contiguous[b.Epoch]
+		for u.stored[space{b.Epoch, c + 1}] || c+1 <= b.DroppedThrough {
+			c++
 		}
+		u.contiguous[b.Epoch] = c
 		if u.holdAcks != nil {
 			select {
 			case <-u.holdAcks:
@@ -239,9 +258,9 @@ func (u *fakeUplink) Publish(ctx context.Context, leaf string, payload []byte, r
 				return nil // stored, not acked yet
 			}
 		}
-		if u.contiguous > 0 {
+		if c > 0 {
 			select {
-			case u.acks <- u.contiguous:
+			case u.acks <- wire.Ack{Seq: c, Epoch: b.Epoch, Rejected: rejected}:
 			default: // a full channel already holds acks; the agent resends what stays unacked
 			}
 		}
@@ -254,10 +273,34 @@ func (u *fakeUplink) Publish(ctx context.Context, leaf string, payload []byte, r
 			return errors.New("health must be retained")
 		}
 		u.health = append(u.health, h)
+	case wire.LeafEvents:
+		var e wire.Event
+		if err := wire.Decode(payload, &e); err != nil {
+			return err
+		}
+		u.events = append(u.events, e)
 	}
 	return nil
 }
-func (u *fakeUplink) Acks() <-chan uint64 { return u.acks }
+
+func (u *fakeUplink) Err() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.err
+}
+
+// storedIn reports whether the fake controller holds every seq in [1, last] of epoch.
+func (u *fakeUplink) storedIn(epoch, last uint64) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for s := uint64(1); s <= last; s++ {
+		if !u.stored[space{epoch, s}] {
+			return false
+		}
+	}
+	return true
+}
+func (u *fakeUplink) Acks() <-chan wire.Ack { return u.acks }
 func (u *fakeUplink) Connected() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -89,16 +89,27 @@ type Buffer interface {
 
 // BufferStats describes a Buffer's contents.
 type BufferStats struct {
-	Len            uint64    // unacked results held
-	LastSeq        uint64    // highest seq assigned (0 before the first Append)
-	AckedSeq       uint64    // highest seq acked
-	Dropped        uint64    // results discarded by retention, over the life of the store
-	DroppedThrough uint64    // highest seq discarded by retention (0 if none)
+	Len      uint64 // unacked results held
+	LastSeq  uint64 // highest seq assigned (0 before the first Append)
+	AckedSeq uint64 // highest seq acked
+	Dropped  uint64 // results discarded by retention, over the life of the store
+	// DroppedThrough: every seq ≤ it that is neither acked nor held was discarded (by
+	// retention or quarantine) and will never be sent; 0 if none.
+	DroppedThrough uint64
 	Oldest         time.Time // Time of the oldest held result; zero when empty
 	Bytes          uint64    // stored size of the unacked results
 	// Epoch is the random id of the buffer's sequence space, drawn when its storage was
 	// created (0 for storage older than epochs); it is sent with every batch.
 	Epoch uint64
+	// Quarantined counts records found unreadable (damaged key or JSON) and moved out of
+	// the results, over the life of the store. Their seqs are announced like dropped ones.
+	Quarantined uint64
+	// EpochRenewals counts the new epochs opened over the life of the store because the
+	// controller acked a seq beyond LastSeq (storage that went back to an older state).
+	EpochRenewals uint64
+	// Recovered is set when the store was found damaged at open and replaced by a fresh one:
+	// one line saying what was wrong and where the damaged file went. Empty otherwise.
+	Recovered string
 }
 
 // Uplink carries messages to the controller.
@@ -107,10 +118,11 @@ type Uplink interface {
 	// PUBACK, ctx's end, or at once with ErrNotConnected while disconnected. A nil error
 	// means the broker has the message, not that the controller stored it.
 	Publish(ctx context.Context, leaf string, payload []byte, retained bool) error
-	// Acks delivers the controller's cumulative acks (wire.Ack.Seq) for the buffer's epoch;
-	// acks for another epoch are not delivered. The channel is never closed; values may be
-	// coalesced to the highest one.
-	Acks() <-chan uint64
+	// Acks delivers the controller's cumulative acks for the buffer's epoch; acks for another
+	// epoch are not delivered (a receiver still checks Epoch: it may have just changed).
+	// The channel is never closed; values may be coalesced to the highest Seq, with the
+	// Rejected lists of both.
+	Acks() <-chan wire.Ack
 	// Connected reports whether the link is connected now.
 	Connected() bool
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -20,6 +21,25 @@ import (
 // not per result: batches are large, so the window of application acks (a controller commit
 // each) is what keeps the link busy. Health is published by its own loop; it waits behind at
 // most the one results message being written, never behind the backlog.
+
+// ackStallAfter is how many ack timeouts in a row, with publishes going through, make the upload
+// loop say that acks have stopped: one lost ack is normal, three in a row mean the controller
+// is down or the acks cannot reach this device (a refused subscription, an ACL).
+const ackStallAfter = 3
+
+// epochRenewer is implemented by a Buffer that can open a new sequence space
+// (boltbuf.Buffer.RenewEpoch).
+type epochRenewer interface {
+	RenewEpoch() (uint64, error)
+}
+
+// epochSetter is implemented by an Uplink that filters acks by epoch (mqttlink.Link.SetEpoch).
+type epochSetter interface {
+	SetEpoch(epoch uint64)
+}
+
+// pendingAck is an ack waiting for the acker, tagged with the epoch it belongs to.
+type pendingAck struct{ epoch, seq uint64 }
 
 // inflight is one published batch awaiting the controller's ack.
 type inflight struct {
@@ -41,6 +61,11 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 		partialSince time.Time // when a batch smaller than BatchMax first waited
 		connected    bool
 		errLogged    time.Time
+		stalls       int       // ack timeouts in a row without an ack
+		stallLogged  time.Time // last "acks stopped" warning
+		beyondLogged time.Time // last "ack beyond last seq" warning
+		quarantined  = a.opts.Buffer.Stats().Quarantined
+		rej          rejections
 		stop         = ctx.Done()
 		drainBy      time.Time // set once ctx has ended
 		pubCtx       = ctx     // publishes outlive ctx while draining
@@ -55,18 +80,64 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 	// Deleting acked results is a commit with its fsyncs; it runs beside the sending, on the
 	// acker goroutine, so the link stays busy meanwhile. toDelete holds at most one pending
 	// seq: a newer ack replaces it, since acks are cumulative. The acker is waited for before
-	// runUpload returns, so a clean stop leaves the buffer up to date.
-	toDelete := make(chan uint64, 1)
+	// runUpload returns, so a clean stop leaves the buffer up to date. ackerMu is held by the
+	// acker around each Ack and by an epoch renewal, so an ack of the old epoch can never
+	// delete results renumbered into the new one.
+	toDelete := make(chan pendingAck, 1)
 	ackerDone := make(chan struct{})
+	var ackerMu sync.Mutex
 	go func() {
 		defer close(ackerDone)
-		for seq := range toDelete {
-			if err := a.opts.Buffer.Ack(seq); err != nil {
-				a.setLastErr(fmt.Errorf("ack %d: %w", seq, err))
-				a.log.Warn("delete acked results", "seq", seq, "err", err)
+		for p := range toDelete {
+			ackerMu.Lock()
+			var err error
+			if a.opts.Buffer.Stats().Epoch == p.epoch {
+				err = a.opts.Buffer.Ack(p.seq)
+			}
+			ackerMu.Unlock()
+			if err != nil {
+				a.setLastErr(fmt.Errorf("ack %d: %w", p.seq, err))
+				a.log.Warn("delete acked results", "seq", p.seq, "err", err)
 			}
 		}
 	}()
+	// renew opens a new epoch after the controller acked seq beyond the last assigned one.
+	renew := func(seq, last uint64) {
+		r, ok := a.opts.Buffer.(epochRenewer)
+		if !ok {
+			a.setLastErr(fmt.Errorf("controller acked seq %d beyond the last assigned %d", seq, last))
+			if time.Since(beyondLogged) > time.Minute {
+				beyondLogged = time.Now()
+				a.log.Warn("controller acked a seq beyond the last assigned; this buffer cannot open a new epoch", "seq", seq, "last_seq", last)
+			}
+			return
+		}
+		select { // a pending ack belongs to the old epoch
+		case <-toDelete:
+		default:
+		}
+		ackerMu.Lock()
+		epoch, err := r.RenewEpoch()
+		ackerMu.Unlock()
+		if err != nil {
+			a.setLastErr(err)
+			if time.Since(beyondLogged) > time.Minute {
+				beyondLogged = time.Now()
+				a.log.Error("open a new epoch", "err", err)
+			}
+			return
+		}
+		if s, ok := a.opts.Uplink.(epochSetter); ok {
+			s.SetEpoch(epoch)
+		}
+		st := a.opts.Buffer.Stats()
+		acked = st.AckedSeq
+		goBack()
+		rej = rejections{} // seqs of the old epoch name other results now
+		a.setLastErr(fmt.Errorf("controller acked seq %d beyond the last assigned %d: the buffer went back to an older state; resending its %d results in new epoch %d", seq, last, st.Len, epoch))
+		a.log.Warn("controller acked a seq this buffer never assigned (restored or rolled-back storage); opened a new epoch so nothing is lost",
+			"seq", seq, "last_seq", last, "epoch", epoch, "resending", st.Len)
+	}
 	defer func() {
 		close(toDelete)
 		<-ackerDone
@@ -88,7 +159,23 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 		connected = up
 		if len(win) > 0 && now.Sub(win[0].at) > a.opts.AckTimeout {
 			a.log.Debug("ack overdue; resending", "from_seq", acked+1, "in_flight", len(win))
+			if stalls++; stalls >= ackStallAfter {
+				// Publishes go through (each window entry had its PUBACK) but nothing comes
+				// back: say so instead of resending in silence.
+				err := fmt.Errorf("no ack from the controller for %v while publishes succeed: is the controller running, and may this device read %s?",
+					(time.Duration(stalls) * a.opts.AckTimeout).Round(time.Second), wire.ControllerTopic(a.opts.DeviceID, wire.LeafAck))
+				a.setLastErr(err)
+				if time.Since(stallLogged) > 5*time.Minute {
+					stallLogged = time.Now()
+					a.log.Warn("acks stopped; resending", "err", err, "from_seq", acked+1)
+				}
+			}
 			goBack()
+		}
+		if q := a.opts.Buffer.Stats().Quarantined; q != quarantined {
+			a.log.Warn("damaged records found in the buffer; moved to its quarantine and announced as dropped", "quarantined", q-quarantined, "total", q)
+			a.setLastErr(fmt.Errorf("%d damaged buffer records quarantined", q-quarantined))
+			quarantined = q
 		}
 		next := now.Add(poll)
 		for range a.opts.Window { // at most one window of publishes per wake-up
@@ -154,24 +241,33 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 			defer cancel()
 		case <-pipelineDone:
 			pipelineDone = nil
-		case seq := <-acks:
+		case ack := <-acks:
+			st := a.opts.Buffer.Stats()
+			if ack.Epoch != st.Epoch {
+				continue // sent before this buffer opened its current epoch
+			}
+			if stalls >= ackStallAfter {
+				a.log.Info("acks flowing again")
+			}
+			stalls = 0
+			seq := ack.Seq
+			if seq > st.LastSeq {
+				renew(seq, st.LastSeq)
+				continue
+			}
+			a.noteRejected(rej.fresh(ack))
 			if seq <= acked {
 				continue
 			}
-			if last := a.opts.Buffer.Stats().LastSeq; seq > last {
-				err := fmt.Errorf("controller acked seq %d beyond the last assigned %d", seq, last)
-				a.setLastErr(err)
-				a.log.Warn("controller ack rejected", "err", err)
-				continue
-			}
+			p := pendingAck{epoch: st.Epoch, seq: seq}
 			select {
-			case toDelete <- seq:
+			case toDelete <- p:
 			default:
 				select { // replace the pending seq; only this loop sends, so there is room after
 				case <-toDelete:
 				default:
 				}
-				toDelete <- seq
+				toDelete <- p
 			}
 			acked, sent = seq, max(sent, seq)
 			i := 0
@@ -182,6 +278,64 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 		case <-committed:
 		case <-wake.C:
 		}
+	}
+}
+
+// rejections remembers the last rejectionsKept rejected seqs, so that a result rejected in two
+// acks (it was sent twice before the first ack came) is counted once. Acks may arrive out of
+// order, so "at or below the acked seq" cannot tell a repeat from a late first report.
+type rejections struct {
+	seen map[uint64]bool
+	ring [rejectionsKept]uint64
+	next int
+}
+
+const rejectionsKept = 4096
+
+// fresh returns the rejections of ack not seen before, and remembers them.
+func (r *rejections) fresh(ack wire.Ack) []wire.Rejected {
+	var out []wire.Rejected
+	for _, x := range ack.Rejected {
+		if x.Seq == 0 || x.Seq > ack.Seq || r.seen[x.Seq] {
+			continue // not covered by this ack, or counted already
+		}
+		if r.seen == nil {
+			r.seen = make(map[uint64]bool, rejectionsKept)
+		}
+		if old := r.ring[r.next]; old != 0 {
+			delete(r.seen, old)
+		}
+		r.ring[r.next], r.next = x.Seq, (r.next+1)%rejectionsKept
+		r.seen[x.Seq] = true
+		out = append(out, x)
+	}
+	return out
+}
+
+// noteRejected logs and counts the results the controller refused. They are covered by the
+// ack like stored ones, so they are deleted with it; the warning is rate-limited, the count is
+// not.
+func (a *Agent) noteRejected(rs []wire.Rejected) {
+	if len(rs) == 0 {
+		return
+	}
+	a.rejected.Add(uint64(len(rs)))
+	a.setLastErr(fmt.Errorf("controller rejected result %d: %s", rs[0].Seq, rs[0].Reason))
+	a.mu.Lock()
+	due := time.Since(a.rejectLogged) > time.Minute
+	if due {
+		a.rejectLogged = time.Now()
+	}
+	a.mu.Unlock()
+	if !due {
+		return
+	}
+	for i, r := range rs {
+		if i == 10 {
+			a.log.Warn("controller rejected results", "more", len(rs)-i)
+			break
+		}
+		a.log.Warn("controller rejected result", "seq", r.Seq, "reason", r.Reason)
 	}
 }
 

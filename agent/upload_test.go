@@ -145,7 +145,7 @@ func TestForeignAckBeyondLastIgnored(t *testing.T) {
 	r.up.dropAck = func(int) bool { return true } // the real acks never come
 	a, stop := r.start(t)
 	eventually(t, "results committed", func() bool { return a.Stats().LastSeq >= 5 })
-	r.up.acks <- 1 << 40
+	r.up.acks <- wire.Ack{Seq: 1 << 40, Epoch: r.buf.epoch}
 	eventually(t, "bad ack reported", func() bool { return strings.Contains(a.Stats().LastError, "beyond the last") })
 	stop()
 	if st := a.Stats(); st.AckedSeq != 0 || st.Buffered != st.LastSeq {

@@ -260,7 +260,7 @@ func TestNewErrors(t *testing.T) {
 			c.Sensors = []string{"sim:vibration", "sim:temperature?rate=50"}
 		}, "sensor sim:vibration+sim:temperature gives 2 channels (sim:vibration.0, sim:temperature.0), model wants 1"},
 		{"data dir is a file", func(c *assemble.Config) { c.DataDir = file }, "not a directory"},
-		{"data dir in use", func(c *assemble.Config) { c.DataDir = filepath.Join(dir, "held") }, "locked by another process"},
+		{"data dir in use", func(c *assemble.Config) { c.DataDir = filepath.Join(dir, "held") }, "in use by another agent (pid"},
 		{"bad broker", func(c *assemble.Config) { c.Broker = "http://x:1" }, "scheme"},
 	}
 	for _, tt := range tests {

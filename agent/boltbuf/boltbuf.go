@@ -3,7 +3,15 @@
 //
 // Layout: bucket "results" maps seq (8-byte big-endian, so keys sort by seq) to the JSON of a
 // wire.Result (its seq is the key; the stored "seq" field is ignored); bucket "meta" holds the
-// counters and the epoch; bucket "state" holds StateStore records.
+// counters and the epoch; bucket "state" holds StateStore records; bucket "quarantine" keeps
+// the last few records found unreadable, for an operator to inspect.
+//
+// Damaged storage: a record that cannot be read (a key that is not a seq, a value that is not a
+// result's JSON) is moved to the quarantine as it is read, counted, and its seq announced like
+// a dropped one, so one bad record never blocks the others. A file damaged so badly that bbolt
+// could not open it safely is found by a check before the real open (see checkFile), moved
+// aside and replaced by a fresh buffer with a new epoch. One process holds the buffer at a
+// time: Open takes an exclusive lock on a ".lock" file beside it and keeps it until Close.
 //
 // Durability and speed: every Append is on stable storage when it returns, and concurrent
 // Appends share one transaction (group commit), because bbolt pays two fsyncs per commit
@@ -37,13 +45,27 @@ var (
 	bucketResults = []byte("results")
 	bucketMeta    = []byte("meta")
 	bucketState   = []byte("state")
+	bucketQuar    = []byte("quarantine")
 
 	keyLastSeq        = []byte("last_seq")
 	keyAckedSeq       = []byte("acked_seq")
 	keyDropped        = []byte("dropped")
 	keyDroppedThrough = []byte("dropped_through")
 	keyEpoch          = []byte("epoch")
+	keyQuarantined    = []byte("quarantined")
+	keyRenewals       = []byte("epoch_renewals")
+	// keyRecovered holds the note about a damaged file this one replaced until the agent has
+	// announced it (ClearRecovered), so a replacement is reported even if the run that found
+	// it never reached the broker.
+	keyRecovered = []byte("recovered")
 )
+
+// maxQuarantine is how many quarantined records are kept; older ones are deleted (their
+// count stays in the "quarantined" counter).
+const maxQuarantine = 1000
+
+// maxBadPerRead bounds the damaged records one read collects before it quarantines them.
+const maxBadPerRead = 256
 
 // Retention policies for Options.Policy.
 const (
@@ -76,6 +98,8 @@ type Options struct {
 	CompactMaxLive int64
 	// LockTimeout is how long Open waits for another process to release the file.
 	LockTimeout time.Duration
+	// Now is the clock naming a damaged file moved aside; nil is time.Now.
+	Now func() time.Time
 }
 
 // Defaults for zero Options fields.
@@ -112,8 +136,10 @@ type Buffer struct {
 	writeMu sync.Mutex
 	qmu     sync.Mutex    // guards queue
 	queue   []*appendReq  // Appends waiting for a commit
-	epoch   uint64        // fixed at Open
 	compact compactCounts // guarded by writeMu
+
+	lock      *os.File // the held ".lock" file; released by Close
+	recovered string   // set when Open replaced a damaged file
 
 	// mu guards st, the counters as of the last committed transaction.
 	mu sync.Mutex
@@ -163,18 +189,50 @@ func Open(path string, opts Options) (*Buffer, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = DefaultLockTimeout
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	// The lock comes first: everything below changes files another agent may be using.
+	lock, err := acquireLock(lockPath(path), opts.LockTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("open buffer %s: %w", path, err)
+	}
+	b := &Buffer{path: path, opts: opts, lock: lock}
+	if err := b.open(); err != nil {
+		releaseLock(lock)
+		return nil, err
+	}
+	return b, nil
+}
+
+// open does Open's work under the lock.
+func (b *Buffer) open() error {
+	path := b.path
 	// A compaction interrupted before its rename leaves only this temporary file behind.
 	if err := os.Remove(compactPath(path)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("open buffer %s: remove stale compaction file: %w", path, err)
+		return fmt.Errorf("open buffer %s: remove stale compaction file: %w", path, err)
 	}
-	b := &Buffer{path: path, opts: opts}
+	// A damaged file would make bbolt panic or fault on every start: check it first, and
+	// set it aside rather than lose the ability to run at all.
+	if err := checkFile(path, b.opts.LockTimeout); err != nil {
+		var ce *CorruptError
+		if !errors.As(err, &ce) {
+			return fmt.Errorf("open buffer %s: %w", path, err)
+		}
+		aside, mvErr := moveAside(path, b.opts.Now())
+		if mvErr != nil {
+			return fmt.Errorf("open buffer %s: %w; moving it aside: %w", path, err, mvErr)
+		}
+		b.recovered = fmt.Sprintf("%s was damaged (%v); moved aside as %s and started a fresh buffer with a new epoch",
+			filepath.Base(path), ce.Err, filepath.Base(aside))
+	}
 	db, err := b.openDB()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	b.db = db
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketResults, bucketMeta, bucketState} {
+		for _, name := range [][]byte{bucketResults, bucketMeta, bucketState, bucketQuar} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -189,20 +247,35 @@ func Open(path string, opts Options) (*Buffer, error) {
 				return err
 			}
 		}
+		if b.recovered != "" {
+			if err := meta.Put(keyRecovered, []byte(b.recovered)); err != nil {
+				return err
+			}
+		}
 		st, err := readStats(tx)
 		b.st = st
 		return err
 	})
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open buffer %s: %w", path, err)
+		b.db = nil
+		return fmt.Errorf("open buffer %s: %w", path, err)
 	}
-	b.epoch = b.st.Epoch
 	// A file left large by an earlier backlog shrinks now rather than at the next ack.
 	b.writeMu.Lock()
 	b.maybeCompactLocked()
 	b.writeMu.Unlock()
-	return b, nil
+	return nil
+}
+
+// moveAside renames a damaged file to path.corrupt-TIMESTAMP (UTC) and syncs the directory, so
+// a fresh file can take its place while the damaged one stays for inspection.
+func moveAside(path string, now time.Time) (string, error) {
+	aside := path + ".corrupt-" + now.UTC().Format("20060102T150405.000Z")
+	if err := os.Rename(path, aside); err != nil {
+		return "", err
+	}
+	return aside, syncDir(filepath.Dir(path))
 }
 
 func (b *Buffer) openDB() (*bolt.DB, error) {
@@ -214,7 +287,8 @@ func (b *Buffer) openDB() (*bolt.DB, error) {
 		FreelistType:   bolt.FreelistMapType,
 	})
 	if errors.Is(err, bberrors.ErrTimeout) {
-		return nil, fmt.Errorf("open buffer %s: locked by another process (is another agent using this data dir?)", b.path)
+		// The lock file is held, so this is not another agent: some other program has it open.
+		return nil, fmt.Errorf("open buffer %s: locked by another process", b.path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open buffer %s: %w", b.path, err)
@@ -236,10 +310,15 @@ func newEpoch() (uint64, error) {
 	return 0, errors.New("draw epoch: random source returned only zeros")
 }
 
-// Close closes the file. The Buffer must not be used afterwards.
+// Close closes the file and releases the lock. The Buffer must not be used afterwards.
 func (b *Buffer) Close() error {
 	b.dbMu.Lock()
 	defer b.dbMu.Unlock()
+	if b.lock != nil {
+		// Released after the file is closed (deferred calls run last first).
+		defer func(f *os.File) { releaseLock(f) }(b.lock)
+		b.lock = nil
+	}
 	if b.db == nil {
 		return nil
 	}
@@ -251,8 +330,8 @@ func (b *Buffer) Close() error {
 	return nil
 }
 
-// Epoch is the random id of this buffer file's sequence space (0 for a pre-epoch file).
-func (b *Buffer) Epoch() uint64 { return b.epoch }
+// Epoch is the random id of this buffer's current sequence space (0 for a pre-epoch file).
+func (b *Buffer) Epoch() uint64 { return b.Stats().Epoch }
 
 // Path is the buffer's file.
 func (b *Buffer) Path() string { return b.path }
@@ -272,6 +351,9 @@ func readStats(tx *bolt.Tx) (agent.BufferStats, error) {
 		Dropped:        getUint(meta, keyDropped),
 		DroppedThrough: getUint(meta, keyDroppedThrough),
 		Epoch:          getUint(meta, keyEpoch),
+		Quarantined:    getUint(meta, keyQuarantined),
+		EpochRenewals:  getUint(meta, keyRenewals),
+		Recovered:      string(meta.Get(keyRecovered)),
 	}
 	res := tx.Bucket(bucketResults)
 	c := res.Cursor()
@@ -279,23 +361,34 @@ func readStats(tx *bolt.Tx) (agent.BufferStats, error) {
 		st.Len++
 		st.Bytes += uint64(len(k) + len(v))
 	}
-	oldest, err := oldestTime(res)
-	st.Oldest = oldest
-	return st, err
+	st.Oldest = oldestTime(res)
+	return st, nil
 }
 
-func oldestTime(res *bolt.Bucket) (time.Time, error) {
-	k, v := res.Cursor().First()
-	if k == nil {
-		return time.Time{}, nil
+// oldestTime is the time of the oldest readable result among the first few; a damaged one is
+// skipped here (the read path quarantines it), never an error that would block every commit.
+func oldestTime(res *bolt.Bucket) time.Time {
+	c := res.Cursor()
+	n := 0
+	for k, v := c.First(); k != nil && n < 16; k, v = c.Next() {
+		n++
+		var r struct {
+			Time time.Time `json:"ts"`
+		}
+		if _, ok := parseKey(k); ok && json.Unmarshal(v, &r) == nil {
+			return r.Time
+		}
 	}
-	var r struct {
-		Time time.Time `json:"ts"`
+	return time.Time{}
+}
+
+// parseKey returns the seq a results key holds; ok is false for a damaged key.
+func parseKey(k []byte) (seq uint64, ok bool) {
+	if len(k) != keyLen {
+		return 0, false
 	}
-	if err := json.Unmarshal(v, &r); err != nil {
-		return time.Time{}, fmt.Errorf("decode result seq %d: %w", binary.BigEndian.Uint64(k), err)
-	}
-	return r.Time, nil
+	seq = binary.BigEndian.Uint64(k)
+	return seq, seq != 0
 }
 
 func getUint(b *bolt.Bucket, key []byte) uint64 {
@@ -337,9 +430,8 @@ func (b *Buffer) updateLocked(fn func(tx *bolt.Tx, st *agent.BufferStats) error)
 		if err := fn(tx, &st); err != nil {
 			return err
 		}
-		oldest, err := oldestTime(tx.Bucket(bucketResults))
-		st.Oldest = oldest
-		return err
+		st.Oldest = oldestTime(tx.Bucket(bucketResults))
+		return nil
 	})
 	if err != nil {
 		return err
@@ -458,7 +550,14 @@ func (b *Buffer) dropOldest(res *bolt.Bucket, st *agent.BufferStats) (n, through
 	// Deleting through the cursor moves it to the next key; the loop ends when the bounds
 	// hold or the bucket is empty.
 	for k, v := c.First(); k != nil && over(); k, v = c.First() {
-		through = binary.BigEndian.Uint64(k)
+		seq, ok := parseKey(k)
+		if !ok {
+			if err := b.quarantineTx(res.Tx(), st, k, v, "key is not a seq"); err != nil {
+				return n, through, err
+			}
+			continue
+		}
+		through = seq
 		size := uint64(len(k) + len(v))
 		if err := c.Delete(); err != nil {
 			return n, through, err
@@ -479,22 +578,146 @@ func (b *Buffer) After(after uint64, n int) ([]wire.Result, error) {
 		return nil, nil
 	}
 	out := make([]wire.Result, 0, min(n, 1024))
+	var bad []badRecord
 	err := b.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketResults).Cursor()
-		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < n; k, v = c.Next() {
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < n && len(bad) < maxBadPerRead; k, v = c.Next() {
+			_, raw, reason := readRecord(k, v) // raw carries the seq
 			var r wire.Result
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode result seq %d: %w", binary.BigEndian.Uint64(k), err)
+			if reason == "" {
+				if err := json.Unmarshal(raw, &r); err != nil {
+					reason = "value is not a result: " + err.Error()
+				}
 			}
-			r.Seq = binary.BigEndian.Uint64(k)
+			if reason != "" {
+				bad = append(bad, newBad(k, v, reason))
+				continue
+			}
 			out = append(out, r)
 		}
 		return nil
 	})
+	if err == nil {
+		err = b.quarantine(bad)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read buffer %s: %w", b.path, err)
 	}
 	return out, nil
+}
+
+// readRecord checks one stored record and returns its seq and its JSON with the seq filled
+// in, or why it is unreadable.
+func readRecord(k, v []byte) (seq uint64, raw []byte, reason string) {
+	seq, ok := parseKey(k)
+	if !ok {
+		return 0, nil, "key is not a seq"
+	}
+	raw, ok = withSeq(v, seq)
+	if !ok {
+		return 0, nil, "value does not start with a seq field"
+	}
+	if !validJSON(raw) {
+		return 0, nil, "value is not valid JSON"
+	}
+	return seq, raw, ""
+}
+
+// badRecord is a damaged record found by a read, copied out of its transaction.
+type badRecord struct {
+	k, v   []byte
+	reason string
+}
+
+func newBad(k, v []byte, reason string) badRecord {
+	return badRecord{bytes.Clone(k), bytes.Clone(v), reason}
+}
+
+// quarantined is how a damaged record is kept in the quarantine bucket.
+type quarantined struct {
+	Key    []byte    `json:"key"`   // the results key as found (base64)
+	Value  []byte    `json:"value"` // the stored value as found (base64)
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// quarantine moves the damaged records a read found out of the results, if they are still
+// there unchanged.
+func (b *Buffer) quarantine(bad []badRecord) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	err := b.updateLocked(func(tx *bolt.Tx, st *agent.BufferStats) error {
+		res := tx.Bucket(bucketResults)
+		for _, r := range bad {
+			if v := res.Get(r.k); v == nil || !bytes.Equal(v, r.v) {
+				continue // acked, dropped or quarantined meanwhile
+			}
+			if err := b.quarantineTx(tx, st, r.k, r.v, r.reason); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("quarantine %d damaged records: %w", len(bad), err)
+	}
+	return nil
+}
+
+// quarantineTx moves one damaged record from the results to the quarantine bucket inside tx,
+// counts it, and announces the seqs that can no longer be sent (settleTx).
+func (b *Buffer) quarantineTx(tx *bolt.Tx, st *agent.BufferStats, k, v []byte, reason string) error {
+	rec, err := json.Marshal(quarantined{Key: k, Value: v, Reason: reason, At: b.opts.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	size := uint64(len(k) + len(v))
+	if err := tx.Bucket(bucketResults).Delete(k); err != nil {
+		return err
+	}
+	st.Len--
+	st.Bytes -= size
+	q := tx.Bucket(bucketQuar)
+	id, err := q.NextSequence()
+	if err != nil {
+		return err
+	}
+	if err := q.Put(seqKey(id), rec); err != nil {
+		return err
+	}
+	if id > maxQuarantine {
+		if err := q.Delete(seqKey(id - maxQuarantine)); err != nil {
+			return err
+		}
+	}
+	st.Quarantined++
+	if err := putUint(tx.Bucket(bucketMeta), keyQuarantined, st.Quarantined); err != nil {
+		return err
+	}
+	return settleTx(tx, st)
+}
+
+// settleTx raises DroppedThrough over a gap in front of the oldest held result: every seq
+// below it that is not acked was discarded or quarantined and will never be sent, so saying
+// so lets the controller ack past it. A gap behind held results waits until the acks reach it,
+// because the results before it are not delivered yet.
+func settleTx(tx *bolt.Tx, st *agent.BufferStats) error {
+	first := st.LastSeq + 1
+	c := tx.Bucket(bucketResults).Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if seq, ok := parseKey(k); ok {
+			first = seq
+			break
+		}
+	}
+	if first-1 <= max(st.AckedSeq, st.DroppedThrough) || first-1 > st.LastSeq {
+		return nil
+	}
+	st.DroppedThrough = first - 1
+	return putUint(tx.Bucket(bucketMeta), keyDroppedThrough, st.DroppedThrough)
 }
 
 // AfterRaw is After for the upload path without the decoding: it returns the JSON of up to n
@@ -505,13 +728,16 @@ func (b *Buffer) AfterRaw(after uint64, n, maxBytes int) (raws [][]byte, seqs []
 		return nil, nil, nil
 	}
 	size := 0
+	var bad []badRecord
 	err = b.view(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketResults).Cursor()
-		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(raws) < n; k, v = c.Next() {
-			seq := binary.BigEndian.Uint64(k)
-			raw, ok := withSeq(v, seq)
-			if !ok {
-				return fmt.Errorf("result seq %d: stored value does not start with a seq field", seq)
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(raws) < n && len(bad) < maxBadPerRead; k, v = c.Next() {
+			// Checked before it goes out: one damaged record would make the controller
+			// refuse the whole batch it is in, again on every resend.
+			seq, raw, reason := readRecord(k, v)
+			if reason != "" {
+				bad = append(bad, newBad(k, v, reason))
+				continue
 			}
 			if len(raws) > 0 && size+len(raw)+1 > maxBytes {
 				break
@@ -521,6 +747,9 @@ func (b *Buffer) AfterRaw(after uint64, n, maxBytes int) (raws [][]byte, seqs []
 		}
 		return nil
 	})
+	if err == nil {
+		err = b.quarantine(bad)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("read buffer %s: %w", b.path, err)
 	}
@@ -569,7 +798,17 @@ func (b *Buffer) Ack(seq uint64) error {
 			return nil
 		}
 		c := tx.Bucket(bucketResults).Cursor()
-		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= seq; k, v = c.First() {
+		for k, v := c.First(); k != nil; k, v = c.First() {
+			s, ok := parseKey(k)
+			if !ok {
+				if err := b.quarantineTx(tx, st, k, v, "key is not a seq"); err != nil {
+					return err
+				}
+				continue
+			}
+			if s > seq {
+				break
+			}
 			size := uint64(len(k) + len(v))
 			if err := c.Delete(); err != nil {
 				return err
@@ -578,12 +817,98 @@ func (b *Buffer) Ack(seq uint64) error {
 			st.Bytes -= size
 		}
 		st.AckedSeq = seq
-		return putUint(tx.Bucket(bucketMeta), keyAckedSeq, seq)
+		if err := putUint(tx.Bucket(bucketMeta), keyAckedSeq, seq); err != nil {
+			return err
+		}
+		return settleTx(tx, st)
 	})
 	if err != nil {
 		return fmt.Errorf("ack %d in %s: %w", seq, b.path, err)
 	}
 	b.maybeCompactLocked()
+	return nil
+}
+
+// RenewEpoch opens a new sequence space: it draws a new epoch and renumbers the held results
+// from seq 1 in their order, with nothing acked or dropped in the new epoch yet. The agent
+// calls it when the controller acks a seq this buffer never assigned, which means the file went
+// back to an older state (a restored image, a lost flush) and its seqs are being reused: in
+// a new epoch the controller stores the held results instead of discarding them as duplicates.
+// The lifetime counters (dropped, quarantined) stay; EpochRenewals counts the renewal.
+func (b *Buffer) RenewEpoch() (uint64, error) {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	var epoch uint64
+	err := b.updateLocked(func(tx *bolt.Tx, st *agent.BufferStats) error {
+		e, err := newEpoch()
+		for err == nil && e == st.Epoch {
+			e, err = newEpoch()
+		}
+		if err != nil {
+			return err
+		}
+		res, meta := tx.Bucket(bucketResults), tx.Bucket(bucketMeta)
+		res.FillPercent = resultsFill
+		var keys [][]byte
+		c := res.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		// New keys 1, 2, … are never above the old ones (old keys ascend from at least 1),
+		// so moving in ascending order never overwrites a key still to be moved.
+		var n uint64
+		for _, k := range keys {
+			v := res.Get(k)
+			if _, ok := parseKey(k); !ok {
+				if err := b.quarantineTx(tx, st, k, v, "key is not a seq"); err != nil {
+					return err
+				}
+				continue
+			}
+			n++
+			nk := seqKey(n)
+			if bytes.Equal(nk, k) {
+				continue
+			}
+			v = bytes.Clone(v)
+			if err := res.Delete(k); err != nil {
+				return err
+			}
+			if err := res.Put(nk, v); err != nil {
+				return err
+			}
+		}
+		st.Epoch, st.LastSeq, st.AckedSeq, st.DroppedThrough = e, n, 0, 0
+		st.EpochRenewals++
+		for _, kv := range []struct {
+			k []byte
+			v uint64
+		}{{keyEpoch, e}, {keyLastSeq, n}, {keyAckedSeq, 0}, {keyDroppedThrough, 0}, {keyRenewals, st.EpochRenewals}} {
+			if err := putUint(meta, kv.k, kv.v); err != nil {
+				return err
+			}
+		}
+		epoch = e
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("renew epoch of %s: %w", b.path, err)
+	}
+	return epoch, nil
+}
+
+// ClearRecovered forgets, in the file, the note about a damaged file this one replaced: the
+// agent calls it once it has announced the replacement. Stats keeps reporting the note until
+// the Buffer is closed.
+func (b *Buffer) ClearRecovered() error {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
+	err := b.updateLocked(func(tx *bolt.Tx, _ *agent.BufferStats) error {
+		return tx.Bucket(bucketMeta).Delete(keyRecovered) // the stats keep their copy
+	})
+	if err != nil {
+		return fmt.Errorf("clear recovered note in %s: %w", b.path, err)
+	}
 	return nil
 }
 
@@ -595,6 +920,8 @@ func (b *Buffer) Stats() agent.BufferStats {
 }
 
 func compactPath(path string) string { return path + ".compact" }
+
+func lockPath(path string) string { return path + ".lock" }
 
 // maybeCompactLocked compacts when the file is past its thresholds. A failure is recorded
 // (Compactions) and leaves the old file in use. writeMu must be held.

@@ -10,6 +10,7 @@ package mqttlink
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -31,6 +33,8 @@ type Options struct {
 	Broker   string // tcp://host:port, ssl://…, ws://…
 	DeviceID string
 	ClientID string // defaults to DeviceID
+	// Username defaults to DeviceID, so broker ACLs keyed on the username (Mosquitto's %u)
+	// match the device's topics.
 	Username string
 	Password string
 
@@ -42,7 +46,14 @@ type Options struct {
 	// backoff step, up to this fraction of it, so a fleet that lost its broker together does
 	// not reconnect in lock-step (paho's own backoff has no jitter). Negative disables it.
 	Jitter float64
-	// Epoch is the buffer's epoch: only acks carrying it are delivered (see wire.Ack).
+	// AuthRetryInterval and AuthRetryMax space the attempts after the broker refused the
+	// credentials: the first retry waits AuthRetryInterval, each later one twice as long up
+	// to AuthRetryMax. Retrying a refused password every few seconds only fills the logs of
+	// both sides; the credentials are more likely to be fixed in minutes than in seconds.
+	AuthRetryInterval time.Duration
+	AuthRetryMax      time.Duration
+	// Epoch is the buffer's epoch: only acks carrying it are delivered (see wire.Ack and
+	// SetEpoch).
 	Epoch  uint64
 	Logger *slog.Logger // nil logs nothing
 }
@@ -54,7 +65,20 @@ const (
 	DefaultConnectRetryInterval = 2 * time.Second
 	DefaultMaxReconnectInterval = 30 * time.Second
 	DefaultJitter               = 0.5
+	DefaultAuthRetryInterval    = time.Minute
+	DefaultAuthRetryMax         = 10 * time.Minute
 )
+
+// maxCoalescedRejected bounds the rejections carried by acks waiting unread in the channel;
+// beyond it they are counted (RejectedLost) rather than kept.
+const maxCoalescedRejected = 4096
+
+// ErrAuthRefused is reported (Err) while the broker refuses the link's credentials.
+var ErrAuthRefused = errors.New("mqtt authentication refused")
+
+// ErrSubscribeRefused is reported (Err) when the broker refused the ack subscription: the
+// device would publish without ever learning what the controller stored.
+var ErrSubscribeRefused = errors.New("mqtt subscription refused")
 
 // Link is an agent.Uplink. Its methods are safe for concurrent use.
 type Link struct {
@@ -62,17 +86,24 @@ type Link struct {
 	client mqtt.Client
 	log    *slog.Logger
 
-	acks        chan uint64
-	ackMu       sync.Mutex // serializes ack hand-off so coalescing keeps the maximum
-	badAcks     atomic.Uint64
-	foreignAcks atomic.Uint64
-	failures    atomic.Int64 // consecutive failed connection attempts
-	attempts    atomic.Int64 // connection attempts since New
-	connecting  sync.Once
-	closed      chan struct{} // closed by Close: ends a jitter wait
-	closeOnce   sync.Once
+	acks         chan wire.Ack
+	ackMu        sync.Mutex // serializes ack hand-off so coalescing keeps the maximum
+	epoch        atomic.Uint64
+	badAcks      atomic.Uint64
+	foreignAcks  atomic.Uint64
+	rejectedLost atomic.Uint64
+	failures     atomic.Int64 // consecutive failed connection attempts
+	authFailures atomic.Int64 // consecutive attempts refused for bad credentials
+	attempts     atomic.Int64 // connection attempts since New
+	connecting   sync.Once
+	closed       chan struct{} // closed by Close: ends a jitter wait
+	closeOnce    sync.Once
 
 	upd updates // model-update traffic, see update.go
+
+	// errMu guards err, the link's current standing problem (nil when none).
+	errMu sync.Mutex
+	err   error
 }
 
 // New checks opts and prepares a Link; it does not connect (see Connect).
@@ -95,6 +126,15 @@ func New(opts Options) (*Link, error) {
 	if opts.ClientID == "" {
 		opts.ClientID = opts.DeviceID
 	}
+	if opts.Username == "" {
+		opts.Username = opts.DeviceID
+	}
+	if opts.AuthRetryInterval <= 0 {
+		opts.AuthRetryInterval = DefaultAuthRetryInterval
+	}
+	if opts.AuthRetryMax <= 0 {
+		opts.AuthRetryMax = DefaultAuthRetryMax
+	}
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = DefaultKeepAlive
 	}
@@ -115,12 +155,15 @@ func New(opts Options) (*Link, error) {
 	case opts.Jitter > 1 || math.IsNaN(opts.Jitter):
 		return nil, fmt.Errorf("mqtt link: jitter %v must be a fraction in [0, 1]", opts.Jitter)
 	}
-	l := &Link{opts: opts, log: opts.Logger, acks: make(chan uint64, 16), closed: make(chan struct{})}
+	l := &Link{opts: opts, log: opts.Logger, acks: make(chan wire.Ack, 16), closed: make(chan struct{})}
+	l.epoch.Store(opts.Epoch)
 	if l.log == nil {
 		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	l.upd = newUpdates()
-	will, err := wire.Encode(&wire.State{Device: opts.DeviceID, State: wire.StateOffline, Time: time.Now().UTC()})
+	// The will carries no time: the broker may deliver it long after it was registered, and
+	// the controller stamps the time it saw it.
+	will, err := wire.Encode(&wire.State{Device: opts.DeviceID, State: wire.StateOffline})
 	if err != nil {
 		return nil, fmt.Errorf("mqtt link: encode will: %w", err)
 	}
@@ -130,6 +173,7 @@ func New(opts Options) (*Link, error) {
 		SetUsername(opts.Username).
 		SetPassword(opts.Password).
 		SetCleanSession(true).
+		SetProtocolVersion(4).  // no fallback to 3.1, which would hide a refused login behind a protocol error
 		SetOrderMatters(false). // handlers must not block the client; ours only hand off
 		SetStore(mqtt.NewMemoryStore()).
 		SetKeepAlive(opts.KeepAlive).
@@ -156,10 +200,15 @@ func (l *Link) Connect() {
 // subscribe again, since the session is clean.
 func (l *Link) onConnect(c mqtt.Client) {
 	l.failures.Store(0)
+	if l.authFailures.Swap(0) > 0 {
+		l.log.Info("mqtt credentials accepted again", "broker", l.opts.Broker, "username", l.opts.Username)
+	}
+	l.setErr(nil)
 	l.log.Info("mqtt connected", "broker", l.opts.Broker)
 	ackTopic := wire.ControllerTopic(l.opts.DeviceID, wire.LeafAck)
-	if err := wait(c.Subscribe(ackTopic, 1, l.onAck), l.opts.ConnectTimeout); err != nil {
-		l.log.Warn("mqtt subscribe", "topic", ackTopic, "err", err)
+	if err := subscribe(c, ackTopic, l.opts.ConnectTimeout, l.onAck); err != nil {
+		l.setErr(err)
+		l.log.Warn("mqtt subscribe; acks will not arrive and results will be resent", "topic", ackTopic, "err", err)
 	}
 	l.subscribeUpdates(c)
 	if err := l.publishState(c, wire.StateOnline); err != nil {
@@ -172,11 +221,22 @@ func (l *Link) onConnect(c mqtt.Client) {
 // 1 s doubling up to MaxReconnectInterval after a loss; the jitter is a random part of
 // an estimate of that step.
 func (l *Link) onAttempt(_ *url.URL, cfg *tls.Config) *tls.Config {
-	if l.attempts.Add(1) == 1 || l.opts.Jitter == 0 {
+	if l.attempts.Add(1) == 1 {
 		return cfg
 	}
-	step := min(l.opts.ConnectRetryInterval<<min(l.failures.Load(), 16), l.opts.MaxReconnectInterval)
-	d := time.Duration(rand.Float64() * l.opts.Jitter * float64(step))
+	var d time.Duration
+	if af := l.authFailures.Load(); af > 0 {
+		// Refused credentials: wait the long auth backoff (plus jitter) instead of paho's.
+		d = min(l.opts.AuthRetryInterval<<min(af-1, 16), l.opts.AuthRetryMax)
+		d += time.Duration(rand.Float64() * l.opts.Jitter * float64(d))
+		d = min(d, l.opts.AuthRetryMax)
+	} else if l.opts.Jitter > 0 {
+		step := min(l.opts.ConnectRetryInterval<<min(l.failures.Load(), 16), l.opts.MaxReconnectInterval)
+		d = time.Duration(rand.Float64() * l.opts.Jitter * float64(step))
+	}
+	if d <= 0 {
+		return cfg
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -194,6 +254,23 @@ func (l *Link) publishState(c mqtt.Client, state string) error {
 	return wait(c.Publish(wire.DeviceTopic(l.opts.DeviceID, wire.LeafState), 1, true, payload), l.opts.ConnectTimeout)
 }
 
+// subscribe subscribes at QoS 1 and checks the broker's SUBACK: a refusal (0x80, for example an
+// ACL that denies the topic) completes the token without an error in paho.
+func subscribe(c mqtt.Client, topic string, d time.Duration, h mqtt.MessageHandler) error {
+	tok := c.Subscribe(topic, 1, h)
+	if err := wait(tok, d); err != nil {
+		return fmt.Errorf("subscribe %s: %w", topic, err)
+	}
+	st, ok := tok.(*mqtt.SubscribeToken)
+	if !ok {
+		return nil
+	}
+	if code, ok := st.Result()[topic]; !ok || code >= 0x80 {
+		return fmt.Errorf("%w: broker answered %#x for %s (does its ACL let this device's username read it?)", ErrSubscribeRefused, code, topic)
+	}
+	return nil
+}
+
 func wait(tok mqtt.Token, d time.Duration) error {
 	if !tok.WaitTimeout(d) {
 		return fmt.Errorf("no reply from broker within %v", d)
@@ -204,6 +281,18 @@ func wait(tok mqtt.Token, d time.Duration) error {
 func (l *Link) onNotification(_ mqtt.Client, n mqtt.ConnectionNotification) {
 	switch n := n.(type) {
 	case mqtt.ConnectionNotificationFailed:
+		if errors.Is(n.Reason, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(n.Reason, packets.ErrorRefusedNotAuthorised) {
+			// Said once, clearly: retrying will not help until someone fixes the credentials.
+			af := l.authFailures.Add(1)
+			err := fmt.Errorf("%w by %s for username %q (%v); retrying every %v at most", ErrAuthRefused, l.opts.Broker, l.opts.Username, n.Reason, l.opts.AuthRetryMax)
+			l.setErr(err)
+			if af == 1 {
+				l.log.Error("mqtt authentication refused: check the device's username and password on the broker; retrying slowly",
+					"broker", l.opts.Broker, "username", l.opts.Username, "err", n.Reason)
+			}
+			return
+		}
+		l.authFailures.Store(0)
 		// Log the 1st, 2nd, 4th, 8th… consecutive failure: about once per backoff step
 		// rather than on every attempt.
 		f := l.failures.Add(1)
@@ -225,28 +314,45 @@ func (l *Link) onAck(_ mqtt.Client, m mqtt.Message) {
 		}
 		return
 	}
-	if a.Epoch != l.opts.Epoch {
+	if ours := l.epoch.Load(); a.Epoch != ours {
 		// An ack for another sequence space (a data dir since wiped) must delete nothing.
 		if l.foreignAcks.Add(1) == 1 {
-			l.log.Warn("ignoring ack for another epoch", "epoch", a.Epoch, "ours", l.opts.Epoch, "seq", a.Seq)
+			l.log.Warn("ignoring ack for another epoch", "epoch", a.Epoch, "ours", ours, "seq", a.Seq)
 		}
 		return
 	}
-	seq := a.Seq
 	l.ackMu.Lock()
 	defer l.ackMu.Unlock()
 	for {
 		select {
-		case l.acks <- seq:
+		case l.acks <- a:
 			return
 		default:
 		}
 		select {
 		case old := <-l.acks:
-			seq = max(seq, old)
+			a = l.coalesce(old, a)
 		default:
 		}
 	}
+}
+
+// coalesce merges an unread ack into a newer one: the higher seq of the newer epoch, with
+// the rejections of both (up to maxCoalescedRejected).
+func (l *Link) coalesce(old, a wire.Ack) wire.Ack {
+	if old.Epoch != a.Epoch {
+		return a // the older one names an epoch the agent has left
+	}
+	a.Seq = max(a.Seq, old.Seq)
+	if len(old.Rejected) > 0 {
+		merged := append(old.Rejected[:len(old.Rejected):len(old.Rejected)], a.Rejected...)
+		if over := len(merged) - maxCoalescedRejected; over > 0 {
+			l.rejectedLost.Add(uint64(over))
+			merged = merged[:maxCoalescedRejected]
+		}
+		a.Rejected = merged
+	}
+	return a
 }
 
 // Publish implements agent.Uplink.
@@ -267,7 +373,29 @@ func (l *Link) Publish(ctx context.Context, leaf string, payload []byte, retaine
 }
 
 // Acks implements agent.Uplink.
-func (l *Link) Acks() <-chan uint64 { return l.acks }
+func (l *Link) Acks() <-chan wire.Ack { return l.acks }
+
+// SetEpoch makes the link deliver only acks for epoch from now on; the agent calls it when its
+// buffer opens a new epoch.
+func (l *Link) SetEpoch(epoch uint64) { l.epoch.Store(epoch) }
+
+// Err reports the link's standing problem, nil when there is none: refused credentials
+// (ErrAuthRefused) or a refused ack subscription (ErrSubscribeRefused). It clears on the next
+// successful connection and subscription.
+func (l *Link) Err() error {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	return l.err
+}
+
+func (l *Link) setErr(err error) {
+	l.errMu.Lock()
+	l.err = err
+	l.errMu.Unlock()
+}
+
+// RejectedLost counts rejections dropped while coalescing acks that went unread.
+func (l *Link) RejectedLost() uint64 { return l.rejectedLost.Load() }
 
 // Connected implements agent.Uplink.
 func (l *Link) Connected() bool { return l.client.IsConnectionOpen() }

@@ -3,6 +3,7 @@ package mqttlink_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
 	"net"
 	"slices"
@@ -34,10 +35,13 @@ func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { ret
 func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
 
 // startBroker runs a real mochi broker on a free loopback port until the test ends.
-func startBroker(t *testing.T) (*mochi.Server, string) {
+func startBroker(t *testing.T) (*mochi.Server, string) { return startBrokerWith(t, new(allowAll)) }
+
+// startBrokerWith is startBroker with hook deciding who may connect and what they may do.
+func startBrokerWith(t *testing.T, hook mochi.Hook) (*mochi.Server, string) {
 	t.Helper()
-	srv := mochi.New(&mochi.Options{InlineClient: true})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
+	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	if err := srv.AddHook(hook, nil); err != nil {
 		t.Fatal(err)
 	}
 	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
@@ -211,15 +215,21 @@ func TestAcks(t *testing.T) {
 	}
 	ack := func(seq uint64) []byte { b, _ := wire.Encode(&wire.Ack{Seq: seq}); return b }
 	var got uint64
+	next := func() bool {
+		select {
+		case a := <-l.Acks():
+			got = a.Seq
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	}
 	for got != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("ack 1 not delivered within 10s")
 		}
 		send(ack(1))
-		select {
-		case got = <-l.Acks():
-		case <-time.After(100 * time.Millisecond):
-		}
+		next()
 	}
 	// Malformed acks are counted and skipped; later good ones still arrive. Acks that pile
 	// up unread are coalesced to the highest.
@@ -228,10 +238,8 @@ func TestAcks(t *testing.T) {
 	for seq := uint64(2); seq <= 40; seq++ {
 		send(ack(seq))
 	}
-	for got != 40 {
-		select {
-		case got = <-l.Acks():
-		case <-time.After(10 * time.Second):
+	for deadline := time.Now().Add(10 * time.Second); got != 40; {
+		if !next() && time.Now().After(deadline) {
 			t.Fatalf("highest ack seen %d, want 40", got)
 		}
 	}
@@ -314,8 +322,8 @@ func TestAcksOfAnotherEpochIgnored(t *testing.T) {
 		send(0, 999)
 		send(77, 3)
 		select {
-		case got := <-l.Acks():
-			if got != 3 {
+		case a := <-l.Acks():
+			if got := a.Seq; got != 3 || a.Epoch != 77 {
 				t.Fatalf("Acks() delivered %d; only seq 3 was sent for epoch 77", got)
 			}
 			if l.ForeignAcks() == 0 {

@@ -243,9 +243,13 @@ const (
 	EventUpdate = "update" // an update phase transition
 	EventError  = "error"  // something the operator should see (corrupt buffer, quarantine…)
 	EventDrift  = "drift"  // a drift score crossed its threshold
+	// EventBufferRecovered: the agent found its buffer file damaged at start, moved it aside
+	// and started a fresh one with a new epoch; results it held were not sent.
+	EventBufferRecovered = "buffer_recovered"
 )
 
-// Event is one thing that happened on a device, on d/{device}/events (QoS 1, not retained).
+// Event is one thing that happened on a device, on d/{device}/events (QoS 1, not retained),
+// for operators and logs.
 type Event struct {
 	V       int       `json:"v"`
 	Device  string    `json:"device"`
@@ -254,5 +258,5 @@ type Event struct {
 	Phase   string    `json:"phase,omitempty"` // EventUpdate: the phase entered
 	Model   ModelRef  `json:"model,omitzero"`
 	Rollout string    `json:"rollout,omitempty"`
-	Reason  string    `json:"reason,omitempty"` // one line
+	Reason  string    `json:"reason,omitempty"` // one human-readable line: what happened or why
 }

@@ -151,6 +151,17 @@ type Health struct {
 	Update *UpdateStatus `json:"update,omitempty"`
 	// Unsigned is true when the agent runs a bare .tflite under --allow-unsigned.
 	Unsigned bool `json:"unsigned,omitempty"`
+	// Damaged storage and refused results. Quarantined: records the agent found unreadable
+	// in its buffer and set aside, over the life of the buffer file (their seqs are announced
+	// in DroppedThrough). Rejected: results the controller refused (Ack.Rejected) since start.
+	// EpochRenewals: new epochs opened because the controller acked a seq the buffer never
+	// assigned (the buffer went back to an older state), over the life of the buffer file.
+	// BufferRecovered: set when the agent found its buffer file damaged at start and replaced
+	// it; says what was wrong and where the damaged file went.
+	Quarantined     uint64 `json:"quarantined"`
+	Rejected        uint64 `json:"rejected"`
+	EpochRenewals   uint64 `json:"epoch_renewals"`
+	BufferRecovered string `json:"buffer_recovered,omitempty"`
 }
 
 // Result is one inference outcome. (Device, Seq) identifies it; Seq starts at 1 and grows by one
