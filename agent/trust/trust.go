@@ -71,6 +71,10 @@ var (
 	ErrUnknown      = errors.New("trust: target not signed")
 	ErrRollback     = errors.New("trust: release rollback")
 	ErrMismatch     = errors.New("trust: file does not match signed metadata")
+	// ErrExpired is wrapped by Refresh when the newest metadata the controller serves has
+	// expired by the device's clock (Now): the repository is frozen, or the controller has
+	// not re-signed its timestamp in time.
+	ErrExpired = errors.New("trust: metadata expired (frozen repository?)")
 )
 
 // Client is the device's view of the fleet's signed metadata. Methods are safe for
@@ -184,7 +188,8 @@ func (c *Client) Refresh(ctx context.Context) error {
 	cfg.RootMaxLength, cfg.TimestampMaxLength = MaxRootBytes, MaxTimestampBytes
 	cfg.SnapshotMaxLength, cfg.TargetsMaxLength = MaxRoleBytes, MaxRoleBytes
 	cfg.MaxDelegations = 0 // Outpost signs every target with the top-level targets role
-	cfg.Fetcher = &fetchAdapter{ctx: ctx, f: c.fetch}
+	fa := &fetchAdapter{ctx: ctx, f: c.fetch}
+	cfg.Fetcher = fa
 	up, err := updater.New(cfg)
 	if err != nil {
 		return fmt.Errorf("trust: load trusted root: %w", err)
@@ -194,7 +199,12 @@ func (c *Client) Refresh(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("trust: refresh: %w", ctx.Err())
 		}
-		return fmt.Errorf("trust: refresh: %s", oneLine(err))
+		// go-tuf verifies each file as soon as it arrives, so the last one fetched is the
+		// one its error is about; naming it makes the one-line reason useful.
+		if errors.Is(err, &metadata.ErrExpiredMetadata{}) {
+			return fmt.Errorf("%w: %s: %w", ErrExpired, fa.last, err)
+		}
+		return fmt.Errorf("trust: refresh: %s: %w", fa.last, err)
 	}
 	c.targets = up.GetTopLevelTargets()
 	return nil
@@ -338,8 +348,9 @@ const fetchBase = "outpost://controller/meta/"
 
 // fetchAdapter turns go-tuf's URL-based Fetcher into MetaFetcher calls.
 type fetchAdapter struct {
-	ctx context.Context
-	f   MetaFetcher
+	ctx  context.Context
+	f    MetaFetcher
+	last string // name of the last file asked for
 }
 
 func (a *fetchAdapter) DownloadFile(url string, maxLength int64, _ time.Duration) ([]byte, error) {
@@ -347,6 +358,7 @@ func (a *fetchAdapter) DownloadFile(url string, maxLength int64, _ time.Duration
 	if !ok || name == "" || strings.ContainsAny(name, "/\\") {
 		return nil, &metadata.ErrDownload{Msg: fmt.Sprintf("unexpected metadata path %q", url)}
 	}
+	a.last = name
 	data, err := a.f.FetchMeta(a.ctx, name, maxLength)
 	if errors.Is(err, fs.ErrNotExist) {
 		// go-tuf stops walking root versions on a 404 and on nothing else.
@@ -360,9 +372,4 @@ func (a *fetchAdapter) DownloadFile(url string, maxLength int64, _ time.Duration
 		return nil, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: %d bytes, more than the %d allowed", name, len(data), maxLength)}
 	}
 	return data, nil
-}
-
-// oneLine flattens an error for the one-line reason the controller is told.
-func oneLine(err error) string {
-	return strings.Join(strings.Fields(err.Error()), " ")
 }
