@@ -188,3 +188,5 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("target content %q", buf)
 	}
 }
+
+type rootUpdate = tufrepo.RootUpdate
