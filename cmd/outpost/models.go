@@ -34,7 +34,7 @@ func init() {
 }
 
 func newKeysCmd() *cobra.Command {
-	c := &cobra.Command{Use: "keys", Short: "Manage ed25519 model-signing keys"}
+	c := &cobra.Command{Use: "keys", Short: "Manage ed25519 signing keys and the fleet's TUF trust"}
 	var out string
 	var force bool
 	gen := &cobra.Command{
@@ -75,6 +75,7 @@ func newKeysCmd() *cobra.Command {
 	gen.Flags().StringVar(&out, "out", "outpost-signing", "path prefix of the key files")
 	gen.Flags().BoolVar(&force, "force", false, "overwrite existing key files")
 	c.AddCommand(gen)
+	c.AddCommand(newTrustCmds()...) // keys_trust.go: the fleet's TUF keys
 	return c
 }
 

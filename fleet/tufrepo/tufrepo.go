@@ -545,6 +545,13 @@ func (r *Repo) Status() Status {
 	return st
 }
 
+// TargetsPublicKeys returns the targets keys the current root lists.
+func (r *Repo) TargetsPublicKeys() ([]ed25519.PublicKey, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return roleKeys(r.root, metadata.TARGETS)
+}
+
 // RootUpdate describes the next root version: the keys a role has after the change. A nil
 // key list leaves that role as it is.
 type RootUpdate struct {

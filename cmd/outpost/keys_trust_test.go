@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-ml/outpost/agent/trust"
+	"github.com/outpost-ml/outpost/fleet/tufrepo"
+)
+
+// repoFetcher serves a device straight from the repository directory, standing in for the
+// MQTT transfer (agent/fetch and fleet/blobserve test that path).
+type repoFetcher struct{ repo *tufrepo.Repo }
+
+func (f repoFetcher) FetchMeta(_ context.Context, name string, maxLen int64) ([]byte, error) {
+	return f.repo.Meta(name)
+}
+
+func TestKeysTrustLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	data, offline := filepath.Join(dir, "data"), filepath.Join(dir, "offline")
+
+	if _, err := cli(t, "keys", "show", "--data-dir", data); err == nil || !strings.Contains(err.Error(), "outpost keys init") {
+		t.Errorf("show before init = %v, want a hint to run init", err)
+	}
+	if _, err := cli(t, "keys", "init", "--data-dir", data, "--out-dir", filepath.Join(data, "k")); err == nil || !strings.Contains(err.Error(), "inside --data-dir") {
+		t.Errorf("init with offline keys inside the data dir = %v", err)
+	}
+	out := mustCLI(t, "keys", "init", "--data-dir", data, "--out-dir", offline)
+	pinned := filepath.Join(data, "tuf", "meta", "1.root.json")
+	for _, want := range []string{"root.key", "targets.key", pinned, "timestamp"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("init output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{"root.key", "targets.key"} {
+		if fi, err := os.Stat(filepath.Join(offline, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if _, err := cli(t, "keys", "init", "--data-dir", data, "--out-dir", filepath.Join(dir, "again")); err == nil || !strings.Contains(err.Error(), "already initialised") {
+		t.Errorf("second init = %v", err)
+	}
+	root := filepath.Join(offline, "root.key")
+	targets := filepath.Join(offline, "targets.key")
+	mustCLI(t, "keys", "gen", "--out", filepath.Join(offline, "root2"))
+	mustCLI(t, "keys", "gen", "--out", filepath.Join(offline, "targets2"))
+
+	if _, err := cli(t, "keys", "rotate-root", "--data-dir", data, "--key", targets, "--new-root-key", filepath.Join(offline, "root2.key")); err == nil {
+		t.Error("rotate-root signed with the targets key instead of the root key succeeded")
+	}
+	out = mustCLI(t, "keys", "rotate-root", "--data-dir", data, "--key", root, "--new-root-key", filepath.Join(offline, "root2.key"))
+	if !regexp.MustCompile(`(?m)^root\s+2\s`).MatchString(out) {
+		t.Errorf("rotate-root output:\n%s", out)
+	}
+	root = filepath.Join(offline, "root2.key")
+	mustCLI(t, "keys", "targets-key", "--data-dir", data, "--key", root, "--new", filepath.Join(offline, "targets2.key"))
+	if out := mustCLI(t, "keys", "show", "--data-dir", data); !strings.Contains(out, ",") {
+		t.Errorf("after adding a targets key, show lists one key:\n%s", out)
+	}
+	mustCLI(t, "keys", "targets-key", "--data-dir", data, "--key", root, "--new", filepath.Join(offline, "targets2.key"), "--revoke-others")
+	if _, err := cli(t, "keys", "resign-targets", "--data-dir", data, "--targets-key", targets); err == nil {
+		t.Error("resign-targets with the revoked targets key succeeded")
+	}
+	mustCLI(t, "keys", "resign-targets", "--data-dir", data, "--targets-key", filepath.Join(offline, "targets2.key"))
+	mustCLI(t, "keys", "rotate-online", "--data-dir", data, "--key", root)
+
+	// A device pinned at root v1 follows every step.
+	repo, err := tufrepo.Open(filepath.Join(data, "tuf"), tufrepo.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := repo.Status()
+	if st.Roles[0].Version != 5 {
+		t.Errorf("root version %d after four root changes, want 5", st.Roles[0].Version)
+	}
+	pin, err := os.ReadFile(pinned)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := trust.New(filepath.Join(dir, "device"), pin, repoFetcher{repo}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Refresh(context.Background()); err != nil {
+		t.Fatalf("device refresh after the CLI rotations: %v", err)
+	}
+}
