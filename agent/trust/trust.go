@@ -177,6 +177,7 @@ func (c *Client) Refresh(ctx context.Context) error {
 	if err := c.advanceClockLocked(); err != nil {
 		return fmt.Errorf("trust: %w", err)
 	}
+	c.dropCorruptCacheLocked()
 	root := c.trustedRootLocked()
 	cfg, err := config.New(fetchBase, root)
 	if err != nil {
@@ -207,6 +208,64 @@ func (c *Client) Refresh(ctx context.Context) error {
 		return fmt.Errorf("trust: refresh: %s: %w", fa.last, err)
 	}
 	c.targets = up.GetTopLevelTargets()
+	// go-tuf renames its cache files into place without fsync; make them durable so a power
+	// cut cannot leave an empty file behind (dropCorruptCacheLocked is the second line).
+	if err := syncDir(metaDir); err != nil {
+		return fmt.Errorf("trust: sync metadata cache: %w", err)
+	}
+	return nil
+}
+
+// dropCorruptCacheLocked deletes cached timestamp, snapshot or targets metadata that no
+// longer parses (torn by a power cut on a file system that lost the unsynced rename): go-tuf
+// would fail on it forever, stopping every update. Metadata that parses but does not verify
+// is left to go-tuf, which ignores it. A corrupt cached root needs nothing: the pinned root
+// is used instead and go-tuf rewrites the cache.
+func (c *Client) dropCorruptCacheLocked() {
+	dir := filepath.Join(c.dir, "meta")
+	parses := map[string]func([]byte) error{
+		metadata.TIMESTAMP: func(b []byte) error { _, err := metadata.Timestamp().FromBytes(b); return err },
+		metadata.SNAPSHOT:  func(b []byte) error { _, err := metadata.Snapshot().FromBytes(b); return err },
+		metadata.TARGETS:   func(b []byte) error { _, err := metadata.Targets().FromBytes(b); return err },
+	}
+	for role, parse := range parses {
+		p := filepath.Join(dir, role+".json")
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if parse(data) != nil {
+			os.Remove(p)
+		}
+	}
+}
+
+// syncDir fsyncs every regular file in dir and then dir itself.
+func syncDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	d.Sync() // some file systems refuse fsync on a directory; the files are synced
 	return nil
 }
 

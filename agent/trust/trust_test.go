@@ -171,3 +171,26 @@ func rootKeys(keys ...ed25519.PrivateKey) (u rootUpdate) {
 	}
 	return u
 }
+
+// TestCorruptCache: a power cut can leave a cached metadata file empty or torn; the device
+// must still refresh (go-tuf alone would fail on it forever).
+func TestCorruptCache(t *testing.T) {
+	w := newWorld(t)
+	w.publish("1.0.0", 1, "x")
+	for _, name := range []string{"timestamp.json", "snapshot.json", "targets.json", "root.json"} {
+		for _, content := range []string{"", `{"signed":{"_type":"tim`, "\x00\x00\x00\x00"} {
+			dir := t0dir(t)
+			mustRefresh(t, w.deviceWith(w.rootJSON(), dir, w.clock))
+			if err := os.WriteFile(filepath.Join(dir, "meta", name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dev := w.deviceWith(w.rootJSON(), dir, w.clock)
+			if err := refresh(t, dev); err != nil {
+				t.Errorf("%s holding %q: Refresh = %v", name, content, err)
+			}
+			if _, err := dev.Lookup("vib-1.0.0.opkg"); err != nil {
+				t.Errorf("%s holding %q: Lookup = %v", name, content, err)
+			}
+		}
+	}
+}
