@@ -24,6 +24,7 @@ package tufrepo
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -33,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -426,6 +428,40 @@ func (r *Repo) RefreshTimestamp(now time.Time) (bool, error) {
 		return true, r.publishTimestampLocked(r.timestamp.Signed.Meta["snapshot.json"], now)
 	}
 	return false, nil
+}
+
+// DefaultRefreshInterval is how often RunRefresher checks the online roles: well under half
+// the default timestamp lifetime, so a missed tick or two never lets devices see it expire.
+const DefaultRefreshInterval = time.Hour
+
+// RunRefresher calls RefreshTimestamp now and then every interval (DefaultRefreshInterval
+// if zero) until ctx ends, logging each renewal and failure. A failure is retried at the next
+// tick rather than returned: devices still hold a timestamp valid for hours, and the
+// controller must keep serving. It returns ctx's error.
+func (r *Repo) RunRefresher(ctx context.Context, interval time.Duration, log *slog.Logger) error {
+	if interval <= 0 {
+		interval = DefaultRefreshInterval
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		renewed, err := r.RefreshTimestamp(r.opts.Now())
+		switch {
+		case err != nil:
+			log.Error("tuf: re-sign online roles", "err", err)
+		case renewed:
+			st := r.Status()
+			log.Info("tuf: re-signed online roles", "snapshot", st.Roles[2].Version, "timestamp", st.Roles[3].Version, "timestamp_expires", st.Roles[3].Expires)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // Meta returns a metadata file by the name a TUF client asks for: "timestamp.json",

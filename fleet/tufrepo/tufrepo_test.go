@@ -1,6 +1,7 @@
 package tufrepo_test
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -349,6 +351,39 @@ func FuzzOpen(f *testing.F) {
 		buf := make([]byte, min(n, 1<<16))
 		if _, err := r.ReadAt(buf, 0); err != nil && err != io.EOF {
 			t.Fatalf("ReadAt of %q: %v", path, err)
+		}
+	})
+}
+
+// TestRunRefresher: left running for ten days of (fake) time, the refresher keeps the
+// timestamp and snapshot from ever expiring.
+func TestRunRefresher(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "tuf")
+		repo, err := tufrepo.Init(dir, []ed25519.PrivateKey{key(t)}, []ed25519.PrivateKey{key(t)}, tufrepo.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- repo.RunRefresher(ctx, 0, nil) }()
+		start := time.Now()
+		for time.Since(start) < 10*24*time.Hour {
+			time.Sleep(30 * time.Minute)
+			synctest.Wait()
+			st := repo.Status()
+			for _, r := range st.Roles[2:] {
+				if !r.Expires.After(time.Now()) {
+					t.Fatalf("after %v %s expired at %v", time.Since(start), r.Name, r.Expires)
+				}
+			}
+		}
+		if st := repo.Status(); st.Roles[3].Version < 10*2 || st.Roles[2].Version < 3 {
+			t.Errorf("after 10 days: timestamp v%d, snapshot v%d; want at least 20 and 3", st.Roles[3].Version, st.Roles[2].Version)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("RunRefresher = %v, want context.Canceled", err)
 		}
 	})
 }
