@@ -11,6 +11,7 @@ import (
 
 	"github.com/outpost-ml/outpost/agent/trust"
 	"github.com/outpost-ml/outpost/fleet/tufrepo"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // repoFetcher serves a device straight from the repository directory, standing in for the
@@ -89,5 +90,41 @@ func TestKeysTrustLifecycle(t *testing.T) {
 	}
 	if err := dev.Refresh(context.Background()); err != nil {
 		t.Fatalf("device refresh after the CLI rotations: %v", err)
+	}
+}
+
+// TestServeWithTrust: serve opens the repository `keys init` made, publishes with the
+// targets key it is given, keeps the online roles signed while it runs and stops cleanly.
+func TestServeWithTrust(t *testing.T) {
+	dir := t.TempDir()
+	data, offline := filepath.Join(dir, "data"), filepath.Join(dir, "offline")
+	if _, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: data, TargetsKeyFiles: []string{"x.key"}}); err == nil || !strings.Contains(err.Error(), "keys init") {
+		t.Errorf("serve --targets-key without trust = %v", err)
+	}
+	mustCLI(t, "keys", "init", "--data-dir", data, "--out-dir", offline)
+	if _, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: data, TargetsKeyFiles: []string{filepath.Join(offline, "root.pub")}}); err == nil {
+		t.Error("serve with a public key as --targets-key succeeded")
+	}
+	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: data, TargetsKeyFiles: []string{filepath.Join(offline, "targets.key")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Trust == nil {
+		t.Fatal("serve did not open the fleet's trust")
+	}
+	if err := srv.Trust.AddTarget("vib-1.0.0.opkg", []byte("pkg"), wire.TargetCustom{Name: "vib", Version: "1.0.0", Release: 1}); err != nil {
+		t.Errorf("publishing with the served targets key: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of cancel")
 	}
 }
