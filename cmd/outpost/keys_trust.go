@@ -28,7 +28,7 @@ const tufSubdir = "tuf"
 func tufDir(dataDir string) string { return filepath.Join(dataDir, tufSubdir) }
 
 func newTrustCmds() []*cobra.Command {
-	return []*cobra.Command{newKeysInitCmd(), newKeysShowCmd(), newKeysRotateRootCmd(), newKeysTargetsKeyCmd(), newKeysRotateOnlineCmd(), newKeysResignTargetsCmd()}
+	return []*cobra.Command{newKeysInitCmd(), newKeysShowCmd(), newKeysRotateRootCmd(), newKeysTargetsKeyCmd(), newKeysRotateOnlineCmd(), newKeysResignTargetsCmd(), newKeysResignRootCmd()}
 }
 
 // readPrivateKeys loads PEM ed25519 private keys from files.
@@ -198,6 +198,14 @@ func printStatus(out io.Writer, st tufrepo.Status) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\n", r.Name, r.Version, r.Expires.UTC().Format(time.RFC3339), r.Threshold, strings.Join(ids, ","))
 	}
+	// Offline roles expire unless a key holder acts; say so well before devices refuse them.
+	now := time.Now()
+	for _, r := range st.Roles {
+		fix := map[string]string{"root": "outpost keys resign-root --key ROOT.key", "targets": "outpost keys resign-targets --targets-key TARGETS.key"}[r.Name]
+		if left := r.Expires.Sub(now); fix != "" && left < 30*24*time.Hour {
+			fmt.Fprintf(tw, "WARNING: %s expires in %s; devices refuse expired metadata: run %s\n", r.Name, left.Round(time.Hour), fix)
+		}
+	}
 	if len(st.Targets) > 0 {
 		fmt.Fprintln(tw, "\nTARGET\tMODEL\tRELEASE\tBYTES\tSHA256")
 		for _, t := range st.Targets {
@@ -351,5 +359,32 @@ func newKeysResignTargetsCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
 	c.Flags().StringArrayVar(&targetsKeys, "targets-key", nil, "targets private key `file` (repeatable)")
+	return c
+}
+
+func newKeysResignRootCmd() *cobra.Command {
+	var dataDir string
+	var rootKeys []string
+	c := &cobra.Command{
+		Use:   "resign-root --key ROOT.key...",
+		Short: "Publish the next root version with the same keys and a later expiry",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			roots, err := readPrivateKeys(rootKeys, "root")
+			if err != nil {
+				return err
+			}
+			repo, err := openRepo(dataDir, nil)
+			if err != nil {
+				return err
+			}
+			if err := repo.UpdateRoot(tufrepo.RootUpdate{}, roots); err != nil {
+				return err
+			}
+			return printStatus(cmd.OutOrStdout(), repo.Status())
+		},
+	}
+	c.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
+	c.Flags().StringArrayVar(&rootKeys, "key", nil, "root private key `file` (repeatable)")
 	return c
 }

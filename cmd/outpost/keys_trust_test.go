@@ -70,6 +70,7 @@ func TestKeysTrustLifecycle(t *testing.T) {
 	}
 	mustCLI(t, "keys", "resign-targets", "--data-dir", data, "--targets-key", filepath.Join(offline, "targets2.key"))
 	mustCLI(t, "keys", "rotate-online", "--data-dir", data, "--key", root)
+	mustCLI(t, "keys", "resign-root", "--data-dir", data, "--key", root)
 
 	// A device pinned at root v1 follows every step.
 	repo, err := tufrepo.Open(filepath.Join(data, "tuf"), tufrepo.Options{})
@@ -77,8 +78,8 @@ func TestKeysTrustLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := repo.Status()
-	if st.Roles[0].Version != 5 {
-		t.Errorf("root version %d after four root changes, want 5", st.Roles[0].Version)
+	if st.Roles[0].Version != 6 {
+		t.Errorf("root version %d after five root changes, want 6", st.Roles[0].Version)
 	}
 	pin, err := os.ReadFile(pinned)
 	if err != nil {
@@ -126,5 +127,23 @@ func TestServeWithTrust(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return within 10 s of cancel")
+	}
+}
+
+func TestKeysShowWarnsBeforeExpiry(t *testing.T) {
+	var out strings.Builder
+	soon := time.Now().Add(10 * 24 * time.Hour)
+	later := time.Now().Add(300 * 24 * time.Hour)
+	err := printStatus(&out, tufrepo.Status{Roles: []tufrepo.RoleStatus{
+		{Name: "root", Version: 1, Expires: later, Threshold: 1},
+		{Name: "targets", Version: 3, Expires: soon, Threshold: 1},
+		{Name: "snapshot", Version: 3, Expires: soon, Threshold: 1},
+		{Name: "timestamp", Version: 9, Expires: soon, Threshold: 1},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(out.String(), "WARNING"); got != 1 || !strings.Contains(out.String(), "resign-targets") {
+		t.Errorf("show with targets expiring in 10 days printed %d warnings:\n%s", got, out.String())
 	}
 }
