@@ -215,23 +215,66 @@ func printStatus(out io.Writer, st tufrepo.Status) error {
 	return tw.Flush()
 }
 
-func newKeysRotateRootCmd() *cobra.Command {
+// repoChange is a keys subcommand that changes the repository in DATA_DIR/tuf: it reads the
+// key files named by --KEYFLAG, opens the repository, applies change and prints the result.
+type repoChange struct {
+	use, short, long string
+	keyFlag, keyWhat string // the flag naming the signing key files, and which role's they are
+	flags            func(c *cobra.Command)
+	change           func(repo *tufrepo.Repo, keys []ed25519.PrivateKey) error
+}
+
+func (rc repoChange) command() *cobra.Command {
 	var dataDir string
-	var oldKeys, newKeys []string
-	var threshold int
-	var online bool
+	var keyFiles []string
 	c := &cobra.Command{
-		Use:   "rotate-root --key OLD.key... --new-root-key NEW.key... [--threshold N] [--rotate-online]",
-		Short: "Publish the next root version with new root keys, signed by the current and the new root keys",
-		Long: `Publish root version N+1 listing the new root keys. Devices holding root N accept N+1 only
-if it carries the threshold of root N's signatures and of its own, so give both the current
-root keys (--key) and the new ones (--new-root-key). Old root keys not listed again are revoked.`,
+		Use: rc.use, Short: rc.short, Long: rc.long,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			olds, err := readPrivateKeys(oldKeys, "root")
+			keys, err := readPrivateKeys(keyFiles, rc.keyWhat)
 			if err != nil {
 				return err
 			}
+			var targetsKeys []ed25519.PrivateKey
+			if rc.keyWhat == "targets" {
+				targetsKeys = keys
+			}
+			repo, err := openRepo(dataDir, targetsKeys)
+			if err != nil {
+				return err
+			}
+			if err := rc.change(repo, keys); err != nil {
+				return err
+			}
+			return printStatus(cmd.OutOrStdout(), repo.Status())
+		},
+	}
+	c.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
+	c.Flags().StringArrayVar(&keyFiles, rc.keyFlag, nil, rc.keyWhat+" private key `file` (repeatable)")
+	if rc.flags != nil {
+		rc.flags(c)
+	}
+	return c
+}
+
+func newKeysRotateRootCmd() *cobra.Command {
+	var newKeys []string
+	var threshold int
+	var online bool
+	return repoChange{
+		use:   "rotate-root --key OLD.key... --new-root-key NEW.key... [--threshold N] [--rotate-online]",
+		short: "Publish the next root version with new root keys, signed by the current and the new root keys",
+		long: `Publish root version N+1 listing the new root keys. Devices holding root N accept N+1 only
+if it carries the threshold of root N's signatures and of its own, so give both the current
+root keys (--key) and the new ones (--new-root-key). Old root keys not listed again are revoked.`,
+		keyFlag: "key", keyWhat: "root",
+		flags: func(c *cobra.Command) {
+			f := c.Flags()
+			f.StringArrayVar(&newKeys, "new-root-key", nil, "new root private key `file` (repeatable; from outpost keys gen)")
+			f.IntVar(&threshold, "threshold", 0, "root signatures the new root needs (0: keep)")
+			f.BoolVar(&online, "rotate-online", false, "also replace the online snapshot and timestamp keys")
+		},
+		change: func(repo *tufrepo.Repo, olds []ed25519.PrivateKey) error {
 			news, err := readPrivateKeys(newKeys, "new root")
 			if err != nil {
 				return err
@@ -239,52 +282,33 @@ root keys (--key) and the new ones (--new-root-key). Old root keys not listed ag
 			if len(news) == 0 {
 				return errors.New("rotate-root: give at least one --new-root-key")
 			}
-			repo, err := openRepo(dataDir, nil)
-			if err != nil {
-				return err
-			}
 			u := tufrepo.RootUpdate{RootKeys: publicOf(news), RootThreshold: threshold, RotateOnline: online}
-			if err := repo.UpdateRoot(u, append(olds, news...)); err != nil {
-				return err
-			}
-			return printStatus(cmd.OutOrStdout(), repo.Status())
+			return repo.UpdateRoot(u, append(olds, news...))
 		},
-	}
-	f := c.Flags()
-	f.StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
-	f.StringArrayVar(&oldKeys, "key", nil, "current root private key `file` (repeatable)")
-	f.StringArrayVar(&newKeys, "new-root-key", nil, "new root private key `file` (repeatable; from outpost keys gen)")
-	f.IntVar(&threshold, "threshold", 0, "root signatures the new root needs (0: keep)")
-	f.BoolVar(&online, "rotate-online", false, "also replace the online snapshot and timestamp keys")
-	return c
+	}.command()
 }
 
 func newKeysTargetsKeyCmd() *cobra.Command {
-	var dataDir string
-	var rootKeys, newKeys []string
+	var newKeys []string
 	var revoke bool
-	c := &cobra.Command{
-		Use:   "targets-key --key ROOT.key --new NEW.key... [--revoke-others]",
-		Short: "Add a targets key (or replace all of them) through a new root version",
-		Long: `Publish root version N+1 whose targets role lists the new targets keys, besides the current
+	return repoChange{
+		use:   "targets-key --key ROOT.key --new NEW.key... [--revoke-others]",
+		short: "Add a targets key (or replace all of them) through a new root version",
+		long: `Publish root version N+1 whose targets role lists the new targets keys, besides the current
 ones unless --revoke-others, and re-sign the current targets with the new keys. Use
 --revoke-others when a targets key may have leaked: devices then refuse anything it signs.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			roots, err := readPrivateKeys(rootKeys, "root")
-			if err != nil {
-				return err
-			}
+		keyFlag: "key", keyWhat: "root",
+		flags: func(c *cobra.Command) {
+			c.Flags().StringArrayVar(&newKeys, "new", nil, "new targets private key `file` (repeatable; from outpost keys gen)")
+			c.Flags().BoolVar(&revoke, "revoke-others", false, "remove every other targets key")
+		},
+		change: func(repo *tufrepo.Repo, roots []ed25519.PrivateKey) error {
 			news, err := readPrivateKeys(newKeys, "targets")
 			if err != nil {
 				return err
 			}
 			if len(news) == 0 {
 				return errors.New("targets-key: give at least one --new targets key")
-			}
-			repo, err := openRepo(dataDir, nil)
-			if err != nil {
-				return err
 			}
 			keys := publicOf(news)
 			if !revoke {
@@ -294,97 +318,38 @@ ones unless --revoke-others, and re-sign the current targets with the new keys. 
 				}
 				keys = append(cur, keys...)
 			}
-			if err := repo.UpdateRoot(tufrepo.RootUpdate{TargetsKeys: keys}, append(roots, news...)); err != nil {
-				return err
-			}
-			return printStatus(cmd.OutOrStdout(), repo.Status())
+			return repo.UpdateRoot(tufrepo.RootUpdate{TargetsKeys: keys}, append(roots, news...))
 		},
-	}
-	f := c.Flags()
-	f.StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
-	f.StringArrayVar(&rootKeys, "key", nil, "root private key `file` (repeatable)")
-	f.StringArrayVar(&newKeys, "new", nil, "new targets private key `file` (repeatable; from outpost keys gen)")
-	f.BoolVar(&revoke, "revoke-others", false, "remove every other targets key")
-	return c
+	}.command()
 }
 
 func newKeysRotateOnlineCmd() *cobra.Command {
-	var dataDir string
-	var rootKeys []string
-	c := &cobra.Command{
-		Use:   "rotate-online --key ROOT.key...",
-		Short: "Replace the online snapshot and timestamp keys (after the controller's disk may have leaked)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			roots, err := readPrivateKeys(rootKeys, "root")
-			if err != nil {
-				return err
-			}
-			repo, err := openRepo(dataDir, nil)
-			if err != nil {
-				return err
-			}
-			if err := repo.UpdateRoot(tufrepo.RootUpdate{RotateOnline: true}, roots); err != nil {
-				return err
-			}
-			return printStatus(cmd.OutOrStdout(), repo.Status())
+	return repoChange{
+		use:     "rotate-online --key ROOT.key...",
+		short:   "Replace the online snapshot and timestamp keys (after the controller's disk may have leaked)",
+		keyFlag: "key", keyWhat: "root",
+		change: func(repo *tufrepo.Repo, roots []ed25519.PrivateKey) error {
+			return repo.UpdateRoot(tufrepo.RootUpdate{RotateOnline: true}, roots)
 		},
-	}
-	c.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
-	c.Flags().StringArrayVar(&rootKeys, "key", nil, "root private key `file` (repeatable)")
-	return c
-}
-
-func newKeysResignTargetsCmd() *cobra.Command {
-	var dataDir string
-	var targetsKeys []string
-	c := &cobra.Command{
-		Use:   "resign-targets --targets-key FILE...",
-		Short: "Re-sign the current targets with a later expiry (run before they expire when nothing is published)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			keys, err := readPrivateKeys(targetsKeys, "targets")
-			if err != nil {
-				return err
-			}
-			repo, err := openRepo(dataDir, keys)
-			if err != nil {
-				return err
-			}
-			if err := repo.ResignTargets(); err != nil {
-				return err
-			}
-			return printStatus(cmd.OutOrStdout(), repo.Status())
-		},
-	}
-	c.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
-	c.Flags().StringArrayVar(&targetsKeys, "targets-key", nil, "targets private key `file` (repeatable)")
-	return c
+	}.command()
 }
 
 func newKeysResignRootCmd() *cobra.Command {
-	var dataDir string
-	var rootKeys []string
-	c := &cobra.Command{
-		Use:   "resign-root --key ROOT.key...",
-		Short: "Publish the next root version with the same keys and a later expiry",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			roots, err := readPrivateKeys(rootKeys, "root")
-			if err != nil {
-				return err
-			}
-			repo, err := openRepo(dataDir, nil)
-			if err != nil {
-				return err
-			}
-			if err := repo.UpdateRoot(tufrepo.RootUpdate{}, roots); err != nil {
-				return err
-			}
-			return printStatus(cmd.OutOrStdout(), repo.Status())
+	return repoChange{
+		use:     "resign-root --key ROOT.key...",
+		short:   "Publish the next root version with the same keys and a later expiry",
+		keyFlag: "key", keyWhat: "root",
+		change: func(repo *tufrepo.Repo, roots []ed25519.PrivateKey) error {
+			return repo.UpdateRoot(tufrepo.RootUpdate{}, roots)
 		},
-	}
-	c.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
-	c.Flags().StringArrayVar(&rootKeys, "key", nil, "root private key `file` (repeatable)")
-	return c
+	}.command()
+}
+
+func newKeysResignTargetsCmd() *cobra.Command {
+	return repoChange{
+		use:     "resign-targets --targets-key FILE...",
+		short:   "Re-sign the current targets with a later expiry (run before they expire when nothing is published)",
+		keyFlag: "targets-key", keyWhat: "targets",
+		change: func(repo *tufrepo.Repo, _ []ed25519.PrivateKey) error { return repo.ResignTargets() },
+	}.command()
 }
