@@ -85,11 +85,13 @@ type Client struct {
 	fetch MetaFetcher
 	now   func() time.Time
 
-	mu       sync.Mutex                       // guards the fields below
-	targets  map[string]*metadata.TargetFiles // from the last successful Refresh; nil otherwise
-	floor    time.Time                        // persisted clock floor
-	started  time.Time                        // now() when floor was loaded or last advanced
-	releases map[string]uint64                // highest committed release per model name
+	mu        sync.Mutex                       // guards the fields below
+	targets   map[string]*metadata.TargetFiles // from the last successful Refresh; nil otherwise
+	bootFloor time.Time                        // the persisted floor when New ran
+	started   time.Time                        // now() when New ran
+	floor     time.Time                        // the floor as persisted now
+	cap       time.Time                        // the floor never passes this, see advanceClockLocked
+	releases  map[string]uint64                // highest committed release per model name
 }
 
 // New opens the trust directory dir (created if missing) with the pinned root metadata.
@@ -112,13 +114,11 @@ func New(dir string, root []byte, f MetaFetcher, now func() time.Time) (*Client,
 	if err := readJSON(filepath.Join(dir, "releases.json"), &c.releases); err != nil {
 		return nil, err
 	}
-	var clock struct {
-		Floor time.Time `json:"floor"`
-	}
+	var clock clockState
 	if err := readJSON(filepath.Join(dir, "clock.json"), &clock); err != nil {
 		return nil, err
 	}
-	c.floor, c.started = clock.Floor, now()
+	c.bootFloor, c.floor, c.cap, c.started = clock.Floor, clock.Floor, clock.Cap, now()
 	return c, nil
 }
 
@@ -135,9 +135,10 @@ func parseRoot(data []byte) (*metadata.Metadata[metadata.RootType], error) {
 }
 
 // Now returns the time expiry is checked against: the device clock, but never earlier than
-// the persisted floor plus the time elapsed since this Client started. On a device without a
+// the floor persisted by earlier runs plus the time elapsed since New. On a device without a
 // real-time clock, whose clock restarts at an old date after a power cut, this keeps the
-// time it already lived through; time spent switched off is lost.
+// time it already lived through; time spent switched off is lost. See advanceClockLocked for
+// how the floor is kept from running ahead of real time.
 func (c *Client) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -146,19 +147,36 @@ func (c *Client) Now() time.Time {
 
 func (c *Client) nowLocked() time.Time {
 	n := c.now()
-	if est := c.floor.Add(n.Sub(c.started)); !c.floor.IsZero() && est.After(n) {
+	if est := c.bootFloor.Add(n.Sub(c.started)); !c.bootFloor.IsZero() && est.After(n) {
 		return est
 	}
 	return n
 }
 
-// advanceClockLocked persists Now as the new floor.
+// clockState is clock.json.
+type clockState struct {
+	Floor time.Time `json:"floor"`
+	Cap   time.Time `json:"cap"`
+}
+
+// advanceClockLocked raises the persisted floor to Now, but never past c.cap: the time the
+// newest accepted timestamp was signed (tufrepo.IssuedField), which a correct clock has
+// passed. So a clock that once reads years ahead (a bad RTC battery, a mistyped date) does
+// not carry that date into the floor, and the floor never runs ahead of real time. Before
+// the first successful refresh there is no cap and nothing is persisted. The floor only
+// takes effect at the next New: within one run, Now counts from the floor it started with.
 func (c *Client) advanceClockLocked() error {
+	if c.cap.IsZero() {
+		return nil
+	}
 	n := c.nowLocked()
-	c.floor, c.started = n, c.now()
-	data, err := json.Marshal(struct {
-		Floor time.Time `json:"floor"`
-	}{n.UTC()})
+	if n.After(c.cap) {
+		n = c.cap
+	}
+	if n.After(c.floor) {
+		c.floor = n
+	}
+	data, err := json.Marshal(clockState{Floor: c.floor.UTC(), Cap: c.cap.UTC()})
 	if err != nil {
 		return err
 	}
@@ -208,6 +226,17 @@ func (c *Client) Refresh(ctx context.Context) error {
 		return fmt.Errorf("trust: refresh: %s: %w", fa.last, err)
 	}
 	c.targets = up.GetTopLevelTargets()
+	if ts := up.GetTrustedMetadataSet().Timestamp; ts != nil {
+		// Signed, so as trustworthy as the timestamp key; used only as a cap.
+		if v, ok := ts.Signed.UnrecognizedFields[issuedField].(string); ok {
+			if issued, err := time.Parse(time.RFC3339, v); err == nil && issued.After(c.cap) {
+				c.cap = issued
+			}
+		}
+	}
+	if err := c.advanceClockLocked(); err != nil {
+		return fmt.Errorf("trust: %w", err)
+	}
 	// go-tuf renames its cache files into place without fsync; make them durable so a power
 	// cut cannot leave an empty file behind (dropCorruptCacheLocked is the second line).
 	if err := syncDir(metaDir); err != nil {
@@ -401,6 +430,9 @@ func readJSON(path string, v any) error {
 	}
 	return nil
 }
+
+// issuedField is tufrepo.IssuedField (the agent links no controller code).
+const issuedField = "x-outpost-issued"
 
 // fetchBase is the URL prefix go-tuf puts before metadata names; the adapter strips it.
 const fetchBase = "outpost://controller/meta/"

@@ -13,6 +13,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/outpost-ml/outpost/agent/trust"
+	"github.com/outpost-ml/outpost/fleet/tufrepo"
 )
 
 func TestNewRefusesBadRoots(t *testing.T) {
@@ -110,22 +111,27 @@ func TestPinnedRootAfterFirmwareUpdate(t *testing.T) {
 	mustRefresh(t, w.deviceWith(v3, dirB, w.clock))
 }
 
-// TestClockFloor: Now never goes back across restarts.
+// TestClockFloor: Now never goes back across restarts, and the floor follows the device
+// clock up to the time the newest accepted timestamp was signed.
 func TestClockFloor(t *testing.T) {
 	w := newWorld(t)
 	dir := t0dir(t)
 	dev := w.deviceWith(w.rootJSON(), dir, w.clock)
 	mustRefresh(t, dev)
+	w.advance(13 * time.Hour) // the controller re-signs the timestamp: issued epoch+13h
+	if _, err := w.repo.RefreshTimestamp(w.clock()); err != nil {
+		t.Fatal(err)
+	}
 	w.advance(time.Hour)
-	mustRefresh(t, dev)
+	mustRefresh(t, dev) // device clock epoch+14h, capped at the issue time
 	var up time.Duration
 	back := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 	again := w.deviceWith(w.rootJSON(), dir, func() time.Time { return back.Add(up) })
-	if got, want := again.Now(), epoch.Add(time.Hour); !got.Equal(want) {
+	if got, want := again.Now(), epoch.Add(13*time.Hour); !got.Equal(want) {
 		t.Errorf("Now after reboot = %v, want %v", got, want)
 	}
 	up = 10 * time.Minute
-	if got, want := again.Now(), epoch.Add(time.Hour+10*time.Minute); !got.Equal(want) {
+	if got, want := again.Now(), epoch.Add(13*time.Hour+10*time.Minute); !got.Equal(want) {
 		t.Errorf("Now 10 min after reboot = %v, want %v", got, want)
 	}
 	// A clock ahead of the floor (NTP synced) wins.
@@ -193,4 +199,60 @@ func TestCorruptCache(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestClockJumpAhead: a clock that once reads years ahead (a bad RTC battery, a mistyped
+// date) must not carry that date into the floor: the floor stops at the time the newest
+// accepted timestamp was signed, so the device works as soon as its clock is right again.
+func TestClockJumpAhead(t *testing.T) {
+	w := newWorld(t)
+	w.publish("1.0.0", 1, "x")
+	dir := t0dir(t)
+	mustRefresh(t, w.deviceWith(w.rootJSON(), dir, w.clock))
+
+	future := time.Date(2035, 1, 1, 0, 0, 0, 0, time.UTC)
+	wrong := w.deviceWith(w.rootJSON(), dir, func() time.Time { return future })
+	if err := refresh(t, wrong); !errors.Is(err, trust.ErrExpired) {
+		t.Fatalf("Refresh at 2035 = %v, want ErrExpired (the clock says so)", err)
+	}
+
+	w.advance(2 * time.Hour)
+	dev := w.deviceWith(w.rootJSON(), dir, w.clock)
+	if got := dev.Now(); !got.Equal(w.clock()) {
+		t.Fatalf("after the clock came back, Now = %v, want the clock's %v: the 2035 reading leaked into the floor", got, w.clock())
+	}
+	mustRefresh(t, dev)
+}
+
+// TestNoFloorBeforeFirstRefresh: a device whose clock is wrong at first boot persists
+// nothing, so correcting the clock is enough.
+func TestNoFloorBeforeFirstRefresh(t *testing.T) {
+	w := newWorld(t)
+	w.publish("1.0.0", 1, "x")
+	dir := t0dir(t)
+	wrong := w.deviceWith(w.rootJSON(), dir, func() time.Time { return time.Date(2035, 1, 1, 0, 0, 0, 0, time.UTC) })
+	if err := refresh(t, wrong); err == nil {
+		t.Fatal("Refresh at 2035 succeeded")
+	}
+	mustRefresh(t, w.deviceWith(w.rootJSON(), dir, w.clock))
+}
+
+// TestIssuedTimeIsSigned: the issue time caps the clock floor, so it must be covered by the
+// timestamp key's signature, and agent/trust must read the field tufrepo writes.
+func TestIssuedTimeIsSigned(t *testing.T) {
+	if tufrepo.IssuedField != "x-outpost-issued" {
+		t.Fatalf("tufrepo.IssuedField = %q; agent/trust reads \"x-outpost-issued\"", tufrepo.IssuedField)
+	}
+	w := newWorld(t)
+	w.publish("1.0.0", 1, "x")
+	ts := meta(t, w.repo, "timestamp.json")
+	want := `"` + tufrepo.IssuedField + `":"` + epoch.Format(time.RFC3339) + `"`
+	if !strings.Contains(string(ts), want) {
+		t.Fatalf("timestamp.json lacks %s: %s", want, ts)
+	}
+	forged := strings.Replace(string(ts), epoch.Format(time.RFC3339), "2099-01-01T00:00:00Z", 1)
+	dev := w.device()
+	w.net.setTamper(serve("timestamp.json", []byte(forged)))
+	defer w.net.setTamper(nil)
+	refused(t, dev, refresh(t, dev), "signatures")
 }

@@ -51,6 +51,12 @@ import (
 	"github.com/outpost-ml/outpost/models/bundle"
 )
 
+// IssuedField is an extra field of the signed timestamp: when the controller signed it (RFC
+// 3339, UTC). TUF keeps unknown fields inside the signed part, so the timestamp key's
+// signature covers it. Devices use it only to cap their clock floor (agent/trust), never to
+// move their clock forward.
+const IssuedField = "x-outpost-issued"
+
 // Options tunes a repository. Zero fields take the DefaultOptions values.
 type Options struct {
 	RootLifetime      time.Duration // default 365 days: re-sign root (offline keys) within it
@@ -399,6 +405,7 @@ func (r *Repo) publishTimestampLocked(snapshot *metadata.MetaFiles, now time.Tim
 		ts.Signed.Version = r.timestamp.Signed.Version + 1
 	}
 	ts.Signed.Meta = map[string]*metadata.MetaFiles{"snapshot.json": snapshot}
+	ts.Signed.UnrecognizedFields = map[string]any{IssuedField: now.UTC().Format(time.RFC3339)}
 	if err := signWith(ts, []ed25519.PrivateKey{r.timestampKey}); err != nil {
 		return err
 	}
