@@ -116,7 +116,9 @@ func New(dir string, root []byte, f MetaFetcher, now func() time.Time) (*Client,
 	}
 	var clock clockState
 	if err := readJSON(filepath.Join(dir, "clock.json"), &clock); err != nil {
-		return nil, err
+		// Only freeze detection after a power cut leans on the floor; stopping every
+		// update over an unreadable one would be worse. Start without it.
+		clock = clockState{}
 	}
 	c.bootFloor, c.floor, c.cap, c.started = clock.Floor, clock.Floor, clock.Cap, now()
 	return c, nil

@@ -143,8 +143,16 @@ func TestClockFloor(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "clock.json"), []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := trust.New(dir, w.rootJSON(), w.net, w.clock); err == nil || !strings.Contains(err.Error(), "clock.json") {
-		t.Errorf("New with a corrupt clock.json = %v, want an error naming it", err)
+	// An unreadable floor is dropped rather than stopping updates.
+	if _, err := trust.New(dir, w.rootJSON(), w.net, w.clock); err != nil {
+		t.Errorf("New with a corrupt clock.json = %v, want it to start without a floor", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "releases.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// An unreadable release floor is not dropped: that would reopen package rollback.
+	if _, err := trust.New(dir, w.rootJSON(), w.net, w.clock); err == nil || !strings.Contains(err.Error(), "releases.json") {
+		t.Errorf("New with a corrupt releases.json = %v, want an error naming it", err)
 	}
 }
 
