@@ -38,20 +38,7 @@ func TestArm64BinarySize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross build skipped in -short mode")
 	}
-	out := filepath.Join(t.TempDir(), "outpost-agent-linux-arm64")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cross build: %v\n%s", err, b)
-	}
-	fi, err := os.Stat(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("stripped linux/arm64 outpost-agent: %d bytes (%.2f MiB, budget %d MiB)", fi.Size(), float64(fi.Size())/(1<<20), maxBinaryBytes>>20)
-	if fi.Size() > maxBinaryBytes {
-		t.Fatalf("stripped linux/arm64 binary is %d bytes, over the %d byte budget", fi.Size(), maxBinaryBytes)
-	}
+	holdArm64Size(t, "outpost-agent")
 }
 
 // model100Hz copies the sample vibration model beside a manifest that says 100 Hz, so the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpost-ml/outpost/internal/atomicfile"
 	"github.com/outpost-ml/outpost/models/bundle"
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -34,7 +35,7 @@ func init() {
 }
 
 func newKeysCmd() *cobra.Command {
-	c := &cobra.Command{Use: "keys", Short: "Manage ed25519 model-signing keys"}
+	c := &cobra.Command{Use: "keys", Short: "Manage ed25519 signing keys and the fleet's TUF trust"}
 	var out string
 	var force bool
 	gen := &cobra.Command{
@@ -75,6 +76,7 @@ func newKeysCmd() *cobra.Command {
 	gen.Flags().StringVar(&out, "out", "outpost-signing", "path prefix of the key files")
 	gen.Flags().BoolVar(&force, "force", false, "overwrite existing key files")
 	c.AddCommand(gen)
+	c.AddCommand(newTrustCmds()...) // keys_trust.go: the fleet's TUF keys
 	return c
 }
 
@@ -87,30 +89,7 @@ func newModelsCmd() *cobra.Command {
 // writeFileAtomic writes data to a temporary file beside path and renames it into place, so
 // a crash never leaves a half-written manifest, key or package.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, perm)
 }
 
 // readLimited reads a file refusing anything larger than limit bytes (checked before reading).

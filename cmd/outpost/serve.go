@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/boltstore"
 	"github.com/outpost-ml/outpost/fleet/broker"
+	"github.com/outpost-ml/outpost/fleet/tufrepo"
 )
 
 func init() { register(newServeCmd) }
@@ -58,6 +59,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringVar(&cfg.Listen, "listen", broker.DefaultAddr, "address of the embedded MQTT broker (host:port)")
 	f.StringVar(&cfg.BrokerURL, "broker", "", "external MQTT broker URL, e.g. tcp://host:1883 or tcp://user:pass@host:1883; disables the embedded broker")
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the controller's state ("+boltstore.FileName+"); created if missing")
+	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
 	f.BoolVar(&cfg.Strict, "strict", false, "embedded broker: refuse read-only observers such as mosquitto_sub -t 'outpost/#'")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -70,6 +72,8 @@ type serveConfig struct {
 	DataDir   string
 	Strict    bool
 	Logger    *slog.Logger // nil discards
+
+	TargetsKeyFiles []string // serve_trust.go
 }
 
 // fleetServer is a controller plus, unless an external broker is used, the embedded broker it
@@ -79,6 +83,8 @@ type fleetServer struct {
 	Controller *fleet.Controller
 	BrokerURL  string // where devices (and the controller) connect
 	log        *slog.Logger
+
+	Trust *tufrepo.Repo // nil without `outpost keys init` (serve_trust.go)
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -111,6 +117,9 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	}()
 
 	s := &fleetServer{BrokerURL: cfg.BrokerURL, log: log}
+	if s.Trust, err = openTrust(cfg.DataDir, cfg.TargetsKeyFiles); err != nil {
+		return nil, err
+	}
 	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller")}
 	if cfg.BrokerURL == "" {
 		b, err := broker.New(broker.Options{Addr: cfg.Listen, Strict: cfg.Strict, Logger: log.With("component", "broker")})
@@ -150,6 +159,9 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		defer stopBroker()
 		return s.Controller.Run(gctx)
 	})
+	if s.Trust != nil {
+		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
+	}
 	err := g.Wait()
 	s.log.Info("outpost serve stopped", "err", err)
 	return err
