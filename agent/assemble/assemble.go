@@ -76,6 +76,8 @@ type UpdateConfig struct {
 	Desired     update.DesiredSource
 	Keep        int // packages kept on disk; default update.DefaultKeep
 	ArenaBudget int // bytes; default update.DefaultArenaBudget
+	// OnPhase is update.Options.OnPhase.
+	OnPhase func(phase string)
 }
 
 // BufferFile is the name of the buffer inside Config.DataDir.
@@ -164,6 +166,7 @@ func New(cfg Config) (_ *Device, err error) {
 		AgentVersion: cfg.AgentVersion,
 		Keep:         cfg.Update.Keep,
 		ArenaBudget:  cfg.Update.ArenaBudget,
+		OnPhase:      cfg.Update.OnPhase,
 		Logger:       log.With("component", "update"),
 	}, d.Predictor)
 	if err != nil {

@@ -44,6 +44,9 @@ type Options struct {
 	CheckEvery time.Duration // between probation limit checks; 0 means DefaultCheckEvery
 	Logger     *slog.Logger  // nil logs nothing
 	Now        func() time.Time
+	// OnPhase, if set, is called with each phase right after it is written and before its
+	// work or side effect starts (tests stop the process there).
+	OnPhase func(phase string)
 }
 
 // Defaults for zero Options fields.
@@ -351,6 +354,9 @@ func (m *Manager) enter(p, reason string, mut func(*record)) (flip *Entry, err e
 	m.rec = r
 	m.progress = 0
 	m.mu.Unlock()
+	if m.opts.OnPhase != nil {
+		m.opts.OnPhase(p)
+	}
 
 	ev := wire.Event{
 		V: wire.SchemaVersion, Device: m.opts.DeviceID, Time: r.Since, Kind: wire.EventUpdate,
@@ -358,7 +364,7 @@ func (m *Manager) enter(p, reason string, mut func(*record)) (flip *Entry, err e
 	}
 	switch p {
 	case Failed, RolledBack:
-		m.log.Warn("model update "+p, "generation", r.Generation, "model", ev.Model.String(), "reason", reason)
+		m.log.Warn("model update "+p, "phase", p, "generation", r.Generation, "model", ev.Model.String(), "reason", reason)
 	default:
 		m.log.Info("model update", "phase", p, "generation", r.Generation, "model", ev.Model.String(), "reason", reason)
 	}
