@@ -122,6 +122,15 @@ func Open(opts Options, factory agent.Predictor) (*Manager, error) {
 		return nil, err
 	}
 	m.swap = agent.NewSwap(p)
+	if m.rec.Phase == Probation && m.rec.Active.File != "" {
+		// Probation goes on: watch the candidate's output drift again. Its previous model
+		// did not run in this process, so the latency ratio stays unknown.
+		if pkg, err := m.store.Read(m.rec.Active.File, m.opts.PackageKey); err == nil {
+			if _, err := m.swap.Activate(p, driftBaseline(pkg.Manifest)); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return m, nil
 }
 

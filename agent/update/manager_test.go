@@ -212,6 +212,18 @@ func (e *env) waitPhase(gen uint64, phases ...string) *wire.UpdateStatus {
 	return nil
 }
 
+// waitModel waits for the Swap to run model (it changes right after the record is written).
+func (e *env) waitModel(model string) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.m.Swap().Model().String() != model {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("active model %s, want %s", e.m.Swap().Model(), model)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // lookup reads a target from the repository's signed list.
 func (e *env) lookup(name string) update.Target {
 	e.t.Helper()
@@ -263,7 +275,7 @@ func TestUpdateCommits(t *testing.T) {
 	if s.Shadow == nil || s.Shadow.Windows == 0 || s.Shadow.Agreement != 1 || s.Shadow.OutputJS != 0 || !(s.Shadow.LatencyRatio > 0) {
 		t.Errorf("shadow stats %+v, want windows, agreement 1, JS 0, a latency ratio", s.Shadow)
 	}
-	if s.Probation == nil || s.Probation.Windows == 0 || s.Probation.Errors != 0 {
+	if s.Probation == nil || s.Probation.Windows == 0 || s.Probation.Errors != 0 || !(s.Probation.DriftPSI > 0) || !(s.Probation.LatencyRatio > 0) {
 		t.Errorf("probation stats %+v", s.Probation)
 	}
 	e.waitEvent(update.Committed)
@@ -412,19 +424,34 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestProbationRollsBack(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit func(d *wire.Desired)
+		want  string
+	}{
+		// No model can be this much faster.
+		{"latency", func(d *wire.Desired) { d.MaxLatencyRatio = 1e-6 }, "p99 latency ratio"},
+		// Noise windows are far from the training data: the output distribution drifts.
+		{"drift", func(d *wire.Desired) { d.MaxDriftPSI = 1e-6 }, "output drift PSI"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testProbationRollsBack(t, tt.limit, tt.want) })
+	}
+}
+
+func testProbationRollsBack(t *testing.T, limit func(d *wire.Desired), want string) {
 	e := newEnv(t)
 	e.start()
 	d := e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
-	d.ProbationS, d.MaxLatencyRatio = 0.3, 1e-6 // no model can be this much faster
-	time.Sleep(50 * time.Millisecond)           // let the active model set its latency
+	d.ProbationS = 0.3
+	limit(&d)
+	time.Sleep(50 * time.Millisecond) // let the active model set its latency
 	e.desired <- d
 	s := e.waitPhase(1, update.Committed, update.RolledBack, update.Failed)
-	if s.Phase != update.RolledBack || !strings.Contains(s.Reason, "p99 latency ratio") {
-		t.Fatalf("phase %s reason %q, want rolled_back on latency", s.Phase, s.Reason)
+	if s.Phase != update.RolledBack || !strings.Contains(s.Reason, want) {
+		t.Fatalf("phase %s reason %q, want rolled_back with %q", s.Phase, s.Reason, want)
 	}
-	if got := e.m.Swap().Model(); got.Version != "1.0.0" {
-		t.Errorf("active model %s after rollback, want 1.0.0", got)
-	}
+	e.waitModel("vibration-anomaly-f32@1.0.0")
 	e.stop()
 	e.start()
 	if got := e.m.Swap().Model(); got.Version != "1.0.0" {
@@ -458,9 +485,7 @@ func TestControllerRollbackAndSupersede(t *testing.T) {
 	if s.Phase != update.RolledBack || s.Reason != "rollback ordered by the controller" {
 		t.Fatalf("generation 3: %s (%s)", s.Phase, s.Reason)
 	}
-	if got := e.m.Swap().Model(); got.Name != "vibration-anomaly-f32" || got.Version != "1.0.0" {
-		t.Errorf("active %s after rollback, want the command-line model", got)
-	}
+	e.waitModel("vibration-anomaly-f32@1.0.0") // the command-line model
 }
 
 // A restart in each long phase carries on from the record: downloads resume, shadow starts
@@ -498,9 +523,7 @@ func TestRestartResumes(t *testing.T) {
 				if s.Phase != update.RolledBack || !strings.Contains(s.Reason, "restarted 2 times during probation") {
 					t.Fatalf("second restart in probation: %s (%s)", s.Phase, s.Reason)
 				}
-				if got := e.m.Swap().Model(); got.Version != "1.0.0" {
-					t.Errorf("active %s, want 1.0.0", got)
-				}
+				e.waitModel("vibration-anomaly-f32@1.0.0")
 				return
 			}
 			s := e.waitPhase(1, update.Committed, update.Failed, update.RolledBack)
