@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -804,9 +803,17 @@ func (m *Manager) prune() {
 	}
 }
 
+// maxPhaseTime caps a shadow or probation period the Desired state asks for, so that a
+// huge number cannot overflow a Duration or park an update for years.
+const maxPhaseTime = 30 * 24 * time.Hour
+
+// seconds converts a Desired period to a Duration in [0, maxPhaseTime].
 func seconds(s float64) time.Duration {
-	if !(s > 0) || math.IsInf(s, 1) {
+	if !(s > 0) {
 		return 0
+	}
+	if s >= maxPhaseTime.Seconds() {
+		return maxPhaseTime
 	}
 	return time.Duration(s * float64(time.Second))
 }

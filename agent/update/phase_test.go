@@ -1,6 +1,10 @@
 package update
 
-import "testing"
+import (
+	"math"
+	"testing"
+	"time"
+)
 
 func TestNext(t *testing.T) {
 	tests := []struct {
@@ -102,6 +106,21 @@ func TestVersionLess(t *testing.T) {
 	for _, tt := range tests {
 		if got := versionLess(tt.have, tt.want); got != tt.less {
 			t.Errorf("versionLess(%q, %q) = %v, want %v", tt.have, tt.want, got, tt.less)
+		}
+	}
+}
+
+func TestSeconds(t *testing.T) {
+	tests := []struct {
+		in   float64
+		want time.Duration
+	}{
+		{0, 0}, {-3, 0}, {math.NaN(), 0}, {1.5, 1500 * time.Millisecond},
+		{1e300, maxPhaseTime}, {math.Inf(1), maxPhaseTime},
+	}
+	for _, tt := range tests {
+		if got := seconds(tt.in); got != tt.want {
+			t.Errorf("seconds(%v) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
 }
