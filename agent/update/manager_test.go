@@ -312,6 +312,9 @@ func TestRefusals(t *testing.T) {
 		name  string
 		setup func(e *env) wire.Desired
 		want  string
+		// verified: the package passed verification, so it stays in the store (for a
+		// later, fixed agent) although the device refused to run it.
+		verified bool
 	}{
 		{"corrupted package", func(e *env) wire.Desired {
 			pkg := e.pkg("vibration-anomaly-f32", e.key, nil)
@@ -323,78 +326,91 @@ func TestRefusals(t *testing.T) {
 				e.t.Fatal(err)
 			}
 			return d
-		}, "does not match the signed"},
+		}, "does not match the signed", false},
 		{"truncated target", func(e *env) wire.Desired {
 			pkg := e.pkg("vibration-anomaly-f32", e.key, nil)
 			d := e.publish(1, pkg, 2)
 			tg := e.lookup(d.Model.Target)
 			e.repo.Tamper(tg, pkg[:len(pkg)-100])
 			return d
-		}, "ended after"},
+		}, "ended after", false},
 		{"oversized target", func(e *env) wire.Desired {
 			pkg := e.pkg("vibration-anomaly-f32", e.key, nil)
 			d := e.publish(1, pkg, 2)
 			tg := e.lookup(d.Model.Target)
 			e.repo.Tamper(tg, append(slices.Clone(pkg), make([]byte, 10000)...))
 			return d
-		}, "longer than its signed"},
+		}, "longer than its signed", false},
 		{"foreign signature", func(e *env) wire.Desired {
 			return e.publish(1, e.pkg("vibration-anomaly-f32", other(e.t), nil), 2)
-		}, "signature does not verify"},
+		}, "signature does not verify", false},
 		{"expired metadata", func(e *env) wire.Desired {
 			e.opts.Trust.(*updatetest.Trust).Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
 			return e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
-		}, "expired"},
+		}, "expired", false},
+		{"replayed metadata", func(e *env) wire.Desired {
+			// The device saw the list naming the package; an attacker then serves the older,
+			// validly signed list from before it.
+			oldList, _ := os.ReadFile(filepath.Join(e.repo.Dir, updatetest.TargetsFile))
+			oldSig, _ := os.ReadFile(filepath.Join(e.repo.Dir, updatetest.SigFile))
+			d := e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
+			if err := e.opts.Trust.Refresh(context.Background()); err != nil {
+				e.t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(e.repo.Dir, updatetest.TargetsFile), oldList, 0o600)
+			os.WriteFile(filepath.Join(e.repo.Dir, updatetest.SigFile), oldSig, 0o600)
+			return d
+		}, "older than 2 already seen (replay)", false},
 		{"downgrade", func(e *env) wire.Desired {
 			if err := update.SeedHighestRelease(e.opts.State, e.factory.Model(), 5); err != nil {
 				e.t.Fatal(err)
 			}
 			return e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 3)
-		}, "downgrade: vibration-anomaly-f32@1.1.0 has release 3, below the committed release 5"},
+		}, "downgrade: vibration-anomaly-f32@1.1.0 has release 3, below the committed release 5", false},
 		{"metadata names another version", func(e *env) wire.Desired {
 			d := e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
 			d.Model.Version = "1.2.0"
 			return d
-		}, "desired state says vibration-anomaly-f32@1.2.0"},
+		}, "desired state says vibration-anomaly-f32@1.2.0", false},
 		{"unknown target", func(e *env) wire.Desired {
 			d := e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
 			d.Model.Target = "nothing.opkg"
 			return d
-		}, `no target "nothing.opkg"`},
+		}, `no target "nothing.opkg"`, false},
 		{"agent too old", func(e *env) wire.Desired {
 			pkg := e.pkg("vibration-anomaly-f32", e.key, nil)
 			if _, err := e.repo.Add("new.opkg", pkg, update.TargetCustom{Name: "vibration-anomaly-f32", Version: "1.1.0", Release: 2, MinAgentVersion: "9.0.0"}); err != nil {
 				e.t.Fatal(err)
 			}
 			return wire.Desired{Generation: 1, Model: &wire.DesiredModel{Name: "vibration-anomaly-f32", Version: "1.1.0", Target: "new.opkg"}}
-		}, "needs agent 9.0.0 or later, this is 1.0.0"},
+		}, "needs agent 9.0.0 or later, this is 1.0.0", false},
 		{"op the agent lacks", func(e *env) wire.Desired {
 			e.opts.Resolver = kernels.NewResolver() // an agent built without any kernel
 			return e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
-		}, "unsupported op"},
+		}, "unsupported op", true},
 		{"golden vectors fail", func(e *env) wire.Desired {
 			return e.publish(1, e.pkg("vibration-anomaly-f32", e.key, func(m *bundle.Manifest) {
 				m.Golden.Vectors[0].Output[0] += 0.25
 			}), 2)
-		}, `golden "`},
+		}, `golden "`, true},
 		{"arena over budget", func(e *env) wire.Desired {
 			e.opts.ArenaBudget = 256
 			return e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
-		}, "over the device's budget of 256"},
+		}, "over the device's budget of 256", true},
 		{"another pipeline", func(e *env) wire.Desired {
 			return e.publish(1, e.pkg("activity-f32", e.key, nil), 2)
-		}, "the running pipeline gives 64 x 1"},
+		}, "the running pipeline gives 64 x 1", true},
 		{"shadow disagrees", func(e *env) wire.Desired {
 			d := e.publish(1, e.pkg("vibration-anomaly-f32", e.key, func(m *bundle.Manifest) {
 				m.Output.Labels = []string{"fine", "broken"}
 			}), 2)
 			d.ShadowS, d.MinShadowAgreement = 0.2, 0.95
 			return d
-		}, "shadow agreement 0.0% is below the minimum 95.0%"},
+		}, "shadow agreement 0.0% is below the minimum 95.0%", true},
 		{"no package key", func(e *env) wire.Desired {
 			e.opts.PackageKey = nil
 			return e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
-		}, "no package key pinned"},
+		}, "no package key pinned", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -413,10 +429,9 @@ func TestRefusals(t *testing.T) {
 			if ev := e.waitEvent(update.Failed); ev.Reason != s.Reason || ev.Device != "dev-1" {
 				t.Errorf("event %+v, want the status reason %q", ev, s.Reason)
 			}
-			// Nothing refused is kept in the store.
+			// Nothing refused before verification is kept in the store.
 			ents, _ := os.ReadDir(filepath.Join(e.opts.DataDir, update.StoreDir))
-			if tt.name != "shadow disagrees" && tt.name != "golden vectors fail" && tt.name != "arena over budget" &&
-				tt.name != "op the agent lacks" && tt.name != "another pipeline" && len(ents) != 0 {
+			if !tt.verified && len(ents) != 0 {
 				t.Errorf("store holds %d files after a refusal before verification", len(ents))
 			}
 		})
