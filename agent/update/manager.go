@@ -20,6 +20,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 	"github.com/outpost-ml/outpost/models/bundle"
 	"github.com/outpost-ml/outpost/models/tflite"
+	"github.com/outpost-ml/outpost/models/tflite/kernels"
 )
 
 // Options configures a Manager. State and DataDir are required. Without Trust, Downloader
@@ -96,6 +97,9 @@ func Open(opts Options, factory agent.Predictor) (*Manager, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Resolver == nil {
+		opts.Resolver = kernels.Builtins()
 	}
 	log := opts.Logger
 	if log == nil {
@@ -194,8 +198,11 @@ func (m *Manager) load(e Entry) (agent.Predictor, error) {
 }
 
 func (m *Manager) tfOptions() tfpredict.Options {
-	return tfpredict.Options{Resolver: m.opts.Resolver}
+	return tfpredict.Options{Resolver: m.resolver()}
 }
+
+// resolver is the kernels candidates run with.
+func (m *Manager) resolver() tflite.OpResolver { return m.opts.Resolver }
 
 // Swap is the Predictor the agent must run: it holds the active model and changes it
 // between windows.
@@ -605,6 +612,9 @@ func (m *Manager) checkTarget(r *record, d *wire.DesiredModel, t Target) (outcom
 		return refuse("downgrade: %s@%s has release %d, below the committed release %d", c.Name, c.Version, c.Release, r.Highest), true
 	case c.Release == r.Highest && r.Highest > 0 && !m.stored(t.SHA256):
 		return refuse("downgrade: release %d is already committed with another package", c.Release), true
+	}
+	if op := missingOp(m.resolver(), c.Ops); op != "" {
+		return refuse("%s@%s needs op %s, which this agent lacks", c.Name, c.Version, op), true
 	}
 	if c.MinAgentVersion != "" && versionLess(m.opts.AgentVersion, c.MinAgentVersion) {
 		return refuse("%s@%s needs agent %s or later, this is %s", c.Name, c.Version, c.MinAgentVersion, m.opts.AgentVersion), true

@@ -388,6 +388,14 @@ func TestRefusals(t *testing.T) {
 			e.opts.Resolver = kernels.NewResolver() // an agent built without any kernel
 			return e.publish(1, e.pkg("vibration-anomaly-f32", e.key, nil), 2)
 		}, "unsupported op", true},
+		{"op the agent lacks, from signed metadata", func(e *env) wire.Desired {
+			pkg := e.pkg("vibration-anomaly-f32", e.key, nil)
+			if _, err := e.repo.Add("new.opkg", pkg, update.TargetCustom{Name: "vibration-anomaly-f32", Version: "1.1.0", Release: 2,
+				Ops: []string{"FULLY_CONNECTED", "LOGISTIC", "TELEPORT"}}); err != nil {
+				e.t.Fatal(err)
+			}
+			return wire.Desired{Generation: 1, Model: &wire.DesiredModel{Name: "vibration-anomaly-f32", Version: "1.1.0", Target: "new.opkg"}}
+		}, "vibration-anomaly-f32@1.1.0 needs op TELEPORT, which this agent lacks", false},
 		{"golden vectors fail", func(e *env) wire.Desired {
 			return e.publish(1, e.pkg("vibration-anomaly-f32", e.key, func(m *bundle.Manifest) {
 				m.Golden.Vectors[0].Output[0] += 0.25
