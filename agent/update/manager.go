@@ -144,8 +144,11 @@ func (m *Manager) resume() error {
 	switch {
 	case r.Phase == Probation && to == Probation:
 		r.Restarts++
+		if err := saveRecord(m.opts.State, r); err != nil {
+			return err
+		}
 		m.log.Warn("agent restarted during probation; probation starts again", "model", r.Active.Ref.String(), "restarts", r.Restarts)
-		return saveRecord(m.opts.State, r)
+		return nil
 	case to == RolledBack && r.Phase != RolledBack:
 		reason := fmt.Sprintf("agent restarted %d times during probation", r.Restarts+1)
 		if r.Phase != Probation {
