@@ -110,6 +110,42 @@ func TestSignedModelAndUpdate(t *testing.T) {
 		r, _ := ctl.get("dev-u")
 		return r[len(r)-1].Model == "vibration-anomaly-i8@1.0.0"
 	})
+
+	// A package signed by anyone else is refused; the controller hears why, in health and
+	// as an event, and the device keeps its model.
+	model, _ := os.ReadFile("../../models/sample/vibration-anomaly-f32.tflite")
+	mj, _ := os.ReadFile("../../models/sample/vibration-anomaly-f32.json")
+	man, err := bundle.DecodeManifest(mj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	man.Version = "2.0.0"
+	if mj, err = man.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	_, stranger, _ := bundle.GenerateKey(nil)
+	forged, err := bundle.Build(mj, model, stranger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Add("vibration-anomaly-f32-2.0.0.opkg", forged, update.TargetCustom{Name: "vibration-anomaly-f32", Version: "2.0.0", Release: 2}); err != nil {
+		t.Fatal(err)
+	}
+	desired <- wire.Desired{V: 1, Generation: 2, Rollout: "ro-2",
+		Model: &wire.DesiredModel{Name: "vibration-anomaly-f32", Version: "2.0.0", Target: "vibration-anomaly-f32-2.0.0.opkg"}}
+	eventually(t, "health reports the refusal", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		h := health[len(health)-1]
+		return h.Update != nil && h.Update.Generation == 2 && h.Update.Phase == wire.PhaseFailed &&
+			strings.Contains(h.Update.Reason, "signature does not verify") && h.Model.Name == "vibration-anomaly-i8"
+	})
+	eventually(t, "an event reports the refusal", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		last := events[len(events)-1]
+		return last.Phase == wire.PhaseFailed && last.Rollout == "ro-2" && strings.Contains(last.Reason, "signature does not verify")
+	})
 }
 
 func TestUnsignedNeedsTheFlag(t *testing.T) {
