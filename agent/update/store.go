@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,13 +28,13 @@ type Store struct {
 	dir string
 }
 
-// OpenStore creates the store directory under dataDir if needed.
+// OpenStore returns the store under dataDir. The directory is made by the first Put, so an
+// agent that never takes an update (or starts on a full disk) writes nothing for it.
 func OpenStore(dataDir string) (*Store, error) {
-	dir := filepath.Join(dataDir, StoreDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("model store: %w", err)
+	if dataDir == "" {
+		return nil, fmt.Errorf("model store: no data dir")
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: filepath.Join(dataDir, StoreDir)}, nil
 }
 
 // Dir is the store's directory.
@@ -49,6 +50,9 @@ func (s *Store) Put(src, sha string) (string, error) {
 		return "", fmt.Errorf("model store: %q is not a sha256", sha)
 	}
 	name := FileName(sha)
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return "", fmt.Errorf("model store: %w", err)
+	}
 	dst := filepath.Join(s.dir, name)
 	if _, err := os.Stat(dst); err == nil {
 		return name, nil
@@ -146,6 +150,9 @@ func (s *Store) LoadPredictor(name string, pub ed25519.PublicKey, opts tfpredict
 // named in protect, and leftovers of interrupted Puts. It returns the names removed.
 func (s *Store) Prune(keep int, protect ...string) ([]string, error) {
 	ents, err := os.ReadDir(s.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("model store: %w", err)
 	}

@@ -31,6 +31,12 @@ func TestStorePutReadPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := os.Stat(s.Dir()); !os.IsNotExist(err) {
+		t.Errorf("store dir made before anything was stored: %v", err)
+	}
+	if removed, err := s.Prune(3); err != nil || len(removed) != 0 {
+		t.Errorf("Prune of a store never written: %v, %v", removed, err)
+	}
 	demo := bundle.DemoKey().Public().(ed25519.PublicKey)
 	pkg, sha := samplePackage(t)
 	src := filepath.Join(dir, "download")
