@@ -248,6 +248,7 @@ func (m *Manager) runDesired(ctx context.Context, desired <-chan wire.Desired) {
 			}
 			return
 		case <-done:
+			cancel()
 			done = nil
 		case d := <-desired:
 			if !m.newer(d) {
