@@ -58,6 +58,11 @@ type Options struct {
 	Window        int
 	MaxUploadRate float64
 	CompressMin   int
+
+	// Update, when set, reports the model update's state for health (agent/update).
+	Update func() *wire.UpdateStatus
+	// Unsigned marks a model run without a signature check (--allow-unsigned), in health.
+	Unsigned bool
 }
 
 // Defaults for zero Options fields.
@@ -377,54 +382,29 @@ func (a *Agent) normalize(dst, ring []float32, pos int) {
 	}
 }
 
-// result turns model outputs into a wire.Result (Seq is assigned by the Buffer).
+// result turns model outputs into a wire.Result (Seq is assigned by the Buffer), read the
+// way the model that ran the window says (a Swap may change it between windows).
 func (a *Agent) result(t time.Time, out []float32, lat time.Duration) (wire.Result, error) {
-	if len(out) == 0 {
-		return wire.Result{}, errors.New("predict: model returned no outputs")
-	}
 	// JSON cannot carry NaN or ±Inf: such a result could never be buffered or sent.
 	for i, v := range out {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return wire.Result{}, fmt.Errorf("predict: model output %d is %v", i, v)
 		}
 	}
-	r := wire.Result{
+	spec, model := a.windowModel()
+	label, event, score, err := Outcome(spec, out)
+	if err != nil {
+		return wire.Result{}, err
+	}
+	return wire.Result{
 		Time:      t,
-		Model:     a.model.String(),
+		Model:     model.String(),
 		Outputs:   slices.Clone(out),
 		LatencyUs: lat.Microseconds(),
-	}
-	switch a.spec.OutputKind {
-	case OutputAnomaly:
-		r.Score = float64(out[0])
-		r.Event = r.Score >= a.spec.Threshold
-		labels := []string{"normal", "anomaly"}
-		if len(a.spec.Labels) == 2 {
-			labels = a.spec.Labels
-		}
-		r.Label = labels[0]
-		if r.Event {
-			r.Label = labels[1]
-		}
-	case OutputClassify:
-		best := 0
-		for i, v := range out {
-			if v > out[best] {
-				best = i
-			}
-		}
-		r.Score = float64(out[best])
-		if best < len(a.spec.Labels) {
-			r.Label = a.spec.Labels[best]
-		} else {
-			r.Label = fmt.Sprintf("class%d", best)
-		}
-		r.Event = best != 0 && r.Score >= a.spec.Threshold
-	}
-	if math.IsNaN(r.Score) || math.IsInf(r.Score, 0) {
-		return wire.Result{}, fmt.Errorf("predict: model returned non-finite score %v", r.Score)
-	}
-	return r, nil
+		Score:     score,
+		Label:     label,
+		Event:     event,
+	}, nil
 }
 
 // runCommit group-commits results into the Buffer every CommitInterval or CommitMax results,
@@ -625,7 +605,7 @@ func (a *Agent) Stats() Stats {
 	bs := a.opts.Buffer.Stats()
 	s := Stats{
 		Device:         a.opts.DeviceID,
-		Model:          a.model,
+		Model:          a.activeModel(),
 		Inferences:     a.inferences.Load(),
 		Buffered:       bs.Len,
 		Oldest:         bs.Oldest,
@@ -682,6 +662,10 @@ func (a *Agent) Health() wire.Health {
 		Rejected:        s.Rejected,
 		EpochRenewals:   s.EpochRenewals,
 		BufferRecovered: s.Recovered,
+		Unsigned:        a.opts.Unsigned,
+	}
+	if a.opts.Update != nil {
+		h.Update = a.opts.Update()
 	}
 	if !s.LastErrorAt.IsZero() {
 		h.LastErrorAt = s.LastErrorAt.UTC()

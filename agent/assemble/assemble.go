@@ -5,12 +5,14 @@ package assemble
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,15 +29,17 @@ import (
 	_ "github.com/outpost-ml/outpost/agent/sensor/simdrift"  // sim:accel, sim:temperature, drift
 	_ "github.com/outpost-ml/outpost/agent/sensor/simsensor" // sim:vibration
 	"github.com/outpost-ml/outpost/agent/tfpredict"
+	"github.com/outpost-ml/outpost/agent/update"
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/models/bundle"
 )
 
 // Config describes one device. DeviceID, Broker, ModelPath, Sensors and DataDir are required.
 type Config struct {
 	DeviceID     string
 	Broker       string // tcp://host:port
-	ModelPath    string // .tflite file
-	ManifestPath string // default: ModelPath with .json for .tflite
+	ModelPath    string // signed .opkg package, or a bare .tflite with AllowUnsigned
+	ManifestPath string // for a .tflite; default: ModelPath with .json for .tflite
 	// Sensors are sensor specs, e.g. "sim:vibration?seed=3". Several are read together as
 	// one source (sensor.Combine): each sample holds their channels in this order, and the
 	// model's manifest must list that many channels.
@@ -54,6 +58,26 @@ type Config struct {
 	// Upload tunes the upload path: the Batch*, Window, MaxUploadRate and CompressMin fields
 	// of agent.Options are used, the rest ignored.
 	Upload agent.Options
+
+	// Model updates (docs/updates.md). PackageKey verifies a ModelPath package and every
+	// update; AllowUnsigned runs a bare .tflite ModelPath without a signature, loudly.
+	PackageKey    ed25519.PublicKey
+	AllowUnsigned bool
+	Update        UpdateConfig
+}
+
+// UpdateConfig wires the model update's seams. With Trust or Downloader nil the device runs
+// its model and refuses every update with a one-line reason.
+type UpdateConfig struct {
+	Trust      update.Trust
+	Downloader update.Downloader
+	// Desired delivers the controller's desired state; nil takes the MQTT link's when it
+	// offers one (a Desired() method).
+	Desired     update.DesiredSource
+	Keep        int // packages kept on disk; default update.DefaultKeep
+	ArenaBudget int // bytes; default update.DefaultArenaBudget
+	// OnPhase is update.Options.OnPhase.
+	OnPhase func(phase string)
 }
 
 // BufferFile is the name of the buffer inside Config.DataDir.
@@ -68,9 +92,14 @@ type Device struct {
 	// Source is the opened sensor, e.g. a *simsensor.Vibration for sim:vibration to inject
 	// faults into; with several Sensors a *sensor.Combined whose Sources are in that order.
 	Source    sensor.Source
-	Predictor *tfpredict.Predictor
+	Predictor *tfpredict.Predictor // the model given in Config.ModelPath
 	Buffer    *boltbuf.Buffer
 	Link      *mqttlink.Link
+	// Update runs model updates; the agent's Predictor is its Swap, which starts with the
+	// model the last update left active (Predictor when there was none).
+	Update   *update.Manager
+	Unsigned bool // Predictor is a bare .tflite run under AllowUnsigned
+	desired  update.DesiredSource
 
 	log  *slog.Logger
 	used atomic.Bool // Run or Close has been called
@@ -103,7 +132,7 @@ func New(cfg Config) (_ *Device, err error) {
 		}
 	}()
 
-	if d.Predictor, err = tfpredict.Load(cfg.ModelPath, cfg.ManifestPath); err != nil {
+	if d.Predictor, d.Unsigned, err = loadModel(cfg); err != nil {
 		return nil, err
 	}
 	if d.Source, err = openSensors(cfg.Sensors); err != nil {
@@ -126,11 +155,34 @@ func New(cfg Config) (_ *Device, err error) {
 	if d.Link, err = mqttlink.New(lo); err != nil {
 		return nil, err
 	}
+	d.Update, err = update.Open(update.Options{
+		State:        d.Buffer.State(),
+		DataDir:      cfg.DataDir,
+		PackageKey:   cfg.PackageKey,
+		Trust:        cfg.Update.Trust,
+		Downloader:   cfg.Update.Downloader,
+		Events:       d.Link,
+		DeviceID:     cfg.DeviceID,
+		AgentVersion: cfg.AgentVersion,
+		Keep:         cfg.Update.Keep,
+		ArenaBudget:  cfg.Update.ArenaBudget,
+		OnPhase:      cfg.Update.OnPhase,
+		Logger:       log.With("component", "update"),
+	}, d.Predictor)
+	if err != nil {
+		return nil, err
+	}
+	d.desired = cfg.Update.Desired
+	if ds, ok := any(d.Link).(update.DesiredSource); ok && d.desired == nil {
+		d.desired = ds
+	}
 	d.Agent, err = agent.New(agent.Options{
 		DeviceID:       cfg.DeviceID,
 		AgentVersion:   cfg.AgentVersion,
 		Source:         d.Source,
-		Predictor:      d.Predictor,
+		Predictor:      d.Update.Swap(),
+		Update:         d.Update.Status,
+		Unsigned:       d.Unsigned,
 		Buffer:         d.Buffer,
 		Uplink:         d.Link,
 		Logger:         log.With("component", "agent"),
@@ -147,6 +199,51 @@ func New(cfg Config) (_ *Device, err error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// loadModel loads cfg.ModelPath: a package verified with cfg.PackageKey, or a bare .tflite
+// under cfg.AllowUnsigned only.
+func loadModel(cfg Config) (*tfpredict.Predictor, bool, error) {
+	if strings.HasSuffix(cfg.ModelPath, bundle.Extension) {
+		if len(cfg.PackageKey) == 0 {
+			return nil, false, fmt.Errorf("model %s: no package key to verify it with (--package-key)", cfg.ModelPath)
+		}
+		data, err := readFileMax(cfg.ModelPath, bundle.DefaultMaxModelSize+bundle.MaxManifestSize+64<<10)
+		if err != nil {
+			return nil, false, fmt.Errorf("read model: %w", err)
+		}
+		pkg, err := update.OpenPackage(data, cfg.PackageKey)
+		if err != nil {
+			return nil, false, fmt.Errorf("model %s: %w", cfg.ModelPath, err)
+		}
+		p, err := tfpredict.New(pkg.Model, pkg.Manifest, cfg.ModelPath)
+		return p, false, err
+	}
+	if !cfg.AllowUnsigned {
+		return nil, false, fmt.Errorf("model %s is not a signed %s package; give one (with --package-key), or --allow-unsigned to run it anyway", cfg.ModelPath, bundle.Extension)
+	}
+	p, err := tfpredict.Load(cfg.ModelPath, cfg.ManifestPath)
+	if err != nil {
+		return nil, false, err
+	}
+	return p, true, nil
+}
+
+// readFileMax reads a file of at most max bytes.
+func readFileMax(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("%s is over %d bytes", path, max)
+	}
+	return data, nil
 }
 
 // openSensors opens every spec and, for more than one, combines them; on error it closes what
@@ -184,8 +281,22 @@ func (d *Device) Run(ctx context.Context) error {
 	if !d.used.CompareAndSwap(false, true) {
 		return errors.New("device already run or closed")
 	}
+	if d.Unsigned {
+		m := d.Predictor.Model()
+		d.log.Warn("RUNNING AN UNSIGNED MODEL (--allow-unsigned): nothing proves who made it; health reports unsigned=true",
+			"model", m.String(), "sha256", m.SHA256)
+	}
 	d.Link.Connect()
+	var desired <-chan wire.Desired
+	if d.desired != nil {
+		desired = d.desired.Desired()
+	}
+	uctx, stopUpdate := context.WithCancel(ctx)
+	updateDone := make(chan error, 1)
+	go func() { updateDone <- d.Update.Run(uctx, desired) }()
 	runErr := d.Agent.Run(ctx)
+	stopUpdate()
+	runErr = errors.Join(runErr, <-updateDone)
 	st := d.Agent.Stats()
 	d.log.Info("agent stopped", "last_seq", st.LastSeq, "acked_seq", st.AckedSeq, "buffered", st.Buffered)
 	cctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)

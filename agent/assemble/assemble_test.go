@@ -115,7 +115,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 func config(broker, id, dir string, sensors ...string) assemble.Config {
 	return assemble.Config{
-		DeviceID: id, Broker: broker, ModelPath: sampleModel, Sensors: sensors, DataDir: dir,
+		DeviceID: id, Broker: broker, ModelPath: sampleModel, AllowUnsigned: true, Sensors: sensors, DataDir: dir,
 		HealthInterval: 200 * time.Millisecond, AgentVersion: "test",
 		Link: mqttlink.Options{ConnectRetryInterval: 100 * time.Millisecond, MaxReconnectInterval: 300 * time.Millisecond},
 	}

@@ -184,7 +184,7 @@ type agentConfig struct {
 
 func (c agentConfig) args() []string {
 	return []string{
-		"--broker", "tcp://" + c.Broker, "--id", c.Device, "--model", modelPath,
+		"--broker", "tcp://" + c.Broker, "--id", c.Device, "--model", modelPath, "--allow-unsigned",
 		"--sensor", fmt.Sprintf("sim:vibration?rate=%d&seed=%d", sampleRate, c.Seed%1_000_000),
 		"--data-dir", c.DataDir, "--health-interval", "300ms",
 	}

@@ -74,8 +74,23 @@ func Load(modelPath, manifestPath string) (*Predictor, error) {
 	return New(data, man, modelPath)
 }
 
-// New prepares a Predictor for the model bytes data described by man; name labels errors.
+// New prepares a Predictor for the model bytes data described by man with every builtin
+// kernel; name labels errors.
 func New(data []byte, man *bundle.Manifest, name string) (*Predictor, error) {
+	return NewWith(data, man, name, Options{})
+}
+
+// Options tunes NewWith.
+type Options struct {
+	// Resolver supplies the kernels; nil means kernels.Builtins(). A model using an op the
+	// resolver lacks is refused.
+	Resolver tflite.OpResolver
+	// MaxBytes bounds the model's constants plus its arena (tflite.Options.MaxBytes).
+	MaxBytes int
+}
+
+// NewWith is New with options.
+func NewWith(data []byte, man *bundle.Manifest, name string, opts Options) (*Predictor, error) {
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); got != man.SHA256 {
 		return nil, fmt.Errorf("model %s: sha256 %s does not match the manifest's %s", name, got, man.SHA256)
@@ -87,7 +102,11 @@ func New(data []byte, man *bundle.Manifest, name string) (*Predictor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
-	ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
+	res := opts.Resolver
+	if res == nil {
+		res = kernels.Builtins()
+	}
+	ip, err := tflite.NewInterpreter(m, res, tflite.Options{MaxBytes: opts.MaxBytes})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
@@ -228,3 +247,45 @@ func (p *Predictor) Spec() agent.ModelSpec { return p.spec }
 
 // Manifest returns the model's manifest.
 func (p *Predictor) Manifest() *bundle.Manifest { return p.manifest }
+
+// ArenaBytes is the size of the model's planned tensor arena in bytes.
+func (p *Predictor) ArenaBytes() int { return p.ip.ArenaBytes() }
+
+// CheckGolden runs the manifest's golden vectors through the interpreter, feeding and reading
+// the tensors in their own types as bundle.Golden defines, and reports the first mismatch.
+func (p *Predictor) CheckGolden() error {
+	return p.manifest.CheckGolden(func(x []float64) ([]float64, error) {
+		if len(x) != p.in.NumElements() {
+			return nil, fmt.Errorf("%d inputs, the input tensor holds %d", len(x), p.in.NumElements())
+		}
+		switch p.in.DType() {
+		case tensor.Int8:
+			for i, v := range x {
+				p.in.Int8()[i] = int8(v)
+			}
+		case tensor.Uint8:
+			for i, v := range x {
+				p.in.Uint8()[i] = uint8(v)
+			}
+		default:
+			for i, v := range x {
+				p.in.Float32()[i] = float32(v)
+			}
+		}
+		if err := p.ip.Invoke(); err != nil {
+			return nil, err
+		}
+		y := make([]float64, p.out.NumElements())
+		for i := range y {
+			switch p.out.DType() {
+			case tensor.Int8:
+				y[i] = float64(p.out.Int8()[i])
+			case tensor.Uint8:
+				y[i] = float64(p.out.Uint8()[i])
+			default:
+				y[i] = float64(p.out.Float32()[i])
+			}
+		}
+		return y, nil
+	})
+}

@@ -163,7 +163,7 @@ func TestSteadyStateFootprint(t *testing.T) {
 	model, manifest := model100Hz(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
 
-	cmd := exec.Command(binary, "--broker", broker, "--id", device, "--model", model, "--manifest", manifest,
+	cmd := exec.Command(binary, "--broker", broker, "--id", device, "--model", model, "--manifest", manifest, "--allow-unsigned",
 		"--sensor", "sim:vibration?seed=7&rate=100", "--data-dir", dataDir, "--health-interval", "1s")
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr

@@ -25,6 +25,8 @@ import (
 	"github.com/outpost-ml/outpost/agent/assemble"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
 	"github.com/outpost-ml/outpost/agent/sensor"
+	"github.com/outpost-ml/outpost/agent/update"
+	"github.com/outpost-ml/outpost/models/bundle"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -47,9 +49,14 @@ func (e usageError) Error() string { return e.msg }
 
 type config struct {
 	assemble.Config
-	logLevel    slog.Level
-	showVersion bool
+	logLevel       slog.Level
+	showVersion    bool
+	packageKeyPath string
 }
+
+// extraFlags, when set by a file built in only for tests (updatetest.go), adds flags and
+// wires what they name after parsing.
+var extraFlags func(fs *flag.FlagSet) func(c *config) error
 
 func parse(args []string, stdout io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("outpost-agent", flag.ContinueOnError)
@@ -58,8 +65,12 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	var logLevel string
 	fs.StringVar(&c.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker `URL` (tcp://, ssl://, ws://)")
 	fs.StringVar(&c.DeviceID, "id", "", "device `ID`: 1-64 of A-Z a-z 0-9 . _ - (required)")
-	fs.StringVar(&c.ModelPath, "model", "", "TensorFlow Lite model `file` (required)")
-	fs.StringVar(&c.ManifestPath, "manifest", "", "model manifest `file` (default: the model path with .json for .tflite)")
+	fs.StringVar(&c.ModelPath, "model", "", "signed model package `file` (.opkg), or a bare .tflite with --allow-unsigned (required)")
+	fs.StringVar(&c.ManifestPath, "manifest", "", "manifest `file` of a bare .tflite (default: the model path with .json for .tflite)")
+	fs.StringVar(&c.packageKeyPath, "package-key", "", "PEM ed25519 public key `file` that model packages and updates must be signed with")
+	fs.BoolVar(&c.AllowUnsigned, "allow-unsigned", false, "run a bare .tflite --model without any signature check (logged and reported in health)")
+	fs.IntVar(&c.Update.ArenaBudget, "arena-budget", update.DefaultArenaBudget, "largest tensor arena in `bytes` an updated model may need")
+	fs.IntVar(&c.Update.Keep, "keep-models", update.DefaultKeep, "model packages kept on disk for rollback")
 	sensors := &specList{specs: []string{defaultSensor}}
 	fs.Var(sensors, "sensor", "sensor `spec` KIND[?ARGS], e.g. sim:vibration?seed=3&fault=bearing; repeat it to read several sensors\n"+
 		"as one sample, channels in flag order (all at one rate); kinds: "+strings.Join(sensor.Kinds(), ", "))
@@ -73,6 +84,10 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.DurationVar(&c.Upload.BatchDelay, "batch-delay", agent.DefaultBatchDelay, "longest a partly filled batch waits for more results")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	var wireExtra func(c *config) error
+	if extraFlags != nil {
+		wireExtra = extraFlags(fs)
+	}
 	fs.Usage = func() {} // flag calls it on every parse error; help is printed below instead
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -111,6 +126,24 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		return nil, usageError{fmt.Sprintf("--batch-max %d must be positive", c.Upload.BatchMax)}
 	case c.Upload.BatchDelay <= 0:
 		return nil, usageError{fmt.Sprintf("--batch-delay %v must be positive", c.Upload.BatchDelay)}
+	case c.Update.ArenaBudget <= 0:
+		return nil, usageError{fmt.Sprintf("--arena-budget %d must be positive", c.Update.ArenaBudget)}
+	case c.Update.Keep < 2:
+		return nil, usageError{fmt.Sprintf("--keep-models %d must be at least 2 (the active model and the one to roll back to)", c.Update.Keep)}
+	}
+	if c.packageKeyPath != "" {
+		pem, err := os.ReadFile(c.packageKeyPath)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--package-key: %v", err)}
+		}
+		if c.PackageKey, err = bundle.ParsePublicKey(pem); err != nil {
+			return nil, usageError{fmt.Sprintf("--package-key %s: %v", c.packageKeyPath, err)}
+		}
+	}
+	if wireExtra != nil {
+		if err := wireExtra(&c); err != nil {
+			return nil, usageError{err.Error()}
+		}
 	}
 	if err := c.logLevel.UnmarshalText([]byte(logLevel)); err != nil {
 		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", logLevel)}
@@ -168,7 +201,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
 		return 1
 	}
-	m := dev.Predictor.Model()
+	m := dev.Update.Swap().Model()
 	log.Info("outpost-agent starting", "version", version, "model", m.String(), "sha256", m.SHA256,
 		"sensor", strings.Join(c.Sensors, " + "), "channels", strings.Join(dev.Source.Info().ChannelNames(), ","), "broker", c.Broker, "data_dir", c.DataDir)
 	start := time.Now()

@@ -24,9 +24,35 @@ import (
 
 	"github.com/outpost-ml/outpost/agent/boltbuf"
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/models/bundle"
 )
 
 const sampleModel = "../../models/sample/vibration-anomaly-f32.tflite"
+
+// samplePackage is sampleModel's signed package, and demoKey the public half of the DEMO
+// key that signed it (never trusted outside tests and demos).
+const (
+	samplePackage = "../../models/sample/vibration-anomaly-f32-1.0.0.opkg"
+	demoKey       = "../../models/sample/demo-signing.pub"
+)
+
+// foreignKey writes a public key that signed nothing here and returns its file.
+func foreignKey(t *testing.T) string {
+	t.Helper()
+	pub, _, err := bundle.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := bundle.MarshalPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "foreign.pub")
+	if err := os.WriteFile(path, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 var binary string
 
@@ -111,7 +137,7 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a model"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	good := []string{"--id", "dev-1", "--model", sampleModel, "--data-dir", filepath.Join(dir, "data")}
+	good := []string{"--id", "dev-1", "--model", sampleModel, "--allow-unsigned", "--data-dir", filepath.Join(dir, "data")}
 	tests := []struct {
 		name     string
 		args     []string
@@ -119,17 +145,17 @@ func TestBadInput(t *testing.T) {
 		want     string
 	}{
 		{"unknown flag", append([]string{"--bogus"}, good...), 2, "flag provided but not defined: -bogus"},
-		{"missing id", []string{"--model", sampleModel, "--data-dir", dir}, 2, "missing --id"},
+		{"missing id", []string{"--model", sampleModel, "--allow-unsigned", "--data-dir", dir}, 2, "missing --id"},
 		{"missing model flag", []string{"--id", "d", "--data-dir", dir}, 2, "missing --model"},
-		{"missing data dir", []string{"--id", "d", "--model", sampleModel}, 2, "missing --data-dir"},
+		{"missing data dir", []string{"--id", "d", "--model", sampleModel, "--allow-unsigned"}, 2, "missing --data-dir"},
 		{"extra argument", append(good, "extra"), 2, `unexpected argument "extra"`},
 		{"bad log level", append(good, "--log-level", "loud"), 2, `--log-level "loud"`},
 		{"bad interval", append(good, "--health-interval", "0s"), 2, "--health-interval 0s must be positive"},
 		{"bad duration", append(good, "--health-interval", "soon"), 2, "health-interval"},
-		{"missing model", []string{"--id", "d", "--model", filepath.Join(dir, "none.tflite"), "--data-dir", dir}, 1, "none.tflite: no such file"},
-		{"malformed model", []string{"--id", "d", "--model", garbage, "--manifest", strings.TrimSuffix(sampleModel, ".tflite") + ".json", "--data-dir", dir}, 1, "does not match the manifest"},
-		{"missing manifest", []string{"--id", "d", "--model", sampleModel, "--manifest", file + ".json", "--data-dir", dir}, 1, "read manifest"},
-		{"bad id", []string{"--id", "a/b", "--model", sampleModel, "--data-dir", dir}, 1, "device id"},
+		{"missing model", []string{"--id", "d", "--model", filepath.Join(dir, "none.tflite"), "--allow-unsigned", "--data-dir", dir}, 1, "none.tflite: no such file"},
+		{"malformed model", []string{"--id", "d", "--model", garbage, "--allow-unsigned", "--manifest", strings.TrimSuffix(sampleModel, ".tflite") + ".json", "--data-dir", dir}, 1, "does not match the manifest"},
+		{"missing manifest", []string{"--id", "d", "--model", sampleModel, "--allow-unsigned", "--manifest", file + ".json", "--data-dir", dir}, 1, "read manifest"},
+		{"bad id", []string{"--id", "a/b", "--model", sampleModel, "--allow-unsigned", "--data-dir", dir}, 1, "device id"},
 		{"bad sensor", append(good, "--sensor", "sim:vibration?fault=rust"), 1, `fault "rust"`},
 		{"empty sensor", append(good, "--sensor", ""), 2, "empty sensor spec"},
 		{"bad second sensor", append(good, "--sensor", "sim:vibration", "--sensor", "sim:nope"), 1, `unknown kind "sim:nope"`},
@@ -137,7 +163,7 @@ func TestBadInput(t *testing.T) {
 			"sim:vibration samples at 50 Hz but sim:temperature at 10 Hz"},
 		{"too many channels", append(good, "--sensor", "sim:vibration", "--sensor", "sim:temperature?rate=50"), 1,
 			"gives 2 channels (sim:vibration.0, sim:temperature.0), model wants 1"},
-		{"data dir is a file", []string{"--id", "d", "--model", sampleModel, "--data-dir", file}, 1, "not a directory"},
+		{"data dir is a file", []string{"--id", "d", "--model", sampleModel, "--allow-unsigned", "--data-dir", file}, 1, "not a directory"},
 		{"bad broker", append(good, "--broker", "localhost:1883"), 1, "broker"},
 		{"bad buffer bytes", append(good, "--max-buffered-bytes", "0"), 2, "--max-buffered-bytes 0 must be positive"},
 		{"bad retention", append(good, "--retention", "drop-random"), 2, `--retention "drop-random"`},
@@ -145,6 +171,12 @@ func TestBadInput(t *testing.T) {
 		{"NaN upload rate", append(good, "--max-upload-rate", "NaN"), 2, "--max-upload-rate NaN"},
 		{"bad batch max", append(good, "--batch-max", "0"), 2, "--batch-max 0"},
 		{"bad batch delay", append(good, "--batch-delay", "-1s"), 2, "--batch-delay -1s"},
+		{"unsigned without the flag", []string{"--id", "d", "--model", sampleModel, "--data-dir", dir}, 1, "not a signed .opkg package"},
+		{"package without a key", []string{"--id", "d", "--model", samplePackage, "--data-dir", dir}, 1, "no package key"},
+		{"package with a foreign key", []string{"--id", "d", "--model", samplePackage, "--package-key", foreignKey(t), "--data-dir", dir}, 1, "signature does not verify"},
+		{"bad package key", append(good, "--package-key", file), 2, "--package-key"},
+		{"keep one model", append(good, "--keep-models", "1"), 2, "--keep-models 1"},
+		{"no arena", append(good, "--arena-budget", "0"), 2, "--arena-budget 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -281,7 +313,7 @@ func TestRunAgainstBroker(t *testing.T) {
 	}
 
 	dataDir := filepath.Join(t.TempDir(), "data")
-	stderr, wait := startAgent(t, "--broker", broker, "--id", "dev-1", "--model", sampleModel,
+	stderr, wait := startAgent(t, "--broker", broker, "--id", "dev-1", "--model", sampleModel, "--allow-unsigned",
 		"--sensor", "sim:vibration?seed=5", "--data-dir", dataDir, "--health-interval", "200ms")
 	eventually(t, "online, health and acked results", func() bool {
 		mu.Lock()
@@ -333,8 +365,8 @@ func TestSensorFlags(t *testing.T) {
 		lastSeq int    // results expected, or 0 for "some"
 	}{
 		// 64-sample windows every 32 samples over 500 rows: 14 results.
-		{"replay at max", []string{"--model", sampleModel, "--sensor", "replay?speed=max&file=" + recPath}, "channels=accel", 14},
-		{"three sensors", []string{"--model", "../../models/sample/activity-f32.tflite",
+		{"replay at max", []string{"--model", sampleModel, "--allow-unsigned", "--sensor", "replay?speed=max&file=" + recPath}, "channels=accel", 14},
+		{"three sensors", []string{"--model", "../../models/sample/activity-f32.tflite", "--allow-unsigned",
 			"--sensor", "sim:temperature?rate=25&seed=1", "--sensor", "sim:temperature?rate=25&seed=2", "--sensor", "sim:temperature?rate=25&seed=3"},
 			"channels=sim:temperature.0,sim:temperature.0#2,sim:temperature.0#3", 0},
 	}
@@ -383,7 +415,7 @@ func TestRunWithoutBroker(t *testing.T) {
 	ln.Close() // nothing listens here now
 
 	dataDir := t.TempDir()
-	stderr, wait := startAgent(t, "--broker", "tcp://"+addr, "--id", "dev-2", "--model", sampleModel,
+	stderr, wait := startAgent(t, "--broker", "tcp://"+addr, "--id", "dev-2", "--model", sampleModel, "--allow-unsigned",
 		"--data-dir", dataDir, "--log-level", "debug")
 	eventually(t, "results committed while the broker is unreachable", func() bool {
 		s := stderr.String()

@@ -101,7 +101,7 @@ func TestWipedDataDirStartsNewEpoch(t *testing.T) {
 	storeDir := t.TempDir()
 	ctl, stopCtl := fleetController(t, b, storeDir)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	args := []string{"--broker", b.URL(), "--id", "wipe-1", "--model", sampleModel,
+	args := []string{"--broker", b.URL(), "--id", "wipe-1", "--model", sampleModel, "--allow-unsigned",
 		"--sensor", "sim:vibration?seed=5", "--data-dir", dataDir, "--health-interval", "100ms"}
 
 	_, wait := startAgent(t, args...)
@@ -220,7 +220,7 @@ func TestBacklogDrain(t *testing.T) {
 
 	const healthEvery = 500 * time.Millisecond
 	dev, err := assemble.New(assemble.Config{
-		DeviceID: "drain-1", Broker: b.URL(), ModelPath: sampleModel, Sensors: []string{"sim:vibration?seed=3"},
+		DeviceID: "drain-1", Broker: b.URL(), ModelPath: sampleModel, AllowUnsigned: true, Sensors: []string{"sim:vibration?seed=3"},
 		DataDir: dataDir, HealthInterval: healthEvery, MaxBuffered: 2 * n,
 		Buffer: boltbuf.Options{MaxBytes: 1 << 30},
 	})

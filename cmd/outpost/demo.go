@@ -125,6 +125,7 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 			DeviceID:       id,
 			Broker:         srv.BrokerURL,
 			ModelPath:      modelPath,
+			AllowUnsigned:  true, // the sample models embedded in this binary, not a download
 			Sensors:        []string{fmt.Sprintf("%s?seed=%d&rate=%g", simsensor.KindVibration, i, rate)},
 			DataDir:        filepath.Join(cfg.DataDir, id),
 			HealthInterval: cfg.HealthInterval,

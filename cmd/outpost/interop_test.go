@@ -236,7 +236,7 @@ func TestMosquittoInterop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent := exec.Command(agentBin, "--broker", "tcp://"+addr, "--id", dev, "--model", model,
+	agent := exec.Command(agentBin, "--broker", "tcp://"+addr, "--id", dev, "--model", model, "--allow-unsigned",
 		"--sensor", "sim:vibration", "--data-dir", t.TempDir(), "--health-interval", "1s")
 	agent.Stdout, agent.Stderr = testWriter(t, "agent"), testWriter(t, "agent")
 	if err := agent.Start(); err != nil {
