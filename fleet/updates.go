@@ -77,12 +77,14 @@ type RolloutSpec struct {
 	Gates            Gates         `json:"gates"`
 }
 
-// Gates are limits on model behaviour. Zero disables a gate.
+// Gates are limits on model behaviour. Zero disables a gate, except MaxFailure: a wave halts
+// when its failed devices are more than MaxFailure of it, so 0 tolerates no failure.
 type Gates struct {
 	MaxFailure         float64 `json:"max_failure"`           // failed devices / wave devices
 	MaxP99LatencyRatio float64 `json:"max_p99_latency_ratio"` // candidate p99 / previous p99
 	MinShadowAgreement float64 `json:"min_shadow_agreement"`  // fraction of shadow windows agreeing
 	MaxDriftPSI        float64 `json:"max_drift_psi"`
+	MaxErrorRate       float64 `json:"max_error_rate"` // failed windows / windows in probation, per device
 }
 
 // Rollout is a rollout's persisted state: the engine (fleet/rollout) writes it before it
