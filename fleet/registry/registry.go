@@ -48,13 +48,14 @@ const DefaultMaxPackage = bundle.DefaultMaxModelSize + 2<<20
 var (
 	ErrRefused  = errors.New("package refused") // the package does not fit: signature, manifest, ops
 	ErrConflict = errors.New("conflict")        // NAME@VERSION exists with other content
+	ErrNoKeys   = errors.New("no package-signing key configured")
 )
 
 // Options configure New.
 type Options struct {
 	Store fleet.UpdateStore
 	// Keys are the ed25519 package-signing keys the fleet accepts; a push signed by none of
-	// them is refused. At least one is required.
+	// them is refused. With none, every push is refused (ErrNoKeys).
 	Keys []ed25519.PublicKey
 	// Publisher hands accepted packages to the TUF repository. Nil registers packages
 	// without publishing them (Model.Published false); rollouts refuse such models.
@@ -81,9 +82,6 @@ func New(opts Options) (*Registry, error) {
 	if opts.Store == nil {
 		return nil, errors.New("registry: no store")
 	}
-	if len(opts.Keys) == 0 {
-		return nil, errors.New("registry: no package-signing key configured")
-	}
 	for i, k := range opts.Keys {
 		if len(k) != ed25519.PublicKeySize {
 			return nil, fmt.Errorf("registry: key %d is %d bytes, want %d", i, len(k), ed25519.PublicKeySize)
@@ -108,6 +106,9 @@ func TargetName(name, version string) string { return name + "-" + version + bun
 // (and publishes it if it was not yet); a different package under an existing NAME@VERSION is
 // ErrConflict. Refusals wrap ErrRefused and say in one line what does not fit.
 func (r *Registry) Push(ctx context.Context, pkg []byte) (fleet.Model, error) {
+	if len(r.opts.Keys) == 0 {
+		return fleet.Model{}, fmt.Errorf("%w: the controller cannot check package signatures", ErrNoKeys)
+	}
 	m, err := r.check(pkg)
 	if err != nil {
 		return fleet.Model{}, err

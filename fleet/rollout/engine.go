@@ -53,6 +53,8 @@ const DefaultInterval = time.Second
 var (
 	ErrState     = errors.New("not allowed in this state")
 	ErrNoDevices = errors.New("no devices selected")
+	// ErrUnpublished: the model is registered but not in the TUF repository.
+	ErrUnpublished = errors.New("model not published")
 )
 
 // Options configure New.
@@ -198,7 +200,7 @@ func (e *Engine) Create(ctx context.Context, spec fleet.RolloutSpec) (fleet.Roll
 		return fleet.Rollout{}, err
 	}
 	if !m.Published {
-		return fleet.Rollout{}, fmt.Errorf("model %s is registered but not published to the TUF repository; devices could not fetch it", spec.Model)
+		return fleet.Rollout{}, fmt.Errorf("%w: %s is registered but not in the TUF repository, so devices could not fetch it", ErrUnpublished, spec.Model)
 	}
 	tags, err := e.opts.Store.DeviceTags(ctx)
 	if err != nil {
@@ -505,8 +507,22 @@ func (e *Engine) stepLocked(r *fleet.Rollout, reports map[string]*wire.UpdateSta
 	return desired, true
 }
 
+// phaseRank orders the phases of one generation; a report ranking below what was already
+// seen for the same generation is stale (a broker can replay an older health report after a
+// newer one, e.g. a persistent session's backlog after the retained message) and is ignored.
+var phaseRank = map[string]int{
+	wire.PhaseIdle: 0, wire.PhaseDownloading: 1, wire.PhaseVerifying: 2, wire.PhaseStaging: 3, wire.PhaseShadow: 4,
+	wire.PhaseActivating: 5, wire.PhaseProbation: 6, wire.PhaseCommitted: 7, wire.PhaseRolledBack: 7, wire.PhaseFailed: 7,
+}
+
 // applyReport copies a report into d; it says whether anything changed.
 func applyReport(d *fleet.RolloutDevice, u *wire.UpdateStatus) bool {
+	if d.Phase != "" && phaseRank[u.Phase] < phaseRank[d.Phase] {
+		return false
+	}
+	if phaseRank[d.Phase] == phaseRank[wire.PhaseCommitted] && u.Phase != d.Phase {
+		return false // a finished generation does not change
+	}
 	before := *d
 	d.Phase, d.Progress = u.Phase, u.Progress
 	if u.Shadow != nil {

@@ -122,34 +122,34 @@ func TestRollouts(t *testing.T) {
 		{name: "clean", n: 50, wantState: fleet.RolloutCompleted, wantWave: 2},
 		{name: "canary fails probation", n: 200, setup: func(f *simFleet, r fleet.Rollout) {
 			for _, d := range r.Waves[0].Devices[:2] { // 2 of 20 canaries: 10%
-				f.device(d.ID).b = failProbation
+				f.device(d.ID).set(failProbation)
 			}
 		}, wantState: fleet.RolloutHalted, wantWave: 0, wantReason: "failure rate 10% (2 of 20)"},
 		{name: "shadow disagreement", n: 200, setup: func(f *simFleet, r fleet.Rollout) {
 			for _, d := range r.Waves[0].Devices {
-				f.device(d.ID).b = disagree
+				f.device(d.ID).set(disagree)
 			}
 		}, wantState: fleet.RolloutHalted, wantWave: 0, wantReason: "failure rate 100%"},
 		{name: "latency gate in second wave", n: 50, setup: func(f *simFleet, r fleet.Rollout) {
-			f.device(r.Waves[1].Devices[3].ID).b = slowCommit
+			f.device(r.Waves[1].Devices[3].ID).set(slowCommit)
 		}, wantState: fleet.RolloutHalted, wantWave: 1, wantReason: "failure rate"},
 		{name: "drift gate", n: 20, setup: func(f *simFleet, r fleet.Rollout) {
-			f.device(r.Waves[0].Devices[0].ID).b = drifting
+			f.device(r.Waves[0].Devices[0].ID).set(drifting)
 		}, wantState: fleet.RolloutHalted, wantWave: 0},
 		{name: "threshold tolerates an offline device", n: 40, spec: func(s *fleet.RolloutSpec) {
 			s.SuccessThreshold, s.Gates.MaxFailure = 0.9, 0.1
 		}, setup: func(f *simFleet, r fleet.Rollout) {
-			f.device(r.Waves[1].Devices[0].ID).b = silent
+			f.device(r.Waves[1].Devices[0].ID).set(silent)
 		}, wantState: fleet.RolloutCompleted, wantWave: 2},
 		{name: "threshold tolerates a failure within max-failure", n: 40, spec: func(s *fleet.RolloutSpec) {
 			s.SuccessThreshold, s.Gates.MaxFailure = 0.9, 0.1
 		}, setup: func(f *simFleet, r fleet.Rollout) {
-			f.device(r.Waves[2].Devices[0].ID).b = failProbation
+			f.device(r.Waves[2].Devices[0].ID).set(failProbation)
 		}, wantState: fleet.RolloutCompleted, wantWave: 2},
 		{name: "offline device blocks a strict threshold", n: 20, spec: func(s *fleet.RolloutSpec) {
 			s.Gates.MinShadowAgreement, s.Shadow = 0, 0
 		}, setup: func(f *simFleet, r fleet.Rollout) {
-			f.device(r.Waves[0].Devices[0].ID).b = silent
+			f.device(r.Waves[0].Devices[0].ID).set(silent)
 		}, wantState: fleet.RolloutRunning, wantWave: 0},
 	}
 	for _, tc := range tests {
@@ -199,18 +199,18 @@ func checkDevices(t *testing.T, f *simFleet, r fleet.Rollout) {
 					t.Errorf("%s of wave %s was told %+v before its wave", d.ID, w.Name, last)
 				}
 			case w.State == fleet.WaveHalted:
-				if dev.model != oldModel && dev.b != silent {
+				if dev.model != oldModel && dev.behaviour() != silent {
 					t.Errorf("%s of halted wave %s runs %v, want %v back", d.ID, w.Name, dev.model, oldModel)
 				}
 				if d.Outcome != fleet.OutcomeFailed && !(last.Rollback && last.Model.Version == oldModel.Version) {
 					t.Errorf("%s (outcome %q) of halted wave %s was not told to roll back: %+v", d.ID, d.Outcome, w.Name, last)
 				}
-				if dev.b == disagree || dev.b == slowCommit || dev.b == drifting {
+				if dev.behaviour() == disagree || dev.behaviour() == slowCommit || dev.behaviour() == drifting {
 					if !last.Rollback || d.Outcome != fleet.OutcomeFailed || !strings.Contains(d.Reason, "gate:") {
 						t.Errorf("%s crossed a gate: outcome %q reason %q last desired %+v", d.ID, d.Outcome, d.Reason, last)
 					}
 				}
-			case w.State == fleet.WavePassed && dev.b == good:
+			case w.State == fleet.WavePassed && dev.behaviour() == good:
 				if d.Outcome != fleet.OutcomeSucceeded || dev.model.Version != candidate.Version {
 					t.Errorf("%s of passed wave %s: outcome %q, runs %v", d.ID, w.Name, d.Outcome, dev.model)
 				}

@@ -98,6 +98,19 @@ func (s *simDevice) phases(d wire.Desired) []wire.UpdateStatus {
 	return out
 }
 
+// set changes the device's behaviour for the desired states it receives from now on.
+func (s *simDevice) set(b behaviour) {
+	s.mu.Lock()
+	s.b = b
+	s.mu.Unlock()
+}
+
+func (s *simDevice) behaviour() behaviour {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b
+}
+
 // apply makes u the device's reported state.
 func (s *simDevice) apply(u wire.UpdateStatus) {
 	s.mu.Lock()
@@ -156,7 +169,7 @@ func (f *simFleet) Devices() []fleet.DeviceStatus {
 	out := make([]fleet.DeviceStatus, 0, len(f.devices))
 	for _, d := range f.devices {
 		h := d.health()
-		out = append(out, fleet.DeviceStatus{ID: d.id, Online: d.b != silent, Model: h.Model, Health: h})
+		out = append(out, fleet.DeviceStatus{ID: d.id, Online: d.behaviour() != silent, Model: h.Model, Health: h})
 	}
 	return out
 }
@@ -205,7 +218,7 @@ func (f *simFleet) lastSent(device string) (wire.Desired, bool) {
 func (f *simFleet) ids(b behaviour) []string {
 	var out []string
 	for _, d := range f.devices {
-		if d.b == b {
+		if d.behaviour() == b {
 			out = append(out, d.id)
 		}
 	}
