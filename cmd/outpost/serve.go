@@ -60,6 +60,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the controller's state ("+boltstore.FileName+"); created if missing")
 	f.BoolVar(&cfg.Strict, "strict", false, "embedded broker: refuse read-only observers such as mosquitto_sub -t 'outpost/#'")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	addUpdateFlags(cmd, &cfg)
 	return cmd
 }
 
@@ -70,6 +71,7 @@ type serveConfig struct {
 	DataDir   string
 	Strict    bool
 	Logger    *slog.Logger // nil discards
+	updateConfig
 }
 
 // fleetServer is a controller plus, unless an external broker is used, the embedded broker it
@@ -79,6 +81,7 @@ type fleetServer struct {
 	Controller *fleet.Controller
 	BrokerURL  string // where devices (and the controller) connect
 	log        *slog.Logger
+	updates    // model registry, rollout engine, HTTP API (serve_updates.go)
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -131,6 +134,9 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.setupUpdates(cfg, store, copts); err != nil {
+		return nil, err
+	}
 	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", store.Path(), "broker", redact(s.BrokerURL), "embedded", s.Broker != nil)
 	return s, nil
 }
@@ -146,9 +152,17 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		// gctx and so stops the controller.
 		g.Go(func() error { return s.Broker.Run(bctx) })
 	}
+	// The controller closes the store when it returns, so it stops only after the rollout
+	// engine and the API, which use the store, have.
+	cctx, stopController := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopController()
+	g.Go(func() error {
+		defer stopController()
+		return s.runUpdates(gctx)
+	})
 	g.Go(func() error {
 		defer stopBroker()
-		return s.Controller.Run(gctx)
+		return s.Controller.Run(cctx)
 	})
 	err := g.Wait()
 	s.log.Info("outpost serve stopped", "err", err)
