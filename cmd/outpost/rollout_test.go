@@ -104,40 +104,63 @@ func TestModelsAndRolloutCLI(t *testing.T) {
 			t.Errorf("rollout create %v: no error", args)
 		}
 	}
+	if out := mustCLI(t, append([]string{"devices", "tag", "dev-c", "site=south", "line=3"}, api...)...); out != "dev-c: line=3 site=south\n" {
+		t.Errorf("devices tag: %q", out)
+	}
+	if out := mustCLI(t, append([]string{"devices", "tags"}, api...)...); !strings.Contains(out, "dev-c   line=3 site=south") {
+		t.Errorf("devices tags: %q", out)
+	}
+	if _, err := cli(t, append([]string{"devices", "tag", "dev-c", "site"}, api...)...); err == nil {
+		t.Error("devices tag with a bad KEY=VALUE: no error")
+	}
+	if out := mustCLI(t, append([]string{"rollout", "create", "vibration-anomaly-f32@1.1.0", "--select", "site=south", "--waves", "100%"}, api...)...); !strings.Contains(out, "1 devices in 1 waves") {
+		t.Errorf("rollout create by tag: %q", out)
+	}
+	mustCLI(t, append([]string{"rollout", "abort", "r1"}, api...)...)
+	for _, want := range []bool{false, true} { // dev-c's desired state, then its rollback
+		select {
+		case d := <-desired:
+			if d.Rollout != "r1" || d.Rollback != want {
+				t.Errorf("dev-c received %+v, want rollout r1 with rollback %v", d, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("dev-c received no desired state within 10s")
+		}
+	}
 	out := mustCLI(t, append([]string{"rollout", "create", "vibration-anomaly-f32@1.1.0", "--select", "model=vibration-anomaly-f32", "--canary", "30%", "--waves", "100%",
 		"--probation", "1m", "--shadow", "30s", "--max-failure", "2%", "--max-p99-latency-ratio", "1.5", "--min-shadow-agreement", "95%", "--max-drift-psi", "0.2"}, api...)...)
-	if !strings.Contains(out, "rollout r1 created") || !strings.Contains(out, "3 devices in 2 waves") {
+	if !strings.Contains(out, "rollout r2 created") || !strings.Contains(out, "3 devices in 2 waves") {
 		t.Fatalf("rollout create: %q", out)
 	}
 	select {
 	case d := <-desired:
-		if d.Rollout != "r1" || d.Model == nil || d.Model.Target != "vibration-anomaly-f32-1.1.0.opkg" || d.ShadowS != 30 || d.MinShadowAgreement != 0.95 {
+		if d.Rollout != "r2" || d.Model == nil || d.Model.Target != "vibration-anomaly-f32-1.1.0.opkg" || d.ShadowS != 30 || d.MinShadowAgreement != 0.95 {
 			t.Errorf("canary received %+v", d)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no desired state reached a device within 10s")
 	}
-	if out := mustCLI(t, append([]string{"rollout", "status", "r1"}, api...)...); !strings.Contains(out, "canary") || !strings.Contains(out, "RUNNING") {
+	if out := mustCLI(t, append([]string{"rollout", "status", "r2"}, api...)...); !strings.Contains(out, "canary") || !strings.Contains(out, "RUNNING") {
 		t.Errorf("rollout status: %q", out)
 	}
 	var st rollout.Status
-	if err := json.Unmarshal([]byte(mustCLI(t, append([]string{"rollout", "status", "r1", "--json"}, api...)...)), &st); err != nil || st.WaveStatus[0].InProgress != 1 {
+	if err := json.Unmarshal([]byte(mustCLI(t, append([]string{"rollout", "status", "r2", "--json"}, api...)...)), &st); err != nil || st.WaveStatus[0].InProgress != 1 {
 		t.Errorf("rollout status --json: %+v, %v", st.WaveStatus, err)
 	}
-	if out := mustCLI(t, append([]string{"rollout", "pause", "r1"}, api...)...); !strings.Contains(out, "paused") {
+	if out := mustCLI(t, append([]string{"rollout", "pause", "r2"}, api...)...); !strings.Contains(out, "paused") {
 		t.Errorf("rollout pause: %q", out)
 	}
 	if _, err := cli(t, append([]string{"rollout", "resume", "r7"}, api...)...); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("rollout resume r7: %v", err)
 	}
-	if out := mustCLI(t, append([]string{"rollout", "abort", "r1"}, api...)...); !strings.Contains(out, "aborted") {
+	if out := mustCLI(t, append([]string{"rollout", "abort", "r2"}, api...)...); !strings.Contains(out, "aborted") {
 		t.Errorf("rollout abort: %q", out)
 	}
 	// --watch ends by itself once nothing can change any more.
-	if out := mustCLI(t, append([]string{"rollout", "status", "r1", "--watch", "--interval", "50ms"}, api...)...); !strings.Contains(out, "ABORTED") {
+	if out := mustCLI(t, append([]string{"rollout", "status", "r2", "--watch", "--interval", "50ms"}, api...)...); !strings.Contains(out, "ABORTED") {
 		t.Errorf("rollout status --watch: %q", out)
 	}
-	if out := mustCLI(t, append([]string{"rollout", "list"}, api...)...); !strings.Contains(out, "r1") || !strings.Contains(out, "aborted") {
+	if out := mustCLI(t, append([]string{"rollout", "list"}, api...)...); !strings.Contains(out, "r2") || !strings.Contains(out, "aborted") {
 		t.Errorf("rollout list: %q", out)
 	}
 }

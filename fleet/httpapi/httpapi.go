@@ -45,6 +45,12 @@ type Fleet interface {
 	Devices() []fleet.DeviceStatus
 }
 
+// Tags stores device tags (fleet.Store satisfies it); rollouts select devices by them.
+type Tags interface {
+	SetDeviceTags(ctx context.Context, device string, tags map[string]string) error
+	DeviceTags(ctx context.Context) (map[string]map[string]string, error)
+}
+
 // Limits on request bodies.
 const (
 	MaxSpecBody = 64 << 10
@@ -57,6 +63,7 @@ type Options struct {
 	Registry   Registry
 	Rollouts   Rollouts
 	Fleet      Fleet
+	Tags       Tags
 	Token      string // required
 	MaxPackage int64  // default registry.DefaultMaxPackage
 	Logger     *slog.Logger
@@ -64,8 +71,8 @@ type Options struct {
 
 // New returns the API's handler.
 func New(o Options) (http.Handler, error) {
-	if o.Registry == nil || o.Rollouts == nil || o.Fleet == nil {
-		return nil, errors.New("http api: registry, rollouts and fleet are required")
+	if o.Registry == nil || o.Rollouts == nil || o.Fleet == nil || o.Tags == nil {
+		return nil, errors.New("http api: registry, rollouts, fleet and tags are required")
 	}
 	if len(o.Token) < 16 {
 		return nil, errors.New("http api: token shorter than 16 characters")
@@ -85,6 +92,8 @@ func New(o Options) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/rollouts", a.listRollouts)
 	mux.HandleFunc("GET /v1/rollouts/{id}", a.getRollout)
 	mux.HandleFunc("POST /v1/rollouts/{id}/{action}", a.changeRollout)
+	mux.HandleFunc("GET /v1/tags", a.listTags)
+	mux.HandleFunc("PUT /v1/devices/{id}/tags", a.setTags)
 	return a.auth(mux), nil
 }
 
@@ -264,6 +273,79 @@ func (a *api) changeRollout(w http.ResponseWriter, r *http.Request) {
 	}
 	a.o.Logger.Info("rollout "+r.PathValue("action"), "id", ro.ID, "state", ro.State)
 	writeJSON(w, http.StatusOK, rollout.Summarize(ro))
+}
+
+// Tag limits: tags are small labels, not a database.
+const (
+	MaxTags      = 32
+	MaxTagLength = 64
+)
+
+// DecodeTags reads a device's tags: a JSON object of string values, keys and values of 1 to
+// MaxTagLength printable characters without '=' in keys, at most MaxTags of them.
+func DecodeTags(data []byte) (map[string]string, error) {
+	var tags map[string]string
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&tags); err != nil {
+		return nil, fmt.Errorf("%w: tags: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: tags: data after the JSON object", errBadRequest)
+	}
+	if len(tags) > MaxTags {
+		return nil, fmt.Errorf("%w: %d tags (at most %d)", errBadRequest, len(tags), MaxTags)
+	}
+	ok := func(s string) bool {
+		if s == "" || len(s) > MaxTagLength {
+			return false
+		}
+		for _, r := range s {
+			if r < 0x21 || r == 0x7f {
+				return false
+			}
+		}
+		return true
+	}
+	for k, v := range tags {
+		if !ok(k) || !ok(v) || strings.Contains(k, "=") || k == "id" || k == "model" {
+			return nil, fmt.Errorf("%w: tag %q=%q: keys and values are 1 to %d printable characters without spaces, keys without '=' and not id or model", errBadRequest, k, v, MaxTagLength)
+		}
+	}
+	return tags, nil
+}
+
+func (a *api) setTags(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSpecBody))
+	if err != nil {
+		a.fail(w, r, fmt.Errorf("read tags: %w", err))
+		return
+	}
+	tags, err := DecodeTags(body)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.o.Tags.SetDeviceTags(r.Context(), r.PathValue("id"), tags); err != nil {
+		if strings.Contains(err.Error(), "device id") {
+			err = fmt.Errorf("%w: %v", errBadRequest, err)
+		}
+		a.fail(w, r, err)
+		return
+	}
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	writeJSON(w, http.StatusOK, tags)
+}
+
+func (a *api) listTags(w http.ResponseWriter, r *http.Request) {
+	all, err := a.o.Tags.DeviceTags(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, all)
 }
 
 // LoadOrCreateToken reads the API token at path, creating it (32 random bytes as hex, mode

@@ -50,7 +50,7 @@ func newServer(t *testing.T) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := httpapi.New(httpapi.Options{Registry: reg, Rollouts: eng, Fleet: fl, Token: token, MaxPackage: 1 << 20})
+	h, err := httpapi.New(httpapi.Options{Registry: reg, Rollouts: eng, Fleet: fl, Tags: st, Token: token, MaxPackage: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +132,30 @@ func TestAPI(t *testing.T) {
 		t.Errorf("show unknown: %d", code)
 	}
 
+	var tags map[string]string
+	if code := call(t, srv, "PUT", "/v1/devices/d3/tags", token, []byte(`{"site":"south"}`), &tags); code != 200 || tags["site"] != "south" {
+		t.Errorf("set tags: %d %v", code, tags)
+	}
+	for _, b := range []string{`{"site":"a b"}`, `{"id":"x"}`, `["x"]`, `{"k":1}`} {
+		if code := call(t, srv, "PUT", "/v1/devices/d3/tags", token, []byte(b), &e); code != http.StatusUnprocessableEntity {
+			t.Errorf("set tags %s: %d, want 422", b, code)
+		}
+	}
+	if code := call(t, srv, "PUT", "/v1/devices/bad%20id/tags", token, []byte(`{}`), &e); code != http.StatusUnprocessableEntity {
+		t.Errorf("set tags of an invalid id: %d %q", code, e.Error)
+	}
+	var all map[string]map[string]string
+	if code := call(t, srv, "GET", "/v1/tags", token, nil, &all); code != 200 || all["d3"]["site"] != "south" {
+		t.Errorf("list tags: %d %v", code, all)
+	}
+	var sel rollout.Status
+	if code := call(t, srv, "POST", "/v1/rollouts", token, []byte(`{"model":"vibration-anomaly-f32@1.1.0","select":["site=south"],"waves":[1]}`), &sel); code != 201 || len(sel.Waves) != 1 || sel.Waves[0].Devices[0].ID != "d3" {
+		t.Fatalf("create by tag: %d %+v", code, sel.Waves)
+	}
+	if code := call(t, srv, "POST", "/v1/rollouts/r1/abort", token, nil, &sel); code != 200 {
+		t.Fatalf("abort r1: %d", code)
+	}
+
 	bad := []string{`{"model":"vibration-anomaly-f32@1.1.0","bogus":1}`, `{"model":"x"}`, `{"model":"vibration-anomaly-f32@1.1.0","canary":2}`, `{`}
 	for _, b := range bad {
 		if code := call(t, srv, "POST", "/v1/rollouts", token, []byte(b), &e); code != http.StatusUnprocessableEntity {
@@ -140,7 +164,7 @@ func TestAPI(t *testing.T) {
 	}
 	var st rollout.Status
 	spec := `{"model":"vibration-anomaly-f32@1.1.0","canary":0.34,"waves":[1],"gates":{"max_failure":0.02}}`
-	if code := call(t, srv, "POST", "/v1/rollouts", token, []byte(spec), &st); code != http.StatusCreated || st.ID != "r1" || len(st.WaveStatus) != 2 || st.WaveStatus[0].InProgress != 2 {
+	if code := call(t, srv, "POST", "/v1/rollouts", token, []byte(spec), &st); code != http.StatusCreated || st.ID != "r2" || len(st.WaveStatus) != 2 || st.WaveStatus[0].InProgress != 2 {
 		t.Fatalf("create: %d %+v", code, st)
 	}
 	if code := call(t, srv, "POST", "/v1/rollouts", token, []byte(spec), &e); code != http.StatusUnprocessableEntity || !strings.Contains(e.Error, "no devices") {
@@ -150,18 +174,18 @@ func TestAPI(t *testing.T) {
 		path string
 		want int
 	}{
-		{"/v1/rollouts/r1/pause", 200}, {"/v1/rollouts/r1/pause", 409}, {"/v1/rollouts/r1/resume", 200},
-		{"/v1/rollouts/r1/explode", 404}, {"/v1/rollouts/r9/abort", 404}, {"/v1/rollouts/r1/abort", 200},
+		{"/v1/rollouts/r2/pause", 200}, {"/v1/rollouts/r2/pause", 409}, {"/v1/rollouts/r2/resume", 200},
+		{"/v1/rollouts/r2/explode", 404}, {"/v1/rollouts/r9/abort", 404}, {"/v1/rollouts/r2/abort", 200},
 	} {
 		if code := call(t, srv, "POST", step.path, token, nil, &st); code != step.want {
 			t.Errorf("POST %s: %d, want %d", step.path, code, step.want)
 		}
 	}
-	var all []rollout.Status
-	if code := call(t, srv, "GET", "/v1/rollouts", token, nil, &all); code != 200 || len(all) != 1 || all[0].State != fleet.RolloutAborted {
-		t.Errorf("list rollouts: %d %+v", code, all)
+	var rs []rollout.Status
+	if code := call(t, srv, "GET", "/v1/rollouts", token, nil, &rs); code != 200 || len(rs) != 2 || rs[1].State != fleet.RolloutAborted {
+		t.Errorf("list rollouts: %d %+v", code, rs)
 	}
-	if code := call(t, srv, "GET", "/v1/rollouts/r1", token, nil, &st); code != 200 || st.WaveStatus[0].RolledBack != 2 {
+	if code := call(t, srv, "GET", "/v1/rollouts/r2", token, nil, &st); code != 200 || st.WaveStatus[0].RolledBack != 2 {
 		t.Errorf("get rollout: %d %+v", code, st.WaveStatus)
 	}
 }
@@ -198,6 +222,29 @@ func FuzzDecodeSpec(f *testing.F) {
 		}
 		if spec.Waves[len(spec.Waves)-1] != 1 || spec.Canary <= 0 || spec.Canary >= 1 {
 			t.Fatalf("accepted spec %+v", spec)
+		}
+	})
+}
+
+func FuzzDecodeTags(f *testing.F) {
+	f.Add([]byte(`{"site":"north","line":"3"}`))
+	f.Add([]byte(`{"a=b":"c"}`))
+	f.Add([]byte(`{"":""}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tags, err := httpapi.DecodeTags(data)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		if len(tags) > httpapi.MaxTags {
+			t.Fatalf("accepted %d tags", len(tags))
+		}
+		for k, v := range tags {
+			if k == "" || v == "" || strings.ContainsAny(k, "= ") || strings.Contains(v, " ") {
+				t.Fatalf("accepted tag %q=%q", k, v)
+			}
 		}
 	})
 }
