@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -200,16 +201,24 @@ func (a *api) showModel(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, det)
 }
 
+// decodeStrict decodes one JSON value into v: unknown fields and trailing data are errors.
+func decodeStrict(data []byte, v any, what string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %s: %v", errBadRequest, what, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: %s: data after the JSON value", errBadRequest, what)
+	}
+	return nil
+}
+
 // DecodeSpec reads a rollout spec strictly: unknown fields and trailing data are errors.
 func DecodeSpec(data []byte) (fleet.RolloutSpec, error) {
 	var spec fleet.RolloutSpec
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		return spec, fmt.Errorf("%w: rollout spec: %v", errBadRequest, err)
-	}
-	if dec.More() {
-		return spec, fmt.Errorf("%w: rollout spec: data after the JSON object", errBadRequest)
+	if err := decodeStrict(data, &spec, "rollout spec"); err != nil {
+		return spec, err
 	}
 	if err := rollout.Normalize(&spec); err != nil {
 		return spec, fmt.Errorf("%w: %v", errBadRequest, err)
@@ -285,13 +294,8 @@ const (
 // MaxTagLength printable characters without '=' in keys, at most MaxTags of them.
 func DecodeTags(data []byte) (map[string]string, error) {
 	var tags map[string]string
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&tags); err != nil {
-		return nil, fmt.Errorf("%w: tags: %v", errBadRequest, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: tags: data after the JSON object", errBadRequest)
+	if err := decodeStrict(data, &tags, "tags"); err != nil {
+		return nil, err
 	}
 	if len(tags) > MaxTags {
 		return nil, fmt.Errorf("%w: %d tags (at most %d)", errBadRequest, len(tags), MaxTags)

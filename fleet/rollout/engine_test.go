@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,22 +91,10 @@ func TestPlan(t *testing.T) {
 				seen[d.ID] = true
 			}
 		}
-		if !slicesEqual(got, tc.want) || len(seen) != tc.n {
+		if !slices.Equal(got, tc.want) || len(seen) != tc.n {
 			t.Errorf("plan(%d devices, canary %v, waves %v) sizes = %v, want %v", tc.n, tc.canary, tc.waves, got, tc.want)
 		}
 	}
-}
-
-func slicesEqual(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestRollouts(t *testing.T) {
