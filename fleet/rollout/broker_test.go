@@ -193,6 +193,8 @@ type runningBroker struct {
 
 const brokerPassword = "test-controller-password"
 
+// startBroker starts a broker; the caller stops it, after its clients (a paho client whose
+// broker is gone may take long to disconnect while it tries to reconnect).
 func startBroker(t *testing.T, addr string) *runningBroker {
 	t.Helper()
 	b, err := broker.New(broker.Options{Addr: addr, ExactAddr: addr != "127.0.0.1:0", ControllerPassword: brokerPassword})
@@ -203,9 +205,7 @@ func startBroker(t *testing.T, addr string) *runningBroker {
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
 	var once sync.Once
-	rb := &runningBroker{Broker: b, stop: func() { once.Do(func() { cancel(); <-done }) }}
-	t.Cleanup(rb.stop)
-	return rb
+	return &runningBroker{Broker: b, stop: func() { once.Do(func() { cancel(); <-done }) }}
 }
 
 // waitFor polls cond every 50 ms until it holds or the deadline passes.
@@ -232,6 +232,17 @@ func TestFleetOverBroker(t *testing.T) {
 	}
 	const n = fleetSize
 	b := startBroker(t, "127.0.0.1:0")
+	var brokers = []*runningBroker{b}
+	var stopDevices func()
+	// Registered first, so it runs after the control planes' cleanups: devices, then brokers.
+	t.Cleanup(func() {
+		if stopDevices != nil {
+			stopDevices()
+		}
+		for _, b := range brokers {
+			b.stop()
+		}
+	})
 	dir := t.TempDir()
 	cp := startControlPlane(t, b, dir)
 	st := cp.engine.opts.Store.(fleet.Store)
@@ -241,14 +252,14 @@ func TestFleetOverBroker(t *testing.T) {
 
 	f := newSimFleet(n, func(int) behaviour { return good })
 	devs := make([]*mqttDevice, n)
-	dctx, stopDevices := context.WithCancel(context.Background())
+	dctx, cancelDevices := context.WithCancel(context.Background())
 	var dg errgroup.Group
-	t.Cleanup(func() { // devices stop before the control plane and the broker
-		stopDevices()
+	stopDevices = func() {
+		cancelDevices()
 		if err := dg.Wait(); err != nil {
 			t.Error(err)
 		}
-	})
+	}
 	start := time.Now()
 	var cg errgroup.Group
 	cg.SetLimit(8)
@@ -368,6 +379,7 @@ func TestFleetOverBroker(t *testing.T) {
 	addr := b.Addr()
 	b.stop()
 	b = startBroker(t, addr)
+	brokers = append(brokers, b)
 	t.Logf("controller and broker restarted in wave %s after %s", r.Waves[r.Wave].Name, time.Since(t0).Round(time.Millisecond))
 	cp = startControlPlane(t, b, dir)
 	r = settle(r.ID)
