@@ -405,3 +405,23 @@ func TestPublishRetry(t *testing.T) {
 		t.Fatalf("rollout %s after the broker came back", r.State)
 	}
 }
+
+func TestMQTTPublisherErrors(t *testing.T) {
+	if _, err := NewMQTTPublisher(MQTTOptions{BrokerURL: "http://x"}); err == nil {
+		t.Error("NewMQTTPublisher with an http URL = nil error")
+	}
+	// Nothing listens on port 1 of loopback: the publisher never connects and says so.
+	p, err := NewMQTTPublisher(MQTTOptions{BrokerURL: "tcp://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Connect()
+	defer p.Close()
+	ctx := context.Background()
+	if err := p.PublishDesired(ctx, "dev-1", wire.Desired{Generation: 1}); !errors.Is(err, errNotConnected) {
+		t.Errorf("PublishDesired while disconnected = %v, want errNotConnected", err)
+	}
+	if err := p.PublishDesired(ctx, "a/b", wire.Desired{}); err == nil {
+		t.Error("PublishDesired to an invalid device id = nil error")
+	}
+}
