@@ -75,6 +75,8 @@ type Store interface {
 	Results(ctx context.Context, device string, after uint64, limit int) ([]wire.Result, error)
 	// EpochResults is Results for the given epoch of device, current or not.
 	EpochResults(ctx context.Context, device string, epoch, after uint64, limit int) ([]wire.Result, error)
+	// UpdateStore holds models, rollouts, desired states and device tags (updates.go).
+	UpdateStore
 	// Close releases the store; it waits for nothing but in-flight calls.
 	Close() error
 }

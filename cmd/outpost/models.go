@@ -83,6 +83,7 @@ func newKeysCmd() *cobra.Command {
 func newModelsCmd() *cobra.Command {
 	c := &cobra.Command{Use: "models", Short: "Build, verify and inspect signed model packages (.opkg)"}
 	c.AddCommand(newModelsBuildCmd(), newModelsVerifyCmd(), newModelsInspectCmd(), newModelsBaselineCmd())
+	c.AddCommand(newModelsRegistryCmds()...)
 	return c
 }
 

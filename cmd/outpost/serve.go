@@ -62,6 +62,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
 	f.BoolVar(&cfg.Strict, "strict", false, "embedded broker: refuse read-only observers such as mosquitto_sub -t 'outpost/#'")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	addUpdateFlags(cmd, &cfg)
 	return cmd
 }
 
@@ -72,6 +73,7 @@ type serveConfig struct {
 	DataDir   string
 	Strict    bool
 	Logger    *slog.Logger // nil discards
+	updateConfig
 
 	TargetsKeyFiles []string // serve_trust.go
 }
@@ -83,6 +85,7 @@ type fleetServer struct {
 	Controller *fleet.Controller
 	BrokerURL  string // where devices (and the controller) connect
 	log        *slog.Logger
+	updates    // model registry, rollout engine, HTTP API (serve_updates.go)
 
 	Trust *tufrepo.Repo // nil without `outpost keys init` (serve_trust.go)
 }
@@ -140,6 +143,9 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.setupUpdates(cfg, store, copts); err != nil {
+		return nil, err
+	}
 	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", store.Path(), "broker", redact(s.BrokerURL), "embedded", s.Broker != nil)
 	return s, nil
 }
@@ -155,9 +161,17 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		// gctx and so stops the controller.
 		g.Go(func() error { return s.Broker.Run(bctx) })
 	}
+	// The controller closes the store when it returns, so it stops only after the rollout
+	// engine and the API, which use the store, have.
+	cctx, stopController := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopController()
+	g.Go(func() error {
+		defer stopController()
+		return s.runUpdates(gctx)
+	})
 	g.Go(func() error {
 		defer stopBroker()
-		return s.Controller.Run(gctx)
+		return s.Controller.Run(cctx)
 	})
 	if s.Trust != nil {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })

@@ -5,6 +5,7 @@
 //	results/{space}/{seq uint64 BE} JSON wire.Result (one sub-bucket per sequence space)
 //	watermarks/{space}              fleet.ResultStats as four uint64 BE (contiguous ack watermark)
 //	epochs/{id}                     the device's current epoch, uint64 BE (absent: 0)
+//	models, packages, rollouts, desired, tags: see updates.go
 //
 // A sequence space is one (device, epoch): {space} is the device id for epoch 0 (agents older
 // than epochs, and the layout before them, so old data reads as before) and
@@ -87,7 +88,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketDevices, bucketResults, bucketWatermarks, bucketEpochs} {
+		for _, name := range append([][]byte{bucketDevices, bucketResults, bucketWatermarks, bucketEpochs}, updateBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

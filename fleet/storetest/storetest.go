@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, newStore) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, openOne(t, newStore)) })
 	t.Run("Epochs", func(t *testing.T) { testEpochs(t, newStore) })
+	runUpdates(t, newStore)
 }
 
 func openOne(t *testing.T, newStore Factory) fleet.Store {
