@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/assemble"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/flagfile"
 	"github.com/outpost-ml/outpost/agent/sensor"
 )
 
@@ -49,6 +50,8 @@ type config struct {
 	assemble.Config
 	logLevel    slog.Level
 	showVersion bool
+	configPath  string // --config: YAML of flag values (config.go)
+	checkConfig bool   // --check-config: validate flags and config, then exit
 }
 
 func parse(args []string, stdout io.Writer) (*config, error) {
@@ -73,6 +76,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.DurationVar(&c.Upload.BatchDelay, "batch-delay", agent.DefaultBatchDelay, "longest a partly filled batch waits for more results")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	fs.StringVar(&c.configPath, "config", "", "YAML `file` of settings keyed by flag name (id, broker, model, sensor, data-dir, …); flags override it")
+	fs.BoolVar(&c.checkConfig, "check-config", false, "check the flags and --config file, print the settings and exit")
 	fs.Usage = func() {} // flag calls it on every parse error; help is printed below instead
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -86,6 +91,13 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	}
 	if c.showVersion {
 		return &c, nil
+	}
+	if c.configPath != "" {
+		// Keys are flag names, values go through the flags' own parsing (docs/agent.md).
+		only := flagfile.CommandLineOnly{"config": true, "check-config": true, "version": true}
+		if err := flagfile.ApplyFile(fs, c.configPath, only); err != nil {
+			return nil, usageError{"config " + err.Error()}
+		}
 	}
 	c.Sensors = sensors.specs
 	switch {
@@ -135,6 +147,9 @@ func (l *specList) String() string {
 	return strings.Join(l.specs, " ")
 }
 
+// Repeatable lets a --config file give a list of sensors.
+func (l *specList) Repeatable() bool { return true }
+
 func (l *specList) Set(spec string) error {
 	if spec == "" {
 		return errors.New("empty sensor spec")
@@ -158,6 +173,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if c.showVersion {
 		fmt.Fprintln(stdout, "outpost-agent", version)
+		return 0
+	}
+	if c.checkConfig {
+		fmt.Fprintf(stdout, "ok: id %s, broker %s, model %s, sensors %s, data dir %s\n",
+			c.DeviceID, c.Broker, c.ModelPath, strings.Join(c.Sensors, " + "), c.DataDir)
 		return 0
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel})).With("device", c.DeviceID)
