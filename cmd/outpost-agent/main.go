@@ -192,6 +192,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log.Info("outpost-agent starting", "version", version, "model", m.String(), "sha256", m.SHA256,
 		"sensor", strings.Join(c.Sensors, " + "), "channels", strings.Join(dev.Source.Info().ChannelNames(), ","), "broker", c.Broker, "data_dir", c.DataDir)
 	start := time.Now()
+	sdCtx, sdStop := context.WithCancel(ctx)
+	sdDone := make(chan struct{})
+	go func() { defer close(sdDone); superviseSystemd(sdCtx, log, dev.Agent.Stats) }()
+	defer func() { sdStop(); <-sdDone }()
 	if err := dev.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
 		return 1
