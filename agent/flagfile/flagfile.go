@@ -86,7 +86,7 @@ func Apply(fs *flag.FlagSet, data []byte, only CommandLineOnly) error {
 		case only[name]:
 			return fmt.Errorf("line %d: %q can only be given on the command line", k.Line, name)
 		case f == nil:
-			return fmt.Errorf("line %d: unknown key %q (keys are flag names, see --help)", k.Line, name)
+			return fmt.Errorf("line %d: unknown key %q (keys are flag names)", k.Line, name)
 		case seen[name]:
 			return fmt.Errorf("line %d: %q given twice", k.Line, name)
 		}
