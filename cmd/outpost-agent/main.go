@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/assemble"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/flagfile"
 	"github.com/outpost-ml/outpost/agent/sensor"
 	"github.com/outpost-ml/outpost/agent/update"
 	"github.com/outpost-ml/outpost/models/bundle"
@@ -52,6 +53,8 @@ type config struct {
 	logLevel       slog.Level
 	showVersion    bool
 	packageKeyPath string
+	configPath     string // --config: YAML of flag values (agent/flagfile)
+	checkConfig    bool   // --check-config: validate flags and config, then exit
 }
 
 // extraFlags, when set by a file built in only for tests (updatetest.go), adds flags and
@@ -88,6 +91,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	if extraFlags != nil {
 		wireExtra = extraFlags(fs)
 	}
+	fs.StringVar(&c.configPath, "config", "", "YAML `file` of settings keyed by flag name (id, broker, model, sensor, data-dir, …); flags override it")
+	fs.BoolVar(&c.checkConfig, "check-config", false, "check the flags and --config file, print the settings and exit")
 	fs.Usage = func() {} // flag calls it on every parse error; help is printed below instead
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -101,6 +106,13 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	}
 	if c.showVersion {
 		return &c, nil
+	}
+	if c.configPath != "" {
+		// Keys are flag names, values go through the flags' own parsing (docs/agent.md).
+		only := flagfile.CommandLineOnly{"config": true, "check-config": true, "version": true}
+		if err := flagfile.ApplyFile(fs, c.configPath, only); err != nil {
+			return nil, usageError{"config " + err.Error()}
+		}
 	}
 	c.Sensors = sensors.specs
 	switch {
@@ -168,6 +180,9 @@ func (l *specList) String() string {
 	return strings.Join(l.specs, " ")
 }
 
+// Repeatable lets a --config file give a list of sensors.
+func (l *specList) Repeatable() bool { return true }
+
 func (l *specList) Set(spec string) error {
 	if spec == "" {
 		return errors.New("empty sensor spec")
@@ -193,6 +208,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "outpost-agent", version)
 		return 0
 	}
+	if c.checkConfig {
+		fmt.Fprintf(stdout, "ok: id %s, broker %s, model %s, sensors %s, data dir %s\n",
+			c.DeviceID, c.Broker, c.ModelPath, strings.Join(c.Sensors, " + "), c.DataDir)
+		return 0
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel})).With("device", c.DeviceID)
 	c.AgentVersion = version
 	c.Logger = log
@@ -205,6 +225,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	log.Info("outpost-agent starting", "version", version, "model", m.String(), "sha256", m.SHA256,
 		"sensor", strings.Join(c.Sensors, " + "), "channels", strings.Join(dev.Source.Info().ChannelNames(), ","), "broker", c.Broker, "data_dir", c.DataDir)
 	start := time.Now()
+	sdCtx, sdStop := context.WithCancel(ctx)
+	sdDone := make(chan struct{})
+	go func() { defer close(sdDone); superviseSystemd(sdCtx, log, dev.Agent.Stats) }()
+	defer func() { sdStop(); <-sdDone }()
 	if err := dev.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
 		return 1
