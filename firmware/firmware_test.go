@@ -182,7 +182,7 @@ func TestBundleHost(t *testing.T) {
 	p := b.Name + "/"
 	for name, mode := range map[string]int64{
 		p + "install.sh": 0o755, p + "uninstall.sh": 0o755, p + "root" + BinPath: 0o755, p + "root" + ConfigPath: 0o640,
-		p + "root" + ModelPath: 0o640, p + "root" + UnitPath: 0o644,
+		p + "root" + ModelPath: 0o640, p + "root" + KeyPath: 0o640, p + "root" + UnitPath: 0o644,
 	} {
 		if got, ok := names[name]; !ok || got != mode {
 			t.Errorf("tarball entry %s: present %v mode %o, want mode %o", name, ok, got, mode)
