@@ -35,7 +35,7 @@ deps: ## Install what the tests need from Debian (mosquitto, qemu-user-static) w
 .PHONY: test
 test: deps lint ## Run every test: gofmt, go vet, unit, conformance, race, interop, fault and cross-arch tests
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
-	$(GO) test -count=1 $(PLAIN_PKGS)
+	$(GO) test -count=1 -timeout 20m $(PLAIN_PKGS)
 	@$(MAKE) --no-print-directory test-kernels
 
 # The interpreter's integer results must be identical on every path: the AVX2 kernels (amd64),
