@@ -51,7 +51,7 @@ func next(msgs <-chan string, d time.Duration) string {
 // SIGTERM.
 func TestWatchdogRealAgent(t *testing.T) {
 	msgs := notifySocket(t, 2*time.Second)
-	_, wait := startAgent(t, "--broker", "tcp://127.0.0.1:1", "--id", "dev-wd", "--model", sampleModel, "--data-dir", t.TempDir())
+	_, wait := startAgent(t, "--broker", "tcp://127.0.0.1:1", "--id", "dev-wd", "--model", sampleModel, "--allow-unsigned", "--data-dir", t.TempDir())
 	if m := next(msgs, 20*time.Second); m != "READY=1" {
 		t.Fatalf("first notification %q, want READY=1", m)
 	}
