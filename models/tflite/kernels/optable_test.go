@@ -92,7 +92,7 @@ func opTable(t *testing.T) string {
 	sort.Strings(names)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", opTableBegin)
-	fmt.Fprintf(&b, "%d builtin ops. dtypes: those of the single-op models in models/tflite/kernels/testdata/ops that the official runtime validated (input→output where they differ; int16 activations of ops with weights use the 16x8 scheme, int8 weights).\n\n", len(names))
+	fmt.Fprintf(&b, "%d ops (builtin, and custom ops as CUSTOM:name). dtypes: those of the single-op models in models/tflite/kernels/testdata/ops that the official runtime validated (input→output where they differ; int16 activations of ops with weights use the 16x8 scheme, int8 weights).\n\n", len(names))
 	b.WriteString("| Op | Versions | dtypes validated against the official runtime | Oracle models |\n|---|---|---|---|\n")
 	for _, n := range names {
 		x := rows[n]
