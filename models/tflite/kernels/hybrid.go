@@ -583,3 +583,88 @@ func evalEmbeddingHybrid(n *tflite.Node) error {
 	}
 	return nil
 }
+
+// ---- SVDF ----
+
+// svdfHybrid is the hybrid SVDF state: the feature matmul quantizes the float input
+// (svdf.cc EvalHybridSVDF); the time weights, int8 in hybrid models, are dequantized once
+// (int8 × scale in float32, as the runtime's float_weights_time).
+type svdfHybrid struct {
+	asym         bool
+	wfScale      float32
+	wt           []float32
+	rowSums      []int32
+	qIn, sf, off int
+}
+
+func prepareSVDFHybrid(n *tflite.Node, d *svdfData, opts *tflite.SVDFOptions, wf, wt, bias, state, out *tensor.Tensor) error {
+	for _, t := range []*tensor.Tensor{bias, state, out} {
+		if t != nil && t.DType() != tensor.Float32 {
+			return fmt.Errorf("hybrid SVDF: tensor %q is %s, want float32", t.Name(), t.DType())
+		}
+	}
+	if !wf.Constant() || !wt.Constant() {
+		return fmt.Errorf("hybrid SVDF: weights %q and %q must be constant", wf.Name(), wt.Name())
+	}
+	if _, err := svdfActFloat(d.act, 0); err != nil {
+		return err
+	}
+	h := &svdfHybrid{asym: opts.AsymmetricQuantizeInputs}
+	var err error
+	if h.wfScale, _, err = hybridWeights(wf, 0, 1); err != nil {
+		return err
+	}
+	switch wt.DType() {
+	case tensor.Int8:
+		s, _, err := hybridWeights(wt, 0, 1)
+		if err != nil {
+			return err
+		}
+		h.wt = make([]float32, wt.NumElements())
+		for i, q := range wt.Int8() {
+			h.wt[i] = float32(q) * s
+		}
+	case tensor.Float32:
+		h.wt = wt.Float32()
+	default:
+		return fmt.Errorf("hybrid SVDF: weights_time %q is %s, want int8 or float32", wt.Name(), wt.DType())
+	}
+	if h.asym {
+		h.rowSums = rowSums(wf.Int8(), d.nFilter, d.nIn)
+	}
+	if err := hybridScratch(n, d.batch*d.nIn, d.batch, &h.qIn, &h.sf, &h.off); err != nil {
+		return err
+	}
+	if d.scratch, err = n.RequestScratch(4 * d.batch * d.nFilter); err != nil {
+		return err
+	}
+	d.hybrid = h
+	return nil
+}
+
+// feature writes input × weights_feature into the newest state column of every filter.
+func (h *svdfHybrid) feature(n *tflite.Node, d *svdfData, x, state []float32) {
+	wf := n.Input(svdfWeightsFeature).Int8()
+	q := int8s(n.Scratch(h.qIn), d.batch*d.nIn)
+	sf := float32s(n.Scratch(h.sf), d.batch)
+	off := int32s(n.Scratch(h.off), d.batch)
+	for b := 0; b < d.batch; b++ {
+		xs, qs := x[b*d.nIn:(b+1)*d.nIn], q[b*d.nIn:(b+1)*d.nIn]
+		if h.asym {
+			sf[b], off[b] = asymmetricQuantize(xs, qs)
+		} else {
+			sf[b], off[b] = symmetricQuantize(xs, qs), 0
+		}
+		sf[b] *= h.wfScale
+		for r := 0; r < d.nFilter; r++ {
+			var dot int32
+			for c, v := range wf[r*d.nIn : (r+1)*d.nIn] {
+				dot += int32(v) * int32(qs[c])
+			}
+			if h.asym {
+				dot -= h.rowSums[r] * off[b]
+			}
+			state[(b*d.nFilter+r)*d.nMemory+d.nMemory-1] = 0 + float32(dot)*sf[b]
+		}
+	}
+}

@@ -82,10 +82,32 @@ func hybridCases() []oracletest.OpCase {
 		// float16 weights as the converter writes them: DEQUANTIZE of a constant feeding the op.
 		{Name: "dequantize_f16_fc", Build: f16FCModel(rng.halves(32), rng.f32s(4, 0.5))},
 	}
+	cases = append(cases,
+		svdfHybridCase("svdf_hybrid_sym_relu", 2, 6, 4, 3, 1, schema.ActivationRelu, false, true),
+		svdfHybridCase("svdf_hybrid_asym_rank2_nobias", 1, 8, 6, 4, 2, schema.ActivationNone, true, false),
+	)
 	for i := range cases {
 		cases[i].Resolver = r
 	}
 	return cases
+}
+
+// svdfHybridCase is SVDF with a float32 input and state, int8 feature and time weights.
+func svdfHybridCase(name string, batch, nIn, filters, memory, rank int32, act schema.Activation, asym, bias bool) oracletest.OpCase {
+	rng := xorshift(uint32(31 + filters*nIn))
+	units := filters / rank
+	b := noBias
+	if bias {
+		b = f32(units).konst(rng.f32s(int(units), 0.5))
+	}
+	state := f32(batch, memory*filters)
+	return oracletest.OpCase{Name: name, Build: func() ([]byte, error) {
+		ins := named("in", []ts{f32(batch, nIn), w8(&rng, 0, []float32{0.02}, filters, nIn), w8(&rng, 0, []float32{0.01}, filters, memory), b}, func(t ts) bool { return t.shape == nil })
+		st := state.tensor("state")
+		st.Variable = true
+		return oneOpModel("outpost hybrid op test: ", schema.OpSvdf, 3, write.SVDFOptions{Rank: rank, Activation: act, AsymmetricQuantizeInputs: asym},
+			append(ins, st), []write.Tensor{f32(batch, units).tensor("out0")})()
+	}}
 }
 
 // f16FCModel is DEQUANTIZE (float16 weights [4,8] → float32) then FULLY_CONNECTED of a float32
