@@ -668,3 +668,149 @@ func (h *svdfHybrid) feature(n *tflite.Node, d *svdfData, x, state []float32) {
 		}
 	}
 }
+
+// ---- BATCH_MATMUL ----
+
+// bmmHybrid is BATCH_MATMUL with a float32 lhs and constant int8 rhs (batch_matmul.cc
+// EvalHybrid with reference_ops::BatchMatMul): every lhs row (of the contracted length,
+// after adj_x) is quantized on its own; the sums' zero-point correction is made in float32
+// and truncated back to int32, as the runtime does.
+type bmmHybrid struct {
+	lb, wb, ob   int // batches of lhs, weights and output (lhs and weights: 1 or ob)
+	m, k, nn     int
+	adjX, asym   bool
+	scale        float32
+	wT           []int8  // weights as [wb][nn][k]
+	rowSums      []int32 // [wb][nn]
+	qIn, sf, off int
+	rows         int // scratch handle: lhs rows gathered when adj_x
+}
+
+func (*bmmHybrid) hybrid() {}
+
+// prepareBMMHybrid: lhs [B?, M, K] (adj_x: [B?, K, M]), rhs constant int8 [B?, K, N]
+// (adj_y: [B?, N, K]) with one scale and zero point 0, output float32 [B?, M, N]. Batch ranks
+// above 3 are refused: the runtime indexes their scales by the last batch dimension only.
+func prepareBMMHybrid(n *tflite.Node) error {
+	if err := n.CheckIO(2, 2, 1); err != nil {
+		return err
+	}
+	lhs, rhs, out := n.Input(0), n.Input(1), n.Output(0)
+	opts, _ := n.Options.(*tflite.BatchMatMulOptions)
+	if opts == nil {
+		opts = &tflite.BatchMatMulOptions{}
+	}
+	for _, t := range []*tensor.Tensor{lhs, rhs} {
+		if t.Rank() < 2 || t.Rank() > 3 {
+			return fmt.Errorf("hybrid BATCH_MATMUL: %q has rank %d, want 2 or 3", t.Name(), t.Rank())
+		}
+	}
+	if !rhs.Constant() {
+		return fmt.Errorf("hybrid BATCH_MATMUL: int8 rhs %q must be constant", rhs.Name())
+	}
+	d := &bmmHybrid{adjX: opts.AdjX, asym: opts.AsymmetricQuantizeInputs, lb: 1, wb: 1}
+	d.m, d.k = lhs.Dim(-2), lhs.Dim(-1)
+	if d.adjX {
+		d.m, d.k = d.k, d.m
+	}
+	rk, rn := rhs.Dim(-2), rhs.Dim(-1)
+	if opts.AdjY {
+		rk, rn = rn, rk
+	}
+	if rk != d.k {
+		return fmt.Errorf("lhs %q %v and rhs %q %v: contracted dimensions %d and %d differ", lhs.Name(), lhs.Shape(), rhs.Name(), rhs.Shape(), d.k, rk)
+	}
+	d.nn = rn
+	if lhs.Rank() == 3 {
+		d.lb = lhs.Dim(0)
+	}
+	if rhs.Rank() == 3 {
+		d.wb = rhs.Dim(0)
+	}
+	if d.lb != d.wb && d.lb != 1 && d.wb != 1 {
+		return fmt.Errorf("batch dimensions %d and %d do not broadcast", d.lb, d.wb)
+	}
+	d.ob = max(d.lb, d.wb)
+	shape := []int{d.m, d.nn}
+	if lhs.Rank() == 3 || rhs.Rank() == 3 {
+		shape = []int{d.ob, d.m, d.nn}
+	}
+	if err := setOutShape(out, shape); err != nil {
+		return err
+	}
+	var err error
+	if d.scale, _, err = hybridWeights(rhs, 0, 1); err != nil {
+		return err
+	}
+	w := rhs.Int8()
+	d.wT, d.rowSums = make([]int8, d.wb*d.nn*d.k), make([]int32, d.wb*d.nn)
+	for b := 0; b < d.wb; b++ {
+		for j := 0; j < d.nn; j++ {
+			for k := 0; k < d.k; k++ {
+				var v int8
+				if opts.AdjY {
+					v = w[(b*d.nn+j)*d.k+k]
+				} else {
+					v = w[(b*d.k+k)*d.nn+j]
+				}
+				d.wT[(b*d.nn+j)*d.k+k] = v
+				d.rowSums[b*d.nn+j] += int32(v)
+			}
+		}
+	}
+	rows := d.lb * d.m
+	if err := hybridScratch(n, rows*d.k, rows, &d.qIn, &d.sf, &d.off); err != nil {
+		return err
+	}
+	if d.adjX {
+		if d.rows, err = n.RequestScratch(4 * d.k); err != nil {
+			return err
+		}
+	}
+	n.Data = d
+	return nil
+}
+
+func evalBMMHybrid(n *tflite.Node) error {
+	d := n.Data.(*bmmHybrid)
+	x, y := n.Input(0).Float32(), n.Output(0).Float32()
+	rows := d.lb * d.m
+	q := int8s(n.Scratch(d.qIn), rows*d.k)
+	sf := float32s(n.Scratch(d.sf), rows)
+	off := int32s(n.Scratch(d.off), rows)
+	for r := 0; r < rows; r++ {
+		xs := x[r*d.k : (r+1)*d.k]
+		if d.adjX { // row m of batch b is column m of the stored [K, M] matrix
+			b, m := r/d.m, r%d.m
+			xs = float32s(n.Scratch(d.rows), d.k)
+			for k := range xs {
+				xs[k] = x[(b*d.k+k)*d.m+m]
+			}
+		}
+		qs := q[r*d.k : (r+1)*d.k]
+		if d.asym {
+			sf[r], off[r] = asymmetricQuantize(xs, qs)
+		} else {
+			sf[r], off[r] = symmetricQuantize(xs, qs), 0
+		}
+		sf[r] *= d.scale
+	}
+	for ob := 0; ob < d.ob; ob++ {
+		lb, wb := min(ob, d.lb-1), min(ob, d.wb-1)
+		for m := 0; m < d.m; m++ {
+			r := lb*d.m + m
+			qs := q[r*d.k : (r+1)*d.k]
+			ys := y[(ob*d.m+m)*d.nn : (ob*d.m+m+1)*d.nn]
+			for j := range ys {
+				var total int32
+				for k, v := range d.wT[(wb*d.nn+j)*d.k : (wb*d.nn+j+1)*d.k] {
+					total += int32(v) * int32(qs[k])
+				}
+				// total -= row_sum * (float)offset: float32 arithmetic, truncated to int32.
+				total = int32(float32(total) - float32(float32(d.rowSums[wb*d.nn+j])*float32(off[r])))
+				ys[j] = 0 + sf[r]*float32(total)
+			}
+		}
+	}
+	return nil
+}

@@ -85,11 +85,22 @@ func hybridCases() []oracletest.OpCase {
 	cases = append(cases,
 		svdfHybridCase("svdf_hybrid_sym_relu", 2, 6, 4, 3, 1, schema.ActivationRelu, false, true),
 		svdfHybridCase("svdf_hybrid_asym_rank2_nobias", 1, 8, 6, 4, 2, schema.ActivationNone, true, false),
+		bmmHybridCase("bmm_hybrid_sym", false, false, false, []int32{3, 8}, []int32{8, 5}, []int32{3, 5}),
+		bmmHybridCase("bmm_hybrid_asym_batch2", false, false, true, []int32{2, 3, 6}, []int32{6, 4}, []int32{2, 3, 4}),
+		bmmHybridCase("bmm_hybrid_adjx_adjy_batch_weights", true, true, false, []int32{2, 7, 3}, []int32{2, 4, 7}, []int32{2, 3, 4}),
+		bmmHybridCase("bmm_hybrid_asym_adjy_broadcast_lhs", false, true, true, []int32{4, 5}, []int32{3, 6, 5}, []int32{3, 4, 6}),
 	)
 	for i := range cases {
 		cases[i].Resolver = r
 	}
 	return cases
+}
+
+// bmmHybridCase is BATCH_MATMUL of a float32 lhs and constant int8 rhs (one scale).
+func bmmHybridCase(name string, adjX, adjY, asym bool, lhs, rhs, out []int32) oracletest.OpCase {
+	rng := xorshift(uint32(53 + len(name)))
+	return oracletest.OpCase{Name: name, Build: hybridModel(schema.OpBatchMatmul, 4, write.BatchMatMulOptions{AdjX: adjX, AdjY: adjY, AsymmetricQuantizeInputs: asym},
+		[]ts{f32(lhs...), w8(&rng, 0, []float32{0.03}, rhs...)}, f32(out...))}
 }
 
 // svdfHybridCase is SVDF with a float32 input and state, int8 feature and time weights.
