@@ -175,6 +175,9 @@ func hybridWeights(w *tensor.Tensor, dim, nch int) (scale float32, perChannel []
 	if len(q.Scale) == 1 {
 		return q.Scale[0], nil, nil
 	}
+	if nch == 1 {
+		return 0, nil, fmt.Errorf("int8 weights %q have %d scales, this hybrid op takes one per tensor", w.Name(), len(q.Scale))
+	}
 	if len(q.Scale) != nch || q.Dim != dim {
 		return 0, nil, fmt.Errorf("int8 weights %q: %d scales on dimension %d, want 1 or %d on dimension %d", w.Name(), len(q.Scale), q.Dim, nch, dim)
 	}
@@ -813,4 +816,130 @@ func evalBMMHybrid(n *tflite.Node) error {
 		}
 	}
 	return nil
+}
+
+// ---- UNIDIRECTIONAL_SEQUENCE_LSTM ----
+
+// lstmHybrid is the hybrid LSTM (lstm_eval.cc EvalHybrid, LstmStepHybrid): the float LSTM
+// step with each gate's two matmuls done on int8: the step's input rows and the previous
+// hidden state are quantized row by row, and each gate accumulates bias + Σ(x·W)·sx·sW +
+// Σ(h·R)·sh·sR in float32 before its activation.
+type lstmHybrid struct {
+	asym                bool
+	wScale              [4][2]float32 // per gate (d.gates order): input and recurrent weights
+	rowSums             [4][2][]int32 // asymmetric inputs only
+	qIn, sfIn, offIn    int           // scratch: quantized input rows
+	qH, sfH, offH, gSum int           // scratch: quantized hidden rows; per-row scales
+}
+
+func prepareLSTMHybrid(n *tflite.Node, d *lstmData, opts *tflite.UnidirectionalSequenceLSTMOptions) error {
+	h := &lstmHybrid{asym: opts.AsymmetricQuantizeInputs}
+	for i, g := range d.gates {
+		for j, s := range []int{g.wIn, g.wRec} {
+			w := n.Input(s)
+			if !w.Constant() {
+				return lstmErr("hybrid LSTM: weights %q must be constant", w.Name())
+			}
+			var err error
+			if h.wScale[i][j], _, err = hybridWeights(w, 0, 1); err != nil {
+				return err
+			}
+			if h.asym {
+				h.rowSums[i][j] = rowSums(w.Int8(), w.Dim(0), w.Dim(1))
+			}
+		}
+	}
+	rows := d.batch // rows per step: the batch (time-major) or 1
+	if err := hybridScratch(n, rows*d.nIn, rows, &h.qIn, &h.sfIn, &h.offIn); err != nil {
+		return err
+	}
+	if err := hybridScratch(n, rows*d.nState, rows, &h.qH, &h.sfH, &h.offH); err != nil {
+		return err
+	}
+	var err error
+	h.gSum, err = n.RequestScratch(4 * rows)
+	d.hybrid = h
+	return err
+}
+
+// quantizeRows quantizes rows of x (cols each) into q, one scale and zero point per row.
+func (h *lstmHybrid) quantizeRows(x []float32, q []int8, sf []float32, off []int32, rows, cols int) {
+	for r := 0; r < rows; r++ {
+		xs, qs := x[r*cols:(r+1)*cols], q[r*cols:(r+1)*cols]
+		if h.asym {
+			sf[r], off[r] = asymmetricQuantize(xs, qs)
+		} else {
+			sf[r], off[r] = symmetricQuantize(xs, qs), 0
+		}
+	}
+}
+
+// accumulate adds W·q (rows of q, cols each) scaled by sf[r]·wScale to out.
+func accumulate(w, q []int8, sf []float32, off []int32, sums []int32, wScale float32, scaleTmp []float32, rows, cols, units int, out []float32) {
+	for r := 0; r < rows; r++ {
+		scaleTmp[r] = sf[r] * wScale
+	}
+	for r := 0; r < rows; r++ {
+		qs := q[r*cols : (r+1)*cols]
+		for u := 0; u < units; u++ {
+			var dot int32
+			for k, v := range w[u*cols : (u+1)*cols] {
+				dot += int32(v) * int32(qs[k])
+			}
+			if sums != nil {
+				dot -= sums[u] * off[r]
+			}
+			out[r*units+u] += float32(dot) * scaleTmp[r]
+		}
+	}
+}
+
+func evalLSTMHybrid(n *tflite.Node, d *lstmData) {
+	h := d.hybrid
+	x, y := n.Input(lstmInput).Float32(), n.Output(0).Float32()
+	hAll, cAll := n.Input(lstmOutputState).Float32(), n.Input(lstmCellState).Float32()
+	var buf [4][]float32
+	for i := range buf {
+		buf[i] = f32View(n.Scratch(d.bufs[i]))
+	}
+	qIn, sfIn, offIn := int8s(n.Scratch(h.qIn), d.batch*d.nIn), float32s(n.Scratch(h.sfIn), d.batch), int32s(n.Scratch(h.offIn), d.batch)
+	qH, sfH, offH := int8s(n.Scratch(h.qH), d.batch*d.nState), float32s(n.Scratch(h.sfH), d.batch), int32s(n.Scratch(h.offH), d.batch)
+	scaleTmp := float32s(n.Scratch(h.gSum), d.batch)
+	lstmSteps(d, func(inOff, outOff, stateOff, rows int) {
+		cells := rows * d.nState
+		xt := x[inOff : inOff+rows*d.nIn]
+		hs := hAll[stateOff : stateOff+cells]
+		c := cAll[stateOff : stateOff+cells]
+		h.quantizeRows(xt, qIn, sfIn, offIn, rows, d.nIn)
+		h.quantizeRows(hs, qH, sfH, offH, rows, d.nState)
+		gate := func(gi int, out []float32) {
+			g := &d.gates[gi]
+			bias := n.Input(g.bias).Float32()
+			for r := 0; r < rows; r++ {
+				copy(out[r*d.nState:(r+1)*d.nState], bias)
+			}
+			accumulate(n.Input(g.wIn).Int8(), qIn, sfIn, offIn, h.rowSums[gi][0], h.wScale[gi][0], scaleTmp, rows, d.nIn, d.nState, out)
+			accumulate(n.Input(g.wRec).Int8(), qH, sfH, offH, h.rowSums[gi][1], h.wScale[gi][1], scaleTmp, rows, d.nState, d.nState, out)
+			lstmActFloat(g.act, out)
+		}
+		forget, input, cellGate := buf[0][:cells], buf[1][:cells], buf[2][:cells]
+		gate(0, forget)
+		gate(1, input)
+		gate(2, cellGate)
+		// UpdateLstmCellFloat: c = f*c + g*i, then the optional clip.
+		for i := range c {
+			c[i] = forget[i] * c[i]
+			c[i] += cellGate[i] * input[i]
+			if d.cellClip > 0 {
+				c[i] = max(min(d.cellClip, c[i]), -d.cellClip)
+			}
+		}
+		outGate := buf[1][:cells]
+		gate(3, outGate)
+		// CalculateLstmOutputHybrid without projection: h = o * tanh(c).
+		for i := range hs {
+			hs[i] = outGate[i] * float32(math.Tanh(float64(c[i])))
+		}
+		copy(y[outOff:outOff+cells], hs)
+	})
 }

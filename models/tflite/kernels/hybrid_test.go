@@ -89,6 +89,9 @@ func hybridCases() []oracletest.OpCase {
 		bmmHybridCase("bmm_hybrid_asym_batch2", false, false, true, []int32{2, 3, 6}, []int32{6, 4}, []int32{2, 3, 4}),
 		bmmHybridCase("bmm_hybrid_adjx_adjy_batch_weights", true, true, false, []int32{2, 7, 3}, []int32{2, 4, 7}, []int32{2, 3, 4}),
 		bmmHybridCase("bmm_hybrid_asym_adjy_broadcast_lhs", false, true, true, []int32{4, 5}, []int32{3, 6, 5}, []int32{3, 4, 6}),
+		lstmHybridCase("lstm_hybrid_sym", false, 2, 3, 4, 5, 0, false),
+		lstmHybridCase("lstm_hybrid_asym_time_major_clip", true, 3, 2, 3, 4, 0.5, true),
+		lstmHybridCase("lstm_hybrid_asym_one_step", false, 1, 1, 6, 3, 0, true),
 	)
 	for i := range cases {
 		cases[i].Resolver = r
@@ -101,6 +104,35 @@ func bmmHybridCase(name string, adjX, adjY, asym bool, lhs, rhs, out []int32) or
 	rng := xorshift(uint32(53 + len(name)))
 	return oracletest.OpCase{Name: name, Build: hybridModel(schema.OpBatchMatmul, 4, write.BatchMatMulOptions{AdjX: adjX, AdjY: adjY, AsymmetricQuantizeInputs: asym},
 		[]ts{f32(lhs...), w8(&rng, 0, []float32{0.03}, rhs...)}, f32(out...))}
+}
+
+// lstmHybridCase is UNIDIRECTIONAL_SEQUENCE_LSTM with float32 input, states and biases and
+// int8 weights (one scale per matrix), the unused peephole, projection and layer-norm slots
+// omitted.
+func lstmHybridCase(name string, timeMajor bool, d0, d1, nIn, nState int32, clip float32, asym bool) oracletest.OpCase {
+	rng := xorshift(uint32(17 + nIn*nState + d0))
+	batch := d0
+	if timeMajor {
+		batch = d1
+	}
+	return oracletest.OpCase{Name: name, Build: func() ([]byte, error) {
+		ins := make([]write.Tensor, 24)
+		for i := range ins {
+			ins[i] = omitted
+		}
+		ins[0] = f32(d0, d1, nIn).tensor("input")
+		for i := 1; i <= 4; i++ {
+			ins[i] = w8(&rng, 0, []float32{0.01 * float32(i)}, nState, nIn).tensor("w_in" + string(rune('0'+i)))
+			ins[i+4] = w8(&rng, 0, []float32{0.008 * float32(i)}, nState, nState).tensor("w_rec" + string(rune('0'+i)))
+			ins[i+11] = f32(nState).konst(rng.f32s(int(nState), 0.3)).tensor("bias" + string(rune('0'+i)))
+		}
+		for i, name := range map[int]string{18: "output_state", 19: "cell_state"} {
+			ins[i] = f32(batch, nState).tensor(name)
+			ins[i].Variable = true
+		}
+		opts := write.UnidirectionalSequenceLSTMOptions{Activation: schema.ActivationTanh, CellClip: clip, TimeMajor: timeMajor, AsymmetricQuantizeInputs: asym}
+		return oneOpModel("outpost hybrid op test: ", schema.OpUnidirectionalSequenceLstm, 2, opts, ins, []write.Tensor{f32(d0, d1, nState).tensor("output")})()
+	}}
 }
 
 // svdfHybridCase is SVDF with a float32 input and state, int8 feature and time weights.
@@ -229,6 +261,12 @@ func TestHybridRejects(t *testing.T) {
 			[]ts{f32(1, 3, 3, 2), w8(&rng, 3, []float32{0.02}, 1, 3, 3, 2), f32(2).konst(rng.f32s(2, 1))}, f32(1, 1, 1, 2)), "one per output channel"},
 		{"conv per-tensor dilation", hybridModel(schema.OpConv2D, 2, write.Conv2DOptions{Padding: schema.PaddingSame, StrideW: 1, StrideH: 1, DilationW: 2, DilationH: 2},
 			[]ts{f32(1, 5, 5, 1), w8(&rng, 0, []float32{0.02}, 1, 3, 3, 1), f32(1).konst(rng.f32s(1, 1))}, f32(1, 5, 5, 1)), "no dilation"},
+		{"bmm rank 4", hybridModel(schema.OpBatchMatmul, 4, write.BatchMatMulOptions{},
+			[]ts{f32(2, 2, 3, 4), w8(&rng, 0, []float32{0.02}, 4, 5)}, f32(2, 2, 3, 5)), "want 2 or 3"},
+		{"bmm per-channel", hybridModel(schema.OpBatchMatmul, 4, write.BatchMatMulOptions{},
+			[]ts{f32(3, 4), w8(&rng, 0, scales(4, 0.02), 4, 5)}, f32(3, 5)), "takes one per tensor"},
+		{"bmm lhs and weights batches", hybridModel(schema.OpBatchMatmul, 4, write.BatchMatMulOptions{},
+			[]ts{f32(2, 3, 4), w8(&rng, 0, []float32{0.02}, 3, 4, 5)}, f32(3, 3, 5)), "do not broadcast"},
 		{"embedding per-column scales", hybridModel(schema.OpEmbeddingLookup, 3, nil,
 			[]ts{constI32([]int32{0}), w8(&rng, 1, scales(4, 0.1), 3, 4)}, f32(1, 4)), "one scale or one per row"},
 	})

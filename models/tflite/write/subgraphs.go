@@ -64,6 +64,8 @@ type UnidirectionalSequenceLSTMOptions struct {
 	Activation schema.Activation
 	CellClip   float32
 	TimeMajor  bool
+	// AsymmetricQuantizeInputs: hybrid (float32 input, int8 weights) only.
+	AsymmetricQuantizeInputs bool
 }
 
 // Table implements Options.
@@ -72,6 +74,7 @@ func (o UnidirectionalSequenceLSTMOptions) Table() Table {
 	fs.int8(0, int8(o.Activation))
 	fs.float32(1, o.CellClip)
 	fs.bool(3, o.TimeMajor)
+	fs.bool(4, o.AsymmetricQuantizeInputs)
 	return Table{Type: schema.BuiltinOptionsUnidirectionalSequenceLSTM, Fields: fs}
 }
 
