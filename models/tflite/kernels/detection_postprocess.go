@@ -158,8 +158,12 @@ func prepareDetection(n *tflite.Node) error {
 	d.keepIdx, d.sorted = make([]int, 0, nb), make([]int, nb)
 	d.active, d.selected = make([]bool, nb), make([]int, 0, nb)
 	if o.regular {
-		d.candIdx, d.candScores = make([]int, nb+o.maxDetections), make([]float32, nb+o.maxDetections)
-		d.tmpIdx, d.tmpScores = make([]int, nb+o.maxDetections), make([]float32, nb+o.maxDetections)
+		// Candidates: those kept from earlier classes (at most max_detections, and at most
+		// every box of every class) plus this class's (at most every box). Sized by the
+		// inputs, not by max_detections, which a model may set far above them.
+		c := nb + min(o.maxDetections, nb*o.numClasses)
+		d.candIdx, d.candScores = make([]int, c), make([]float32, c)
+		d.tmpIdx, d.tmpScores = make([]int, c), make([]float32, c)
 	} else {
 		d.maxScores, d.classOrder = make([]float32, nb), make([]int, nb*o.numClasses)
 	}

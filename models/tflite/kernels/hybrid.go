@@ -464,10 +464,15 @@ func evalConvHybrid(n *tflite.Node) error {
 					} else {
 						acc = d.convAcc(q, w, off[bt], bt, oy, ox, oc)
 					}
+					// The runtime's optimized kernels multiply in these orders (measured: each
+					// order is bit-exact with the oracle for its op, the others are 1 ulp off).
 					var v float32
-					if d.perChannel != nil {
-						v = float32(float32(acc)*d.perChannel[oc]) * sf[bt]
-					} else {
+					switch {
+					case d.depthwise:
+						v = float32(float32(acc)*sf[bt]) * d.perChannel[oc]
+					case d.perChannel != nil:
+						v = float32(acc) * float32(d.perChannel[oc]*sf[bt])
+					default:
 						v = float32(acc) * sf[bt]
 					}
 					if b != nil {
