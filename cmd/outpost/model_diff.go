@@ -95,6 +95,7 @@ type diffFlags struct {
 	against string
 	lsb     float64
 	rel     float64
+	isolate bool
 }
 
 func newModelDiffCmd() *cobra.Command {
@@ -113,7 +114,11 @@ For every tensor, in execution order, it prints the maximum and mean |difference
 (quantized units) for integer tensors, and for floats as relative error |a-b|/(max(|a|,|b|)+0.1),
 so that 1e-5 is the float tolerance of docs/tflite.md (1e-5 relative plus 1e-6 absolute). It then
 names the first op whose output departs (beyond --lsb or --rel) while all its inputs agree: the
-op to look at.`,
+op to look at.
+
+With --isolate every op is fed the recorded values of its inputs (where RUN.json has them)
+instead of ours, so each row measures that op alone and differences do not accumulate: the
+per-layer proof of a whole model in one command.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.against == "" {
@@ -128,6 +133,7 @@ op to look at.`,
 	c.Flags().StringVar(&f.against, "against", "", "JSON of a single run with inputs and the tensors to compare as outputs")
 	c.Flags().Float64Var(&f.lsb, "lsb", 0, "integer tensors: largest |difference| in LSB that still agrees")
 	c.Flags().Float64Var(&f.rel, "rel", 1e-5, "float tensors: largest relative error that still agrees")
+	c.Flags().BoolVar(&f.isolate, "isolate", false, "feed every op the recorded values of its inputs, measuring each op alone")
 	return c
 }
 
@@ -154,15 +160,14 @@ const relFloor = 0.1
 
 // tensorDiff is the comparison of one tensor.
 type tensorDiff struct {
-	tensor     int
-	name       string
-	dtype      string
-	n, bad     int
-	max, mean  float64
-	float      bool
-	mismatch   string // dtype/shape/count disagreement, if any
-	departs    bool
-	producedBy int // op index, -1 for graph inputs and unwritten tensors
+	tensor    int
+	name      string
+	dtype     string
+	n, bad    int
+	max, mean float64
+	float     bool
+	mismatch  string // dtype/shape/count disagreement, if any
+	departs   bool
 }
 
 func (d *tensorDiff) unit() string {
@@ -224,25 +229,48 @@ func diffModel(w io.Writer, path string, f diffFlags) error {
 			return usageErr("%s: %w", f.against, err)
 		}
 	}
-	if err := ip.Invoke(); err != nil {
-		return &exitError{code: exitInvoke, err: err}
-	}
-	producer := map[int]int{}
-	for _, op := range sg.Operators {
-		for _, o := range op.Outputs {
-			producer[o] = op.Index
-		}
+	// Every recorded tensor is an output, so it keeps its own memory: compare each op's
+	// outputs right after it runs (before --isolate overwrites them as later ops' inputs).
+	pos := map[int]int{}
+	for p, o := range rec.Outputs {
+		pos[o.Tensor] = p
 	}
 	diffs := map[int]*tensorDiff{}
-	for pos, want := range rec.Outputs {
-		d := compareTensor(ip.Output(pos), want, f)
-		d.producedBy = -1
-		if p, ok := producer[want.Tensor]; ok {
-			d.producedBy = p
+	compare := func(t int) {
+		if p, ok := pos[t]; ok && diffs[t] == nil {
+			diffs[t] = compareTensor(ip.Output(p), rec.Outputs[p], f)
 		}
-		diffs[want.Tensor] = d
 	}
-	return printDiff(w, filepath.Base(path), filepath.Base(f.against), sg, diffs)
+	for _, t := range sg.Inputs {
+		compare(t)
+	}
+	for i, op := range sg.Operators {
+		if f.isolate {
+			for _, t := range op.Inputs {
+				p, ok := pos[t]
+				if !ok || t < 0 || sg.Tensors[t].Constant() {
+					continue
+				}
+				if err := (inputSpec{values: rec.Outputs[p].Values}).set(ip.Output(p)); err != nil {
+					return usageErr("%s: %w", f.against, err)
+				}
+			}
+		}
+		if err := ip.InvokeNode(i); err != nil {
+			return &exitError{code: exitInvoke, err: err}
+		}
+		for _, t := range op.Outputs {
+			compare(t)
+		}
+	}
+	for t := range sg.Tensors {
+		compare(t)
+	}
+	mode := ""
+	if f.isolate {
+		mode = ", each op fed the recorded inputs"
+	}
+	return printDiff(w, filepath.Base(path), filepath.Base(f.against)+mode, sg, diffs)
 }
 
 // compareTensor measures ours against the recorded tensor.

@@ -182,6 +182,11 @@ func TestModelDiff(t *testing.T) {
 		{"perturbed", sampleI8, perturbed, nil, "i8-perturbed.txt"},
 		{"perturbed within 2 LSB", sampleI8, perturbed, []string{"--lsb", "2"}, "i8-perturbed-lsb2.txt"},
 		{"own run", sampleF32, ownPath, nil, "f32-own.txt"},
+		// Isolated: op 2 is fed the recorded (perturbed) dense_1/relu instead of ours; its one
+		// logit comes out the same. On the float model, isolation takes op 1's error from
+		// 1.46e-6 (accumulated through op 0) down to its own 2.49e-7.
+		{"perturbed, isolated", sampleI8, perturbed, []string{"--isolate"}, "i8-perturbed-isolate.txt"},
+		{"float vs oracle, isolated", sampleF32, oracleF32, []string{"--isolate"}, "f32-oracle-isolate.txt"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -59,3 +59,42 @@ func TestWithOutputs(t *testing.T) {
 		}
 	}
 }
+
+// TestInvokeNode: running the nodes one by one gives what Invoke gives; out-of-range nodes are
+// an error.
+func TestInvokeNode(t *testing.T) {
+	data, err := os.ReadFile("../sample/vibration-anomaly-i8.tflite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tflite.Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := ip.Input(0).Int8()
+	for i := range in {
+		in[i] = int8(i*37 - 100)
+	}
+	if err := ip.Invoke(); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(ip.Output(0).Int8())
+	clear(ip.Output(0).Bytes())
+	for i := 0; i < ip.NumNodes(); i++ {
+		if err := ip.InvokeNode(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := ip.Output(0).Int8(); !slices.Equal(got, want) {
+		t.Errorf("node by node %v, Invoke %v", got, want)
+	}
+	for _, bad := range []int{-1, ip.NumNodes()} {
+		if err := ip.InvokeNode(bad); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("InvokeNode(%d) error = %v", bad, err)
+		}
+	}
+}
