@@ -30,7 +30,7 @@ func init() { register(newModelCmd) }
 
 func newModelCmd() *cobra.Command {
 	c := &cobra.Command{Use: "model", Short: "Inspect and run TFLite models with the built-in interpreter"}
-	c.AddCommand(newModelInspectCmd(), newModelRunCmd(), newModelBenchCmd())
+	c.AddCommand(newModelInspectCmd(), newModelRunCmd(), newModelBenchCmd(), newModelDiffCmd())
 	return c
 }
 
@@ -277,6 +277,7 @@ type runFlags struct {
 	random   int64
 	count    int
 	noInputs bool
+	outputs  string
 }
 
 func newModelRunCmd() *cobra.Command {
@@ -298,6 +299,7 @@ Exit codes: 0 ok, 1 usage or input error, 2 model not loadable, 3 invoke failed.
 	c.Flags().Int64Var(&f.random, "random", 0, "fill inputs from the xorshift32 stream with this seed (0..2^32-1)")
 	c.Flags().IntVar(&f.count, "count", 0, "batch: run N cases with seeds SEED..SEED+N-1 (needs --random)")
 	c.Flags().BoolVar(&f.noInputs, "no-inputs", false, "do not echo inputs")
+	c.Flags().StringVar(&f.outputs, "outputs", "", `print these subgraph-0 tensors as the outputs: LIST (indices or names, comma-separated), +LIST (after the model's outputs) or "all" (every non-constant tensor), as the oracle's --outputs`)
 	return c
 }
 
@@ -351,6 +353,15 @@ func runModel(cmd *cobra.Command, path string, f runFlags, haveSeed, haveCount b
 	if err != nil {
 		return writeErr(exitLoad, err)
 	}
+	if f.outputs != "" {
+		list, err := outputList(m, f.outputs)
+		if err != nil {
+			return usageErr("%w", err)
+		}
+		if m, err = m.WithOutputs(list); err != nil {
+			return usageErr("%w", err)
+		}
+	}
 	ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
 	if err != nil {
 		return writeErr(exitLoad, err)
@@ -384,7 +395,9 @@ func runModel(cmd *cobra.Command, path string, f runFlags, haveSeed, haveCount b
 		ts := make([]runTensor, len(list))
 		for pos, ti := range list {
 			t := get(pos)
-			ts[pos] = runTensor{Position: pos, Tensor: ti, Name: t.Name(), DType: t.DType().String(), Shape: t.Shape()}
+			// A rank-0 tensor prints "shape": [] as the oracle does, never null.
+			shape := append([]int{}, t.Shape()...)
+			ts[pos] = runTensor{Position: pos, Tensor: ti, Name: t.Name(), DType: t.DType().String(), Shape: shape}
 			if withQuant {
 				q, err := json.Marshal(quantOf(t.Quant()))
 				if err != nil {

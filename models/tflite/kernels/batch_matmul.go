@@ -18,7 +18,7 @@ import (
 
 func init() {
 	register(func(r *Resolver) {
-		r.AddBuiltin(schema.OpBatchMatmul, 1, 4, tflite.KernelFuncs{PrepareFn: prepareBatchMatMul, EvalFn: evalBatchMatMul})
+		r.AddBuiltin(schema.OpBatchMatmul, 1, 4, withHybrid(tflite.KernelFuncs{PrepareFn: prepareBatchMatMul, EvalFn: evalBatchMatMul}, isHybrid(1), prepareBMMHybrid, evalBMMHybrid))
 	})
 }
 

@@ -19,8 +19,8 @@ import (
 
 func init() {
 	register(func(r *Resolver) {
-		r.AddBuiltin(schema.OpConv2D, 1, 8, tflite.KernelFuncs{PrepareFn: prepareConv, EvalFn: evalConv})
-		r.AddBuiltin(schema.OpDepthwiseConv2D, 1, 7, tflite.KernelFuncs{PrepareFn: prepareDepthwise, EvalFn: evalDepthwise})
+		r.AddBuiltin(schema.OpConv2D, 1, 8, withHybrid(tflite.KernelFuncs{PrepareFn: prepareConv, EvalFn: evalConv}, isHybrid(1), prepareConvHybrid, evalConvHybrid))
+		r.AddBuiltin(schema.OpDepthwiseConv2D, 1, 7, withHybrid(tflite.KernelFuncs{PrepareFn: prepareDepthwise, EvalFn: evalDepthwise}, isHybrid(1), prepareDepthwiseHybrid, evalConvHybrid))
 		r.AddBuiltin(schema.OpTransposeConv, 1, 5, tflite.KernelFuncs{PrepareFn: prepareTransposeConv, EvalFn: evalTransposeConv})
 	})
 }

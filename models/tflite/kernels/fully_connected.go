@@ -10,7 +10,7 @@ import (
 
 func init() {
 	register(func(r *Resolver) {
-		r.AddBuiltin(schema.OpFullyConnected, 1, 12, tflite.KernelFuncs{PrepareFn: prepareFC, EvalFn: evalFC})
+		r.AddBuiltin(schema.OpFullyConnected, 1, 12, withHybrid(tflite.KernelFuncs{PrepareFn: prepareFC, EvalFn: evalFC}, isHybrid(1), prepareFCHybrid, evalFCHybrid))
 	})
 }
 

@@ -16,7 +16,7 @@ func init() {
 	register(func(r *Resolver) {
 		r.AddBuiltin(schema.OpGather, 1, 7, tflite.KernelFuncs{PrepareFn: prepareGather, EvalFn: evalGatherOp})
 		r.AddBuiltin(schema.OpGatherNd, 1, 5, tflite.KernelFuncs{PrepareFn: prepareGatherND, EvalFn: evalGatherND})
-		r.AddBuiltin(schema.OpEmbeddingLookup, 1, 3, tflite.KernelFuncs{PrepareFn: prepareEmbeddingLookup, EvalFn: evalEmbeddingLookup})
+		r.AddBuiltin(schema.OpEmbeddingLookup, 1, 3, withHybrid(tflite.KernelFuncs{PrepareFn: prepareEmbeddingLookup, EvalFn: evalEmbeddingLookup}, isHybridLookup, prepareEmbeddingHybrid, evalEmbeddingHybrid))
 	})
 }
 
@@ -197,7 +197,7 @@ func prepareEmbeddingLookup(n *tflite.Node) error {
 		return err
 	}
 	if value.DType() != out.DType() {
-		// The hybrid form (int8 value, float32 output) is not implemented.
+		// The hybrid form (int8 value, float32 output) is prepareEmbeddingHybrid.
 		return fmt.Errorf("value %q is %s, output %q is %s", value.Name(), value.DType(), out.Name(), out.DType())
 	}
 	if err := sameType(value, out); err != nil {

@@ -82,6 +82,8 @@ type lstmData struct {
 	quantCellClip                      int16
 
 	bufs [4]int // scratch handles: batch x state cells each
+
+	hybrid *lstmHybrid // float32 activations with int8 weights (hybrid.go); nil otherwise
 }
 
 func lstmErr(format string, a ...any) error { return fmt.Errorf(format, a...) }
@@ -205,6 +207,10 @@ func prepareLSTM(n *tflite.Node) error {
 	cellSize := 4
 	switch {
 	case in.DType() == tensor.Float32 && wType == tensor.Float32 && bType == tensor.Float32 && cell.DType() == tensor.Float32:
+	case in.DType() == tensor.Float32 && wType == tensor.Int8 && bType == tensor.Float32 && cell.DType() == tensor.Float32:
+		if err := prepareLSTMHybrid(n, d, opts); err != nil {
+			return err
+		}
 	case in.DType() == tensor.Int8 && wType == tensor.Int8 && bType == tensor.Int32 && cell.DType() == tensor.Int16:
 		d.quantized = true
 		cellSize = 2
@@ -296,6 +302,10 @@ func evalLSTM(n *tflite.Node) error {
 	d := n.Data.(*lstmData)
 	if d.quantized {
 		evalLSTMInt8(n, d)
+		return nil
+	}
+	if d.hybrid != nil {
+		evalLSTMHybrid(n, d)
 		return nil
 	}
 	evalLSTMFloat(n, d)

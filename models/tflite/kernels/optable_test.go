@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
 	"github.com/outpost-ml/outpost/models/tflite/oracletest"
 )
@@ -91,7 +92,7 @@ func opTable(t *testing.T) string {
 	sort.Strings(names)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n", opTableBegin)
-	fmt.Fprintf(&b, "%d builtin ops. dtypes: those of the single-op models in models/tflite/kernels/testdata/ops that the official runtime validated (input→output where they differ; int16 activations of ops with weights use the 16x8 scheme, int8 weights).\n\n", len(names))
+	fmt.Fprintf(&b, "%d ops (builtin, and custom ops as CUSTOM:name). dtypes: those of the single-op models in models/tflite/kernels/testdata/ops that the official runtime validated (input→output where they differ; int16 activations of ops with weights use the 16x8 scheme, int8 weights).\n\n", len(names))
 	b.WriteString("| Op | Versions | dtypes validated against the official runtime | Oracle models |\n|---|---|---|---|\n")
 	for _, n := range names {
 		x := rows[n]
@@ -144,6 +145,19 @@ func signature(m *tflite.Model, op tflite.Operator) string {
 	out := ""
 	if len(op.Outputs) > 0 {
 		out = ts[op.Outputs[0]].DType.String()
+	}
+	// Hybrid ops (float32 in and out, constant int8 weights) and float16 weights (a constant
+	// DEQUANTIZE input) are told apart from plain float32.
+	for _, i := range op.Inputs {
+		if i < 0 || !ts[i].Constant() {
+			continue
+		}
+		switch {
+		case ts[i].DType == tensor.Int8 && out == "float32" && (in == "" || in == "float32"):
+			return "float32 with int8 weights (hybrid)"
+		case ts[i].DType == tensor.Float16 && in == "":
+			in = "float16"
+		}
 	}
 	switch {
 	case in == "":

@@ -12,7 +12,7 @@ import (
 func init() {
 	register(func(r *Resolver) {
 		r.AddBuiltin(schema.OpQuantize, 1, 3, tflite.KernelFuncs{PrepareFn: prepareQuantize, EvalFn: evalQuantize})
-		r.AddBuiltin(schema.OpDequantize, 1, 5, tflite.KernelFuncs{PrepareFn: prepareDequantize, EvalFn: evalDequantize})
+		r.AddBuiltin(schema.OpDequantize, 1, 5, withHybrid(tflite.KernelFuncs{PrepareFn: prepareDequantize, EvalFn: evalDequantize}, isFloat16Input, prepareDequantizeF16, evalDequantizeF16))
 	})
 }
 

@@ -40,6 +40,8 @@ type svdfData struct {
 	inZP, stateZP, outZP int32
 
 	scratch, scratchOut int // handles: batch*filters and batch*units accumulators
+
+	hybrid *svdfHybrid // float32 input with int8 weights (hybrid.go); nil otherwise
 }
 
 func prepareSVDF(n *tflite.Node) error {
@@ -82,6 +84,12 @@ func prepareSVDF(n *tflite.Node) error {
 	var err error
 	switch in.DType() {
 	case tensor.Float32:
+		if wf.DType() == tensor.Int8 {
+			if err := prepareSVDFHybrid(n, d, opts, wf, wt, bias, state, out); err != nil {
+				return err
+			}
+			break
+		}
 		for _, t := range []*tensor.Tensor{wf, wt, bias, state, out} {
 			if t != nil && t.DType() != tensor.Float32 {
 				return fmt.Errorf("tensor %q is %s, want float32", t.Name(), t.DType())
@@ -226,13 +234,20 @@ func svdfInteger[T int8 | int16](n *tflite.Node, d *svdfData, wt, state []T, lo,
 	}
 }
 
-// evalSVDFFloat is EvalFloatSvdfReference.
+// evalSVDFFloat is EvalFloatSvdfReference (and, with d.hybrid, the full runtime's
+// EvalHybridSVDF, which differs only in the feature step and its dequantized time weights).
 func evalSVDFFloat(n *tflite.Node, d *svdfData) {
-	x, wf, wt := n.Input(svdfInput).Float32(), n.Input(svdfWeightsFeature).Float32(), n.Input(svdfWeightsTime).Float32()
+	x, wt := n.Input(svdfInput).Float32(), n.Input(svdfWeightsTime).Float32()
 	bias, state, y := n.Input(svdfBias).Float32(), n.Input(svdfState).Float32(), n.Output(0).Float32()
 	scratch := f32View(n.Scratch(d.scratch))
 	nState := d.batch * d.nFilter * d.nMemory
 	copy(state[:nState-1], state[1:nState])
+	if d.hybrid != nil {
+		d.hybrid.feature(n, d, x, state)
+		svdfTime(d, d.hybrid.wt, bias, state, scratch, y)
+		return
+	}
+	wf := n.Input(svdfWeightsFeature).Float32()
 	for b := 0; b < d.batch; b++ {
 		xb := x[b*d.nIn : (b+1)*d.nIn]
 		for r := 0; r < d.nFilter; r++ {
@@ -244,6 +259,12 @@ func evalSVDFFloat(n *tflite.Node, d *svdfData) {
 			state[(b*d.nFilter+r)*d.nMemory+d.nMemory-1] = dot
 		}
 	}
+	svdfTime(d, wt, bias, state, scratch, y)
+}
+
+// svdfTime is the float time step: state × weights_time per filter, summed over the rank per
+// unit onto the bias, then the activation.
+func svdfTime(d *svdfData, wt, bias, state, scratch, y []float32) {
 	for b := 0; b < d.batch; b++ {
 		for f := 0; f < d.nFilter; f++ {
 			w := wt[f*d.nMemory : (f+1)*d.nMemory]

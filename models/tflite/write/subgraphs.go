@@ -32,20 +32,22 @@ func (o CallOnceOptions) Table() Table {
 }
 
 // BatchMatMulOptions is BatchMatMulOptions (BATCH_MATMUL).
-type BatchMatMulOptions struct{ AdjX, AdjY bool }
+type BatchMatMulOptions struct{ AdjX, AdjY, AsymmetricQuantizeInputs bool }
 
 // Table implements Options.
 func (o BatchMatMulOptions) Table() Table {
 	var fs fields
 	fs.bool(0, o.AdjX)
 	fs.bool(1, o.AdjY)
+	fs.bool(2, o.AsymmetricQuantizeInputs)
 	return Table{Type: schema.BuiltinOptionsBatchMatMul, Fields: fs}
 }
 
 // SVDFOptions is SVDFOptions (SVDF).
 type SVDFOptions struct {
-	Rank       int32
-	Activation schema.Activation
+	Rank                     int32
+	Activation               schema.Activation
+	AsymmetricQuantizeInputs bool // hybrid (float32 input, int8 weights) only
 }
 
 // Table implements Options.
@@ -53,6 +55,7 @@ func (o SVDFOptions) Table() Table {
 	var fs fields
 	fs.int32(0, o.Rank)
 	fs.int8(1, int8(o.Activation))
+	fs.bool(2, o.AsymmetricQuantizeInputs)
 	return Table{Type: schema.BuiltinOptionsSVDF, Fields: fs}
 }
 
@@ -61,6 +64,8 @@ type UnidirectionalSequenceLSTMOptions struct {
 	Activation schema.Activation
 	CellClip   float32
 	TimeMajor  bool
+	// AsymmetricQuantizeInputs: hybrid (float32 input, int8 weights) only.
+	AsymmetricQuantizeInputs bool
 }
 
 // Table implements Options.
@@ -69,6 +74,7 @@ func (o UnidirectionalSequenceLSTMOptions) Table() Table {
 	fs.int8(0, int8(o.Activation))
 	fs.float32(1, o.CellClip)
 	fs.bool(3, o.TimeMajor)
+	fs.bool(4, o.AsymmetricQuantizeInputs)
 	return Table{Type: schema.BuiltinOptionsUnidirectionalSequenceLSTM, Fields: fs}
 }
 
