@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +17,6 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite golden files under testdata/")
 
 // TestModelsAndRolloutCLI runs `outpost serve --http` in-process with three devices and drives
 // the registry and rollout commands through the HTTP API, as an operator would.
