@@ -714,3 +714,59 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestDevicesPromptWhileDecoding floods the controller with the largest batches allowed and
+// checks that Devices() and Stats() answer promptly meanwhile: decoding happens outside the
+// controller's lock. Before, a group of up to 256 messages was decoded under it, so the table
+// stalled for as long as the whole group took to decode.
+func TestDevicesPromptWhileDecoding(t *testing.T) {
+	b := startBroker(t)
+	c := startController(t, b, t.TempDir(), 0)
+	d := newDevice(t, b, "big")
+	// The same 1000 seqs every time: after the first batch they are duplicates, so the store
+	// does little and decoding is most of the work.
+	rb := &wire.ResultBatch{Device: "big", Epoch: 1}
+	for i := range 1000 {
+		rb.Results = append(rb.Results, wire.Result{Seq: uint64(i + 1), Time: time.Unix(int64(i), 0), Model: "vib@1.0.0",
+			Score: 0.123456, Label: "normal", Outputs: []float32{0.123456, 0.5}, LatencyUs: 1234})
+	}
+	payload, err := wire.Encode(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batches = 20 // about 3 MB: within the queue's bounds, so none overflows
+	var worst time.Duration
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			c.Devices()
+			c.Stats()
+			worst = max(worst, time.Since(start))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	for range batches {
+		d.c.Publish(wire.DeviceTopic("big", wire.LeafResults), 1, false, payload)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for c.Stats().Batches < batches {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s: %+v, want %d batches", c.Stats(), batches)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	<-polled
+	t.Logf("%d batches of %d bytes: slowest Devices()+Stats() %v", batches, len(payload), worst)
+	if worst > 500*time.Millisecond {
+		t.Errorf("Devices()+Stats() took up to %v while batches were decoded, want well under 500ms", worst)
+	}
+}

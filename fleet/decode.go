@@ -169,43 +169,47 @@ func streamResults(dec *json.Decoder, b *Batch, lastSeq *uint64) error {
 		if err := dec.Decode(&raw); err != nil {
 			return fmt.Errorf("result %d: %w", i, err)
 		}
-		var head struct {
-			Seq uint64 `json:"seq"`
-		}
-		if err := json.Unmarshal(raw, &head); err != nil {
-			return fmt.Errorf("result %d: no readable seq: %w", i, err)
+		// One pass for a good result; only a bad one is read again for its seq alone.
+		var r wire.Result
+		rerr := json.Unmarshal(raw, &r)
+		seq := r.Seq
+		if rerr != nil {
+			var head struct {
+				Seq uint64 `json:"seq"`
+			}
+			if err := json.Unmarshal(raw, &head); err != nil {
+				return fmt.Errorf("result %d: no readable seq: %w", i, err)
+			}
+			seq = head.Seq
 		}
 		switch {
-		case head.Seq == 0:
+		case seq == 0:
 			return fmt.Errorf("result %d has no seq or seq 0 (seqs start at 1)", i)
-		case head.Seq <= *lastSeq:
-			return fmt.Errorf("result %d: seq %d after %d (seqs must increase)", i, head.Seq, *lastSeq)
+		case seq <= *lastSeq:
+			return fmt.Errorf("result %d: seq %d after %d (seqs must increase)", i, seq, *lastSeq)
 		}
-		*lastSeq = head.Seq
-		if why := checkResult(raw, &b.Results); why != "" {
-			if len(why) > maxReason {
-				why = why[:maxReason]
+		*lastSeq = seq
+		why := ""
+		switch {
+		case len(raw) > wire.MaxResultBytes:
+			why = fmt.Sprintf("result is %d bytes of JSON, more than %d", len(raw), wire.MaxResultBytes)
+		case rerr != nil:
+			why = rerr.Error()
+		default:
+			if err := r.Validate(); err != nil {
+				why = err.Error()
 			}
-			b.Rejected = append(b.Rejected, wire.Rejected{Seq: head.Seq, Reason: why})
 		}
+		if why == "" {
+			b.Results = append(b.Results, r)
+			continue
+		}
+		if len(why) > maxReason {
+			why = why[:maxReason]
+		}
+		b.Rejected = append(b.Rejected, wire.Rejected{Seq: seq, Reason: why})
 	}
 	return expectDelim(dec, ']')
-}
-
-// checkResult decodes raw and appends it to results, or says why it cannot be stored.
-func checkResult(raw json.RawMessage, results *[]wire.Result) string {
-	if len(raw) > wire.MaxResultBytes {
-		return fmt.Sprintf("result is %d bytes of JSON, more than %d", len(raw), wire.MaxResultBytes)
-	}
-	var r wire.Result
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return err.Error()
-	}
-	if err := r.Validate(); err != nil {
-		return err.Error()
-	}
-	*results = append(*results, r)
-	return ""
 }
 
 func expectDelim(dec *json.Decoder, want json.Delim) error {
