@@ -68,6 +68,27 @@ func (c closeOnce) Close() error {
 
 // res builds results with the given seqs; their payload is derived from seq so contents can be
 // checked after a round trip.
+// appendStep is one AppendResults call with a single batch and what it must return.
+type appendStep struct {
+	name  string
+	batch fleet.Batch
+	want  fleet.Appended
+}
+
+// runSteps makes the calls in order and fails at the first unexpected result.
+func runSteps(t *testing.T, s fleet.Store, steps []appendStep) {
+	t.Helper()
+	for _, st := range steps {
+		got, err := s.AppendResults(context.Background(), []fleet.Batch{st.batch})
+		if err != nil {
+			t.Fatalf("%s: AppendResults: %v", st.name, err)
+		}
+		if !reflect.DeepEqual(untimed(got), []fleet.Appended{st.want}) {
+			t.Fatalf("%s: AppendResults =\n %+v\nwant\n %+v", st.name, got, st.want)
+		}
+	}
+}
+
 // untimed clears Totals.Advanced, which holds the clock; testPlausibleDrop checks it.
 func untimed(as []fleet.Appended) []fleet.Appended {
 	out := make([]fleet.Appended, len(as))
@@ -344,11 +365,7 @@ func testPlausibleDrop(t *testing.T, s fleet.Store) {
 	ctx := context.Background()
 	t0 := time.Now()
 	const spoof = 9_000_000_000_000_000
-	steps := []struct {
-		name  string
-		batch fleet.Batch
-		want  fleet.Appended
-	}{
+	steps := []appendStep{
 		{"real start", fleet.Batch{Device: "p", Epoch: 7, Results: res(1, 2, 3), Received: t0},
 			fleet.Appended{Device: "p", Stored: 3, Totals: fleet.ResultStats{Stored: 3, Contiguous: 3, Epoch: 7}}},
 		{"spoof with a result above it", fleet.Batch{Device: "p", Epoch: 7, Results: res(spoof + 1), DroppedThrough: spoof, Received: t0.Add(time.Second)},
@@ -360,15 +377,7 @@ func testPlausibleDrop(t *testing.T, s fleet.Store) {
 		{"a real drop within the rate", fleet.Batch{Device: "p", Epoch: 7, Results: res(9), DroppedThrough: 8, Received: t0.Add(4 * time.Second)},
 			fleet.Appended{Device: "p", Stored: 1, Dropped: 3, Totals: fleet.ResultStats{Stored: 7, Dropped: 3, Contiguous: 9, Epoch: 7}}},
 	}
-	for _, st := range steps {
-		got, err := s.AppendResults(ctx, []fleet.Batch{st.batch})
-		if err != nil {
-			t.Fatalf("%s: AppendResults: %v", st.name, err)
-		}
-		if !reflect.DeepEqual(untimed(got), []fleet.Appended{st.want}) {
-			t.Fatalf("%s: AppendResults =\n %+v\nwant\n %+v", st.name, got, st.want)
-		}
-	}
+	runSteps(t, s, steps)
 	st, err := s.ResultStats(ctx, "p")
 	if err != nil || !st.Advanced.Equal(t0.Add(4*time.Second)) {
 		t.Errorf("ResultStats(p).Advanced = %v, %v; want the last batch's arrival %v", st.Advanced, err, t0.Add(4*time.Second))
@@ -386,11 +395,7 @@ func testRejected(t *testing.T, s fleet.Store) {
 		}
 		return out
 	}
-	steps := []struct {
-		name  string
-		batch fleet.Batch
-		want  fleet.Appended
-	}{
+	steps := []appendStep{
 		{"one bad among good", fleet.Batch{Device: "j", Results: res(1, 3), Rejected: rej(2)},
 			fleet.Appended{Device: "j", Stored: 2, Rejected: 1, Totals: fleet.ResultStats{Stored: 2, Rejected: 1, Contiguous: 3}}},
 		{"rejected again on resend", fleet.Batch{Device: "j", Results: res(3), Rejected: rej(2)},
@@ -402,15 +407,7 @@ func testRejected(t *testing.T, s fleet.Store) {
 		{"all rejected", fleet.Batch{Device: "j", Rejected: rej(7, 8)},
 			fleet.Appended{Device: "j", Rejected: 2, Totals: fleet.ResultStats{Stored: 4, Duplicates: 1, Rejected: 4, Contiguous: 8}}},
 	}
-	for _, st := range steps {
-		got, err := s.AppendResults(ctx, []fleet.Batch{st.batch})
-		if err != nil {
-			t.Fatalf("%s: AppendResults: %v", st.name, err)
-		}
-		if !reflect.DeepEqual(untimed(got), []fleet.Appended{st.want}) {
-			t.Fatalf("%s: AppendResults =\n %+v\nwant\n %+v", st.name, got, st.want)
-		}
-	}
+	runSteps(t, s, steps)
 	if rs, err := s.Results(ctx, "j", 0, 100); err != nil || !reflect.DeepEqual(seqsOf(rs), []uint64{1, 3, 4, 6}) {
 		t.Errorf("Results(j) = %v, %v; want 1 3 4 6", seqsOf(rs), err)
 	}
@@ -535,11 +532,7 @@ func testEpochs(t *testing.T, newStore Factory) {
 	open := newStore(t)
 	s := mustOpen(t, open)
 	const e1, e2 = 0x1234, 0x9876
-	steps := []struct {
-		name  string
-		batch fleet.Batch
-		want  fleet.Appended
-	}{
+	steps := []appendStep{
 		{"legacy epoch 0", fleet.Batch{Device: "w", Results: res(1, 2)},
 			fleet.Appended{Device: "w", Stored: 2, Totals: fleet.ResultStats{Stored: 2, Contiguous: 2}}},
 		{"first epoch after upgrade", fleet.Batch{Device: "w", Epoch: e1, Results: res(1, 2, 3)},
@@ -553,15 +546,7 @@ func testEpochs(t *testing.T, newStore Factory) {
 		{"other device same epoch", fleet.Batch{Device: "v", Epoch: e2, Results: res(1)},
 			fleet.Appended{Device: "v", Stored: 1, Totals: fleet.ResultStats{Stored: 1, Contiguous: 1, Epoch: e2}}},
 	}
-	for _, st := range steps {
-		got, err := s.AppendResults(ctx, []fleet.Batch{st.batch})
-		if err != nil {
-			t.Fatalf("%s: AppendResults: %v", st.name, err)
-		}
-		if !reflect.DeepEqual(untimed(got), []fleet.Appended{st.want}) {
-			t.Fatalf("%s: AppendResults =\n %+v\nwant\n %+v", st.name, got, st.want)
-		}
-	}
+	runSteps(t, s, steps)
 	check := func(when string) {
 		t.Helper()
 		// The current epoch is the one started last (e2), however late e1 batches come.
