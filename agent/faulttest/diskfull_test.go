@@ -13,6 +13,7 @@ package faulttest
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,9 +156,11 @@ func diskFull(t *testing.T) {
 	// The agent holds uncommitted results in memory up to 16 × its commit size (4096 results,
 	// about 33 s at 125 results/s), then sheds the oldest: they never got a seq, so no gap
 	// appears, and health counts them as dropped.
-	h2 = obs.waitFor(t, "the in-memory limit reached: results shed and counted", 90*time.Second, func(h wire.Health) bool {
+	limitWait := time.Now()
+	h2 = obs.waitFor(t, "the in-memory limit reached: results shed and counted", 150*time.Second, func(h wire.Health) bool {
 		return h.Dropped > 0
 	})
+	t.Logf("the in-memory limit took %v to reach", time.Since(limitWait).Round(time.Second))
 	t.Logf("health at the in-memory limit: inferences %d, last_seq %d, dropped %d", h2.Inferences, h2.LastSeq, h2.Dropped)
 	if a.exited() {
 		t.Fatalf("agent exited at the in-memory limit: %v; log:\n%s", a.err, log.tail(30))
@@ -213,25 +216,35 @@ func fillFS(t *testing.T, path string) {
 }
 
 // healthObserver is a read-only MQTT client (an anonymous observer, which the embedded broker
-// admits) that records one device's health reports while the controller is down.
+// admits) that records one device's health reports and the acks it is sent, while the
+// controller is down or in another process. It reconnects and resubscribes after the broker
+// dies.
 type healthObserver struct {
 	mu      sync.Mutex
 	reports []wire.Health
+	acked   uint64 // highest ack seen (one epoch: the tests keep the agent's data dir)
 }
 
 func newHealthObserver(t *testing.T, addr, device string) *healthObserver {
 	t.Helper()
 	o := &healthObserver{}
-	topic := wire.DeviceTopic(device, wire.LeafHealth)
 	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).
 		SetClientID("faulttest:observer"). // not a device id, so the broker treats it as an observer
-		SetConnectTimeout(5 * time.Second).SetAutoReconnect(true).
+		SetConnectTimeout(5 * time.Second).SetAutoReconnect(true).SetMaxReconnectInterval(500 * time.Millisecond).
 		SetOnConnectHandler(func(c paho.Client) {
-			c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) {
+			c.Subscribe(wire.DeviceTopic(device, wire.LeafHealth), 1, func(_ paho.Client, m paho.Message) {
 				var h wire.Health
 				if wire.Decode(m.Payload(), &h) == nil {
 					o.mu.Lock()
 					o.reports = append(o.reports, h)
+					o.mu.Unlock()
+				}
+			})
+			c.Subscribe(wire.ControllerTopic(device, wire.LeafAck), 1, func(_ paho.Client, m paho.Message) {
+				var a wire.Ack
+				if wire.Decode(m.Payload(), &a) == nil {
+					o.mu.Lock()
+					o.acked = max(o.acked, a.Seq)
 					o.mu.Unlock()
 				}
 			})
@@ -269,4 +282,20 @@ func (o *healthObserver) latest() wire.Health {
 		return wire.Health{}
 	}
 	return o.reports[len(o.reports)-1]
+}
+
+// ack is the highest ack seen.
+func (o *healthObserver) ack() uint64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.acked
+}
+
+// caughtUp waits for a health report made after since and an ack covering its last seq.
+func (o *healthObserver) caughtUp(t *testing.T, since time.Time, within time.Duration) {
+	t.Helper()
+	h := o.waitFor(t, "a health report after "+since.Format(time.StampMilli), within, func(h wire.Health) bool {
+		return h.Time.After(since) && h.LastSeq > 0
+	})
+	waitUntil(t, fmt.Sprintf("acks through seq %d", h.LastSeq), within, func() bool { return o.ack() >= h.LastSeq })
 }

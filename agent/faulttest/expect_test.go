@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/outpost-ml/outpost/agent/tfpredict"
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -19,9 +20,10 @@ import (
 // the windows after the gap.
 const maxResync = 2000
 
-// expected recomputes the results of an agent started with agentConfig{Seed: seed}: window k
-// of a process's life covers samples [k*stride, k*stride+window) of a fresh generator, because
-// every start of the agent opens a fresh simulated sensor.
+// expected recomputes the results of an agent started with agentConfig{Seed: seed}: a process
+// that drops no samples makes its k-th result from samples [k*stride, k*stride+window) of a
+// fresh generator, because every start of the agent opens a fresh simulated sensor. Samples
+// dropped when inference falls behind shift the windows after them by any number of samples.
 type expected struct {
 	pred    *tfpredict.Predictor
 	window  int
@@ -30,7 +32,7 @@ type expected struct {
 	std     []float32
 	vib     *sim.Vibration
 	samples []float32
-	outs    [][]float32 // outputs of window k, computed lazily
+	outs    map[int][]float32 // outputs of the window starting at a sample, computed lazily
 }
 
 func newExpected(t *testing.T, seed uint64) *expected {
@@ -45,70 +47,74 @@ func newExpected(t *testing.T, seed uint64) *expected {
 	}
 	// The same configuration as the agent's "sim:vibration?rate=…&seed=…" (see agentConfig).
 	vib := sim.NewVibration(sim.VibrationConfig{Seed: seed % 1_000_000, SampleRateHz: sampleRate})
-	return &expected{pred: p, window: spec.Window, stride: spec.Stride, mean: spec.Mean, std: spec.Std, vib: vib}
+	return &expected{pred: p, window: spec.Window, stride: spec.Stride, mean: spec.Mean, std: spec.Std, vib: vib, outs: map[int][]float32{}}
 }
 
-// outputs returns the model outputs of window k.
-func (e *expected) outputs(t *testing.T, k int) []float32 {
+// outputs returns the model outputs of the window starting at sample start.
+func (e *expected) outputs(t *testing.T, start int) []float32 {
 	t.Helper()
-	for len(e.outs) <= k {
-		i := len(e.outs)
-		for len(e.samples) < i*e.stride+e.window {
-			e.samples = append(e.samples, float32(e.vib.Next()))
-		}
-		w := slices.Clone(e.samples[i*e.stride : i*e.stride+e.window])
-		for j := range w {
-			if len(e.mean) > 0 {
-				w[j] -= e.mean[0]
-			}
-			if len(e.std) > 0 {
-				w[j] /= e.std[0]
-			}
-		}
-		out, _, err := e.pred.Predict(w)
-		if err != nil {
-			t.Fatalf("predict window %d: %v", i, err)
-		}
-		e.outs = append(e.outs, slices.Clone(out))
+	if out, ok := e.outs[start]; ok {
+		return out
 	}
-	return e.outs[k]
+	for len(e.samples) < start+e.window {
+		e.samples = append(e.samples, float32(e.vib.Next()))
+	}
+	w := slices.Clone(e.samples[start : start+e.window])
+	for j := range w {
+		if len(e.mean) > 0 {
+			w[j] -= e.mean[0]
+		}
+		if len(e.std) > 0 {
+			w[j] /= e.std[0]
+		}
+	}
+	out, _, err := e.pred.Predict(w)
+	if err != nil {
+		t.Fatalf("predict the window at sample %d: %v", start, err)
+	}
+	e.outs[start] = slices.Clone(out)
+	return e.outs[start]
 }
 
-func (e *expected) matches(t *testing.T, k int, r wire.Result) bool {
-	out := e.outputs(t, k)
+func (e *expected) matches(t *testing.T, start int, r wire.Result) bool {
+	out := e.outputs(t, start)
 	return slices.Equal(out, r.Outputs) && r.Score == float64(out[0])
 }
 
 // contentCheck walks a device's results in seq order and checks each against the windows of
-// the seeded sensor: result n+1 must be the window after result n's, or window 0 (the agent
-// restarted), or, after dropped samples or results, a window up to maxSkip further on.
+// the seeded sensor: result n+1 must be the window one stride after result n's, or the first
+// window (the agent restarted), or, after dropped samples or results, a window up to maxSkip
+// strides further on.
 type contentCheck struct {
 	e                 *expected
-	maxSkip           int // windows a forward skip may span
-	k                 int // the window the next result should be
+	maxSkip           int // strides a forward skip may span
+	pos               int // the first sample of the window the next result should be
 	restarts, resyncs int
 }
 
+// skip moves the expected window on by n results that will never be seen (dropped seqs).
+func (c *contentCheck) skip(n int) { c.pos += n * c.e.stride }
+
 func (c *contentCheck) check(t *testing.T, r wire.Result) error {
 	switch {
-	case c.e.matches(t, c.k, r):
+	case c.e.matches(t, c.pos, r):
 	case c.e.matches(t, 0, r):
-		c.k = 0
+		c.pos = 0
 		c.restarts++
 	default:
 		found := false
-		for k := c.k + 1; k <= c.k+c.maxSkip; k++ {
-			if c.e.matches(t, k, r) {
-				c.k, found = k, true
+		for p := c.pos + 1; p <= c.pos+c.maxSkip*c.e.stride; p++ {
+			if c.e.matches(t, p, r) {
+				c.pos, found = p, true
 				c.resyncs++
 				break
 			}
 		}
 		if !found {
-			return fmt.Errorf("seq %d carries outputs %v, which no window of the seeded sensor near window %d gives (expected %v)",
-				r.Seq, r.Outputs, c.k, c.e.outputs(t, c.k))
+			return fmt.Errorf("seq %d (ts %s) carries outputs %v, which no window of the seeded sensor from sample %d on gives (expected %v)",
+				r.Seq, r.Time.Format(time.RFC3339Nano), r.Outputs, c.pos, c.e.outputs(t, c.pos))
 		}
 	}
-	c.k++
+	c.pos += c.e.stride
 	return nil
 }

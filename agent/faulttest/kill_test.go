@@ -10,10 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	paho "github.com/eclipse/paho.mqtt.golang"
-
-	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // serverKills is how many times the server side is SIGKILLed in each test below. Each cycle
@@ -58,7 +54,7 @@ func TestServeKilled(t *testing.T) {
 	})
 
 	const device = "servekill-1"
-	w := newWatcher(t, addr, device)
+	w := newHealthObserver(t, addr, device)
 	cfg := agentConfig{Broker: addr, Device: device, DataDir: t.TempDir(), Seed: seed}
 	log := &logBuffer{}
 	a := startAgent(t, cfg, log)
@@ -158,69 +154,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-// watcher is an anonymous MQTT observer of one device's acks and health, for when the
-// controller runs in another process. It reconnects and resubscribes after the broker dies.
-type watcher struct {
-	mu      sync.Mutex
-	acked   uint64
-	reports []wire.Health
-}
-
-func newWatcher(t *testing.T, addr, device string) *watcher {
-	t.Helper()
-	w := &watcher{}
-	opts := paho.NewClientOptions().AddBroker("tcp://" + addr).
-		SetClientID("faulttest:watcher"). // not a device id: an observer to the embedded broker
-		SetConnectTimeout(5 * time.Second).SetAutoReconnect(true).SetMaxReconnectInterval(500 * time.Millisecond).
-		SetOnConnectHandler(func(c paho.Client) {
-			c.Subscribe(wire.ControllerTopic(device, wire.LeafAck), 1, func(_ paho.Client, m paho.Message) {
-				var a wire.Ack
-				if wire.Decode(m.Payload(), &a) == nil {
-					w.mu.Lock()
-					w.acked = max(w.acked, a.Seq)
-					w.mu.Unlock()
-				}
-			})
-			c.Subscribe(wire.DeviceTopic(device, wire.LeafHealth), 1, func(_ paho.Client, m paho.Message) {
-				var h wire.Health
-				if wire.Decode(m.Payload(), &h) == nil {
-					w.mu.Lock()
-					w.reports = append(w.reports, h)
-					w.mu.Unlock()
-				}
-			})
-		})
-	c := paho.NewClient(opts)
-	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-		t.Fatalf("watcher connect: %v", tok.Error())
-	}
-	t.Cleanup(func() { c.Disconnect(100) })
-	return w
-}
-
-// ack is the highest ack seen (one epoch: the agent keeps its data dir).
-func (w *watcher) ack() uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.acked
-}
-
-// caughtUp waits for a health report made after since and an ack covering its last seq.
-func (w *watcher) caughtUp(t *testing.T, since time.Time, within time.Duration) {
-	t.Helper()
-	var target uint64
-	waitUntil(t, "a health report after the last kill", within, func() bool {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for _, h := range w.reports {
-			if h.Time.After(since) && h.LastSeq > 0 {
-				target = h.LastSeq
-				return true
-			}
-		}
-		return false
-	})
-	waitUntil(t, fmt.Sprintf("acks through seq %d", target), within, func() bool { return w.ack() >= target })
 }
