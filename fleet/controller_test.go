@@ -770,3 +770,39 @@ func TestDevicesPromptWhileDecoding(t *testing.T) {
 		t.Errorf("Devices()+Stats() took up to %v while batches were decoded, want well under 500ms", worst)
 	}
 }
+
+// TestHealthFutureTime: a kept health snapshot claiming a time far in the future must not make
+// every later retained snapshot look stale (before, it did, across controller restarts).
+func TestHealthFutureTime(t *testing.T) {
+	b := startBroker(t)
+	dir := t.TempDir()
+	c := startController(t, b, dir, 0)
+	d := newDevice(t, b, "dev-h")
+	d.publish(wire.LeafHealth, &wire.Health{Device: "dev-h", Time: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), Inferences: 1}, true)
+	waitMessages(t, c, 1)
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// While the controller is down the device reports again; the broker retains this one.
+	d.publish(wire.LeafHealth, &wire.Health{Device: "dev-h", Time: time.Now(), Inferences: 2}, true)
+	// A new session (another client id), so the snapshot arrives as a retained message.
+	store, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass := b.ControllerCredentials()
+	c2, err := fleet.New(fleet.Options{Store: store, BrokerURL: b.URL(), Username: user, Password: pass, ClientID: "outpost-controller-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c2.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the retained snapshot", func() bool { return c2.Stats().Messages >= 1 })
+	for _, s := range c2.Devices() {
+		if s.ID == "dev-h" && (s.Health == nil || s.Health.Inferences != 2) {
+			t.Errorf("health %+v, want the retained snapshot with 2 inferences", s.Health)
+		}
+	}
+}

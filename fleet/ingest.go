@@ -338,8 +338,10 @@ func (c *Controller) applyLocked(l *ingestLoop, d decoded) {
 	case d.health != nil:
 		h := d.health
 		dev := c.touchLocked(l, d.device, m, h.Time)
-		if dev.dev.Health != nil && m.retained && h.Time.Before(dev.dev.Health.Time) {
-			return // a stale retained snapshot must not replace a newer one
+		// A stale retained snapshot must not replace a newer one; a kept snapshot claiming a
+		// time far in the future is not newer than anything.
+		if old := dev.dev.Health; old != nil && m.retained && h.Time.Before(old.Time) && !old.Time.After(m.at.Add(maxClockAhead)) {
+			return
 		}
 		if dev.dev.Model != h.Model {
 			l.urgent = true
