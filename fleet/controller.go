@@ -2,7 +2,6 @@ package fleet
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,10 +9,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -27,8 +26,11 @@ const DefaultClientID = "outpost-controller"
 // Defaults for Options.
 const (
 	DefaultQueueSize      = 1024
+	DefaultQueueBytes     = 64 << 20
 	DefaultMaxBatch       = 256
+	DefaultGroupBytes     = 8 << 20
 	DefaultRetryInterval  = 2 * time.Second
+	DefaultAuthRetry      = time.Minute
 	DefaultDeviceFlush    = time.Second
 	DefaultMalformedQuiet = time.Minute
 )
@@ -43,14 +45,29 @@ type Options struct {
 	Username, Password string
 	ClientID           string // default DefaultClientID
 
-	// QueueSize bounds the hand-off from the MQTT client's callback to the ingest loop. When it
-	// is full the callback blocks, so the broker stops delivering to us (backpressure); QoS 1
-	// keeps the messages at the broker meanwhile. Default DefaultQueueSize.
-	QueueSize int
-	// MaxBatch is the most messages handled per store transaction. Default DefaultMaxBatch.
-	MaxBatch int
+	// QueueSize and QueueBytes bound the hand-off from the MQTT client's callback to the
+	// ingest loop, in messages and in payload bytes. The callback never blocks: paho reads
+	// every packet, PINGRESP and SUBACK included, on the goroutine that runs it, so a blocked
+	// callback stalls the connection. Overflow policy: result messages are taken while the
+	// queue is under three quarters of either bound, state and health up to the full bounds;
+	// beyond, a message is dropped and counted (Stats.Overflowed). A dropped result batch is
+	// not lost: no ack covered it, so the device sends it again after its ack timeout. A
+	// dropped health snapshot is replaced by the next; a dropped state message is the one
+	// real loss, and needs a quarter of the queue full of state and health traffic.
+	// Defaults DefaultQueueSize, DefaultQueueBytes.
+	QueueSize  int
+	QueueBytes int64
+	// MaxBatch is the most messages handled per store transaction, and GroupBytes the most
+	// JSON bytes decoded for one (a message that passes it still ends the group), so one
+	// group holds at most about GroupBytes + wire.MaxBatchBytes of decoded results.
+	// Defaults DefaultMaxBatch, DefaultGroupBytes.
+	MaxBatch   int
+	GroupBytes int64
 	// RetryInterval is the wait between connection attempts. Default DefaultRetryInterval.
 	RetryInterval time.Duration
+	// AuthRetry is the wait after the broker refused the controller's credentials: they will
+	// not change by themselves, so it is long. Default DefaultAuthRetry.
+	AuthRetry time.Duration
 	// DeviceFlush is the most often routine registry updates (last seen, health) are written;
 	// new devices and online/offline changes are written at once. Default DefaultDeviceFlush.
 	DeviceFlush time.Duration
@@ -66,10 +83,11 @@ type Controller struct {
 	log    *slog.Logger
 
 	// mu guards the fields below; the ingest loop is their only writer.
-	mu        sync.Mutex
-	devices   map[string]*deviceState
-	stats     Stats
-	connected bool
+	mu              sync.Mutex
+	devices         map[string]*deviceState
+	stats           Stats
+	connected       bool
+	lastOverflowLog time.Time
 }
 
 // deviceState is the in-memory view of one device: the registry record plus counters.
@@ -99,11 +117,20 @@ func New(opts Options) (*Controller, error) {
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
 	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = DefaultMaxBatch
 	}
+	if opts.GroupBytes <= 0 {
+		opts.GroupBytes = DefaultGroupBytes
+	}
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = DefaultRetryInterval
+	}
+	if opts.AuthRetry <= 0 {
+		opts.AuthRetry = DefaultAuthRetry
 	}
 	if opts.DeviceFlush <= 0 {
 		opts.DeviceFlush = DefaultDeviceFlush
@@ -145,9 +172,11 @@ func (c *Controller) Devices() []DeviceStatus {
 			ResultsReceived: d.results.Stored,
 			Duplicates:      d.results.Duplicates,
 			Dropped:         d.results.Dropped,
+			Rejected:        d.results.Rejected,
 			Acked:           d.results.Contiguous,
 			Malformed:       d.malformed,
 			LastSeen:        d.dev.LastSeen,
+			StateAt:         d.dev.StateAt,
 		}
 		if h := d.dev.Health; h != nil {
 			hc := *h
@@ -196,37 +225,73 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	queue := make(chan inbound, c.opts.QueueSize)
-	client := paho.NewClient(c.clientOptions(ctx, queue))
-	// With ConnectRetry the token completes only once connected, so it is not waited on; the
-	// OnConnect handler subscribes, on the first connection and on every reconnection.
-	client.Connect()
+	q := newQueue(c.opts.QueueSize, c.opts.QueueBytes)
+	client := paho.NewClient(c.clientOptions(q))
 	c.log.Info("controller connecting", "broker", c.broker.String(), "client_id", c.opts.ClientID)
 
 	stopped := make(chan struct{})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		c.connect(gctx, client)
 		<-gctx.Done()
 		client.Disconnect(250)
 		c.setConnected(false)
 		close(stopped)
 		return nil
 	})
-	g.Go(func() error { return c.runIngest(gctx, client, queue, stopped) })
+	g.Go(func() error { return c.runIngest(gctx, client, q, stopped) })
 	return g.Wait()
 }
 
-func (c *Controller) clientOptions(ctx context.Context, queue chan<- inbound) *paho.ClientOptions {
-	handler := func(_ paho.Client, m paho.Message) {
-		in := inbound{topic: m.Topic(), payload: m.Payload(), retained: m.Retained(), at: time.Now()}
-		// Block when the queue is full (backpressure: QoS 1 keeps messages at the broker), but
-		// never past shutdown.
+// connect makes the first connection, retrying until it succeeds or ctx ends; paho's
+// auto-reconnect takes over after that. It is not left to paho's ConnectRetry because that
+// hides why an attempt failed: a refused login would read as an unreachable broker forever.
+// A refusal is said once, as such, and retried only every AuthRetry.
+func (c *Controller) connect(ctx context.Context, client paho.Client) {
+	refused := false
+	for attempt := 1; ; attempt++ {
+		tok := client.Connect()
 		select {
-		case queue <- in:
+		case <-tok.Done():
 		case <-ctx.Done():
+			return
+		}
+		err := tok.Error()
+		if err == nil {
+			if refused {
+				c.log.Info("broker accepted the controller's credentials", "broker", c.broker.String())
+			}
+			return
+		}
+		wait := c.opts.RetryInterval
+		if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+			wait = c.opts.AuthRetry
+			if !refused {
+				c.log.Error("broker authentication refused: check the controller's MQTT username and password; retrying rarely",
+					"broker", c.broker.String(), "username", c.opts.Username, "err", err, "retry_every", wait)
+			}
+			refused = true
+		} else {
+			refused = false
+			c.log.Warn("broker not reachable, retrying", "broker", c.broker.String(), "attempt", attempt, "err", err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
 		}
 	}
-	var attempts atomic.Int64
+}
+
+func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
+	// The handler runs on paho's reading goroutine (SetOrderMatters), so it must not block:
+	// it offers the message to the bounded queue and drops it when full (see Options.QueueSize).
+	handler := func(_ paho.Client, m paho.Message) {
+		in := inbound{topic: m.Topic(), payload: m.Payload(), retained: m.Retained(), at: time.Now()}
+		if !q.offer(in) {
+			c.overflowed(in)
+		}
+	}
 	o := paho.NewClientOptions().
 		AddBroker(c.broker.String()).
 		SetClientID(c.opts.ClientID).
@@ -235,8 +300,6 @@ func (c *Controller) clientOptions(ctx context.Context, queue chan<- inbound) *p
 		SetProtocolVersion(4).
 		SetCleanSession(false).
 		SetOrderMatters(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(c.opts.RetryInterval).
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(10 * c.opts.RetryInterval).
 		SetConnectTimeout(10 * time.Second).
@@ -244,14 +307,7 @@ func (c *Controller) clientOptions(ctx context.Context, queue chan<- inbound) *p
 		SetKeepAlive(30 * time.Second).
 		// Messages from a resumed session can arrive before OnConnect resubscribes.
 		SetDefaultPublishHandler(handler).
-		SetConnectionAttemptHandler(func(broker *url.URL, cfg *tls.Config) *tls.Config {
-			if n := attempts.Add(1); n > 1 {
-				c.log.Warn("broker not reachable, retrying", "broker", broker.Redacted(), "attempt", n)
-			}
-			return cfg
-		}).
 		SetOnConnectHandler(func(cl paho.Client) {
-			attempts.Store(0)
 			filters := map[string]byte{
 				wire.DeviceWildcard(wire.LeafState):    1,
 				wire.DeviceWildcard(wire.LeafHealth):   1,
@@ -259,11 +315,9 @@ func (c *Controller) clientOptions(ctx context.Context, queue chan<- inbound) *p
 				wire.DeviceWildcard(wire.LeafResultsZ): 1,
 			}
 			// OnConnect runs on its own goroutine in paho, so waiting here blocks no delivery.
+			// The handler never blocks, so the SUBACK is read promptly even while a resumed
+			// session delivers a backlog; a slow one is still waited for, not abandoned.
 			tok := cl.SubscribeMultiple(filters, handler)
-			// A resumed session can deliver a backlog before the SUBACK is read (paho reads
-			// packets in order and blocks while the ingest queue is full), so a slow SUBACK is
-			// waited for, not abandoned: giving up here would leave the controller connected but
-			// never marked so. The token completes with an error if the connection drops.
 			if !tok.WaitTimeout(30 * time.Second) {
 				c.log.Warn("subscription not yet acknowledged after 30s; still waiting")
 				tok.Wait()
@@ -286,6 +340,22 @@ func (c *Controller) clientOptions(ctx context.Context, queue chan<- inbound) *p
 			c.log.Warn("broker connection lost, reconnecting", "err", err)
 		})
 	return o
+}
+
+// overflowed counts a message the full queue could not take and logs it, at most once per
+// DefaultMalformedQuiet. It runs on paho's goroutine, so it only takes c.mu briefly.
+func (c *Controller) overflowed(m inbound) {
+	c.mu.Lock()
+	c.stats.Overflowed++
+	n := c.stats.Overflowed
+	log := m.at.Sub(c.lastOverflowLog) >= DefaultMalformedQuiet
+	if log {
+		c.lastOverflowLog = m.at
+	}
+	c.mu.Unlock()
+	if log {
+		c.log.Warn("ingest queue full: message dropped (a result batch is resent by its device)", "topic", m.topic, "overflowed_total", n)
+	}
 }
 
 func (c *Controller) setConnected(v bool) {

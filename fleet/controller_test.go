@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,6 +89,7 @@ type device struct {
 	mu        sync.Mutex
 	acks      []uint64
 	ackEpochs []uint64 // Ack.Epoch of each of acks
+	full      []wire.Ack
 }
 
 func newDevice(t *testing.T, b *broker.Broker, id string) *device {
@@ -109,6 +112,7 @@ func newDevice(t *testing.T, b *broker.Broker, id string) *device {
 		d.mu.Lock()
 		d.acks = append(d.acks, a.Seq)
 		d.ackEpochs = append(d.ackEpochs, a.Epoch)
+		d.full = append(d.full, a)
 		d.mu.Unlock()
 	})
 	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
@@ -256,7 +260,7 @@ func TestIngestEndToEnd(t *testing.T) {
 	want := fleet.DeviceStatus{ID: "dev-1", Online: true, Model: model, InferencesPerS: 12.5, LatencyP50Ms: 1.5, LatencyP99Ms: 4,
 		Buffered: 7, ResultsReceived: 9, Duplicates: 2, Dropped: 1, Acked: 10, Malformed: uint64(len(garbage))}
 	got := s
-	got.LastSeen, got.Health = time.Time{}, nil
+	got.LastSeen, got.StateAt, got.Health = time.Time{}, time.Time{}, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("status =\n %+v\nwant\n %+v", got, want)
 	}
@@ -332,42 +336,109 @@ func TestRestartKeepsExactlyOnce(t *testing.T) {
 	}
 }
 
-// TestBackpressure floods the controller through a one-slot queue from several devices at once:
-// the MQTT callback blocks, acks are published meanwhile, and nothing deadlocks or is lost.
-func TestBackpressure(t *testing.T) {
+// gatedStore is a real store whose AppendResults waits while the gate is closed, to stall the
+// ingest loop on purpose.
+type gatedStore struct {
+	fleet.Store
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func (g *gatedStore) AppendResults(ctx context.Context, bs []fleet.Batch) ([]fleet.Appended, error) {
+	g.mu.Lock()
+	gate := g.open
+	g.mu.Unlock()
+	select {
+	case <-gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Store.AppendResults(ctx, bs)
+}
+
+// TestHandlerNeverBlocks stalls the controller's store and floods it through a small queue:
+// paho's callback must keep returning (so the broker sees every message acknowledged and paho
+// keeps reading pings and SUBACKs), the overflow is dropped and counted, Devices() answers,
+// and once the store moves again the devices' resends (no ack covered the dropped batches)
+// deliver everything exactly once. Before the hand-off was non-blocking the callback waited
+// for queue space, the broker's in-flight count for the controller stayed up, and with it
+// paho's reading of every other packet.
+func TestHandlerNeverBlocks(t *testing.T) {
 	b := startBroker(t)
-	c := startController(t, b, t.TempDir(), 1)
+	store, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedStore{Store: store, open: make(chan struct{})}
+	user, pass := b.ControllerCredentials()
+	c, err := fleet.New(fleet.Options{Store: g, BrokerURL: b.URL(), Username: user, Password: pass, QueueSize: 8, RetryInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, "controller to connect", c.Connected)
+
 	const devices, batches, per = 4, 50, 10
-	var wg sync.WaitGroup
 	devs := make([]*device, devices)
 	for i := range devs {
 		devs[i] = newDevice(t, b, fmt.Sprintf("flood-%d", i))
 	}
-	start := time.Now()
-	for _, d := range devs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range batches {
-				b := &wire.ResultBatch{Device: d.id}
-				for j := range per {
-					b.Results = append(b.Results, wire.Result{Seq: uint64(i*per + j + 1), Score: 1})
-				}
-				payload, _ := wire.Encode(b)
-				// Not waited on one by one: in-flight QoS 1 publishes pile up at the broker.
-				d.c.Publish(wire.DeviceTopic(d.id, wire.LeafResults), 1, false, payload)
-			}
-		}()
+	payloads := map[*device][][]byte{}
+	publishFrom := func(d *device, from int) {
+		for i := from; i < batches; i++ {
+			d.c.Publish(wire.DeviceTopic(d.id, wire.LeafResults), 1, false, payloads[d][i])
+		}
 	}
-	wg.Wait()
 	for _, d := range devs {
-		waitFor(t, d.id+" final ack", func() bool { return d.lastAck() == batches*per })
+		payloads[d] = make([][]byte, batches)
+		for i := range batches {
+			rb := &wire.ResultBatch{Device: d.id}
+			for j := range per {
+				s := uint64(i*per + j + 1)
+				rb.Results = append(rb.Results, wire.Result{Seq: s, Time: time.Unix(int64(s), 0), Model: "m@1", Score: 1})
+			}
+			payloads[d][i], _ = wire.Encode(rb)
+		}
+		// Not waited on one by one: in-flight QoS 1 publishes pile up at the broker.
+		publishFrom(d, 0)
+	}
+	waitFor(t, "the flood to overflow the stalled queue", func() bool { return c.Stats().Overflowed > 0 })
+	waitFor(t, "the broker to see every message to the controller acknowledged", func() bool {
+		// At most two queues full are held: one being stored, one waiting.
+		return b.Inflight(fleet.DefaultClientID) == 0 && c.Stats().Overflowed+2*8 >= devices*batches
+	})
+	start := time.Now()
+	c.Devices()
+	c.Stats()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Devices() and Stats() took %v with the store stalled", d)
+	}
+
+	close(g.open)
+	// Each device goes back to its last ack and sends again, as the agent does after its ack
+	// timeout, until everything is acked.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, d := range devs {
+		for d.lastAck() < batches*per {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: ack %d after 30s, want %d", d.id, d.lastAck(), batches*per)
+			}
+			publishFrom(d, int(d.lastAck())/per)
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 	st := c.Stats()
-	t.Logf("%d results in %d batches from %d devices: %v, %d commits (%.1f batches/commit)",
-		devices*batches*per, st.Batches, devices, time.Since(start), st.Commits, float64(st.Batches)/float64(st.Commits))
-	if st.Stored != devices*batches*per || st.Duplicates != 0 {
-		t.Errorf("Stats() = %+v, want %d stored, no duplicates", st, devices*batches*per)
+	t.Logf("%d results from %d devices: %d messages overflowed, %d commits", devices*batches*per, devices, st.Overflowed, st.Commits)
+	if st.Stored != devices*batches*per {
+		t.Errorf("Stats() = %+v, want %d stored", st, devices*batches*per)
 	}
 }
 
@@ -490,6 +561,248 @@ func TestEpochsAndCompressedBatches(t *testing.T) {
 		}
 		if err != nil || !slices.Equal(seqs, tt.want) {
 			t.Errorf("EpochResults(dev-e, %d) = %v, %v; want %v", tt.epoch, seqs, err, tt.want)
+		}
+	}
+}
+
+// TestRejectOneResult: a damaged result is rejected alone with a reason in the ack, the ack
+// covers it so the device can delete it, and the results around it are stored. Before, the
+// whole batch was dropped as malformed and never acked, so the device resent it forever.
+func TestRejectOneResult(t *testing.T) {
+	b := startBroker(t)
+	dir := t.TempDir()
+	c := startController(t, b, dir, 0)
+	d := newDevice(t, b, "dev-r")
+	good := func(seq int) string {
+		return fmt.Sprintf(`{"seq":%d,"ts":"2026-01-02T03:04:05Z","model":"vib@1","score":0.1,"latency_us":5}`, seq)
+	}
+	payload := `{"v":1,"device":"dev-r","epoch":9,"results":[` + good(1) + `,{"seq":2,"ts":"2026-01-02T03:04:05Z","model":"vib@1","score":"NaN"},` + good(3) + `]}`
+	d.publishRaw(wire.LeafResults, []byte(payload), false)
+	waitFor(t, "ack", func() bool { return d.ackCount() > 0 })
+	d.mu.Lock()
+	ack := d.full[len(d.full)-1]
+	d.mu.Unlock()
+	if ack.Seq != 3 || ack.Epoch != 9 || len(ack.Rejected) != 1 || ack.Rejected[0].Seq != 2 || !strings.Contains(ack.Rejected[0].Reason, "score") {
+		t.Fatalf("ack = %+v, want seq 3 epoch 9 rejecting seq 2 for its score", ack)
+	}
+	s, _ := status(c, "dev-r")
+	if st := c.Stats(); st.Rejected != 1 || st.Stored != 2 || st.Malformed != 0 || s.Rejected != 1 {
+		t.Errorf("Stats() = %+v, device rejected %d; want 2 stored, 1 rejected, none malformed", st, s.Rejected)
+	}
+	// A batch whose JSON is broken is still refused whole and not acked.
+	d.publishRaw(wire.LeafResults, []byte(`{"v":1,"device":"dev-r","epoch":9,"results":[`+good(4)+`,{"seq":5,"score":1.2.3}]}`), false)
+	waitFor(t, "broken batch counted", func() bool { return c.Stats().Malformed == 1 })
+	if n := d.ackCount(); n != 1 {
+		t.Errorf("%d acks, want still 1 (a broken batch is not acked)", n)
+	}
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	store, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rs, err := store.Results(context.Background(), "dev-r", 0, 10)
+	if err != nil || len(rs) != 2 || rs[0].Seq != 1 || rs[1].Seq != 3 {
+		t.Errorf("stored %+v, %v; want seqs 1 and 3", rs, err)
+	}
+}
+
+// TestStateTime: the last-will carries no time, so the controller stamps when it saw it; a
+// device clock far in the future is not believed; a plausible device time is kept.
+func TestStateTime(t *testing.T) {
+	b := startBroker(t)
+	c := startController(t, b, t.TempDir(), 0)
+	d := newDevice(t, b, "dev-s")
+	steps := []struct {
+		name  string
+		state string
+		ts    time.Time
+		want  func(sent time.Time, got time.Time) bool
+	}{
+		{"device time kept", wire.StateOnline, time.Now().Add(-3 * time.Second).UTC(),
+			nil},
+		{"will without time stamped on arrival", wire.StateOffline, time.Time{},
+			func(sent, got time.Time) bool { return !got.Before(sent) && got.Sub(sent) < 5*time.Second }},
+		{"future claim replaced", wire.StateOnline, time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
+			func(sent, got time.Time) bool { return !got.Before(sent) && got.Sub(sent) < 5*time.Second }},
+	}
+	for i, st := range steps {
+		sent := time.Now()
+		payload := fmt.Sprintf(`{"v":1,"device":"dev-s","state":%q`, st.state)
+		if !st.ts.IsZero() {
+			payload += fmt.Sprintf(`,"ts":%q`, st.ts.Format(time.RFC3339Nano))
+		}
+		// Delivered live, as the broker delivers a will to a subscribed controller.
+		d.publishRaw(wire.LeafState, []byte(payload+"}"), false)
+		waitMessages(t, c, uint64(i+1))
+		s, _ := status(c, "dev-s")
+		ok := st.want == nil && s.StateAt.Equal(st.ts) || st.want != nil && st.want(sent, s.StateAt)
+		if s.Online != (st.state == wire.StateOnline) || !ok {
+			t.Errorf("%s: online %v, StateAt %v (sent at %v)", st.name, s.Online, s.StateAt, sent)
+		}
+		if s.LastSeen.After(time.Now()) {
+			t.Errorf("%s: LastSeen %v in the future", st.name, s.LastSeen)
+		}
+	}
+}
+
+// TestAuthRefused: wrong controller credentials are reported once as an authentication
+// refusal, not as an unreachable broker, and retried only every AuthRetry.
+func TestAuthRefused(t *testing.T) {
+	var logs syncBuffer
+	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithCancel(context.Background())
+	bdone := make(chan error, 1)
+	go func() { bdone <- b.Run(bctx) }()
+	defer func() { bcancel(); <-bdone }()
+
+	store, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clog syncBuffer
+	user, _ := b.ControllerCredentials()
+	c, err := fleet.New(fleet.Options{Store: store, BrokerURL: b.URL(), Username: user, Password: "wrong",
+		RetryInterval: 20 * time.Millisecond, AuthRetry: 400 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&clog, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	time.Sleep(1100 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	out := clog.String()
+	if n := strings.Count(out, "authentication refused"); n != 1 {
+		t.Errorf("controller said %q %d times, want once:\n%s", "authentication refused", n, out)
+	}
+	if strings.Contains(out, "not reachable") {
+		t.Errorf("controller calls a refused login an unreachable broker:\n%s", out)
+	}
+	// 1.1 s at one attempt per AuthRetry (400 ms) is 3 attempts; at RetryInterval it would be ~50.
+	if n := strings.Count(logs.String(), "broker refused connection"); n < 1 || n > 4 {
+		t.Errorf("broker saw %d refused attempts in 1.1s, want 1 to 4 (AuthRetry 400ms):\n%s", n, logs.String())
+	}
+	if c.Connected() {
+		t.Error("Connected() with a wrong password")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent log writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestDevicesPromptWhileDecoding floods the controller with the largest batches allowed and
+// checks that Devices() and Stats() answer promptly meanwhile: decoding happens outside the
+// controller's lock. Before, a group of up to 256 messages was decoded under it, so the table
+// stalled for as long as the whole group took to decode.
+func TestDevicesPromptWhileDecoding(t *testing.T) {
+	b := startBroker(t)
+	c := startController(t, b, t.TempDir(), 0)
+	d := newDevice(t, b, "big")
+	// The same 1000 seqs every time: after the first batch they are duplicates, so the store
+	// does little and decoding is most of the work.
+	rb := &wire.ResultBatch{Device: "big", Epoch: 1}
+	for i := range 1000 {
+		rb.Results = append(rb.Results, wire.Result{Seq: uint64(i + 1), Time: time.Unix(int64(i), 0), Model: "vib@1.0.0",
+			Score: 0.123456, Label: "normal", Outputs: []float32{0.123456, 0.5}, LatencyUs: 1234})
+	}
+	payload, err := wire.Encode(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batches = 20 // about 3 MB: within the queue's bounds, so none overflows
+	var worst time.Duration
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			start := time.Now()
+			c.Devices()
+			c.Stats()
+			worst = max(worst, time.Since(start))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	for range batches {
+		d.c.Publish(wire.DeviceTopic("big", wire.LeafResults), 1, false, payload)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for c.Stats().Batches < batches {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 60s: %+v, want %d batches", c.Stats(), batches)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	<-polled
+	t.Logf("%d batches of %d bytes: slowest Devices()+Stats() %v", batches, len(payload), worst)
+	if worst > 500*time.Millisecond {
+		t.Errorf("Devices()+Stats() took up to %v while batches were decoded, want well under 500ms", worst)
+	}
+}
+
+// TestHealthFutureTime: a kept health snapshot claiming a time far in the future must not make
+// every later retained snapshot look stale (before, it did, across controller restarts).
+func TestHealthFutureTime(t *testing.T) {
+	b := startBroker(t)
+	dir := t.TempDir()
+	c := startController(t, b, dir, 0)
+	d := newDevice(t, b, "dev-h")
+	d.publish(wire.LeafHealth, &wire.Health{Device: "dev-h", Time: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), Inferences: 1}, true)
+	waitMessages(t, c, 1)
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// While the controller is down the device reports again; the broker retains this one.
+	d.publish(wire.LeafHealth, &wire.Health{Device: "dev-h", Time: time.Now(), Inferences: 2}, true)
+	// A new session (another client id), so the snapshot arrives as a retained message.
+	store, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, pass := b.ControllerCredentials()
+	c2, err := fleet.New(fleet.Options{Store: store, BrokerURL: b.URL(), Username: user, Password: pass, ClientID: "outpost-controller-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c2.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the retained snapshot", func() bool { return c2.Stats().Messages >= 1 })
+	for _, s := range c2.Devices() {
+		if s.ID == "dev-h" && (s.Health == nil || s.Health.Inferences != 2) {
+			t.Errorf("health %+v, want the retained snapshot with 2 inferences", s.Health)
 		}
 	}
 }

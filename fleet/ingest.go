@@ -6,11 +6,9 @@ package fleet
 // The MQTT client only feeds it inbound messages and publishes its acks.
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
-	"io"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -48,19 +46,78 @@ type quietLog struct {
 	suppressed int
 }
 
-// runIngest takes messages from queue in groups of up to MaxBatch, stores each group's results
-// in one transaction, then publishes acks. When ctx ends it waits for the MQTT client to stop
-// (stopped), stores whatever is still queued and writes the registry.
-func (c *Controller) runIngest(ctx context.Context, client paho.Client, queue <-chan inbound, stopped <-chan struct{}) error {
+// queue is the bounded hand-off from paho's callback to the ingest loop, in messages and in
+// payload bytes; see Options.QueueSize for the overflow policy. offer is called by paho's one
+// reading goroutine only (SetOrderMatters), take by the ingest loop only.
+type queue struct {
+	ch       chan inbound
+	bytes    atomic.Int64 // payload bytes of the messages in ch
+	maxBytes int64
+}
+
+func newQueue(n int, maxBytes int64) *queue {
+	return &queue{ch: make(chan inbound, n), maxBytes: maxBytes}
+}
+
+// offer enqueues m without blocking and reports whether it did.
+func (q *queue) offer(m inbound) bool {
+	n := int64(len(m.payload))
+	count, bytes := cap(q.ch), q.maxBytes
+	if _, leaf, _ := wire.ParseDeviceTopic(m.topic); leaf == wire.LeafResults || leaf == wire.LeafResultsZ {
+		count, bytes = max(1, count*3/4), bytes*3/4
+	}
+	if len(q.ch) >= count || q.bytes.Load()+n > bytes {
+		return false
+	}
+	q.bytes.Add(n)
+	select {
+	case q.ch <- m:
+		return true
+	default:
+		q.bytes.Add(-n)
+		return false
+	}
+}
+
+// tryTake dequeues a message if one is waiting.
+func (q *queue) tryTake() (inbound, bool) {
+	select {
+	case m := <-q.ch:
+		q.took(m)
+		return m, true
+	default:
+		return inbound{}, false
+	}
+}
+
+func (q *queue) took(m inbound) { q.bytes.Add(-int64(len(m.payload))) }
+
+// decoded is one inbound message decoded, outside the controller's lock.
+type decoded struct {
+	m      inbound
+	device string
+	state  *wire.State
+	health *wire.Health
+	batch  *Batch
+	size   int64 // JSON bytes decoded, for the group bound
+	err    error // the message is malformed
+}
+
+// runIngest takes messages from the queue and decodes them into groups of up to MaxBatch
+// messages or GroupBytes of JSON, stores each group's results in one transaction, then
+// publishes acks. When ctx ends it waits for the MQTT client to stop (stopped), stores whatever
+// is still queued and writes the registry.
+func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue, stopped <-chan struct{}) error {
 	l := &ingestLoop{client: client, dirty: map[string]bool{}, quiet: map[string]quietLog{}, lastFlush: time.Now()}
 	tick := time.NewTicker(c.opts.DeviceFlush)
 	defer tick.Stop()
-	msgs := make([]inbound, 0, c.opts.MaxBatch)
+	group := make([]decoded, 0, c.opts.MaxBatch)
 	for {
 		select {
-		case m := <-queue:
-			msgs = drain(queue, append(msgs[:0], m), c.opts.MaxBatch)
-			if err := c.handle(ctx, l, msgs); err != nil {
+		case m := <-q.ch:
+			q.took(m)
+			group = c.decodeGroup(q, m, group[:0])
+			if err := c.handle(ctx, l, group); err != nil {
 				return err
 			}
 		case <-tick.C:
@@ -73,12 +130,13 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, queue <-
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 			defer cancel()
 			// Bounded: the client has stopped, so nothing refills the queue.
-			for range cap(queue)/max(1, c.opts.MaxBatch) + 2 {
-				msgs = drain(queue, msgs[:0], c.opts.MaxBatch)
-				if len(msgs) == 0 {
+			for range cap(q.ch) + 1 {
+				m, ok := q.tryTake()
+				if !ok {
 					break
 				}
-				if err := c.handle(fctx, l, msgs); err != nil {
+				group = c.decodeGroup(q, m, group[:0])
+				if err := c.handle(fctx, l, group); err != nil {
 					return err
 				}
 			}
@@ -87,30 +145,104 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, queue <-
 	}
 }
 
-// drain appends queued messages to msgs without blocking, up to max in all.
-func drain(queue <-chan inbound, msgs []inbound, max int) []inbound {
-	for len(msgs) < max {
-		select {
-		case m := <-queue:
-			msgs = append(msgs, m)
-		default:
-			return msgs
+// decodeGroup decodes first and then whatever else is queued, until the group holds MaxBatch
+// messages or GroupBytes of decoded JSON. It takes no lock: Devices(), Stats() and Connected()
+// never wait for decoding.
+func (c *Controller) decodeGroup(q *queue, first inbound, group []decoded) []decoded {
+	var size int64
+	m := first
+	for {
+		d := decodeInbound(m)
+		group = append(group, d)
+		size += d.size
+		if len(group) >= c.opts.MaxBatch || size >= c.opts.GroupBytes {
+			return group
+		}
+		var ok bool
+		if m, ok = q.tryTake(); !ok {
+			return group
 		}
 	}
-	return msgs
 }
 
-// handle applies one group of messages: registry updates in memory, results in one store
-// transaction, then one ack per device that sent results.
-func (c *Controller) handle(ctx context.Context, l *ingestLoop, msgs []inbound) error {
+// decodeInbound decodes m; any error means m is malformed.
+func decodeInbound(m inbound) decoded {
+	d := decoded{m: m}
+	device, leaf, ok := wire.ParseDeviceTopic(m.topic)
+	if !ok {
+		d.err = fmt.Errorf("topic %q is not %s/d/{device}/{leaf}", m.topic, wire.Root)
+		return d
+	}
+	d.device = device
+	switch leaf {
+	case wire.LeafState, wire.LeafHealth:
+		if len(m.payload) == 0 {
+			return d // a retained message being cleared
+		}
+		d.size = int64(len(m.payload))
+		if len(m.payload) > wire.MaxStatusBytes {
+			d.err = fmt.Errorf("%s payload of %d bytes: more than %d", leaf, len(m.payload), wire.MaxStatusBytes)
+			return d
+		}
+		if leaf == wire.LeafState {
+			d.state, d.err = decodeState(device, m.payload)
+		} else {
+			d.health, d.err = decodeHealth(device, m.payload)
+		}
+	case wire.LeafResults, wire.LeafResultsZ:
+		d.batch, d.size, d.err = decodeResults(device, m.payload, leaf == wire.LeafResultsZ)
+		if d.batch != nil {
+			d.batch.Received = m.at
+		}
+	default:
+		// Not subscribed to; later issues add drift, events, fetch.
+	}
+	return d
+}
+
+func decodeState(device string, payload []byte) (*wire.State, error) {
+	var s wire.State
+	if err := wire.Decode(payload, &s); err != nil {
+		return nil, err
+	}
+	if s.Device != device {
+		return nil, fmt.Errorf("state for device %q on topic of %q", s.Device, device)
+	}
+	if s.State != wire.StateOnline && s.State != wire.StateOffline {
+		return nil, fmt.Errorf("state %q: want %q or %q", s.State, wire.StateOnline, wire.StateOffline)
+	}
+	return &s, nil
+}
+
+func decodeHealth(device string, payload []byte) (*wire.Health, error) {
+	var h wire.Health
+	if err := wire.Decode(payload, &h); err != nil {
+		return nil, err
+	}
+	if h.Device != device {
+		return nil, fmt.Errorf("health for device %q on topic of %q", h.Device, device)
+	}
+	return &h, nil
+}
+
+// maxClockAhead is how far in the future a device-claimed State time may lie before the
+// controller uses the time it saw the message instead.
+const maxClockAhead = time.Minute
+
+// handle applies one decoded group: registry updates in memory, results in one store
+// transaction, then one ack per sequence space that sent results.
+func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded) error {
 	var batches []Batch
 	c.mu.Lock()
-	for _, m := range msgs {
+	for _, d := range group {
 		c.stats.Messages++
-		if b, err := c.applyLocked(l, m); err != nil {
-			c.malformedLocked(l, m, err)
-		} else if b != nil {
-			batches = append(batches, *b)
+		if d.err != nil {
+			c.malformedLocked(l, d.m, d.err)
+			continue
+		}
+		c.applyLocked(l, d)
+		if d.batch != nil {
+			batches = append(batches, *d.batch)
 		}
 	}
 	c.mu.Unlock()
@@ -129,30 +261,52 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, msgs []inbound) 
 			epoch  uint64
 		}
 		var order []space
-		acks := map[space]uint64{}
-		for _, a := range appended {
+		acks := map[space]*wire.Ack{}
+		for i, a := range appended {
 			c.stats.Batches++
 			c.stats.Stored += uint64(a.Stored)
 			c.stats.Duplicates += uint64(a.Duplicates)
 			c.stats.Dropped += a.Dropped
+			c.stats.Rejected += uint64(a.Rejected)
+			c.stats.OverQuota += uint64(a.OverQuota)
 			if a.Restarted {
 				c.log.Info("device started a new sequence space (data directory reset?); keeping the old one",
 					"device", a.Device, "epoch", a.Totals.Epoch)
+			}
+			b := batches[i]
+			if a.DropRefused {
+				c.stats.DropRefused++
+				c.quietWarnLocked(l, a.Device, "dropped_through not believed: beyond the batch's own results or what the device could have produced",
+					"dropped_through", b.DroppedThrough, "watermark", a.Totals.Contiguous)
+			}
+			if a.OverQuota > 0 {
+				c.quietWarnLocked(l, a.Device, "device over its stored-result quota: results refused, not acked", "refused", a.OverQuota)
+			}
+			if len(b.Rejected) > 0 {
+				c.quietWarnLocked(l, a.Device, "result rejected", "seq", b.Rejected[0].Seq, "reason", b.Rejected[0].Reason, "in_batch", len(b.Rejected))
 			}
 			// The table shows the current epoch; a late batch of an older one changes nothing there.
 			if d := c.devices[a.Device]; d != nil && (a.Restarted || d.results.Epoch == a.Totals.Epoch || d.results == (ResultStats{})) {
 				d.results = a.Totals
 			}
 			sp := space{a.Device, a.Totals.Epoch}
-			if _, ok := acks[sp]; !ok {
+			ack := acks[sp]
+			if ack == nil {
+				ack = &wire.Ack{}
+				acks[sp] = ack
 				order = append(order, sp)
 			}
-			acks[sp] = a.Totals.Contiguous
+			ack.Seq, ack.Epoch = a.Totals.Contiguous, a.Totals.Epoch
+			for _, j := range b.Rejected {
+				if j.Seq <= ack.Seq {
+					ack.Rejected = append(ack.Rejected, j)
+				}
+			}
 		}
 		c.mu.Unlock()
 		for _, sp := range order {
-			if seq := acks[sp]; seq > 0 {
-				c.publishAck(l, sp.device, sp.epoch, seq)
+			if ack := acks[sp]; ack.Seq > 0 {
+				c.publishAck(l, sp.device, ack)
 			}
 		}
 	}
@@ -160,95 +314,43 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, msgs []inbound) 
 	return c.flushDevices(ctx, l, false)
 }
 
-// applyLocked decodes m and updates the registry; for a result batch it returns the Batch to
-// store. Any error means m is malformed. c.mu must be held.
-func (c *Controller) applyLocked(l *ingestLoop, m inbound) (*Batch, error) {
-	device, leaf, ok := wire.ParseDeviceTopic(m.topic)
-	if !ok {
-		return nil, fmt.Errorf("topic %q is not %s/d/{device}/{leaf}", m.topic, wire.Root)
-	}
-	switch leaf {
-	case wire.LeafState:
-		if len(m.payload) == 0 {
-			return nil, nil // a retained message being cleared
+// applyLocked applies a decoded, well-formed message to the registry. c.mu must be held.
+func (c *Controller) applyLocked(l *ingestLoop, d decoded) {
+	m := d.m
+	switch {
+	case d.state != nil:
+		s := d.state
+		// The last-will carries no time (the broker may deliver it long after it was set up),
+		// and a device clock far ahead is not believed: both take the time the message was
+		// seen.
+		at := s.Time
+		if at.IsZero() || at.After(m.at.Add(maxClockAhead)) {
+			at = m.at
 		}
-		var s wire.State
-		if err := wire.Decode(m.payload, &s); err != nil {
-			return nil, err
-		}
-		if s.Device != device {
-			return nil, fmt.Errorf("state for device %q on topic of %q", s.Device, device)
-		}
-		if s.State != wire.StateOnline && s.State != wire.StateOffline {
-			return nil, fmt.Errorf("state %q: want %q or %q", s.State, wire.StateOnline, wire.StateOffline)
-		}
-		d := c.touchLocked(l, device, m, s.Time)
-		if online := s.State == wire.StateOnline; d.dev.Online != online {
-			d.dev.Online = online
+		// LastSeen takes the device's own time: a retained will without one, replayed when the
+		// controller subscribes, says nothing about when the device was last heard from.
+		dev := c.touchLocked(l, d.device, m, s.Time)
+		if online := s.State == wire.StateOnline; dev.dev.Online != online || dev.dev.StateAt.IsZero() {
+			dev.dev.Online = online
+			dev.dev.StateAt = at
 			l.urgent = true
 		}
-	case wire.LeafHealth:
-		if len(m.payload) == 0 {
-			return nil, nil
+	case d.health != nil:
+		h := d.health
+		dev := c.touchLocked(l, d.device, m, h.Time)
+		// A stale retained snapshot must not replace a newer one; a kept snapshot claiming a
+		// time far in the future is not newer than anything.
+		if old := dev.dev.Health; old != nil && m.retained && h.Time.Before(old.Time) && !old.Time.After(m.at.Add(maxClockAhead)) {
+			return
 		}
-		var h wire.Health
-		if err := wire.Decode(m.payload, &h); err != nil {
-			return nil, err
-		}
-		if h.Device != device {
-			return nil, fmt.Errorf("health for device %q on topic of %q", h.Device, device)
-		}
-		d := c.touchLocked(l, device, m, h.Time)
-		if d.dev.Health != nil && m.retained && h.Time.Before(d.dev.Health.Time) {
-			return nil, nil // a stale retained snapshot must not replace a newer one
-		}
-		if d.dev.Model != h.Model {
+		if dev.dev.Model != h.Model {
 			l.urgent = true
 		}
-		d.dev.Health = &h
-		d.dev.Model = h.Model
-	case wire.LeafResults, wire.LeafResultsZ:
-		payload := m.payload
-		if leaf == wire.LeafResultsZ {
-			var err error
-			if payload, err = gunzip(payload); err != nil {
-				return nil, err
-			}
-		}
-		var b wire.ResultBatch
-		if err := wire.Decode(payload, &b); err != nil {
-			return nil, err
-		}
-		if b.Device != device {
-			return nil, fmt.Errorf("results for device %q on topic of %q", b.Device, device)
-		}
-		for i, r := range b.Results {
-			if r.Seq == 0 {
-				return nil, fmt.Errorf("result %d of batch has seq 0 (seqs start at 1)", i)
-			}
-		}
-		c.touchLocked(l, device, m, time.Time{})
-		return &Batch{Device: device, Results: b.Results, DroppedThrough: b.DroppedThrough, Epoch: b.Epoch}, nil
-	default:
-		// Not subscribed to; later issues add drift, events, fetch.
+		dev.dev.Health = h
+		dev.dev.Model = h.Model
+	case d.batch != nil:
+		c.touchLocked(l, d.device, m, time.Time{})
 	}
-	return nil, nil
-}
-
-// gunzip decompresses a results.z payload, refusing one that would exceed wire.MaxResultsZ.
-func gunzip(payload []byte) ([]byte, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(payload))
-	if err != nil {
-		return nil, fmt.Errorf("%s payload: %w", wire.LeafResultsZ, err)
-	}
-	out, err := io.ReadAll(io.LimitReader(zr, wire.MaxResultsZ+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s payload: %w", wire.LeafResultsZ, err)
-	}
-	if len(out) > wire.MaxResultsZ {
-		return nil, fmt.Errorf("%s payload: decompresses to more than %d bytes", wire.LeafResultsZ, wire.MaxResultsZ)
-	}
-	return out, nil
 }
 
 // touchLocked returns device's state, registering it if new, and advances LastSeen. A retained
@@ -274,8 +376,8 @@ func (c *Controller) touchLocked(l *ingestLoop, device string, m inbound, sent t
 	return d
 }
 
-// malformedLocked counts a rejected message and logs it, at most once per device per
-// DefaultMalformedQuiet with the number suppressed meanwhile. c.mu must be held.
+// malformedLocked counts a rejected message and logs it (see quietWarnLocked). c.mu must be
+// held.
 func (c *Controller) malformedLocked(l *ingestLoop, m inbound, err error) {
 	c.stats.Malformed++
 	device, _, ok := wire.ParseDeviceTopic(m.topic)
@@ -285,8 +387,15 @@ func (c *Controller) malformedLocked(l *ingestLoop, m inbound, err error) {
 	if d := c.devices[device]; d != nil {
 		d.malformed++
 	}
+	c.quietWarnLocked(l, device, "malformed device message dropped", "topic", m.topic, "err", err)
+}
+
+// quietWarnLocked logs a warning about device at most once per DefaultMalformedQuiet, with the
+// number of warnings suppressed meanwhile. c.mu must be held.
+func (c *Controller) quietWarnLocked(l *ingestLoop, device, msg string, args ...any) {
+	now := time.Now()
 	q := l.quiet[device]
-	if !q.last.IsZero() && m.at.Sub(q.last) < DefaultMalformedQuiet {
+	if !q.last.IsZero() && now.Sub(q.last) < DefaultMalformedQuiet {
 		q.suppressed++
 		l.quiet[device] = q
 		return
@@ -294,17 +403,16 @@ func (c *Controller) malformedLocked(l *ingestLoop, m inbound, err error) {
 	if len(l.quiet) >= maxQuietEntries {
 		clear(l.quiet)
 	}
-	c.log.Warn("malformed device message dropped", "device", device, "topic", m.topic, "err", err, "suppressed", q.suppressed)
-	l.quiet[device] = quietLog{last: m.at}
+	c.log.Warn(msg, append([]any{"device", device}, append(args, "suppressed", q.suppressed)...)...)
+	l.quiet[device] = quietLog{last: now}
 }
 
 // publishAck hands the ack to the MQTT client without waiting for the broker's PUBACK: that
-// PUBACK is read by the goroutine our message callback may be blocking (backpressure), so
-// waiting here could deadlock. Failures surface in sweepAcks.
-func (c *Controller) publishAck(l *ingestLoop, device string, epoch, seq uint64) {
-	payload, err := wire.Encode(&wire.Ack{Seq: seq, Epoch: epoch})
+// PUBACK is read by paho's goroutine, and nothing here needs it. Failures surface in sweepAcks.
+func (c *Controller) publishAck(l *ingestLoop, device string, ack *wire.Ack) {
+	payload, err := wire.Encode(ack)
 	if err != nil {
-		panic(fmt.Sprintf("encode ack: %v", err)) // a struct of two ints always encodes
+		panic(fmt.Sprintf("encode ack: %v", err)) // ints and strings always encode
 	}
 	tok := l.client.Publish(wire.ControllerTopic(device, wire.LeafAck), 1, false, payload)
 	c.mu.Lock()

@@ -60,6 +60,6 @@ func TestCrashTorture(t *testing.T) {
 	if err := c.stop(); err != nil {
 		t.Fatal(err)
 	}
-	got := verify(t, c, device, cfg.DataDir, true)
+	got := verify(t, c.dir, c.rec, device, cfg.DataDir, verifyOpts{seed: cfg.Seed, ordered: true, restarts: true})
 	t.Logf("%d kills: %d results, each stored once; %d re-sent duplicates ignored by the controller", kills, got.lastSeq, got.duplicates)
 }

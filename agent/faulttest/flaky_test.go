@@ -71,7 +71,7 @@ func TestFlakyNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	noErrorsLogged(t, log)
-	got := verify(t, c, device, cfg.DataDir, true)
+	got := verify(t, c.dir, c.rec, device, cfg.DataDir, verifyOpts{seed: cfg.Seed, ordered: true})
 	if t.Failed() {
 		t.Logf("chaos log:\n%s", chaosLog.String())
 	}

@@ -179,15 +179,16 @@ type agentConfig struct {
 	Broker  string // host:port
 	Device  string
 	DataDir string
-	Seed    uint64 // sensor seed
+	Seed    uint64   // sensor seed
+	Extra   []string // more flags
 }
 
 func (c agentConfig) args() []string {
-	return []string{
+	return append([]string{
 		"--broker", "tcp://" + c.Broker, "--id", c.Device, "--model", modelPath, "--allow-unsigned",
 		"--sensor", fmt.Sprintf("sim:vibration?rate=%d&seed=%d", sampleRate, c.Seed%1_000_000),
 		"--data-dir", c.DataDir, "--health-interval", "300ms",
-	}
+	}, c.Extra...)
 }
 
 // agentProc is a running outpost-agent.
@@ -544,15 +545,32 @@ func (c *controller) waitCaughtUp(t *testing.T, device string, since time.Time, 
 type outcome struct {
 	lastSeq, dropped uint64
 	duplicates       int
+	restarts         int // agent starts seen in the content (window 0 again)
+	resyncs          int // forward skips of the content (samples or results lost before a seq)
 }
 
-// verify checks, after the agent and the controller have stopped: the controller's store holds
-// every seq from 1 to its watermark exactly once, each with the content first sent, and the
-// watermark is at least the agent's ack; the agent's buffer holds exactly the seqs after its
-// ack (a clean stop drains for a bounded time); so every seq produced is in one place, once.
-// Retention must have dropped nothing; no seq ever carried two different results; and, if
-// ordered, results first reached the controller in seq order.
-func verify(t *testing.T, c *controller, device, dataDir string, ordered bool) outcome {
+// verifyOpts say what a test allows.
+type verifyOpts struct {
+	seed    uint64 // the agent's agentConfig.Seed: results are recomputed from it
+	ordered bool   // results first reached the controller in seq order (needs a recorder)
+	// dropping: the agent ran with drop-oldest retention and may have dropped results; the
+	// controller must then have skipped exactly the seqs it never stored, no more.
+	dropping bool
+	// resync is how many windows the content check may skip forward (default maxResync).
+	resync int
+	// restarts: the agent was restarted, so the content may start again at the first window.
+	restarts bool
+}
+
+// verify checks, after the agent and the controller have stopped: the controller's store
+// (controller.db in ctlDir) holds every seq from 1 to its watermark exactly once, or, where the
+// agent dropped results by retention, every seq it did not drop; the watermark is at least the
+// agent's ack; the agent's buffer holds exactly the seqs after its ack and its drops (a clean
+// stop drains for a bounded time); so every seq produced is in one place, once. Every stored
+// result carries the outputs recomputed here from the seeded simulated sensor and the model,
+// independently of anything stored. With a recorder (rec not nil): no seq ever carried two
+// different results and, if ordered, results first reached the controller in seq order.
+func verify(t *testing.T, ctlDir string, rec *recorder, device, dataDir string, o verifyOpts) outcome {
 	t.Helper()
 	buf, err := boltbuf.Open(filepath.Join(dataDir, "buffer.db"), boltbuf.Options{})
 	if err != nil {
@@ -569,22 +587,23 @@ func verify(t *testing.T, c *controller, device, dataDir string, ordered bool) o
 		t.Fatal("the agent produced no results")
 	}
 	// A clean stop drains for a bounded time only, so the agent may keep a tail of results
-	// it could not get acked: those must be exactly AckedSeq+1..LastSeq, and together with
-	// the controller's store they must cover every seq once.
+	// it could not get acked: those must be exactly the seqs after its ack and its drops up to
+	// LastSeq, and together with the controller's store they must cover every seq once.
+	firstLeft := max(bs.AckedSeq, bs.DroppedThrough) + 1
 	for i, r := range left {
-		if want := bs.AckedSeq + 1 + uint64(i); r.Seq != want {
+		if want := firstLeft + uint64(i); r.Seq != want {
 			t.Fatalf("agent buffer holds seq %d where %d belongs: a result between the ack and the last seq is missing", r.Seq, want)
 		}
 	}
-	if uint64(len(left)) != bs.LastSeq-bs.AckedSeq {
-		t.Fatalf("agent buffer holds %d results, want the %d after its ack %d", len(left), bs.LastSeq-bs.AckedSeq, bs.AckedSeq)
+	if uint64(len(left)) != bs.LastSeq+1-firstLeft {
+		t.Fatalf("agent buffer holds %d results, want the %d after its ack %d and drops through %d", len(left), bs.LastSeq+1-firstLeft, bs.AckedSeq, bs.DroppedThrough)
 	}
 	if len(left) > 0 {
 		t.Logf("note: the agent stopped with %d results unacked (seq %d..%d); it keeps them and re-sends them on its next start",
 			len(left), left[0].Seq, bs.LastSeq)
 	}
 
-	st, err := boltstore.Open(c.dir, boltstore.Options{})
+	st, err := boltstore.Open(ctlDir, boltstore.Options{})
 	if err != nil {
 		t.Fatalf("reopen controller store: %v", err)
 	}
@@ -595,18 +614,28 @@ func verify(t *testing.T, c *controller, device, dataDir string, ordered bool) o
 		t.Fatal(err)
 	}
 	t.Logf("controller result stats: %+v", rs)
-	// Retention may only have dropped results the agent counted; with a large buffer, none.
-	if bs.Dropped != 0 {
+	if !o.dropping && bs.Dropped != 0 {
 		t.Errorf("agent dropped %d results by retention (through seq %d); the buffer is large enough for none", bs.Dropped, bs.DroppedThrough)
 	}
-	if rs.Contiguous < bs.AckedSeq || rs.Contiguous > bs.LastSeq || rs.Stored+rs.Dropped != rs.Contiguous {
-		t.Errorf("controller contiguous %d, stored %d + dropped %d; want all of 1..%d and at least the agent's ack %d",
-			rs.Contiguous, rs.Stored, rs.Dropped, rs.Contiguous, bs.AckedSeq)
+	if rs.Contiguous < bs.AckedSeq || rs.Contiguous > bs.LastSeq || rs.Stored+rs.Dropped+rs.Rejected != rs.Contiguous {
+		t.Errorf("controller contiguous %d, stored %d + dropped %d + rejected %d; want all of 1..%d and at least the agent's ack %d",
+			rs.Contiguous, rs.Stored, rs.Dropped, rs.Rejected, rs.Contiguous, bs.AckedSeq)
+	}
+	if rs.Rejected != 0 {
+		t.Errorf("controller rejected %d of the agent's results", rs.Rejected)
 	}
 
-	rec := c.rec.device(device)
+	var r0 deviceRecord
+	if rec != nil {
+		r0 = rec.device(device)
+	}
+	cc := &contentCheck{e: newExpected(t, o.seed), maxSkip: o.resync}
+	if cc.maxSkip == 0 {
+		cc.maxSkip = maxResync
+	}
 	var next uint64 = 1
-	stored := 0
+	var stored, missing uint64
+	var contentErr error
 	for after := uint64(0); ; {
 		page, err := st.Results(ctx, device, after, 1000)
 		if err != nil {
@@ -617,34 +646,57 @@ func verify(t *testing.T, c *controller, device, dataDir string, ordered bool) o
 		}
 		for _, r := range page {
 			if r.Seq != next {
-				t.Fatalf("controller store: seq %d follows %d; every seq from 1 to %d must be there once", r.Seq, next-1, rs.Contiguous)
+				// A gap is only allowed where the agent dropped: below its DroppedThrough.
+				if !o.dropping || r.Seq-1 > bs.DroppedThrough || r.Seq < next {
+					t.Fatalf("controller store: seq %d follows %d; every seq from 1 to %d the agent did not drop must be there once", r.Seq, next-1, rs.Contiguous)
+				}
+				missing += r.Seq - next
+				// The dropped seqs were windows too: the next stored one is that many further.
+				cc.skip(int(r.Seq - next))
 			}
-			if first, ok := rec.first[r.Seq]; !ok || !sameResult(first, r) {
-				t.Fatalf("controller store: seq %d is %s, first received as %s", r.Seq, brief(r), brief(first))
+			// The first content error is reported after the recorder's findings below, which
+			// tell a reused seq from a wrong computation.
+			if err := cc.check(t, r); err != nil && contentErr == nil {
+				contentErr = err
 			}
-			next++
+			if rec != nil {
+				if first, ok := r0.first[r.Seq]; !ok || !sameResult(first, r) {
+					t.Fatalf("controller store: seq %d is %s, first received as %s", r.Seq, brief(r), brief(first))
+				}
+			}
+			next = r.Seq + 1
 			stored++
 		}
 		after = page[len(page)-1].Seq
 	}
-	if uint64(stored) < bs.AckedSeq || uint64(stored) > bs.LastSeq {
-		t.Errorf("controller store holds seqs 1..%d; the agent produced 1..%d and had 1..%d acked", stored, bs.LastSeq, bs.AckedSeq)
+	if stored+missing < bs.AckedSeq || stored+missing > bs.LastSeq {
+		t.Errorf("controller store covers seqs 1..%d (%d stored, %d dropped); the agent produced 1..%d and had 1..%d acked", stored+missing, stored, missing, bs.LastSeq, bs.AckedSeq)
 	}
-	if len(rec.mismatches) > 0 {
-		t.Errorf("%d seqs arrived twice with different content (a seq was reused), first: %s", len(rec.mismatches), rec.mismatches[0])
+	if missing != rs.Dropped || missing > bs.Dropped {
+		t.Errorf("%d seqs missing from the store; the controller counted %d dropped, the agent %d", missing, rs.Dropped, bs.Dropped)
 	}
-	if len(rec.storeDiffs) > 0 {
-		t.Errorf("store and recorder disagree on what was new %d times, first: %s", len(rec.storeDiffs), rec.storeDiffs[0])
+	if len(r0.mismatches) > 0 {
+		t.Errorf("%d seqs arrived twice with different content (a seq was reused), first: %s", len(r0.mismatches), r0.mismatches[0])
 	}
-	if ordered {
-		for i := 1; i < len(rec.order); i++ {
-			if rec.order[i] <= rec.order[i-1] {
-				t.Errorf("results out of order at the controller: seq %d first arrived after seq %d", rec.order[i], rec.order[i-1])
+	if len(r0.storeDiffs) > 0 {
+		t.Errorf("store and recorder disagree on what was new %d times, first: %s", len(r0.storeDiffs), r0.storeDiffs[0])
+	}
+	if contentErr != nil {
+		t.Errorf("controller store: %v", contentErr)
+	}
+	if cc.restarts > 0 && !o.restarts {
+		t.Errorf("the agent ran once, yet %d times a stored result carries the content of its first window again: old results uploaded under new seqs", cc.restarts)
+	}
+	if o.ordered && rec != nil {
+		for i := 1; i < len(r0.order); i++ {
+			if r0.order[i] <= r0.order[i-1] {
+				t.Errorf("results out of order at the controller: seq %d first arrived after seq %d", r0.order[i], r0.order[i-1])
 				break
 			}
 		}
 	}
-	return outcome{lastSeq: bs.LastSeq, dropped: bs.Dropped, duplicates: rec.duplicates}
+	t.Logf("content of %d stored results recomputed from the seeded sensor: %d agent starts, %d forward skips", stored, cc.restarts, cc.resyncs)
+	return outcome{lastSeq: bs.LastSeq, dropped: bs.Dropped, duplicates: r0.duplicates, restarts: cc.restarts, resyncs: cc.resyncs}
 }
 
 // stopAgent stops the agent cleanly and fails the test unless it exits 0.

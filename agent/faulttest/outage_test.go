@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/outpost-ml/outpost/fleet/broker"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // outage is how long the broker stays down.
@@ -99,7 +100,7 @@ func brokerOutage(t *testing.T, b outageBroker, user, password string) {
 		t.Fatal(err)
 	}
 	noErrorsLogged(t, log)
-	got := verify(t, c, device, cfg.DataDir, true)
+	got := verify(t, c.dir, c.rec, device, cfg.DataDir, verifyOpts{seed: cfg.Seed, ordered: true})
 	t.Logf("%d results, each stored once and in order; %d re-sent duplicates ignored", got.lastSeq, got.duplicates)
 }
 
@@ -138,7 +139,9 @@ func newMosquitto(t *testing.T) *mosquitto {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
-	cfg := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
+	// max_packet_size is the limit docs/protocol.md asks of a broker (wire.MaxPacketSize).
+	cfg := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_packet_size %d\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+		port, wire.MaxPacketSize)
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -158,6 +161,18 @@ func (m *mosquitto) start(t *testing.T) {
 	m.cmd = cmd
 	m.mu.Unlock()
 	waitDial(t, m.address, 10*time.Second)
+}
+
+// kill sends SIGKILL and waits: no clean shutdown, no DISCONNECT to anyone.
+func (m *mosquitto) kill() {
+	m.mu.Lock()
+	cmd := m.cmd
+	m.cmd = nil
+	m.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
 }
 
 // stop sends SIGTERM and waits (SIGKILL after 10 s).

@@ -27,6 +27,7 @@ import (
 	"github.com/outpost-ml/outpost/agent/flagfile"
 	"github.com/outpost-ml/outpost/agent/sensor"
 	"github.com/outpost-ml/outpost/agent/update"
+	"github.com/outpost-ml/outpost/fleet/wire"
 	"github.com/outpost-ml/outpost/models/bundle"
 )
 
@@ -83,7 +84,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.Int64Var(&c.Buffer.MaxBytes, "max-buffered-bytes", boltbuf.DefaultMaxBytes, "most `bytes` of unacknowledged results kept; the retention policy drops beyond it")
 	fs.StringVar(&c.Buffer.Policy, "retention", boltbuf.DefaultPolicy, "what to drop when the buffer is full: "+boltbuf.DropOldest+" or "+boltbuf.DropNewest)
 	fs.Float64Var(&c.Upload.MaxUploadRate, "max-upload-rate", 0, "most `results/s` uploaded, so a backlog drains steadily (0: no limit)")
-	fs.IntVar(&c.Upload.BatchMax, "batch-max", agent.DefaultBatchMax, "most results per uploaded batch")
+	fs.IntVar(&c.Upload.BatchMax, "batch-max", agent.DefaultBatchMax, fmt.Sprintf("most results per uploaded batch (at most %d)", wire.MaxBatchResults))
 	fs.DurationVar(&c.Upload.BatchDelay, "batch-delay", agent.DefaultBatchDelay, "longest a partly filled batch waits for more results")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
@@ -134,8 +135,9 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		return nil, usageError{fmt.Sprintf("--retention %q: want %s or %s", c.Buffer.Policy, boltbuf.DropOldest, boltbuf.DropNewest)}
 	case !(c.Upload.MaxUploadRate >= 0) || math.IsInf(c.Upload.MaxUploadRate, 0):
 		return nil, usageError{fmt.Sprintf("--max-upload-rate %v must be a number ≥ 0", c.Upload.MaxUploadRate)}
-	case c.Upload.BatchMax <= 0:
-		return nil, usageError{fmt.Sprintf("--batch-max %d must be positive", c.Upload.BatchMax)}
+	case c.Upload.BatchMax <= 0 || c.Upload.BatchMax > wire.MaxBatchResults:
+		// The controller rejects a larger batch whole, so it could never be delivered.
+		return nil, usageError{fmt.Sprintf("--batch-max %d must be 1 to %d", c.Upload.BatchMax, wire.MaxBatchResults)}
 	case c.Upload.BatchDelay <= 0:
 		return nil, usageError{fmt.Sprintf("--batch-delay %v must be positive", c.Upload.BatchDelay)}
 	case c.Update.ArenaBudget <= 0:

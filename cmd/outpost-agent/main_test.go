@@ -170,6 +170,7 @@ func TestBadInput(t *testing.T) {
 		{"bad upload rate", append(good, "--max-upload-rate", "-1"), 2, "--max-upload-rate -1"},
 		{"NaN upload rate", append(good, "--max-upload-rate", "NaN"), 2, "--max-upload-rate NaN"},
 		{"bad batch max", append(good, "--batch-max", "0"), 2, "--batch-max 0"},
+		{"batch max over the wire limit", append(good, "--batch-max", "5001"), 2, "--batch-max 5001 must be 1 to 5000"},
 		{"bad batch delay", append(good, "--batch-delay", "-1s"), 2, "--batch-delay -1s"},
 		{"unsigned without the flag", []string{"--id", "d", "--model", sampleModel, "--data-dir", dir}, 1, "not a signed .opkg package"},
 		{"package without a key", []string{"--id", "d", "--model", samplePackage, "--data-dir", dir}, 1, "no package key"},

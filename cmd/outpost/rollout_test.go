@@ -17,7 +17,6 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
-
 // TestModelsAndRolloutCLI runs `outpost serve --http` in-process with three devices and drives
 // the registry and rollout commands through the HTTP API, as an operator would.
 func TestModelsAndRolloutCLI(t *testing.T) {

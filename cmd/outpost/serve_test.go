@@ -47,7 +47,8 @@ func TestFleetServer(t *testing.T) {
 			acked <- a.Seq
 		}
 	}).WaitTimeout(5 * time.Second)
-	payload, _ := wire.Encode(&wire.ResultBatch{Device: "dev-s", Results: []wire.Result{{Seq: 1}, {Seq: 2}}})
+	payload, _ := wire.Encode(&wire.ResultBatch{Device: "dev-s", Results: []wire.Result{
+		{Seq: 1, Time: time.Now(), Model: "m@1"}, {Seq: 2, Time: time.Now(), Model: "m@1"}}})
 	deadline := time.After(10 * time.Second)
 	// The controller may still be subscribing: resend until acked (duplicates are harmless).
 	tick := time.NewTicker(200 * time.Millisecond)

@@ -3,8 +3,11 @@
 //
 //	devices/{id}                    JSON fleet.Device
 //	results/{space}/{seq uint64 BE} JSON wire.Result (one sub-bucket per sequence space)
-//	watermarks/{space}              fleet.ResultStats as four uint64 BE (contiguous ack watermark)
+//	watermarks/{space}              fleet.ResultStats as six uint64 BE (contiguous ack watermark);
+//	                                older files hold the first four, read as Rejected 0, Advanced unknown
+//	rejected/{space}/{seq uint64 BE} the one-line reason a result was rejected (fleet.Batch.Rejected)
 //	epochs/{id}                     the device's current epoch, uint64 BE (absent: 0)
+//	kept/{id}                       results and rejections the device has in the store, uint64 BE
 //	models, packages, rollouts, desired, tags: see updates.go
 //
 // A sequence space is one (device, epoch): {space} is the device id for epoch 0 (agents older
@@ -13,9 +16,19 @@
 //
 // Every AppendResults call is one read-write transaction, i.e. two fsyncs however many results
 // it carries, so callers should batch.
+//
+// Quota: until devices are registered (so that a client cannot invent device ids), each device
+// may keep at most Options.DeviceQuota results and rejections in the store, all epochs
+// together. When a new result would pass it, the device's oldest results that its watermark
+// already covers are evicted (other epochs first, then the current one, lowest seq first): the
+// store is then a per-device ring of the newest results, and de-duplication still holds because
+// it is by watermark. When nothing can be evicted (everything kept lies above the watermark:
+// only a client sending seqs it never fills does that) new results are refused, counted in
+// fleet.Appended.OverQuota and not acked. Files written before the quota start counting at 0.
 package boltstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -23,6 +36,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -39,7 +53,17 @@ var (
 	bucketResults    = []byte("results")
 	bucketWatermarks = []byte("watermarks")
 	bucketEpochs     = []byte("epochs")
+	bucketRejected   = []byte("rejected")
+	bucketKept       = []byte("kept")
 )
+
+// DefaultDeviceQuota is the default Options.DeviceQuota: about 130 MB of store per device at
+// the agent's usual result size, 11 hours of a device making 25 results a second.
+const DefaultDeviceQuota = 1_000_000
+
+// evictChunk is how many results are evicted at once when a device reaches its quota, so the
+// work is done once per chunk rather than once per result.
+const evictChunk = 1024
 
 // spaceKey names the sequence space (device, epoch) in the results and watermarks buckets.
 func spaceKey(device string, epoch uint64) []byte {
@@ -62,11 +86,15 @@ func currentEpoch(tx *bolt.Tx, device string) uint64 {
 type Options struct {
 	// LockTimeout bounds the wait for bbolt's file lock (one process per file). Default 1s.
 	LockTimeout time.Duration
+	// DeviceQuota is the most results (and rejections) one device keeps in the store; see the
+	// package comment. Default DefaultDeviceQuota.
+	DeviceQuota uint64
 }
 
 // Store is a fleet.Store backed by bbolt.
 type Store struct {
-	db *bolt.DB
+	db    *bolt.DB
+	quota uint64
 }
 
 var _ fleet.Store = (*Store)(nil)
@@ -75,6 +103,9 @@ var _ fleet.Store = (*Store)(nil)
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = time.Second
+	}
+	if opts.DeviceQuota == 0 {
+		opts.DeviceQuota = DefaultDeviceQuota
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -88,7 +119,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range append([][]byte{bucketDevices, bucketResults, bucketWatermarks, bucketEpochs}, updateBuckets...) {
+		for _, name := range append([][]byte{bucketDevices, bucketResults, bucketWatermarks, bucketEpochs, bucketRejected, bucketKept}, updateBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -99,7 +130,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init store %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, quota: opts.DeviceQuota}, nil
 }
 
 // Path is the store's file.
@@ -169,12 +200,17 @@ func (s *Store) AppendResults(_ context.Context, batches []fleet.Batch) ([]fleet
 				return nil, fmt.Errorf("append results for %s: seq 0 is not a valid sequence number", b.Device)
 			}
 		}
+		for _, j := range b.Rejected {
+			if j.Seq == 0 {
+				return nil, fmt.Errorf("append results for %s: rejected seq 0 is not a valid sequence number", b.Device)
+			}
+		}
 	}
 	out := make([]fleet.Appended, 0, len(batches))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		out = out[:0] // bbolt does not retry, but keep the closure idempotent anyway
 		for _, b := range batches {
-			a, err := appendBatch(tx, b)
+			a, err := s.appendBatch(tx, b)
 			if err != nil {
 				return err
 			}
@@ -188,16 +224,21 @@ func (s *Store) AppendResults(_ context.Context, batches []fleet.Batch) ([]fleet
 	return out, nil
 }
 
-func appendBatch(tx *bolt.Tx, b fleet.Batch) (fleet.Appended, error) {
+func (s *Store) appendBatch(tx *bolt.Tx, b fleet.Batch) (fleet.Appended, error) {
 	a := fleet.Appended{Device: b.Device}
+	at := b.Received
+	if at.IsZero() {
+		at = time.Now()
+	}
 	id := spaceKey(b.Device, b.Epoch)
 	wm := tx.Bucket(bucketWatermarks)
-	if wm.Get(id) == nil {
+	known := wm.Get(id) != nil
+	if !known {
 		// A sequence space not seen before: the device's first, or a new one after its data
 		// directory was wiped. It becomes current; the old spaces and their results stay.
 		cur := currentEpoch(tx, b.Device)
-		known := wm.Get(spaceKey(b.Device, cur)) != nil
-		a.Restarted = known && cur != b.Epoch
+		old := wm.Get(spaceKey(b.Device, cur)) != nil
+		a.Restarted = old && cur != b.Epoch
 		if err := tx.Bucket(bucketEpochs).Put([]byte(b.Device), binary.BigEndian.AppendUint64(nil, b.Epoch)); err != nil {
 			return a, fmt.Errorf("put epoch %s: %w", b.Device, err)
 		}
@@ -208,54 +249,186 @@ func appendBatch(tx *bolt.Tx, b fleet.Batch) (fleet.Appended, error) {
 	}
 	// Seqs arrive mostly in increasing order, so pack pages fuller than the 50% default.
 	rb.FillPercent = 0.9
+	jb, err := tx.Bucket(bucketRejected).CreateBucketIfNotExists(id)
+	if err != nil {
+		return a, fmt.Errorf("rejected bucket %s: %w", id, err)
+	}
 	st, err := decodeStats(wm.Get(id))
 	if err != nil {
 		return a, fmt.Errorf("watermark %s: %w", id, err)
 	}
 	st.Epoch = b.Epoch
+	kept := getUint(tx.Bucket(bucketKept), b.Device)
+	contiguous0 := st.Contiguous
 
+	// decided reports whether seq already has its outcome: below the watermark, stored or
+	// rejected.
 	var key [8]byte
+	decided := func(seq uint64) bool {
+		binary.BigEndian.PutUint64(key[:], seq)
+		return seq <= st.Contiguous || rb.Get(key[:]) != nil || jb.Get(key[:]) != nil
+	}
+	// room makes space under the quota for one more entry, evicting if it must.
+	room := func() (bool, error) {
+		if kept < s.quota {
+			return true, nil
+		}
+		n, err := s.evict(tx, b.Device, b.Epoch, &st, evictChunk)
+		kept -= n
+		return kept < s.quota, err
+	}
 	for _, r := range b.Results {
-		binary.BigEndian.PutUint64(key[:], r.Seq)
-		if r.Seq <= st.Contiguous || rb.Get(key[:]) != nil {
+		if decided(r.Seq) {
 			a.Duplicates++
+			continue
+		}
+		if ok, err := room(); err != nil {
+			return a, err
+		} else if !ok {
+			a.OverQuota++
 			continue
 		}
 		v, err := json.Marshal(r)
 		if err != nil {
 			return a, fmt.Errorf("encode result %s/%d: %w", b.Device, r.Seq, err)
 		}
+		binary.BigEndian.PutUint64(key[:], r.Seq)
 		if err := rb.Put(key[:], v); err != nil {
 			return a, fmt.Errorf("put result %s/%d: %w", b.Device, r.Seq, err)
 		}
+		kept++
 		a.Stored++
 	}
-
-	c := rb.Cursor()
-	if b.DroppedThrough > st.Contiguous {
-		// Seqs in (Contiguous, DroppedThrough] that are absent were dropped by the device.
-		// Count the present ones with the cursor instead of probing every seq: the range can
-		// be millions wide after a long outage.
-		var present uint64
-		binary.BigEndian.PutUint64(key[:], st.Contiguous+1)
-		for k, _ := c.Seek(key[:]); k != nil && binary.BigEndian.Uint64(k) <= b.DroppedThrough; k, _ = c.Next() {
-			present++
+	for _, j := range b.Rejected {
+		if decided(j.Seq) {
+			continue
 		}
-		a.Dropped = b.DroppedThrough - st.Contiguous - present
-		st.Dropped += a.Dropped
-		st.Contiguous = b.DroppedThrough
+		if ok, err := room(); err != nil {
+			return a, err
+		} else if !ok {
+			a.OverQuota++
+			continue
+		}
+		binary.BigEndian.PutUint64(key[:], j.Seq)
+		if err := jb.Put(key[:], []byte(j.Reason)); err != nil {
+			return a, fmt.Errorf("put rejection %s/%d: %w", b.Device, j.Seq, err)
+		}
+		kept++
+		a.Rejected++
 	}
-	binary.BigEndian.PutUint64(key[:], st.Contiguous+1)
-	for k, _ := c.Seek(key[:]); k != nil && binary.BigEndian.Uint64(k) == st.Contiguous+1; k, _ = c.Next() {
+
+	var first uint64
+	if len(b.Results) > 0 {
+		first = b.Results[0].Seq
+	}
+	if len(b.Rejected) > 0 && (first == 0 || b.Rejected[0].Seq < first) {
+		first = b.Rejected[0].Seq
+	}
+	if dt := fleet.PlausibleDrop(st, known, b.DroppedThrough, first, at); dt > st.Contiguous {
+		// Seqs in (Contiguous, dt] that are absent were dropped by the device. Count the
+		// present ones with cursors instead of probing every seq: the range can be millions
+		// wide after a long outage.
+		present := countRange(rb, st.Contiguous+1, dt) + countRange(jb, st.Contiguous+1, dt)
+		a.Dropped = dt - st.Contiguous - present
+		st.Dropped += a.Dropped
+		st.Contiguous = dt
+	} else if b.DroppedThrough > st.Contiguous {
+		a.DropRefused = true
+	}
+	for decided(st.Contiguous + 1) {
 		st.Contiguous++
+	}
+	if st.Contiguous != contiguous0 || !known {
+		// A new space counts from when it was first seen, so a watermark that never moves
+		// does not leave DroppedThrough unbounded.
+		st.Advanced = at
 	}
 	st.Stored += uint64(a.Stored)
 	st.Duplicates += uint64(a.Duplicates)
+	st.Rejected += uint64(a.Rejected)
 	if err := wm.Put(id, encodeStats(st)); err != nil {
 		return a, fmt.Errorf("put watermark %s: %w", b.Device, err)
 	}
+	if err := tx.Bucket(bucketKept).Put([]byte(b.Device), binary.BigEndian.AppendUint64(nil, kept)); err != nil {
+		return a, fmt.Errorf("put kept %s: %w", b.Device, err)
+	}
 	a.Totals = st
 	return a, nil
+}
+
+// countRange counts b's keys in [from, to].
+func countRange(b *bolt.Bucket, from, to uint64) uint64 {
+	var n uint64
+	var key [8]byte
+	binary.BigEndian.PutUint64(key[:], from)
+	c := b.Cursor()
+	for k, _ := c.Seek(key[:]); k != nil && binary.BigEndian.Uint64(k) <= to; k, _ = c.Next() {
+		n++
+	}
+	return n
+}
+
+// evict deletes up to n of device's oldest results that a watermark covers, from the spaces
+// other than the current one (epoch cur, whose stats are *cur and are written by the caller)
+// first, and returns how many went.
+func (s *Store) evict(tx *bolt.Tx, device string, epoch uint64, cur *fleet.ResultStats, n uint64) (uint64, error) {
+	results := tx.Bucket(bucketResults)
+	var spaces [][]byte
+	if results.Bucket([]byte(device)) != nil {
+		spaces = append(spaces, []byte(device))
+	}
+	prefix := []byte(device + "/")
+	c := results.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		spaces = append(spaces, bytes.Clone(k))
+	}
+	curKey := spaceKey(device, epoch)
+	slices.SortStableFunc(spaces, func(a, b []byte) int {
+		// The current space last; the rest in key order.
+		return cmpBool(bytes.Equal(a, curKey), bytes.Equal(b, curKey))
+	})
+	var gone uint64
+	for _, sp := range spaces {
+		if gone == n {
+			break
+		}
+		limit := cur.Contiguous
+		if !bytes.Equal(sp, curKey) {
+			st, err := decodeStats(tx.Bucket(bucketWatermarks).Get(sp))
+			if err != nil {
+				return gone, fmt.Errorf("watermark %s: %w", sp, err)
+			}
+			limit = st.Contiguous
+		}
+		rb := results.Bucket(sp)
+		rc := rb.Cursor()
+		for k, _ := rc.First(); k != nil && gone < n && binary.BigEndian.Uint64(k) <= limit; k, _ = rc.First() {
+			if err := rc.Delete(); err != nil {
+				return gone, fmt.Errorf("evict %s/%d: %w", sp, binary.BigEndian.Uint64(k), err)
+			}
+			gone++
+		}
+	}
+	return gone, nil
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// getUint reads a uint64 BE value, 0 when absent or malformed.
+func getUint(b *bolt.Bucket, key string) uint64 {
+	v := b.Get([]byte(key))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
 }
 
 // ResultStats implements fleet.Store.
@@ -318,26 +491,40 @@ func (s *Store) results(_ context.Context, device string, epoch *uint64, after u
 }
 
 func encodeStats(st fleet.ResultStats) []byte {
-	b := make([]byte, 32)
+	b := make([]byte, 48)
 	binary.BigEndian.PutUint64(b[0:], st.Stored)
 	binary.BigEndian.PutUint64(b[8:], st.Duplicates)
 	binary.BigEndian.PutUint64(b[16:], st.Dropped)
 	binary.BigEndian.PutUint64(b[24:], st.Contiguous)
+	binary.BigEndian.PutUint64(b[32:], st.Rejected)
+	var adv int64
+	if !st.Advanced.IsZero() {
+		adv = st.Advanced.UnixNano()
+	}
+	binary.BigEndian.PutUint64(b[40:], uint64(adv))
 	return b
 }
 
-// decodeStats reads encodeStats' layout; nil (unknown device) is all zero.
+// decodeStats reads encodeStats' layout, or the older 32-byte one; nil (unknown device) is all
+// zero.
 func decodeStats(b []byte) (fleet.ResultStats, error) {
 	if b == nil {
 		return fleet.ResultStats{}, nil
 	}
-	if len(b) != 32 {
-		return fleet.ResultStats{}, fmt.Errorf("corrupt watermark record: %d bytes, want 32", len(b))
+	if len(b) != 32 && len(b) != 48 {
+		return fleet.ResultStats{}, fmt.Errorf("corrupt watermark record: %d bytes, want 32 or 48", len(b))
 	}
-	return fleet.ResultStats{
+	st := fleet.ResultStats{
 		Stored:     binary.BigEndian.Uint64(b[0:]),
 		Duplicates: binary.BigEndian.Uint64(b[8:]),
 		Dropped:    binary.BigEndian.Uint64(b[16:]),
 		Contiguous: binary.BigEndian.Uint64(b[24:]),
-	}, nil
+	}
+	if len(b) == 48 {
+		st.Rejected = binary.BigEndian.Uint64(b[32:])
+		if adv := int64(binary.BigEndian.Uint64(b[40:])); adv != 0 {
+			st.Advanced = time.Unix(0, adv)
+		}
+	}
+	return st, nil
 }

@@ -106,6 +106,7 @@ func New(opts Options) (*Broker, error) {
 		Logger: slog.New(minLevel{Handler: log.Handler(), min: slog.LevelError}),
 		// Sys topics are published to nobody (the ACL hides $SYS); keep their timer slow.
 		SysTopicResendInterval: 60,
+		Capabilities:           capabilities(),
 	})
 	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, log: log}
 	if err := srv.AddHook(hook, nil); err != nil {
@@ -145,6 +146,24 @@ func (b *Broker) FellBack() bool { return b.fellBack }
 
 // ControllerCredentials are the username and password the controller connects with.
 func (b *Broker) ControllerCredentials() (user, password string) { return b.user, b.password }
+
+// capabilities are mochi's defaults with Outpost's packet size limit: a client sending a larger
+// packet is disconnected before the broker reads (and allocates) the rest of it.
+func capabilities() *mqtt.Capabilities {
+	c := mqtt.NewDefaultServerCapabilities()
+	c.MaximumPacketSize = wire.MaxPacketSize
+	return c
+}
+
+// Inflight is the number of QoS 1 and 2 messages sent to the connected client with that id and
+// not yet acknowledged by it (0 for a client not connected).
+func (b *Broker) Inflight(clientID string) int {
+	cl, ok := b.srv.Clients.Get(clientID)
+	if !ok {
+		return 0
+	}
+	return cl.State.Inflight.Len()
+}
 
 // ClientsConnected is the number of connected MQTT clients.
 func (b *Broker) ClientsConnected() int64 { return b.srv.Info.ClientsConnected }

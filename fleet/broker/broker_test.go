@@ -280,3 +280,36 @@ func TestFallbackPort(t *testing.T) {
 		t.Error("New with a malformed address = nil error, want one")
 	}
 }
+
+// TestMaxPacketSize: a packet up to wire.MaxPacketSize is delivered; a larger one gets its
+// sender disconnected and reaches nobody (before the limit a 64 MiB publish was accepted).
+func TestMaxPacketSize(t *testing.T) {
+	b := startBroker(t, broker.Options{})
+	user, pass := b.ControllerCredentials()
+	ctl, err := connect(t, b, "ctl", user, pass, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.subscribe(t, wire.DeviceWildcard(wire.LeafResults))
+	dev, err := connect(t, b, "big-1", "big-1", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := wire.DeviceTopic("big-1", wire.LeafResults)
+	fits := strings.Repeat("x", wire.MaxPacketSize-2-2-len(topic)-2-8) // header ≤ 5 bytes, topic length, packet id
+	if err := dev.publish(t, topic, fits, 1); err != nil {
+		t.Fatalf("publish of %d bytes: %v", len(fits), err)
+	}
+	waitFor(t, "the largest allowed packet delivered", func() bool { return len(ctl.messages(topic)) == 1 })
+
+	dev.Publish(topic, 1, false, strings.Repeat("y", wire.MaxPacketSize+1))
+	select {
+	case <-dev.lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("sender of an oversized packet still connected after 5s")
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := len(ctl.messages(topic)); n != 1 {
+		t.Errorf("subscriber got %d messages, want only the one that fits", n)
+	}
+}

@@ -26,6 +26,8 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("AppendResults", func(t *testing.T) { testAppend(t, newStore) })
 	t.Run("Atomic", func(t *testing.T) { testAtomic(t, openOne(t, newStore)) })
 	t.Run("WideDrop", func(t *testing.T) { testWideDrop(t, openOne(t, newStore)) })
+	t.Run("PlausibleDrop", func(t *testing.T) { testPlausibleDrop(t, openOne(t, newStore)) })
+	t.Run("Rejected", func(t *testing.T) { testRejected(t, openOne(t, newStore)) })
 	t.Run("Results", func(t *testing.T) { testResults(t, openOne(t, newStore)) })
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, newStore) })
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, openOne(t, newStore)) })
@@ -67,6 +69,42 @@ func (c closeOnce) Close() error {
 
 // res builds results with the given seqs; their payload is derived from seq so contents can be
 // checked after a round trip.
+// appendStep is one AppendResults call with a single batch and what it must return.
+type appendStep struct {
+	name  string
+	batch fleet.Batch
+	want  fleet.Appended
+}
+
+// runSteps makes the calls in order and fails at the first unexpected result.
+func runSteps(t *testing.T, s fleet.Store, steps []appendStep) {
+	t.Helper()
+	for _, st := range steps {
+		got, err := s.AppendResults(context.Background(), []fleet.Batch{st.batch})
+		if err != nil {
+			t.Fatalf("%s: AppendResults: %v", st.name, err)
+		}
+		if !reflect.DeepEqual(untimed(got), []fleet.Appended{st.want}) {
+			t.Fatalf("%s: AppendResults =\n %+v\nwant\n %+v", st.name, got, st.want)
+		}
+	}
+}
+
+// untimed clears Totals.Advanced, which holds the clock; testPlausibleDrop checks it.
+func untimed(as []fleet.Appended) []fleet.Appended {
+	out := make([]fleet.Appended, len(as))
+	for i, a := range as {
+		a.Totals = untimedStats(a.Totals)
+		out[i] = a
+	}
+	return out
+}
+
+func untimedStats(st fleet.ResultStats) fleet.ResultStats {
+	st.Advanced = time.Time{}
+	return st
+}
+
 func res(seqs ...uint64) []wire.Result {
 	out := make([]wire.Result, len(seqs))
 	for i, s := range seqs {
@@ -209,12 +247,17 @@ func testAppend(t *testing.T, newStore Factory) {
 		{
 			name: "drop announcement alone",
 			steps: []step{
+				// A device holds results above what it dropped, so a claim with none is not believed.
 				{"only drop", []fleet.Batch{{Device: "d", DroppedThrough: 10}},
-					[]fleet.Appended{{Device: "d", Dropped: 10, Totals: fleet.ResultStats{Dropped: 10, Contiguous: 10}}}},
-				{"stale drop", []fleet.Batch{{Device: "d", Results: res(11), DroppedThrough: 4}},
-					[]fleet.Appended{{Device: "d", Stored: 1, Totals: fleet.ResultStats{Stored: 1, Dropped: 10, Contiguous: 11}}}},
+					[]fleet.Appended{{Device: "d", DropRefused: true, Totals: fleet.ResultStats{}}}},
+				{"drop with the next result", []fleet.Batch{{Device: "d", Results: res(11), DroppedThrough: 10}},
+					[]fleet.Appended{{Device: "d", Stored: 1, Dropped: 10, Totals: fleet.ResultStats{Stored: 1, Dropped: 10, Contiguous: 11}}}},
+				{"stale drop", []fleet.Batch{{Device: "d", Results: res(12), DroppedThrough: 4}},
+					[]fleet.Appended{{Device: "d", Stored: 1, Totals: fleet.ResultStats{Stored: 2, Dropped: 10, Contiguous: 12}}}},
+				{"drop at or past the batch's own results", []fleet.Batch{{Device: "d", Results: res(14), DroppedThrough: 14}},
+					[]fleet.Appended{{Device: "d", Stored: 1, DropRefused: true, Totals: fleet.ResultStats{Stored: 3, Dropped: 10, Contiguous: 12}}}},
 			},
-			wantSeqs: map[string][]uint64{"d": {11}},
+			wantSeqs: map[string][]uint64{"d": {11, 12, 14}},
 		},
 		{
 			name: "many devices and the same device twice in one call",
@@ -242,7 +285,7 @@ func testAppend(t *testing.T, newStore Factory) {
 				if err != nil {
 					t.Fatalf("%s: AppendResults: %v", st.name, err)
 				}
-				if !reflect.DeepEqual(got, st.want) {
+				if !reflect.DeepEqual(untimed(got), st.want) {
 					t.Fatalf("%s: AppendResults =\n %+v\nwant\n %+v", st.name, got, st.want)
 				}
 			}
@@ -262,7 +305,7 @@ func testAppend(t *testing.T, newStore Factory) {
 			}
 			for dev, want := range tt.wantStats {
 				got, err := s.ResultStats(ctx, dev)
-				if err != nil || got != want {
+				if err != nil || untimedStats(got) != want {
 					t.Errorf("ResultStats(%s) = %+v, %v; want %+v", dev, got, err, want)
 				}
 			}
@@ -295,17 +338,79 @@ func testAtomic(t *testing.T, s fleet.Store) {
 func testWideDrop(t *testing.T, s fleet.Store) {
 	ctx := context.Background()
 	const far = 1 << 40
+	t0 := time.Now()
+	if _, err := s.AppendResults(ctx, []fleet.Batch{{Device: "w", Results: res(2), Received: t0}}); err != nil {
+		t.Fatalf("AppendResults: %v", err)
+	}
+	// A device making results at fleet.MaxResultRate for long enough can have dropped this
+	// many; 2 was stored before the drop and is counted as present, not dropped.
+	later := t0.Add(time.Duration(far/fleet.MaxResultRate+1) * time.Second)
 	start := time.Now()
-	got, err := s.AppendResults(ctx, []fleet.Batch{{Device: "w", Results: res(2, far+1), DroppedThrough: far}})
+	got, err := s.AppendResults(ctx, []fleet.Batch{{Device: "w", Results: res(far + 1), DroppedThrough: far, Received: later}})
 	if err != nil {
 		t.Fatalf("AppendResults: %v", err)
 	}
 	want := fleet.ResultStats{Stored: 2, Dropped: far - 1, Contiguous: far + 1}
-	if got[0].Totals != want {
+	if untimedStats(got[0].Totals) != want {
 		t.Fatalf("Totals = %+v, want %+v", got[0].Totals, want)
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("wide drop took %v", d)
+	}
+}
+
+// testPlausibleDrop: a spoofed huge DroppedThrough (9e15) on a known space is not believed, so
+// the device's real results after it are still stored; Advanced records when the watermark
+// moved.
+func testPlausibleDrop(t *testing.T, s fleet.Store) {
+	ctx := context.Background()
+	t0 := time.Now()
+	const spoof = 9_000_000_000_000_000
+	steps := []appendStep{
+		{"real start", fleet.Batch{Device: "p", Epoch: 7, Results: res(1, 2, 3), Received: t0},
+			fleet.Appended{Device: "p", Stored: 3, Totals: fleet.ResultStats{Stored: 3, Contiguous: 3, Epoch: 7}}},
+		{"spoof with a result above it", fleet.Batch{Device: "p", Epoch: 7, Results: res(spoof + 1), DroppedThrough: spoof, Received: t0.Add(time.Second)},
+			fleet.Appended{Device: "p", Stored: 1, DropRefused: true, Totals: fleet.ResultStats{Stored: 4, Contiguous: 3, Epoch: 7}}},
+		{"spoof alone", fleet.Batch{Device: "p", Epoch: 7, DroppedThrough: spoof, Received: t0.Add(2 * time.Second)},
+			fleet.Appended{Device: "p", DropRefused: true, Totals: fleet.ResultStats{Stored: 4, Contiguous: 3, Epoch: 7}}},
+		{"real results go on", fleet.Batch{Device: "p", Epoch: 7, Results: res(4, 5), Received: t0.Add(3 * time.Second)},
+			fleet.Appended{Device: "p", Stored: 2, Totals: fleet.ResultStats{Stored: 6, Contiguous: 5, Epoch: 7}}},
+		{"a real drop within the rate", fleet.Batch{Device: "p", Epoch: 7, Results: res(9), DroppedThrough: 8, Received: t0.Add(4 * time.Second)},
+			fleet.Appended{Device: "p", Stored: 1, Dropped: 3, Totals: fleet.ResultStats{Stored: 7, Dropped: 3, Contiguous: 9, Epoch: 7}}},
+	}
+	runSteps(t, s, steps)
+	st, err := s.ResultStats(ctx, "p")
+	if err != nil || !st.Advanced.Equal(t0.Add(4*time.Second)) {
+		t.Errorf("ResultStats(p).Advanced = %v, %v; want the last batch's arrival %v", st.Advanced, err, t0.Add(4*time.Second))
+	}
+}
+
+// testRejected: rejected seqs fill the watermark like stored results, are counted, are never
+// returned as results, and a gap before them still holds the watermark.
+func testRejected(t *testing.T, s fleet.Store) {
+	ctx := context.Background()
+	rej := func(seqs ...uint64) []wire.Rejected {
+		var out []wire.Rejected
+		for _, q := range seqs {
+			out = append(out, wire.Rejected{Seq: q, Reason: "bad"})
+		}
+		return out
+	}
+	steps := []appendStep{
+		{"one bad among good", fleet.Batch{Device: "j", Results: res(1, 3), Rejected: rej(2)},
+			fleet.Appended{Device: "j", Stored: 2, Rejected: 1, Totals: fleet.ResultStats{Stored: 2, Rejected: 1, Contiguous: 3}}},
+		{"rejected again on resend", fleet.Batch{Device: "j", Results: res(3), Rejected: rej(2)},
+			fleet.Appended{Device: "j", Duplicates: 1, Totals: fleet.ResultStats{Stored: 2, Duplicates: 1, Rejected: 1, Contiguous: 3}}},
+		{"gap before a rejection", fleet.Batch{Device: "j", Results: res(6), Rejected: rej(5)},
+			fleet.Appended{Device: "j", Stored: 1, Rejected: 1, Totals: fleet.ResultStats{Stored: 3, Duplicates: 1, Rejected: 2, Contiguous: 3}}},
+		{"gap filled", fleet.Batch{Device: "j", Results: res(4)},
+			fleet.Appended{Device: "j", Stored: 1, Totals: fleet.ResultStats{Stored: 4, Duplicates: 1, Rejected: 2, Contiguous: 6}}},
+		{"all rejected", fleet.Batch{Device: "j", Rejected: rej(7, 8)},
+			fleet.Appended{Device: "j", Rejected: 2, Totals: fleet.ResultStats{Stored: 4, Duplicates: 1, Rejected: 4, Contiguous: 8}}},
+	}
+	runSteps(t, s, steps)
+	if rs, err := s.Results(ctx, "j", 0, 100); err != nil || !reflect.DeepEqual(seqsOf(rs), []uint64{1, 3, 4, 6}) {
+		t.Errorf("Results(j) = %v, %v; want 1 3 4 6", seqsOf(rs), err)
 	}
 }
 
@@ -357,7 +462,7 @@ func testReopen(t *testing.T, newStore Factory) {
 
 	s = mustOpen(t, open)
 	st, err := s.ResultStats(ctx, "r")
-	if want := (fleet.ResultStats{Stored: 3, Contiguous: 2}); err != nil || st != want {
+	if want := (fleet.ResultStats{Stored: 3, Contiguous: 2}); err != nil || untimedStats(st) != want {
 		t.Fatalf("after reopen ResultStats = %+v, %v; want %+v", st, err, want)
 	}
 	got, err := s.AppendResults(ctx, []fleet.Batch{{Device: "r", Results: res(1, 2, 3, 4)}})
@@ -365,7 +470,7 @@ func testReopen(t *testing.T, newStore Factory) {
 		t.Fatal(err)
 	}
 	want := fleet.Appended{Device: "r", Stored: 1, Duplicates: 3, Totals: fleet.ResultStats{Stored: 4, Duplicates: 3, Contiguous: 4}}
-	if got[0] != want {
+	if untimed(got)[0] != want {
 		t.Fatalf("after reopen AppendResults = %+v, want %+v", got[0], want)
 	}
 	ds, err := s.Devices(ctx)
@@ -414,7 +519,7 @@ func testConcurrent(t *testing.T, s fleet.Store) {
 	for w := range writers {
 		dev := fmt.Sprintf("c%d", w)
 		st, err := s.ResultStats(ctx, dev)
-		if want := (fleet.ResultStats{Stored: perWriter, Contiguous: perWriter}); err != nil || st != want {
+		if want := (fleet.ResultStats{Stored: perWriter, Contiguous: perWriter}); err != nil || untimedStats(st) != want {
 			t.Errorf("ResultStats(%s) = %+v, %v; want %+v", dev, st, err, want)
 		}
 	}
@@ -428,11 +533,7 @@ func testEpochs(t *testing.T, newStore Factory) {
 	open := newStore(t)
 	s := mustOpen(t, open)
 	const e1, e2 = 0x1234, 0x9876
-	steps := []struct {
-		name  string
-		batch fleet.Batch
-		want  fleet.Appended
-	}{
+	steps := []appendStep{
 		{"legacy epoch 0", fleet.Batch{Device: "w", Results: res(1, 2)},
 			fleet.Appended{Device: "w", Stored: 2, Totals: fleet.ResultStats{Stored: 2, Contiguous: 2}}},
 		{"first epoch after upgrade", fleet.Batch{Device: "w", Epoch: e1, Results: res(1, 2, 3)},
@@ -446,19 +547,11 @@ func testEpochs(t *testing.T, newStore Factory) {
 		{"other device same epoch", fleet.Batch{Device: "v", Epoch: e2, Results: res(1)},
 			fleet.Appended{Device: "v", Stored: 1, Totals: fleet.ResultStats{Stored: 1, Contiguous: 1, Epoch: e2}}},
 	}
-	for _, st := range steps {
-		got, err := s.AppendResults(ctx, []fleet.Batch{st.batch})
-		if err != nil {
-			t.Fatalf("%s: AppendResults: %v", st.name, err)
-		}
-		if !reflect.DeepEqual(got, []fleet.Appended{st.want}) {
-			t.Fatalf("%s: AppendResults =\n %+v\nwant\n %+v", st.name, got, st.want)
-		}
-	}
+	runSteps(t, s, steps)
 	check := func(when string) {
 		t.Helper()
 		// The current epoch is the one started last (e2), however late e1 batches come.
-		if st, err := s.ResultStats(ctx, "w"); err != nil || st != (fleet.ResultStats{Stored: 2, Contiguous: 2, Epoch: e2}) {
+		if st, err := s.ResultStats(ctx, "w"); err != nil || untimedStats(st) != (fleet.ResultStats{Stored: 2, Contiguous: 2, Epoch: e2}) {
 			t.Fatalf("%s: ResultStats(w) = %+v, %v; want epoch %#x with 2 stored", when, st, err, e2)
 		}
 		if rs, err := s.Results(ctx, "w", 0, 100); err != nil || !reflect.DeepEqual(seqsOf(rs), []uint64{1, 2}) {

@@ -193,9 +193,50 @@ type ResultBatch struct {
 	Epoch uint64 `json:"epoch,omitempty"`
 }
 
-// MaxResultsZ bounds the decompressed size of a LeafResultsZ payload; a receiver rejects a
-// larger one (a batch that size would be a bug or an attack, never a normal upload).
-const MaxResultsZ = 16 << 20
+// Size limits of the result path. A receiver rejects a message beyond them (a batch that size
+// would be a bug or an attack, never a normal upload); a sender must stay within them. The agent
+// sends at most --batch-max results (default 1000) and 256 KiB of JSON per batch, or a single
+// result when one alone is larger, so its batches are well inside these bounds.
+const (
+	// MaxBatchResults is the most results one ResultBatch may carry; the agent's --batch-max
+	// may not exceed it.
+	MaxBatchResults = 5000
+	// MaxBatchBytes bounds the JSON of one ResultBatch: a LeafResults payload, or what a
+	// LeafResultsZ payload decompresses to.
+	MaxBatchBytes = 1 << 20
+	// MaxResultBytes bounds the JSON of one Result inside a batch. A larger one is rejected
+	// alone (see Ack.Rejected); an agent never buffers one.
+	MaxResultBytes = 64 << 10
+	// MaxStatusBytes bounds a State or Health payload.
+	MaxStatusBytes = 64 << 10
+	// MaxPacketSize is the largest MQTT packet a broker must accept from a device (fixed
+	// header, topic and payload): a plain batch of MaxBatchBytes with room for the topic, or a
+	// compressed one with gzip's framing of incompressible data. The embedded broker refuses
+	// (and disconnects) anything larger; set Mosquitto's max_packet_size to it.
+	MaxPacketSize = MaxBatchBytes + 16<<10
+
+	// MaxResultsZ is MaxBatchBytes under its older name: the decompressed bound of LeafResultsZ.
+	MaxResultsZ = MaxBatchBytes
+)
+
+// Validate reports why r cannot be stored as a result, or nil. It checks what a receiver can
+// judge without knowing the device: a seq, a timestamp, a model name, a latency that is not
+// negative. It does not judge clocks (a device without a real-time clock may report 1970).
+func (r *Result) Validate() error {
+	switch {
+	case r.Seq == 0:
+		return errors.New("seq 0 (seqs start at 1)")
+	case r.Time.IsZero():
+		return errors.New("no timestamp \"ts\"")
+	case r.Model == "":
+		return errors.New("no model name \"model\"")
+	case len(r.Model) > 256 || len(r.Label) > 256:
+		return errors.New("model or label longer than 256 bytes")
+	case r.LatencyUs < 0:
+		return fmt.Errorf("negative latency_us %d", r.LatencyUs)
+	}
+	return nil
+}
 
 // Ack tells a device the controller has durably stored every result with seq ≤ Seq.
 // Acks are cumulative and idempotent; the device deletes acked results from its buffer.
