@@ -28,18 +28,17 @@ func init() {
 }
 
 type reduceData struct {
-	op       schema.BuiltinOperator
-	inShape  []int
-	outIdx   []int // per input dimension: output stride, 0 on reduced dimensions
-	iter     []int // odometer scratch
-	count    int   // input elements per output element
-	quantSum bool  // int8/int16 MEAN/SUM through QuantizedMeanOrSum
-	inZP     int32
-	outZP    int32
-	mult     int32
-	shift    int
-	lo, hi   int32
-	acc      []int32 // quantized accumulators, one per output element
+	op      schema.BuiltinOperator
+	inShape []int
+	outIdx  []int // per input dimension: output stride, 0 on reduced dimensions
+	iter    []int // odometer scratch
+	count   int   // input elements per output element
+	inZP    int32
+	outZP   int32
+	mult    int32
+	shift   int
+	lo, hi  int32
+	acc     []int32 // quantized accumulators, one per output element
 }
 
 func prepareReduce(n *tflite.Node) error {
@@ -124,11 +123,13 @@ func prepareReduce(n *tflite.Node) error {
 				return fmt.Errorf("input %q and output %q have different quantization", in.Name(), out.Name())
 			}
 		case schema.OpMean, schema.OpSum:
-			// EvalIntegerMean: equal parameters take the plain integer mean (sum / count,
-			// truncated); otherwise QuantizedMeanOrSum requantizes by in_scale/out_scale.
-			d.quantSum = op == schema.OpSum || inScale != outScale || inZP != outZP
+			// TFLite Micro (the judge for int8/int16, see docs/tflite.md) requantizes every
+			// integer MEAN through QuantizedMeanOrSum, equal parameters included: the sum
+			// minus count×zero point times in_scale/out_scale/count, rounded by
+			// MultiplyByQuantizedMultiplier. The reference's plain integer mean (sum / count,
+			// truncated) is 1 LSB off it in about half the outputs.
 			d.mult, d.shift = QuantizeMultiplier(float64(inScale) / float64(outScale))
-			if op == schema.OpMean && d.quantSum && d.count > 0 {
+			if op == schema.OpMean && d.count > 0 {
 				// Fold 1/count into the multiplier, as QuantizedMeanOrSum does.
 				s := 63 - bits.LeadingZeros64(uint64(d.count))
 				s = min(s, 32, 31+d.shift)
@@ -251,8 +252,8 @@ func highest[T float32 | int32 | int8 | int16]() T {
 	return T(v)
 }
 
-// reduceQuant handles int8/int16: MAX/MIN on raw values, MEAN with equal quantization as an
-// integer mean, otherwise QuantizedMeanOrSum.
+// reduceQuant handles int8/int16: MAX/MIN on raw values, MEAN and SUM through
+// QuantizedMeanOrSum.
 func reduceQuant[T int8 | int16](d *reduceData, x, y []T) {
 	if d.op == schema.OpReduceMax || d.op == schema.OpReduceMin {
 		reduceGeneric(d, x, y)
@@ -269,12 +270,6 @@ func reduceQuant[T int8 | int16](d *reduceData, x, y []T) {
 	}
 	if d.count == 0 {
 		clear(y)
-		return
-	}
-	if !d.quantSum {
-		for i, s := range d.acc {
-			y[i] = T(s / int32(d.count)) // C++ integer division: truncation toward zero
-		}
 		return
 	}
 	for i, s := range d.acc {
