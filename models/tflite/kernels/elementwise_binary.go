@@ -122,7 +122,7 @@ func prepareBinary(n *tflite.Node, op binOp) error {
 		if d.iMin, d.iMax, err = intActivationRange(act, dt); err != nil {
 			return fmt.Errorf("%s: %w", binOpNames[op], err)
 		}
-	case tensor.Int8, tensor.Int16:
+	case tensor.Int8, tensor.Int16, tensor.Uint8:
 		switch op {
 		case binAdd, binSub:
 			err = prepareAddSubQuant(d, a, b, out, act)
@@ -241,6 +241,8 @@ func evalBinary(n *tflite.Node) error {
 		evalBinaryQuant(d, a.Int8(), b.Int8(), out.Int8())
 	case tensor.Int16:
 		evalBinaryQuant(d, a.Int16(), b.Int16(), out.Int16())
+	case tensor.Uint8:
+		evalBinaryQuant(d, a.Uint8(), b.Uint8(), out.Uint8())
 	}
 	return nil
 }
@@ -337,7 +339,7 @@ func evalBinaryInt[T int32 | int64](d *binaryData, x, y, z []T) error {
 	return nil
 }
 
-func evalBinaryQuant[T int8 | int16](d *binaryData, x, y, z []T) {
+func evalBinaryQuant[T int8 | int16 | uint8](d *binaryData, x, y, z []T) {
 	switch d.op {
 	case binAdd, binSub:
 		sub := d.op == binSub

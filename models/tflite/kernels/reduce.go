@@ -38,7 +38,10 @@ type reduceData struct {
 	mult    int32
 	shift   int
 	lo, hi  int32
-	acc     []int32 // quantized accumulators, one per output element
+	// uint8 MEAN follows full TFLite's reduce.cc, which picks one of three arithmetics.
+	u8Mode u8MeanMode
+	u8Bias int32   // u8Mean4D: output zero point minus the rounded rescaled input zero point
+	acc    []int32 // quantized accumulators, one per output element
 }
 
 func prepareReduce(n *tflite.Node) error {
@@ -63,6 +66,7 @@ func prepareReduce(n *tflite.Node) error {
 	case dt == tensor.Float32:
 	case dt == tensor.Int32 && op != schema.OpMean:
 	case (dt == tensor.Int8 || dt == tensor.Int16) && op != schema.OpReduceProd:
+	case dt == tensor.Uint8 && op == schema.OpMean:
 	default:
 		return fmt.Errorf("input %q: type %s not supported", in.Name(), dt)
 	}
@@ -105,7 +109,7 @@ func prepareReduce(n *tflite.Node) error {
 	if err := setOutShape(out, shape); err != nil {
 		return err
 	}
-	if dt == tensor.Int8 || dt == tensor.Int16 {
+	if dt == tensor.Int8 || dt == tensor.Int16 || dt == tensor.Uint8 {
 		inScale, inZP, err := perTensor(in)
 		if err != nil {
 			return err
@@ -138,6 +142,9 @@ func prepareReduce(n *tflite.Node) error {
 			}
 		}
 		d.acc = make([]int32, max(out.NumElements(), 0))
+		if dt == tensor.Uint8 {
+			prepareMeanU8(d, reduced, keep, inScale, outScale)
+		}
 	}
 	n.Data = d
 	return nil
@@ -177,6 +184,8 @@ func evalReduce(n *tflite.Node) error {
 		reduceQuant(d, in.Int8(), out.Int8())
 	case tensor.Int16:
 		reduceQuant(d, in.Int16(), out.Int16())
+	case tensor.Uint8:
+		meanU8(d, in.Uint8(), out.Uint8())
 	}
 	return nil
 }
@@ -460,5 +469,66 @@ func cumsum[T float32 | int32 | int64](d *cumsumData, x, y []T) {
 				}
 			}
 		}
+	}
+}
+
+// u8MeanMode is the arithmetic full TFLite's reduce.cc picks for a uint8 MEAN (TFLite Micro has
+// no uint8 MEAN, so the full runtime's reference kernels are the specification).
+type u8MeanMode int
+
+const (
+	u8MeanQuantized u8MeanMode = iota // QuantizedMeanOrSum, as for int8
+	u8Mean4D                          // 4-D, axes {1, 2}, keep_dims: reference_ops::Mean for uint8
+	u8MeanTruncated                   // equal quantization: the int32 sum / count, truncated
+)
+
+// prepareMeanU8 chooses the uint8 MEAN arithmetic and, for the 4-D case, its constants:
+// in_scale / (count × out_scale) in float32 as a Q31 multiplier, and the output zero point
+// minus the input zero point rescaled in float32 and rounded half away from zero.
+func prepareMeanU8(d *reduceData, reduced []bool, keep bool, inScale, outScale float32) {
+	switch {
+	case keep && len(reduced) == 4 && !reduced[0] && reduced[1] && reduced[2] && !reduced[3]:
+		d.u8Mode = u8Mean4D
+		temp := float32(d.inZP) * inScale / outScale
+		if temp > 0 {
+			temp += 0.5
+		} else {
+			temp -= 0.5
+		}
+		d.u8Bias = d.outZP - int32(temp)
+		d.mult, d.shift = QuantizeMultiplier(float64(inScale / (float32(d.count) * outScale)))
+	case inScale == outScale && d.inZP == d.outZP:
+		d.u8Mode = u8MeanTruncated
+	default:
+		d.u8Mode = u8MeanQuantized
+	}
+}
+
+// meanU8 is uint8 MEAN in the arithmetic prepareMeanU8 chose.
+func meanU8(d *reduceData, x, y []uint8) {
+	clear(d.acc)
+	if len(x) > 0 {
+		clear(d.iter)
+		o := 0
+		for _, v := range x {
+			d.acc[o] += int32(v)
+			o = d.next(o)
+		}
+	}
+	if d.count == 0 {
+		clear(y)
+		return
+	}
+	for i, s := range d.acc {
+		var v int32
+		switch d.u8Mode {
+		case u8Mean4D:
+			v = MultiplyByQuantizedMultiplier(s, d.mult, d.shift) + d.u8Bias
+		case u8MeanTruncated:
+			v = s / int32(d.count)
+		default:
+			v = MultiplyByQuantizedMultiplier(int32(int64(s)-int64(d.inZP)*int64(d.count)), d.mult, d.shift) + d.outZP
+		}
+		y[i] = uint8(min(max(v, 0), math.MaxUint8))
 	}
 }

@@ -1,0 +1,302 @@
+package kernels
+
+import (
+	"fmt"
+
+	"github.com/outpost-ml/outpost/models/tensor"
+	"github.com/outpost-ml/outpost/models/tflite"
+	"github.com/outpost-ml/outpost/models/tflite/schema"
+)
+
+// uint8 (asymmetric, TF1 quantization-aware) CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED
+// with full TFLite's reference arithmetic (reference_ops::Conv, DepthwiseConv and
+// FullyConnected for uint8; TFLite Micro has no uint8 kernels): per-tensor scales, weights
+// with their own zero point, acc = Σ (w - w_zp)(x - x_zp) + bias in int32, rescaled by
+// MultiplyByQuantizedMultiplier(in_scale × w_scale / out_scale), plus the output zero point,
+// clamped to the fused activation. These are plain loops: uint8 models are run for
+// compatibility, the fast paths are int8's.
+//
+// They wrap the kernels registered for the same op codes (wrapUint8), so the float, int8 and
+// int16 paths and their files stay untouched.
+
+func init() {
+	registerWrapper(func(r *Resolver) {
+		wrapUint8(r, schema.OpConv2D, prepareConvU8)
+		wrapUint8(r, schema.OpDepthwiseConv2D, prepareDepthwiseU8)
+		wrapUint8(r, schema.OpFullyConnected, prepareFCU8)
+	})
+}
+
+// u8Evaluator is the node state of a wrapped uint8 node: Eval hands the node to it.
+type u8Evaluator interface {
+	evalU8(n *tflite.Node)
+}
+
+// uint8Kernel prepares and runs nodes whose input 0 is uint8 itself and hands every other node
+// to the kernel registered before it.
+type uint8Kernel struct {
+	inner   tflite.Kernel
+	prepare func(n *tflite.Node) error // sets n.Data to a u8Evaluator
+}
+
+func (k uint8Kernel) Init(n *tflite.Node) (any, error) { return k.inner.Init(n) }
+
+func (k uint8Kernel) Prepare(n *tflite.Node) error {
+	if in := n.Input(0); in != nil && in.DType() == tensor.Uint8 {
+		return k.prepare(n)
+	}
+	return k.inner.Prepare(n)
+}
+
+func (k uint8Kernel) Eval(n *tflite.Node) error {
+	if e, ok := n.Data.(u8Evaluator); ok {
+		e.evalU8(n)
+		return nil
+	}
+	return k.inner.Eval(n)
+}
+
+// wrapUint8 wraps every registered version of op.
+func wrapUint8(r *Resolver, op schema.BuiltinOperator, prepare func(*tflite.Node) error) {
+	for key, k := range r.builtins {
+		if key.op == op {
+			r.builtins[key] = uint8Kernel{inner: k, prepare: prepare}
+		}
+	}
+}
+
+// u8Weights holds what the three uint8 weighted ops share: offsets, the output multiplier and
+// the activation bounds.
+type u8Weights struct {
+	inOff, wOff, outOff int32
+	mult                int32
+	shift               int
+	qMin, qMax          int32
+}
+
+// prepareU8Weights checks the dtypes and per-tensor quantization of a uint8 weighted op and
+// computes its requantization as GetQuantizedConvolutionMultipler does (double products of the
+// float32 scales).
+func prepareU8Weights(in, w, bias, out *tensor.Tensor, act schema.Activation, nBias int) (u8Weights, error) {
+	var p u8Weights
+	if w.DType() != tensor.Uint8 || out.DType() != tensor.Uint8 {
+		return p, fmt.Errorf("uint8 input %q with %s weights %q and %s output %q, want uint8 (hybrid and mixed types are not supported)", in.Name(), w.DType(), w.Name(), out.DType(), out.Name())
+	}
+	if !w.Constant() {
+		return p, fmt.Errorf("weights %q must be constant", w.Name())
+	}
+	is, iz, err := perTensor(in)
+	if err != nil {
+		return p, err
+	}
+	ws, wz, err := perTensor(w)
+	if err != nil {
+		return p, err
+	}
+	os, oz, err := perTensor(out)
+	if err != nil {
+		return p, err
+	}
+	if is <= 0 || ws <= 0 || os <= 0 {
+		return p, fmt.Errorf("scales %g, %g, %g, want positive", is, ws, os)
+	}
+	if bias != nil {
+		if bias.DType() != tensor.Int32 || bias.NumElements() != nBias || !bias.Constant() {
+			return p, fmt.Errorf("bias %q is %s with %d elements, want constant int32 with %d", bias.Name(), bias.DType(), bias.NumElements(), nBias)
+		}
+	}
+	m := float64(is) * float64(ws) / float64(os)
+	p.mult, p.shift = QuantizeMultiplier(m)
+	if p.shift > 30 {
+		return p, fmt.Errorf("effective scale %g too large", m)
+	}
+	p.inOff, p.wOff, p.outOff = -iz, -wz, oz
+	p.qMin, p.qMax, err = quantActivationRange(act, out)
+	return p, err
+}
+
+// requant is the reference epilogue: bias added, rescaled, output zero point, clamp.
+func (p *u8Weights) requant(acc int32, bias []int32, oc int) uint8 {
+	if bias != nil {
+		acc += bias[oc]
+	}
+	v := MultiplyByQuantizedMultiplier(acc, p.mult, p.shift) + p.outOff
+	return uint8(min(max(v, p.qMin), p.qMax))
+}
+
+type convU8 struct {
+	g  convGeom
+	p  u8Weights
+	dw bool
+}
+
+func prepareConvU8(n *tflite.Node) error {
+	if err := n.CheckIO(2, 3, 1); err != nil {
+		return err
+	}
+	in, w, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
+	o, ok := n.Options.(*tflite.Conv2DOptions)
+	if !ok {
+		return fmt.Errorf("missing Conv2DOptions")
+	}
+	if err := convRank4(in, w, out); err != nil {
+		return err
+	}
+	if err := checkStrides(o.StrideH, o.StrideW, o.DilationH, o.DilationW); err != nil {
+		return err
+	}
+	d := &convU8{g: convGeom{batches: in.Dim(0), inH: in.Dim(1), inW: in.Dim(2), inC: in.Dim(3),
+		outC: w.Dim(0), fH: w.Dim(1), fW: w.Dim(2),
+		strideH: o.StrideH, strideW: o.StrideW, dilH: o.DilationH, dilW: o.DilationW}}
+	if w.Dim(3) != d.g.inC {
+		return fmt.Errorf("filter %q has %d input channels, input %q has %d", w.Name(), w.Dim(3), in.Name(), d.g.inC)
+	}
+	if err := d.g.spatial(o.Padding, out); err != nil {
+		return err
+	}
+	var err error
+	if d.p, err = prepareU8Weights(in, w, bias, out, o.Activation, d.g.outC); err != nil {
+		return err
+	}
+	n.Data = d
+	return nil
+}
+
+func prepareDepthwiseU8(n *tflite.Node) error {
+	if err := n.CheckIO(2, 3, 1); err != nil {
+		return err
+	}
+	in, w, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
+	o, ok := n.Options.(*tflite.DepthwiseConv2DOptions)
+	if !ok {
+		return fmt.Errorf("missing DepthwiseConv2DOptions")
+	}
+	if err := convRank4(in, w, out); err != nil {
+		return err
+	}
+	if err := checkStrides(o.StrideH, o.StrideW, o.DilationH, o.DilationW); err != nil {
+		return err
+	}
+	d := &convU8{dw: true, g: convGeom{batches: in.Dim(0), inH: in.Dim(1), inW: in.Dim(2), inC: in.Dim(3),
+		outC: w.Dim(3), fH: w.Dim(1), fW: w.Dim(2),
+		strideH: o.StrideH, strideW: o.StrideW, dilH: o.DilationH, dilW: o.DilationW}}
+	if w.Dim(0) != 1 || d.g.outC%d.g.inC != 0 {
+		return fmt.Errorf("filter %q has shape %v, want [1 FH FW C*M] for %d input channels", w.Name(), w.Shape(), d.g.inC)
+	}
+	d.g.depthMul = d.g.outC / d.g.inC
+	if o.DepthMultiplier > 0 && o.DepthMultiplier != d.g.depthMul {
+		return fmt.Errorf("depth_multiplier %d, but filter %q has %d channels for %d input channels", o.DepthMultiplier, w.Name(), d.g.outC, d.g.inC)
+	}
+	if err := d.g.spatial(o.Padding, out); err != nil {
+		return err
+	}
+	var err error
+	if d.p, err = prepareU8Weights(in, w, bias, out, o.Activation, d.g.outC); err != nil {
+		return err
+	}
+	n.Data = d
+	return nil
+}
+
+// evalU8 is reference_ops::Conv / DepthwiseConv for uint8: taps outside the input are skipped
+// (they contribute nothing, as if padded with the input zero point).
+func (d *convU8) evalU8(n *tflite.Node) {
+	g, p := &d.g, &d.p
+	x, w, y := n.Input(0).Uint8(), n.Input(1).Uint8(), n.Output(0).Uint8()
+	var bias []int32
+	if b := n.Input(2); b != nil {
+		bias = b.Int32()
+	}
+	for bt := 0; bt < g.batches; bt++ {
+		for oy := 0; oy < g.outH; oy++ {
+			for ox := 0; ox < g.outW; ox++ {
+				iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
+				yo := ((bt*g.outH+oy)*g.outW + ox) * g.outC
+				for oc := 0; oc < g.outC; oc++ {
+					var acc int32
+					for fy := 0; fy < g.fH; fy++ {
+						iy := iy0 + fy*g.dilH
+						if iy < 0 || iy >= g.inH {
+							continue
+						}
+						for fx := 0; fx < g.fW; fx++ {
+							ix := ix0 + fx*g.dilW
+							if ix < 0 || ix >= g.inW {
+								continue
+							}
+							xi := ((bt*g.inH+iy)*g.inW + ix) * g.inC
+							if d.dw {
+								wv := int32(w[(fy*g.fW+fx)*g.outC+oc]) + p.wOff
+								acc += wv * (int32(x[xi+oc/g.depthMul]) + p.inOff)
+								continue
+							}
+							wi := ((oc*g.fH+fy)*g.fW + fx) * g.inC
+							for ic := 0; ic < g.inC; ic++ {
+								acc += (int32(w[wi+ic]) + p.wOff) * (int32(x[xi+ic]) + p.inOff)
+							}
+						}
+					}
+					y[yo+oc] = p.requant(acc, bias, oc)
+				}
+			}
+		}
+	}
+}
+
+type fcU8 struct {
+	batches, depth, units int
+	p                     u8Weights
+}
+
+// prepareFCU8 checks a uint8 FULLY_CONNECTED: input flattened to batches × depth, weights
+// [units, depth], optional int32 bias, output batches × units (TFLite's shapes, as prepareFC).
+func prepareFCU8(n *tflite.Node) error {
+	if err := n.CheckIO(2, 3, 1); err != nil {
+		return err
+	}
+	in, w, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
+	opts, _ := n.Options.(*tflite.FullyConnectedOptions)
+	if opts == nil {
+		opts = &tflite.FullyConnectedOptions{}
+	}
+	if opts.WeightsFormat != 0 {
+		return fmt.Errorf("weights format %d not supported", opts.WeightsFormat)
+	}
+	if w.Rank() != 2 {
+		return fmt.Errorf("filter %q has rank %d, want 2", w.Name(), w.Rank())
+	}
+	d := &fcU8{units: w.Dim(0), depth: w.Dim(1)}
+	if d.depth == 0 || in.NumElements()%d.depth != 0 {
+		return fmt.Errorf("input %q of %d elements is not a multiple of filter depth %d", in.Name(), in.NumElements(), d.depth)
+	}
+	d.batches = in.NumElements() / d.depth
+	if out.NumElements() != d.batches*d.units {
+		return fmt.Errorf("output %q has %d elements, want %d x %d", out.Name(), out.NumElements(), d.batches, d.units)
+	}
+	var err error
+	if d.p, err = prepareU8Weights(in, w, bias, out, opts.Activation, d.units); err != nil {
+		return err
+	}
+	n.Data = d
+	return nil
+}
+
+// evalU8 is reference_ops::FullyConnected for uint8.
+func (d *fcU8) evalU8(n *tflite.Node) {
+	x, w, y := n.Input(0).Uint8(), n.Input(1).Uint8(), n.Output(0).Uint8()
+	var bias []int32
+	if b := n.Input(2); b != nil {
+		bias = b.Int32()
+	}
+	for b := 0; b < d.batches; b++ {
+		row := x[b*d.depth : (b+1)*d.depth]
+		for u := 0; u < d.units; u++ {
+			wr := w[u*d.depth : (u+1)*d.depth]
+			var acc int32
+			for i, v := range row {
+				acc += (int32(wr[i]) + d.p.wOff) * (int32(v) + d.p.inOff)
+			}
+			y[b*d.units+u] = d.p.requant(acc, bias, u)
+		}
+	}
+}
