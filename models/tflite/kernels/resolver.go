@@ -53,7 +53,7 @@ var registry []func(*Resolver)
 func register(f func(*Resolver)) { registry = append(registry, f) }
 
 // wrappers run after every registration: they decorate kernels already registered (the uint8
-// kernels wrap the other dtypes' kernels of the same op codes, uint8_conv.go).
+// kernels wrap the other dtypes' kernels of the same op codes, uint8_conv.go wrapDType).
 var wrappers []func(*Resolver)
 
 func registerWrapper(f func(*Resolver)) { wrappers = append(wrappers, f) }

@@ -253,7 +253,7 @@ func TestShapeOpsRejects(t *testing.T) {
 		{"reduce_prod i8", smModel(schema.OpReduceProd, write.ReducerOptions{}, []ts{i8(0.1, 0, 2, 3), constI32([]int32{1})}, i8(0.1, 0, 2)), "not supported"},
 		{"arg_max output", smModel(schema.OpArgMax, nil, []ts{f32(2, 3), constI32([]int32{1}, 1)}, f32(2)), "want int32 or int64"},
 		{"l2norm i8 scale", smModel(schema.OpL2Normalization, nil, []ts{i8(0.1, 0, 4)}, i8(0.1, 0, 4)), "scale 1/128"},
-		{"cumsum i8", smModel(schema.OpCumsum, nil, []ts{i8(0.1, 0, 4), constI32([]int32{0}, 1)}, i8(0.1, 0, 4)), "not supported"},
+		{"cumsum i16", smModel(schema.OpCumsum, nil, []ts{i16(0.1, 4), constI32([]int32{0}, 1)}, i16(0.1, 4)), "not supported"},
 		{"fill type", smModel(schema.OpFill, nil, []ts{constI32([]int32{2}), i32()}, f32(2)), "value"},
 		{"pad int64 paddings", smModel(schema.OpPad, nil, []ts{f32(2), constI64([]int64{1, 1}, 1, 2)}, f32(4)), "want int32"},
 	})

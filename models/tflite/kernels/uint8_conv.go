@@ -16,53 +16,15 @@ import (
 // clamped to the fused activation. These are plain loops: uint8 models are run for
 // compatibility, the fast paths are int8's.
 //
-// They wrap the kernels registered for the same op codes (wrapUint8), so the float, int8 and
+// They wrap the kernels registered for the same op codes (wrapDType), so the float, int8 and
 // int16 paths and their files stay untouched.
 
 func init() {
 	registerWrapper(func(r *Resolver) {
-		wrapUint8(r, schema.OpConv2D, prepareConvU8)
-		wrapUint8(r, schema.OpDepthwiseConv2D, prepareDepthwiseU8)
-		wrapUint8(r, schema.OpFullyConnected, prepareFCU8)
+		wrapDType(r, schema.OpConv2D, tensor.Uint8, prepareConvU8)
+		wrapDType(r, schema.OpDepthwiseConv2D, tensor.Uint8, prepareDepthwiseU8)
+		wrapDType(r, schema.OpFullyConnected, tensor.Uint8, prepareFCU8)
 	})
-}
-
-// u8Evaluator is the node state of a wrapped uint8 node: Eval hands the node to it.
-type u8Evaluator interface {
-	evalU8(n *tflite.Node)
-}
-
-// uint8Kernel prepares and runs nodes whose input 0 is uint8 itself and hands every other node
-// to the kernel registered before it.
-type uint8Kernel struct {
-	inner   tflite.Kernel
-	prepare func(n *tflite.Node) error // sets n.Data to a u8Evaluator
-}
-
-func (k uint8Kernel) Init(n *tflite.Node) (any, error) { return k.inner.Init(n) }
-
-func (k uint8Kernel) Prepare(n *tflite.Node) error {
-	if in := n.Input(0); in != nil && in.DType() == tensor.Uint8 {
-		return k.prepare(n)
-	}
-	return k.inner.Prepare(n)
-}
-
-func (k uint8Kernel) Eval(n *tflite.Node) error {
-	if e, ok := n.Data.(u8Evaluator); ok {
-		e.evalU8(n)
-		return nil
-	}
-	return k.inner.Eval(n)
-}
-
-// wrapUint8 wraps every registered version of op.
-func wrapUint8(r *Resolver, op schema.BuiltinOperator, prepare func(*tflite.Node) error) {
-	for key, k := range r.builtins {
-		if key.op == op {
-			r.builtins[key] = uint8Kernel{inner: k, prepare: prepare}
-		}
-	}
 }
 
 // u8Weights holds what the three uint8 weighted ops share: offsets, the output multiplier and
@@ -198,9 +160,9 @@ func prepareDepthwiseU8(n *tflite.Node) error {
 	return nil
 }
 
-// evalU8 is reference_ops::Conv / DepthwiseConv for uint8: taps outside the input are skipped
+// evalWrapped is reference_ops::Conv / DepthwiseConv for uint8: taps outside the input are skipped
 // (they contribute nothing, as if padded with the input zero point).
-func (d *convU8) evalU8(n *tflite.Node) {
+func (d *convU8) evalWrapped(n *tflite.Node) error {
 	g, p := &d.g, &d.p
 	x, w, y := n.Input(0).Uint8(), n.Input(1).Uint8(), n.Output(0).Uint8()
 	var bias []int32
@@ -241,6 +203,7 @@ func (d *convU8) evalU8(n *tflite.Node) {
 			}
 		}
 	}
+	return nil
 }
 
 type fcU8 struct {
@@ -281,8 +244,8 @@ func prepareFCU8(n *tflite.Node) error {
 	return nil
 }
 
-// evalU8 is reference_ops::FullyConnected for uint8.
-func (d *fcU8) evalU8(n *tflite.Node) {
+// evalWrapped is reference_ops::FullyConnected for uint8.
+func (d *fcU8) evalWrapped(n *tflite.Node) error {
 	x, w, y := n.Input(0).Uint8(), n.Input(1).Uint8(), n.Output(0).Uint8()
 	var bias []int32
 	if b := n.Input(2); b != nil {
@@ -299,4 +262,5 @@ func (d *fcU8) evalU8(n *tflite.Node) {
 			y[b*d.units+u] = d.p.requant(acc, bias, u)
 		}
 	}
+	return nil
 }
