@@ -10,7 +10,8 @@ import (
 	"github.com/outpost-ml/outpost/models/tflite/schema"
 )
 
-// int8 RSQRT (elementwise.cc RsqrtEvalQuantized, the same in full TFLite and TFLite Micro) and
+// Per-channel QUANTIZE float32 → int8/int16 (reference_ops::PerChannelQuantize, full TFLite;
+// TFLite Micro refuses it), int8 RSQRT (elementwise.cc RsqrtEvalQuantized, the same in full TFLite and TFLite Micro) and
 // int8 CUMSUM (TFLite Micro's cumsum.cc with reference_ops::CumSum for int8; full TFLite has
 // no int8 CUMSUM). Both wrap the float kernels registered for their op codes (wrapDType).
 
@@ -18,6 +19,7 @@ func init() {
 	registerWrapper(func(r *Resolver) {
 		wrapDType(r, schema.OpRsqrt, tensor.Int8, prepareRsqrtInt8)
 		wrapDType(r, schema.OpCumsum, tensor.Int8, prepareCumsumInt8)
+		wrapWhen(r, schema.OpQuantize, perChannelQuantize, preparePerChannelQuantize)
 	})
 }
 
@@ -170,6 +172,75 @@ func (d *cumsumInt8) evalWrapped(n *tflite.Node) error {
 				}
 				r := MultiplyByQuantizedMultiplier(s, d.outMult, d.outShift) + d.outOff
 				y[p] = int8(min(max(r, d.qMin), d.qMax))
+			}
+		}
+	}
+	return nil
+}
+
+// perChannelQuantize selects float32 QUANTIZE nodes whose output has several scales.
+func perChannelQuantize(n *tflite.Node) bool {
+	in, out := n.Input(0), n.Output(0)
+	if in == nil || out == nil || in.DType() != tensor.Float32 {
+		return false
+	}
+	q := out.Quant()
+	return q != nil && len(q.Scale) > 1
+}
+
+type perChannelQuant struct {
+	outer, ch, inner int // the output's shape around its quantized dimension
+	scale            []float32
+	zp               []int32
+}
+
+func preparePerChannelQuantize(n *tflite.Node) error {
+	if err := n.CheckIO(1, 1, 1); err != nil {
+		return err
+	}
+	in, out := n.Input(0), n.Output(0)
+	if out.DType() != tensor.Int8 && out.DType() != tensor.Int16 {
+		return fmt.Errorf("per-channel output %q is %s, want int8 or int16", out.Name(), out.DType())
+	}
+	if err := setOutShape(out, in.Shape()); err != nil {
+		return err
+	}
+	q := out.Quant()
+	if q.Dim < 0 || q.Dim >= out.Rank() || out.Dim(q.Dim) != len(q.Scale) || len(q.ZeroPoint) != len(q.Scale) {
+		return fmt.Errorf("output %q: %d scales on dimension %d of shape %v", out.Name(), len(q.Scale), q.Dim, out.Shape())
+	}
+	d := &perChannelQuant{outer: 1, inner: 1, ch: len(q.Scale), scale: q.Scale}
+	for i, s := range out.Shape() {
+		switch {
+		case i < q.Dim:
+			d.outer *= s
+		case i > q.Dim:
+			d.inner *= s
+		}
+	}
+	for _, z := range q.ZeroPoint {
+		d.zp = append(d.zp, int32(z))
+	}
+	n.Data = d
+	return nil
+}
+
+// evalWrapped is PerChannelQuantize: round(x / scale[c]) in float32, half away from zero,
+// plus zero_point[c], clamped to the output type.
+func (d *perChannelQuant) evalWrapped(n *tflite.Node) error {
+	x, out := n.Input(0).Float32(), n.Output(0)
+	lo, hi := qrange(out.DType())
+	i := 0
+	for o := 0; o < d.outer; o++ {
+		for c := 0; c < d.ch; c++ {
+			for k := 0; k < d.inner; k++ {
+				v := min(max(int32(roundToInt(x[i]/d.scale[c]))+d.zp[c], lo), hi)
+				if out.DType() == tensor.Int8 {
+					out.Int8()[i] = int8(v)
+				} else {
+					out.Int16()[i] = int16(v)
+				}
+				i++
 			}
 		}
 	}

@@ -16,18 +16,18 @@ type wrappedEvaluator interface {
 	evalWrapped(n *tflite.Node) error
 }
 
-// dtypeKernel prepares and runs the nodes whose input 0 has dtype itself and hands every other
-// node to the kernel registered before it.
+// dtypeKernel prepares and runs the nodes match selects itself and hands every other node to
+// the kernel registered before it.
 type dtypeKernel struct {
 	inner   tflite.Kernel
-	dtype   tensor.DType
+	match   func(n *tflite.Node) bool
 	prepare func(n *tflite.Node) error // sets n.Data to a wrappedEvaluator
 }
 
 func (k dtypeKernel) Init(n *tflite.Node) (any, error) { return k.inner.Init(n) }
 
 func (k dtypeKernel) Prepare(n *tflite.Node) error {
-	if in := n.Input(0); in != nil && in.DType() == k.dtype {
+	if k.match(n) {
 		return k.prepare(n)
 	}
 	return k.inner.Prepare(n)
@@ -42,9 +42,17 @@ func (k dtypeKernel) Eval(n *tflite.Node) error {
 
 // wrapDType routes the nodes of op (every registered version) whose input 0 is dt to prepare.
 func wrapDType(r *Resolver, op schema.BuiltinOperator, dt tensor.DType, prepare func(*tflite.Node) error) {
+	wrapWhen(r, op, func(n *tflite.Node) bool {
+		in := n.Input(0)
+		return in != nil && in.DType() == dt
+	}, prepare)
+}
+
+// wrapWhen routes the nodes of op (every registered version) that match selects to prepare.
+func wrapWhen(r *Resolver, op schema.BuiltinOperator, match func(*tflite.Node) bool, prepare func(*tflite.Node) error) {
 	for key, k := range r.builtins {
 		if key.op == op {
-			r.builtins[key] = dtypeKernel{inner: k, dtype: dt, prepare: prepare}
+			r.builtins[key] = dtypeKernel{inner: k, match: match, prepare: prepare}
 		}
 	}
 }
