@@ -53,28 +53,22 @@ func evalScatter(n *tflite.Node) error {
 	return nil
 }
 
-// checkPartsDType is checkParts without the quantization check.
-func checkPartsDType(ref *tensor.Tensor, ts []*tensor.Tensor, what string) (int, error) {
-	es, err := elemBytes(ref)
-	if err != nil {
-		return 0, err
-	}
-	for i, t := range ts {
-		if t == nil {
-			return 0, fmt.Errorf("%s %d is omitted", what, i)
-		}
-		if t.DType() != ref.DType() {
-			return 0, fmt.Errorf("%s %d %q is %s, want %s", what, i, t.Name(), t.DType(), ref.DType())
-		}
-		if err := checkRank(t, maxMoveRank); err != nil {
-			return 0, err
-		}
-	}
-	return es, nil
+// checkParts checks the element type and quantization of every tensor against ref.
+func checkParts(ref *tensor.Tensor, ts []*tensor.Tensor, what string) (int, error) {
+	return checkPartsWith(ref, ts, what, sameType)
 }
 
-// checkParts checks the element type of every tensor against ref.
-func checkParts(ref *tensor.Tensor, ts []*tensor.Tensor, what string) (int, error) {
+// checkPartsDType is checkParts without the quantization check.
+func checkPartsDType(ref *tensor.Tensor, ts []*tensor.Tensor, what string) (int, error) {
+	return checkPartsWith(ref, ts, what, func(t, ref *tensor.Tensor) error {
+		if t.DType() != ref.DType() {
+			return fmt.Errorf("%q is %s, want %s", t.Name(), t.DType(), ref.DType())
+		}
+		return nil
+	})
+}
+
+func checkPartsWith(ref *tensor.Tensor, ts []*tensor.Tensor, what string, same func(t, ref *tensor.Tensor) error) (int, error) {
 	es, err := elemBytes(ref)
 	if err != nil {
 		return 0, err
@@ -83,7 +77,7 @@ func checkParts(ref *tensor.Tensor, ts []*tensor.Tensor, what string) (int, erro
 		if t == nil {
 			return 0, fmt.Errorf("%s %d is omitted", what, i)
 		}
-		if err := sameType(t, ref); err != nil {
+		if err := same(t, ref); err != nil {
 			return 0, fmt.Errorf("%s %d: %w", what, i, err)
 		}
 		if err := checkRank(t, maxMoveRank); err != nil {

@@ -78,13 +78,12 @@ func (d *rsqrtInt8) evalWrapped(n *tflite.Node) error {
 }
 
 type cumsumInt8 struct {
-	outer, axis, inner int
-	exclusive, reverse bool
-	inOff, outOff      int32
-	leftShift          int
-	inMult, outMult    int32
-	inShift, outShift  int
-	qMin, qMax         int32
+	cumsumData
+	inOff, outOff     int32
+	leftShift         int
+	inMult, outMult   int32
+	inShift, outShift int
+	qMin, qMax        int32
 }
 
 // prepareCumsumInt8 is TFLite Micro's int8 CUMSUM Prepare: ADD's general rescaling with one
@@ -98,17 +97,7 @@ func prepareCumsumInt8(n *tflite.Node) error {
 	if out.DType() != tensor.Int8 {
 		return fmt.Errorf("int8 input %q, %s output %q", in.Name(), out.DType(), out.Name())
 	}
-	av, err := constInts(n.Input(1), "axis")
-	if err != nil {
-		return err
-	}
-	if len(av) != 1 {
-		return fmt.Errorf("axis has %d values, want 1", len(av))
-	}
-	if in.Rank() == 0 {
-		return fmt.Errorf("input %q is a scalar", in.Name())
-	}
-	axis, err := normAxis(av[0], in.Rank(), "axis")
+	g, err := cumsumGeometry(n)
 	if err != nil {
 		return err
 	}
@@ -116,18 +105,7 @@ func prepareCumsumInt8(n *tflite.Node) error {
 	if err != nil {
 		return err
 	}
-	d := &cumsumInt8{outer: 1, inner: 1, axis: in.Dim(axis), inOff: -zi, outOff: zo, leftShift: 20}
-	if o, ok := n.Options.(*tflite.CumsumOptions); ok {
-		d.exclusive, d.reverse = o.Exclusive, o.Reverse
-	}
-	for i, s := range in.Shape() {
-		switch {
-		case i < axis:
-			d.outer *= s
-		case i > axis:
-			d.inner *= s
-		}
-	}
+	d := &cumsumInt8{cumsumData: *g, inOff: -zi, outOff: zo, leftShift: 20}
 	twice := 2 * float64(si)
 	if d.inMult, d.inShift, err = quantizeMultiplierSmallerThanOne(float64(si) / twice); err != nil {
 		return err
@@ -136,9 +114,6 @@ func prepareCumsumInt8(n *tflite.Node) error {
 		return fmt.Errorf("output %q scale %g too small for input scale %g: %w", out.Name(), so, si, err)
 	}
 	if d.qMin, d.qMax, err = quantActivationRange(schema.ActivationNone, out); err != nil {
-		return err
-	}
-	if err := setOutShape(out, in.Shape()); err != nil {
 		return err
 	}
 	n.Data = d

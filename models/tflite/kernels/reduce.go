@@ -418,19 +418,30 @@ func prepareCumsum(n *tflite.Node) error {
 	if out.DType() != in.DType() {
 		return fmt.Errorf("input %q is %s, output %q is %s", in.Name(), in.DType(), out.Name(), out.DType())
 	}
-	av, err := constInts(n.Input(1), "axis")
+	d, err := cumsumGeometry(n)
 	if err != nil {
 		return err
 	}
+	n.Data = d
+	return nil
+}
+
+// cumsumGeometry reads CUMSUM's constant axis and options and sets the output shape.
+func cumsumGeometry(n *tflite.Node) (*cumsumData, error) {
+	in := n.Input(0)
+	av, err := constInts(n.Input(1), "axis")
+	if err != nil {
+		return nil, err
+	}
 	if len(av) != 1 {
-		return fmt.Errorf("axis has %d values, want 1", len(av))
+		return nil, fmt.Errorf("axis has %d values, want 1", len(av))
 	}
 	if in.Rank() == 0 {
-		return fmt.Errorf("input %q is a scalar", in.Name())
+		return nil, fmt.Errorf("input %q is a scalar", in.Name())
 	}
 	axis, err := normAxis(av[0], in.Rank(), "axis")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d := &cumsumData{outer: 1, inner: 1, axis: in.Dim(axis)}
 	if o, ok := n.Options.(*tflite.CumsumOptions); ok {
@@ -444,11 +455,10 @@ func prepareCumsum(n *tflite.Node) error {
 			d.inner *= s
 		}
 	}
-	if err := setOutShape(out, in.Shape()); err != nil {
-		return err
+	if err := setOutShape(n.Output(0), in.Shape()); err != nil {
+		return nil, err
 	}
-	n.Data = d
-	return nil
+	return d, nil
 }
 
 func evalCumsum(n *tflite.Node) error {

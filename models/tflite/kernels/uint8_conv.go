@@ -92,68 +92,57 @@ type convU8 struct {
 	dw bool
 }
 
-func prepareConvU8(n *tflite.Node) error {
+func prepareConvU8(n *tflite.Node) error      { return prepareConvLikeU8(n, false) }
+func prepareDepthwiseU8(n *tflite.Node) error { return prepareConvLikeU8(n, true) }
+
+// prepareConvLikeU8 checks a uint8 CONV_2D (filter [OC,FH,FW,C]) or DEPTHWISE_CONV_2D (filter
+// [1,FH,FW,C*M]); the geometry is the int8 kernels' (convGeom.spatial).
+func prepareConvLikeU8(n *tflite.Node, dw bool) error {
 	if err := n.CheckIO(2, 3, 1); err != nil {
 		return err
 	}
 	in, w, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
-	o, ok := n.Options.(*tflite.Conv2DOptions)
-	if !ok {
-		return fmt.Errorf("missing Conv2DOptions")
+	var (
+		pad                          schema.Padding
+		strideH, strideW, dilH, dilW int
+		act                          schema.Activation
+		depthMul                     int
+	)
+	switch o := n.Options.(type) {
+	case *tflite.Conv2DOptions:
+		pad, strideH, strideW, dilH, dilW, act = o.Padding, o.StrideH, o.StrideW, o.DilationH, o.DilationW, o.Activation
+	case *tflite.DepthwiseConv2DOptions:
+		pad, strideH, strideW, dilH, dilW, act = o.Padding, o.StrideH, o.StrideW, o.DilationH, o.DilationW, o.Activation
+		depthMul = o.DepthMultiplier
+	default:
+		return fmt.Errorf("missing convolution options")
 	}
 	if err := convRank4(in, w, out); err != nil {
 		return err
 	}
-	if err := checkStrides(o.StrideH, o.StrideW, o.DilationH, o.DilationW); err != nil {
+	if err := checkStrides(strideH, strideW, dilH, dilW); err != nil {
 		return err
 	}
-	d := &convU8{g: convGeom{batches: in.Dim(0), inH: in.Dim(1), inW: in.Dim(2), inC: in.Dim(3),
+	d := &convU8{dw: dw, g: convGeom{batches: in.Dim(0), inH: in.Dim(1), inW: in.Dim(2), inC: in.Dim(3),
 		outC: w.Dim(0), fH: w.Dim(1), fW: w.Dim(2),
-		strideH: o.StrideH, strideW: o.StrideW, dilH: o.DilationH, dilW: o.DilationW}}
-	if w.Dim(3) != d.g.inC {
+		strideH: strideH, strideW: strideW, dilH: dilH, dilW: dilW}}
+	if dw {
+		d.g.outC = w.Dim(3)
+		if w.Dim(0) != 1 || d.g.outC%d.g.inC != 0 {
+			return fmt.Errorf("filter %q has shape %v, want [1 FH FW C*M] for %d input channels", w.Name(), w.Shape(), d.g.inC)
+		}
+		d.g.depthMul = d.g.outC / d.g.inC
+		if depthMul > 0 && depthMul != d.g.depthMul {
+			return fmt.Errorf("depth_multiplier %d, but filter %q has %d channels for %d input channels", depthMul, w.Name(), d.g.outC, d.g.inC)
+		}
+	} else if w.Dim(3) != d.g.inC {
 		return fmt.Errorf("filter %q has %d input channels, input %q has %d", w.Name(), w.Dim(3), in.Name(), d.g.inC)
 	}
-	if err := d.g.spatial(o.Padding, out); err != nil {
+	if err := d.g.spatial(pad, out); err != nil {
 		return err
 	}
 	var err error
-	if d.p, err = prepareU8Weights(in, w, bias, out, o.Activation, d.g.outC); err != nil {
-		return err
-	}
-	n.Data = d
-	return nil
-}
-
-func prepareDepthwiseU8(n *tflite.Node) error {
-	if err := n.CheckIO(2, 3, 1); err != nil {
-		return err
-	}
-	in, w, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
-	o, ok := n.Options.(*tflite.DepthwiseConv2DOptions)
-	if !ok {
-		return fmt.Errorf("missing DepthwiseConv2DOptions")
-	}
-	if err := convRank4(in, w, out); err != nil {
-		return err
-	}
-	if err := checkStrides(o.StrideH, o.StrideW, o.DilationH, o.DilationW); err != nil {
-		return err
-	}
-	d := &convU8{dw: true, g: convGeom{batches: in.Dim(0), inH: in.Dim(1), inW: in.Dim(2), inC: in.Dim(3),
-		outC: w.Dim(3), fH: w.Dim(1), fW: w.Dim(2),
-		strideH: o.StrideH, strideW: o.StrideW, dilH: o.DilationH, dilW: o.DilationW}}
-	if w.Dim(0) != 1 || d.g.outC%d.g.inC != 0 {
-		return fmt.Errorf("filter %q has shape %v, want [1 FH FW C*M] for %d input channels", w.Name(), w.Shape(), d.g.inC)
-	}
-	d.g.depthMul = d.g.outC / d.g.inC
-	if o.DepthMultiplier > 0 && o.DepthMultiplier != d.g.depthMul {
-		return fmt.Errorf("depth_multiplier %d, but filter %q has %d channels for %d input channels", o.DepthMultiplier, w.Name(), d.g.outC, d.g.inC)
-	}
-	if err := d.g.spatial(o.Padding, out); err != nil {
-		return err
-	}
-	var err error
-	if d.p, err = prepareU8Weights(in, w, bias, out, o.Activation, d.g.outC); err != nil {
+	if d.p, err = prepareU8Weights(in, w, bias, out, act, d.g.outC); err != nil {
 		return err
 	}
 	n.Data = d
