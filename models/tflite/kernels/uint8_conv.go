@@ -13,8 +13,11 @@ import (
 // FullyConnected for uint8; TFLite Micro has no uint8 kernels): per-tensor scales, weights
 // with their own zero point, acc = Σ (w - w_zp)(x - x_zp) + bias in int32, rescaled by
 // MultiplyByQuantizedMultiplier(in_scale × w_scale / out_scale), plus the output zero point,
-// clamped to the fused activation. These are plain loops: uint8 models are run for
-// compatibility, the fast paths are int8's.
+// clamped to the fused activation. These are plain loops over weights with the zero point
+// folded in at Prepare and, for CONV_2D and FULLY_CONNECTED, each pixel's or row's inputs
+// gathered with theirs (taps outside the image as 0, which adds nothing, as the reference's
+// skipped taps): int32 sums wrap, so the order is free and the result exact. The fast paths
+// are int8's.
 //
 // They wrap the kernels registered for the same op codes (wrapDType), so the float, int8 and
 // int16 paths and their files stay untouched.
@@ -31,6 +34,7 @@ func init() {
 // the activation bounds.
 type u8Weights struct {
 	inOff, wOff, outOff int32
+	w                   []int32 // the weights plus wOff, in the filter's layout
 	mult                int32
 	shift               int
 	qMin, qMax          int32
@@ -73,6 +77,10 @@ func prepareU8Weights(in, w, bias, out *tensor.Tensor, act schema.Activation, nB
 		return p, fmt.Errorf("effective scale %g too large", m)
 	}
 	p.inOff, p.wOff, p.outOff = -iz, -wz, oz
+	p.w = make([]int32, w.NumElements())
+	for i, v := range w.Uint8() {
+		p.w[i] = int32(v) + p.wOff
+	}
 	p.qMin, p.qMax, err = quantActivationRange(act, out)
 	return p, err
 }
@@ -87,9 +95,10 @@ func (p *u8Weights) requant(acc int32, bias []int32, oc int) uint8 {
 }
 
 type convU8 struct {
-	g  convGeom
-	p  u8Weights
-	dw bool
+	g     convGeom
+	p     u8Weights
+	dw    bool
+	patch int // scratch handle: one output pixel's input taps, as int32 (CONV_2D)
 }
 
 func prepareConvU8(n *tflite.Node) error      { return prepareConvLikeU8(n, false) }
@@ -145,47 +154,43 @@ func prepareConvLikeU8(n *tflite.Node, dw bool) error {
 	if d.p, err = prepareU8Weights(in, w, bias, out, act, d.g.outC); err != nil {
 		return err
 	}
+	if !dw {
+		if d.patch, err = n.RequestScratch(4 * d.g.fH * d.g.fW * d.g.inC); err != nil {
+			return err
+		}
+	}
 	n.Data = d
 	return nil
 }
 
-// evalWrapped is reference_ops::Conv / DepthwiseConv for uint8: taps outside the input are skipped
-// (they contribute nothing, as if padded with the input zero point).
+// evalWrapped is reference_ops::Conv / DepthwiseConv for uint8.
 func (d *convU8) evalWrapped(n *tflite.Node) error {
 	g, p := &d.g, &d.p
-	x, w, y := n.Input(0).Uint8(), n.Input(1).Uint8(), n.Output(0).Uint8()
+	x, y := n.Input(0).Uint8(), n.Output(0).Uint8()
 	var bias []int32
 	if b := n.Input(2); b != nil {
 		bias = b.Int32()
+	}
+	k := g.fH * g.fW * g.inC
+	var patch []int32
+	if !d.dw {
+		patch = int32s(n.Scratch(d.patch), k)
 	}
 	for bt := 0; bt < g.batches; bt++ {
 		for oy := 0; oy < g.outH; oy++ {
 			for ox := 0; ox < g.outW; ox++ {
 				iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 				yo := ((bt*g.outH+oy)*g.outW + ox) * g.outC
+				if d.dw {
+					d.depthwisePixel(x, y[yo:yo+g.outC], bias, bt, iy0, ix0)
+					continue
+				}
+				d.gather(x, patch, bt, iy0, ix0)
 				for oc := 0; oc < g.outC; oc++ {
+					w := p.w[oc*k : (oc+1)*k]
 					var acc int32
-					for fy := 0; fy < g.fH; fy++ {
-						iy := iy0 + fy*g.dilH
-						if iy < 0 || iy >= g.inH {
-							continue
-						}
-						for fx := 0; fx < g.fW; fx++ {
-							ix := ix0 + fx*g.dilW
-							if ix < 0 || ix >= g.inW {
-								continue
-							}
-							xi := ((bt*g.inH+iy)*g.inW + ix) * g.inC
-							if d.dw {
-								wv := int32(w[(fy*g.fW+fx)*g.outC+oc]) + p.wOff
-								acc += wv * (int32(x[xi+oc/g.depthMul]) + p.inOff)
-								continue
-							}
-							wi := ((oc*g.fH+fy)*g.fW + fx) * g.inC
-							for ic := 0; ic < g.inC; ic++ {
-								acc += (int32(w[wi+ic]) + p.wOff) * (int32(x[xi+ic]) + p.inOff)
-							}
-						}
+					for i, v := range patch {
+						acc += w[i] * v
 					}
 					y[yo+oc] = p.requant(acc, bias, oc)
 				}
@@ -195,9 +200,57 @@ func (d *convU8) evalWrapped(n *tflite.Node) error {
 	return nil
 }
 
+// gather writes the input taps of one output pixel, plus the input offset, in the filter's
+// [FH][FW][C] order; taps outside the image are 0.
+func (d *convU8) gather(x []uint8, patch []int32, bt, iy0, ix0 int) {
+	g := &d.g
+	i := 0
+	for fy := 0; fy < g.fH; fy++ {
+		iy := iy0 + fy*g.dilH
+		for fx := 0; fx < g.fW; fx++ {
+			ix := ix0 + fx*g.dilW
+			dst := patch[i : i+g.inC]
+			i += g.inC
+			if iy < 0 || iy >= g.inH || ix < 0 || ix >= g.inW {
+				clear(dst)
+				continue
+			}
+			src := x[((bt*g.inH+iy)*g.inW+ix)*g.inC:][:g.inC]
+			for c, v := range src {
+				dst[c] = int32(v) + d.p.inOff
+			}
+		}
+	}
+}
+
+// depthwisePixel computes one output pixel of DEPTHWISE_CONV_2D: output channel oc reads input
+// channel oc / depth_multiplier; taps outside the image are skipped.
+func (d *convU8) depthwisePixel(x, y []uint8, bias []int32, bt, iy0, ix0 int) {
+	g, p := &d.g, &d.p
+	for oc := range y {
+		var acc int32
+		for fy := 0; fy < g.fH; fy++ {
+			iy := iy0 + fy*g.dilH
+			if iy < 0 || iy >= g.inH {
+				continue
+			}
+			for fx := 0; fx < g.fW; fx++ {
+				ix := ix0 + fx*g.dilW
+				if ix < 0 || ix >= g.inW {
+					continue
+				}
+				xv := int32(x[((bt*g.inH+iy)*g.inW+ix)*g.inC+oc/g.depthMul]) + p.inOff
+				acc += p.w[(fy*g.fW+fx)*g.outC+oc] * xv
+			}
+		}
+		y[oc] = p.requant(acc, bias, oc)
+	}
+}
+
 type fcU8 struct {
 	batches, depth, units int
 	p                     u8Weights
+	row                   int // scratch handle: one input row plus the input offset, as int32
 }
 
 // prepareFCU8 checks a uint8 FULLY_CONNECTED: input flattened to batches × depth, weights
@@ -229,24 +282,30 @@ func prepareFCU8(n *tflite.Node) error {
 	if d.p, err = prepareU8Weights(in, w, bias, out, opts.Activation, d.units); err != nil {
 		return err
 	}
+	if d.row, err = n.RequestScratch(4 * d.depth); err != nil {
+		return err
+	}
 	n.Data = d
 	return nil
 }
 
 // evalWrapped is reference_ops::FullyConnected for uint8.
 func (d *fcU8) evalWrapped(n *tflite.Node) error {
-	x, w, y := n.Input(0).Uint8(), n.Input(1).Uint8(), n.Output(0).Uint8()
+	x, y := n.Input(0).Uint8(), n.Output(0).Uint8()
 	var bias []int32
 	if b := n.Input(2); b != nil {
 		bias = b.Int32()
 	}
+	row := int32s(n.Scratch(d.row), d.depth)
 	for b := 0; b < d.batches; b++ {
-		row := x[b*d.depth : (b+1)*d.depth]
+		for i, v := range x[b*d.depth : (b+1)*d.depth] {
+			row[i] = int32(v) + d.p.inOff
+		}
 		for u := 0; u < d.units; u++ {
-			wr := w[u*d.depth : (u+1)*d.depth]
+			wr := d.p.w[u*d.depth : (u+1)*d.depth]
 			var acc int32
 			for i, v := range row {
-				acc += (int32(wr[i]) + d.p.wOff) * (int32(v) + d.p.inOff)
+				acc += wr[i] * v
 			}
 			y[b*d.units+u] = d.p.requant(acc, bias, u)
 		}
