@@ -224,3 +224,20 @@ func TestUint8OpsOracle(t *testing.T) {
 func TestUint8OpsAllocs(t *testing.T) {
 	oracletest.RunAllocCases(t, uint8Cases(), nil)
 }
+
+// TestUint8Rejects: uint8 models outside what the reference kernels define are refused with one
+// line naming the problem.
+func TestUint8Rejects(t *testing.T) {
+	conv := write.Conv2DOptions{Padding: schema.PaddingSame, StrideW: 1, StrideH: 1, DilationW: 1, DilationH: 1}
+	q := func(shape ...int32) ts { return u8(0.05, 128, shape...) }
+	runRejects(t, []rejectCase{
+		{"conv int8 weights", u8Model(schema.OpConv2D, 1, conv, []ts{q(1, 4, 4, 2), constI8(1, []float32{0.01}, 0, 3, 3, 3, 2)}, q(1, 4, 4, 3)), "want uint8"},
+		{"conv weights not constant", u8Model(schema.OpConv2D, 1, conv, []ts{q(1, 4, 4, 2), q(3, 3, 3, 2)}, q(1, 4, 4, 3)), "must be constant"},
+		{"conv bias int64", u8Model(schema.OpConv2D, 1, conv, []ts{q(1, 4, 4, 2), constU8(2, 0.01, 128, 3, 3, 3, 2), constBias(3, 3, 100, true)}, q(1, 4, 4, 3)), "want constant int32"},
+		{"fc depth", u8Model(schema.OpFullyConnected, 1, write.FullyConnectedOptions{}, []ts{q(2, 7), constU8(4, 0.01, 128, 3, 5)}, q(2, 3)), "not a multiple"},
+		{"softmax output zero point", u8Model(schema.OpSoftmax, 1, write.SoftmaxOptions{Beta: 1}, []ts{q(2, 5)}, u8(1.0/256, 128, 2, 5)), "want uint8 input, 1/256 and 0"},
+		{"l2norm output", u8Model(schema.OpL2Normalization, 1, write.ActivationOptions{Op: schema.BuiltinOptionsL2Norm}, []ts{q(2, 5)}, u8(1.0/128, 0, 2, 5)), "zero point 128"},
+		{"logistic output", u8Model(schema.OpLogistic, 1, nil, []ts{q(8)}, u8(1.0/256, 128, 8)), "zero point 0"},
+		{"sum uint8", u8Model(schema.OpSum, 1, write.ReducerOptions{}, []ts{q(2, 3), constI32([]int32{1})}, q(2)), "not supported"},
+	})
+}
