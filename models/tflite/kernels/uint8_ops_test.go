@@ -160,6 +160,16 @@ func uint8Cases() []oracletest.OpCase {
 		{"quantize_i8_u8", u8Model(schema.OpQuantize, 2, nil, []ts{i8(0.05, 0, 3, 4)}, u8(0.05, 128, 3, 4)), nil},
 		{"quantize_f32_u8", u8Model(schema.OpQuantize, 1, nil, []ts{f32(3, 4)}, u8(0.01, 120, 3, 4)), nil},
 		{"dequantize_u8", u8Model(schema.OpDequantize, 1, nil, []ts{q2(2, 5)}, f32(2, 5)), nil},
+		// Data movement the full runtime also runs in uint8.
+		{"slice_u8", u8Model(schema.OpSlice, 1, nil, []ts{q(3, 4, 5), constI32([]int32{1, 0, 2}), constI32([]int32{2, -1, 2})}, q(2, 4, 2)), nil},
+		{"pack_u8", u8Model(schema.OpPack, 1, write.PackOptions{ValuesCount: 2, Axis: 1}, []ts{q(2, 3), q(2, 3)}, q(2, 2, 3)), nil},
+		{"unpack_u8", u8Model(schema.OpUnpack, 1, write.Table{Type: schema.BuiltinOptionsUnpack, Fields: []write.Field{write.Int32Field(0, 2), write.Int32Field(1, 0)}}, []ts{q(2, 5)}, q(5), q(5)), nil},
+		{"expand_dims_u8", u8Model(schema.OpExpandDims, 1, nil, []ts{q(3, 4), constI32([]int32{1}, 1)}, q(3, 1, 4)), nil},
+		{"space_to_depth_u8", u8Model(schema.OpSpaceToDepth, 1, write.BlockSizeOptions{Op: schema.BuiltinOptionsSpaceToDepth, BlockSize: 2}, []ts{q(1, 4, 6, 2)}, q(1, 2, 3, 8)), nil},
+		{"depth_to_space_u8", u8Model(schema.OpDepthToSpace, 1, write.BlockSizeOptions{Op: schema.BuiltinOptionsDepthToSpace, BlockSize: 2}, []ts{q(1, 2, 3, 8)}, q(1, 4, 6, 2)), nil},
+		{"batch_to_space_u8", u8Model(schema.OpBatchToSpaceNd, 1, nil, []ts{q(4, 2, 2, 1), constI32([]int32{2, 2}), pads(0, 0, 0, 0)}, q(1, 4, 4, 1)), nil},
+		{"space_to_batch_u8_pad", u8Model(schema.OpSpaceToBatchNd, 1, nil, []ts{q(1, 3, 5, 1), constI32([]int32{2, 2}), pads(1, 0, 0, 1)}, q(4, 2, 3, 1)), nil},
+		{"gather_nd_u8", u8Model(schema.OpGatherNd, 1, nil, []ts{q(3, 4), constI32([]int32{2, 0}, 2, 1)}, q(2, 4)), nil},
 		{"mobilenet_block_u8", mobilenetBlockU8, nil},
 	}
 	r := kernels.Builtins()
