@@ -68,7 +68,7 @@ func prepareReduce(n *tflite.Node) error {
 	case dt == tensor.Int32 && op != schema.OpMean:
 	case (dt == tensor.Int8 || dt == tensor.Int16) && op != schema.OpReduceProd:
 	case dt == tensor.Int8 && op == schema.OpReduceProd:
-	case dt == tensor.Uint8 && op == schema.OpMean:
+	case dt == tensor.Uint8 && (op == schema.OpMean || op == schema.OpReduceMax || op == schema.OpReduceMin):
 	default:
 		return fmt.Errorf("input %q: type %s not supported", in.Name(), dt)
 	}
@@ -153,7 +153,7 @@ func prepareReduce(n *tflite.Node) error {
 			}
 		}
 		d.acc = make([]int32, max(out.NumElements(), 0))
-		if dt == tensor.Uint8 {
+		if dt == tensor.Uint8 && op == schema.OpMean {
 			prepareMeanU8(d, reduced, keep, inScale, outScale)
 		}
 	}
@@ -196,14 +196,18 @@ func evalReduce(n *tflite.Node) error {
 	case tensor.Int16:
 		reduceQuant(d, in.Int16(), out.Int16())
 	case tensor.Uint8:
-		meanU8(d, in.Uint8(), out.Uint8())
+		if d.op == schema.OpMean {
+			meanU8(d, in.Uint8(), out.Uint8())
+		} else {
+			reduceGeneric(d, in.Uint8(), out.Uint8())
+		}
 	}
 	return nil
 }
 
 // reduceGeneric is ReduceGeneric: output initialised to the reducer's identity, then every
 // input element folded in, in row-major order. MEAN on floats is a SUM here; the caller divides.
-func reduceGeneric[T float32 | int32 | int8 | int16](d *reduceData, x, y []T) {
+func reduceGeneric[T float32 | int32 | int8 | int16 | uint8](d *reduceData, x, y []T) {
 	var init T
 	switch d.op {
 	case schema.OpReduceMax:
@@ -240,9 +244,11 @@ func reduceGeneric[T float32 | int32 | int8 | int16](d *reduceData, x, y []T) {
 	}
 }
 
-func lowest[T float32 | int32 | int8 | int16]() T {
+func lowest[T float32 | int32 | int8 | int16 | uint8]() T {
 	var z T
 	switch any(z).(type) {
+	case uint8:
+		return 0
 	case float32:
 		return T(math.Inf(-1)) // std::numeric_limits<float>::lowest() compares the same
 	case int32:
@@ -256,9 +262,12 @@ func lowest[T float32 | int32 | int8 | int16]() T {
 	return T(v)
 }
 
-func highest[T float32 | int32 | int8 | int16]() T {
+func highest[T float32 | int32 | int8 | int16 | uint8]() T {
 	var z T
 	switch any(z).(type) {
+	case uint8:
+		v := int64(math.MaxUint8)
+		return T(v)
 	case float32:
 		return T(math.Inf(1))
 	case int32:

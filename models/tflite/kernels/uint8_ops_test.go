@@ -41,8 +41,8 @@ func u8Model(op schema.BuiltinOperator, version int32, opts write.Options, ins [
 // u8Delegated is the tolerance of uint8 cases whose node XNNPACK takes in the official runtime
 // (its --profile shows the node as TfLiteXNNPackDelegate) and where XNNPACK's float
 // requantization lands 1 LSB from the reference arithmetic this kernel follows (add_u8_same:
-// 14 of 64 values; resize_bilinear_u8_half: 3 of 70). Every other case is exact, delegated
-// or not.
+// 14 of 64 values; resize_bilinear_u8_half: 3 of 70; leaky_relu_u8: 32 of 256, as for int8).
+// Every other case is exact, delegated or not.
 func u8Delegated(dt tensor.DType) oracletest.Tolerance {
 	if dt == tensor.Uint8 || dt == tensor.Int8 {
 		return oracletest.Tolerance{LSB: 1}
@@ -170,6 +170,11 @@ func uint8Cases() []oracletest.OpCase {
 		{"batch_to_space_u8", u8Model(schema.OpBatchToSpaceNd, 1, nil, []ts{q(4, 2, 2, 1), constI32([]int32{2, 2}), pads(0, 0, 0, 0)}, q(1, 4, 4, 1)), nil},
 		{"space_to_batch_u8_pad", u8Model(schema.OpSpaceToBatchNd, 1, nil, []ts{q(1, 3, 5, 1), constI32([]int32{2, 2}), pads(1, 0, 0, 1)}, q(4, 2, 3, 1)), nil},
 		{"gather_nd_u8", u8Model(schema.OpGatherNd, 1, nil, []ts{q(3, 4), constI32([]int32{2, 0}, 2, 1)}, q(2, 4)), nil},
+		{"arg_min_u8", u8Model(schema.OpArgMin, 1, write.Table{Type: schema.BuiltinOptionsArgMin, Fields: []write.Field{write.Int8Field(0, int8(schema.TensorTypeInt32))}}, []ts{q(3, 7), constI32([]int32{1}, 1)}, i32(3)), nil},
+		{"reduce_max_u8", u8Model(schema.OpReduceMax, 1, reducer(true), []ts{q(2, 3, 4), constI32([]int32{1})}, q(2, 1, 4)), nil},
+		{"leaky_relu_u8", u8Model(schema.OpLeakyRelu, 1, write.LeakyReluOptions{Alpha: 0.1}, []ts{q(256)}, u8(0.04, 100, 256)), u8Delegated},
+		{"equal_u8", u8Model(schema.OpEqual, 1, nil, []ts{u8(0.5, 128, 300), u8(0.5, 128, 1)}, boolT(300)), nil},
+		{"greater_u8_requant", u8Model(schema.OpGreater, 1, nil, []ts{q(6, 8), q2(8)}, boolT(6, 8)), nil},
 		{"mobilenet_block_u8", mobilenetBlockU8, nil},
 	}
 	r := kernels.Builtins()
