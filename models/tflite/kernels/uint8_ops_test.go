@@ -171,6 +171,7 @@ func uint8Cases() []oracletest.OpCase {
 		{"space_to_batch_u8_pad", u8Model(schema.OpSpaceToBatchNd, 1, nil, []ts{q(1, 3, 5, 1), constI32([]int32{2, 2}), pads(1, 0, 0, 1)}, q(4, 2, 3, 1)), nil},
 		{"gather_nd_u8", u8Model(schema.OpGatherNd, 1, nil, []ts{q(3, 4), constI32([]int32{2, 0}, 2, 1)}, q(2, 4)), nil},
 		{"arg_min_u8", u8Model(schema.OpArgMin, 1, write.Table{Type: schema.BuiltinOptionsArgMin, Fields: []write.Field{write.Int8Field(0, int8(schema.TensorTypeInt32))}}, []ts{q(3, 7), constI32([]int32{1}, 1)}, i32(3)), nil},
+		{"reduce_min_u8", u8Model(schema.OpReduceMin, 1, reducer(false), []ts{q(4, 3), constI32([]int32{0})}, q(3)), nil},
 		{"reduce_max_u8", u8Model(schema.OpReduceMax, 1, reducer(true), []ts{q(2, 3, 4), constI32([]int32{1})}, q(2, 1, 4)), nil},
 		{"leaky_relu_u8", u8Model(schema.OpLeakyRelu, 1, write.LeakyReluOptions{Alpha: 0.1}, []ts{q(256)}, u8(0.04, 100, 256)), u8Delegated},
 		{"equal_u8", u8Model(schema.OpEqual, 1, nil, []ts{u8(0.5, 128, 300), u8(0.5, 128, 1)}, boolT(300)), nil},
