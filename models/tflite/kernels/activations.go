@@ -116,7 +116,7 @@ func reluKernel(lo, hi float64) tflite.Kernel {
 			d := &reluData{fMin: float32(lo), fMax: float32(hi)}
 			switch in.DType() {
 			case tensor.Float32:
-			case tensor.Int8, tensor.Int16:
+			case tensor.Int8, tensor.Int16, tensor.Uint8:
 				if err := prepareReluQuant(&d.q, in, out, lo, hi); err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
@@ -139,6 +139,8 @@ func reluKernel(lo, hi float64) tflite.Kernel {
 				requantize(&d.q, in.Int8(), out.Int8())
 			case tensor.Int16:
 				requantize(&d.q, in.Int16(), out.Int16())
+			case tensor.Uint8:
+				requantize(&d.q, in.Uint8(), out.Uint8())
 			}
 			return nil
 		},
@@ -169,7 +171,7 @@ func prepareReluQuant(q *requant, in, out *tensor.Tensor, lo, hi float64) error 
 	return nil
 }
 
-func requantize[T int8 | int16](q *requant, x, y []T) {
+func requantize[T int8 | int16 | uint8](q *requant, x, y []T) {
 	for i, v := range x {
 		r := q.outZP + MultiplyByQuantizedMultiplier(int32(v)-q.inZP, q.mult, q.shift)
 		y[i] = T(clamp32(r, q.qMin, q.qMax))
@@ -198,7 +200,7 @@ func prepareLeakyRelu(n *tflite.Node) error {
 	}
 	switch in.DType() {
 	case tensor.Float32:
-	case tensor.Int8, tensor.Int16:
+	case tensor.Int8, tensor.Int16, tensor.Uint8:
 		si, zi, so, zo, err := ioQuantParams(in, out)
 		if err != nil {
 			return fmt.Errorf("LEAKY_RELU: %w", err)
@@ -237,11 +239,13 @@ func evalLeakyRelu(n *tflite.Node) error {
 		leakyQuant(d, in.Int8(), out.Int8(), math.MinInt8, math.MaxInt8)
 	case tensor.Int16:
 		leakyQuant(d, in.Int16(), out.Int16(), math.MinInt16, math.MaxInt16)
+	case tensor.Uint8:
+		leakyQuant(d, in.Uint8(), out.Uint8(), 0, math.MaxUint8)
 	}
 	return nil
 }
 
-func leakyQuant[T int8 | int16](d *leakyData, x, y []T, lo, hi int32) {
+func leakyQuant[T int8 | int16 | uint8](d *leakyData, x, y []T, lo, hi int32) {
 	for i, v := range x {
 		iv := int32(v) - d.inZP
 		var r int32

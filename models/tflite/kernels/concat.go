@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/outpost-ml/outpost/models/tensor"
@@ -12,11 +13,12 @@ import (
 // CONCATENATION, PACK, UNPACK, SPLIT and SPLIT_V: several inputs into one output or one input
 // into several outputs, each part one strided copy. Quantized tensors must all share the
 // output's scale and zero point (TFLite's concatenation.cc and TFLite Micro require it for
-// int8/int16: no requantization).
+// int8/int16: no requantization). uint8 CONCATENATION is the exception: full TFLite
+// requantizes inputs quantized differently from the output (ConcatenationWithScaling).
 
 func init() {
 	register(func(r *Resolver) {
-		r.AddBuiltin(schema.OpConcatenation, 1, 4, tflite.KernelFuncs{PrepareFn: prepareConcat, EvalFn: evalGather})
+		r.AddBuiltin(schema.OpConcatenation, 1, 4, tflite.KernelFuncs{PrepareFn: prepareConcat, EvalFn: evalConcat})
 		r.AddBuiltin(schema.OpPack, 1, 4, tflite.KernelFuncs{PrepareFn: preparePack, EvalFn: evalGather})
 		r.AddBuiltin(schema.OpUnpack, 1, 4, tflite.KernelFuncs{PrepareFn: prepareUnpack, EvalFn: evalScatter})
 		r.AddBuiltin(schema.OpSplit, 1, 4, tflite.KernelFuncs{PrepareFn: prepareSplit, EvalFn: evalScatter})
@@ -51,20 +53,31 @@ func evalScatter(n *tflite.Node) error {
 	return nil
 }
 
-// checkParts checks the element type of every tensor against ref.
+// checkParts checks the element type and quantization of every tensor against ref.
 func checkParts(ref *tensor.Tensor, ts []*tensor.Tensor, what string) (int, error) {
+	return checkPartsWith(ref, ts, what, sameType)
+}
+
+// checkPartsDType is checkParts without the quantization check.
+func checkPartsDType(ref *tensor.Tensor, ts []*tensor.Tensor, what string) (int, error) {
+	return checkPartsWith(ref, ts, what, func(t, ref *tensor.Tensor) error {
+		if t.DType() != ref.DType() {
+			return fmt.Errorf("%q is %s, want %s", t.Name(), t.DType(), ref.DType())
+		}
+		return nil
+	})
+}
+
+func checkPartsWith(ref *tensor.Tensor, ts []*tensor.Tensor, what string, same func(t, ref *tensor.Tensor) error) (int, error) {
 	es, err := elemBytes(ref)
 	if err != nil {
 		return 0, err
-	}
-	if ref.DType() == tensor.Uint8 {
-		return 0, fmt.Errorf("tensor %q: type uint8 not supported", ref.Name())
 	}
 	for i, t := range ts {
 		if t == nil {
 			return 0, fmt.Errorf("%s %d is omitted", what, i)
 		}
-		if err := sameType(t, ref); err != nil {
+		if err := same(t, ref); err != nil {
 			return 0, fmt.Errorf("%s %d: %w", what, i, err)
 		}
 		if err := checkRank(t, maxMoveRank); err != nil {
@@ -87,7 +100,14 @@ func prepareConcat(n *tflite.Node) error {
 		return fmt.Errorf("fused activation %d not supported", opts.Activation)
 	}
 	out := n.Output(0)
-	es, err := checkParts(out, n.Inputs, "input")
+	// uint8 inputs quantized unlike the output are requantized (checked for dtype and rank
+	// only); everything else must match the output exactly.
+	requant := out.DType() == tensor.Uint8 && !allSameQuant(out, n.Inputs)
+	check := checkParts
+	if requant {
+		check = checkPartsDType
+	}
+	es, err := check(out, n.Inputs, "input")
 	if err != nil {
 		return err
 	}
@@ -112,6 +132,9 @@ func prepareConcat(n *tflite.Node) error {
 	}
 	if err := setOutShape(out, shape); err != nil {
 		return err
+	}
+	if requant {
+		return prepareConcatU8(n, axis)
 	}
 	ost := stridesOf(shape)
 	d := &partsData{es: es}
@@ -304,4 +327,87 @@ func prepareSplitV(n *tflite.Node) error {
 		return fmt.Errorf("size_splits %v do not add up to dimension %d of size %d", sizes, axis, dim)
 	}
 	return splitParts(n, in, axis, sizes)
+}
+
+// evalConcat is evalGather, or the uint8 requantizing concatenation.
+func evalConcat(n *tflite.Node) error {
+	if d, ok := n.Data.(*concatU8Data); ok {
+		concatU8(d, n)
+		return nil
+	}
+	return evalGather(n)
+}
+
+func allSameQuant(out *tensor.Tensor, ins []*tensor.Tensor) bool {
+	for _, in := range ins {
+		if in != nil && !sameQuant(in.Quant(), out.Quant()) {
+			return false
+		}
+	}
+	return true
+}
+
+// concatU8Data is reference_ops::ConcatenationWithScaling: per outer index, each input's block
+// of copy[i] values is copied, or requantized when its quantization differs from the output's.
+type concatU8Data struct {
+	outer int
+	copy  []int
+	scale []float32 // input_scale / output_scale in float32; 0 where the block is copied
+	bias  []float32 // -input_zero_point × scale
+	outZP int32
+}
+
+func prepareConcatU8(n *tflite.Node, axis int) error {
+	out := n.Output(0)
+	os, oz, err := perTensor(out)
+	if err != nil {
+		return err
+	}
+	d := &concatU8Data{outer: 1, outZP: oz}
+	for i := 0; i < axis; i++ {
+		d.outer *= out.Dim(i)
+	}
+	inner := 1
+	for i := axis + 1; i < out.Rank(); i++ {
+		inner *= out.Dim(i)
+	}
+	inv := 1 / os
+	for _, in := range n.Inputs {
+		is, iz, err := perTensor(in)
+		if err != nil {
+			return err
+		}
+		d.copy = append(d.copy, in.Dim(axis)*inner)
+		var sc, b float32
+		if is != os || iz != oz {
+			sc = is * inv
+			b = -float32(iz) * sc
+		}
+		d.scale, d.bias = append(d.scale, sc), append(d.bias, b)
+	}
+	n.Data = d
+	return nil
+}
+
+func concatU8(d *concatU8Data, n *tflite.Node) {
+	y := n.Output(0).Uint8()
+	o := 0
+	for k := 0; k < d.outer; k++ {
+		for i, in := range n.Inputs {
+			c := d.copy[i]
+			x := in.Uint8()[k*c : (k+1)*c]
+			if d.scale[i] == 0 {
+				copy(y[o:o+c], x)
+			} else {
+				for j, v := range x {
+					// TfLiteRound(input * scale + bias) in float32; the explicit conversion
+					// keeps Go from fusing the multiply-add.
+					f := float32(float32(v)*d.scale[i]) + d.bias[i]
+					r := int32(math.Round(float64(f))) + d.outZP
+					y[o+j] = uint8(min(max(r, 0), math.MaxUint8))
+				}
+			}
+			o += c
+		}
+	}
 }

@@ -66,7 +66,6 @@ type binaryData struct {
 	outMult                int32
 	outShift               int
 	qMin, qMax             int32
-	pot                    bool // int16 ADD/SUB power-of-two path
 }
 
 func binaryKernel(op binOp) tflite.Kernel {
@@ -76,20 +75,21 @@ func binaryKernel(op binOp) tflite.Kernel {
 	}
 }
 
-// fusedActivation returns the node's fused activation and, for ADD/SUB, pot_scale_int16.
-func fusedActivation(n *tflite.Node, op binOp) (schema.Activation, bool) {
+// fusedActivation returns the node's fused activation. ADD/SUB's pot_scale_int16 is ignored:
+// TFLite Micro (the judge for int16, docs/tflite.md) always takes the general rescaling path,
+// where the full runtime's power-of-two path rounds differently by 1 LSB.
+func fusedActivation(n *tflite.Node) schema.Activation {
 	switch o := n.Options.(type) {
 	case *tflite.AddOptions:
-		return o.Activation, o.PotScaleInt16
+		return o.Activation
 	case *tflite.SubOptions:
-		return o.Activation, o.PotScaleInt16
+		return o.Activation
 	case *tflite.MulOptions:
-		return o.Activation, false
+		return o.Activation
 	case *tflite.DivOptions:
-		return o.Activation, false
+		return o.Activation
 	}
-	// Absent options: no activation; pot_scale_int16 defaults to true in the schema.
-	return schema.ActivationNone, op == binAdd || op == binSub
+	return schema.ActivationNone
 }
 
 func prepareBinary(n *tflite.Node, op binOp) error {
@@ -109,7 +109,7 @@ func prepareBinary(n *tflite.Node, op binOp) error {
 	if d.bc, err = NewBroadcast(shape, a.Shape(), b.Shape()); err != nil {
 		return fmt.Errorf("%s: %w", binOpNames[op], err)
 	}
-	act, pot := fusedActivation(n, op)
+	act := fusedActivation(n)
 	if act != schema.ActivationNone && op > binDiv {
 		return fmt.Errorf("%s: fused activation %d not allowed", binOpNames[op], act)
 	}
@@ -122,10 +122,10 @@ func prepareBinary(n *tflite.Node, op binOp) error {
 		if d.iMin, d.iMax, err = intActivationRange(act, dt); err != nil {
 			return fmt.Errorf("%s: %w", binOpNames[op], err)
 		}
-	case tensor.Int8, tensor.Int16:
+	case tensor.Int8, tensor.Int16, tensor.Uint8:
 		switch op {
 		case binAdd, binSub:
-			err = prepareAddSubQuant(d, a, b, out, act, pot && dt == tensor.Int16)
+			err = prepareAddSubQuant(d, a, b, out, act)
 		case binMul:
 			err = prepareMulQuant(d, a, b, out, act)
 		case binMax, binMin:
@@ -164,10 +164,9 @@ func intActivationRange(act schema.Activation, dt tensor.DType) (lo, hi int64, e
 	return lo, hi, nil
 }
 
-// prepareAddSubQuant follows TFLite's add.cc/sub.cc Prepare: the int16 power-of-two path when
-// pot_scale_int16 is set and every scale is a power of two with zero points 0, else the general
-// rescaling path (left shift 20 for int8, 15 for int16).
-func prepareAddSubQuant(d *binaryData, a, b, out *tensor.Tensor, act schema.Activation, potRequested bool) error {
+// prepareAddSubQuant follows TFLite Micro's add_common.cc/sub_common.cc Prepare: the general
+// rescaling path (left shift 20 for int8, 15 for int16) for every int8 and int16 node.
+func prepareAddSubQuant(d *binaryData, a, b, out *tensor.Tensor, act schema.Activation) error {
 	s1, z1, err := quantParams(a)
 	if err != nil {
 		return err
@@ -182,24 +181,6 @@ func prepareAddSubQuant(d *binaryData, a, b, out *tensor.Tensor, act schema.Acti
 	}
 	if d.qMin, d.qMax, err = quantActivationRange(act, out); err != nil {
 		return err
-	}
-	if potRequested {
-		l1, ok1 := checkedLog2(s1)
-		l2, ok2 := checkedLog2(s2)
-		lo, ok3 := checkedLog2(so)
-		if ok1 && ok2 && ok3 && z1 == 0 && z2 == 0 && zo == 0 {
-			d.pot = true
-			d.in1Shift, d.in2Shift = l1-lo, l2-lo
-			// Only one input may be shifted, and only to the right (add.cc Prepare).
-			if (d.in1Shift != 0 && d.in2Shift != 0) || d.in1Shift > 0 || d.in2Shift > 0 {
-				return fmt.Errorf("power-of-two int16 path: input shifts %d and %d not supported", d.in1Shift, d.in2Shift)
-			}
-			if !d.bc.Flat {
-				// TFLite's POT kernel has no broadcasting (MatchingElementsSize).
-				return fmt.Errorf("power-of-two int16 path: inputs %q %v and %q %v must have the same shape", a.Name(), a.Shape(), b.Name(), b.Shape())
-			}
-			return nil
-		}
 	}
 	d.leftShift = 20
 	if out.DType() == tensor.Int16 {
@@ -259,11 +240,9 @@ func evalBinary(n *tflite.Node) error {
 	case tensor.Int8:
 		evalBinaryQuant(d, a.Int8(), b.Int8(), out.Int8())
 	case tensor.Int16:
-		if d.pot {
-			evalAddSubPOT(d, a.Int16(), b.Int16(), out.Int16())
-			return nil
-		}
 		evalBinaryQuant(d, a.Int16(), b.Int16(), out.Int16())
+	case tensor.Uint8:
+		evalBinaryQuant(d, a.Uint8(), b.Uint8(), out.Uint8())
 	}
 	return nil
 }
@@ -360,7 +339,7 @@ func evalBinaryInt[T int32 | int64](d *binaryData, x, y, z []T) error {
 	return nil
 }
 
-func evalBinaryQuant[T int8 | int16](d *binaryData, x, y, z []T) {
+func evalBinaryQuant[T int8 | int16 | uint8](d *binaryData, x, y, z []T) {
 	switch d.op {
 	case binAdd, binSub:
 		sub := d.op == binSub
@@ -388,28 +367,6 @@ func (d *binaryData) addSubGeneral(a, b int32, sub bool) int32 {
 		raw = sa - sb
 	}
 	return clamp32(MultiplyByQuantizedMultiplier(raw, d.outMult, d.outShift)+d.outOff, d.qMin, d.qMax)
-}
-
-// evalAddSubPOT is the int16 power-of-two path (reference_ops::Add with pot_scale, and
-// BroadcastSub16POTSlow for SUB): one input shifted right with rounding, then a saturating add
-// (ADD) or a plain difference (SUB), clamped.
-func evalAddSubPOT(d *binaryData, x, y, z []int16) {
-	lo, hi := d.qMin, d.qMax
-	if d.op == binSub {
-		for i := range z {
-			v := RoundingDivideByPOT(int32(x[i]), -d.in1Shift) - RoundingDivideByPOT(int32(y[i]), -d.in2Shift)
-			z[i] = int16(clamp32(v, lo, hi))
-		}
-		return
-	}
-	keep, shift, rs := x, y, -d.in2Shift
-	if d.in1Shift != 0 {
-		keep, shift, rs = y, x, -d.in1Shift
-	}
-	for i := range z {
-		v := saturatingAdd16(int16(RoundingDivideByPOT(int32(shift[i]), rs)), keep[i])
-		z[i] = int16(clamp32(int32(v), lo, hi))
-	}
 }
 
 // ADD_N: the sum of N same-shaped tensors (reference_ops::AddN), float32 and int32.

@@ -81,7 +81,7 @@ func prepareCompare(n *tflite.Node, op cmpOp) error {
 		if op != cmpEq && op != cmpNe {
 			return fmt.Errorf("%s: bool inputs not supported", name)
 		}
-	case tensor.Int8:
+	case tensor.Int8, tensor.Uint8:
 	default:
 		// int16 included: TFLite's comparison kernels refuse it.
 		return fmt.Errorf("%s: type %s not supported", name, a.DType())
@@ -95,7 +95,7 @@ func prepareCompare(n *tflite.Node, op cmpOp) error {
 	if d.bc, err = NewBroadcast(shape, a.Shape(), b.Shape()); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	if a.DType() == tensor.Int8 {
+	if a.DType() == tensor.Int8 || a.DType() == tensor.Uint8 {
 		if err := prepareCompareQuant(d, a, b); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -139,6 +139,8 @@ func evalCompare(n *tflite.Node) error {
 		compare(d, a.Bool(), b.Bool(), z)
 	case tensor.Int8:
 		compareQuant(d, a.Int8(), b.Int8(), z)
+	case tensor.Uint8:
+		compareQuant(d, a.Uint8(), b.Uint8(), z)
 	}
 	return nil
 }
@@ -172,7 +174,7 @@ func compare[T int32 | int64 | float32 | uint8](d *compareData, x, y []T, z []ui
 
 // compareQuant is reference_ops' quantized comparison: (x + offset) << 8, scaled by the
 // input's multiplier, then compared.
-func compareQuant(d *compareData, x, y []int8, z []uint8) {
+func compareQuant[T int8 | uint8](d *compareData, x, y []T, z []uint8) {
 	op := d.op
 	d.bc.Each2(func(o, i, j int) {
 		a := MultiplyByQuantizedMultiplier((int32(x[i])+d.in1Off)<<cmpLeftShift, d.in1Mult, d.in1Shift)

@@ -41,7 +41,7 @@ func transcKernel(name string, tanh bool, f func(float32) float32) tflite.Kernel
 			switch in.DType() {
 			case tensor.Float32:
 				return nil
-			case tensor.Int8:
+			case tensor.Int8, tensor.Uint8:
 				err = prepareTranscInt8(d, in, out, tanh)
 			case tensor.Int16:
 				err = prepareTranscInt16(d, in, out, tanh)
@@ -65,9 +65,18 @@ func transcKernel(name string, tanh bool, f func(float32) float32) tflite.Kernel
 			case tensor.Int8:
 				d := n.Data.(*transcData)
 				if tanh {
-					tanhInt8(d, in.Int8(), out.Int8())
+					tanhInt8(d, in.Int8(), out.Int8(), 0)
 				} else {
-					logisticInt8(d, in.Int8(), out.Int8())
+					logisticInt8(d, in.Int8(), out.Int8(), 0)
+				}
+			case tensor.Uint8:
+				// reference_ops::Logistic/Tanh for uint8: the int8 arithmetic on the centred
+				// input, the result offset by 128 (255 where int8 saturates at 127).
+				d := n.Data.(*transcData)
+				if tanh {
+					tanhInt8(d, in.Uint8(), out.Uint8(), 128)
+				} else {
+					logisticInt8(d, in.Uint8(), out.Uint8(), 128)
 				}
 			case tensor.Int16:
 				d := n.Data.(*transcData)
@@ -96,6 +105,9 @@ func prepareTranscInt8(d *transcData, in, out *tensor.Tensor, tanh bool) error {
 	wantZP, wantLog2 := int32(-128), -8
 	if tanh {
 		wantZP, wantLog2 = 0, -7
+	}
+	if in.DType() == tensor.Uint8 {
+		wantZP += 128
 	}
 	if l, ok := checkedLog2(so); zo != wantZP || !ok || l != wantLog2 {
 		return fmt.Errorf("output %q must have scale 2^%d and zero point %d, has %g and %d", out.Name(), wantLog2, wantZP, so, zo)
@@ -162,37 +174,39 @@ func prepareTranscInt16(d *transcData, in, out *tensor.Tensor, tanh bool) error 
 	return nil
 }
 
-// logisticInt8 is reference_integer_ops::Logistic for int8.
-func logisticInt8(d *transcData, x, y []int8) {
+// logisticInt8 is reference_integer_ops::Logistic for int8 (off 0), and reference_ops::
+// Logistic for uint8 (off 128: the same result shifted to the unsigned range).
+func logisticInt8[T int8 | uint8](d *transcData, x, y []T, off int32) {
 	for i, v := range x {
 		in := int32(v) - d.inZP
 		switch {
 		case in <= -d.radius:
-			y[i] = math.MinInt8
+			y[i] = T(math.MinInt8 + off)
 		case in >= d.radius:
-			y[i] = math.MaxInt8
+			y[i] = T(math.MaxInt8 + off)
 		default:
 			q4 := MultiplyByQuantizedMultiplier(in, d.mult, d.shift)
 			// Q0.31 to Q0.8 with rounding, then the output zero point -128.
 			r := RoundingDivideByPOT(fixedLogistic(q4, 4), 31-8) - 128
-			y[i] = int8(clamp32(r, math.MinInt8, math.MaxInt8))
+			y[i] = T(clamp32(r, math.MinInt8, math.MaxInt8) + off)
 		}
 	}
 }
 
-// tanhInt8 is reference_integer_ops::Tanh for int8 (output Q0.7, zero point 0).
-func tanhInt8(d *transcData, x, y []int8) {
+// tanhInt8 is reference_integer_ops::Tanh for int8 (output Q0.7, zero point 0; off 0), and
+// reference_ops::Tanh for uint8 (zero point 128; off 128).
+func tanhInt8[T int8 | uint8](d *transcData, x, y []T, off int32) {
 	for i, v := range x {
 		in := int32(v) - d.inZP
 		switch {
 		case in <= -d.radius:
-			y[i] = math.MinInt8
+			y[i] = T(math.MinInt8 + off)
 		case in >= d.radius:
-			y[i] = math.MaxInt8
+			y[i] = T(math.MaxInt8 + off)
 		default:
 			q4 := MultiplyByQuantizedMultiplier(in, d.mult, d.shift)
 			r := RoundingDivideByPOT(fixedTanh(q4, 4), 31-7)
-			y[i] = int8(clamp32(r, math.MinInt8, math.MaxInt8))
+			y[i] = T(clamp32(r, math.MinInt8, math.MaxInt8) + off)
 		}
 	}
 }

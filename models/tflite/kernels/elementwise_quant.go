@@ -71,11 +71,5 @@ func ioQuantParams(in, out *tensor.Tensor) (si float32, zi int32, so float32, zo
 	return si, zi, so, zo, nil
 }
 
-// saturatingAdd16 is gemmlowp's SaturatingAdd on int16 raw values.
-func saturatingAdd16(a, b int16) int16 {
-	s := int32(a) + int32(b)
-	return int16(min(max(s, math.MinInt16), math.MaxInt16))
-}
-
 // clampToType clamps v to [lo, hi] (already within the dtype's range).
 func clamp32(v, lo, hi int32) int32 { return min(max(v, lo), hi) }

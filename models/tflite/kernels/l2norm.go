@@ -11,7 +11,8 @@ import (
 )
 
 // L2_NORMALIZATION over the last dimension (reference_ops::L2Normalization for float32,
-// reference_integer_ops::L2Normalization for int8 with GetInvSqrtQuantizedMultiplierExp).
+// reference_integer_ops::L2Normalization for int8 and reference_ops' uint8 version, with
+// GetInvSqrtQuantizedMultiplierExp).
 
 func init() {
 	register(func(r *Resolver) {
@@ -45,7 +46,7 @@ func prepareL2Norm(n *tflite.Node) error {
 	}
 	switch in.DType() {
 	case tensor.Float32:
-	case tensor.Int8:
+	case tensor.Int8, tensor.Uint8:
 		_, zp, err := perTensor(in)
 		if err != nil {
 			return err
@@ -54,13 +55,18 @@ func prepareL2Norm(n *tflite.Node) error {
 		if err != nil {
 			return err
 		}
-		// The int8 kernel's output is fixed at scale 1/128, zero point 0 (TFLite's Prepare).
-		if oScale != 1.0/128 || oZP != 0 {
-			return fmt.Errorf("output %q must have scale 1/128 and zero point 0, has %g and %d", out.Name(), oScale, oZP)
+		// The quantized output is fixed at scale 1/128, zero point 0 for int8 and 128 for
+		// uint8 (TFLite's Prepare).
+		wantZP := int32(0)
+		if in.DType() == tensor.Uint8 {
+			wantZP = 128
+		}
+		if oScale != 1.0/128 || oZP != wantZP {
+			return fmt.Errorf("output %q must have scale 1/128 and zero point %d, has %g and %d", out.Name(), wantZP, oScale, oZP)
 		}
 		d.inZP = zp
 	default:
-		return fmt.Errorf("input %q: type %s not supported (float32, int8)", in.Name(), in.DType())
+		return fmt.Errorf("input %q: type %s not supported (float32, int8, uint8)", in.Name(), in.DType())
 	}
 	if err := setOutShape(out, in.Shape()); err != nil {
 		return err
@@ -88,7 +94,17 @@ func evalL2Norm(n *tflite.Node) error {
 		}
 		return nil
 	}
-	x, y := in.Int8(), out.Int8()
+	if in.DType() == tensor.Uint8 {
+		l2normQuant(d, in.Uint8(), out.Uint8(), 128)
+		return nil
+	}
+	l2normQuant(d, in.Int8(), out.Int8(), 0)
+	return nil
+}
+
+// l2normQuant is reference_integer_ops::L2Normalization for int8 (off 0) and reference_ops::
+// L2Normalization for uint8 (off 128: the same Q0.7 result around the zero point 128).
+func l2normQuant[T int8 | uint8](d *l2normData, x, y []T, off int32) {
 	for o := 0; o < d.outer; o++ {
 		row := x[o*d.depth : (o+1)*d.depth]
 		var acc int32
@@ -100,10 +116,9 @@ func evalL2Norm(n *tflite.Node) error {
 		for i, v := range row {
 			// Output in Q0.7: the 1/128 output scale is folded into the shift.
 			r := MultiplyByQuantizedMultiplier(int32(v)-d.inZP, mult, shift+7)
-			y[o*d.depth+i] = int8(min(max(r, math.MinInt8), math.MaxInt8))
+			y[o*d.depth+i] = T(min(max(r, math.MinInt8), math.MaxInt8) + off)
 		}
 	}
-	return nil
 }
 
 // invSqrtQuantizedMultiplierExp is GetInvSqrtQuantizedMultiplierExp: 1/sqrt(x) as a Q31

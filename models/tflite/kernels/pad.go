@@ -81,7 +81,7 @@ func preparePad(n *tflite.Node) error {
 	if err != nil {
 		return err
 	}
-	if in.DType() == tensor.Bool || in.DType() == tensor.Uint8 {
+	if in.DType() == tensor.Bool {
 		return fmt.Errorf("input %q: type %s not supported", in.Name(), in.DType())
 	}
 	if err := sameType(in, out); err != nil {
@@ -100,19 +100,19 @@ func preparePad(n *tflite.Node) error {
 	}
 	d := &padData{es: es}
 	// The pad value: PADV2's constant_values, else 0 for float/int32 and the output zero point
-	// for int8/int16 (the quantized zero), as TFLite's pad.cc does.
+	// for int8/int16/uint8 (the quantized zero), as TFLite's pad.cc does.
 	var v int64
 	if cv != nil {
 		if cv.DType() != in.DType() || cv.NumElements() != 1 || !cv.Constant() {
 			return fmt.Errorf("constant_values %q must be one constant %s", cv.Name(), in.DType())
 		}
-		if q := in.Quant(); q != nil && (in.DType() == tensor.Int8 || in.DType() == tensor.Int16) && !sameQuant(q, cv.Quant()) {
+		if q := in.Quant(); q != nil && (in.DType() == tensor.Int8 || in.DType() == tensor.Int16 || in.DType() == tensor.Uint8) && !sameQuant(q, cv.Quant()) {
 			// TFLite Micro: the pad value must be quantized like the output.
 			return fmt.Errorf("constant_values %q is quantized differently from output %q", cv.Name(), out.Name())
 		}
 		copy(d.value[:es], cv.Bytes())
 	} else {
-		if q := out.Quant(); q != nil && len(q.ZeroPoint) > 0 && (in.DType() == tensor.Int8 || in.DType() == tensor.Int16) {
+		if q := out.Quant(); q != nil && len(q.ZeroPoint) > 0 && (in.DType() == tensor.Int8 || in.DType() == tensor.Int16 || in.DType() == tensor.Uint8) {
 			v = q.ZeroPoint[0]
 		}
 		binary.LittleEndian.PutUint64(d.value[:], uint64(v)) // float32 pads with +0: all bits zero

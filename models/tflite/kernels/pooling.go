@@ -92,7 +92,7 @@ func preparePool(n *tflite.Node, kind poolKind) error {
 		if d.fMin, d.fMax, err = floatActivationRange(o.Activation); err != nil {
 			return err
 		}
-	case kind != poolL2 && (in.DType() == tensor.Int8 || in.DType() == tensor.Int16):
+	case kind != poolL2 && (in.DType() == tensor.Int8 || in.DType() == tensor.Int16 || in.DType() == tensor.Uint8):
 		if _, _, err := perTensor(in); err != nil {
 			return err
 		}
@@ -104,7 +104,7 @@ func preparePool(n *tflite.Node, kind poolKind) error {
 			return err
 		}
 	default:
-		return fmt.Errorf("input %q is %s, not supported (float32; int8 and int16 for average and max pooling)", in.Name(), in.DType())
+		return fmt.Errorf("input %q is %s, not supported (float32; int8, int16 and uint8 for average and max pooling)", in.Name(), in.DType())
 	}
 	n.Data = d
 	return nil
@@ -134,6 +134,8 @@ func evalPool(n *tflite.Node) error {
 					poolInt(d, in.Int8(), out.Int8()[o:o+d.c], base, fy0, fy1, fx0, fx1, count)
 				case tensor.Int16:
 					poolInt(d, in.Int16(), out.Int16()[o:o+d.c], base, fy0, fy1, fx0, fx1, count)
+				case tensor.Uint8:
+					poolInt(d, in.Uint8(), out.Uint8()[o:o+d.c], base, fy0, fy1, fx0, fx1, count)
 				}
 			}
 		}
@@ -173,7 +175,7 @@ func (d *poolData) poolFloat(x, y []float32, base, fy0, fy1, fx0, fx1, count int
 // poolInt is reference_integer_ops::AveragePool / MaxPool for int8 and int16: the average is
 // the int32 sum divided by the window size rounding half away from zero; the maximum starts
 // at the type's lowest value; both are clamped to the activation range.
-func poolInt[T int8 | int16](d *poolData, x, y []T, base, fy0, fy1, fx0, fx1, count int) {
+func poolInt[T int8 | int16 | uint8](d *poolData, x, y []T, base, fy0, fy1, fx0, fx1, count int) {
 	for c := range y {
 		var acc int32
 		if d.kind == poolMax {

@@ -28,18 +28,21 @@ func init() {
 }
 
 type reduceData struct {
-	op       schema.BuiltinOperator
-	inShape  []int
-	outIdx   []int // per input dimension: output stride, 0 on reduced dimensions
-	iter     []int // odometer scratch
-	count    int   // input elements per output element
-	quantSum bool  // int8/int16 MEAN/SUM through QuantizedMeanOrSum
-	inZP     int32
-	outZP    int32
-	mult     int32
-	shift    int
-	lo, hi   int32
-	acc      []int32 // quantized accumulators, one per output element
+	op      schema.BuiltinOperator
+	inShape []int
+	outIdx  []int // per input dimension: output stride, 0 on reduced dimensions
+	iter    []int // odometer scratch
+	count   int   // input elements per output element
+	inZP    int32
+	outZP   int32
+	mult    int32
+	shift   int
+	lo, hi  int32
+	// uint8 MEAN follows full TFLite's reduce.cc, which picks one of three arithmetics.
+	u8Mode u8MeanMode
+	u8Bias int32   // u8Mean4D: output zero point minus the rounded rescaled input zero point
+	acc    []int32 // quantized accumulators, one per output element
+	seen   []bool  // int8 REDUCE_PROD: output element already started
 }
 
 func prepareReduce(n *tflite.Node) error {
@@ -64,6 +67,8 @@ func prepareReduce(n *tflite.Node) error {
 	case dt == tensor.Float32:
 	case dt == tensor.Int32 && op != schema.OpMean:
 	case (dt == tensor.Int8 || dt == tensor.Int16) && op != schema.OpReduceProd:
+	case dt == tensor.Int8 && op == schema.OpReduceProd:
+	case dt == tensor.Uint8 && (op == schema.OpMean || op == schema.OpReduceMax || op == schema.OpReduceMin):
 	default:
 		return fmt.Errorf("input %q: type %s not supported", in.Name(), dt)
 	}
@@ -106,7 +111,7 @@ func prepareReduce(n *tflite.Node) error {
 	if err := setOutShape(out, shape); err != nil {
 		return err
 	}
-	if dt == tensor.Int8 || dt == tensor.Int16 {
+	if dt == tensor.Int8 || dt == tensor.Int16 || dt == tensor.Uint8 {
 		inScale, inZP, err := perTensor(in)
 		if err != nil {
 			return err
@@ -123,12 +128,23 @@ func prepareReduce(n *tflite.Node) error {
 				// TFLite Micro: max/min compare raw values, so the quantization must match.
 				return fmt.Errorf("input %q and output %q have different quantization", in.Name(), out.Name())
 			}
+		case schema.OpReduceProd:
+			// GetQuantProdScaling: every product step (and the final value) is rescaled by
+			// in_scale / out_scale^(1/count), so the count-fold product lands on out_scale.
+			m := float64(inScale) / math.Pow(float64(outScale), 1/float64(max(d.count, 1)))
+			d.mult, d.shift = QuantizeMultiplier(m)
+			if d.shift > 7 || d.shift < -31 {
+				return fmt.Errorf("REDUCE_PROD: rescale %g out of range", m)
+			}
+			d.seen = make([]bool, max(out.NumElements(), 0))
 		case schema.OpMean, schema.OpSum:
-			// EvalIntegerMean: equal parameters take the plain integer mean (sum / count,
-			// truncated); otherwise QuantizedMeanOrSum requantizes by in_scale/out_scale.
-			d.quantSum = op == schema.OpSum || inScale != outScale || inZP != outZP
+			// TFLite Micro (the judge for int8/int16, see docs/tflite.md) requantizes every
+			// integer MEAN through QuantizedMeanOrSum, equal parameters included: the sum
+			// minus count×zero point times in_scale/out_scale/count, rounded by
+			// MultiplyByQuantizedMultiplier. The reference's plain integer mean (sum / count,
+			// truncated) is 1 LSB off it in about half the outputs.
 			d.mult, d.shift = QuantizeMultiplier(float64(inScale) / float64(outScale))
-			if op == schema.OpMean && d.quantSum && d.count > 0 {
+			if op == schema.OpMean && d.count > 0 {
 				// Fold 1/count into the multiplier, as QuantizedMeanOrSum does.
 				s := 63 - bits.LeadingZeros64(uint64(d.count))
 				s = min(s, 32, 31+d.shift)
@@ -137,6 +153,9 @@ func prepareReduce(n *tflite.Node) error {
 			}
 		}
 		d.acc = make([]int32, max(out.NumElements(), 0))
+		if dt == tensor.Uint8 && op == schema.OpMean {
+			prepareMeanU8(d, reduced, keep, inScale, outScale)
+		}
 	}
 	n.Data = d
 	return nil
@@ -176,13 +195,19 @@ func evalReduce(n *tflite.Node) error {
 		reduceQuant(d, in.Int8(), out.Int8())
 	case tensor.Int16:
 		reduceQuant(d, in.Int16(), out.Int16())
+	case tensor.Uint8:
+		if d.op == schema.OpMean {
+			meanU8(d, in.Uint8(), out.Uint8())
+		} else {
+			reduceGeneric(d, in.Uint8(), out.Uint8())
+		}
 	}
 	return nil
 }
 
 // reduceGeneric is ReduceGeneric: output initialised to the reducer's identity, then every
 // input element folded in, in row-major order. MEAN on floats is a SUM here; the caller divides.
-func reduceGeneric[T float32 | int32 | int8 | int16](d *reduceData, x, y []T) {
+func reduceGeneric[T float32 | int32 | int8 | int16 | uint8](d *reduceData, x, y []T) {
 	var init T
 	switch d.op {
 	case schema.OpReduceMax:
@@ -219,9 +244,11 @@ func reduceGeneric[T float32 | int32 | int8 | int16](d *reduceData, x, y []T) {
 	}
 }
 
-func lowest[T float32 | int32 | int8 | int16]() T {
+func lowest[T float32 | int32 | int8 | int16 | uint8]() T {
 	var z T
 	switch any(z).(type) {
+	case uint8:
+		return 0
 	case float32:
 		return T(math.Inf(-1)) // std::numeric_limits<float>::lowest() compares the same
 	case int32:
@@ -235,9 +262,12 @@ func lowest[T float32 | int32 | int8 | int16]() T {
 	return T(v)
 }
 
-func highest[T float32 | int32 | int8 | int16]() T {
+func highest[T float32 | int32 | int8 | int16 | uint8]() T {
 	var z T
 	switch any(z).(type) {
+	case uint8:
+		v := int64(math.MaxUint8)
+		return T(v)
 	case float32:
 		return T(math.Inf(1))
 	case int32:
@@ -251,11 +281,15 @@ func highest[T float32 | int32 | int8 | int16]() T {
 	return T(v)
 }
 
-// reduceQuant handles int8/int16: MAX/MIN on raw values, MEAN with equal quantization as an
-// integer mean, otherwise QuantizedMeanOrSum.
+// reduceQuant handles int8/int16: MAX/MIN on raw values, MEAN and SUM through
+// QuantizedMeanOrSum.
 func reduceQuant[T int8 | int16](d *reduceData, x, y []T) {
 	if d.op == schema.OpReduceMax || d.op == schema.OpReduceMin {
 		reduceGeneric(d, x, y)
+		return
+	}
+	if d.op == schema.OpReduceProd {
+		reduceProdQuant(d, x, y)
 		return
 	}
 	clear(d.acc)
@@ -269,12 +303,6 @@ func reduceQuant[T int8 | int16](d *reduceData, x, y []T) {
 	}
 	if d.count == 0 {
 		clear(y)
-		return
-	}
-	if !d.quantSum {
-		for i, s := range d.acc {
-			y[i] = T(s / int32(d.count)) // C++ integer division: truncation toward zero
-		}
 		return
 	}
 	for i, s := range d.acc {
@@ -399,19 +427,30 @@ func prepareCumsum(n *tflite.Node) error {
 	if out.DType() != in.DType() {
 		return fmt.Errorf("input %q is %s, output %q is %s", in.Name(), in.DType(), out.Name(), out.DType())
 	}
-	av, err := constInts(n.Input(1), "axis")
+	d, err := cumsumGeometry(n)
 	if err != nil {
 		return err
 	}
+	n.Data = d
+	return nil
+}
+
+// cumsumGeometry reads CUMSUM's constant axis and options and sets the output shape.
+func cumsumGeometry(n *tflite.Node) (*cumsumData, error) {
+	in := n.Input(0)
+	av, err := constInts(n.Input(1), "axis")
+	if err != nil {
+		return nil, err
+	}
 	if len(av) != 1 {
-		return fmt.Errorf("axis has %d values, want 1", len(av))
+		return nil, fmt.Errorf("axis has %d values, want 1", len(av))
 	}
 	if in.Rank() == 0 {
-		return fmt.Errorf("input %q is a scalar", in.Name())
+		return nil, fmt.Errorf("input %q is a scalar", in.Name())
 	}
 	axis, err := normAxis(av[0], in.Rank(), "axis")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d := &cumsumData{outer: 1, inner: 1, axis: in.Dim(axis)}
 	if o, ok := n.Options.(*tflite.CumsumOptions); ok {
@@ -425,11 +464,10 @@ func prepareCumsum(n *tflite.Node) error {
 			d.inner *= s
 		}
 	}
-	if err := setOutShape(out, in.Shape()); err != nil {
-		return err
+	if err := setOutShape(n.Output(0), in.Shape()); err != nil {
+		return nil, err
 	}
-	n.Data = d
-	return nil
+	return d, nil
 }
 
 func evalCumsum(n *tflite.Node) error {
@@ -465,5 +503,93 @@ func cumsum[T float32 | int32 | int64](d *cumsumData, x, y []T) {
 				}
 			}
 		}
+	}
+}
+
+// u8MeanMode is the arithmetic full TFLite's reduce.cc picks for a uint8 MEAN (TFLite Micro has
+// no uint8 MEAN, so the full runtime's reference kernels are the specification).
+type u8MeanMode int
+
+const (
+	u8MeanQuantized u8MeanMode = iota // QuantizedMeanOrSum, as for int8
+	u8Mean4D                          // 4-D, axes {1, 2}, keep_dims: reference_ops::Mean for uint8
+	u8MeanTruncated                   // equal quantization: the int32 sum / count, truncated
+)
+
+// prepareMeanU8 chooses the uint8 MEAN arithmetic and, for the 4-D case, its constants:
+// in_scale / (count × out_scale) in float32 as a Q31 multiplier, and the output zero point
+// minus the input zero point rescaled in float32 and rounded half away from zero.
+func prepareMeanU8(d *reduceData, reduced []bool, keep bool, inScale, outScale float32) {
+	switch {
+	case keep && len(reduced) == 4 && !reduced[0] && reduced[1] && reduced[2] && !reduced[3]:
+		d.u8Mode = u8Mean4D
+		temp := float32(d.inZP) * inScale / outScale
+		if temp > 0 {
+			temp += 0.5
+		} else {
+			temp -= 0.5
+		}
+		d.u8Bias = d.outZP - int32(temp)
+		d.mult, d.shift = QuantizeMultiplier(float64(inScale / (float32(d.count) * outScale)))
+	case inScale == outScale && d.inZP == d.outZP:
+		d.u8Mode = u8MeanTruncated
+	default:
+		d.u8Mode = u8MeanQuantized
+	}
+}
+
+// meanU8 is uint8 MEAN in the arithmetic prepareMeanU8 chose.
+func meanU8(d *reduceData, x, y []uint8) {
+	clear(d.acc)
+	if len(x) > 0 {
+		clear(d.iter)
+		o := 0
+		for _, v := range x {
+			d.acc[o] += int32(v)
+			o = d.next(o)
+		}
+	}
+	if d.count == 0 {
+		clear(y)
+		return
+	}
+	for i, s := range d.acc {
+		var v int32
+		switch d.u8Mode {
+		case u8Mean4D:
+			v = MultiplyByQuantizedMultiplier(s, d.mult, d.shift) + d.u8Bias
+		case u8MeanTruncated:
+			v = s / int32(d.count)
+		default:
+			v = MultiplyByQuantizedMultiplier(int32(int64(s)-int64(d.inZP)*int64(d.count)), d.mult, d.shift) + d.outZP
+		}
+		y[i] = uint8(min(max(v, 0), math.MaxUint8))
+	}
+}
+
+// reduceProdQuant is reference_ops::QuantizedReduceProd (full TFLite; TFLite Micro has no
+// REDUCE_PROD): each output starts at its first input minus the zero point, every further
+// factor multiplies in int64 and is rescaled at once (64-bit MultiplyByQuantizedMultiplier),
+// and the product is rescaled once more, offset and clamped. An empty reduction gives the
+// output zero point's rescaled 0.
+func reduceProdQuant[T int8 | int16](d *reduceData, x, y []T) {
+	clear(d.acc)
+	clear(d.seen)
+	if len(x) > 0 {
+		clear(d.iter)
+		o := 0
+		for _, v := range x {
+			f := int32(v) - d.inZP
+			if !d.seen[o] {
+				d.acc[o], d.seen[o] = f, true
+			} else {
+				d.acc[o] = MultiplyByQuantizedMultiplier64(int64(d.acc[o])*int64(f), d.mult, d.shift)
+			}
+			o = d.next(o)
+		}
+	}
+	for i, a := range d.acc {
+		v := MultiplyByQuantizedMultiplier64(int64(a), d.mult, d.shift) + d.outZP
+		y[i] = T(min(max(v, d.lo), d.hi))
 	}
 }

@@ -53,9 +53,9 @@ func prepareResize(n *tflite.Node) error {
 		return fmt.Errorf("input %q has rank %d, want 4 (NHWC)", in.Name(), in.Rank())
 	}
 	switch in.DType() {
-	case tensor.Float32, tensor.Int8, tensor.Int16:
+	case tensor.Float32, tensor.Int8, tensor.Int16, tensor.Uint8:
 	default:
-		return fmt.Errorf("input %q: type %s not supported (float32, int8, int16)", in.Name(), in.DType())
+		return fmt.Errorf("input %q: type %s not supported (float32, int8, int16, uint8)", in.Name(), in.DType())
 	}
 	if err := sameType(in, out); err != nil {
 		return err
@@ -192,6 +192,8 @@ func evalResizeBilinear(n *tflite.Node) error {
 		bilinearInt(d, in.Int8(), out.Int8())
 	case tensor.Int16:
 		bilinearInt(d, in.Int16(), out.Int16())
+	case tensor.Uint8:
+		bilinearInt(d, in.Uint8(), out.Uint8())
 	}
 	return nil
 }
@@ -222,7 +224,7 @@ func bilinearFloat(d *resizeData, x, y []float32) {
 	}
 }
 
-func bilinearInt[T int8 | int16](d *resizeData, x, y []T) {
+func bilinearInt[T int8 | int16 | uint8](d *resizeData, x, y []T) {
 	const one = 1 << 10
 	o := 0
 	for b := 0; b < d.b; b++ {

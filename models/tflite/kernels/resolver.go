@@ -52,10 +52,19 @@ var registry []func(*Resolver)
 
 func register(f func(*Resolver)) { registry = append(registry, f) }
 
+// wrappers run after every registration: they decorate kernels already registered (the uint8
+// kernels wrap the other dtypes' kernels of the same op codes, uint8_conv.go wrapDType).
+var wrappers []func(*Resolver)
+
+func registerWrapper(f func(*Resolver)) { wrappers = append(wrappers, f) }
+
 // Builtins returns a resolver with every kernel this package implements.
 func Builtins() tflite.OpResolver {
 	r := NewResolver()
 	for _, f := range registry {
+		f(r)
+	}
+	for _, f := range wrappers {
 		f(r)
 	}
 	return r

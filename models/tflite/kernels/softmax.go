@@ -42,7 +42,7 @@ func prepareSoftmax(n *tflite.Node) error {
 		return fmt.Errorf("beta %g is not finite", beta)
 	}
 	switch in.DType() {
-	case tensor.Int8, tensor.Int16:
+	case tensor.Int8, tensor.Int16, tensor.Uint8:
 		// The quantized kernels derive a positive fixed-point multiplier from beta (TFLite
 		// checks it is greater than one for int8; a beta <= 0 is never produced by converters).
 		if beta <= 0 {
@@ -57,7 +57,7 @@ func prepareSoftmax(n *tflite.Node) error {
 		return prepareSoftmaxInt8(n, beta)
 	case tensor.Float32:
 	default:
-		return fmt.Errorf("input %q is %s, want float32, int8 or int16", in.Name(), in.DType())
+		return fmt.Errorf("input %q is %s, want float32, int8, int16 or uint8", in.Name(), in.DType())
 	}
 	if err := sameFloatShape(in, out); err != nil {
 		return err
@@ -140,6 +140,12 @@ func prepareSoftmaxInt8(n *tflite.Node, beta float32) error {
 			return fmt.Errorf("output %q scale %g zero point %d, want 1/256 and -128", out.Name(), outScale, outZP)
 		}
 		d.outMin, d.outMax, d.outBitsAdj = math.MinInt8, math.MaxInt8, 31-8
+	case tensor.Uint8:
+		// reference_ops::Softmax for uint8: the same arithmetic, output zero point 0.
+		if in.DType() != tensor.Uint8 || outZP != 0 || outScale != 1.0/256 {
+			return fmt.Errorf("%s input %q, uint8 output %q scale %g zero point %d, want uint8 input, 1/256 and 0", in.DType(), in.Name(), out.Name(), outScale, outZP)
+		}
+		d.outMin, d.outMax, d.outBitsAdj = 0, math.MaxUint8, 31-8
 	case tensor.Int16:
 		if outZP != -32768 || math.Abs(float64(outScale)-1.0/65536) > 0.001/65536 {
 			return fmt.Errorf("output %q scale %g zero point %d, want 1/65536 and -32768", out.Name(), outScale, outZP)
@@ -147,7 +153,7 @@ func prepareSoftmaxInt8(n *tflite.Node, beta float32) error {
 		d.outInt16 = true
 		d.outMin, d.outMax, d.outBitsAdj = math.MinInt16, math.MaxInt16, 31-16
 	default:
-		return fmt.Errorf("int8 input %q with %s output %q not supported (int8 or int16)", in.Name(), out.DType(), out.Name())
+		return fmt.Errorf("%s input %q with %s output %q not supported (int8 or int16)", in.DType(), in.Name(), out.DType(), out.Name())
 	}
 	// PreprocessSoftmaxScaling: beta * input_scale in Q(5).(26), capped at 2^31-1, as a
 	// multiplier greater than one.
@@ -169,7 +175,10 @@ func evalSoftmaxInt8(n *tflite.Node) {
 	if d.depth == 0 {
 		return // an empty softmax axis: nothing to do (and the row loop would not advance)
 	}
-	x := n.Input(0).Int8()
+	if x := n.Input(0); x.DType() == tensor.Uint8 {
+		softmaxQuant(d, x.Uint8(), nil, nil, n.Output(0).Uint8())
+		return
+	}
 	var y8 []int8
 	var y16 []int16
 	if d.outInt16 {
@@ -177,6 +186,11 @@ func evalSoftmaxInt8(n *tflite.Node) {
 	} else {
 		y8 = n.Output(0).Int8()
 	}
+	softmaxQuant(d, n.Input(0).Int8(), y8, y16, nil)
+}
+
+// softmaxQuant runs the rows of x into whichever of y8, y16, yu8 is set.
+func softmaxQuant[T int8 | uint8](d *softmaxQuantData, x []T, y8 []int8, y16 []int16, yu8 []uint8) {
 	for start := 0; start+d.depth <= len(x); start += d.depth {
 		row := x[start : start+d.depth]
 		mx := int32(row[0])
@@ -200,9 +214,12 @@ func evalSoftmaxInt8(n *tflite.Node) {
 				u := RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(recip, e), bitsOverUnit+d.outBitsAdj)
 				o = min(max(u+d.outMin, d.outMin), d.outMax)
 			}
-			if d.outInt16 {
+			switch {
+			case yu8 != nil:
+				yu8[start+i] = uint8(o)
+			case d.outInt16:
 				y16[start+i] = int16(o)
-			} else {
+			default:
 				y8[start+i] = int8(o)
 			}
 		}

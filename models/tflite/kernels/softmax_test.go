@@ -126,7 +126,7 @@ func TestSoftmaxRejects(t *testing.T) {
 		{"softmax int8 to int16 scale", cvModel(schema.OpSoftmax, 2, sm, []ts{i8(0.1, 0, 2, 4)}, cvQ(schema.TensorTypeInt16, 1.0/32768, 0, 2, 4)), "want 1/65536"},
 		{"softmax beta NaN", cvModel(schema.OpSoftmax, 1, write.SoftmaxOptions{Beta: float32(math.NaN())}, []ts{f32(2, 4)}, f32(2, 4)), "not finite"},
 		{"softmax int8 beta 0", cvModel(schema.OpSoftmax, 2, write.SoftmaxOptions{Beta: -1}, []ts{i8(0.1, 0, 2, 4)}, i8(1.0/256, -128, 2, 4)), "want > 0"},
-		{"softmax bool", cvModel(schema.OpSoftmax, 1, sm, []ts{boolT}, boolT), "want float32, int8 or int16"},
+		{"softmax bool", cvModel(schema.OpSoftmax, 1, sm, []ts{boolT}, boolT), "want float32, int8, int16 or uint8"},
 		{"log_softmax int8 output scale", cvModel(schema.OpLogSoftmax, 2, logSM, []ts{i8(0.1, 0, 2, 4)}, i8(1.0/256, -128, 2, 4)), "want 16/256 and 127"},
 		{"log_softmax int8 to int16", cvModel(schema.OpLogSoftmax, 2, logSM, []ts{i8(0.1, 0, 2, 4)}, i16(1.0/32768, 2, 4)), "want int8"},
 		{"log_softmax int8 shape", cvModel(schema.OpLogSoftmax, 2, logSM, []ts{i8(0.1, 0, 2, 4)}, i8(16.0/256, 127, 4, 2)), "has shape"},

@@ -20,9 +20,15 @@ import (
 // file (so a golden never silently describes another model), runs it through the interpreter
 // with the oracle's inputs and compares the outputs.
 //
+// The second judge is TFLite Micro's reference interpreter (tflm-run): its outputs for the same
+// inputs are committed as DIR/NAME.tflm.json, and integer outputs must equal them bit for bit
+// (MicroTol). Models it cannot run (uint8, ops it lacks) hold its {"error": …} object instead,
+// and only the official runtime judges them.
+//
 // To add or change cases: OUTPOST_WRITE_OPS=1 go test ./PKG -run TEST writes the .tflite files,
 // then scripts/oracle-ops DIR runs the official runtime on every model whose .json is missing or
-// older, and the test passes once both are committed.
+// older, scripts/tflm-ops DIR does the same for TFLite Micro, and the test passes once all three
+// are committed.
 type OpCase struct {
 	Name  string
 	Build func() ([]byte, error)
@@ -32,6 +38,13 @@ type OpCase struct {
 	Tol func(tensor.DType) Tolerance
 	// Resolver runs the model; required.
 	Resolver tflite.OpResolver
+	// MicroTol overrides the tolerance against TFLite Micro (the second judge, NAME.tflm.json);
+	// nil means Exact. Only a documented disagreement of the judges may loosen it.
+	MicroTol func(tensor.DType) Tolerance
+	// MicroOnly marks a model the official runtime refuses (an op or dtype only TFLite Micro
+	// has, e.g. int8 CUMSUM): NAME.json holds that refusal, and TFLite Micro's output, with
+	// its own seed-1 inputs, is the only judge.
+	MicroOnly bool
 }
 
 // RunOpCases runs every case as a subtest; dir is relative to the calling package.
@@ -73,6 +86,23 @@ func RunOpCases(t *testing.T, dir string, cases []OpCase) {
 			if !ReadJSON(t, filepath.Join(dir, c.Name+".json"), &run) {
 				t.Fatalf("no oracle output %s.json; run scripts/oracle-ops %s", c.Name, dir)
 			}
+			if c.MicroOnly {
+				if run.Error == "" {
+					t.Fatalf("marked MicroOnly, but the official runtime runs it: judge it with both")
+				}
+				micro := filepath.Join(dir, c.Name+".tflm.json")
+				var m Run
+				if !ReadJSON(t, micro, &m) || m.Error != "" || len(m.Inputs) == 0 {
+					t.Fatalf("no TFLite Micro run with inputs in %s (error %q); run scripts/tflm-ops %s", micro, m.Error, dir)
+				}
+				ip := NewInterpreter(t, data, c.Resolver)
+				SetInputs(t, ip, m)
+				if err := ip.Invoke(); err != nil {
+					t.Fatalf("Invoke: %v", err)
+				}
+				CompareMicro(t, ip, micro, c.MicroTol)
+				return
+			}
 			if run.Error != "" {
 				t.Fatalf("the official runtime failed on this model: %s", run.Error)
 			}
@@ -86,6 +116,27 @@ func RunOpCases(t *testing.T, dir string, cases []OpCase) {
 				tol = Exact
 			}
 			Compare(t, ip, run.Outputs, tol)
+			CompareMicro(t, ip, filepath.Join(dir, c.Name+".tflm.json"), c.MicroTol)
 		})
 	}
+}
+
+// CompareMicro checks ip's outputs, computed from the official runtime's inputs, against
+// TFLite Micro's outputs for the same inputs in path (written by scripts/tflm-ops); tol nil
+// means Exact. A missing file fails the test; a file holding TFLite Micro's error (a model it
+// cannot run) is logged and leaves the official runtime as the only judge.
+func CompareMicro(t testing.TB, ip *tflite.Interpreter, path string, tol func(tensor.DType) Tolerance) {
+	t.Helper()
+	var micro Run
+	if !ReadJSON(t, path, &micro) {
+		t.Fatalf("no TFLite Micro output %s; run scripts/tflm-ops %s", filepath.Base(path), filepath.Dir(path))
+	}
+	if micro.Error != "" {
+		t.Logf("TFLite Micro does not run this model (%s); the official runtime alone judges it", micro.Error)
+		return
+	}
+	if tol == nil {
+		tol = Exact
+	}
+	Compare(t, ip, micro.Outputs, tol)
 }

@@ -69,11 +69,16 @@ func RepoRoot(t testing.TB) string {
 	}
 }
 
-// CorpusDir is <repo root>/../shared/tflite-conformance; the test is skipped, saying why, only
-// when that directory is absent.
+// CorpusDir is <repo root>/../shared/tflite-conformance (or $OUTPOST_SHARED_DIR/
+// tflite-conformance, for a checkout elsewhere); the test is skipped, saying why, only when
+// that directory is absent.
 func CorpusDir(t testing.TB) string {
 	t.Helper()
-	c := filepath.Join(RepoRoot(t), "..", "shared", "tflite-conformance")
+	shared := os.Getenv("OUTPOST_SHARED_DIR")
+	if shared == "" {
+		shared = filepath.Join(RepoRoot(t), "..", "shared")
+	}
+	c := filepath.Join(shared, "tflite-conformance")
 	if _, err := os.Stat(c); err != nil {
 		t.Skipf("conformance corpus %s absent: %v", c, err)
 	}
