@@ -126,7 +126,14 @@ func detectionCases() []oracletest.OpCase {
 	r := kernels.Builtins()
 	var cases []oracletest.OpCase
 	for _, c := range dc {
-		cases = append(cases, oracletest.OpCase{Name: c.name, Build: detectionModel(c), Resolver: r})
+		oc := oracletest.OpCase{Name: c.name, Build: detectionModel(c), Resolver: r}
+		if c.perDetection > 1 && strings.HasPrefix(c.name, "fast_") {
+			// TFLite Micro's fast NMS counts every (box, class) pair as a detection (8 where the
+			// full runtime reports 4 boxes with 2 classes each) and orders them differently;
+			// the custom op is the full runtime's, so it judges.
+			oc.NotMicro = "TFLite Micro's fast NMS with several classes per detection differs from the full runtime's"
+		}
+		cases = append(cases, oc)
 	}
 	return cases
 }
