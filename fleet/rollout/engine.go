@@ -62,9 +62,15 @@ type Options struct {
 	Store     Store
 	Fleet     Fleet
 	Publisher Publisher
-	Interval  time.Duration    // default DefaultInterval
-	Now       func() time.Time // default time.Now
-	Logger    *slog.Logger     // nil discards
+	Interval  time.Duration // default DefaultInterval
+	// ResendAfter: a device in a rollout that has not reported acting on its desired state
+	// this long after it was decided (or last resent) gets it published again. Retained
+	// messages can be lost (a broker restart; mochi-mqtt's retained index races a concurrent
+	// subscribe, mochi-mqtt/server#200) and a desired state must never be. Generations make a
+	// repeat harmless. Default DefaultResendAfter.
+	ResendAfter time.Duration
+	Now         func() time.Time // default time.Now
+	Logger      *slog.Logger     // nil discards
 }
 
 // Engine runs rollouts. Its methods are safe for concurrent use.
@@ -79,7 +85,11 @@ type Engine struct {
 	rollouts []*fleet.Rollout        // in creation order
 	desired  map[string]wire.Desired // by device: the last desired state decided
 	unsent   map[string]bool         // devices whose desired state the broker may not have yet
+	resent   map[string]time.Time    // when a silent device's desired state was last resent
 }
+
+// DefaultResendAfter is Options.ResendAfter's default.
+const DefaultResendAfter = 30 * time.Second
 
 // New loads the engine's state from the store. It starts no goroutines; Run does the work.
 func New(ctx context.Context, opts Options) (*Engine, error) {
@@ -96,7 +106,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{opts: opts, log: log, wake: make(chan struct{}, 1), desired: map[string]wire.Desired{}, unsent: map[string]bool{}}
+	e := &Engine{opts: opts, log: log, wake: make(chan struct{}, 1), desired: map[string]wire.Desired{}, unsent: map[string]bool{}, resent: map[string]time.Time{}}
+	if e.opts.ResendAfter <= 0 {
+		e.opts.ResendAfter = DefaultResendAfter
+	}
 	rs, err := opts.Store.Rollouts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("rollout engine: %w", err)
@@ -171,6 +184,19 @@ func (e *Engine) publish(ctx context.Context) {
 	}
 	if failed > 0 {
 		e.log.Warn("desired state not published; retrying", "devices", failed, "first", first)
+	}
+}
+
+// resendIfSilentLocked marks device's desired state for publishing again when the device has
+// said nothing about it for ResendAfter since it was decided (at decided) or last resent.
+func (e *Engine) resendIfSilentLocked(device string, decided, now time.Time) {
+	last := decided
+	if t, ok := e.resent[device]; ok && t.After(last) {
+		last = t
+	}
+	if now.Sub(last) >= e.opts.ResendAfter && !e.unsent[device] {
+		e.unsent[device] = true
+		e.resent[device] = now
 	}
 }
 
@@ -414,6 +440,10 @@ func (e *Engine) Step(ctx context.Context) error {
 // stepLocked advances one rollout (a copy the caller persists when changed).
 func (e *Engine) stepLocked(r *fleet.Rollout, reports map[string]*wire.UpdateStatus, live []fleet.DeviceStatus) (desired []fleet.DeviceDesired, changed bool) {
 	now := e.opts.Now().UTC()
+	online := make(map[string]bool, len(live))
+	for _, d := range live {
+		online[d.ID] = d.Online
+	}
 	// 1. Reports: every device told something by this rollout, whatever the rollout's state,
 	// so late and offline devices are still followed.
 	for wi := range r.Waves {
@@ -421,6 +451,9 @@ func (e *Engine) stepLocked(r *fleet.Rollout, reports map[string]*wire.UpdateSta
 		for i := range w.Devices {
 			d := &w.Devices[i]
 			u := reports[d.ID]
+			if d.Generation != 0 && online[d.ID] && (u == nil || u.Generation < d.Generation) && e.desired[d.ID].Generation == d.Generation {
+				e.resendIfSilentLocked(d.ID, d.Updated, now)
+			}
 			if d.Generation == 0 || u == nil || u.Generation != d.Generation || u.Rollout != r.ID {
 				continue
 			}

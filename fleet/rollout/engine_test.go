@@ -425,3 +425,65 @@ func TestMQTTPublisherErrors(t *testing.T) {
 		t.Error("PublishDesired to an invalid device id = nil error")
 	}
 }
+
+// TestResendToSilentDevice: a desired state the device never received (a broker lost the
+// retained message) is published again once the device has been silent for ResendAfter, and
+// not before; the rollout then completes.
+func TestResendToSilentDevice(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	if err := st.PutModel(ctx, candidate, []byte("pkg")); err != nil {
+		t.Fatal(err)
+	}
+	f := newSimFleet(10, func(int) behaviour { return good })
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	e, err := New(ctx, Options{Store: st, Fleet: f, Publisher: f, ResendAfter: time.Minute, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.Create(ctx, baseSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.publish(ctx)
+	lost := r.Waves[0].Devices[0].ID
+	f.mu.Lock()
+	delete(f.queued, lost) // the message never reached the device
+	f.mu.Unlock()
+	dev := f.device(lost)
+	dev.mu.Lock()
+	dev.seen = 0
+	dev.mu.Unlock()
+	for range 5 {
+		if err := e.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		e.publish(ctx)
+		f.deliver()
+	}
+	f.mu.Lock()
+	sent := len(f.sent[lost])
+	f.mu.Unlock()
+	if sent != 1 {
+		t.Fatalf("desired state published %d times before ResendAfter passed, want once", sent)
+	}
+	now = now.Add(time.Minute)
+	drive(t, e, f)
+	f.mu.Lock()
+	sends := f.sent[lost]
+	f.mu.Unlock()
+	if len(sends) < 2 || sends[0].Generation != sends[1].Generation {
+		t.Fatalf("silent device was sent %d desired states, want the same one again", len(sends))
+	}
+	now = now.Add(time.Hour)
+	drive(t, e, f)
+	if r, _ = e.Get(r.ID); r.State != fleet.RolloutCompleted {
+		for _, w := range r.Waves {
+			for _, d := range w.Devices {
+				t.Logf("%s %s gen %d %s %s", w.Name, d.ID, d.Generation, d.Phase, d.Outcome)
+			}
+		}
+		t.Fatalf("rollout ended %s (%s), want completed once the lost desired state was resent", r.State, r.Reason)
+	}
+}
