@@ -25,7 +25,7 @@ import (
 func TestSecondAgentRefused(t *testing.T) {
 	broker := startBroker(t)
 	dataDir := filepath.Join(t.TempDir(), "data")
-	args := []string{"--broker", broker, "--id", "dev-lock", "--model", sampleModel, "--data-dir", dataDir}
+	args := []string{"--broker", broker, "--id", "dev-lock", "--model", sampleModel, "--allow-unsigned", "--data-dir", dataDir}
 	first := exec.Command(binary, args...)
 	firstErr := &syncBuffer{}
 	first.Stderr = firstErr
@@ -122,7 +122,7 @@ func TestCorruptBufferStartsFresh(t *testing.T) {
 			t.Fatal(tok.Error())
 		}
 	}
-	stderr, wait := startAgent(t, "--broker", broker, "--id", "dev-c", "--model", sampleModel,
+	stderr, wait := startAgent(t, "--broker", broker, "--id", "dev-c", "--model", sampleModel, "--allow-unsigned",
 		"--sensor", "sim:vibration?seed=5", "--data-dir", dataDir, "--health-interval", "200ms")
 	eventually(t, "fresh buffer running, acked and reported", func() bool {
 		mu.Lock()
@@ -154,7 +154,7 @@ func TestRolledBackBufferRenewsEpoch(t *testing.T) {
 	ctl, stopCtl := fleetController(t, b, storeDir)
 	dataDir := filepath.Join(t.TempDir(), "data")
 	path := filepath.Join(dataDir, assemble.BufferFile)
-	args := []string{"--broker", b.URL(), "--id", "roll-1", "--model", sampleModel,
+	args := []string{"--broker", b.URL(), "--id", "roll-1", "--model", sampleModel, "--allow-unsigned",
 		"--sensor", "sim:vibration?seed=5", "--data-dir", dataDir, "--health-interval", "100ms"}
 
 	_, wait := startAgent(t, args...)
