@@ -95,17 +95,24 @@ const maxColBytes = 64 << 10
 func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	k := g.fH * g.fW * g.inC
 	nb := (g.outC + gemmBlock - 1) / gemmBlock
-	gm := &gemmInt8{k: k, packed: make([][2]int64, nb*k), bias: make([]int32, g.outC),
+	gm := &gemmInt8{k: k, bias: make([]int32, g.outC),
 		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
 		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC)}
+	simd := useSIMD()
+	if !simd {
+		// Only the portable kernel reads the int64 pairs (four bytes per weight): the SIMD
+		// path packs its own int16 copy, so building both would hold the weights three times.
+		gm.packed = make([][2]int64, nb*k)
+	}
 	for oc := 0; oc < g.outC; oc++ {
 		ws := w[oc*k : (oc+1)*k]
-		blk := gm.packed[(oc/gemmBlock)*k:]
 		j := oc % gemmBlock
 		var sum int32
 		for i, v := range ws {
-			// Channel j of the block goes to pair j/2, low half for even j, high for odd.
-			blk[i][j/2] += int64(v) << (32 * (j % 2))
+			if !simd {
+				// Channel j of the block goes to pair j/2, low half for even j, high for odd.
+				gm.packed[(oc/gemmBlock)*k+i][j/2] += int64(v) << (32 * (j % 2))
+			}
 			sum += int32(v)
 		}
 		if b != nil {
@@ -124,7 +131,7 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	}
 	gm.direct = g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
 	g.gemm = gm
-	if useSIMD() {
+	if simd {
 		return g.prepareGemm16(n, w)
 	}
 	if !gm.direct {

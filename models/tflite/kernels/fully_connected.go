@@ -24,6 +24,7 @@ type fcData struct {
 	mult                     []int32
 	shift                    []int
 	qMin, qMax               int32
+	gemm                     *convGeom // int8 with constant symmetric weights (fc_gemm.go)
 }
 
 // prepareFC checks FULLY_CONNECTED: input [..., depth] (any rank, flattened to batches x depth),
@@ -73,6 +74,9 @@ func prepareFC(n *tflite.Node) error {
 		if err := prepareFCInt8(d, in, filter, bias, out, opts.Activation); err != nil {
 			return err
 		}
+		if err := prepareFCGemm(n, d, filter, bias); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("input %s, filter %s, output %s not supported (float32 or int8 only)", in.DType(), filter.DType(), out.DType())
 	}
@@ -114,6 +118,10 @@ func prepareFCInt8(d *fcData, in, filter, bias, out *tensor.Tensor, act schema.A
 func evalFC(n *tflite.Node) error {
 	d := n.Data.(*fcData)
 	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
+	if d.gemm != nil {
+		d.gemm.convInt8(n, in.Int8(), out.Int8())
+		return nil
+	}
 	if in.DType() == tensor.Int8 {
 		evalFCInt8(d, in.Int8(), filter.Int8(), bias.Int32(), out.Int8())
 		return nil
