@@ -253,6 +253,10 @@ func prepareConv(n *tflite.Node) error {
 		return err
 	}
 	switch g.dtype {
+	case tensor.Float32:
+		if err := g.prepareConvF32(n); err != nil {
+			return err
+		}
 	case tensor.Int8:
 		if !filter.Constant() || (bias != nil && !bias.Constant()) {
 			return fmt.Errorf("filter %q and bias must be constant for int8", filter.Name())
@@ -276,7 +280,7 @@ func evalConv(n *tflite.Node) error {
 	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
 	switch g.dtype {
 	case tensor.Float32:
-		convFloat(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
+		g.convF32(g.colF32(n), in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
 	case tensor.Int8:
 		g.convInt8(n, in.Int8(), out.Int8())
 	case tensor.Int16:

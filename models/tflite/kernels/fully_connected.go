@@ -128,6 +128,12 @@ func evalFC(n *tflite.Node) error {
 	}
 	x, w, y := in.Float32(), filter.Float32(), out.Float32()
 	b := bias.Float32() // nil when the bias is omitted
+	gemmF32(x[:d.batches*d.depth], d.batches, d.depth, w, b, d.units, y, d.fMin, d.fMax)
+	return nil
+}
+
+// evalFCFloat is reference_ops::FullyConnected for float32: gemmF32 sums in its order.
+func evalFCFloat(d *fcData, x, w, b, y []float32) {
 	for i := 0; i < d.batches; i++ {
 		xi := x[i*d.depth : (i+1)*d.depth]
 		for o := 0; o < d.units; o++ {
@@ -142,7 +148,6 @@ func evalFC(n *tflite.Node) error {
 			y[i*d.units+o] = clampF(acc, d.fMin, d.fMax)
 		}
 	}
-	return nil
 }
 
 // evalFCInt8 is reference_integer_ops::FullyConnected (per-tensor or per-channel filter).
