@@ -464,7 +464,7 @@ func evalDepthwise(n *tflite.Node) error {
 	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
 	switch g.dtype {
 	case tensor.Float32:
-		depthwiseFloat(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
+		depthwiseF32(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
 	case tensor.Int8:
 		var exp []int8
 		if g.dw != nil && g.dw.expand {

@@ -178,3 +178,47 @@ func (g *convGeom) im2colRowF32(x []float32, oy, ox int, row []float32) {
 		}
 	}
 }
+
+// depthwiseF32 is depthwiseFloat with the loops turned inside out: per output pixel, the taps
+// outside and the channels inside, accumulating in the output row itself, so each tap is one
+// pass over contiguous channels. Every channel still sums its taps in the reference order
+// (fy, then fx) from 0 before its bias, so the results are the reference's.
+func depthwiseF32(g *convGeom, x, w, b, y []float32) {
+	m, c := g.depthMul, g.outC
+	for bt := 0; bt < g.batches; bt++ {
+		for oy := 0; oy < g.outH; oy++ {
+			for ox := 0; ox < g.outW; ox++ {
+				iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
+				yo := y[((bt*g.outH+oy)*g.outW+ox)*c:][:c]
+				clear(yo)
+				for fy := 0; fy < g.fH; fy++ {
+					iy := iy0 + fy*g.dilH
+					if iy < 0 || iy >= g.inH {
+						continue
+					}
+					for fx := 0; fx < g.fW; fx++ {
+						ix := ix0 + fx*g.dilW
+						if ix < 0 || ix >= g.inW {
+							continue
+						}
+						xs := x[((bt*g.inH+iy)*g.inW+ix)*g.inC:][:g.inC]
+						ws := w[(fy*g.fW+fx)*c:][:c]
+						if m == 1 {
+							xs = xs[:c]
+							for oc := range yo {
+								yo[oc] += xs[oc] * ws[oc]
+							}
+							continue
+						}
+						for oc := range yo {
+							yo[oc] += xs[oc/m] * ws[oc]
+						}
+					}
+				}
+				for oc := range yo {
+					yo[oc] = biasClampF32(yo[oc], b, oc, g.fMin, g.fMax)
+				}
+			}
+		}
+	}
+}

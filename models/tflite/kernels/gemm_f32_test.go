@@ -101,6 +101,22 @@ func BenchmarkF32Shapes(b *testing.B) {
 			gemmF32(x, 1, 640, w, nil, 128, y, d.fMin, d.fMax)
 		}
 	})
+	{
+		g := &convGeom{batches: 1, inH: 28, inW: 28, inC: 96, outH: 28, outW: 28, outC: 96, depthMul: 1, fH: 3, fW: 3,
+			strideH: 1, strideW: 1, dilH: 1, dilW: 1, padH: 1, padW: 1, fMin: 0, fMax: 6}
+		x, w := randF32s(r, 28*28*96), randF32s(r, 9*96)
+		y := make([]float32, 28*28*96)
+		b.Run("depthwise_28x28x96_f3x3/reference", func(b *testing.B) {
+			for b.Loop() {
+				depthwiseFloat(g, x, w, nil, y)
+			}
+		})
+		b.Run("depthwise_28x28x96_f3x3/loops_swapped", func(b *testing.B) {
+			for b.Loop() {
+				depthwiseF32(g, x, w, nil, y)
+			}
+		})
+	}
 	for _, c := range benchConvShapes[:4] {
 		oh, ow := (c.h+c.sh-1)/c.sh, (c.w+c.sw-1)/c.sw
 		g := &convGeom{batches: 1, inH: c.h, inW: c.w, inC: c.inC, outH: oh, outW: ow, outC: c.outC,
@@ -120,5 +136,41 @@ func BenchmarkF32Shapes(b *testing.B) {
 				g.convF32(col, x, w, nil, y)
 			}
 		})
+	}
+}
+
+// TestDepthwiseF32MatchesReference holds depthwiseF32 to depthwiseFloat, bit for bit.
+func TestDepthwiseF32MatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	done := 0
+	for iter := 0; done < 300 && iter < 3000; iter++ {
+		c := randConvCase(r, true)
+		oh, ow, ok := c.outSize()
+		if !ok {
+			continue
+		}
+		done++
+		g := &convGeom{batches: c.n, inH: c.h, inW: c.w, inC: c.inC, outH: oh, outW: ow, outC: c.outC, depthMul: c.m,
+			fH: c.fh, fW: c.fw, strideH: c.sh, strideW: c.sw, dilH: c.dh, dilW: c.dw,
+			padH: computePadding(c.sh, c.dh, c.h, c.fh, oh), padW: computePadding(c.sw, c.dw, c.w, c.fw, ow),
+			fMin: float32(math.Inf(-1)), fMax: float32(math.Inf(1))}
+		if c.act == 2 {
+			g.fMin, g.fMax = 0, 6
+		}
+		x := randF32s(r, c.n*c.h*c.w*c.inC)
+		w := randF32s(r, c.fh*c.fw*c.outC)
+		var b []float32
+		if c.bias != nil {
+			b = randF32s(r, c.outC)
+		}
+		want := make([]float32, c.n*oh*ow*c.outC)
+		got := make([]float32, len(want))
+		depthwiseFloat(g, x, w, b, want)
+		depthwiseF32(g, x, w, b, got)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%v: output %d = %g, reference %g", c, i, got[i], want[i])
+			}
+		}
 	}
 }
