@@ -625,7 +625,13 @@ func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8
 		}
 		// The fast kernels split the output rows across the node's workers (dw_parallel.go).
 		d.job = dwJob{g: g, xb: xb, c: c, m: m, bt: bt, y: y, acc: acc}
-		n.Parallel(g.outH, &d.job)
+		if g.outH*g.outW*g.outC*g.fH*g.fW < minParallelMACs {
+			for oy := range g.outH {
+				d.job.RunPart(0, oy)
+			}
+		} else {
+			n.Parallel(g.outH, &d.job)
+		}
 		d.job = dwJob{}
 	}
 }

@@ -109,7 +109,7 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	nb := (g.outC + gemmBlock - 1) / gemmBlock
 	gm := &gemmInt8{k: k, bias: make([]int32, g.outC),
 		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
-		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC), workers: n.Workers()}
+		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC), workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
 	simd := useSIMD()
 	if !simd {
 		// Only the portable kernel reads the int64 pairs (four bytes per weight): the SIMD
@@ -155,6 +155,19 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 		g.colScratch = h
 	}
 	return nil
+}
+
+// minParallelMACs is the least work, in multiply-accumulates, that a layer splits across
+// workers: below it, waking another goroutine (tens of µs when the machine is busy) costs
+// more than it saves.
+var minParallelMACs = 1 << 20 // a variable so that tests can split small layers
+
+// parallelWorkers is the number of workers a layer of macs multiply-accumulates uses.
+func parallelWorkers(n *tflite.Node, macs int) int {
+	if macs < minParallelMACs {
+		return 1
+	}
+	return n.Workers()
 }
 
 // splitRows is the number of output pixels per chunk: at most limit, and with several
@@ -205,7 +218,13 @@ func (g *convGeom) convInt8(n *tflite.Node, x, y []int8) {
 	}
 	per := g.outH * g.outW
 	gm.job = convJob{g: g, n: n, x: x, y: y, chunks: (per + rows - 1) / rows}
-	n.Parallel(g.batches*gm.job.chunks, &gm.job)
+	if gm.workers == 1 {
+		for i := range g.batches * gm.job.chunks {
+			gm.job.RunPart(0, i)
+		}
+	} else {
+		n.Parallel(g.batches*gm.job.chunks, &gm.job)
+	}
 	gm.job = convJob{}
 }
 
