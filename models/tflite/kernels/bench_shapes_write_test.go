@@ -7,9 +7,10 @@ import (
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tflite/schema"
+	"github.com/outpost-ml/outpost/models/tflite/write"
 )
 
-// TestWriteBenchShapes writes the single-layer int8 models that `make bench-oracle` times
+// TestWriteBenchShapes writes the single-layer models that `make bench-oracle` times
 // beside the official runtime into $OUTPOST_BENCH_SHAPES (skipped when it is unset): a dense
 // layer of the anomaly-detection autoencoder, a ResNet-8 3x3 convolution and a MobileNet v2
 // 3x3 depthwise convolution, with random weights.
@@ -19,7 +20,7 @@ func TestWriteBenchShapes(t *testing.T) {
 		t.Skip("OUTPOST_BENCH_SHAPES not set")
 	}
 	r := rand.New(rand.NewPCG(4, 5))
-	write := func(name string, data []byte) {
+	save := func(name string, data []byte) {
 		if err := os.WriteFile(filepath.Join(dir, name+".tflite"), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +32,7 @@ func TestWriteBenchShapes(t *testing.T) {
 		fc.filter[i] = int8(r.IntN(255) - 127)
 	}
 	fc.bias = make([]int32, fc.units)
-	write("dense_int8_640x128", fc.model(t))
+	save("dense_int8_640x128", fc.model(t))
 	for _, s := range []struct {
 		name string
 		c    convCase
@@ -51,6 +52,51 @@ func TestWriteBenchShapes(t *testing.T) {
 			c.filter[i] = int8(r.IntN(255) - 127)
 		}
 		c.bias = make([]int32, c.outC)
-		write(s.name, c.model(t))
+		save(s.name, c.model(t))
+	}
+	// The float32 forms: a dense autoencoder layer and a ResNet-8 3x3 convolution.
+	ws := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = (r.Float32()*2 - 1) * 0.1
+		}
+		return v
+	}
+	f32 := func(name string, shape ...int32) write.Tensor {
+		return write.Tensor{Name: name, Type: schema.TensorTypeFloat32, Shape: shape}
+	}
+	for _, s := range []struct {
+		name     string
+		op       schema.BuiltinOperator
+		in, w, o []int32
+		opts     write.Options
+	}{
+		{"dense_f32_640x128", schema.OpFullyConnected, []int32{1, 640}, []int32{128, 640}, []int32{1, 128},
+			write.FullyConnectedOptions{Activation: schema.ActivationRelu}},
+		{"conv_f32_32x32x16_3x3_16", schema.OpConv2D, []int32{1, 32, 32, 16}, []int32{16, 3, 3, 16}, []int32{1, 32, 32, 16},
+			write.Conv2DOptions{Padding: schema.PaddingSame, StrideW: 1, StrideH: 1, DilationW: 1, DilationH: 1, Activation: schema.ActivationRelu}},
+	} {
+		m := write.NewModel("outpost float benchmark shape")
+		sg := m.Subgraph()
+		in := sg.AddTensor(f32("in", s.in...))
+		nw := 1
+		for _, d := range s.w {
+			nw *= int(d)
+		}
+		wt := f32("filter", s.w...)
+		wt.Data = write.Float32s(ws(nw))
+		w := sg.AddTensor(wt)
+		bt := f32("bias", s.w[0])
+		bt.Data = write.Float32s(ws(int(s.w[0])))
+		b := sg.AddTensor(bt)
+		out := sg.AddTensor(f32("out", s.o...))
+		sg.AddOp(s.op, 1, []int32{in, w, b}, []int32{out}, s.opts)
+		sg.SetInputs(in)
+		sg.SetOutputs(out)
+		data, err := m.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		save(s.name, data)
 	}
 }
