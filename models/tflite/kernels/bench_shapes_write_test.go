@@ -27,10 +27,7 @@ func TestWriteBenchShapes(t *testing.T) {
 	}
 	fc := randFCCase(r)
 	fc.batches, fc.depth, fc.units, fc.wScale, fc.act = 1, 640, 128, []float32{0.004}, schema.ActivationRelu
-	fc.filter = make([]int8, fc.units*fc.depth)
-	for i := range fc.filter {
-		fc.filter[i] = int8(r.IntN(255) - 127)
-	}
+	fc.filter = randWeights(r, fc.units*fc.depth)
 	fc.bias = make([]int32, fc.units)
 	save("dense_int8_640x128", fc.model(t))
 	for _, s := range []struct {
@@ -47,10 +44,7 @@ func TestWriteBenchShapes(t *testing.T) {
 		if c.depthwise {
 			nw = c.fh * c.fw * c.outC
 		}
-		c.filter = make([]int8, nw)
-		for i := range c.filter {
-			c.filter[i] = int8(r.IntN(255) - 127)
-		}
+		c.filter = randWeights(r, nw)
 		c.bias = make([]int32, c.outC)
 		save(s.name, c.model(t))
 	}

@@ -254,13 +254,14 @@ func (j *convJob) RunPart(w, part int) {
 	}
 	col := int8s(j.n.Scratch(g.colScratch)[w*gm.colRows*k:], gm.colRows*k)
 	for r := 0; r < rows; r++ {
-		g.im2colRow(xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
+		im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
 	}
 	gm.run(col[:rows*k], rows, ys)
 }
 
-// im2colRow writes the taps of output pixel (oy, ox) in filter order [FH][FW][C].
-func (g *convGeom) im2colRow(x []int8, oy, ox int, row []int8, pad int8) {
+// im2colRow writes the taps of output pixel (oy, ox) in filter order [FH][FW][C], pad for
+// those outside the input (the int8 zero point, or 0 for float32).
+func im2colRow[T int8 | float32](g *convGeom, x []T, oy, ox int, row []T, pad T) {
 	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 	c := g.inC
 	i := 0

@@ -30,10 +30,7 @@ func randFCCase(r *rand.Rand) fcCase {
 	if r.IntN(3) == 0 {
 		c.batches = 1 // the common sensor-model shape
 	}
-	c.filter = make([]int8, c.units*c.depth)
-	for i := range c.filter {
-		c.filter[i] = int8(r.IntN(255) - 127)
-	}
+	c.filter = randWeights(r, c.units*c.depth)
 	c.wScale = []float32{0.001 + r.Float32()*0.01}
 	if r.IntN(2) == 0 {
 		c.wScale = make([]float32, c.units)
@@ -146,4 +143,13 @@ func (c fcCase) reference(x []int8, lo, hi int32) []int8 {
 		}
 	}
 	return y
+}
+
+// randWeights returns n random int8 weights in [-127, 127], as the converter writes them.
+func randWeights(r *rand.Rand, n int) []int8 {
+	w := make([]int8, n)
+	for i := range w {
+		w[i] = int8(r.IntN(255) - 127)
+	}
+	return w
 }

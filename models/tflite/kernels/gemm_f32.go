@@ -152,29 +152,9 @@ func (g *convGeom) convF32(col, x, w, b, y []float32) {
 		for p0 := 0; p0 < per; p0 += rows {
 			nr := min(rows, per-p0)
 			for r := 0; r < nr; r++ {
-				g.im2colRowF32(xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k])
+				im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], 0)
 			}
 			gemmF32(col[:nr*k], nr, k, w, b, g.outC, yb[p0*g.outC:(p0+nr)*g.outC], g.fMin, g.fMax)
-		}
-	}
-}
-
-// im2colRowF32 writes the taps of output pixel (oy, ox) in filter order [FH][FW][C].
-func (g *convGeom) im2colRowF32(x []float32, oy, ox int, row []float32) {
-	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
-	c := g.inC
-	i := 0
-	for fy := 0; fy < g.fH; fy++ {
-		iy := iy0 + fy*g.dilH
-		for fx := 0; fx < g.fW; fx++ {
-			ix := ix0 + fx*g.dilW
-			dst := row[i : i+c]
-			if iy < 0 || iy >= g.inH || ix < 0 || ix >= g.inW {
-				clear(dst)
-			} else {
-				copy(dst, x[(iy*g.inW+ix)*c:])
-			}
-			i += c
 		}
 	}
 }

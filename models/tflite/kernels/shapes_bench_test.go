@@ -28,10 +28,7 @@ func BenchmarkConvShapes(b *testing.B) {
 		r := rand.New(rand.NewPCG(1, 2))
 		c.m, c.dh, c.dw, c.pad, c.act = 1, 1, 1, schema.PaddingSame, schema.ActivationRelu
 		c.inScale, c.outScale, c.inZP, c.outZP = 0.02, 0.05, -3, 5
-		c.filter = make([]int8, c.outC*c.fh*c.fw*c.inC)
-		for i := range c.filter {
-			c.filter[i] = int8(r.IntN(255) - 127)
-		}
+		c.filter = randWeights(r, c.outC*c.fh*c.fw*c.inC)
 		c.wScale = []float32{0.005}
 		c.bias = make([]int32, c.outC)
 		data := c.model(b)

@@ -84,10 +84,7 @@ func TestThreadedInvokeAllocatesNothing(t *testing.T) {
 	c := benchConvShapes[1]
 	r := rand.New(rand.NewPCG(1, 2))
 	c.m, c.dh, c.dw, c.inScale, c.outScale, c.wScale = 1, 1, 1, 0.02, 0.05, []float32{0.005}
-	c.filter = make([]int8, c.outC*c.fh*c.fw*c.inC)
-	for i := range c.filter {
-		c.filter[i] = int8(r.IntN(255) - 127)
-	}
+	c.filter = randWeights(r, c.outC*c.fh*c.fw*c.inC)
 	data := c.model(t)
 	defer func(was int) { minParallelMACs = was }(minParallelMACs)
 	minParallelMACs = 0
@@ -125,10 +122,7 @@ func BenchmarkThreads(b *testing.B) {
 		if c.depthwise {
 			nw = c.fh * c.fw * c.outC
 		}
-		c.filter = make([]int8, nw)
-		for i := range c.filter {
-			c.filter[i] = int8(r.IntN(255) - 127)
-		}
+		c.filter = randWeights(r, nw)
 		data := c.model(b)
 		for _, port := range []bool{false, true} {
 			SetPortable(port)
