@@ -74,8 +74,9 @@ bench: ## Run the benchmarks, durable buffer appends and the 1,000,000-result dr
 	  grep -E 'filled|drained|health reports|^(--- |ok|FAIL)'
 
 .PHONY: bench-oracle
-bench-oracle: ## Time person_detect against the official TFLite runtime side by side (needs Node.js)
+bench-oracle: ## Time person_detect and single-layer shapes against the official TFLite runtime side by side (needs Node.js)
 	scripts/bench-vs-oracle
+	scripts/bench-oracle-shapes
 
 # The committed seed corpora (testdata/fuzz) are replayed by `go test` in `make test`: that is the
 # deterministic gate. `make fuzz` explores beyond them and fails only on a real finding.

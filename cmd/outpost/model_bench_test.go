@@ -70,7 +70,7 @@ func TestModelBenchRejects(t *testing.T) {
 	}{
 		{"zero runs", []string{model, "--n", "0"}, exitUsage, "--n 0"},
 		{"negative warmup", []string{model, "--warmup", "-1"}, exitUsage, "--warmup -1"},
-		{"threads", []string{model, "--threads", "4"}, exitUsage, "only 1 thread"},
+		{"threads", []string{model, "--threads", "65"}, exitUsage, "want 1 to 64"},
 		{"missing file", []string{filepath.Join(t.TempDir(), "nope.tflite")}, exitUsage, "read model"},
 		{"not a model", []string{"model_bench_test.go"}, exitLoad, "model_bench_test.go"},
 	} {

@@ -11,6 +11,9 @@ import (
 type Options struct {
 	// MaxBytes bounds the model's constants plus the arena, in bytes; 0 means DefaultMaxBytes.
 	MaxBytes int
+	// Threads is the number of goroutines Invoke may use for the big convolution and matrix
+	// loops (workers.go); 0 or 1 means the caller's goroutine only. Results do not depend on it.
+	Threads int
 }
 
 // Interpreter runs the main subgraph of a Model; control-flow kernels (IF, WHILE, CALL_ONCE) run
@@ -25,6 +28,7 @@ type Interpreter struct {
 	vars    []*tensor.Tensor // variable tensors of every subgraph
 	res     *Resources
 	arena   []byte
+	pool    *pool // helpers for Node.Parallel; nil with one thread
 }
 
 // NewInterpreter resolves every op of every subgraph, runs Init and Prepare on each node (callee
@@ -49,6 +53,12 @@ func NewInterpreter(m *Model, r OpResolver, opts Options) (ip *Interpreter, err 
 		return nil, fmt.Errorf("new interpreter: %w", err)
 	}
 	ip = &Interpreter{model: m, graphs: make([]*Graph, len(m.Subgraphs)), res: newResources()}
+	ip.startWorkers(opts.Threads)
+	defer func(started *Interpreter) {
+		if err != nil {
+			started.Close()
+		}
+	}(ip)
 	for si := range m.Subgraphs {
 		ip.graphs[si] = ip.newGraph(si)
 	}

@@ -253,6 +253,10 @@ func prepareConv(n *tflite.Node) error {
 		return err
 	}
 	switch g.dtype {
+	case tensor.Float32:
+		if err := g.prepareConvF32(n); err != nil {
+			return err
+		}
 	case tensor.Int8:
 		if !filter.Constant() || (bias != nil && !bias.Constant()) {
 			return fmt.Errorf("filter %q and bias must be constant for int8", filter.Name())
@@ -276,7 +280,7 @@ func evalConv(n *tflite.Node) error {
 	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
 	switch g.dtype {
 	case tensor.Float32:
-		convFloat(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
+		g.convF32(g.colF32(n), in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
 	case tensor.Int8:
 		g.convInt8(n, in.Int8(), out.Int8())
 	case tensor.Int16:
@@ -439,7 +443,8 @@ func prepareDepthwise(n *tflite.Node) error {
 		return err
 	}
 	if g.dtype != tensor.Float32 {
-		h, err := n.RequestScratch(8 * g.outC)
+		// One accumulator row per worker: the int8 fast kernels split rows across them.
+		h, err := n.RequestScratch(8 * g.outC * n.Workers())
 		if err != nil {
 			return err
 		}
@@ -460,13 +465,13 @@ func evalDepthwise(n *tflite.Node) error {
 	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
 	switch g.dtype {
 	case tensor.Float32:
-		depthwiseFloat(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
+		depthwiseF32(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
 	case tensor.Int8:
 		var exp []int8
 		if g.dw != nil && g.dw.expand {
 			exp = int8s(n.Scratch(g.dw.expHandle), g.inH*g.inW*g.outC)
 		}
-		depthwiseInt8(g, in.Int8(), filter.Int8(), bias.Int32(), out.Int8(), int32s(n.Scratch(g.accScratch), g.outC), exp)
+		depthwiseInt8(n, g, in.Int8(), filter.Int8(), bias.Int32(), out.Int8(), int32s(n.Scratch(g.accScratch), g.outC*n.Workers()), exp)
 	case tensor.Int16:
 		depthwiseInt16(g, in.Int16(), filter.Int8(), bias, out.Int16(), int64s(n.Scratch(g.accScratch), g.outC))
 	}
@@ -531,6 +536,8 @@ type dwInt8 struct {
 	w8         []int32
 	q          []int32
 	oxLo, oxHi int // output columns whose taps are all inside the input horizontally
+
+	job dwJob // the batch in progress, for RunPart
 }
 
 // maxExpandBytes bounds the expanded input copy of a depthwise convolution with a depth
@@ -600,9 +607,8 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 // taps inside the input of w * (x + input_offset), then per-channel requantization, the
 // output offset and the activation clamp. With constant weights it runs dwInt8's kernels
 // (3x3 with depth multiplier 1 unrolled, others tap by tap), else the reference loop.
-func depthwiseInt8(g *convGeom, x, w []int8, b []int32, y []int8, acc []int32, exp []int8) {
+func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8, acc []int32, exp []int8) {
 	d := g.dw
-	var taps [9][]int8
 	inSize := g.inH * g.inW * g.inC
 	c, m := g.inC, g.depthMul // channels of a pixel of xb, and the multiplier left to apply
 	for bt := 0; bt < g.batches; bt++ {
@@ -611,33 +617,53 @@ func depthwiseInt8(g *convGeom, x, w []int8, b []int32, y []int8, acc []int32, e
 			expandChannels(xb, exp, g.depthMul)
 			xb, c, m = exp, g.outC, 1
 		}
-		for oy := 0; oy < g.outH; oy++ {
-			for ox := 0; ox < g.outW; ox++ {
-				yo := ((bt*g.outH+oy)*g.outW + ox) * g.outC
-				ys := y[yo : yo+g.outC]
-				switch {
-				case d == nil:
-					g.dwPixelInt8(x, w, b, ys, acc, bt, oy, ox)
-				case d.simd:
-					// The pixels whose taps are all inside the input horizontally run as one
-					// strip: each tap moves by stride*C per pixel (pad taps stay).
-					npix := 1
-					if ox == d.oxLo {
-						npix = d.oxHi - d.oxLo
-					}
-					steps := g.dwTaps(xb, d.padRow, oy, ox, c, taps[:])
-					if npix == 1 {
-						steps = [9]int{}
-					}
-					dwRow3x3(&taps, &steps, npix, c, d.w8, d.q, y[yo:yo+npix*c])
-					ox += npix - 1
-				case g.fH == 3 && g.fW == 3 && m == 1:
-					g.dwTaps(xb, d.padRow, oy, ox, c, taps[:])
-					g.dwPixel3x3(d, &taps, ys)
-				default:
-					g.dwPixelTaps(d, xb, oy, ox, c, m, ys, acc)
-				}
+		if d == nil {
+			for oy := 0; oy < g.outH; oy++ {
+				g.dwRowInt8(xb, c, m, bt, oy, x, w, b, y, acc)
 			}
+			continue
+		}
+		// The fast kernels split the output rows across the node's workers (dw_parallel.go).
+		d.job = dwJob{g: g, xb: xb, c: c, m: m, bt: bt, y: y, acc: acc}
+		if g.outH*g.outW*g.outC*g.fH*g.fW < minParallelMACs {
+			for oy := range g.outH {
+				d.job.RunPart(0, oy)
+			}
+		} else {
+			n.Parallel(g.outH, &d.job)
+		}
+		d.job = dwJob{}
+	}
+}
+
+// dwRowInt8 computes output row oy of batch bt; acc holds outC int32 of scratch.
+func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b []int32, y []int8, acc []int32) {
+	d := g.dw
+	var taps [9][]int8
+	for ox := 0; ox < g.outW; ox++ {
+		yo := ((bt*g.outH+oy)*g.outW + ox) * g.outC
+		ys := y[yo : yo+g.outC]
+		switch {
+		case d == nil:
+			g.dwPixelInt8(x, w, b, ys, acc, bt, oy, ox)
+		case d.simd:
+			// The pixels whose taps are all inside the input horizontally run as one
+			// strip: each tap moves by stride*C per pixel (pad taps stay).
+			npix := 1
+			if ox == d.oxLo {
+				npix = d.oxHi - d.oxLo
+			}
+			steps := g.dwTaps(xb, d.padRow, oy, ox, c, taps[:])
+			if npix == 1 {
+				steps = [9]int{}
+			}
+			dwRow3x3(&taps, &steps, npix, c, d.w8, d.q, y[yo:yo+npix*c])
+			ox += npix - 1
+		case g.fH == 3 && g.fW == 3 && m == 1:
+			g.dwTaps(xb, d.padRow, oy, ox, c, taps[:])
+			g.dwPixel3x3(d, &taps, ys)
+		default:
+			g.dwPixelTaps(d, xb, oy, ox, c, m, ys, acc)
 		}
 	}
 }

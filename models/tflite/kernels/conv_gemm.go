@@ -81,6 +81,18 @@ type gemmInt8 struct {
 	q16       []int32 // quantTable of the channels, in groups of 8 padded to an even count
 	rows16    int
 	x16Handle int
+
+	workers int     // Node.Workers at Prepare: the scratch holds one chunk per worker
+	job     convJob // the Invoke in progress, for RunPart
+}
+
+// convJob is one Invoke of an int8 CONV_2D (or FULLY_CONNECTED) split into chunks of output
+// pixels: part i is chunk i%chunks of batch i/chunks.
+type convJob struct {
+	g      *convGeom
+	n      *tflite.Node
+	x, y   []int8
+	chunks int // per batch
 }
 
 // rqChan is the requantization of one output channel.
@@ -95,17 +107,24 @@ const maxColBytes = 64 << 10
 func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	k := g.fH * g.fW * g.inC
 	nb := (g.outC + gemmBlock - 1) / gemmBlock
-	gm := &gemmInt8{k: k, packed: make([][2]int64, nb*k), bias: make([]int32, g.outC),
+	gm := &gemmInt8{k: k, bias: make([]int32, g.outC),
 		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
-		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC)}
+		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC), workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
+	simd := useSIMD()
+	if !simd {
+		// Only the portable kernel reads the int64 pairs (four bytes per weight): the SIMD
+		// path packs its own int16 copy, so building both would hold the weights three times.
+		gm.packed = make([][2]int64, nb*k)
+	}
 	for oc := 0; oc < g.outC; oc++ {
 		ws := w[oc*k : (oc+1)*k]
-		blk := gm.packed[(oc/gemmBlock)*k:]
 		j := oc % gemmBlock
 		var sum int32
 		for i, v := range ws {
-			// Channel j of the block goes to pair j/2, low half for even j, high for odd.
-			blk[i][j/2] += int64(v) << (32 * (j % 2))
+			if !simd {
+				// Channel j of the block goes to pair j/2, low half for even j, high for odd.
+				gm.packed[(oc/gemmBlock)*k+i][j/2] += int64(v) << (32 * (j % 2))
+			}
 			sum += int32(v)
 		}
 		if b != nil {
@@ -124,18 +143,42 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	}
 	gm.direct = g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
 	g.gemm = gm
-	if useSIMD() {
+	if simd {
 		return g.prepareGemm16(n, w)
 	}
+	gm.colRows = splitRows(g.outH*g.outW, max(1, maxColBytes/k), gm.workers, 2)
 	if !gm.direct {
-		gm.colRows = max(1, min(g.outH*g.outW, maxColBytes/k))
-		h, err := n.RequestScratch(gm.colRows * k)
+		h, err := n.RequestScratch(gm.workers * gm.colRows * k)
 		if err != nil {
 			return err
 		}
 		g.colScratch = h
 	}
 	return nil
+}
+
+// minParallelMACs is the least work, in multiply-accumulates, that a layer splits across
+// workers: below it, waking another goroutine (tens of µs when the machine is busy) costs
+// more than it saves.
+var minParallelMACs = 1 << 20 // a variable so that tests can split small layers
+
+// parallelWorkers is the number of workers a layer of macs multiply-accumulates uses.
+func parallelWorkers(n *tflite.Node, macs int) int {
+	if macs < minParallelMACs {
+		return 1
+	}
+	return n.Workers()
+}
+
+// splitRows is the number of output pixels per chunk: at most limit, and with several
+// workers small enough that each gets a chunk, in multiples of tile. The chunking decides
+// only which goroutine computes a pixel, never how, so results do not depend on it.
+func splitRows(per, limit, workers, tile int) int {
+	rows := min(per, limit)
+	if workers > 1 {
+		rows = min(rows, (per+workers-1)/workers)
+	}
+	return max(tile, (rows+tile-1)/tile*tile)
 }
 
 // prepareGemm16 packs the weights for the SIMD path and requests its int16 row buffer.
@@ -156,8 +199,8 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 	}
 	gm.q16 = quantTable(nb8, gm.bias, gm.mult, g.shift, gm.outOff, gm.qMin, gm.qMax)
 	per := g.outH * g.outW
-	gm.rows16 = min((per+3)&^3, max(4, maxColBytes/(2*gm.kp)&^3))
-	h, err := n.RequestScratch(gm.rows16 * gm.kp * 2)
+	gm.rows16 = splitRows(per, max(4, maxColBytes/(2*gm.kp)&^3), gm.workers, 4)
+	h, err := n.RequestScratch(gm.workers * gm.rows16 * gm.kp * 2)
 	if err != nil {
 		return err
 	}
@@ -165,36 +208,60 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 	return nil
 }
 
-// convInt8 runs the int8 CONV_2D: direct GEMM for pointwise layers, im2col chunks otherwise.
+// convInt8 runs the int8 CONV_2D: direct GEMM for pointwise layers, im2col chunks otherwise,
+// the chunks spread over the node's workers.
 func (g *convGeom) convInt8(n *tflite.Node, x, y []int8) {
 	gm := g.gemm
+	rows := gm.colRows
 	if gm.simd {
-		g.convInt8x16(n, x, y)
+		rows = gm.rows16
+	}
+	per := g.outH * g.outW
+	gm.job = convJob{g: g, n: n, x: x, y: y, chunks: (per + rows - 1) / rows}
+	if gm.workers == 1 {
+		for i := range g.batches * gm.job.chunks {
+			gm.job.RunPart(0, i)
+		}
+	} else {
+		n.Parallel(g.batches*gm.job.chunks, &gm.job)
+	}
+	gm.job = convJob{}
+}
+
+// RunPart computes chunk part of the job on worker w's scratch.
+func (j *convJob) RunPart(w, part int) {
+	g := j.g
+	gm := g.gemm
+	per := g.outH * g.outW
+	inSize := g.inH * g.inW * g.inC
+	bt, c := part/j.chunks, part%j.chunks
+	xb := j.x[bt*inSize : (bt+1)*inSize]
+	yb := j.y[bt*per*g.outC : (bt+1)*per*g.outC]
+	if gm.simd {
+		p0 := c * gm.rows16
+		rows := min(gm.rows16, per-p0)
+		buf := int16s(j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kp*2:], gm.rows16*gm.kp)
+		g.convChunk16(buf, xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
 		return
 	}
 	k := gm.k
+	p0 := c * gm.colRows
+	rows := min(gm.colRows, per-p0)
+	ys := yb[p0*g.outC : (p0+rows)*g.outC]
 	if gm.direct {
-		pixels := g.batches * g.outH * g.outW
-		gm.run(x[:pixels*k], pixels, y)
+		gm.run(xb[p0*k:(p0+rows)*k], rows, ys)
 		return
 	}
-	col := unsafe.Slice((*int8)(unsafe.Pointer(unsafe.SliceData(n.Scratch(g.colScratch)))), gm.colRows*k)
-	per := g.outH * g.outW
-	for bt := 0; bt < g.batches; bt++ {
-		xb := x[bt*g.inH*g.inW*g.inC : (bt+1)*g.inH*g.inW*g.inC]
-		yb := y[bt*per*g.outC : (bt+1)*per*g.outC]
-		for p0 := 0; p0 < per; p0 += gm.colRows {
-			rows := min(gm.colRows, per-p0)
-			for r := 0; r < rows; r++ {
-				g.im2colRow(xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
-			}
-			gm.run(col[:rows*k], rows, yb[p0*g.outC:(p0+rows)*g.outC])
-		}
+	col := int8s(j.n.Scratch(g.colScratch)[w*gm.colRows*k:], gm.colRows*k)
+	for r := 0; r < rows; r++ {
+		im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
 	}
+	gm.run(col[:rows*k], rows, ys)
 }
 
-// im2colRow writes the taps of output pixel (oy, ox) in filter order [FH][FW][C].
-func (g *convGeom) im2colRow(x []int8, oy, ox int, row []int8, pad int8) {
+// im2colRow writes the taps of output pixel (oy, ox) in filter order [FH][FW][C], pad for
+// those outside the input (the int8 zero point, or 0 for float32).
+func im2colRow[T int8 | float32](g *convGeom, x []T, oy, ox int, row []T, pad T) {
 	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 	c := g.inC
 	i := 0
@@ -215,45 +282,35 @@ func (g *convGeom) im2colRow(x []int8, oy, ox int, row []int8, pad int8) {
 	}
 }
 
-// convInt8x16 is convInt8 for the SIMD path: each chunk of output pixels gets its input taps
-// widened to int16 rows (im2col, or the input pixels themselves for pointwise layers), then
-// gemm16 multiplies them by the packed weights.
-func (g *convGeom) convInt8x16(n *tflite.Node, x, y []int8) {
+// convChunk16 is the SIMD path's chunk: the input taps of output pixels p0..p0+rows of one
+// batch are widened to int16 rows in buf (im2col, or the input pixels themselves for pointwise
+// layers), then gemm16 multiplies them by the packed weights into y.
+func (g *convGeom) convChunk16(buf []int16, xb []int8, p0, rows int, y []int8) {
 	gm := g.gemm
 	k, kp := gm.k, gm.kp
-	buf := int16s(n.Scratch(gm.x16Handle), gm.rows16*kp)
-	per := g.outH * g.outW
-	inSize := g.inH * g.inW * g.inC
-	for bt := 0; bt < g.batches; bt++ {
-		xb := x[bt*inSize : (bt+1)*inSize]
-		yb := y[bt*per*g.outC : (bt+1)*per*g.outC]
-		for p0 := 0; p0 < per; p0 += gm.rows16 {
-			rows := min(gm.rows16, per-p0)
-			if gm.direct && kp == k {
-				// Input pixels and int16 rows are both contiguous: one pass for the chunk.
-				widen(buf[:rows*k], xb[p0*k:(p0+rows)*k])
-			}
-			for r := 0; r < rows && !(gm.direct && kp == k); r++ {
-				row := buf[r*kp : (r+1)*kp]
-				if gm.direct {
-					widen(row[:k], xb[(p0+r)*k:(p0+r+1)*k])
-				} else {
-					g.im2colRow16(xb, (p0+r)/g.outW, (p0+r)%g.outW, row[:k], int16(gm.padVal))
-				}
-			}
-			if kp != k {
-				// The odd tap's partner has a zero weight; zero the input too so the
-				// products are plainly 0.
-				for r := 0; r < rows; r++ {
-					buf[r*kp+k] = 0
-				}
-			}
-			// Whole tiles of four pixels: the pad rows' results are computed and discarded.
-			tiles := (rows + 3) &^ 3
-			clear(buf[rows*kp : tiles*kp])
-			gm.gemm16(buf[:tiles*kp], rows, yb[p0*g.outC:(p0+rows)*g.outC])
+	if gm.direct && kp == k {
+		// Input pixels and int16 rows are both contiguous: one pass for the chunk.
+		widen(buf[:rows*k], xb[p0*k:(p0+rows)*k])
+	}
+	for r := 0; r < rows && !(gm.direct && kp == k); r++ {
+		row := buf[r*kp : (r+1)*kp]
+		if gm.direct {
+			widen(row[:k], xb[(p0+r)*k:(p0+r+1)*k])
+		} else {
+			g.im2colRow16(xb, (p0+r)/g.outW, (p0+r)%g.outW, row[:k], int16(gm.padVal))
 		}
 	}
+	if kp != k {
+		// The odd tap's partner has a zero weight; zero the input too so the
+		// products are plainly 0.
+		for r := 0; r < rows; r++ {
+			buf[r*kp+k] = 0
+		}
+	}
+	// Whole tiles of four pixels: the pad rows' results are computed and discarded.
+	tiles := (rows + 3) &^ 3
+	clear(buf[rows*kp : tiles*kp])
+	gm.gemm16(buf[:tiles*kp], rows, y)
 }
 
 // widen sign-extends src into dst (of the same length).

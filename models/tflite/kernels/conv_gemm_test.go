@@ -240,7 +240,7 @@ func (c convCase) outSize() (oh, ow int, ok bool) {
 	return oh, ow, oh > 0 && ow > 0
 }
 
-func (c convCase) model(t *testing.T) []byte {
+func (c convCase) model(t testing.TB) []byte {
 	t.Helper()
 	oh, ow, _ := c.outSize()
 	m := write.NewModel("outpost conv differential test")

@@ -24,6 +24,7 @@ type fcData struct {
 	mult                     []int32
 	shift                    []int
 	qMin, qMax               int32
+	gemm                     *convGeom // int8 with constant symmetric weights (fc_gemm.go)
 }
 
 // prepareFC checks FULLY_CONNECTED: input [..., depth] (any rank, flattened to batches x depth),
@@ -73,6 +74,9 @@ func prepareFC(n *tflite.Node) error {
 		if err := prepareFCInt8(d, in, filter, bias, out, opts.Activation); err != nil {
 			return err
 		}
+		if err := prepareFCGemm(n, d, filter, bias); err != nil {
+			return err
+		}
 	default:
 		return fmt.Errorf("input %s, filter %s, output %s not supported (float32 or int8 only)", in.DType(), filter.DType(), out.DType())
 	}
@@ -114,12 +118,22 @@ func prepareFCInt8(d *fcData, in, filter, bias, out *tensor.Tensor, act schema.A
 func evalFC(n *tflite.Node) error {
 	d := n.Data.(*fcData)
 	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
+	if d.gemm != nil {
+		d.gemm.convInt8(n, in.Int8(), out.Int8())
+		return nil
+	}
 	if in.DType() == tensor.Int8 {
 		evalFCInt8(d, in.Int8(), filter.Int8(), bias.Int32(), out.Int8())
 		return nil
 	}
 	x, w, y := in.Float32(), filter.Float32(), out.Float32()
 	b := bias.Float32() // nil when the bias is omitted
+	gemmF32(x[:d.batches*d.depth], d.batches, d.depth, w, b, d.units, y, d.fMin, d.fMax)
+	return nil
+}
+
+// evalFCFloat is reference_ops::FullyConnected for float32: gemmF32 sums in its order.
+func evalFCFloat(d *fcData, x, w, b, y []float32) {
 	for i := 0; i < d.batches; i++ {
 		xi := x[i*d.depth : (i+1)*d.depth]
 		for o := 0; o < d.units; o++ {
@@ -134,7 +148,6 @@ func evalFC(n *tflite.Node) error {
 			y[i*d.units+o] = clampF(acc, d.fMin, d.fMax)
 		}
 	}
-	return nil
 }
 
 // evalFCInt8 is reference_integer_ops::FullyConnected (per-tensor or per-channel filter).

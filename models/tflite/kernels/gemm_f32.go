@@ -1,0 +1,204 @@
+package kernels
+
+import (
+	"unsafe"
+
+	"github.com/outpost-ml/outpost/models/tflite"
+)
+
+// The float32 GEMM behind FULLY_CONNECTED and CONV_2D: rows of input taps times rows of
+// weights, in tiles of 2 rows x 4 output channels that share every load, with the weights
+// read in place (the filter layouts [units][depth] and [OC][FH][FW][C] are already rows of
+// taps, so nothing is packed or copied). Each output is still summed tap by tap in the
+// reference kernels' order, then the bias is added and the activation clamps, so the results
+// are those of the plain loops (on arm64 both fuse a multiply-add the same way); a tap
+// outside the input of a convolution adds w*0, which leaves the sum unchanged.
+
+// gemmF32 computes y[p*outC+o] = clamp(Σ_i x[p*k+i]*w[o*k+i] + b[o]) for pixels rows of x.
+func gemmF32(x []float32, pixels, k int, w, b []float32, outC int, y []float32, lo, hi float32) {
+	p := 0
+	for ; p+2 <= pixels; p += 2 {
+		x0, x1 := x[p*k:(p+1)*k], x[(p+1)*k:(p+2)*k]
+		y0, y1 := y[p*outC:(p+1)*outC], y[(p+1)*outC:(p+2)*outC]
+		o := 0
+		for ; o+4 <= outC; o += 4 {
+			a, c := dotF32x2x4(x0, x1, w[o*k:(o+4)*k], k)
+			storeF32x4(y0[o:o+4], a, b, o, lo, hi)
+			storeF32x4(y1[o:o+4], c, b, o, lo, hi)
+		}
+		for ; o < outC; o++ {
+			wo := w[o*k : (o+1)*k]
+			y0[o] = biasClampF32(dotF32(x0, wo), b, o, lo, hi)
+			y1[o] = biasClampF32(dotF32(x1, wo), b, o, lo, hi)
+		}
+	}
+	for ; p < pixels; p++ {
+		x0 := x[p*k : (p+1)*k]
+		y0 := y[p*outC : (p+1)*outC]
+		o := 0
+		for ; o+4 <= outC; o += 4 {
+			storeF32x4(y0[o:o+4], dotF32x1x4(x0, w[o*k:(o+4)*k], k), b, o, lo, hi)
+		}
+		for ; o < outC; o++ {
+			y0[o] = biasClampF32(dotF32(x0, w[o*k:(o+1)*k]), b, o, lo, hi)
+		}
+	}
+}
+
+func biasClampF32(acc float32, b []float32, o int, lo, hi float32) float32 {
+	if b != nil {
+		acc += b[o]
+	}
+	return clampF(acc, lo, hi)
+}
+
+func storeF32x4(y []float32, a [4]float32, b []float32, o int, lo, hi float32) {
+	for j := range 4 {
+		y[j] = biasClampF32(a[j], b, o+j, lo, hi)
+	}
+}
+
+// dotF32x2x4 returns the sums of two rows of taps with four consecutive weight rows (w holds
+// 4*k values), each summed in tap order. A leaf function so the eight sums stay in registers.
+func dotF32x2x4(x0, x1, w []float32, k int) (a, c [4]float32) {
+	x0, x1 = x0[:k], x1[:k]
+	w0, w1, w2, w3 := w[:k], w[k:2*k], w[2*k:3*k], w[3*k:4*k]
+	var a0, a1, a2, a3, c0, c1, c2, c3 float32
+	for i, u := range x0 {
+		v := x1[i]
+		p0, p1, p2, p3 := w0[i], w1[i], w2[i], w3[i]
+		a0 += u * p0
+		a1 += u * p1
+		a2 += u * p2
+		a3 += u * p3
+		c0 += v * p0
+		c1 += v * p1
+		c2 += v * p2
+		c3 += v * p3
+	}
+	return [4]float32{a0, a1, a2, a3}, [4]float32{c0, c1, c2, c3}
+}
+
+// dotF32x1x4 is dotF32x2x4 for one row of taps.
+func dotF32x1x4(x0, w []float32, k int) [4]float32 {
+	x0 = x0[:k]
+	w0, w1, w2, w3 := w[:k], w[k:2*k], w[2*k:3*k], w[3*k:4*k]
+	var a0, a1, a2, a3 float32
+	for i, u := range x0 {
+		a0 += u * w0[i]
+		a1 += u * w1[i]
+		a2 += u * w2[i]
+		a3 += u * w3[i]
+	}
+	return [4]float32{a0, a1, a2, a3}
+}
+
+func dotF32(x, w []float32) float32 {
+	w = w[:len(x)]
+	var a float32
+	for i, u := range x {
+		a += u * w[i]
+	}
+	return a
+}
+
+// prepareConvF32 requests the im2col scratch of a float32 CONV_2D that is not pointwise.
+func (g *convGeom) prepareConvF32(n *tflite.Node) error {
+	if g.pointwise() {
+		return nil
+	}
+	h, err := n.RequestScratch(4 * g.colRowsF32() * g.fH * g.fW * g.inC)
+	if err != nil {
+		return err
+	}
+	g.colScratch = h
+	return nil
+}
+
+func (g *convGeom) pointwise() bool {
+	return g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
+}
+
+// colRowsF32 is the number of im2col rows per chunk of a float32 CONV_2D.
+func (g *convGeom) colRowsF32() int {
+	return max(1, min(g.outH*g.outW, maxColBytes/(4*g.fH*g.fW*g.inC)))
+}
+
+// colF32 is the im2col scratch of a float32 CONV_2D (nil for pointwise layers).
+func (g *convGeom) colF32(n *tflite.Node) []float32 {
+	if g.pointwise() {
+		return nil
+	}
+	sb := n.Scratch(g.colScratch)
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(sb))), g.colRowsF32()*g.fH*g.fW*g.inC)
+}
+
+// convF32 is convFloat on the GEMM: pointwise layers multiply the input pixels directly,
+// others go through im2col rows in chunks of col (colRowsF32 rows), with 0 written for the
+// taps outside the input.
+func (g *convGeom) convF32(col, x, w, b, y []float32) {
+	k := g.fH * g.fW * g.inC
+	if g.pointwise() {
+		pixels := g.batches * g.outH * g.outW
+		gemmF32(x[:pixels*k], pixels, k, w, b, g.outC, y, g.fMin, g.fMax)
+		return
+	}
+	per := g.outH * g.outW
+	rows := g.colRowsF32()
+	inSize := g.inH * g.inW * g.inC
+	for bt := 0; bt < g.batches; bt++ {
+		xb := x[bt*inSize : (bt+1)*inSize]
+		yb := y[bt*per*g.outC : (bt+1)*per*g.outC]
+		for p0 := 0; p0 < per; p0 += rows {
+			nr := min(rows, per-p0)
+			for r := 0; r < nr; r++ {
+				im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], 0)
+			}
+			gemmF32(col[:nr*k], nr, k, w, b, g.outC, yb[p0*g.outC:(p0+nr)*g.outC], g.fMin, g.fMax)
+		}
+	}
+}
+
+// depthwiseF32 is depthwiseFloat with the loops turned inside out: per output pixel, the taps
+// outside and the channels inside, accumulating in the output row itself, so each tap is one
+// pass over contiguous channels. Every channel still sums its taps in the reference order
+// (fy, then fx) from 0 before its bias, so the results are the reference's.
+func depthwiseF32(g *convGeom, x, w, b, y []float32) {
+	m, c := g.depthMul, g.outC
+	for bt := 0; bt < g.batches; bt++ {
+		for oy := 0; oy < g.outH; oy++ {
+			for ox := 0; ox < g.outW; ox++ {
+				iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
+				yo := y[((bt*g.outH+oy)*g.outW+ox)*c:][:c]
+				clear(yo)
+				for fy := 0; fy < g.fH; fy++ {
+					iy := iy0 + fy*g.dilH
+					if iy < 0 || iy >= g.inH {
+						continue
+					}
+					for fx := 0; fx < g.fW; fx++ {
+						ix := ix0 + fx*g.dilW
+						if ix < 0 || ix >= g.inW {
+							continue
+						}
+						xs := x[((bt*g.inH+iy)*g.inW+ix)*g.inC:][:g.inC]
+						ws := w[(fy*g.fW+fx)*c:][:c]
+						if m == 1 {
+							xs = xs[:c]
+							for oc := range yo {
+								yo[oc] += xs[oc] * ws[oc]
+							}
+							continue
+						}
+						for oc := range yo {
+							yo[oc] += xs[oc/m] * ws[oc]
+						}
+					}
+				}
+				for oc := range yo {
+					yo[oc] = biasClampF32(yo[oc], b, oc, g.fMin, g.fMax)
+				}
+			}
+		}
+	}
+}

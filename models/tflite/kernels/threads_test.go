@@ -1,0 +1,150 @@
+package kernels
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/outpost-ml/outpost/models/tflite"
+)
+
+// runThreaded loads data and invokes it on input x with the given thread count, returning
+// the output bytes.
+func runThreaded(t testing.TB, data []byte, x []int8, threads int) []byte {
+	t.Helper()
+	m, err := tflite.Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{Threads: threads})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ip.Close()
+	copy(ip.Input(0).Int8(), x)
+	if err := ip.Invoke(); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Clone(ip.Output(0).Bytes())
+}
+
+// checkThreads runs one random layer (chosen by seed) with 1 to 4 threads on both paths and
+// fails unless every run gives the same bytes.
+func checkThreads(t testing.TB, seed uint64) {
+	// Split even the smallest layers, so that every random case runs on the workers.
+	defer func(was int) { minParallelMACs = was }(minParallelMACs)
+	minParallelMACs = 0
+	r := rand.New(rand.NewPCG(seed, 99))
+	var data []byte
+	var x []int8
+	switch seed % 3 {
+	case 0, 1:
+		c := randConvCase(r, seed%3 == 1)
+		if _, _, ok := c.outSize(); !ok {
+			return
+		}
+		data, x = c.model(t), make([]int8, c.n*c.h*c.w*c.inC)
+	default:
+		c := randFCCase(r)
+		data, x = c.model(t), make([]int8, c.batches*c.depth)
+	}
+	for i := range x {
+		x[i] = int8(r.IntN(256) - 128)
+	}
+	for _, port := range []bool{true, false} {
+		SetPortable(port)
+		want := runThreaded(t, data, x, 1)
+		for threads := 2; threads <= 4; threads++ {
+			if got := runThreaded(t, data, x, threads); !bytes.Equal(got, want) {
+				t.Fatalf("seed %d (%s): %d threads give different bytes from 1", seed, KernelPath(), threads)
+			}
+		}
+	}
+}
+
+func TestThreadsBitIdentical(t *testing.T) {
+	defer SetPortable(portable.Load())
+	for seed := range uint64(150) {
+		checkThreads(t, seed)
+	}
+}
+
+func FuzzThreadsBitIdentical(f *testing.F) {
+	defer SetPortable(portable.Load())
+	for _, s := range []uint64{0, 1, 2, 17, 40} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, seed uint64) { checkThreads(t, seed) })
+}
+
+// TestThreadedInvokeAllocatesNothing holds a threaded Invoke to zero allocations.
+func TestThreadedInvokeAllocatesNothing(t *testing.T) {
+	defer SetPortable(portable.Load())
+	c := benchConvShapes[1]
+	r := rand.New(rand.NewPCG(1, 2))
+	c.m, c.dh, c.dw, c.inScale, c.outScale, c.wScale = 1, 1, 1, 0.02, 0.05, []float32{0.005}
+	c.filter = randWeights(r, c.outC*c.fh*c.fw*c.inC)
+	data := c.model(t)
+	defer func(was int) { minParallelMACs = was }(minParallelMACs)
+	minParallelMACs = 0
+	for _, port := range []bool{true, false} {
+		SetPortable(port)
+		m, err := tflite.Load(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{Threads: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := testing.AllocsPerRun(50, func() { _ = ip.Invoke() }); a != 0 {
+			t.Errorf("%s: %v allocations per threaded Invoke, want 0", KernelPath(), a)
+		}
+		ip.Close()
+	}
+}
+
+// BenchmarkThreads times MobileNet v2's heaviest int8 layer shapes (224x224 input: the
+// 56x56 expansion 1x1 convolution to 144 channels and the 3x3 depthwise after it) with one
+// and two threads.
+func BenchmarkThreads(b *testing.B) {
+	defer SetPortable(portable.Load())
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []convCase{
+		{n: 1, h: 56, w: 56, inC: 24, outC: 144, fh: 1, fw: 1, sh: 1, sw: 1},
+		{n: 1, h: 56, w: 56, inC: 144, outC: 144, fh: 3, fw: 3, sh: 1, sw: 1, depthwise: true},
+		{n: 1, h: 28, w: 28, inC: 32, outC: 192, fh: 1, fw: 1, sh: 1, sw: 1},
+	} {
+		c.m, c.dh, c.dw, c.inScale, c.outScale, c.wScale = 1, 1, 1, 0.02, 0.05, []float32{0.005}
+		c.pad, c.act = 1, 3
+		nw := c.outC * c.fh * c.fw * c.inC
+		if c.depthwise {
+			nw = c.fh * c.fw * c.outC
+		}
+		c.filter = randWeights(r, nw)
+		data := c.model(b)
+		for _, port := range []bool{false, true} {
+			SetPortable(port)
+			for _, threads := range []int{1, 2} {
+				m, err := tflite.Load(data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{Threads: threads})
+				if err != nil {
+					b.Fatal(err)
+				}
+				name := fmt.Sprintf("%dx%dx%d_f%dx%d_oc%d_dw%v/%s/threads=%d", c.h, c.w, c.inC, c.fh, c.fw, c.outC, c.depthwise, KernelPath(), threads)
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						if err := ip.Invoke(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+				ip.Close()
+			}
+		}
+	}
+}
