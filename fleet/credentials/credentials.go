@@ -40,6 +40,8 @@ var (
 	ErrUnknown  = errors.New("no credentials issued for this device (outpost devices add)")
 	ErrRevoked  = errors.New("device revoked")
 	ErrPassword = errors.New("wrong password")
+	// ErrReserved is Issue's answer for an id in Options.Reserved.
+	ErrReserved = errors.New("id reserved")
 )
 
 var bucketDevices = []byte("devices")
@@ -58,12 +60,16 @@ type Options struct {
 	Iterations int
 	// LockTimeout bounds the wait for bbolt's file lock; default 1s.
 	LockTimeout time.Duration
+	// Reserved ids get no secret: the controller's MQTT username is one, since a device
+	// record under it would clash with the controller's own line in a Mosquitto password file.
+	Reserved []string
 }
 
 // Store is the credential store. Its methods are safe for concurrent use.
 type Store struct {
 	db         *bolt.DB
 	iterations int
+	reserved   []string
 
 	// mu guards verified: device id → SHA-256 of the secret last verified against the
 	// stored hash, so a reconnecting device costs one SHA-256, not a PBKDF2 run. Issue and
@@ -101,7 +107,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("init credentials %s: %w", path, err)
 	}
-	return &Store{db: db, iterations: opts.Iterations, verified: map[string][32]byte{}}, nil
+	return &Store{db: db, iterations: opts.Iterations, reserved: opts.Reserved, verified: map[string][32]byte{}}, nil
 }
 
 // Close closes the file.
@@ -112,6 +118,9 @@ func (s *Store) Close() error { return s.db.Close() }
 func (s *Store) Issue(ctx context.Context, id string) (string, error) {
 	if err := wire.ValidDeviceID(id); err != nil {
 		return "", err
+	}
+	if slices.Contains(s.reserved, id) {
+		return "", fmt.Errorf("device id %q: %w (the controller's MQTT username)", id, ErrReserved)
 	}
 	var raw [SecretBytes]byte
 	if _, err := rand.Read(raw[:]); err != nil {

@@ -97,9 +97,12 @@ func FuzzParseHash(f *testing.F) {
 func TestIssueCheckRevoke(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(dir, Options{Iterations: 1000})
+	s, err := Open(dir, Options{Iterations: 1000, Reserved: []string{"ctl"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.Issue(ctx, "ctl"); !errors.Is(err, ErrReserved) {
+		t.Fatalf("Issue(reserved) = %v, want ErrReserved", err)
 	}
 	if err := s.Check("dev-a", []byte("x")); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("Check(unknown) = %v, want ErrUnknown", err)
