@@ -38,7 +38,8 @@ func RunIsolation(t *testing.T, env Env) {
 	const a, b = "dev-a", "dev-b"
 	secretA, secretB := env.Issue(t, a), env.Issue(t, b)
 
-	ctl, err := dial(env, env.ControllerUser, env.ControllerUser, env.ControllerPassword)
+	// Its own client id: the real controller may be connected under the controller's.
+	ctl, err := dial(env, "outpost-test-controller", env.ControllerUser, env.ControllerPassword)
 	if err != nil {
 		t.Fatalf("controller connect: %v", err)
 	}
