@@ -2,14 +2,8 @@ package broker_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"testing"
 	"time"
 
@@ -54,64 +48,11 @@ func TestDeviceIsolation(t *testing.T) {
 	})
 }
 
-// testPKI is a CA with a server certificate for 127.0.0.1 and client certificates by CN.
-type testPKI struct {
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	pool   *x509.CertPool
-	server tls.Certificate
-}
-
-func newPKI(t *testing.T) *testPKI {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "outpost test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &testPKI{ca: ca, caKey: key, pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	p.server = p.issue(t, "broker", x509.ExtKeyUsageServerAuth)
-	return p
-}
-
-func (p *testPKI) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 func TestTLSListener(t *testing.T) {
-	pki := newPKI(t)
+	pki := brokertest.NewPKI(t)
 	creds := openCreds(t)
 	b := startBroker(t, broker.Options{Strict: true, Devices: creds, TLSAddr: "127.0.0.1:0", TLS: &tls.Config{
-		Certificates: []tls.Certificate{pki.server}, ClientCAs: pki.pool,
+		Certificates: []tls.Certificate{pki.Server}, ClientCAs: pki.Pool,
 		ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12,
 	}})
 	if b.TLSAddr() == "" || b.TLSAddr() == b.Addr() {
@@ -121,7 +62,7 @@ func TestTLSListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certC := pki.issue(t, "dev-c", x509.ExtKeyUsageClientAuth)
+	certC := pki.Issue(t, "dev-c", x509.ExtKeyUsageClientAuth)
 	dial := func(user, password string, cert *tls.Certificate, roots *x509.CertPool) error {
 		cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 		if cert != nil {
@@ -145,10 +86,10 @@ func TestTLSListener(t *testing.T) {
 		roots  *x509.CertPool
 		wantOK bool
 	}{
-		{"password over TLS", "dev-pw", secret, nil, pki.pool, true},
-		{"wrong password over TLS", "dev-pw", "nope", nil, pki.pool, false},
-		{"client certificate, no password", "dev-c", "", &certC, pki.pool, true},
-		{"certificate of another device", "dev-pw", "", &certC, pki.pool, false},
+		{"password over TLS", "dev-pw", secret, nil, pki.Pool, true},
+		{"wrong password over TLS", "dev-pw", "nope", nil, pki.Pool, false},
+		{"client certificate, no password", "dev-c", "", &certC, pki.Pool, true},
+		{"certificate of another device", "dev-pw", "", &certC, pki.Pool, false},
 		{"server not trusted by client", "dev-pw", secret, nil, x509.NewCertPool(), false},
 	}
 	for _, tc := range tests {
@@ -162,13 +103,13 @@ func TestTLSListener(t *testing.T) {
 		if err := creds.Revoke(context.Background(), "dev-c"); err != nil {
 			t.Fatal(err)
 		}
-		if err := dial("dev-c", "", &certC, pki.pool); err == nil {
+		if err := dial("dev-c", "", &certC, pki.Pool); err == nil {
 			t.Fatal("revoked dev-c connected with its certificate")
 		}
 	})
 	// A certificate from another CA is refused in the handshake.
-	other := newPKI(t).issue(t, "dev-c2", x509.ExtKeyUsageClientAuth)
-	if err := dial("dev-c2", "", &other, pki.pool); err == nil {
+	other := brokertest.NewPKI(t).Issue(t, "dev-c2", x509.ExtKeyUsageClientAuth)
+	if err := dial("dev-c2", "", &other, pki.Pool); err == nil {
 		t.Fatal("certificate from an unknown CA accepted")
 	}
 }
