@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/x509"
 	"os"
 	"os/exec"
@@ -30,23 +29,7 @@ func TestAgentCredentialsTLS(t *testing.T) {
 	srvCert, srvKey := brokertest.WritePair(t, dir, "server", pki.Server)
 	devCert, devKey := brokertest.WritePair(t, dir, "dev-cert", pki.Issue(t, "dev-cert", x509.ExtKeyUsageClientAuth))
 
-	data := filepath.Join(dir, "controller")
-	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: data, Strict: true,
-		updateConfig:     updateConfig{HTTPAddr: "127.0.0.1:0"},
-		credentialConfig: credentialConfig{DeviceAuth: true, TLSCert: srvCert, TLSKey: srvKey, TLSClientCA: ca, TLSListen: "127.0.0.1:0"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	api := []string{"--server", "http://" + srv.APIAddr, "--token-file", filepath.Join(data, "api-token")}
+	srv, api := startCredentialServer(t, credentialConfig{TLSCert: srvCert, TLSKey: srvKey, TLSClientCA: ca, TLSListen: "127.0.0.1:0"})
 	secretFile := filepath.Join(dir, "dev-pw.secret")
 	mustCLI(t, append([]string{"devices", "add", "dev-pw", "--out", secretFile}, api...)...)
 	secret, err := os.ReadFile(secretFile)

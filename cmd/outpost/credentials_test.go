@@ -18,12 +18,14 @@ import (
 )
 
 // startCredentialServer runs `outpost serve --http` in-process the way the CLI runs it:
-// device credentials checked, observers refused. It returns the server and the API flags.
-func startCredentialServer(t *testing.T) (*fleetServer, []string) {
+// device credentials checked, observers refused, plus what tls asks for. It returns the server
+// and the API flags.
+func startCredentialServer(t *testing.T, tls credentialConfig) (*fleetServer, []string) {
 	t.Helper()
 	dir := t.TempDir()
+	tls.DeviceAuth = true
 	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: dir, Strict: true,
-		updateConfig: updateConfig{HTTPAddr: "127.0.0.1:0"}, credentialConfig: credentialConfig{DeviceAuth: true}})
+		updateConfig: updateConfig{HTTPAddr: "127.0.0.1:0"}, credentialConfig: tls})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +49,7 @@ func startCredentialServer(t *testing.T) (*fleetServer, []string) {
 // TestDeviceCredentialsEmbedded drives `outpost devices add|revoke` against the embedded
 // broker through the isolation contract.
 func TestDeviceCredentialsEmbedded(t *testing.T) {
-	srv, api := startCredentialServer(t)
+	srv, api := startCredentialServer(t, credentialConfig{})
 
 	// --out writes the secret for the device, readable by its owner only.
 	file := filepath.Join(t.TempDir(), "dev-file.secret")
@@ -89,7 +91,7 @@ func TestDeviceCredentialsEmbedded(t *testing.T) {
 // authority the CLI talks to.
 func TestDeviceCredentialsMosquitto(t *testing.T) {
 	bin := mosquittoPath(t)
-	_, api := startCredentialServer(t)
+	_, api := startCredentialServer(t, credentialConfig{})
 	dir := t.TempDir()
 	ctlPass := "controller-secret-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	ctlFile := filepath.Join(dir, "controller.pw")

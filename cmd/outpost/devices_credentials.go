@@ -26,15 +26,8 @@ Running it again for the same ID replaces the secret (rotation); the old one sto
 the device's next login. It also lifts a revocation.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := wire.ValidDeviceID(args[0]); err != nil {
-				return err
-			}
-			cl, err := af.client()
-			if err != nil {
-				return err
-			}
 			var got httpapi.IssuedCredentials
-			if err := cl.do(cmd.Context(), "POST", "/v1/devices/"+url.PathEscape(args[0])+"/credentials", "", nil, &got); err != nil {
+			if err := postDevice(cmd, &af, args[0], "credentials", &got); err != nil {
 				return err
 			}
 			if out == "" {
@@ -64,15 +57,8 @@ the embedded broker ends its live session at once. With Mosquitto, rewrite its f
 outpost broker config and reload it (SIGHUP). outpost devices add ID issues a new secret.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := wire.ValidDeviceID(args[0]); err != nil {
-				return err
-			}
-			cl, err := af.client()
-			if err != nil {
-				return err
-			}
 			var got httpapi.Revocation
-			if err := cl.do(cmd.Context(), "POST", "/v1/devices/"+url.PathEscape(args[0])+"/revoke", "", nil, &got); err != nil {
+			if err := postDevice(cmd, &af, args[0], "revoke", &got); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: revoked\n", got.ID)
@@ -81,4 +67,16 @@ outpost broker config and reload it (SIGHUP). outpost devices add ID issues a ne
 	}
 	af.add(c)
 	return c
+}
+
+// postDevice checks the device id and POSTs to /v1/devices/{id}/{action}, decoding into out.
+func postDevice(cmd *cobra.Command, af *apiFlags, id, action string, out any) error {
+	if err := wire.ValidDeviceID(id); err != nil {
+		return err
+	}
+	cl, err := af.client()
+	if err != nil {
+		return err
+	}
+	return cl.do(cmd.Context(), "POST", "/v1/devices/"+url.PathEscape(id)+"/"+action, "", nil, out)
 }
