@@ -37,6 +37,9 @@ type Options struct {
 	// match the device's topics.
 	Username string
 	Password string
+	// TLS configures ssl:// brokers (CA to trust, client certificate); nil uses the system's
+	// roots and no client certificate.
+	TLS *tls.Config
 
 	KeepAlive            time.Duration
 	ConnectTimeout       time.Duration // one connection attempt
@@ -172,6 +175,7 @@ func New(opts Options) (*Link, error) {
 		SetClientID(opts.ClientID).
 		SetUsername(opts.Username).
 		SetPassword(opts.Password).
+		SetTLSConfig(opts.TLS).
 		SetCleanSession(true).
 		SetProtocolVersion(4).  // no fallback to 3.1, which would hide a refused login behind a protocol error
 		SetOrderMatters(false). // handlers must not block the client; ours only hand off

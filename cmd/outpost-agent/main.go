@@ -88,6 +88,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.DurationVar(&c.Upload.BatchDelay, "batch-delay", agent.DefaultBatchDelay, "longest a partly filled batch waits for more results")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	creds := addCredentialFlags(fs) // credentials.go
 	var wireExtra func(c *config) error
 	if extraFlags != nil {
 		wireExtra = extraFlags(fs)
@@ -153,6 +154,9 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		if c.PackageKey, err = bundle.ParsePublicKey(pem); err != nil {
 			return nil, usageError{fmt.Sprintf("--package-key %s: %v", c.packageKeyPath, err)}
 		}
+	}
+	if err := creds.apply(&c); err != nil {
+		return nil, usageError{err.Error()}
 	}
 	if wireExtra != nil {
 		if err := wireExtra(&c); err != nil {

@@ -19,7 +19,7 @@ import (
 func init() { register(newDevicesCmd) }
 
 func newDevicesCmd() *cobra.Command {
-	c := &cobra.Command{Use: "devices", Short: "Device tags for rollout selection"}
+	c := &cobra.Command{Use: "devices", Short: "Device credentials and tags"}
 	var tf apiFlags
 	tag := &cobra.Command{
 		Use:   "tag ID [KEY=VALUE...]",
@@ -73,7 +73,7 @@ func newDevicesCmd() *cobra.Command {
 		},
 	}
 	lf.add(list)
-	c.AddCommand(tag, list)
+	c.AddCommand(tag, list, newDevicesAddCmd(), newDevicesRevokeCmd())
 	return c
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/boltstore"
 	"github.com/outpost-ml/outpost/fleet/broker"
+	"github.com/outpost-ml/outpost/fleet/credentials"
 	"github.com/outpost-ml/outpost/fleet/tufrepo"
 )
 
@@ -26,6 +27,7 @@ const defaultDataDir = "outpost-data"
 func newServeCmd() *cobra.Command {
 	var cfg serveConfig
 	var logLevel string
+	var applyCredentialFlags func() error
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the fleet controller (embedded MQTT broker by default)",
@@ -40,8 +42,8 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 			if cmd.Flags().Changed("listen") && cfg.BrokerURL != "" {
 				return errors.New("--listen and --broker exclude each other: --broker means no embedded broker")
 			}
-			if cfg.Strict && cfg.BrokerURL != "" {
-				return errors.New("--strict applies to the embedded broker; configure an external broker's ACL there")
+			if err := applyCredentialFlags(); err != nil {
+				return err
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -60,9 +62,9 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringVar(&cfg.BrokerURL, "broker", "", "external MQTT broker URL, e.g. tcp://host:1883 or tcp://user:pass@host:1883; disables the embedded broker")
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the controller's state ("+boltstore.FileName+"); created if missing")
 	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
-	f.BoolVar(&cfg.Strict, "strict", false, "embedded broker: refuse read-only observers such as mosquitto_sub -t 'outpost/#'")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	addUpdateFlags(cmd, &cfg)
+	applyCredentialFlags = addCredentialFlags(cmd, &cfg)
 	return cmd
 }
 
@@ -71,9 +73,10 @@ type serveConfig struct {
 	Listen    string // embedded broker address; ignored when BrokerURL is set
 	BrokerURL string // external broker; empty means embedded
 	DataDir   string
-	Strict    bool
+	Strict    bool         // refuse anonymous observers (`outpost serve` unless --allow-observers)
 	Logger    *slog.Logger // nil discards
 	updateConfig
+	credentialConfig // serve_credentials.go
 
 	TargetsKeyFiles []string // serve_trust.go
 }
@@ -88,6 +91,8 @@ type fleetServer struct {
 	updates    // model registry, rollout engine, HTTP API (serve_updates.go)
 
 	Trust *tufrepo.Repo // nil without `outpost keys init` (serve_trust.go)
+
+	Creds *credentials.Store // device secrets and revocations (serve_credentials.go)
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -120,12 +125,27 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	}()
 
 	s := &fleetServer{BrokerURL: cfg.BrokerURL, log: log}
+	if s.Creds, err = openCredentials(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.Creds.Close()
+		}
+	}()
 	if s.Trust, err = openTrust(cfg.DataDir, cfg.TargetsKeyFiles); err != nil {
 		return nil, err
 	}
 	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller")}
 	if cfg.BrokerURL == "" {
-		b, err := broker.New(broker.Options{Addr: cfg.Listen, Strict: cfg.Strict, Logger: log.With("component", "broker")})
+		bopts := broker.Options{Addr: cfg.Listen, Strict: cfg.Strict, TLSAddr: cfg.TLSListen, Logger: log.With("component", "broker")}
+		if cfg.DeviceAuth {
+			bopts.Devices = s.Creds
+		}
+		if bopts.TLS, err = cfg.tlsConfig(); err != nil {
+			return nil, err
+		}
+		b, err := broker.New(bopts)
 		if err != nil {
 			return nil, err
 		}
@@ -177,6 +197,7 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
 	}
 	err := g.Wait()
+	s.Creds.Close()
 	s.log.Info("outpost serve stopped", "err", err)
 	return err
 }

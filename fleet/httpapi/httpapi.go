@@ -68,6 +68,9 @@ type Options struct {
 	Token      string // required
 	MaxPackage int64  // default registry.DefaultMaxPackage
 	Logger     *slog.Logger
+
+	// Credentials, when set, serves the device credential routes (credentials.go).
+	Credentials Credentials
 }
 
 // New returns the API's handler.
@@ -95,6 +98,7 @@ func New(o Options) (http.Handler, error) {
 	mux.HandleFunc("POST /v1/rollouts/{id}/{action}", a.changeRollout)
 	mux.HandleFunc("GET /v1/tags", a.listTags)
 	mux.HandleFunc("PUT /v1/devices/{id}/tags", a.setTags)
+	a.credentialRoutes(mux)
 	return a.auth(mux), nil
 }
 
