@@ -37,24 +37,24 @@ var DefaultDriftThresholds = DriftThresholds{
 // WithDefaults returns t with its zero fields set from DefaultDriftThresholds. A nil t
 // gives the defaults.
 func (t *DriftThresholds) WithDefaults() DriftThresholds {
-	d := DefaultDriftThresholds
-	if t == nil {
-		return d
+	return DefaultDriftThresholds.Override(t)
+}
+
+// Override returns t with the non-zero fields of o in place of its own, e.g. a controller's
+// per-device thresholds over the manifest's. A nil o changes nothing.
+func (t DriftThresholds) Override(o *DriftThresholds) DriftThresholds {
+	if o == nil {
+		return t
 	}
-	pick := func(v *float64, set float64) {
-		if set != 0 {
-			*v = set
+	for _, f := range []struct{ dst, src *float64 }{{&t.PSI, &o.PSI}, {&t.KS, &o.KS}, {&t.JS, &o.JS}, {&t.CUSUMK, &o.CUSUMK}, {&t.CUSUMH, &o.CUSUMH}} {
+		if *f.src != 0 {
+			*f.dst = *f.src
 		}
 	}
-	pick(&d.PSI, t.PSI)
-	pick(&d.KS, t.KS)
-	pick(&d.JS, t.JS)
-	pick(&d.CUSUMK, t.CUSUMK)
-	pick(&d.CUSUMH, t.CUSUMH)
-	if t.MinSamples != 0 {
-		d.MinSamples = t.MinSamples
+	if o.MinSamples != 0 {
+		t.MinSamples = o.MinSamples
 	}
-	return d
+	return t
 }
 
 // Validate checks the thresholds a manifest or a controller override sets; zero means
