@@ -26,9 +26,9 @@ type DriftThresholds struct {
 // in docs/monitoring.md): 1σ mean shifts caught within 5 windows, under one false alarm per
 // device-day.
 var DefaultDriftThresholds = DriftThresholds{
-	PSI:        0.25,
+	PSI:        0.6,
 	KS:         0.15,
-	JS:         0.15,
+	JS:         0.3,
 	CUSUMK:     0.25,
 	CUSUMH:     1,
 	MinSamples: stats.MinSamplesHistogram,
