@@ -294,3 +294,6 @@ func culprit(df *wire.DriftFeature, th bundle.DriftThresholds) string {
 	}
 	return df.Name + " (" + strings.Join(parts, ", ") + ")"
 }
+
+// Model returns the model the monitor scores, as given to New.
+func (m *Monitor) Model() wire.ModelRef { return m.model }
