@@ -60,12 +60,9 @@ func PSIEvidently(expected, actual []float64) (float64, error) {
 // shrinks as 1.36/sqrt(n)), so drift is judged by D against a fixed threshold, an effect
 // size that does not grow stricter with n.
 func KSBinned(expected, actual []float64) (float64, error) {
-	if err := sameBins("ks", expected, actual); err != nil {
+	te, ta, err := totals("ks", expected, actual)
+	if err != nil {
 		return 0, err
-	}
-	te, ta := sum(expected), sum(actual)
-	if te <= 0 || ta <= 0 {
-		return 0, fmt.Errorf("ks: empty distribution")
 	}
 	var ce, ca, d float64
 	for i := range expected {
@@ -85,12 +82,9 @@ func KSBinned(expected, actual []float64) (float64, error) {
 // totals first. It is a metric in [0, 1]: 0 for equal distributions, 1 for disjoint ones,
 // and needs no epsilon for empty bins.
 func JSDistance(expected, actual []float64) (float64, error) {
-	if err := sameBins("js", expected, actual); err != nil {
+	te, ta, err := totals("js", expected, actual)
+	if err != nil {
 		return 0, err
-	}
-	te, ta := sum(expected), sum(actual)
-	if te <= 0 || ta <= 0 {
-		return 0, fmt.Errorf("js: empty distribution")
 	}
 	var div float64
 	for i := range expected {
@@ -117,6 +111,18 @@ func sameBins(what string, expected, actual []float64) error {
 		}
 	}
 	return nil
+}
+
+// totals checks the bins and returns each side's total, which must be positive.
+func totals(what string, expected, actual []float64) (te, ta float64, err error) {
+	if err := sameBins(what, expected, actual); err != nil {
+		return 0, 0, err
+	}
+	te, ta = sum(expected), sum(actual)
+	if te <= 0 || ta <= 0 {
+		return 0, 0, fmt.Errorf("%s: empty distribution", what)
+	}
+	return te, ta, nil
 }
 
 func sum(xs []float64) float64 {
