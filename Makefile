@@ -96,6 +96,10 @@ cross: ## Build outpost-agent for linux amd64, arm64, armv6, armv7, riscv64 (CGO
 models: ## Regenerate the sample models under models/sample (byte-identical)
 	$(GO) run ./models/train/cmd/outpost-train -out models/sample
 
+.PHONY: eval-drift
+eval-drift: ## Measure drift detection on the simulated sensors and rewrite the table in docs/monitoring.md
+	timeout 600 $(GO) run ./agent/drift/internal/evaldrift -doc docs/monitoring.md
+
 .PHONY: clean
 clean: ## Remove build outputs
 	rm -rf $(BIN) bench.txt

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/outpost-ml/outpost/agent/drift"
 	"github.com/outpost-ml/outpost/agent/sensor"
 	"github.com/outpost-ml/outpost/agent/sysstat"
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -63,6 +64,8 @@ type Options struct {
 	Update func() *wire.UpdateStatus
 	// Unsigned marks a model run without a signature check (--allow-unsigned), in health.
 	Unsigned bool
+	// Drift, when set, monitors inputs and outputs for drift (agent/drift, driftpub.go).
+	Drift DriftMonitor
 }
 
 // Defaults for zero Options fields.
@@ -99,6 +102,8 @@ type Agent struct {
 	samplesDropped atomic.Uint64 // samples lost because inference fell behind
 	unbuffered     atomic.Uint64 // results lost before commit because the buffer kept failing
 	rejected       atomic.Uint64 // results the controller refused (wire.Ack.Rejected)
+	driftDropped   atomic.Uint64 // drift reports not published (driftpub.go)
+	driftReports   chan *drift.Report
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -212,6 +217,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	committed := make(chan struct{}, 1)
 	pipelineDone := make(chan struct{}) // closed when the last result is committed
 
+	// Made before the infer loop starts, which sends to it (driftpub.go).
+	a.driftReports = make(chan *drift.Report, driftQueue)
+
 	if r := a.opts.Buffer.Stats().Recovered; r != "" {
 		a.setLastErr(errors.New(r))
 		a.log.Warn("buffer file was damaged and replaced", "detail", r)
@@ -225,6 +233,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { defer close(pipelineDone); return a.runCommit(results, committed) })
 	g.Go(func() error { return a.runUpload(gctx, committed, pipelineDone) })
 	g.Go(func() error { return a.runHealth(gctx) })
+	if a.opts.Drift != nil {
+		g.Go(func() error { return a.runDrift(gctx) })
+	}
 	return g.Wait()
 }
 
@@ -351,6 +362,7 @@ func (a *Agent) runInfer(in <-chan sample, out chan<- wire.Result) error {
 		}
 		a.inferences.Add(1)
 		a.recordLatency(lat)
+		a.observeDrift(s.t, ring, out0)
 		r, err := a.result(s.t, out0, lat)
 		if err != nil {
 			a.predictErrors.Add(1)

@@ -50,6 +50,9 @@ type Manifest struct {
 	MinAgentVersion string   `json:"min_agent_version"`
 	// Baseline is the training data's distribution, per input channel and per output value.
 	Baseline *Baseline `json:"baseline"`
+	// Drift overrides the drift monitor's default thresholds (drift.go); omitted, the
+	// defaults apply.
+	Drift *DriftThresholds `json:"drift,omitempty"`
 	// Golden holds inputs with expected outputs that a device runs before activating the model.
 	Golden *Golden `json:"golden"`
 }
@@ -251,6 +254,11 @@ func (m *Manifest) Validate() error {
 	}
 	if err := m.Baseline.validate(len(m.Input.Channels)); err != nil {
 		return bad("baseline: %v", err)
+	}
+	if m.Drift != nil {
+		if err := m.Drift.Validate(); err != nil {
+			return bad("drift: %v", err)
+		}
 	}
 	if m.Golden == nil {
 		return bad("golden is missing")
