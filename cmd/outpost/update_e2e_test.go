@@ -62,7 +62,7 @@ func runUpdateEndToEnd(t *testing.T, addr string, brokerArgs []string) {
 	pkgs := map[string]string{}
 	for _, v := range []string{"1.0.0", "1.1.0"} {
 		man := filepath.Join(tmp, "manifest-"+v+".json")
-		writeManifestVersion(t, filepath.Join(sampleDir, "vibration-anomaly-f32.json"), man, v)
+		writeManifest(t, filepath.Join(sampleDir, "vibration-anomaly-f32.json"), man, func(m map[string]any) { m["version"] = v })
 		pkgs[v] = filepath.Join(tmp, "vibration-anomaly-f32-"+v+".opkg")
 		run("models", "build", "--tflite", filepath.Join(sampleDir, "vibration-anomaly-f32.tflite"), "--manifest", man, "--key", signing+".key", "--out", pkgs[v])
 	}
@@ -163,8 +163,8 @@ func runUpdateEndToEnd(t *testing.T, addr string, brokerArgs []string) {
 	})
 }
 
-// writeManifestVersion copies the manifest at src to dst with its version replaced.
-func writeManifestVersion(t *testing.T, src, dst, version string) {
+// writeManifest copies the manifest at src to dst, changed by edit.
+func writeManifest(t *testing.T, src, dst string, edit func(m map[string]any)) {
 	t.Helper()
 	raw, err := os.ReadFile(src)
 	if err != nil {
@@ -174,7 +174,7 @@ func writeManifestVersion(t *testing.T, src, dst, version string) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		t.Fatal(err)
 	}
-	m["version"] = version
+	edit(m)
 	out, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		t.Fatal(err)
