@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 	"github.com/outpost-ml/outpost/models/bundle"
 	"github.com/outpost-ml/outpost/models/sim"
+	"github.com/outpost-ml/outpost/models/train"
 )
 
 // fleetWorld is a controller's data directory with its trust, a package-signing key and
@@ -44,7 +46,7 @@ type fleetWorld struct {
 
 // newFleetWorld runs `outpost keys init`, and builds the sample vibration model as packages
 // of each version in versions (a version may change its manifest with edit).
-func newFleetWorld(t *testing.T, versions map[string]func(m map[string]any)) *fleetWorld {
+func newFleetWorld(t testing.TB, versions map[string]func(m map[string]any)) *fleetWorld {
 	t.Helper()
 	w := &fleetWorld{dir: t.TempDir(), pkgs: map[string]string{}}
 	w.data, w.offline = filepath.Join(w.dir, "controller"), filepath.Join(w.dir, "offline")
@@ -69,7 +71,7 @@ func newFleetWorld(t *testing.T, versions map[string]func(m map[string]any)) *fl
 }
 
 // start runs the controller in-process until stop.
-func (w *fleetWorld) start(t *testing.T) {
+func (w *fleetWorld) start(t testing.TB) {
 	t.Helper()
 	srv, err := newFleetServer(serveConfig{Listen: w.addr, DataDir: w.data, TargetsKeyFiles: []string{filepath.Join(w.offline, "targets.key")},
 		updateConfig: updateConfig{PackageKeys: []string{w.pub}}})
@@ -101,7 +103,7 @@ func (w *fleetWorld) start(t *testing.T) {
 }
 
 // push registers version v with the running controller (as `outpost models push` does).
-func (w *fleetWorld) push(t *testing.T, v string) {
+func (w *fleetWorld) push(t testing.TB, v string) {
 	t.Helper()
 	pkg, err := os.ReadFile(w.pkgs[v])
 	if err != nil {
@@ -121,16 +123,25 @@ type simAgent struct {
 }
 
 // startAgent runs device id on the real agent code with its data in dir (kept across
-// restarts) and model pkg; seed varies its simulated machine.
-func (w *fleetWorld) startAgent(t *testing.T, id, dir string, seed int) *simAgent {
+// restarts); seed varies its simulated machine.
+func (w *fleetWorld) startAgent(t testing.TB, id, dir string, seed int) *simAgent {
 	t.Helper()
-	key, err := os.ReadFile(w.pub)
+	a, err := w.newAgent(t, id, dir, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+// newAgent is startAgent for any goroutine: it reports errors instead of failing t.
+func (w *fleetWorld) newAgent(t testing.TB, id, dir string, seed int) (*simAgent, error) {
+	key, err := os.ReadFile(w.pub)
+	if err != nil {
+		return nil, err
+	}
 	pub, err := bundle.ParsePublicKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	d, err := assemble.New(assemble.Config{
 		DeviceID: id, Broker: "tcp://" + w.addr, ModelPath: w.pkgs["1.0.0"], PackageKey: pub,
@@ -140,7 +151,7 @@ func (w *fleetWorld) startAgent(t *testing.T, id, dir string, seed int) *simAgen
 		Update: assemble.UpdateConfig{TrustRoot: w.root},
 	})
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("agent %s: %w", id, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -164,11 +175,11 @@ func (w *fleetWorld) startAgent(t *testing.T, id, dir string, seed int) *simAgen
 			t.Errorf("agent %s: %v", id, err)
 		}
 	})
-	return a
+	return a, nil
 }
 
 // startFleet starts n agents in parallel (bounded) and waits until the controller knows them.
-func (w *fleetWorld) startFleet(t *testing.T, n int) []*simAgent {
+func (w *fleetWorld) startFleet(t testing.TB, n int) []*simAgent {
 	t.Helper()
 	agents := make([]*simAgent, n)
 	var g errgroup.Group
@@ -176,12 +187,15 @@ func (w *fleetWorld) startFleet(t *testing.T, n int) []*simAgent {
 	for i := range agents {
 		g.Go(func() error {
 			id := fmt.Sprintf("sim-%03d", i)
-			agents[i] = w.startAgent(t, id, filepath.Join(w.dir, id), i+1)
-			return nil
+			a, err := w.newAgent(t, id, filepath.Join(w.dir, id), i+1)
+			agents[i] = a
+			return err
 		})
 	}
-	_ = g.Wait()
-	w.waitDevices(t, "every agent known to the controller with 1.0.0", 60*time.Second, func(ds map[string]fleet.DeviceStatus) bool {
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	w.waitDevices(t, "every agent known to the controller with 1.0.0", 3*time.Minute, func(ds map[string]fleet.DeviceStatus) bool {
 		for _, a := range agents {
 			if d, ok := ds[a.id]; !ok || d.Health == nil || d.Health.Model.Version != "1.0.0" {
 				return false
@@ -193,7 +207,7 @@ func (w *fleetWorld) startFleet(t *testing.T, n int) []*simAgent {
 }
 
 // waitDevices polls the controller's device table until cond holds.
-func (w *fleetWorld) waitDevices(t *testing.T, what string, within time.Duration, cond func(map[string]fleet.DeviceStatus) bool) {
+func (w *fleetWorld) waitDevices(t testing.TB, what string, within time.Duration, cond func(map[string]fleet.DeviceStatus) bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -217,7 +231,7 @@ func (w *fleetWorld) waitDevices(t *testing.T, what string, within time.Duration
 }
 
 // waitRollout polls rollout id until it is in one of the final states and returns it.
-func (w *fleetWorld) waitRollout(t *testing.T, id string, within time.Duration) fleet.Rollout {
+func (w *fleetWorld) waitRollout(t testing.TB, id string, within time.Duration) fleet.Rollout {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -453,4 +467,98 @@ func init() {
 		}
 		return &flakySensor{Vibration: simsensor.NewVibration(simsensor.VibrationConfig{Seed: seed, SampleRateHz: sim.DefaultSampleRateHz, ShaftHz: sim.DefaultShaftHz})}, nil
 	})
+}
+
+// BenchmarkFleetUpdate1MiB rolls a 1 MiB model out to 200 in-process agents through the
+// embedded broker (the controller's block server at its default rates: 1 MiB/s per device,
+// 16 MiB/s in all) and reports the time from `rollout create` until every device committed:
+// a canary of two, then the other 198 at once, 1 s probation each. Run it once:
+//
+//	go test ./cmd/outpost -run '^$' -bench FleetUpdate1MiB -benchtime 1x
+func BenchmarkFleetUpdate1MiB(b *testing.B) {
+	const agents = 200
+	w := newFleetWorld(b, map[string]func(map[string]any){"1.0.0": nil})
+	w.pkgs["1.1.0"] = bigPackage(b, w, 1<<20)
+	w.start(b)
+	w.startFleet(b, agents)
+	w.push(b, "1.1.0")
+	b.ResetTimer()
+	start := time.Now()
+	r, err := w.srv.Engine.Create(context.Background(), fleet.RolloutSpec{Model: "vibration-anomaly-f32@1.1.0", Canary: 0.01, Waves: []float64{1},
+		Probation: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if r = w.waitRollout(b, r.ID, 5*time.Minute); r.State != fleet.RolloutCompleted {
+		b.Fatalf("rollout %s (%s)", r.State, r.Reason)
+	}
+	d := time.Since(start)
+	b.StopTimer()
+	st := w.srv.Blobs.Stats()
+	b.ReportMetric(d.Seconds(), "s/rollout")
+	b.ReportMetric(float64(st.Bytes)/d.Seconds()/(1<<20), "MiB/s")
+	b.Logf("%d agents committed a %d-byte model in %v (%d blocks, %d bytes sent, %d rate-limited answers)", agents, fileSize(b, w.pkgs["1.1.0"]), d.Round(time.Millisecond), st.Blocks, st.Bytes, st.RateLimited)
+}
+
+func fileSize(t testing.TB, path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// bigPackage builds version 1.1.0 of the vibration model as an MLP wide enough to weigh
+// about size bytes (64 → N → 1, float32), with its baseline and golden vectors computed from
+// simulated healthy machines by `outpost models baseline`, signed with w's package key.
+func bigPackage(t testing.TB, w *fleetWorld, size int) string {
+	t.Helper()
+	hidden := size / (64 * 4)
+	rng := rand.New(rand.NewPCG(1, 2))
+	layer := func(in, out int) train.Dense {
+		d := train.Dense{In: in, Out: out, W: make([]float64, in*out), B: make([]float64, out)}
+		lim := math.Sqrt(6 / float64(in))
+		for i := range d.W {
+			d.W[i] = (2*rng.Float64() - 1) * lim
+		}
+		return d
+	}
+	tfl, err := train.BuildTFLite(&train.MLP{Layers: []train.Dense{layer(64, hidden), layer(hidden, 1)}}, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tflPath := filepath.Join(w.dir, "big.tflite")
+	if err := os.WriteFile(tflPath, tfl, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	man := filepath.Join(w.dir, "big.json")
+	writeManifest(t, filepath.Join(sampleDir, "vibration-anomaly-f32.json"), man, func(m map[string]any) {
+		m["version"] = "1.1.0"
+		for _, k := range []string{"baseline", "golden", "sha256", "size", "ops", "metrics", "tensors"} {
+			delete(m, k)
+		}
+	})
+	csv := filepath.Join(w.dir, "healthy.csv")
+	writeVibrationCSV(t, csv, 4, 2000)
+	mustCLI(t, "models", "baseline", "--tflite", tflPath, "--manifest", man, "--csv", csv)
+	pkg := filepath.Join(w.dir, "vibration-anomaly-f32-1.1.0-big"+bundle.Extension)
+	mustCLI(t, "models", "build", "--tflite", tflPath, "--manifest", man, "--key", filepath.Join(w.dir, "signing.key"), "--out", pkg)
+	return pkg
+}
+
+// writeVibrationCSV writes n samples of each of machines simulated healthy machines.
+func writeVibrationCSV(t testing.TB, path string, machines, n int) {
+	t.Helper()
+	var b []byte
+	b = append(b, "accel\n"...)
+	for seed := 1; seed <= machines; seed++ {
+		v := sim.NewVibration(sim.VibrationConfig{Seed: uint64(seed), SampleRateHz: sim.DefaultSampleRateHz, ShaftHz: sim.DefaultShaftHz})
+		for range n {
+			b = strconv.AppendFloat(b, v.Next(), 'g', 9, 64)
+			b = append(b, '\n')
+		}
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

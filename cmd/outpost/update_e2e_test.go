@@ -164,7 +164,7 @@ func runUpdateEndToEnd(t *testing.T, addr string, brokerArgs []string) {
 }
 
 // writeManifest copies the manifest at src to dst, changed by edit.
-func writeManifest(t *testing.T, src, dst string, edit func(m map[string]any)) {
+func writeManifest(t testing.TB, src, dst string, edit func(m map[string]any)) {
 	t.Helper()
 	raw, err := os.ReadFile(src)
 	if err != nil {
