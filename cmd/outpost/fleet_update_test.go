@@ -78,28 +78,33 @@ func (w *fleetWorld) start(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	w.srv = srv
-	var once sync.Once
-	var runErr error
-	w.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(30 * time.Second):
-				runErr = fmt.Errorf("controller did not stop within 30s")
-			}
-		})
-		return runErr
-	}
+	w.srv, w.stop = srv, runStoppable("controller", srv.Run)
 	t.Cleanup(func() {
 		if err := w.stop(); err != nil {
 			t.Errorf("controller: %v", err)
 		}
 	})
+}
+
+// runStoppable runs run in a goroutine until the returned stop is called; stop waits at most
+// 30 s for it and returns its error, the same on every call.
+func runStoppable(what string, run func(context.Context) error) func() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				err = fmt.Errorf("%s did not stop within 30s", what)
+			}
+		})
+		return err
+	}
 }
 
 // push registers version v with the running controller (as `outpost models push` does).
@@ -153,23 +158,7 @@ func (w *fleetWorld) newAgent(t testing.TB, id, dir string, seed int) (*simAgent
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", id, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	a := &simAgent{id: id, dir: dir, dev: d}
-	var once sync.Once
-	var runErr error
-	a.stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(30 * time.Second):
-				runErr = fmt.Errorf("agent %s did not stop within 30s", id)
-			}
-		})
-		return runErr
-	}
+	a := &simAgent{id: id, dir: dir, dev: d, stop: runStoppable("agent "+id, d.Run)}
 	t.Cleanup(func() {
 		if err := a.stop(); err != nil {
 			t.Errorf("agent %s: %v", id, err)
