@@ -66,9 +66,14 @@ type Config struct {
 	Update        UpdateConfig
 }
 
-// UpdateConfig wires the model update's seams. With Trust or Downloader nil the device runs
-// its model and refuses every update with a one-line reason.
+// UpdateConfig wires the model update's seams. With Trust and Downloader both nil, New
+// builds the real ones (agent/trust and agent/fetch over the MQTT link) when a TUF root is
+// pinned (TrustRoot, or a file at DefaultTrustRoot); without one the device runs its model
+// and refuses every update with a one-line reason.
 type UpdateConfig struct {
+	// TrustRoot is the pinned root.json file; empty looks for DefaultTrustRoot(DataDir) and
+	// takes no updates when there is none.
+	TrustRoot  string
 	Trust      update.Trust
 	Downloader update.Downloader
 	// Desired delivers the controller's desired state; nil takes the MQTT link's when it
@@ -99,7 +104,10 @@ type Device struct {
 	// model the last update left active (Predictor when there was none).
 	Update   *update.Manager
 	Unsigned bool // Predictor is a bare .tflite run under AllowUnsigned
-	desired  update.DesiredSource
+	// TrustRoot is the pinned TUF root file updates are verified against; empty when the
+	// device takes no updates or Config.Update brought its own Trust.
+	TrustRoot string
+	desired   update.DesiredSource
 
 	log  *slog.Logger
 	used atomic.Bool // Run or Close has been called
@@ -154,6 +162,12 @@ func New(cfg Config) (_ *Device, err error) {
 	lo.Epoch = d.Buffer.Epoch() // the link delivers only the acks for this buffer's epoch
 	if d.Link, err = mqttlink.New(lo); err != nil {
 		return nil, err
+	}
+	if cfg.Update.Trust == nil && cfg.Update.Downloader == nil {
+		cfg.Update.Trust, cfg.Update.Downloader, d.TrustRoot, err = updateSeams(cfg, d.Link, log)
+		if err != nil {
+			return nil, err
+		}
 	}
 	d.Update, err = update.Open(update.Options{
 		State:        d.Buffer.State(),

@@ -27,6 +27,8 @@ import (
 	"github.com/outpost-ml/outpost/agent/faulttest"
 	"github.com/outpost-ml/outpost/agent/fetch"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
+	"github.com/outpost-ml/outpost/agent/trust"
+	"github.com/outpost-ml/outpost/agent/trust/trusttest"
 	"github.com/outpost-ml/outpost/fleet/blobserve"
 	"github.com/outpost-ml/outpost/fleet/broker"
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -49,14 +51,14 @@ type rig struct {
 	b          *broker.Broker // nil for an external broker
 	url        string
 	user, pass string // the controller's credentials
-	src        blobserve.Files
+	src        blobserve.Source
 	opts       blobserve.Options
 	srv        *blobserve.Server
 	stopSrv    func()
 	online     *presence
 }
 
-func startRig(t testing.TB, src blobserve.Files, opts blobserve.Options) *rig {
+func startRig(t testing.TB, src blobserve.Source, opts blobserve.Options) *rig {
 	t.Helper()
 	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Strict: true})
 	if err != nil {
@@ -203,6 +205,17 @@ func TestEndToEnd(t *testing.T) {
 	if st := r.srv.Stats(); st.Blocks != 17+3 {
 		t.Errorf("server sent %d blocks, want 17 of the target and 3 of the metadata", st.Blocks)
 	}
+}
+
+// TestMetaFetcherContract runs agent/trust's contract for a MetaFetcher against the real
+// downloader, broker and block server: exact bytes, "not found" as fs.ErrNotExist, the
+// length limit enforced before the content is read.
+func TestMetaFetcherContract(t *testing.T) {
+	t.Parallel()
+	trusttest.RunMetaFetcher(t, func(t *testing.T, src trusttest.Source) trust.MetaFetcher {
+		r := startRig(t, src, blobserve.Options{DeviceRate: 64 << 20, GlobalRate: 64 << 20})
+		return startDevice(t, r, r.url, "dev-contract", t.TempDir(), fetch.Options{}).f
+	})
 }
 
 // TestAgentRestartResumes stops the agent part way through a download, as a reboot would

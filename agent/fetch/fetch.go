@@ -18,6 +18,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -77,13 +78,21 @@ const (
 // Errors callers branch on; the returned errors wrap them with a one-line reason.
 var (
 	ErrUnanswered = errors.New("controller did not answer")
-	ErrNotFound   = errors.New("not found on the controller")
-	ErrRefused    = errors.New("refused by the controller")
-	ErrTooLong    = errors.New("longer than allowed")
-	ErrLength     = errors.New("length differs from signed metadata")
-	ErrDigest     = errors.New("sha256 differs from signed metadata")
-	ErrNoSpace    = errors.New("not enough free disk")
+	// ErrNotFound also matches fs.ErrNotExist: go-tuf (through agent/trust) learns it holds
+	// the newest root only from a "not found".
+	ErrNotFound error = notFound{}
+	ErrRefused        = errors.New("refused by the controller")
+	ErrTooLong        = errors.New("longer than allowed")
+	ErrLength         = errors.New("length differs from signed metadata")
+	ErrDigest         = errors.New("sha256 differs from signed metadata")
+	ErrNoSpace        = errors.New("not enough free disk")
 )
+
+// notFound is ErrNotFound's type.
+type notFound struct{}
+
+func (notFound) Error() string        { return "not found on the controller" }
+func (notFound) Is(target error) bool { return target == fs.ErrNotExist }
 
 // Fetcher downloads over a Link. Its methods are safe for concurrent use; transfers run one
 // at a time.

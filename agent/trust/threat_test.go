@@ -21,7 +21,7 @@ import (
 // The threat tests follow TUF's list of attacks (spec section 1.5.2) as the issue names them.
 // Each plays the attacker against the real repository code and the real go-tuf client and
 // checks that the device refuses, with a one-line reason, and that nothing unverified
-// becomes visible through Lookup. docs/updates-trust.md has the table these tests back.
+// becomes visible through Lookup. docs/updates.md ("Threat model") has the table these tests back.
 
 // refused asserts err is a one-line refusal and the device then offers nothing to install.
 func refused(t *testing.T, dev *trust.Client, err error, wantSubstr string) {

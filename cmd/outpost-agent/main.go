@@ -73,6 +73,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.ManifestPath, "manifest", "", "manifest `file` of a bare .tflite (default: the model path with .json for .tflite)")
 	fs.StringVar(&c.packageKeyPath, "package-key", "", "PEM ed25519 public key `file` that model packages and updates must be signed with")
 	fs.BoolVar(&c.AllowUnsigned, "allow-unsigned", false, "run a bare .tflite --model without any signature check (logged and reported in health)")
+	fs.StringVar(&c.Update.TrustRoot, "trust-root", "", "pinned TUF root.json `file` of the fleet (from `outpost keys init`); updates are taken only with one\n(default: trust/root.json next to --data-dir, if present)")
 	fs.IntVar(&c.Update.ArenaBudget, "arena-budget", update.DefaultArenaBudget, "largest tensor arena in `bytes` an updated model may need")
 	fs.IntVar(&c.Update.Keep, "keep-models", update.DefaultKeep, "model packages kept on disk for rollback")
 	sensors := &specList{specs: []string{defaultSensor}}
@@ -230,6 +231,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	m := dev.Update.Swap().Model()
 	log.Info("outpost-agent starting", "version", version, "model", m.String(), "sha256", m.SHA256,
 		"sensor", strings.Join(c.Sensors, " + "), "channels", strings.Join(dev.Source.Info().ChannelNames(), ","), "broker", c.Broker, "data_dir", c.DataDir)
+	if dev.TrustRoot != "" {
+		log.Info("model updates enabled", "trust_root", dev.TrustRoot)
+	} else if c.Update.Trust == nil {
+		log.Info("model updates disabled: no trust root pinned (--trust-root)")
+	}
 	start := time.Now()
 	sdCtx, sdStop := context.WithCancel(ctx)
 	sdDone := make(chan struct{})

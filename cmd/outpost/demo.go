@@ -38,6 +38,11 @@ type demoConfig struct {
 	HealthInterval time.Duration
 	FaultAfter     time.Duration
 	Refresh        time.Duration
+	// RolloutAfter starts the rollout of the sample model's next version (demo_updates.go)
+	// after this long; 0 never. Probation is how long each device watches it before
+	// committing.
+	RolloutAfter time.Duration
+	Probation    time.Duration
 }
 
 // defaultDemoModel is the sample model the demo deploys unless --model says otherwise.
@@ -52,7 +57,10 @@ func newDemoCmd() *cobra.Command {
 bbolt state, and N agents (the real agent code, each with its own bbolt buffer) reading a
 simulated vibration sensor, running the sample anomaly model in the pure-Go TFLite
 interpreter and syncing results over MQTT. A fleet table, as the controller sees it, is
-printed every second. Ctrl-C stops everything cleanly; data directories stay consistent and
+printed every second. With a sample model the devices run it as a package signed with the
+DEMO key and verified against a TUF repository in the data directory, and after
+--rollout-after the demo pushes version ` + demoUpdate + ` and rolls it out, canary first: the table
+shows each device's version change. Ctrl-C stops everything cleanly; data directories stay consistent and
 a later run continues where this one stopped.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -68,6 +76,8 @@ a later run continues where this one stopped.`,
 	f.DurationVar(&cfg.HealthInterval, "health-interval", time.Second, "how often each device publishes health")
 	f.DurationVar(&cfg.FaultAfter, "fault-after", 30*time.Second, "inject a bearing fault into the last device after this long (0: never)")
 	f.DurationVar(&cfg.Refresh, "refresh", time.Second, "how often the fleet table is redrawn")
+	f.DurationVar(&cfg.RolloutAfter, "rollout-after", 10*time.Second, "roll out version "+demoUpdate+" of the sample model after this long (0: never)")
+	f.DurationVar(&cfg.Probation, "probation", 10*time.Second, "how long each device watches the new version before committing it")
 	return cmd
 }
 
@@ -100,7 +110,17 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	defer logFile.Close()
 	log := slog.New(slog.NewTextHandler(logFile, nil))
 
-	srv, err := newFleetServer(serveConfig{Listen: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "controller"), Logger: log})
+	// A sample model runs as a signed package and can be updated; a .tflite of the user's
+	// runs unsigned, without updates.
+	scfg := serveConfig{Listen: cfg.Listen, DataDir: filepath.Join(cfg.DataDir, "controller"), Logger: log}
+	var upd *demoUpdates
+	if !strings.HasSuffix(cfg.Model, ".tflite") {
+		if upd, err = setupDemoUpdates(cfg.DataDir, scfg.DataDir, cfg.Model); err != nil {
+			return err
+		}
+		scfg.TargetsKeyFiles, scfg.PackageKeys = []string{upd.targetsKey}, []string{upd.pubFile}
+	}
+	srv, err := newFleetServer(scfg)
 	if err != nil {
 		return err
 	}
@@ -121,17 +141,22 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	}()
 	for i := 1; i <= cfg.Devices; i++ {
 		id := fmt.Sprintf("dev-%d", i)
-		d, err := assemble.New(assemble.Config{
+		dc := assemble.Config{
 			DeviceID:       id,
 			Broker:         srv.BrokerURL,
 			ModelPath:      modelPath,
-			AllowUnsigned:  true, // the sample models embedded in this binary, not a download
+			AllowUnsigned:  true, // the user's own .tflite
 			Sensors:        []string{fmt.Sprintf("%s?seed=%d&rate=%g", simsensor.KindVibration, i, rate)},
 			DataDir:        filepath.Join(cfg.DataDir, id),
 			HealthInterval: cfg.HealthInterval,
 			AgentVersion:   version,
 			Logger:         log.With("device", id),
-		})
+		}
+		if upd != nil {
+			dc.ModelPath, dc.AllowUnsigned, dc.PackageKey = upd.pkgs["1.0.0"], false, upd.pub
+			dc.Update.TrustRoot = upd.root
+		}
+		d, err := assemble.New(dc)
 		if err != nil {
 			return fmt.Errorf("device %s: %w", id, err)
 		}
@@ -156,7 +181,7 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 		devs.Go(func() error { return d.Run(devCtx) })
 	}
 	devs.Go(func() error {
-		return drawLoop(devCtx, out, srv.Controller, cfg, devices)
+		return drawLoop(devCtx, out, srv, cfg, devices, upd)
 	})
 	devErr := devs.Wait()
 	if errors.Is(devErr, context.Canceled) || errors.Is(devErr, context.DeadlineExceeded) {
@@ -179,12 +204,14 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 }
 
 // drawLoop redraws the fleet table until ctx ends, and injects the demo fault on schedule.
-func drawLoop(ctx context.Context, out io.Writer, ctl *fleet.Controller, cfg demoConfig, devices []*assemble.Device) error {
+// With upd it starts the rollout on schedule too, and shows its waves under the table.
+func drawLoop(ctx context.Context, out io.Writer, srv *fleetServer, cfg demoConfig, devices []*assemble.Device, upd *demoUpdates) error {
 	tty := isTerminal(out)
 	tick := time.NewTicker(cfg.Refresh)
 	defer tick.Stop()
 	start := time.Now()
-	faulted := false
+	faulted, rolled := false, false
+	var rolloutID, note string
 	for {
 		select {
 		case <-ctx.Done():
@@ -197,13 +224,22 @@ func drawLoop(ctx context.Context, out io.Writer, ctl *fleet.Controller, cfg dem
 				faulted = true
 			}
 		}
+		if upd != nil && !rolled && cfg.RolloutAfter > 0 && time.Since(start) >= cfg.RolloutAfter {
+			rolloutID, note = upd.start(ctx, srv, len(devices), cfg.Probation)
+			rolled = true
+		}
 		if tty {
 			fmt.Fprint(out, "\033[H\033[2J")
 			fmt.Fprintf(out, "Outpost demo: %d devices, up %s, Ctrl-C stops\n\n", len(devices), time.Since(start).Truncate(time.Second))
 		} else {
 			fmt.Fprintf(out, "\n[%s]\n", time.Since(start).Truncate(time.Second))
 		}
-		printTable(out, ctl.Devices(), faulted)
+		printTable(out, srv.Controller.Devices(), faulted)
+		if rolloutID != "" {
+			printRollout(out, srv.Engine, rolloutID)
+		} else if note != "" {
+			fmt.Fprintf(out, "\nrollout: %s\n", note)
+		}
 	}
 }
 
@@ -233,7 +269,7 @@ func settle(ctl *fleet.Controller, devices []*assemble.Device, timeout time.Dura
 func printTable(out io.Writer, rows []fleet.DeviceStatus, faulted bool) {
 	slices.SortFunc(rows, func(a, b fleet.DeviceStatus) int { return strings.Compare(a.ID, b.ID) })
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "DEVICE\tONLINE\tMODEL\tINFER/S\tP50 MS\tP99 MS\tBUFFERED\tRECEIVED\tLAST SEEN\t")
+	fmt.Fprintln(w, "DEVICE\tONLINE\tMODEL\tINFER/S\tP50 MS\tP99 MS\tBUFFERED\tRECEIVED\tLAST SEEN\tUPDATE\t")
 	for _, r := range rows {
 		online := "no"
 		if r.Online {
@@ -243,8 +279,12 @@ func printTable(out io.Writer, rows []fleet.DeviceStatus, faulted bool) {
 		if !r.LastSeen.IsZero() {
 			seen = time.Since(r.LastSeen).Truncate(100*time.Millisecond).String() + " ago"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%d\t%d\t%s\t\n",
-			r.ID, online, r.Model, r.InferencesPerS, r.LatencyP50Ms, r.LatencyP99Ms, r.Buffered, r.ResultsReceived, seen)
+		update := "-"
+		if h := r.Health; h != nil && h.Update != nil {
+			update = h.Update.Phase + " " + h.Update.Target.Version
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%d\t%d\t%s\t%s\t\n",
+			r.ID, online, r.Model, r.InferencesPerS, r.LatencyP50Ms, r.LatencyP99Ms, r.Buffered, r.ResultsReceived, seen, update)
 	}
 	w.Flush()
 	if faulted {

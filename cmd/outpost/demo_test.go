@@ -13,8 +13,9 @@ import (
 )
 
 // TestDemo runs the whole demo in-process for a few seconds — embedded broker, controller and
-// three agents with the real model — and checks the last fleet table: every device online,
-// running the int8 sample model, with results received by the controller.
+// three agents with the real model — and checks the fleet tables: every device online,
+// running the int8 sample model, with results received by the controller; then the rollout
+// of 1.1.0 reaching the canary first and every device in the end.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for several seconds")
@@ -22,9 +23,10 @@ func TestDemo(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
 	cfg := demoConfig{
-		Devices: 3, Duration: 8 * time.Second, Listen: "127.0.0.1:0", DataDir: dir,
+		Devices: 3, Duration: 16 * time.Second, Listen: "127.0.0.1:0", DataDir: dir,
 		Model: defaultDemoModel, HealthInterval: 500 * time.Millisecond,
 		FaultAfter: 2 * time.Second, Refresh: time.Second,
+		RolloutAfter: 3 * time.Second, Probation: 2 * time.Second,
 	}
 	if err := runDemo(context.Background(), &out, cfg); err != nil {
 		t.Fatalf("runDemo: %v\n%s", err, out.String())
@@ -42,18 +44,26 @@ func TestDemo(t *testing.T) {
 	if summary < 0 {
 		t.Fatalf("no final summary:\n%s", text)
 	}
-	healthy := false
+	healthy, canaryFirst := false, false
 	for _, block := range strings.Split(text[:summary], "\n[")[1:] {
 		rows := row.FindAllStringSubmatch(block, -1)
 		ok := len(rows) == 3
+		updated := 0
 		for _, r := range rows {
 			received, _ := strconv.Atoi(r[6])
 			ok = ok && r[2] == "yes" && r[3] == "vibration-anomaly-i8@1.0.0" && received > 0
+			if r[3] == "vibration-anomaly-i8@1.1.0" {
+				updated++
+			}
 		}
 		healthy = healthy || ok
+		canaryFirst = canaryFirst || updated == 1 && strings.Contains(block, "canary  running")
 	}
 	if !healthy {
 		t.Errorf("no live table shows 3 online devices running vibration-anomaly-i8@1.0.0 with results received:\n%s", text)
+	}
+	if !canaryFirst {
+		t.Errorf("no live table shows the canary alone on 1.1.0:\n%s", text)
 	}
 	final := row.FindAllStringSubmatch(text[summary:], -1)
 	if len(final) != 3 {
@@ -62,6 +72,9 @@ func TestDemo(t *testing.T) {
 	for _, r := range final {
 		if received, _ := strconv.Atoi(r[6]); received == 0 {
 			t.Errorf("final row %q: no results received", r[0])
+		}
+		if r[3] != "vibration-anomaly-i8@1.1.0" {
+			t.Errorf("final row %q: not updated to 1.1.0", r[0])
 		}
 	}
 	for _, f := range []string{"controller/controller.db", "dev-1/buffer.db", "models/vibration-anomaly-i8.tflite", "demo.log"} {
@@ -72,9 +85,12 @@ func TestDemo(t *testing.T) {
 
 	// A second run on the same data continues: sequence numbers resume, nothing is lost.
 	out.Reset()
-	cfg.Duration = 3 * time.Second
+	cfg.Duration, cfg.RolloutAfter = 3*time.Second, time.Second
 	if err := runDemo(context.Background(), &out, cfg); err != nil {
 		t.Fatalf("second runDemo: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "every device already runs vibration-anomaly-i8@1.1.0") {
+		t.Errorf("second run did not keep 1.1.0:\n%s", out.String())
 	}
 }
 

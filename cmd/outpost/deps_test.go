@@ -46,7 +46,7 @@ func TestDependencyRules(t *testing.T) {
 		{
 			// go-tuf's module also holds a CLI and its sigstore dependency cloud KMS
 			// clients; the device links only the metadata client (about 4 MiB, measured
-			// in docs/updates-trust.md).
+			// in docs/updates.md, "Footprint").
 			name: "agent trust links go-tuf's client, no web, database, RPC or cloud stack",
 			pkgs: []string{"./agent/trust"},
 			forbidden: []string{

@@ -18,7 +18,7 @@ import (
 )
 
 // `outpost keys init|show|rotate-root|targets-key|rotate-online|resign-targets`: the fleet's
-// TUF trust (fleet/tufrepo, docs/updates-trust.md). Root and targets keys are files the
+// TUF trust (fleet/tufrepo, docs/updates.md). Root and targets keys are files the
 // user keeps offline and names with flags; the online snapshot and timestamp keys live in
 // the controller's data directory.
 

@@ -19,7 +19,7 @@ import (
 const sampleDir = "../../models/sample"
 
 // cli runs the command in-process and returns its stdout and error.
-func cli(t *testing.T, args ...string) (string, error) {
+func cli(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	root := newRootCmd()
 	var out, errOut bytes.Buffer
@@ -30,7 +30,7 @@ func cli(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func mustCLI(t *testing.T, args ...string) string {
+func mustCLI(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := cli(t, args...)
 	if err != nil {

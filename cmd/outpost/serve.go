@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/blobserve"
 	"github.com/outpost-ml/outpost/fleet/boltstore"
 	"github.com/outpost-ml/outpost/fleet/broker"
 	"github.com/outpost-ml/outpost/fleet/credentials"
@@ -93,6 +94,8 @@ type fleetServer struct {
 	Trust *tufrepo.Repo // nil without `outpost keys init` (serve_trust.go)
 
 	Creds *credentials.Store // device secrets and revocations (serve_credentials.go)
+	// Blobs serves Trust's metadata and packages to devices over MQTT; nil without Trust.
+	Blobs *blobserve.Server
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -163,6 +166,14 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.Trust != nil {
+		if cfg.Publisher == nil {
+			cfg.Publisher = tufPublisher{s.Trust}
+		}
+		if s.Blobs, err = newBlobServer(s.Trust, copts, log); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.setupUpdates(cfg, store, copts); err != nil {
 		return nil, err
 	}
@@ -195,6 +206,7 @@ func (s *fleetServer) Run(ctx context.Context) error {
 	})
 	if s.Trust != nil {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
+		g.Go(func() error { return runBlobs(gctx, s.Blobs) })
 	}
 	err := g.Wait()
 	s.Creds.Close()
