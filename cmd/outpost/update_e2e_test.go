@@ -68,7 +68,9 @@ func runUpdateEndToEnd(t *testing.T, addr string, brokerArgs []string) {
 	}
 
 	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	ctrl := exec.Command(outpostBin, append([]string{"serve", "--data-dir", data, "--http", httpAddr,
+	// --allow-observers lets the test's anonymous observer read health; devices log in with
+	// secrets the controller issues below.
+	ctrl := exec.Command(outpostBin, append([]string{"serve", "--data-dir", data, "--http", httpAddr, "--allow-observers",
 		"--targets-key", filepath.Join(offline, "targets.key"), "--package-key", signing + ".pub"}, brokerArgs...)...)
 	ctrl.Stdout, ctrl.Stderr = testWriter(t, "controller"), testWriter(t, "controller")
 	if err := ctrl.Start(); err != nil {
@@ -79,9 +81,12 @@ func runUpdateEndToEnd(t *testing.T, addr string, brokerArgs []string) {
 	waitDial(t, httpAddr, 15*time.Second)
 	obs := newObserver(t, addr)
 
+	api := []string{"--server", "http://" + httpAddr, "--token-file", filepath.Join(data, "api-token")}
 	devices := []string{"e2e-1", "e2e-2", "e2e-3"}
 	for _, id := range devices {
-		agent := exec.Command(agentBin, "--broker", "tcp://"+addr, "--id", id, "--model", pkgs["1.0.0"],
+		secret := filepath.Join(tmp, id+".secret")
+		run(append([]string{"devices", "add", id, "--out", secret}, api...)...)
+		agent := exec.Command(agentBin, "--broker", "tcp://"+addr, "--id", id, "--password-file", secret, "--model", pkgs["1.0.0"],
 			"--package-key", signing+".pub", "--trust-root", root, "--sensor", "sim:vibration",
 			"--data-dir", filepath.Join(tmp, id), "--health-interval", "300ms")
 		agent.Stdout, agent.Stderr = testWriter(t, id), testWriter(t, id)
@@ -102,7 +107,6 @@ func runUpdateEndToEnd(t *testing.T, addr string, brokerArgs []string) {
 	}
 	obs.waitFor(t, "every device running the signed 1.0.0", 30*time.Second, running("1.0.0"))
 
-	api := []string{"--server", "http://" + httpAddr, "--token-file", filepath.Join(data, "api-token")}
 	if out := run(append([]string{"models", "push", pkgs["1.1.0"]}, api...)...); !strings.Contains(out, "published") {
 		t.Fatalf("models push: %q", out)
 	}
