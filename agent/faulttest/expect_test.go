@@ -72,23 +72,11 @@ func (e *expected) outputs(t *testing.T, start int) []float32 {
 	if out, ok := e.outs[start]; ok {
 		return out
 	}
-	for len(e.samples) < start+e.window {
-		e.samples = append(e.samples, float32(e.vib.Next()))
+	idx := make([]int, e.window)
+	for j := range idx {
+		idx[j] = start + j
 	}
-	w := slices.Clone(e.samples[start : start+e.window])
-	for j := range w {
-		if len(e.mean) > 0 {
-			w[j] -= e.mean[0]
-		}
-		if len(e.std) > 0 {
-			w[j] /= e.std[0]
-		}
-	}
-	out, _, err := e.pred.Predict(w)
-	if err != nil {
-		t.Fatalf("predict the window at sample %d: %v", start, err)
-	}
-	e.outs[start] = slices.Clone(out)
+	e.outs[start] = e.predict(t, idx)
 	return e.outs[start]
 }
 
@@ -98,6 +86,12 @@ func (e *expected) ringOutputs(t *testing.T, idx []int) []float32 {
 	if idx[len(idx)-1]-idx[0] == len(idx)-1 { // contiguous: cached
 		return e.outputs(t, idx[0])
 	}
+	return e.predict(t, idx)
+}
+
+// predict runs the model on the samples at the indices idx, normalized as the agent does.
+func (e *expected) predict(t *testing.T, idx []int) []float32 {
+	t.Helper()
 	for len(e.samples) <= idx[len(idx)-1] {
 		e.samples = append(e.samples, float32(e.vib.Next()))
 	}
