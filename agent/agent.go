@@ -469,7 +469,10 @@ func (a *Agent) runCommit(in <-chan wire.Result, committed chan<- struct{}) erro
 				return nil
 			}
 			pending = append(pending, r)
-			if len(pending) >= a.opts.CommitMax {
+			// While the buffer fails, only the tick retries: retrying on every new result
+			// would encode up to maxPending results per result, eating the CPU that
+			// inference needs, so the sensor's samples would be dropped as well.
+			if len(pending) >= a.opts.CommitMax && !failing {
 				_ = flush() // an error is recorded and retried on the next tick
 			}
 		case <-tick.C:

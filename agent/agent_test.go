@@ -252,6 +252,30 @@ func TestBufferFailureIsRetried(t *testing.T) {
 	}
 }
 
+// A failing buffer is retried once per commit interval, not once per new result: each retry
+// encodes every pending result, so retrying per result made a full disk cost enough CPU to
+// starve inference (the disk-full fault test saw over a thousand samples dropped).
+func TestBufferFailureRetriedPerTick(t *testing.T) {
+	r := newRig()
+	r.opts.CommitMax = 16 // holds 16×16 results in memory: none shed here
+	r.opts.CommitInterval = 100 * time.Millisecond
+	r.buf.setFail(errors.New("disk full"))
+	start := time.Now()
+	a, stop := r.start(t)
+	eventually(t, "many results pending", func() bool { return a.Stats().Inferences >= 100 })
+	calls, n := r.buf.appendCalls(), a.Stats().Inferences
+	ticks := int(time.Since(start) / r.opts.CommitInterval)
+	r.buf.setFail(nil)
+	stop()
+	// One attempt per tick and one when CommitMax is first reached.
+	if calls > ticks+1 {
+		t.Fatalf("%d append attempts for %d results in %d commit intervals; want at most %d", calls, n, ticks, ticks+1)
+	}
+	if st := a.Stats(); st.LastSeq != st.Inferences || st.Dropped != 0 {
+		t.Fatalf("after recovery: last seq %d, inferences %d, dropped %d; want all committed", st.LastSeq, st.Inferences, st.Dropped)
+	}
+}
+
 func TestPredictErrorsCounted(t *testing.T) {
 	r := newRig()
 	r.pred.err = errors.New("tensor arena exhausted")

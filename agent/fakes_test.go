@@ -98,11 +98,13 @@ type memBuffer struct {
 	rs    []wire.Result
 	st    agent.BufferStats
 	fail  error // Append fails with it while set
+	calls int   // Append calls, failed ones included
 }
 
 func (b *memBuffer) Append(rs []wire.Result) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.calls++
 	if b.fail != nil {
 		return b.fail
 	}
@@ -156,6 +158,12 @@ func (b *memBuffer) Stats() agent.BufferStats {
 		st.Oldest = b.rs[0].Time
 	}
 	return st
+}
+
+func (b *memBuffer) appendCalls() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
 }
 
 func (b *memBuffer) setFail(err error) {
