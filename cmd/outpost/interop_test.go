@@ -155,7 +155,9 @@ type observer struct {
 func newObserver(t *testing.T, addr string) *observer {
 	t.Helper()
 	o := &observer{health: map[string]wire.Health{}, state: map[string]string{}, acks: map[string]uint64{}}
-	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("interop-observer").
+	// The client id is not a device id, so the broker takes it for an anonymous observer
+	// (allowed with --allow-observers), never for a device without its secret.
+	opts := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("interop:observer").
 		SetConnectTimeout(5 * time.Second).SetAutoReconnect(true)
 	opts.SetOnConnectHandler(func(c mqtt.Client) {
 		c.Subscribe(wire.Root+"/#", 1, o.handle)

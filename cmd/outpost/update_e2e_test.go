@@ -28,7 +28,7 @@ func TestUpdateEndToEnd(t *testing.T) {
 	}
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	runUpdateEndToEnd(t, addr, []string{"--listen", addr})
+	runUpdateEndToEnd(t, addr, []string{"--listen", addr, "--allow-observers"})
 }
 
 // TestUpdateMosquitto is TestUpdateEndToEnd through Debian's Mosquitto: the controller, its
@@ -68,9 +68,10 @@ func runUpdateEndToEnd(t *testing.T, addr string, brokerArgs []string) {
 	}
 
 	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	// --allow-observers lets the test's anonymous observer read health; devices log in with
-	// secrets the controller issues below.
-	ctrl := exec.Command(outpostBin, append([]string{"serve", "--data-dir", data, "--http", httpAddr, "--allow-observers",
+	// Devices log in with secrets the controller issues below. The embedded broker lets the
+	// test's anonymous observer read health with --allow-observers (TestUpdateEndToEnd); the
+	// test's Mosquitto allows anonymous clients itself.
+	ctrl := exec.Command(outpostBin, append([]string{"serve", "--data-dir", data, "--http", httpAddr,
 		"--targets-key", filepath.Join(offline, "targets.key"), "--package-key", signing + ".pub"}, brokerArgs...)...)
 	ctrl.Stdout, ctrl.Stderr = testWriter(t, "controller"), testWriter(t, "controller")
 	if err := ctrl.Start(); err != nil {
