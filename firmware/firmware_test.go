@@ -66,7 +66,11 @@ func testFleet(t *testing.T, broker, extra string) *Fleet {
 			t.Fatal(err)
 		}
 	}
-	text := "fleet: plant-7\nbroker: " + broker + "\nmodel: model.opkg\npackage_key: models.pub\nsensors: [sim:vibration]\n" + extra
+	// The trust root's content is the agent's business at start; the bundle only carries it.
+	if err := os.WriteFile(filepath.Join(dir, "root.json"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	text := "fleet: plant-7\nbroker: " + broker + "\nmodel: model.opkg\npackage_key: models.pub\ntrust_root: root.json\nsensors: [sim:vibration]\n" + extra
 	p := filepath.Join(dir, "fleet.yaml")
 	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -182,7 +186,7 @@ func TestBundleHost(t *testing.T) {
 	p := b.Name + "/"
 	for name, mode := range map[string]int64{
 		p + "install.sh": 0o755, p + "uninstall.sh": 0o755, p + "root" + BinPath: 0o755, p + "root" + ConfigPath: 0o640,
-		p + "root" + ModelPath: 0o640, p + "root" + KeyPath: 0o640, p + "root" + UnitPath: 0o644,
+		p + "root" + ModelPath: 0o640, p + "root" + KeyPath: 0o640, p + "root" + RootPath: 0o640, p + "root" + UnitPath: 0o644,
 	} {
 		if got, ok := names[name]; !ok || got != mode {
 			t.Errorf("tarball entry %s: present %v mode %o, want mode %o", name, ok, got, mode)
