@@ -35,7 +35,9 @@ func TestServeKilled(t *testing.T) {
 	var srv *exec.Cmd
 	startServe := func() {
 		t.Helper()
-		srv = exec.Command(bin, "serve", "--listen", addr, "--data-dir", ctlDir)
+		// What is under test is crash consistency, not identity: devices log in without secrets
+		// (--insecure-open-devices) and the test's anonymous observer may read health.
+		srv = exec.Command(bin, "serve", "--listen", addr, "--data-dir", ctlDir, "--allow-observers", "--insecure-open-devices")
 		srv.Stdout, srv.Stderr = srvLog, srvLog
 		if err := srv.Start(); err != nil {
 			t.Fatalf("start outpost serve: %v", err)
