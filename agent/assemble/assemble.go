@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/drift"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
 	"github.com/outpost-ml/outpost/agent/sensor"
 	// Every sensor kind the agent binary offers registers itself on import.
@@ -58,6 +59,10 @@ type Config struct {
 	// Upload tunes the upload path: the Batch*, Window, MaxUploadRate and CompressMin fields
 	// of agent.Options are used, the rest ignored.
 	Upload agent.Options
+	// DriftWindow is the drift monitor's window in inferences (docs/monitoring.md): 0 takes
+	// drift.DefaultWindow, a negative value monitors nothing. Only a model whose manifest
+	// carries a baseline is monitored.
+	DriftWindow int64
 
 	// Model updates (docs/updates.md). PackageKey verifies a ModelPath package and every
 	// update; AllowUnsigned runs a bare .tflite ModelPath without a signature, loudly.
@@ -108,6 +113,7 @@ type Device struct {
 	// device takes no updates or Config.Update brought its own Trust.
 	TrustRoot string
 	desired   update.DesiredSource
+	drift     *followDrift // nil when drift is not monitored
 
 	log  *slog.Logger
 	used atomic.Bool // Run or Close has been called
@@ -190,6 +196,15 @@ func New(cfg Config) (_ *Device, err error) {
 	if ds, ok := any(d.Link).(update.DesiredSource); ok && d.desired == nil {
 		d.desired = ds
 	}
+	var mon agent.DriftMonitor // a nil *followDrift must not become a non-nil interface
+	if cfg.DriftWindow >= 0 {
+		w := cfg.DriftWindow
+		if w == 0 {
+			w = drift.DefaultWindow
+		}
+		d.drift = newFollowDrift(d.Update.Swap(), w, log.With("component", "drift"))
+		mon = d.drift
+	}
 	d.Agent, err = agent.New(agent.Options{
 		DeviceID:       cfg.DeviceID,
 		AgentVersion:   cfg.AgentVersion,
@@ -208,6 +223,7 @@ func New(cfg Config) (_ *Device, err error) {
 		MaxUploadRate:  cfg.Upload.MaxUploadRate,
 		CompressMin:    cfg.Upload.CompressMin,
 		DataDir:        cfg.DataDir,
+		Drift:          mon,
 	})
 	if err != nil {
 		return nil, err
@@ -299,6 +315,9 @@ func (d *Device) Run(ctx context.Context) error {
 		m := d.Predictor.Model()
 		d.log.Warn("RUNNING AN UNSIGNED MODEL (--allow-unsigned): nothing proves who made it; health reports unsigned=true",
 			"model", m.String(), "sha256", m.SHA256)
+	}
+	if d.drift != nil {
+		d.drift.logState()
 	}
 	d.Link.Connect()
 	var desired <-chan wire.Desired

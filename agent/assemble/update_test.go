@@ -24,38 +24,11 @@ type desiredChan chan wire.Desired
 
 func (c desiredChan) Desired() <-chan wire.Desired { return c }
 
-// A device started on a signed package takes an update from its desired state: health
-// reports the phase and the controller sees every transition as an event and the results
-// of the new model, over the real broker.
-func TestSignedModelAndUpdate(t *testing.T) {
-	broker := startBroker(t)
-	ctl := newController(t, broker)
-	var mu sync.Mutex
-	var health []wire.Health
-	var events []wire.Event
-	c := paho.NewClient(paho.NewClientOptions().AddBroker(broker).SetClientID("watch"))
-	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	t.Cleanup(func() { c.Disconnect(0) })
-	c.Subscribe(wire.DeviceWildcard(wire.LeafHealth), 1, func(_ paho.Client, m paho.Message) {
-		var h wire.Health
-		if json.Unmarshal(m.Payload(), &h) == nil {
-			mu.Lock()
-			health = append(health, h)
-			mu.Unlock()
-		}
-	}).Wait()
-	c.Subscribe(wire.DeviceWildcard(wire.LeafEvents), 1, func(_ paho.Client, m paho.Message) {
-		var ev wire.Event
-		if json.Unmarshal(m.Payload(), &ev) == nil {
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
-		}
-	}).Wait()
-
-	dir := t.TempDir()
+// updatableConfig configures a device on the signed sample package vibration-anomaly-f32
+// 1.0.0 that takes updates from a test repository in dir holding vibration-anomaly-i8 1.0.0,
+// its desired state written into the returned channel.
+func updatableConfig(t *testing.T, broker, id, dir, sensor string) (assemble.Config, *updatetest.Repo, desiredChan) {
+	t.Helper()
 	_, metaKey, _ := bundle.GenerateKey(nil)
 	repo, err := updatetest.NewRepo(filepath.Join(dir, "repo"), metaKey)
 	if err != nil {
@@ -69,7 +42,7 @@ func TestSignedModelAndUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	desired := make(desiredChan, 1)
-	cfg := config(broker, "dev-u", filepath.Join(dir, "data"), "sim:vibration?seed=4")
+	cfg := config(broker, id, filepath.Join(dir, "data"), sensor)
 	cfg.ModelPath, cfg.AllowUnsigned = "../../models/sample/vibration-anomaly-f32-1.0.0.opkg", false
 	cfg.PackageKey = bundle.DemoKey().Public().(ed25519.PublicKey) // the sample packages' (public) demo key
 	cfg.Update = assemble.UpdateConfig{
@@ -77,6 +50,52 @@ func TestSignedModelAndUpdate(t *testing.T) {
 		Downloader: &updatetest.Downloader{Src: repo.Dir, Dir: filepath.Join(dir, "dl")},
 		Desired:    desired,
 	}
+	return cfg, repo, desired
+}
+
+// watcher connects an observer client to broker.
+func watcher(t *testing.T, broker string) paho.Client {
+	t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(broker).SetClientID("watch"))
+	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+// collect subscribes c to leaf of every device and appends each message that decodes as a T
+// to *into, holding mu.
+func collect[T any](t *testing.T, c paho.Client, leaf string, mu *sync.Mutex, into *[]T) {
+	t.Helper()
+	tok := c.Subscribe(wire.DeviceWildcard(leaf), 1, func(_ paho.Client, m paho.Message) {
+		var v T
+		if json.Unmarshal(m.Payload(), &v) == nil {
+			mu.Lock()
+			*into = append(*into, v)
+			mu.Unlock()
+		}
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe %s: %v", leaf, tok.Error())
+	}
+}
+
+// A device started on a signed package takes an update from its desired state: health
+// reports the phase and the controller sees every transition as an event and the results
+// of the new model, over the real broker.
+func TestSignedModelAndUpdate(t *testing.T) {
+	broker := startBroker(t)
+	ctl := newController(t, broker)
+	var mu sync.Mutex
+	var health []wire.Health
+	var events []wire.Event
+	c := watcher(t, broker)
+	collect(t, c, wire.LeafHealth, &mu, &health)
+	collect(t, c, wire.LeafEvents, &mu, &events)
+
+	dir := t.TempDir()
+	cfg, repo, desired := updatableConfig(t, broker, "dev-u", dir, "sim:vibration?seed=4")
 	d, _ := runDevice(t, cfg)
 	if d.Unsigned {
 		t.Error("a verified package reported unsigned")

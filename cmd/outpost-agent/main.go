@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/assemble"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/drift"
 	"github.com/outpost-ml/outpost/agent/flagfile"
 	"github.com/outpost-ml/outpost/agent/sensor"
 	"github.com/outpost-ml/outpost/agent/update"
@@ -87,6 +88,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.Float64Var(&c.Upload.MaxUploadRate, "max-upload-rate", 0, "most `results/s` uploaded, so a backlog drains steadily (0: no limit)")
 	fs.IntVar(&c.Upload.BatchMax, "batch-max", agent.DefaultBatchMax, fmt.Sprintf("most results per uploaded batch (at most %d)", wire.MaxBatchResults))
 	fs.DurationVar(&c.Upload.BatchDelay, "batch-delay", agent.DefaultBatchDelay, "longest a partly filled batch waits for more results")
+	fs.Int64Var(&c.DriftWindow, "drift-window", drift.DefaultWindow, "`inferences` per drift-monitoring window against the model's baseline (0: no drift monitoring)")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	creds := addCredentialFlags(fs) // credentials.go
@@ -144,8 +146,13 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		return nil, usageError{fmt.Sprintf("--batch-delay %v must be positive", c.Upload.BatchDelay)}
 	case c.Update.ArenaBudget <= 0:
 		return nil, usageError{fmt.Sprintf("--arena-budget %d must be positive", c.Update.ArenaBudget)}
+	case c.DriftWindow < 0:
+		return nil, usageError{fmt.Sprintf("--drift-window %d must be ≥ 0 (0: no drift monitoring)", c.DriftWindow)}
 	case c.Update.Keep < 2:
 		return nil, usageError{fmt.Sprintf("--keep-models %d must be at least 2 (the active model and the one to roll back to)", c.Update.Keep)}
+	}
+	if c.DriftWindow == 0 {
+		c.DriftWindow = -1 // assemble's "monitor nothing"; its 0 means the default window
 	}
 	if c.packageKeyPath != "" {
 		pem, err := os.ReadFile(c.packageKeyPath)

@@ -178,6 +178,7 @@ func TestBadInput(t *testing.T) {
 		{"bad package key", append(good, "--package-key", file), 2, "--package-key"},
 		{"keep one model", append(good, "--keep-models", "1"), 2, "--keep-models 1"},
 		{"no arena", append(good, "--arena-budget", "0"), 2, "--arena-budget 0"},
+		{"negative drift window", append(good, "--drift-window", "-1"), 2, "--drift-window -1 must be ≥ 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
