@@ -223,32 +223,44 @@ func (g *convGeom) spatial(p schema.Padding, out *tensor.Tensor) error {
 	return nil
 }
 
-// prepareConv checks CONV_2D: input [N,H,W,C], filter [OC,FH,FW,C], optional bias [OC],
-// output [N,OH,OW,OC].
-func prepareConv(n *tflite.Node) error {
+// conv2DGeom checks what every CONV_2D variant (integer, float, hybrid, uint8) shares: inputs
+// and outputs, ranks, strides, filter [OC,FH,FW,C] against the input's channels, and the
+// output's spatial size under the padding. The dtype is left for each variant to set.
+func conv2DGeom(n *tflite.Node) (*convGeom, *tflite.Conv2DOptions, error) {
 	if err := n.CheckIO(2, 3, 1); err != nil {
-		return err
+		return nil, nil, err
 	}
-	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
+	in, filter, out := n.Input(0), n.Input(1), n.Output(0)
 	o, ok := n.Options.(*tflite.Conv2DOptions)
 	if !ok {
-		return fmt.Errorf("missing Conv2DOptions")
+		return nil, nil, fmt.Errorf("missing Conv2DOptions")
 	}
 	if err := convRank4(in, filter, out); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := checkStrides(o.StrideH, o.StrideW, o.DilationH, o.DilationW); err != nil {
-		return err
+		return nil, nil, err
 	}
 	g := &convGeom{batches: in.Dim(0), inH: in.Dim(1), inW: in.Dim(2), inC: in.Dim(3),
 		outC: filter.Dim(0), fH: filter.Dim(1), fW: filter.Dim(2),
 		strideH: o.StrideH, strideW: o.StrideW, dilH: o.DilationH, dilW: o.DilationW}
 	if filter.Dim(3) != g.inC {
-		return fmt.Errorf("filter %q has %d input channels, input %q has %d (grouped convolution not supported)", filter.Name(), filter.Dim(3), in.Name(), g.inC)
+		return nil, nil, fmt.Errorf("filter %q has %d input channels, input %q has %d (grouped convolution not supported)", filter.Name(), filter.Dim(3), in.Name(), g.inC)
 	}
 	if err := g.spatial(o.Padding, out); err != nil {
+		return nil, nil, err
+	}
+	return g, o, nil
+}
+
+// prepareConv checks CONV_2D: input [N,H,W,C], filter [OC,FH,FW,C], optional bias [OC],
+// output [N,OH,OW,OC].
+func prepareConv(n *tflite.Node) error {
+	g, o, err := conv2DGeom(n)
+	if err != nil {
 		return err
 	}
+	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
 	if err := g.prepareTypes("CONV_2D", in, filter, bias, out, o.Activation, 0, g.outC); err != nil {
 		return err
 	}

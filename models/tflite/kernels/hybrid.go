@@ -337,29 +337,11 @@ func (*convHybrid) hybrid() {}
 // bias and output. Per-tensor weights quantize the input symmetrically (conv.cc EvalHybrid,
 // which has no dilation); per-channel weights asymmetrically (EvalHybridPerChannel).
 func prepareConvHybrid(n *tflite.Node) error {
-	if err := n.CheckIO(2, 3, 1); err != nil {
+	g, o, err := conv2DGeom(n)
+	if err != nil {
 		return err
 	}
-	in, filter, out := n.Input(0), n.Input(1), n.Output(0)
-	o, ok := n.Options.(*tflite.Conv2DOptions)
-	if !ok {
-		return fmt.Errorf("missing Conv2DOptions")
-	}
-	if err := convRank4(in, filter, out); err != nil {
-		return err
-	}
-	if err := checkStrides(o.StrideH, o.StrideW, o.DilationH, o.DilationW); err != nil {
-		return err
-	}
-	g := &convGeom{batches: in.Dim(0), inH: in.Dim(1), inW: in.Dim(2), inC: in.Dim(3),
-		outC: filter.Dim(0), fH: filter.Dim(1), fW: filter.Dim(2),
-		strideH: o.StrideH, strideW: o.StrideW, dilH: o.DilationH, dilW: o.DilationW, dtype: tensor.Float32}
-	if filter.Dim(3) != g.inC {
-		return fmt.Errorf("filter %q has %d input channels, input %q has %d (grouped convolution not supported)", filter.Name(), filter.Dim(3), in.Name(), g.inC)
-	}
-	if err := g.spatial(o.Padding, out); err != nil {
-		return err
-	}
+	g.dtype = tensor.Float32
 	d := &convHybrid{g: g}
 	if err := d.prepare(n, 0, o.Activation); err != nil {
 		return err
