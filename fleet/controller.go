@@ -88,6 +88,7 @@ type Controller struct {
 	stats           Stats
 	connected       bool
 	lastOverflowLog time.Time
+	queue           *queue // the running ingest queue, nil outside Run (for Stats)
 }
 
 // deviceState is the in-memory view of one device: the registry record plus counters.
@@ -193,7 +194,11 @@ func (c *Controller) Devices() []DeviceStatus {
 func (c *Controller) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.stats
+	st := c.stats
+	if q := c.queue; q != nil {
+		st.QueueMessages, st.QueueBytes = len(q.ch), q.bytes.Load()
+	}
+	return st
 }
 
 // Connected reports whether the MQTT client is currently connected and subscribed.
@@ -226,6 +231,9 @@ func (c *Controller) Run(ctx context.Context) (err error) {
 	}
 
 	q := newQueue(c.opts.QueueSize, c.opts.QueueBytes)
+	c.mu.Lock()
+	c.queue = q
+	c.mu.Unlock()
 	client := paho.NewClient(c.clientOptions(q))
 	c.log.Info("controller connecting", "broker", c.broker.String(), "client_id", c.opts.ClientID)
 

@@ -173,4 +173,18 @@ type Stats struct {
 	Commits    uint64 // result transactions committed
 	AcksSent   uint64 // ack publishes handed to the MQTT client
 	AckErrors  uint64 // ack publishes the client reported failed (the device will resend)
+
+	// For /metrics (fleet/metrics). QueueMessages and QueueBytes are the ingest queue's fill
+	// when Stats was called; NewestResult is the latest result time (device clock) stored.
+	QueueMessages int
+	QueueBytes    int64
+	NewestResult  time.Time
+	// IngestLatency counts stored batches by receive-to-commit time: IngestLatency[i] those
+	// at most IngestLatencyBuckets[i] seconds (and over the previous edge), the last entry
+	// the rest. IngestLatencySum is their total in seconds.
+	IngestLatency    [len(IngestLatencyBuckets) + 1]uint64
+	IngestLatencySum float64
 }
+
+// IngestLatencyBuckets are the upper edges, in seconds, of Stats.IngestLatency.
+var IngestLatencyBuckets = [...]float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}

@@ -253,6 +253,7 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 			return fmt.Errorf("store results: %w", err)
 		}
 		// Only now, after the commit, may the devices hear about it.
+		committed := time.Now()
 		c.mu.Lock()
 		c.stats.Commits++
 		// One ack per sequence space, (device, epoch), in order of first appearance.
@@ -274,6 +275,7 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 					"device", a.Device, "epoch", a.Totals.Epoch)
 			}
 			b := batches[i]
+			c.observeLocked(&b, a, committed)
 			if a.DropRefused {
 				c.stats.DropRefused++
 				c.quietWarnLocked(l, a.Device, "dropped_through not believed: beyond the batch's own results or what the device could have produced",
@@ -474,4 +476,29 @@ func (c *Controller) flushDevices(ctx context.Context, l *ingestLoop, force bool
 	l.urgent = false
 	l.lastFlush = now
 	return nil
+}
+
+// observeLocked records one committed batch in the figures /metrics reads: receive-to-commit
+// latency and the newest stored result time. c.mu must be held.
+func (c *Controller) observeLocked(b *Batch, a Appended, committed time.Time) {
+	if !b.Received.IsZero() {
+		lat := committed.Sub(b.Received).Seconds()
+		i := len(IngestLatencyBuckets)
+		for j, edge := range IngestLatencyBuckets {
+			if lat <= edge {
+				i = j
+				break
+			}
+		}
+		c.stats.IngestLatency[i]++
+		c.stats.IngestLatencySum += max(lat, 0)
+	}
+	if a.Stored == 0 {
+		return
+	}
+	for _, r := range b.Results {
+		if r.Time.After(c.stats.NewestResult) && !r.Time.After(committed.Add(maxClockAhead)) {
+			c.stats.NewestResult = r.Time
+		}
+	}
 }
