@@ -207,4 +207,3 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Errorf("dashboard %q has %d expressions, want at least 8", dash.Title, exprs)
 	}
 }
-

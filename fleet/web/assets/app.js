@@ -88,6 +88,14 @@ function ago(ts) {
   return Math.round(s / 86400) + ' d ago';
 }
 
+function duration(s) {
+  if (!(s > 0)) return '–';
+  if (s < 120) return Math.round(s) + ' s';
+  if (s < 7200) return Math.round(s / 60) + ' min';
+  if (s < 172800) return (s / 3600).toFixed(1) + ' h';
+  return (s / 86400).toFixed(1) + ' d';
+}
+
 function setStatus(text, bad) {
   statusEl.textContent = text;
   statusEl.className = bad ? 'bad' : '';
@@ -235,7 +243,7 @@ function deviceView(id, params) {
   const since = () => new Date(Date.now() - RANGES[range]).toISOString();
   const live = new Map(); // health.ts → health, from polling the device between history points
   const enc = encodeURIComponent(id);
-  let history = [], buckets = [], results = [];
+  let history = [], buckets = [], results = [], tags = {};
   let slow = 0;
 
   every(REFRESH_MS, async gen => {
@@ -243,10 +251,11 @@ function deviceView(id, params) {
     // History and summaries change once a minute at most: fetch them every 15 s.
     if (slow-- <= 0) {
       slow = 7;
-      [history, buckets, results] = await Promise.all([
+      [history, buckets, results, tags] = await Promise.all([
         api('/v1/devices/' + enc + '/health?since=' + encodeURIComponent(since())).then(list),
         api('/v1/devices/' + enc + '/outputs?since=' + encodeURIComponent(since())).then(list),
         api('/v1/devices/' + enc + '/results?limit=500&since=' + encodeURIComponent(since())).then(list),
+        api('/v1/tags').catch(() => ({})),
       ]);
     } else {
       const newest = results.length ? pick(results[0].result || results[0], 'ts') : since();
@@ -255,6 +264,7 @@ function deviceView(id, params) {
       results = fresh.filter(r => !seen.has((r.epoch || 0) + ':' + (r.result || r).seq)).concat(results).slice(0, 2000);
     }
     if (gen !== generation) return;
+    if (!dev.tags) dev.tags = (tags && tags[id]) || {};
     if (dev.health && dev.health.ts) live.set(dev.health.ts, dev.health);
     drawHead(head, dev);
     drawCharts(charts, history, [...live.values()], buckets, results, Date.now() - RANGES[range]);
@@ -266,18 +276,18 @@ function drawHead(head, d) {
   const upd = up && up.phase
     ? up.phase + (up.target && up.target.name ? ' → ' + modelName(up.target) : '') + (up.progress ? ' (' + Math.round(up.progress * 100) + '%)' : '') + (up.reason ? ': ' + up.reason : '')
     : 'idle';
-  head.replaceChildren(
+  head.replaceChildren(...[
     field('State', el('span', { class: 'badge ' + (d.online ? 'on' : 'off') }, d.online ? 'online' : 'offline'), 'd-state'),
     field('Model', d.model || '–', 'd-model'),
     field('Update', upd, 'd-update'),
     field('Agent', h.agent_version || '–'),
     field('Last seen', ago(d.lastSeen || h.ts)),
-    field('Uptime', h.uptime_s ? fmt(h.uptime_s / 3600) + ' h' : '–'),
+    field('Uptime', duration(h.uptime_s)),
     field('Results stored', d.stored === undefined ? '–' : fmt(d.stored)),
     field('Sensor', h.sensor_status || '–'),
     field('Tags', Object.entries(d.tags || {}).map(([k, v]) => k + '=' + v).join(' ') || '–'),
     h.last_error ? field('Last error', h.last_error) : null,
-  );
+  ].filter(Boolean));
 }
 
 // healthSeries joins minute history with the live snapshots seen since the page opened.

@@ -16,7 +16,11 @@ export function niceTicks(lo, hi, n = 4) {
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 2.5, 5, 10].map(m => m * mag).find(s => s >= raw) || raw;
   const ticks = [];
-  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9 && ticks.length < 20; v += step) ticks.push(+v.toPrecision(12));
+  // From the step at or below lo up to the first at or above hi, so every value is inside.
+  for (let v = Math.floor(lo / step) * step; ticks.length < 20; v += step) {
+    ticks.push(+v.toPrecision(12));
+    if (v >= hi - step * 1e-9) break;
+  }
   return ticks;
 }
 
@@ -60,11 +64,12 @@ function empty(svg) {
 // one <path class="series"> whose data-points attribute is its number of points.
 export function lineChart(title, series, opts = {}) {
   const { fig, svg } = frame(title, opts.cls);
+  // The axis spans the data, not the whole selected range, so a device seen for a few
+  // minutes is not a sliver at the right edge; opts.from only drops older points.
+  if (opts.from !== undefined) series = series.map(s => ({ ...s, points: s.points.filter(p => p[0] >= opts.from) }));
   const all = series.flatMap(s => s.points).filter(p => Number.isFinite(p[1]));
   if (all.length === 0) { empty(svg); return fig; }
   let x0 = Math.min(...all.map(p => p[0])), x1 = Math.max(...all.map(p => p[0]));
-  if (opts.from !== undefined) x0 = Math.min(x0, opts.from);
-  if (opts.to !== undefined) x1 = Math.max(x1, opts.to);
   if (x1 <= x0) { x0 -= 30e3; x1 += 30e3; }
   let y0 = Math.min(0, ...all.map(p => p[1])), y1 = Math.max(...all.map(p => p[1]));
   const yt = niceTicks(y0, y1 > y0 ? y1 : y0 + 1);
@@ -113,7 +118,7 @@ export function barChart(title, labels, values, opts = {}) {
   if (labels.length === 0 || total === 0) { empty(svg); return fig; }
   const yt = niceTicks(0, Math.max(...values));
   const y1 = yt[yt.length - 1];
-  const bw = (W - L - R) / labels.length;
+  const bw = Math.min((W - L - R) / labels.length, 60);
   const sy = v => H - B - v / y1 * (H - T - B);
   for (const v of yt) {
     svg.append(svgEl('line', { x1: L, x2: W - R, y1: sy(v), y2: sy(v), class: 'grid' }));
