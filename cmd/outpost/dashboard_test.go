@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,12 +18,15 @@ import (
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/outpost-ml/outpost/agent/assemble"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
 	"github.com/outpost-ml/outpost/agent/sensor/simsensor"
+	"github.com/outpost-ml/outpost/fleet/homeassistant"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // chromiumPath finds Debian's chromium. In CI (CI=true) a missing browser fails the test:
@@ -65,7 +69,8 @@ func startDashboardFleet(t *testing.T) *dashboardFleet {
 	t.Helper()
 	dir := t.TempDir()
 	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "controller"),
-		updateConfig: updateConfig{HTTPAddr: "127.0.0.1:0"}, webConfig: webConfig{MetricsMaxDevices: 1000}})
+		updateConfig: updateConfig{HTTPAddr: "127.0.0.1:0"},
+		webConfig:    webConfig{MetricsMaxDevices: 1000, HomeAssistant: true, HomeAssistantPrefix: homeassistant.DefaultPrefix}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,4 +359,55 @@ func shoot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s (%d bytes)", path, len(shot))
+}
+
+// TestHomeAssistantServe runs serve --homeassistant with real agents: Home Assistant,
+// connected as an anonymous observer (serve's embedded broker here allows observers, as
+// --allow-observers does), finds every device's retained discovery configs.
+func TestHomeAssistantServe(t *testing.T) {
+	f := startDashboardFleet(t)
+	per, err := homeassistant.Discovery(homeassistant.DefaultPrefix, "dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 3 * len(per)
+	// The first Home Assistant sees the configs as they are published; one that connects
+	// afterwards gets them all as retained messages.
+	for _, late := range []bool{false, true} {
+		var mu sync.Mutex
+		configs := map[string]map[string]any{}
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(f.srv.BrokerURL).SetClientID(fmt.Sprintf("home-assistant-%v", late)))
+		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("home assistant connect: %v", tok.Error())
+		}
+		tok := c.Subscribe("homeassistant/#", 1, func(_ mqtt.Client, m mqtt.Message) {
+			var v map[string]any
+			err := json.Unmarshal(m.Payload(), &v)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil || late && !m.Retained() {
+				t.Errorf("%s: retained %v, JSON error %v", m.Topic(), m.Retained(), err)
+				return
+			}
+			configs[m.Topic()] = v
+		})
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil || tok.(*mqtt.SubscribeToken).Result()["homeassistant/#"] > 1 {
+			t.Fatalf("subscribe homeassistant/# refused: %v", tok.Error())
+		}
+		waitUntil(t, "discovery configs of the three devices", 20*time.Second, func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(configs) == want
+		})
+		c.Disconnect(100)
+		mu.Lock()
+		for i := 1; i <= 3; i++ {
+			id := fmt.Sprintf("dev-%d", i)
+			cfg := configs["homeassistant/sensor/"+homeassistant.NodeID(id)+"/inference_rate/config"]
+			if cfg == nil || cfg["state_topic"] != wire.DeviceTopic(id, wire.LeafHealth) {
+				t.Errorf("%s: inference rate config %v", id, cfg)
+			}
+		}
+		mu.Unlock()
+	}
 }
