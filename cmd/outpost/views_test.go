@@ -16,7 +16,6 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
-
 // TestViewsCLI runs `outpost devices`, `outpost device` and `outpost results` against a real
 // `serve --http` fed by a device over MQTT.
 func TestViewsCLI(t *testing.T) {
