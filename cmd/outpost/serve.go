@@ -67,6 +67,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	addUpdateFlags(cmd, &cfg)
 	addWebFlags(cmd, &cfg)
+	addRetentionFlags(cmd, &cfg.retentionConfig)
 	applyCredentialFlags = addCredentialFlags(cmd, &cfg)
 	return cmd
 }
@@ -81,6 +82,7 @@ type serveConfig struct {
 	updateConfig
 	credentialConfig // serve_credentials.go
 	webConfig        // serve_web.go
+	retentionConfig  // serve_retention.go
 
 	TargetsKeyFiles []string // serve_trust.go
 }
@@ -101,6 +103,8 @@ type fleetServer struct {
 	Blobs *blobserve.Server
 	// homeAssistant announces devices to Home Assistant; nil without --homeassistant.
 	homeAssistant *homeassistant.Options
+
+	Retention *fleet.Retention // prunes the views (serve_retention.go)
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -179,6 +183,8 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 			return nil, err
 		}
 	}
+	s.Retention = cfg.retention(store)
+	s.Retention.Logger = log.With("component", "retention")
 	if err := s.setupUpdates(cfg, store, copts); err != nil {
 		return nil, err
 	}
@@ -213,6 +219,8 @@ func (s *fleetServer) Run(ctx context.Context) error {
 	if s.homeAssistant != nil {
 		g.Go(func() error { return runHomeAssistant(gctx, s.homeAssistant) })
 	}
+	// Stops with gctx, before the controller closes the store.
+	g.Go(func() error { return s.Retention.Run(gctx) })
 	if s.Trust != nil {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
 		g.Go(func() error { return runBlobs(gctx, s.Blobs) })
