@@ -292,7 +292,7 @@ func TestDashboard(t *testing.T) {
 	poll("fleet table with three devices", `document.querySelectorAll('#fleet tbody tr').length === 3`)
 	rows := eval("fleet rows", `[...document.querySelectorAll('#fleet tbody tr')].map(r => [...r.cells].map(c => c.textContent).join('|')).join('\n')`)
 	for i := 1; i <= 3; i++ {
-		if !strings.Contains(rows, fmt.Sprintf("dev-%d|online|vibration-anomaly-i8@1.0.0|", i)) {
+		if !strings.Contains(rows, fmt.Sprintf("dev-%d|online|vibration-anomaly-i8@1.0.0|normal ", i)) {
 			t.Errorf("fleet table has no online dev-%d with its model:\n%s", i, rows)
 		}
 	}
@@ -332,7 +332,7 @@ func TestDashboard(t *testing.T) {
 	poll("score chart", `[...document.querySelectorAll('figure.c-score path.series')].some(p => +p.dataset.points >= 20)`)
 	poll("score distribution", `document.querySelectorAll('figure.c-hist rect.bar').length > 0 && [...document.querySelectorAll('figure.c-hist rect.bar')].some(r => +r.dataset.count > 0)`)
 	poll("events per minute", `document.querySelectorAll('figure.c-events path.series').length > 0`)
-	summary := eval("chart summary", `[...document.querySelectorAll('figure.chart')].map(f => f.className + ': ' + [...f.querySelectorAll('path.series')].map(p => p.dataset.series + '=' + p.dataset.points).join(',') + [...f.querySelectorAll('rect.bar')].length + ' bars').join('\n')`)
+	summary := eval("chart summary", `[...document.querySelectorAll('figure.chart')].map(f => f.className + ': ' + [...f.querySelectorAll('path.series')].map(p => p.dataset.series + '=' + p.dataset.points + ' points').join(', ') + ' ' + [...f.querySelectorAll('rect.bar')].length + ' bars').join('\n')`)
 	t.Logf("charts:\n%s", summary)
 
 	shoot(t, ctx, "dashboard-device.png")

@@ -65,17 +65,28 @@ function modelName(m) {
 
 // device normalises one device of /v1/devices or /v1/devices/{id}.
 function device(d) {
-  const h = pick(d, 'health', 'Health') || {};
+  // A view without a health object may carry the figures itself.
+  const h = pick(d, 'health', 'Health') || d || {};
   return {
     id: String(pick(d, 'id', 'ID', 'device') || ''),
     online: !!pick(d, 'online', 'Online'),
     model: modelName(pick(d, 'model', 'Model')) || modelName(h.model),
     tags: pick(d, 'tags', 'Tags') || null,
     lastSeen: pick(d, 'last_seen', 'LastSeen'),
-    stored: pick(d, 'results_received', 'ResultsReceived', 'results_stored', 'stored'),
+    stored: pick(d.results || {}, 'stored') ?? pick(d, 'results_received', 'ResultsReceived'),
+    update: pick(d, 'update') || h.update,
+    agent: pick(d, 'agent_version') || h.agent_version,
+    latest: pick(d, 'latest'),
+    events1h: pick(d.last_hour || {}, 'events'),
     health: h,
     raw: d,
   };
+}
+
+// outcome is a result in short: its label (or event/normal) and score.
+function outcome(r) {
+  if (!r) return '–';
+  return (r.label || (r.event ? 'event' : 'normal')) + ' ' + fmt(r.score);
 }
 
 function ago(ts) {
@@ -165,7 +176,7 @@ function fleetView(params) {
   const count = el('span', { id: 'fleet-count' });
   const tbody = el('tbody');
   const table = el('table', { id: 'fleet' },
-    el('thead', {}, el('tr', {}, ['Device', 'State', 'Model', 'Inferences/s', 'p99 ms', 'Buffered', 'CPU %', 'Temp °C', 'Update', 'Last seen', 'Tags'].map(h => el('th', {}, h)))),
+    el('thead', {}, el('tr', {}, ['Device', 'State', 'Model', 'Latest outcome', 'Events 1h', 'Inferences/s', 'p99 ms', 'Buffered', 'CPU %', 'Temp °C', 'Update', 'Last seen', 'Tags'].map(h => el('th', {}, h)))),
     tbody);
   main.replaceChildren(el('section', { class: 'filters' },
     el('label', {}, 'Search ', q), el('label', {}, 'State ', online), el('label', {}, 'Model ', model), el('label', {}, 'Tags ', tag), count), table);
@@ -191,11 +202,13 @@ function fleetView(params) {
       (!text || [d.id, d.model, ...Object.entries(d.tags || {}).map(([k, v]) => k + '=' + v)].some(s => s.toLowerCase().includes(text))));
     count.textContent = rows.length + ' of ' + devices.length + ' devices';
     tbody.replaceChildren(...rows.map(d => {
-      const h = d.health, up = h.update;
+      const h = d.health, up = d.update;
       return el('tr', { 'data-device': d.id, class: d.online ? 'online' : 'offline' },
         el('td', {}, el('a', { href: '#/device/' + encodeURIComponent(d.id) }, d.id)),
         el('td', {}, el('span', { class: 'badge ' + (d.online ? 'on' : 'off') }, d.online ? 'online' : 'offline')),
         el('td', { class: 'model' }, d.model || '–'),
+        el('td', { class: d.latest && d.latest.event ? 'event' : '' }, outcome(d.latest)),
+        el('td', { class: 'num' }, d.events1h === undefined ? '–' : fmt(d.events1h)),
         el('td', { class: 'num' }, fmt(h.inferences_per_s)),
         el('td', { class: 'num' }, fmt(h.latency_p99_ms)),
         el('td', { class: 'num' }, fmt(h.buffered)),
@@ -272,7 +285,7 @@ function deviceView(id, params) {
 }
 
 function drawHead(head, d) {
-  const h = d.health, up = h.update;
+  const h = d.health, up = d.update;
   const upd = up && up.phase
     ? up.phase + (up.target && up.target.name ? ' → ' + modelName(up.target) : '') + (up.progress ? ' (' + Math.round(up.progress * 100) + '%)' : '') + (up.reason ? ': ' + up.reason : '')
     : 'idle';
@@ -280,7 +293,8 @@ function drawHead(head, d) {
     field('State', el('span', { class: 'badge ' + (d.online ? 'on' : 'off') }, d.online ? 'online' : 'offline'), 'd-state'),
     field('Model', d.model || '–', 'd-model'),
     field('Update', upd, 'd-update'),
-    field('Agent', h.agent_version || '–'),
+    field('Latest outcome', outcome(d.latest), 'd-latest'),
+    field('Agent', d.agent || '–'),
     field('Last seen', ago(d.lastSeen || h.ts)),
     field('Uptime', duration(h.uptime_s)),
     field('Results stored', d.stored === undefined ? '–' : fmt(d.stored)),
