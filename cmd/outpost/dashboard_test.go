@@ -279,7 +279,19 @@ func TestDashboard(t *testing.T) {
 	}
 
 	run("open the dashboard", chromedp.Navigate(f.base+"/"), chromedp.WaitVisible(chromedp.CSS("#login")))
-	run("sign in", chromedp.SendKeys(chromedp.CSS("#token"), tok), chromedp.Click(chromedp.CSS("#login button")))
+	// A wrong token is refused on the form; the browser logs the 401 as a failed resource,
+	// which is the only error allowed before signing in properly.
+	run("wrong token", chromedp.SendKeys(chromedp.CSS("#token"), strings.Repeat("0", 64)), chromedp.Click(chromedp.CSS("#login button")))
+	poll("wrong token refused", `document.querySelector('#login-error').textContent.includes('refused')`)
+	mu.Lock()
+	for _, e := range consoleErrors {
+		if !strings.Contains(e, "401") {
+			t.Errorf("console error after a wrong token: %s", e)
+		}
+	}
+	consoleErrors = nil
+	mu.Unlock()
+	run("sign in", chromedp.Evaluate[chromedp.Void](`document.querySelector("#token").value = ""`), chromedp.SendKeys(chromedp.CSS("#token"), tok), chromedp.Click(chromedp.CSS("#login button")))
 	// The page reads the views API (GET /v1/devices and the per-device routes), which comes
 	// with branch hviews; until it is merged there is nothing to show.
 	if code, _ := f.do(t, "GET", "/v1/devices", tok, ""); code == http.StatusNotFound {
