@@ -122,6 +122,7 @@ func printDevice(w io.Writer, d httpapi.DeviceView, bs []fleet.OutputBucket, now
 	add := func(k, v string) { _ = kv.row(k, v) }
 	add("device", d.ID)
 	add("online", yesNo(d.Online))
+	add("registered", ago(d.FirstSeen, now))
 	add("last seen", ago(d.LastSeen, now))
 	add("tags", formatTags(d.Tags))
 	add("model", modelName(d.Model.Name, d.Model.Version))

@@ -792,15 +792,15 @@ func (s *Store) FeedbackResults(_ context.Context, device string, since time.Tim
 	out := []fleet.StoredResult{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketFBIndex).Cursor()
-		min := uint64(0)
+		floor := uint64(0)
 		if !since.IsZero() {
-			min = sortTime(since)
+			floor = sortTime(since)
 		}
 		for k, _ := c.Last(); k != nil && len(out) < limit; k, _ = c.Prev() {
 			if len(k) < 24 {
 				return errors.New("corrupt feedback index")
 			}
-			if binary.BigEndian.Uint64(k) < min {
+			if binary.BigEndian.Uint64(k) < floor {
 				break
 			}
 			dev := string(k[24:])
