@@ -29,7 +29,7 @@ demo: ## Run a controller and 3 simulated devices on this machine (Ctrl-C stops)
 	$(BIN)/outpost demo
 
 .PHONY: deps
-deps: ## Install what the tests need from Debian (mosquitto, qemu-user-static) when it is missing
+deps: ## Install what the tests need from Debian (mosquitto, chromium, qemu-user-static) when it is missing
 	@scripts/ensure-deps
 
 .PHONY: test

@@ -129,6 +129,9 @@ type Store interface {
 	EpochResults(ctx context.Context, device string, epoch, after uint64, limit int) ([]wire.Result, error)
 	// UpdateStore holds models, rollouts, desired states and device tags (updates.go).
 	UpdateStore
+	// ViewStore holds results by time, output summaries, health history, drift and
+	// feedback (views.go).
+	ViewStore
 	// Close releases the store; it waits for nothing but in-flight calls.
 	Close() error
 }
@@ -142,13 +145,14 @@ type DeviceStatus struct {
 	InferencesPerS  float64
 	LatencyP50Ms    float64
 	LatencyP99Ms    float64
-	Buffered        uint64 // results the device holds unacked, per its latest health
-	ResultsReceived uint64 // distinct results stored by the controller, all time
-	Duplicates      uint64 // results received again, all time
-	Dropped         uint64 // seqs the device declared dropped, all time
-	Rejected        uint64 // results the controller rejected one by one, current epoch
-	Acked           uint64 // the device's contiguous watermark (last ack sent)
-	Malformed       uint64 // messages from this device rejected since the controller started
+	Buffered        uint64    // results the device holds unacked, per its latest health
+	ResultsReceived uint64    // distinct results stored by the controller, all time
+	Duplicates      uint64    // results received again, all time
+	Dropped         uint64    // seqs the device declared dropped, all time
+	Rejected        uint64    // results the controller rejected one by one, current epoch
+	Acked           uint64    // the device's contiguous watermark (last ack sent)
+	Malformed       uint64    // messages from this device rejected since the controller started
+	FirstSeen       time.Time // when the device first registered (controller clock)
 	LastSeen        time.Time
 	StateAt         time.Time // when Online took its value (see Device.StateAt)
 	Health          *wire.Health
@@ -173,4 +177,19 @@ type Stats struct {
 	Commits    uint64 // result transactions committed
 	AcksSent   uint64 // ack publishes handed to the MQTT client
 	AckErrors  uint64 // ack publishes the client reported failed (the device will resend)
+	Drift      uint64 // drift summaries stored (a redelivered one counts again, stored once)
+
+	// For /metrics (fleet/metrics). QueueMessages and QueueBytes are the ingest queue's fill
+	// when Stats was called; NewestResult is the latest result time (device clock) stored.
+	QueueMessages int
+	QueueBytes    int64
+	NewestResult  time.Time
+	// IngestLatency counts stored batches by receive-to-commit time: IngestLatency[i] those
+	// at most IngestLatencyBuckets[i] seconds (and over the previous edge), the last entry
+	// the rest. IngestLatencySum is their total in seconds.
+	IngestLatency    [len(IngestLatencyBuckets) + 1]uint64
+	IngestLatencySum float64
 }
+
+// IngestLatencyBuckets are the upper edges, in seconds, of Stats.IngestLatency.
+var IngestLatencyBuckets = [...]float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}

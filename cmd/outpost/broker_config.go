@@ -111,7 +111,7 @@ then disconnects sessions whose credentials are gone.`,
 	f.StringVar(&out, "out", "", "`directory` to write the files into (created if missing)")
 	f.StringVar(&ctlUser, "controller-user", broker.DefaultControllerUser, "the controller's MQTT username (full access in the ACL)")
 	f.StringVar(&ctlPasswordFile, "controller-password-file", "", "`file` with the controller's MQTT password, to put its hash into passwd")
-	f.BoolVar(&allowObservers, "allow-observers", false, "let anonymous clients read outpost/# (off: anonymous clients are refused)")
+	f.BoolVar(&allowObservers, "allow-observers", false, "let anonymous clients read outpost/# and homeassistant/# (off: anonymous clients are refused)")
 	c.AddCommand(cfg)
 	return c
 }
@@ -123,7 +123,7 @@ func mosquittoACL(ctlUser string, observers bool) string {
 	var b strings.Builder
 	b.WriteString("# Outpost device isolation, written by `outpost broker config`.\n")
 	if observers {
-		b.WriteString("# Anonymous observers may read the fleet's topics.\ntopic read outpost/#\n\n")
+		b.WriteString("# Anonymous observers may read the fleet's topics, and Home Assistant's discovery\n# configs the controller publishes with --homeassistant.\ntopic read outpost/#\ntopic read homeassistant/#\n\n")
 	}
 	fmt.Fprintf(&b, "# The controller.\nuser %s\ntopic readwrite #\n\n", ctlUser)
 	b.WriteString("# Every device: publish only as itself, read only its own commands.\n")

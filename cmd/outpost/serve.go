@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet/boltstore"
 	"github.com/outpost-ml/outpost/fleet/broker"
 	"github.com/outpost-ml/outpost/fleet/credentials"
+	"github.com/outpost-ml/outpost/fleet/homeassistant"
 	"github.com/outpost-ml/outpost/fleet/tufrepo"
 )
 
@@ -65,6 +66,8 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	addUpdateFlags(cmd, &cfg)
+	addWebFlags(cmd, &cfg)
+	addRetentionFlags(cmd, &cfg.retentionConfig)
 	applyCredentialFlags = addCredentialFlags(cmd, &cfg)
 	return cmd
 }
@@ -78,6 +81,8 @@ type serveConfig struct {
 	Logger    *slog.Logger // nil discards
 	updateConfig
 	credentialConfig // serve_credentials.go
+	webConfig        // serve_web.go
+	retentionConfig  // serve_retention.go
 
 	TargetsKeyFiles []string // serve_trust.go
 }
@@ -96,6 +101,10 @@ type fleetServer struct {
 	Creds *credentials.Store // device secrets and revocations (serve_credentials.go)
 	// Blobs serves Trust's metadata and packages to devices over MQTT; nil without Trust.
 	Blobs *blobserve.Server
+	// homeAssistant announces devices to Home Assistant; nil without --homeassistant.
+	homeAssistant *homeassistant.Options
+
+	Retention *fleet.Retention // prunes the views (serve_retention.go)
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -174,9 +183,12 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 			return nil, err
 		}
 	}
+	s.Retention = cfg.retention(store)
+	s.Retention.Logger = log.With("component", "retention")
 	if err := s.setupUpdates(cfg, store, copts); err != nil {
 		return nil, err
 	}
+	s.homeAssistant = homeAssistantOptions(cfg, copts, s.Controller)
 	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", store.Path(), "broker", redact(s.BrokerURL), "embedded", s.Broker != nil)
 	return s, nil
 }
@@ -204,6 +216,11 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		defer stopBroker()
 		return s.Controller.Run(cctx)
 	})
+	if s.homeAssistant != nil {
+		g.Go(func() error { return runHomeAssistant(gctx, s.homeAssistant) })
+	}
+	// Stops with gctx, before the controller closes the store.
+	g.Go(func() error { return s.Retention.Run(gctx) })
 	if s.Trust != nil {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
 		g.Go(func() error { return runBlobs(gctx, s.Blobs) })

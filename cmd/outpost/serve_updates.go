@@ -31,7 +31,7 @@ type updateConfig struct {
 
 func addUpdateFlags(cmd *cobra.Command, cfg *serveConfig) {
 	f := cmd.Flags()
-	f.StringVar(&cfg.HTTPAddr, "http", "", "serve the HTTP API the CLI uses (models, rollouts) on this address, e.g. 127.0.0.1:8080; token in DATA-DIR/"+httpapi.TokenFile)
+	f.StringVar(&cfg.HTTPAddr, "http", "", "serve the HTTP API the CLI uses, the dashboard (/) and /metrics on this address, e.g. 127.0.0.1:8080; token in DATA-DIR/"+httpapi.TokenFile)
 	f.StringArrayVar(&cfg.PackageKeys, "package-key", nil, "PEM ed25519 public key whose package signatures `models push` accepts (repeatable)")
 }
 
@@ -81,7 +81,7 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if s.APIToken, err = httpapi.LoadOrCreateToken(filepath.Join(dir, httpapi.TokenFile)); err != nil {
 		return err
 	}
-	h, err := httpapi.New(httpapi.Options{Registry: s.Registry, Rollouts: s.Engine, Fleet: s.Controller, Tags: store, Credentials: deviceCredentials{s.Creds, s.Broker}, Token: s.APIToken, Logger: s.log.With("component", "api")})
+	h, err := httpapi.New(httpapi.Options{Registry: s.Registry, Rollouts: s.Engine, Fleet: s.Controller, Tags: store, Credentials: deviceCredentials{s.Creds, s.Broker}, Views: store, Token: s.APIToken, Logger: s.log.With("component", "api")})
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 		return fmt.Errorf("--http %s: %w", cfg.HTTPAddr, err)
 	}
 	s.APIAddr = s.apiLn.Addr().String()
-	s.api = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	s.api = &http.Server{Handler: s.httpHandler(cfg, h), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	s.log.Info("http api", "addr", s.APIAddr, "token_file", filepath.Join(dir, httpapi.TokenFile))
 	return nil
 }

@@ -12,7 +12,7 @@
 //     password (its secret from `outpost devices add`), or on the TLS listener by a client
 //     certificate whose common name is the id; a revoked device is refused and cut off.
 //   - Unless Strict is set, an anonymous client (no username) may also subscribe to anything
-//     under outpost/, so `mosquitto_sub -t 'outpost/#'` can watch the fleet; anonymous clients
+//     under outpost/ (and homeassistant/, for Home Assistant's discovery), so `mosquitto_sub -t 'outpost/#'` can watch the fleet; anonymous clients
 //     whose client id is not a device id are accepted as such read-only observers. With Strict,
 //     observers are refused and every device sees only its own controller topics. A client with
 //     a username that is not a device id is refused.
@@ -44,6 +44,10 @@ import (
 
 // DefaultAddr is where the broker listens unless told otherwise.
 const DefaultAddr = "127.0.0.1:1883"
+
+// HomeAssistantPrefix is the topic prefix of Home Assistant's MQTT discovery, which observers
+// may read.
+const HomeAssistantPrefix = "homeassistant/"
 
 // DefaultTLSAddr is where the TLS listener listens unless told otherwise.
 const DefaultTLSAddr = ":8883"
@@ -282,7 +286,9 @@ func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if isDevice && strings.HasPrefix(topic, wire.ControllerTopic(id, "")) {
 		return true
 	}
-	return !h.strict && len(cl.Properties.Username) == 0 && strings.HasPrefix(topic, "outpost/")
+	// Observers may also read Home Assistant's discovery configs (serve --homeassistant), so
+	// Home Assistant connected as an observer finds every device without configuration.
+	return !h.strict && len(cl.Properties.Username) == 0 && (strings.HasPrefix(topic, "outpost/") || strings.HasPrefix(topic, HomeAssistantPrefix))
 }
 
 // identity is the client's device id (username, else client id) and whether it is a valid one.
