@@ -135,6 +135,14 @@ func openRange(since, until time.Time) (int64, int64) {
 	return lo, hi
 }
 
+// tsBound is a timestamptz query bound: nil (open) for the zero time.
+func tsBound(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
 // storedResultCols are the columns scanStored reads.
 const storedResultCols = `r.device, r.epoch, r.received_ns, r.body, f.record`
 
@@ -196,15 +204,9 @@ func (s *Store) PruneResults(ctx context.Context, before time.Time) (int, error)
 
 // OutputSummaries implements fleet.ViewStore.
 func (s *Store) OutputSummaries(ctx context.Context, device string, since, until time.Time) ([]fleet.OutputBucket, error) {
-	lo, hi := since, until
-	if lo.IsZero() {
-		lo = time.Unix(-1<<40, 0)
-	}
-	if hi.IsZero() {
-		hi = time.Unix(1<<40, 0)
-	}
+	lo, hi := tsBound(since), tsBound(until)
 	rows, err := s.pool.Query(ctx, `SELECT device, model, start, count, events, score_sum, score_min, score_max, labels, score_hist
-		FROM output_buckets WHERE ($1 = '' OR device = $1) AND start >= $2 AND start < $3
+		FROM output_buckets WHERE ($1 = '' OR device = $1) AND ($2::timestamptz IS NULL OR start >= $2) AND ($3::timestamptz IS NULL OR start < $3)
 		ORDER BY device, model, start`, device, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("output summaries: %w", err)
@@ -258,14 +260,8 @@ func (s *Store) PutHealth(ctx context.Context, points []fleet.HealthPoint) error
 
 // HealthHistory implements fleet.ViewStore.
 func (s *Store) HealthHistory(ctx context.Context, device string, since, until time.Time) ([]fleet.HealthPoint, error) {
-	lo, hi := since, until
-	if lo.IsZero() {
-		lo = time.Unix(-1<<40, 0)
-	}
-	if hi.IsZero() {
-		hi = time.Unix(1<<40, 0)
-	}
-	rows, err := s.pool.Query(ctx, `SELECT start, record FROM health WHERE device = $1 AND start >= $2 AND start < $3 ORDER BY start`,
+	lo, hi := tsBound(since), tsBound(until)
+	rows, err := s.pool.Query(ctx, `SELECT start, record FROM health WHERE device = $1 AND ($2::timestamptz IS NULL OR start >= $2) AND ($3::timestamptz IS NULL OR start < $3) ORDER BY start`,
 		device, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("health history %s: %w", device, err)
