@@ -76,8 +76,8 @@ type serveConfig struct {
 	Listen    string // embedded broker address; ignored when BrokerURL is set
 	BrokerURL string // external broker; empty means embedded
 	DataDir   string
-	StoreURL  string // postgres://...; empty: bbolt in DataDir
-	Replica   string // scale-out replica name (MQTT client ids); empty: generated
+	StoreURL  string       // postgres://...; empty: bbolt in DataDir
+	Replica   string       // scale-out replica name (MQTT client ids); empty: generated
 	Strict    bool         // refuse anonymous observers (`outpost serve` unless --allow-observers)
 	Logger    *slog.Logger // nil discards
 	updateConfig
