@@ -291,9 +291,6 @@ func (s *Store) PruneHealth(ctx context.Context, before time.Time) (int, error) 
 	return int(tag.RowsAffected()), nil
 }
 
-// driftModel is the model key of a drift record: name@version.
-func driftModel(m wire.ModelRef) string { return m.Name + "@" + m.Version }
-
 // PutDrift implements fleet.ViewStore.
 func (s *Store) PutDrift(ctx context.Context, records []fleet.DriftRecord) error {
 	if len(records) == 0 {
@@ -301,16 +298,20 @@ func (s *Store) PutDrift(ctx context.Context, records []fleet.DriftRecord) error
 	}
 	batch := &pgx.Batch{}
 	for _, r := range records {
-		if err := wire.ValidDeviceID(r.Summary.Device); err != nil {
+		sm := r.Summary
+		if err := wire.ValidDeviceID(sm.Device); err != nil {
 			return fmt.Errorf("put drift: %w", err)
 		}
 		v, err := json.Marshal(r)
 		if err != nil {
-			return fmt.Errorf("encode drift of %s: %w", r.Summary.Device, err)
+			return fmt.Errorf("encode drift of %s: %w", sm.Device, err)
 		}
-		batch.Queue(`INSERT INTO drift (device, model, model_name, win, received_ns, record) VALUES ($1, $2, $3, $4, $5, $6::json)
-			ON CONFLICT (device, model, win) DO UPDATE SET model_name = excluded.model_name, received_ns = excluded.received_ns, record = excluded.record`,
-			r.Summary.Device, driftModel(r.Summary.Model), r.Summary.Model.Name, int64(r.Summary.Window), r.Received.UnixNano(), string(v))
+		batch.Queue(`INSERT INTO drift (device, model_name, model_version, win, start_ns, end_ns, received_ns, record)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::json)
+			ON CONFLICT (device, model_name, model_version, win, start_ns) DO UPDATE SET
+				end_ns = excluded.end_ns, received_ns = excluded.received_ns, record = excluded.record`,
+			sm.Device, sm.Model.Name, sm.Model.Version, int64(sm.Window), sm.Start.UnixNano(), sm.End.UnixNano(),
+			r.Received.UnixNano(), string(v))
 	}
 	err := s.inTx(ctx, func(tx pgx.Tx) error { return tx.SendBatch(ctx, batch).Close() })
 	if err != nil {
@@ -326,8 +327,8 @@ func (s *Store) Drift(ctx context.Context, q fleet.DriftQuery) ([]fleet.DriftRec
 		since = q.Since.UnixNano()
 	}
 	out, err := queryJSON[fleet.DriftRecord](ctx, s.pool, `SELECT record FROM drift
-		WHERE ($1 = '' OR device = $1) AND ($2 = '' OR model = $2 OR model_name = $2) AND received_ns >= $3
-		ORDER BY received_ns DESC, device, model, win DESC LIMIT $4`, q.Device, q.Model, since, limitOf(q.Limit))
+		WHERE ($1 = '' OR device = $1) AND ($2 = '' OR model_name = $2 OR model_name || '@' || model_version = $2) AND end_ns >= $3
+		ORDER BY end_ns DESC, device, model_name, model_version, win, start_ns LIMIT $4`, q.Device, q.Model, since, limitOf(q.Limit))
 	if err != nil {
 		return nil, fmt.Errorf("drift: %w", err)
 	}
@@ -368,7 +369,7 @@ func (s *Store) PutFeedback(ctx context.Context, labels []fleet.Feedback) error 
 				f.Epoch = uint64(e)
 			}
 			if f.At.IsZero() {
-				f.At = time.Now()
+				f.At = time.Now().UTC()
 			}
 			v, err := json.Marshal(f)
 			if err != nil {

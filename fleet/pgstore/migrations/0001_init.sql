@@ -85,15 +85,20 @@ CREATE TABLE health (
 );
 CREATE INDEX health_by_start ON health (start);
 
+-- A drift record's identity is (device, model name@version, window, window start): the agent's
+-- window counter restarts at 1 with the agent.
 CREATE TABLE drift (
-	device      text COLLATE "C" NOT NULL,
-	model       text COLLATE "C" NOT NULL, -- name@version
-	model_name  text COLLATE "C" NOT NULL,
-	win         bigint NOT NULL,
-	received_ns bigint NOT NULL,
-	record      json NOT NULL, -- fleet.DriftRecord
-	PRIMARY KEY (device, model, win)
+	device        text COLLATE "C" NOT NULL,
+	model_name    text COLLATE "C" NOT NULL,
+	model_version text COLLATE "C" NOT NULL,
+	win           bigint NOT NULL,
+	start_ns      bigint NOT NULL, -- Summary.Start
+	end_ns        bigint NOT NULL, -- Summary.End: queries bound and order by it
+	received_ns   bigint NOT NULL, -- retention
+	record        json NOT NULL,   -- fleet.DriftRecord
+	PRIMARY KEY (device, model_name, model_version, win, start_ns)
 );
+CREATE INDEX drift_by_end ON drift (end_ns);
 CREATE INDEX drift_by_received ON drift (received_ns);
 
 CREATE TABLE models (
