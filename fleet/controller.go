@@ -124,8 +124,8 @@ func New(opts Options) (*Controller, error) {
 	if opts.ClientID == "" {
 		opts.ClientID = DefaultClientID
 	}
-	if g := opts.ShareGroup; g != "" && (strings.ContainsAny(g, "/+#") || !utf8.ValidString(g)) {
-		return nil, fmt.Errorf("share group %q: must not contain '/', '+' or '#'", g)
+	if err := validShareGroup(opts.ShareGroup); err != nil {
+		return nil, err
 	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
@@ -352,6 +352,14 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 
 // SharePrefix starts an MQTT shared subscription filter: $share/{group}/{filter}.
 const SharePrefix = "$share/"
+
+// validShareGroup checks a shared-subscription group name: one topic level, no wildcards.
+func validShareGroup(g string) error {
+	if strings.ContainsAny(g, "/+#") || !utf8.ValidString(g) {
+		return fmt.Errorf("share group %q: must not contain '/', '+' or '#'", g)
+	}
+	return nil
+}
 
 // filters are the subscriptions to device topics, results shared with the other replicas when
 // ShareGroup is set.
