@@ -252,10 +252,11 @@ func (s *Store) appendBatch(ctx context.Context, tx pgx.Tx, h *heldDevice, b fle
 }
 
 // advance moves the watermark over the stored or rejected seqs that follow it, reading them in
-// chunks in seq order until the first gap.
+// seq order until the first gap, in chunks that start small (a gap usually sits right above the
+// watermark, with a backlog beyond it) and grow.
 func advance(ctx context.Context, tx pgx.Tx, device string, epoch, contiguous uint64) (uint64, error) {
-	const chunk = 1000
-	for contiguous != ^uint64(0) {
+	chunk := 16
+	for ; contiguous != ^uint64(0); chunk = min(2*chunk, 4096) {
 		rows, err := tx.Query(ctx, `SELECT seq FROM (
 				(SELECT seq FROM results WHERE device = $1 AND epoch = $2 AND seq > $3 ORDER BY seq LIMIT $4)
 				UNION ALL
