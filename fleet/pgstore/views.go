@@ -14,45 +14,50 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
-// addToBuckets counts newly stored results of device into their output buckets. It runs in
-// AppendResults' transaction, which holds device's lock, so no other writer changes these
-// buckets until it commits (PruneSummaries deletes only whole buckets).
-func addToBuckets(ctx context.Context, tx pgx.Tx, device string, rs []wire.Result) error {
-	if len(rs) == 0 {
+// queueBuckets counts the call's newly stored results into their output buckets: it reads the
+// buckets they fall in and queues their new values on batch. It runs in AppendResults'
+// transaction, which holds the devices' locks, so no other writer changes these buckets until
+// it commits (PruneSummaries deletes only whole buckets).
+func (a *appender) queueBuckets(ctx context.Context, batch *pgx.Batch) error {
+	if len(a.newByDev) == 0 {
 		return nil
 	}
 	buckets := map[fleet.BucketKey]*fleet.OutputBucket{}
 	var order []fleet.BucketKey
-	for i := range rs {
-		k := fleet.BucketKey{Device: device, Model: rs[i].Model, Start: fleet.SummaryStart(rs[i].Time)}
-		if buckets[k] == nil {
-			buckets[k] = &fleet.OutputBucket{Device: device, Model: k.Model, Start: k.Start}
-			order = append(order, k)
+	for dev, rs := range a.newByDev {
+		for i := range rs {
+			k := fleet.BucketKey{Device: dev, Model: rs[i].Model, Start: fleet.SummaryStart(rs[i].Time)}
+			if buckets[k] == nil {
+				buckets[k] = &fleet.OutputBucket{Device: dev, Model: k.Model, Start: k.Start}
+				order = append(order, k)
+			}
 		}
 	}
+	devs := make([]string, len(order))
 	models := make([]string, len(order))
 	starts := make([]time.Time, len(order))
 	for i, k := range order {
-		models[i], starts[i] = k.Model, k.Start
+		devs[i], models[i], starts[i] = k.Device, k.Model, k.Start
 	}
-	rows, err := tx.Query(ctx, `SELECT b.model, b.start, b.count, b.events, b.score_sum, b.score_min, b.score_max, b.labels, b.score_hist
-		FROM output_buckets b JOIN unnest($2::text[], $3::timestamptz[]) AS k(model, start) ON b.model = k.model AND b.start = k.start
-		WHERE b.device = $1`, device, models, starts)
+	rows, err := a.tx.Query(ctx, `SELECT b.device, b.model, b.start, b.count, b.events, b.score_sum, b.score_min, b.score_max, b.labels, b.score_hist
+		FROM output_buckets b JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS k(d, m, st)
+			ON b.device = k.d AND b.model = k.m AND b.start = k.st`, devs, models, starts)
 	if err != nil {
-		return fmt.Errorf("read output buckets %s: %w", device, err)
+		return fmt.Errorf("read output buckets: %w", err)
 	}
-	ob, err := scanBuckets(rows, device)
+	ob, err := scanBuckets(rows, "")
 	if err != nil {
-		return fmt.Errorf("read output buckets %s: %w", device, err)
+		return fmt.Errorf("read output buckets: %w", err)
 	}
 	for i := range ob {
 		b := ob[i]
 		buckets[b.Key()] = &b
 	}
-	for i := range rs {
-		buckets[fleet.BucketKey{Device: device, Model: rs[i].Model, Start: fleet.SummaryStart(rs[i].Time)}].Add(&rs[i])
+	for dev, rs := range a.newByDev {
+		for i := range rs {
+			buckets[fleet.BucketKey{Device: dev, Model: rs[i].Model, Start: fleet.SummaryStart(rs[i].Time)}].Add(&rs[i])
+		}
 	}
-	batch := &pgx.Batch{}
 	for _, k := range order {
 		b := buckets[k]
 		var labels any
@@ -72,10 +77,7 @@ func addToBuckets(ctx context.Context, tx pgx.Tx, device string, rs []wire.Resul
 			ON CONFLICT (device, model, start) DO UPDATE SET count = excluded.count, events = excluded.events,
 				score_sum = excluded.score_sum, score_min = excluded.score_min, score_max = excluded.score_max,
 				labels = excluded.labels, score_hist = excluded.score_hist`,
-			device, b.Model, b.Start, int64(b.Count), int64(b.Events), b.ScoreSum, b.ScoreMin, b.ScoreMax, labels, hist)
-	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("write output buckets %s: %w", device, err)
+			b.Device, b.Model, b.Start, int64(b.Count), int64(b.Events), b.ScoreSum, b.ScoreMin, b.ScoreMax, labels, hist)
 	}
 	return nil
 }

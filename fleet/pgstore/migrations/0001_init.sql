@@ -29,6 +29,7 @@ CREATE TABLE spaces (
 	contiguous  bigint NOT NULL, -- the ack watermark, as a seq key (seq - 2^63)
 	rejected    bigint NOT NULL,
 	advanced_ns bigint NOT NULL, -- 0: unknown
+	max_seq     bigint NOT NULL, -- at least the highest seq key stored or rejected (spares a lookup above the watermark)
 	PRIMARY KEY (device, epoch)
 );
 
