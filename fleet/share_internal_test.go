@@ -14,8 +14,8 @@ func TestShareGroupFilters(t *testing.T) {
 		group string
 		want  []string
 	}{
-		{"", []string{"outpost/v1/d/+/health", "outpost/v1/d/+/results", "outpost/v1/d/+/results.z", "outpost/v1/d/+/state"}},
-		{"outpost", []string{"$share/outpost/outpost/v1/d/+/results", "$share/outpost/outpost/v1/d/+/results.z", "outpost/v1/d/+/health", "outpost/v1/d/+/state"}},
+		{"", []string{"outpost/v1/d/+/drift", "outpost/v1/d/+/health", "outpost/v1/d/+/results", "outpost/v1/d/+/results.z", "outpost/v1/d/+/state"}},
+		{"outpost", []string{"$share/outpost/outpost/v1/d/+/results", "$share/outpost/outpost/v1/d/+/results.z", "outpost/v1/d/+/drift", "outpost/v1/d/+/health", "outpost/v1/d/+/state"}},
 	}
 	for _, tt := range tests {
 		c := &Controller{opts: Options{ShareGroup: tt.group}}
