@@ -133,6 +133,10 @@ func TestScaleOutReplicaKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	// Each device was registered by whichever replica first received its results.
+	if ds, err := s.Devices(ctx); err != nil || len(ds) != devices {
+		t.Errorf("registry holds %d devices, %v; want %d", len(ds), err, devices)
+	}
 	var resent int
 	for _, d := range devs {
 		resent += d.resent
