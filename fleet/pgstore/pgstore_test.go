@@ -11,7 +11,14 @@ import (
 )
 
 func TestContract(t *testing.T) {
-	srv := pgtest.Start(t, pgtest.Options{})
+	// Every test's database is a copy of one migrated by Open (TestMigrations opens empty ones).
+	srv := pgtest.Start(t, pgtest.Options{}).Template(t, func(url string) error {
+		s, err := pgstore.Open(context.Background(), url, pgstore.Options{})
+		if err != nil {
+			return err
+		}
+		return s.Close()
+	})
 	storetest.Run(t, func(t *testing.T) func() (fleet.Store, error) {
 		url := srv.NewDB(t)
 		return func() (fleet.Store, error) { return pgstore.Open(context.Background(), url, pgstore.Options{}) }

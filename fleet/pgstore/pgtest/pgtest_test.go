@@ -48,3 +48,32 @@ func TestServers(t *testing.T) {
 		})
 	}
 }
+
+// TestTemplate: databases made from a template start with what its init wrote, and are
+// independent copies.
+func TestTemplate(t *testing.T) {
+	ctx := context.Background()
+	srv := pgtest.Start(t, pgtest.Options{}).Template(t, func(url string) error {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, "CREATE TABLE seeded (v int); INSERT INTO seeded VALUES (7)")
+		return err
+	})
+	for i := range 2 {
+		c, err := pgx.Connect(ctx, srv.NewDB(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM seeded").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("copy %d: %d seeded rows, %v; want 1 (the template's, not the other copy's)", i, n, err)
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO seeded VALUES (8)"); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+	}
+}
