@@ -45,7 +45,7 @@ func (a *appender) queueBuckets(ctx context.Context, batch *pgx.Batch) error {
 	if err != nil {
 		return fmt.Errorf("read output buckets: %w", err)
 	}
-	ob, err := scanBuckets(rows, "")
+	ob, err := scanBuckets(rows)
 	if err != nil {
 		return fmt.Errorf("read output buckets: %w", err)
 	}
@@ -82,23 +82,17 @@ func (a *appender) queueBuckets(ctx context.Context, batch *pgx.Batch) error {
 	return nil
 }
 
-// scanBuckets reads rows of (model, start, count, events, score_sum, score_min, score_max,
-// labels, score_hist), or with a leading device column when device is "".
-func scanBuckets(rows pgx.Rows, device string) ([]fleet.OutputBucket, error) {
+// scanBuckets reads rows of (device, model, start, count, events, score_sum, score_min,
+// score_max, labels, score_hist).
+func scanBuckets(rows pgx.Rows) ([]fleet.OutputBucket, error) {
 	var out []fleet.OutputBucket
 	var b fleet.OutputBucket
 	var count, events int64
 	var labels []byte
 	var hist []int64
-	dest := []any{&b.Model, &b.Start, &count, &events, &b.ScoreSum, &b.ScoreMin, &b.ScoreMax, &labels, &hist}
-	if device == "" {
-		dest = append([]any{&b.Device}, dest...)
-	}
+	dest := []any{&b.Device, &b.Model, &b.Start, &count, &events, &b.ScoreSum, &b.ScoreMin, &b.ScoreMax, &labels, &hist}
 	_, err := pgx.ForEachRow(rows, dest, func() error {
 		x := b
-		if device != "" {
-			x.Device = device
-		}
 		x.Start = x.Start.UTC()
 		x.Count, x.Events = uint64(count), uint64(events)
 		x.Labels = nil
@@ -213,7 +207,7 @@ func (s *Store) OutputSummaries(ctx context.Context, device string, since, until
 	if err != nil {
 		return nil, fmt.Errorf("output summaries: %w", err)
 	}
-	out, err := scanBuckets(rows, "")
+	out, err := scanBuckets(rows)
 	if err != nil {
 		return nil, fmt.Errorf("output summaries: %w", err)
 	}
