@@ -100,6 +100,8 @@ func TestServeErrors(t *testing.T) {
 		{"bad log level", []string{"serve", "--log-level", "loud"}, "log-level"},
 		{"store not postgres", []string{"serve", "--store", "mysql://u:secret@x/db", "--data-dir", t.TempDir()}, "want a postgres:// or postgresql:// URL"},
 		{"store unreachable", []string{"serve", "--store", "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2", "--data-dir", t.TempDir()}, "127.0.0.1:1/db"},
+		{"bad retention", []string{"serve", "--retain-results", "3x"}, "whole days"},
+		{"negative retention", []string{"serve", "--retain-health", "-1h"}, "whole days"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,5 +115,29 @@ func TestServeErrors(t *testing.T) {
 				t.Errorf("outpost %v = %v, want one line containing %q", tt.args, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseDays(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"30d", 30 * 24 * time.Hour, true},
+		{"0", 0, true},
+		{"12h", 12 * time.Hour, true},
+		{"1d12h", 0, false},
+		{"d", 0, false},
+		{"-1d", 0, false},
+		{"99999d", 0, false},
+	} {
+		got, err := parseDays(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseDays(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+	if s := (days{new(time.Duration)}).String(); s != "0d" {
+		t.Errorf("String of 0 = %q", s)
 	}
 }
