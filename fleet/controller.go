@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
@@ -45,6 +46,15 @@ type Options struct {
 	BrokerURL          string
 	Username, Password string
 	ClientID           string // default DefaultClientID
+
+	// ShareGroup, when set, makes this controller one of several replicas splitting the
+	// ingest (scale-out mode, a PostgreSQL store): result topics are subscribed through the
+	// MQTT shared subscription $share/ShareGroup/..., so the broker hands each batch to one
+	// replica, while state and health stay plain subscriptions so every replica keeps the
+	// whole registry. The session is clean: a batch in flight to a replica that dies is not
+	// kept for it at the broker but resent by its device, which keeps it until acked. Each
+	// replica needs its own ClientID.
+	ShareGroup string
 
 	// QueueSize and QueueBytes bound the hand-off from the MQTT client's callback to the
 	// ingest loop, in messages and in payload bytes. The callback never blocks: paho reads
@@ -119,6 +129,9 @@ func New(opts Options) (*Controller, error) {
 	u.User = nil
 	if opts.ClientID == "" {
 		opts.ClientID = DefaultClientID
+	}
+	if err := validShareGroup(opts.ShareGroup); err != nil {
+		return nil, err
 	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = DefaultQueueSize
@@ -321,7 +334,7 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 		SetUsername(c.opts.Username).
 		SetPassword(c.opts.Password).
 		SetProtocolVersion(4).
-		SetCleanSession(false).
+		SetCleanSession(c.opts.ShareGroup != "").
 		SetOrderMatters(true).
 		SetAutoReconnect(true).
 		SetMaxReconnectInterval(10 * c.opts.RetryInterval).
@@ -332,13 +345,7 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 		SetDefaultPublishHandler(handler).
 		SetOnConnectHandler(func(cl paho.Client) {
 			c.resuming.Store(true)
-			filters := map[string]byte{
-				wire.DeviceWildcard(wire.LeafState):    1,
-				wire.DeviceWildcard(wire.LeafHealth):   1,
-				wire.DeviceWildcard(wire.LeafResults):  1,
-				wire.DeviceWildcard(wire.LeafResultsZ): 1,
-				wire.DeviceWildcard(wire.LeafDrift):    1,
-			}
+			filters := c.filters()
 			// OnConnect runs on its own goroutine in paho, so waiting here blocks no delivery.
 			// The handler never blocks, so the SUBACK is read promptly even while a resumed
 			// session delivers a backlog; a slow one is still waited for, not abandoned.
@@ -368,6 +375,37 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 			c.log.Warn("broker connection lost, reconnecting", "err", err)
 		})
 	return o
+}
+
+// SharePrefix starts an MQTT shared subscription filter: $share/{group}/{filter}.
+const SharePrefix = "$share/"
+
+// validShareGroup checks a shared-subscription group name: one topic level, no wildcards.
+func validShareGroup(g string) error {
+	if strings.ContainsAny(g, "/+#") || !utf8.ValidString(g) {
+		return fmt.Errorf("share group %q: must not contain '/', '+' or '#'", g)
+	}
+	return nil
+}
+
+// filters are the subscriptions to device topics, results shared with the other replicas when
+// ShareGroup is set. State, health and drift stay plain: every replica keeps the whole registry
+// and sees every drift summary (their writes replace by identity, so two replicas storing one
+// are harmless).
+func (c *Controller) filters() map[string]byte {
+	results := []string{wire.DeviceWildcard(wire.LeafResults), wire.DeviceWildcard(wire.LeafResultsZ)}
+	if g := c.opts.ShareGroup; g != "" {
+		for i, f := range results {
+			results[i] = SharePrefix + g + "/" + f
+		}
+	}
+	return map[string]byte{
+		wire.DeviceWildcard(wire.LeafState):  1,
+		wire.DeviceWildcard(wire.LeafHealth): 1,
+		wire.DeviceWildcard(wire.LeafDrift):  1,
+		results[0]:                           1,
+		results[1]:                           1,
+	}
 }
 
 // overflowed counts a message the full queue could not take and logs it, at most once per

@@ -1,5 +1,5 @@
 // Package fleet is the controller's core: the device registry and result ingest domain, the Store
-// it persists through (declared here, implemented by fleet/boltstore and later fleet/pgstore),
+// it persists through (declared here, implemented by fleet/boltstore and fleet/pgstore),
 // and the Controller service that consumes device traffic over MQTT and acknowledges results
 // once they are durably stored.
 package fleet

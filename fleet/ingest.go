@@ -8,6 +8,7 @@ package fleet
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -127,23 +128,30 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 	tick := time.NewTicker(c.opts.DeviceFlush)
 	defer tick.Stop()
 	group := make([]decoded, 0, c.opts.MaxBatch)
+	// Store calls run under sctx, which outlives ctx by drainTimeout: a shutdown must not
+	// cancel a transaction in flight (a store that honours contexts, such as PostgreSQL, would
+	// fail it and the controller would exit with an error instead of finishing it), yet a
+	// store that hangs cannot hold the shutdown forever.
+	sctx, cancelStore := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelStore()
+	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(drainTimeout, cancelStore) })
+	defer stopTimer()
 	for {
 		select {
 		case m := <-q.ch:
 			q.took(m)
 			group = c.decodeGroup(q, m, group[:0])
-			if err := c.handle(ctx, l, group); err != nil {
+			if err := c.handle(sctx, l, group); err != nil {
 				return err
 			}
 		case <-tick.C:
 			c.sweepAcks(l)
-			if err := c.flushDevices(ctx, l, false); err != nil {
+			if err := c.flushDevices(sctx, l, false); err != nil {
 				return err
 			}
 		case <-ctx.Done():
 			<-stopped
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
-			defer cancel()
+			fctx := sctx
 			// Bounded: the client has stopped, so nothing refills the queue.
 			for range cap(q.ch) + 1 {
 				m, ok := q.tryTake()
@@ -349,6 +357,13 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 			}
 		}
 		c.mu.Unlock()
+		if c.log.Enabled(ctx, slog.LevelDebug) {
+			var stored, dups int
+			for _, a := range appended {
+				stored, dups = stored+a.Stored, dups+a.Duplicates
+			}
+			c.log.Debug("results stored", "batches", len(batches), "stored", stored, "duplicates", dups)
+		}
 		for _, sp := range order {
 			if ack := acks[sp]; ack.Seq > 0 {
 				c.publishAck(l, sp.device, ack)

@@ -62,7 +62,9 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", broker.DefaultAddr, "address of the embedded MQTT broker (host:port)")
 	f.StringVar(&cfg.BrokerURL, "broker", "", "external MQTT broker URL, e.g. tcp://host:1883 or tcp://user:pass@host:1883; disables the embedded broker")
-	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the controller's state ("+boltstore.FileName+"); created if missing")
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the controller's state ("+boltstore.FileName+" unless --store); created if missing")
+	f.StringVar(&cfg.StoreURL, "store", "", "PostgreSQL store URL (postgres://user:pass@host:5432/db) instead of "+boltstore.FileName+" in --data-dir; with --broker, replicas split the ingest (docs/operations.md)")
+	f.StringVar(&cfg.Replica, "replica", "", "this replica's name in MQTT client ids when several share --store and --broker (default: hostname and a random suffix)")
 	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	addUpdateFlags(cmd, &cfg)
@@ -77,6 +79,8 @@ type serveConfig struct {
 	Listen    string // embedded broker address; ignored when BrokerURL is set
 	BrokerURL string // external broker; empty means embedded
 	DataDir   string
+	StoreURL  string       // postgres://...; empty: bbolt in DataDir
+	Replica   string       // scale-out replica name (MQTT client ids); empty: generated
 	Strict    bool         // refuse anonymous observers (`outpost serve` unless --allow-observers)
 	Logger    *slog.Logger // nil discards
 	updateConfig
@@ -126,7 +130,7 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = defaultDataDir
 	}
-	store, err := boltstore.Open(cfg.DataDir, boltstore.Options{})
+	store, where, err := openStore(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +153,19 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		return nil, err
 	}
 	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller")}
+	if cfg.BrokerURL != "" && cfg.StoreURL != "" {
+		// Scale-out: replicas split the result topics through a shared subscription and
+		// each needs its own client ids (serve_scaleout.go).
+		replica := cfg.Replica
+		if replica == "" {
+			replica = defaultReplica()
+		}
+		copts.ShareGroup = ShareGroup
+		copts.ClientID = fleet.DefaultClientID + "-" + replica
+		log = log.With("replica", replica)
+		s.log = log
+		copts.Logger = log.With("component", "controller")
+	}
 	if cfg.BrokerURL == "" {
 		bopts := broker.Options{Addr: cfg.Listen, Strict: cfg.Strict, TLSAddr: cfg.TLSListen, Logger: log.With("component", "broker")}
 		if cfg.DeviceAuth {
@@ -189,7 +206,7 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		return nil, err
 	}
 	s.homeAssistant = homeAssistantOptions(cfg, copts, s.Controller)
-	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", store.Path(), "broker", redact(s.BrokerURL), "embedded", s.Broker != nil)
+	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", where, "broker", redact(s.BrokerURL), "embedded", s.Broker != nil, "shared", copts.ShareGroup != "")
 	return s, nil
 }
 

@@ -10,13 +10,23 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/outpost-ml/outpost/fleet/pgstore/pgtest"
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // TestFleetServer starts the embedded broker and controller together, as serve and demo do,
-// feeds one device's results through and stops cleanly.
+// feeds one device's results through and stops cleanly, with the default bbolt store and with
+// a PostgreSQL one (--store).
 func TestFleetServer(t *testing.T) {
-	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+	t.Run("bbolt", func(t *testing.T) { testFleetServer(t, serveConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()}) })
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.Start(t, pgtest.Options{}).NewDB(t)
+		testFleetServer(t, serveConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir(), StoreURL: url})
+	})
+}
+
+func testFleetServer(t *testing.T, cfg serveConfig) {
+	srv, err := newFleetServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +98,8 @@ func TestServeErrors(t *testing.T) {
 		{"bad listen", []string{"serve", "--listen", "nope", "--data-dir", t.TempDir()}, "listen address"},
 		{"unwritable data dir", []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(file, "sub")}, "data dir"},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, "log-level"},
+		{"store not postgres", []string{"serve", "--store", "mysql://u:secret@x/db", "--data-dir", t.TempDir()}, "want a postgres:// or postgresql:// URL"},
+		{"store unreachable", []string{"serve", "--store", "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2", "--data-dir", t.TempDir()}, "127.0.0.1:1/db"},
 		{"bad retention", []string{"serve", "--retain-results", "3x"}, "whole days"},
 		{"negative retention", []string{"serve", "--retain-health", "-1h"}, "whole days"},
 	}
@@ -99,7 +111,7 @@ func TestServeErrors(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			err := root.ExecuteContext(ctx)
-			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "secret") {
 				t.Errorf("outpost %v = %v, want one line containing %q", tt.args, err, tt.want)
 			}
 		})

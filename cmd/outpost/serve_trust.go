@@ -64,7 +64,7 @@ func newBlobServer(repo *tufrepo.Repo, copts fleet.Options, log *slog.Logger) (*
 	}
 	u.User = nil
 	return blobserve.New(blobserve.Options{
-		Source: repo, BrokerURL: u.String(), Username: user, Password: pass,
+		Source: repo, BrokerURL: u.String(), Username: user, Password: pass, ClientID: blobClientID(copts),
 		Logger: log.With("component", "blobserve"),
 	})
 }

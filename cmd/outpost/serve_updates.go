@@ -63,7 +63,7 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if err != nil {
 		return err
 	}
-	s.desired, err = rollout.NewMQTTPublisher(rollout.MQTTOptions{BrokerURL: copts.BrokerURL, Username: copts.Username, Password: copts.Password})
+	s.desired, err = rollout.NewMQTTPublisher(rollout.MQTTOptions{BrokerURL: copts.BrokerURL, Username: copts.Username, Password: copts.Password, ClientID: desiredClientID(copts)})
 	if err != nil {
 		return err
 	}
