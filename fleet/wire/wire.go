@@ -280,6 +280,12 @@ func Encode(msg any) ([]byte, error) {
 		setV(&m.V)
 	case *Event:
 		setV(&m.V)
+	case *FeedbackBatch:
+		setV(&m.V)
+	case *DriftAlert:
+		setV(&m.V)
+	case *DriftSummary:
+		setV(&m.V)
 	}
 	return json.Marshal(msg)
 }
