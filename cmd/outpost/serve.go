@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet/boltstore"
 	"github.com/outpost-ml/outpost/fleet/broker"
 	"github.com/outpost-ml/outpost/fleet/credentials"
+	"github.com/outpost-ml/outpost/fleet/monitor"
 	"github.com/outpost-ml/outpost/fleet/tufrepo"
 )
 
@@ -96,6 +97,9 @@ type fleetServer struct {
 	Creds *credentials.Store // device secrets and revocations (serve_credentials.go)
 	// Blobs serves Trust's metadata and packages to devices over MQTT; nil without Trust.
 	Blobs *blobserve.Server
+	// Monitor takes MQTT labels and publishes drift alerts (serve_monitor.go); nil when the
+	// store keeps no drift or feedback.
+	Monitor *monitor.Service
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -177,6 +181,9 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	if err := s.setupUpdates(cfg, store, copts); err != nil {
 		return nil, err
 	}
+	if s.Monitor, err = newMonitor(store, copts, log); err != nil {
+		return nil, err
+	}
 	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", store.Path(), "broker", redact(s.BrokerURL), "embedded", s.Broker != nil)
 	return s, nil
 }
@@ -204,6 +211,9 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		defer stopBroker()
 		return s.Controller.Run(cctx)
 	})
+	if s.Monitor != nil {
+		g.Go(func() error { return runMonitor(gctx, s.Monitor) })
+	}
 	if s.Trust != nil {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
 		g.Go(func() error { return runBlobs(gctx, s.Blobs) })

@@ -71,6 +71,8 @@ type Options struct {
 
 	// Credentials, when set, serves the device credential routes (credentials.go).
 	Credentials Credentials
+	// Monitoring, when set, serves feedback, accuracy and drift (monitoring.go).
+	Monitoring Monitoring
 }
 
 // New returns the API's handler.
@@ -99,6 +101,7 @@ func New(o Options) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/tags", a.listTags)
 	mux.HandleFunc("PUT /v1/devices/{id}/tags", a.setTags)
 	a.credentialRoutes(mux)
+	a.monitoringRoutes(mux)
 	return a.auth(mux), nil
 }
 

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/httpapi"
+	"github.com/outpost-ml/outpost/fleet/monitor"
+)
+
+// monitoringStore is the store's monitoring part for the API and the monitor service, or nil
+// when the store has none.
+func monitoringStore(store fleet.Store) httpapi.Monitoring {
+	if m, ok := any(store).(httpapi.Monitoring); ok {
+		return m
+	}
+	return nil
+}
+
+// newMonitor builds the service that takes labels from outpost/v1/feedback and publishes
+// drift alerts on outpost/v1/alerts, logged in with the controller's broker credential; nil
+// when the store keeps no drift or feedback.
+func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*monitor.Service, error) {
+	m := monitoringStore(store)
+	if m == nil {
+		return nil, nil
+	}
+	u, err := fleet.ParseBrokerURL(copts.BrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	user, pass := copts.Username, copts.Password
+	if user == "" && u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	}
+	u.User = nil
+	return monitor.NewService(monitor.Options{Store: m, BrokerURL: u.String(), Username: user, Password: pass,
+		Logger: log.With("component", "monitor")})
+}
+
+// runMonitor runs the monitor service until ctx ends.
+func runMonitor(ctx context.Context, m *monitor.Service) error {
+	err := m.Run(ctx)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
