@@ -200,20 +200,22 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		g.Go(func() error { return s.Broker.Run(bctx) })
 	}
 	// The controller closes the store when it returns, so it stops only after the rollout
-	// engine and the API, which use the store, have.
+	// engine, the API and the monitor service, which use the store, have.
 	cctx, stopController := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopController()
 	g.Go(func() error {
 		defer stopController()
-		return s.runUpdates(gctx)
+		ug, uctx := errgroup.WithContext(gctx)
+		ug.Go(func() error { return s.runUpdates(uctx) })
+		if s.Monitor != nil {
+			ug.Go(func() error { return runMonitor(uctx, s.Monitor) })
+		}
+		return ug.Wait()
 	})
 	g.Go(func() error {
 		defer stopBroker()
 		return s.Controller.Run(cctx)
 	})
-	if s.Monitor != nil {
-		g.Go(func() error { return runMonitor(gctx, s.Monitor) })
-	}
 	if s.Trust != nil {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
 		g.Go(func() error { return runBlobs(gctx, s.Blobs) })
