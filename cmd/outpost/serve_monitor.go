@@ -8,6 +8,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/httpapi"
 	"github.com/outpost-ml/outpost/fleet/monitor"
+	"github.com/outpost-ml/outpost/fleet/rollout"
 )
 
 // monitoringStore is the store's monitoring part for the API and the monitor service, or nil
@@ -48,4 +49,12 @@ func runMonitor(ctx context.Context, m *monitor.Service) error {
 		return nil
 	}
 	return err
+}
+
+// driftSource gives the rollout engine's drift gate the stored drift summaries, or nil.
+func driftSource(store fleet.Store) rollout.DriftSource {
+	if m := monitoringStore(store); m != nil {
+		return m
+	}
+	return nil
 }

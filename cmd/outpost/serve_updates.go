@@ -67,7 +67,7 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if err != nil {
 		return err
 	}
-	s.Engine, err = rollout.New(context.Background(), rollout.Options{Store: store, Fleet: s.Controller, Publisher: s.desired, Logger: s.log.With("component", "rollout")})
+	s.Engine, err = rollout.New(context.Background(), rollout.Options{Store: store, Fleet: s.Controller, Publisher: s.desired, Drift: driftSource(store), Logger: s.log.With("component", "rollout")})
 	if err != nil {
 		return err
 	}
