@@ -202,7 +202,7 @@ func New(cfg Config) (_ *Device, err error) {
 		if w == 0 {
 			w = drift.DefaultWindow
 		}
-		d.drift = newFollowDrift(d.Update.Swap(), w, log.With("component", "drift"))
+		d.drift = newFollowDrift(d.Update.Swap(), w, d.Update.DriftOverrides, log.With("component", "drift"))
 		mon = d.drift
 	}
 	d.Agent, err = agent.New(agent.Options{

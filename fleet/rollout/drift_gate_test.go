@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -51,5 +52,34 @@ func TestDeviceGateControllerPSI(t *testing.T) {
 	spec.Gates.MaxDriftPSI = 0
 	if why := deviceGate(spec, &fleet.RolloutDevice{Phase: wire.PhaseCommitted}, 5); why != "" {
 		t.Errorf("gate off: %q", why)
+	}
+}
+
+// A rollout's drift overrides travel in every Desired state it sends, and a spec with an
+// out-of-range override is refused.
+func TestRolloutDriftOverrides(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	ctx := context.Background()
+	if err := st.PutModel(ctx, candidate, []byte("pkg")); err != nil {
+		t.Fatal(err)
+	}
+	f := newSimFleet(10, func(int) behaviour { return good })
+	e := newTestEngine(t, st, f)
+	bad := baseSpec()
+	bad.Drift = &wire.DriftOverrides{KS: 2}
+	if _, err := e.Create(ctx, bad); err == nil || !strings.Contains(err.Error(), "ks 2") {
+		t.Fatalf("Create with ks 2 = %v", err)
+	}
+	spec := baseSpec()
+	spec.Drift = &wire.DriftOverrides{PSI: 0.4, Window: 500}
+	r, err := e.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drive(t, e, f)
+	d, ok := f.lastSent(r.Waves[0].Devices[0].ID)
+	if !ok || d.Drift == nil || *d.Drift != *spec.Drift {
+		t.Fatalf("desired state %+v carries drift %+v, want %+v", d, d.Drift, spec.Drift)
 	}
 }

@@ -391,6 +391,7 @@ func (e *Engine) startWaveLocked(r *fleet.Rollout, live []fleet.DeviceStatus) []
 			MaxLatencyRatio:    g.MaxP99LatencyRatio,
 			MinShadowAgreement: g.MinShadowAgreement,
 			MaxDriftPSI:        g.MaxDriftPSI,
+			Drift:              r.Spec.Drift,
 			Time:               now,
 		}
 		d.Generation, d.Previous, d.Updated = des.Generation, running[d.ID], now
