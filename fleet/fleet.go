@@ -129,6 +129,9 @@ type Store interface {
 	EpochResults(ctx context.Context, device string, epoch, after uint64, limit int) ([]wire.Result, error)
 	// UpdateStore holds models, rollouts, desired states and device tags (updates.go).
 	UpdateStore
+	// ViewStore holds results by time, output summaries, health history, drift and
+	// feedback (views.go).
+	ViewStore
 	// Close releases the store; it waits for nothing but in-flight calls.
 	Close() error
 }
