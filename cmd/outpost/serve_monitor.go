@@ -11,23 +11,13 @@ import (
 	"github.com/outpost-ml/outpost/fleet/rollout"
 )
 
-// monitoringStore is the store's monitoring part for the API and the monitor service, or nil
-// when the store has none.
-func monitoringStore(store fleet.Store) httpapi.Monitoring {
-	if m, ok := any(store).(httpapi.Monitoring); ok {
-		return m
-	}
-	return nil
-}
+// monitoringStore is the store's monitoring part for the API and the monitor service.
+func monitoringStore(store fleet.Store) httpapi.Monitoring { return store }
 
-// newMonitor builds the service that takes labels from outpost/v1/feedback and publishes
-// drift alerts on outpost/v1/alerts, logged in with the controller's broker credential; nil
-// when the store keeps no drift or feedback.
+// newMonitor builds the service that takes labels from outpost/v1/feedback, stores drift
+// summaries and publishes drift alerts on outpost/v1/alerts, logged in with the controller's
+// broker credential.
 func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*monitor.Service, error) {
-	m := monitoringStore(store)
-	if m == nil {
-		return nil, nil
-	}
 	u, err := fleet.ParseBrokerURL(copts.BrokerURL)
 	if err != nil {
 		return nil, err
@@ -38,7 +28,7 @@ func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*moni
 		pass, _ = u.User.Password()
 	}
 	u.User = nil
-	return monitor.NewService(monitor.Options{Store: m, BrokerURL: u.String(), Username: user, Password: pass,
+	return monitor.NewService(monitor.Options{Store: store, BrokerURL: u.String(), Username: user, Password: pass,
 		Logger: log.With("component", "monitor")})
 }
 
@@ -52,9 +42,4 @@ func runMonitor(ctx context.Context, m *monitor.Service) error {
 }
 
 // driftSource gives the rollout engine's drift gate the stored drift summaries, or nil.
-func driftSource(store fleet.Store) rollout.DriftSource {
-	if m := monitoringStore(store); m != nil {
-		return m
-	}
-	return nil
-}
+func driftSource(store fleet.Store) rollout.DriftSource { return store }

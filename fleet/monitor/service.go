@@ -18,6 +18,7 @@ import (
 // Store is what the service reads and writes (fleet.ViewStore satisfies it).
 type Store interface {
 	PutFeedback(ctx context.Context, labels []fleet.Feedback) error
+	PutDrift(ctx context.Context, records []fleet.DriftRecord) error
 	Drift(ctx context.Context, q fleet.DriftQuery) ([]fleet.DriftRecord, error)
 }
 
@@ -53,18 +54,20 @@ type Options struct {
 type Stats struct {
 	LabelsStored  uint64 `json:"labels_stored"`
 	LabelsRefused uint64 `json:"labels_refused"` // malformed batches' labels count as one each
+	DriftStored   uint64 `json:"drift_stored"`
 	Alerts        uint64 `json:"alerts"`
 	Dropped       uint64 `json:"dropped"`
 }
 
-// Service takes labels published on wire.TopicFeedback into the store and publishes drift
-// alerts on wire.TopicAlerts from the summaries devices publish on d/+/drift. It runs its own
-// MQTT session beside the controller's, like blobserve, so the ingest path stays as it is.
+// Service takes labels published on wire.TopicFeedback into the store, stores the drift
+// summaries devices publish on d/+/drift (PutDrift: a redelivered window replaces itself) and
+// publishes drift alerts on wire.TopicAlerts. It runs its own MQTT session beside the
+// controller's, like blobserve, so the results ingest path stays as it is.
 type Service struct {
 	opts  Options
 	log   *slog.Logger
 	in    chan inbound
-	stats struct{ stored, refused, alerts, dropped atomic.Uint64 }
+	stats struct{ stored, refused, drift, alerts, dropped atomic.Uint64 }
 	ready atomic.Bool
 }
 
@@ -100,7 +103,7 @@ func NewService(opts Options) (*Service, error) {
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{LabelsStored: s.stats.stored.Load(), LabelsRefused: s.stats.refused.Load(),
-		Alerts: s.stats.alerts.Load(), Dropped: s.stats.dropped.Load()}
+		DriftStored: s.stats.drift.Load(), Alerts: s.stats.alerts.Load(), Dropped: s.stats.dropped.Load()}
 }
 
 // Subscribed reports whether the service is connected and subscribed.
@@ -180,7 +183,13 @@ func (s *Service) handle(ctx context.Context, client paho.Client, a *Alerter, m 
 	if err != nil || sum.Device != dev {
 		return // the controller's ingest counts malformed messages
 	}
-	al := a.Observe(&fleet.DriftRecord{Received: s.opts.Now().UTC(), Summary: *sum}, s.opts.Now())
+	rec := fleet.DriftRecord{Received: s.opts.Now().UTC(), Summary: *sum}
+	if err := s.opts.Store.PutDrift(ctx, []fleet.DriftRecord{rec}); err != nil {
+		s.log.Warn("store drift summary", "device", dev, "window", sum.Window, "err", err)
+	} else {
+		s.stats.drift.Add(1)
+	}
+	al := a.Observe(&rec, s.opts.Now())
 	if al == nil {
 		return
 	}
@@ -191,8 +200,9 @@ func (s *Service) handle(ctx context.Context, client paho.Client, a *Alerter, m 
 	tok := client.Publish(wire.TopicAlerts, 1, false, payload)
 	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		s.log.Warn("publish drift alert", "device", al.Device, "state", al.State, "err", tok.Error())
+	} else {
+		s.stats.alerts.Add(1)
 	}
-	s.stats.alerts.Add(1)
 	s.log.Info("drift alert", "device", al.Device, "model", al.Model.String(), "state", al.State, "features", al.Features)
 }
 
