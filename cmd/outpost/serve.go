@@ -97,9 +97,11 @@ type fleetServer struct {
 	Creds *credentials.Store // device secrets and revocations (serve_credentials.go)
 	// Blobs serves Trust's metadata and packages to devices over MQTT; nil without Trust.
 	Blobs *blobserve.Server
-	// Monitor takes MQTT labels and publishes drift alerts (serve_monitor.go); nil when the
-	// store keeps no drift or feedback.
+	// Monitor takes MQTT labels, stores drift summaries and publishes drift alerts
+	// (serve_monitor.go).
 	Monitor *monitor.Service
+	// Store is the controller's store (owned by Controller, which closes it).
+	Store fleet.Store
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -131,7 +133,7 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		}
 	}()
 
-	s := &fleetServer{BrokerURL: cfg.BrokerURL, log: log}
+	s := &fleetServer{BrokerURL: cfg.BrokerURL, log: log, Store: store}
 	if s.Creds, err = openCredentials(cfg.DataDir); err != nil {
 		return nil, err
 	}
