@@ -66,9 +66,13 @@ func newMonitoringServer(t *testing.T) *httptest.Server {
 // noRegistry is a registry with no models: these tests do not reach it.
 type noRegistry struct{}
 
-func (noRegistry) Push(context.Context, []byte) (fleet.Model, error) { return fleet.Model{}, fleet.ErrNotFound }
-func (noRegistry) List(context.Context) ([]fleet.Model, error)       { return nil, nil }
-func (noRegistry) Get(context.Context, string) (fleet.Model, error)  { return fleet.Model{}, fleet.ErrNotFound }
+func (noRegistry) Push(context.Context, []byte) (fleet.Model, error) {
+	return fleet.Model{}, fleet.ErrNotFound
+}
+func (noRegistry) List(context.Context) ([]fleet.Model, error) { return nil, nil }
+func (noRegistry) Get(context.Context, string) (fleet.Model, error) {
+	return fleet.Model{}, fleet.ErrNotFound
+}
 
 func TestFeedbackAndAccuracy(t *testing.T) {
 	srv := newMonitoringServer(t)
