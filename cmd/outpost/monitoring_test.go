@@ -226,3 +226,74 @@ func writeTimedVibrationCSV(t *testing.T, path string, n int) {
 		t.Fatal(err)
 	}
 }
+
+// TestDriftSummariesSurviveOutage: the controller (and its embedded broker) stops while a
+// drifting agent keeps closing windows; after it restarts on the same data directory every
+// window of the agent's run is stored, none missing, none twice.
+func TestDriftSummariesSurviveOutage(t *testing.T) {
+	dir := t.TempDir()
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	start := func() (*fleetServer, func() error) {
+		srv, err := newFleetServer(serveConfig{Listen: addr, DataDir: filepath.Join(dir, "ctl")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv, runStoppable("controller", srv.Run)
+	}
+	srv, stop := start()
+	csv := filepath.Join(dir, "vibration.csv")
+	writeTimedVibrationCSV(t, csv, 3000)
+	replay := "replay?" + url.Values{"file": {csv}, "speed": {"50"}, "loop": {"true"}, "rate": {"50"}}.Encode()
+	spec := "drift?" + url.Values{"source": {replay}, "drift": {"meanshift:2@0s"}}.Encode()
+	d, err := assemble.New(assemble.Config{DeviceID: "pump-1", Broker: "tcp://" + addr, Sensors: []string{spec},
+		ModelPath: filepath.Join(sampleDir, "vibration-anomaly-f32-1.0.0.opkg"), PackageKey: bundle.DemoKey().Public().(ed25519.PublicKey),
+		DataDir: filepath.Join(dir, "pump-1"), HealthInterval: 500 * time.Millisecond, AgentVersion: version, DriftWindow: 100,
+		Link: mqttlink.Options{ConnectRetryInterval: 200 * time.Millisecond, MaxReconnectInterval: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAgent := runStoppable("agent", d.Run)
+	t.Cleanup(func() {
+		if err := stopAgent(); err != nil {
+			t.Errorf("agent: %v", err)
+		}
+	})
+	ctx := context.Background()
+	windows := func(st fleet.Store) (n int, top uint64) {
+		recs, err := st.Drift(ctx, fleet.DriftQuery{Device: "pump-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			top = max(top, r.Summary.Window)
+		}
+		return len(recs), top
+	}
+	waitUntil(t, "two stored windows", 30*time.Second, func() bool { n, _ := windows(srv.Store); return n >= 2 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Windows close with nobody listening: they wait in the agent's queue.
+	queued := filepath.Join(dir, "pump-1", assemble.DriftQueueDir)
+	var ents []os.DirEntry
+	waitUntil(t, "three queued summaries", 30*time.Second, func() bool {
+		ents, _ = os.ReadDir(queued)
+		return len(ents) >= 3
+	})
+	srv, stop = start()
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("controller: %v", err)
+		}
+	})
+	outage := uint64(0)
+	waitUntil(t, "every window of the run stored, the outage's included", 40*time.Second, func() bool {
+		n, top := windows(srv.Store)
+		if outage == 0 {
+			outage = top // the highest window seen right after the restart
+		}
+		return top >= outage+2 && n == int(top)
+	})
+	n, top := windows(srv.Store)
+	t.Logf("%d windows stored for windows 1..%d; %d summaries were queued during the outage", n, top, len(ents))
+}

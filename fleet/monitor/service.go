@@ -185,9 +185,13 @@ func (s *Service) handle(ctx context.Context, client paho.Client, a *Alerter, m 
 	}
 	rec := fleet.DriftRecord{Received: s.opts.Now().UTC(), Summary: *sum}
 	if err := s.opts.Store.PutDrift(ctx, []fleet.DriftRecord{rec}); err != nil {
+		// Not acked: a queueing agent sends it again.
 		s.log.Warn("store drift summary", "device", dev, "window", sum.Window, "err", err)
 	} else {
 		s.stats.drift.Add(1)
+		if sum.ID != 0 {
+			s.ackDrift(client, dev, sum.ID)
+		}
 	}
 	al := a.Observe(&rec, s.opts.Now())
 	if al == nil {
@@ -204,6 +208,16 @@ func (s *Service) handle(ctx context.Context, client paho.Client, a *Alerter, m 
 		s.stats.alerts.Add(1)
 	}
 	s.log.Info("drift alert", "device", al.Device, "model", al.Model.String(), "state", al.State, "features", al.Features)
+}
+
+// ackDrift tells dev its summary id is stored. A lost ack costs a resend, which PutDrift
+// stores once, so the publish is not waited for.
+func (s *Service) ackDrift(client paho.Client, dev string, id uint64) {
+	payload, err := wire.Encode(&wire.DriftAck{IDs: []uint64{id}})
+	if err != nil {
+		return
+	}
+	client.Publish(wire.ControllerTopic(dev, wire.LeafDriftAck), 1, false, payload)
 }
 
 // StoreFeedback stores labels as fleet.Feedback received at now, marked with source when
