@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -88,6 +89,10 @@ type Controller struct {
 	stats           Stats
 	connected       bool
 	lastOverflowLog time.Time
+
+	// resuming is set from OnConnect until the controller is ready: the SUBACK came or a
+	// message of the session arrived, whichever first.
+	resuming atomic.Bool
 }
 
 // deviceState is the in-memory view of one device: the registry record plus counters.
@@ -291,6 +296,15 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 		if !q.offer(in) {
 			c.overflowed(in)
 		}
+		// A message before the SUBACK comes from a resumed session: the broker holds the
+		// subscriptions and is delivering, so the controller is ready. Waiting for the SUBACK
+		// instead made readiness wait for the whole backlog: the embedded broker writes a
+		// resumed session's queued messages before it reads the SUBSCRIBE (see
+		// TestRestartUnderBacklog).
+		if c.resuming.CompareAndSwap(true, false) {
+			c.setConnected(true)
+			c.log.Info("controller connected; resumed session delivering its backlog", "broker", c.broker.String())
+		}
 	}
 	o := paho.NewClientOptions().
 		AddBroker(c.broker.String()).
@@ -308,11 +322,13 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 		// Messages from a resumed session can arrive before OnConnect resubscribes.
 		SetDefaultPublishHandler(handler).
 		SetOnConnectHandler(func(cl paho.Client) {
+			c.resuming.Store(true)
 			filters := map[string]byte{
 				wire.DeviceWildcard(wire.LeafState):    1,
 				wire.DeviceWildcard(wire.LeafHealth):   1,
 				wire.DeviceWildcard(wire.LeafResults):  1,
 				wire.DeviceWildcard(wire.LeafResultsZ): 1,
+				wire.DeviceWildcard(wire.LeafDrift):    1,
 			}
 			// OnConnect runs on its own goroutine in paho, so waiting here blocks no delivery.
 			// The handler never blocks, so the SUBACK is read promptly even while a resumed
@@ -332,10 +348,13 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 					return
 				}
 			}
-			c.setConnected(true)
-			c.log.Info("controller connected and subscribed", "broker", c.broker.String())
+			if c.resuming.Swap(false) {
+				c.setConnected(true)
+				c.log.Info("controller connected and subscribed", "broker", c.broker.String())
+			}
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			c.resuming.Store(false)
 			c.setConnected(false)
 			c.log.Warn("broker connection lost, reconnecting", "err", err)
 		})

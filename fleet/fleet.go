@@ -176,4 +176,5 @@ type Stats struct {
 	Commits    uint64 // result transactions committed
 	AcksSent   uint64 // ack publishes handed to the MQTT client
 	AckErrors  uint64 // ack publishes the client reported failed (the device will resend)
+	Drift      uint64 // drift summaries stored (a redelivered one counts again, stored once)
 }

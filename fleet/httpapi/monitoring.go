@@ -23,13 +23,13 @@ type Monitoring interface {
 	Drift(ctx context.Context, q fleet.DriftQuery) ([]fleet.DriftRecord, error)
 }
 
-func (a *api) monitoringRoutes(mux *http.ServeMux) {
-	if a.o.Monitoring == nil {
-		return
+func (a *api) monitoringRoutes() []route {
+	on := a.o.Monitoring != nil
+	return []route{
+		{"POST /v1/feedback", a.postFeedback, on},
+		{"GET /v1/accuracy", a.getAccuracy, on},
+		{"GET /v1/drift", a.getDrift, on},
 	}
-	mux.HandleFunc("POST /v1/feedback", a.postFeedback)
-	mux.HandleFunc("GET /v1/accuracy", a.getAccuracy)
-	mux.HandleFunc("GET /v1/drift", a.getDrift)
 }
 
 // FeedbackAnswer is POST /v1/feedback's answer.
