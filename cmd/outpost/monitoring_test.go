@@ -247,7 +247,7 @@ func TestDriftSummariesSurviveOutage(t *testing.T) {
 	spec := "drift?" + url.Values{"source": {replay}, "drift": {"meanshift:2@0s"}}.Encode()
 	d, err := assemble.New(assemble.Config{DeviceID: "pump-1", Broker: "tcp://" + addr, Sensors: []string{spec},
 		ModelPath: filepath.Join(sampleDir, "vibration-anomaly-f32-1.0.0.opkg"), PackageKey: bundle.DemoKey().Public().(ed25519.PublicKey),
-		DataDir: filepath.Join(dir, "pump-1"), HealthInterval: 500 * time.Millisecond, AgentVersion: version, DriftWindow: 100,
+		DataDir: filepath.Join(dir, "pump-1"), HealthInterval: 500 * time.Millisecond, AgentVersion: version, DriftWindow: 50,
 		Link: mqttlink.Options{ConnectRetryInterval: 200 * time.Millisecond, MaxReconnectInterval: time.Second}})
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -81,5 +82,49 @@ func TestRolloutDriftOverrides(t *testing.T) {
 	d, ok := f.lastSent(r.Waves[0].Devices[0].ID)
 	if !ok || d.Drift == nil || *d.Drift != *spec.Drift {
 		t.Fatalf("desired state %+v carries drift %+v, want %+v", d, d.Drift, spec.Drift)
+	}
+}
+
+// With Options.Drift the gate reads the controller's stored summaries: a canary whose own
+// probation PSI is fine but whose stored windows of the candidate drift fails, and the
+// rollout halts.
+func TestControllerDriftGate(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	ctx := context.Background()
+	if err := st.PutModel(ctx, candidate, []byte("pkg")); err != nil {
+		t.Fatal(err)
+	}
+	f := newSimFleet(20, func(int) behaviour { return good })
+	e, err := New(ctx, Options{Store: st, Fleet: f, Publisher: f, Drift: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.Create(ctx, baseSpec()) // MaxDriftPSI 0.2
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := r.Waves[0].Devices[0].ID
+	cand := wire.ModelRef{Name: candidate.Name, Version: candidate.Version}
+	rec := driftRec(bad, cand, 0.05, 0.9)
+	rec.Summary.Start, rec.Summary.End = time.Now(), time.Now()
+	other := driftRec(r.Waves[0].Devices[1].ID, wire.ModelRef{Name: "vib", Version: "1.0.0"}, 5) // the old model: not the gate's business
+	other.Summary.Start, other.Summary.End = time.Now(), time.Now()
+	if err := st.PutDrift(ctx, []fleet.DriftRecord{rec, other}); err != nil {
+		t.Fatal(err)
+	}
+	drive(t, e, f)
+	r, _ = e.Get(r.ID)
+	if r.State != fleet.RolloutHalted || r.Wave != 0 {
+		t.Fatalf("rollout %s at wave %d, want halted in the canary", r.State, r.Wave)
+	}
+	for _, d := range r.Waves[0].Devices {
+		failed := d.Outcome == fleet.OutcomeFailed || d.Outcome == fleet.OutcomeRolledBack
+		if d.ID == bad && (!failed || !strings.Contains(d.Reason, "controller's drift summaries")) {
+			t.Errorf("%s: outcome %s reason %q", d.ID, d.Outcome, d.Reason)
+		}
+		if d.ID == other.Summary.Device && strings.Contains(d.Reason, "drift") {
+			t.Errorf("%s failed on the old model's drift: %q", d.ID, d.Reason)
+		}
 	}
 }
