@@ -63,7 +63,7 @@ type DriftAckSource interface {
 // runDrift publishes drift summaries on wire.LeafDrift and drift events on wire.LeafEvents
 // until ctx ends. With a DriftQueue and an Uplink that delivers drift acks, every summary is
 // stored before it is sent and sent again every DriftResend until the controller acks it,
-// so summaries survive outages and restarts like results (the controller stores a resent
+// and at once after a reconnection, so summaries survive outages and restarts like results (the controller stores a resent
 // window once: docs/monitoring.md). Without, delivery is at most once: a summary that cannot
 // be published is dropped and counted. Drift events are at most once either way: the
 // summary carries the same facts.
@@ -74,13 +74,17 @@ func (a *Agent) runDrift(ctx context.Context) error {
 		q = nil
 	}
 	var acks <-chan wire.DriftAck
-	var resend <-chan time.Time
+	var check <-chan time.Time
 	if q != nil {
 		acks = src.DriftAcks()
-		t := time.NewTicker(a.opts.DriftResend)
+		// Checked every second: unacked summaries go again DriftResend after the last try,
+		// and at once when the link comes back.
+		t := time.NewTicker(min(time.Second, a.opts.DriftResend))
 		defer t.Stop()
-		resend = t.C
+		check = t.C
 	}
+	var lastSend time.Time
+	wasUp := true
 	var errLogged time.Time
 	warn := func(msg string, err error) {
 		if err != nil && ctx.Err() == nil && time.Since(errLogged) > time.Minute {
@@ -92,6 +96,7 @@ func (a *Agent) runDrift(ctx context.Context) error {
 		if !a.opts.Uplink.Connected() {
 			return
 		}
+		lastSend = time.Now()
 		for _, s := range q.Pending() {
 			if err := a.publishJSON(ctx, wire.LeafDrift, s); err != nil {
 				warn("resend drift summary", err)
@@ -112,8 +117,12 @@ func (a *Agent) runDrift(ctx context.Context) error {
 				warn("drift queue ack", err)
 			}
 			continue
-		case <-resend:
-			sendPending()
+		case <-check:
+			up := a.opts.Uplink.Connected()
+			if up && (!wasUp || time.Since(lastSend) >= a.opts.DriftResend) {
+				sendPending()
+			}
+			wasUp = up
 			continue
 		case r = <-a.driftReports:
 		}
