@@ -107,6 +107,19 @@ func TestMonitoringEndToEnd(t *testing.T) {
 	if out := mustCLI(t, append([]string{"drift", "--model", "vibration-anomaly-f32", "--since="}, api...)...); !strings.Contains(out, "DRIFTING") || !strings.Contains(out, "1 of 1 devices drifting") {
 		t.Errorf("outpost drift printed:\n%s", out)
 	}
+	// --watch redraws until interrupted.
+	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	root := newRootCmd()
+	var wout strings.Builder
+	root.SetOut(&wout)
+	root.SetArgs(append([]string{"drift", "--watch", "--interval", "200ms", "--since="}, api...))
+	if err := root.ExecuteContext(wctx); err != nil {
+		t.Errorf("drift --watch: %v", err)
+	}
+	cancel()
+	if n := strings.Count(wout.String(), "outpost drift  "); n < 2 || !strings.Contains(wout.String(), "DRIFTING") {
+		t.Errorf("drift --watch drew %d times:\n%s", n, wout.String())
+	}
 	// Further drifted windows keep the device drifting without new alerts.
 	n := len(recs)
 	waitUntil(t, "two more drift windows", 30*time.Second, func() bool {
