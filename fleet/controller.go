@@ -180,6 +180,7 @@ func (c *Controller) Devices() []DeviceStatus {
 			Rejected:        d.results.Rejected,
 			Acked:           d.results.Contiguous,
 			Malformed:       d.malformed,
+			FirstSeen:       d.dev.FirstSeen,
 			LastSeen:        d.dev.LastSeen,
 			StateAt:         d.dev.StateAt,
 		}

@@ -145,13 +145,14 @@ type DeviceStatus struct {
 	InferencesPerS  float64
 	LatencyP50Ms    float64
 	LatencyP99Ms    float64
-	Buffered        uint64 // results the device holds unacked, per its latest health
-	ResultsReceived uint64 // distinct results stored by the controller, all time
-	Duplicates      uint64 // results received again, all time
-	Dropped         uint64 // seqs the device declared dropped, all time
-	Rejected        uint64 // results the controller rejected one by one, current epoch
-	Acked           uint64 // the device's contiguous watermark (last ack sent)
-	Malformed       uint64 // messages from this device rejected since the controller started
+	Buffered        uint64    // results the device holds unacked, per its latest health
+	ResultsReceived uint64    // distinct results stored by the controller, all time
+	Duplicates      uint64    // results received again, all time
+	Dropped         uint64    // seqs the device declared dropped, all time
+	Rejected        uint64    // results the controller rejected one by one, current epoch
+	Acked           uint64    // the device's contiguous watermark (last ack sent)
+	Malformed       uint64    // messages from this device rejected since the controller started
+	FirstSeen       time.Time // when the device first registered (controller clock)
 	LastSeen        time.Time
 	StateAt         time.Time // when Online took its value (see Device.StateAt)
 	Health          *wire.Health

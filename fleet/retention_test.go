@@ -53,3 +53,35 @@ func TestRetention(t *testing.T) {
 		})
 	}
 }
+
+// TestRetentionRun: the loop prunes at start and on its interval, and stops with its context.
+func TestRetentionRun(t *testing.T) {
+	store := openStore(t)
+	defer store.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &fleet.Retention{Store: store, Results: time.Hour, Interval: 10 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	// Results received two hours ago, after the loop started: a later tick must prune them.
+	old := time.Now().Add(-2 * time.Hour)
+	if _, err := store.AppendResults(ctx, []fleet.Batch{{Device: "r", Received: old,
+		Results: []wire.Result{{Seq: 1, Time: old, Model: "m@1"}, {Seq: 2, Time: old, Model: "m@1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the loop to prune", func() bool {
+		rs, err := store.QueryResults(ctx, fleet.ResultQuery{Device: "r"})
+		return err == nil && len(rs) == 0
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil after cancel", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop within 5s of cancel")
+	}
+	if st, _ := store.ResultStats(context.Background(), "r"); st.Contiguous != 2 {
+		t.Errorf("watermark after prune = %d, want 2 (kept)", st.Contiguous)
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/olekukonko/tablewriter"
 	"github.com/spf13/cobra"
 
 	"github.com/outpost-ml/outpost/fleet/httpapi"
@@ -132,14 +131,13 @@ func printAccuracy(w io.Writer, rows []monitor.AccuracyRow, buckets bool) error 
 		_, err := fmt.Fprintln(w, "no labelled results")
 		return err
 	}
-	t := tablewriter.NewWriter(w)
-	head := []any{"device", "model"}
+	head := []string{"DEVICE", "MODEL"}
 	if buckets {
-		head = append(head, "from")
+		head = append(head, "FROM")
 	}
-	t.Header(append(head, "labelled", "accuracy", "precision / recall")...)
+	t := newTable(w, append(head, "LABELLED", "ACCURACY", "PRECISION / RECALL")...)
 	for _, r := range rows {
-		cells := []any{r.Device, r.Model}
+		cells := []string{r.Device, r.Model}
 		if buckets {
 			cells = append(cells, r.Start.UTC().Format(time.RFC3339))
 		}
@@ -155,11 +153,11 @@ func printAccuracy(w io.Writer, rows []monitor.AccuracyRow, buckets bool) error 
 			}
 			pr = strings.Join(parts, "; ")
 		}
-		if err := t.Append(append(cells, strconv.Itoa(r.Labelled), pct(&acc), pr)...); err != nil {
+		if err := t.row(append(cells, strconv.Itoa(r.Labelled), pct(&acc), pr)...); err != nil {
 			return err
 		}
 	}
-	return t.Render()
+	return t.render()
 }
 
 func newDriftCmd() *cobra.Command {
@@ -237,8 +235,7 @@ func printDrift(w io.Writer, view []monitor.ModelDrift) error {
 		_, err := fmt.Fprintln(w, "no drift summaries")
 		return err
 	}
-	t := tablewriter.NewWriter(w)
-	t.Header("model", "device", "state", "since", "windows", "worst psi", "features")
+	t := newTable(w, "MODEL", "DEVICE", "STATE", "SINCE", "WINDOWS", "WORST PSI", "FEATURES")
 	for _, m := range view {
 		for _, d := range m.Rows {
 			state, since := "ok", "-"
@@ -252,13 +249,13 @@ func printDrift(w io.Writer, view []monitor.ModelDrift) error {
 			for _, f := range d.Features {
 				feats = append(feats, f.Name+" ("+strings.Join(f.Drifted, ", ")+")")
 			}
-			if err := t.Append(m.Model, d.Device, state, since, fmt.Sprintf("%d/%d", d.Drifted, d.Windows),
+			if err := t.row(m.Model, d.Device, state, since, fmt.Sprintf("%d/%d", d.Drifted, d.Windows),
 				strconv.FormatFloat(d.WorstPSI, 'f', 3, 64), strings.Join(feats, "; ")); err != nil {
 				return err
 			}
 		}
 	}
-	if err := t.Render(); err != nil {
+	if err := t.render(); err != nil {
 		return err
 	}
 	var parts []string

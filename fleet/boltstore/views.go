@@ -128,25 +128,36 @@ func fbKey(t uint64, epoch, seq uint64, device string) []byte {
 type viewTx struct {
 	tx      *bolt.Tx
 	buckets map[fleet.BucketKey]*fleet.OutputBucket
+	rtime   map[string]*bolt.Bucket // per-device time index buckets opened in this transaction
+	rrecv   *bolt.Bucket
 }
 
 func newViewTx(tx *bolt.Tx) *viewTx {
-	return &viewTx{tx: tx, buckets: map[fleet.BucketKey]*fleet.OutputBucket{}}
+	rrecv := tx.Bucket(bucketRRecv)
+	// Keys grow with the clock: pack pages fuller than the 50% default.
+	rrecv.FillPercent = 0.9
+	return &viewTx{tx: tx, buckets: map[fleet.BucketKey]*fleet.OutputBucket{}, rtime: map[string]*bolt.Bucket{}, rrecv: rrecv}
 }
 
 // stored indexes one newly stored result and counts it into its output bucket.
 func (v *viewTx) stored(device string, epoch uint64, r *wire.Result, recv time.Time) error {
 	t := sortTime(r.Time)
-	db, err := v.tx.Bucket(bucketRTime).CreateBucketIfNotExists([]byte(device))
-	if err != nil {
-		return err
+	db := v.rtime[device]
+	if db == nil {
+		var err error
+		if db, err = v.tx.Bucket(bucketRTime).CreateBucketIfNotExists([]byte(device)); err != nil {
+			return err
+		}
+		db.FillPercent = 0.9 // result times mostly grow too
+		v.rtime[device] = db
 	}
 	if err := db.Put(rtimeKey(t, epoch, r.Seq), putU64(nil, uint64(recv.UnixNano()))); err != nil {
 		return err
 	}
-	if err := v.tx.Bucket(bucketRRecv).Put(rrecvKey(recv, epoch, r.Seq, device), putU64(nil, t)); err != nil {
+	if err := v.rrecv.Put(rrecvKey(recv, epoch, r.Seq, device), putU64(nil, t)); err != nil {
 		return err
 	}
+	var err error
 	key := fleet.BucketKey{Device: device, Model: r.Model, Start: fleet.SummaryStart(r.Time)}
 	b := v.buckets[key]
 	if b == nil {
@@ -781,15 +792,15 @@ func (s *Store) FeedbackResults(_ context.Context, device string, since time.Tim
 	out := []fleet.StoredResult{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketFBIndex).Cursor()
-		min := uint64(0)
+		floor := uint64(0)
 		if !since.IsZero() {
-			min = sortTime(since)
+			floor = sortTime(since)
 		}
 		for k, _ := c.Last(); k != nil && len(out) < limit; k, _ = c.Prev() {
 			if len(k) < 24 {
 				return errors.New("corrupt feedback index")
 			}
-			if binary.BigEndian.Uint64(k) < min {
+			if binary.BigEndian.Uint64(k) < floor {
 				break
 			}
 			dev := string(k[24:])

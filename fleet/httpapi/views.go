@@ -40,12 +40,13 @@ const (
 
 // DeviceView is one row of GET /v1/devices and the body of GET /v1/devices/{id}.
 type DeviceView struct {
-	ID       string            `json:"id"`
-	Online   bool              `json:"online"`
-	LastSeen time.Time         `json:"last_seen,omitzero"`
-	StateAt  time.Time         `json:"state_at,omitzero"`
-	Tags     map[string]string `json:"tags"`
-	Model    wire.ModelRef     `json:"model"`
+	ID        string            `json:"id"`
+	Online    bool              `json:"online"`
+	FirstSeen time.Time         `json:"first_seen,omitzero"` // when it registered: first authenticated contact
+	LastSeen  time.Time         `json:"last_seen,omitzero"`
+	StateAt   time.Time         `json:"state_at,omitzero"`
+	Tags      map[string]string `json:"tags"`
+	Model     wire.ModelRef     `json:"model"`
 	// AgentVersion and Update come from the latest health snapshot.
 	AgentVersion string             `json:"agent_version,omitempty"`
 	Update       *wire.UpdateStatus `json:"update,omitempty"`
@@ -172,7 +173,7 @@ func selected(d fleet.DeviceStatus, tags map[string]string, sel []string) bool {
 }
 
 func (a *api) view(ctx context.Context, d fleet.DeviceStatus, tags map[string]string, hour []fleet.OutputBucket) (DeviceView, error) {
-	v := DeviceView{ID: d.ID, Online: d.Online, LastSeen: d.LastSeen, StateAt: d.StateAt, Tags: tags, Model: d.Model, Health: d.Health,
+	v := DeviceView{ID: d.ID, Online: d.Online, FirstSeen: d.FirstSeen, LastSeen: d.LastSeen, StateAt: d.StateAt, Tags: tags, Model: d.Model, Health: d.Health,
 		Results: ResultCounters{d.ResultsReceived, d.Duplicates, d.Dropped, d.Rejected, d.Acked, d.Malformed}}
 	if v.Tags == nil {
 		v.Tags = map[string]string{}

@@ -55,7 +55,7 @@ func newViewServer(t *testing.T) (*httptest.Server, time.Time) {
 	}
 	m := wire.ModelRef{Name: "vib", Version: "1.0.0"}
 	fl := devices{
-		{ID: "d1", Online: true, Model: m, ResultsReceived: 30, Acked: 30, LastSeen: now,
+		{ID: "d1", Online: true, Model: m, ResultsReceived: 30, Acked: 30, FirstSeen: now.Add(-time.Hour), LastSeen: now,
 			Health: &wire.Health{V: 1, Device: "d1", AgentVersion: "0.9.0", Update: &wire.UpdateStatus{Phase: wire.PhaseIdle}}},
 		{ID: "d2", Model: wire.ModelRef{Name: "cls", Version: "2.0.0"}},
 	}
@@ -103,7 +103,7 @@ func TestViews(t *testing.T) {
 	if got := call(t, srv, "GET", "/v1/devices/d1", token, nil, &d); got != 200 {
 		t.Fatalf("GET /v1/devices/d1 = %d", got)
 	}
-	if d.Tags["site"] != "a" || !d.Online || d.AgentVersion != "0.9.0" || d.Update == nil || d.Results.Stored != 30 || d.Latest == nil || d.Latest.Seq != 30 {
+	if d.Tags["site"] != "a" || !d.Online || d.FirstSeen.IsZero() || d.AgentVersion != "0.9.0" || d.Update == nil || d.Results.Stored != 30 || d.Latest == nil || d.Latest.Seq != 30 {
 		t.Errorf("device d1 = %+v", d)
 	}
 	// 30 results in the last 30 minutes: the hour has all of them, 10 events.

@@ -38,6 +38,10 @@ func Run(t *testing.T, newStore Factory) {
 	runViews(t, newStore)
 }
 
+// RunViews runs only the ViewStore part of the contract (Run includes it), for an
+// implementation working on that part alone.
+func RunViews(t *testing.T, newStore Factory) { runViews(t, newStore) }
+
 func openOne(t *testing.T, newStore Factory) fleet.Store {
 	t.Helper()
 	open := newStore(t)
