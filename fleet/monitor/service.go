@@ -69,6 +69,15 @@ type Service struct {
 	in    chan inbound
 	stats struct{ stored, refused, drift, alerts, dropped atomic.Uint64 }
 	ready atomic.Bool
+
+	lastDropLog, lastBadLog atomic.Int64 // unix ns of the last such log line
+}
+
+// quiet reports whether a minute has passed since *last, and if so sets it to now.
+func (s *Service) quiet(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(time.Minute) && last.CompareAndSwap(prev, now)
 }
 
 type inbound struct {
@@ -122,8 +131,10 @@ func (s *Service) Run(ctx context.Context) error {
 		default:
 			// The callback must not block paho's reader; a dropped drift summary costs at
 			// most a late alert, a dropped label is logged.
-			s.stats.dropped.Add(1)
-			s.log.Warn("monitor queue full, message dropped", "topic", m.Topic())
+			// Logged at most once a minute: a flood would otherwise flood the log too.
+			if n := s.stats.dropped.Add(1); s.quiet(&s.lastDropLog) {
+				s.log.Warn("monitor queue full, messages dropped", "topic", m.Topic(), "dropped_total", n)
+			}
 		}
 	}
 	o := paho.NewClientOptions().AddBroker(s.opts.BrokerURL).SetClientID(s.opts.ClientID).
@@ -163,7 +174,9 @@ func (s *Service) handle(ctx context.Context, client paho.Client, a *Alerter, m 
 		b, err := wire.DecodeFeedback(m.payload)
 		if err != nil {
 			s.stats.refused.Add(1)
-			s.log.Warn("feedback refused", "err", err)
+			if s.quiet(&s.lastBadLog) {
+				s.log.Warn("feedback refused", "err", err)
+			}
 			return
 		}
 		n, err := StoreFeedback(ctx, s.opts.Store, b.Labels, "mqtt", s.opts.Now())
