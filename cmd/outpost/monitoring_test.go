@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-ml/outpost/agent/assemble"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
 	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/broker"
 	"github.com/outpost-ml/outpost/fleet/httpapi"
 	"github.com/outpost-ml/outpost/fleet/monitor"
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -29,12 +30,16 @@ import (
 // TestMonitoringEndToEnd: a real agent (the sample package, a replayed simulated machine
 // with a 2-unit mean shift injected) and `outpost serve` in-process (embedded broker, bbolt
 // store, HTTP API, monitor service). Drift summaries arrive and are stored, a drift alert is
-// published on outpost/v1/alerts, labels arrive over MQTT (controller credential) and over
+// published on outpost/v1/alerts, labels arrive over MQTT (the labeller user) and over
 // HTTP (outpost feedback), a device cannot label, and accuracy matches the labels given.
 func TestMonitoringEndToEnd(t *testing.T) {
 	dir := t.TempDir()
+	labPass := filepath.Join(dir, "labeller.secret")
+	if err := os.WriteFile(labPass, []byte("labeller-secret-123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, "ctl"),
-		updateConfig: updateConfig{HTTPAddr: "127.0.0.1:0"}})
+		updateConfig: updateConfig{HTTPAddr: "127.0.0.1:0"}, LabellerPasswordFile: labPass})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,9 +168,8 @@ func TestMonitoringEndToEnd(t *testing.T) {
 	hostile := mqttClient(t, srv.BrokerURL, "pump-9", "", "")
 	bad, _ := wire.Encode(&wire.FeedbackBatch{Labels: []wire.FeedbackLabel{{Device: "pump-1", Seq: spare.Result.Seq, Label: "hostile"}}})
 	hostile.Publish(wire.TopicFeedback, 1, false, bad).WaitTimeout(2 * time.Second)
-	// The first ten over MQTT with the controller's credential (a labelling system)...
-	user, pass := srv.Broker.ControllerCredentials()
-	labeller := mqttClient(t, srv.BrokerURL, "labeller-test", user, pass)
+	// The first ten over MQTT as the labeller (--labeller-password-file)...
+	labeller := mqttClient(t, srv.BrokerURL, "labeller-test", broker.DefaultLabellerUser, "labeller-secret-123")
 	var batch wire.FeedbackBatch
 	for i, r := range rs[:10] {
 		batch.Labels = append(batch.Labels, wire.FeedbackLabel{Device: "pump-1", Seq: r.Result.Seq, Label: truth(i), Source: "line-check"})

@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet/credentials"
 	"github.com/outpost-ml/outpost/fleet/monitor"
 	"github.com/outpost-ml/outpost/fleet/tufrepo"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 func init() { register(newServeCmd) }
@@ -44,6 +45,9 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 			if cmd.Flags().Changed("listen") && cfg.BrokerURL != "" {
 				return errors.New("--listen and --broker exclude each other: --broker means no embedded broker")
 			}
+			if cfg.LabellerPasswordFile != "" && cfg.BrokerURL != "" {
+				return errors.New("--labeller-password-file is for the embedded broker: with --broker, give the labelling system write access to " + wire.TopicFeedback + " in the broker's ACL")
+			}
 			if err := applyCredentialFlags(); err != nil {
 				return err
 			}
@@ -65,6 +69,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the controller's state ("+boltstore.FileName+"); created if missing")
 	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&cfg.LabellerPasswordFile, "labeller-password-file", "", "`file` with the password of the embedded broker's user "+broker.DefaultLabellerUser+", who may publish labels on "+wire.TopicFeedback+" and nothing else")
 	addUpdateFlags(cmd, &cfg)
 	addRetentionFlags(cmd, &cfg.retentionConfig)
 	applyCredentialFlags = addCredentialFlags(cmd, &cfg)
@@ -83,6 +88,10 @@ type serveConfig struct {
 	retentionConfig  // serve_retention.go
 
 	TargetsKeyFiles []string // serve_trust.go
+
+	// LabellerPasswordFile holds the password of the embedded broker's labeller user, who may
+	// publish late labels on outpost/v1/feedback (serve_monitor.go); empty: no labeller.
+	LabellerPasswordFile string
 }
 
 // fleetServer is a controller plus, unless an external broker is used, the embedded broker it
@@ -156,6 +165,9 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 			bopts.Devices = s.Creds
 		}
 		if bopts.TLS, err = cfg.tlsConfig(); err != nil {
+			return nil, err
+		}
+		if bopts.LabellerPassword, err = labellerPassword(cfg.LabellerPasswordFile); err != nil {
 			return nil, err
 		}
 		b, err := broker.New(bopts)

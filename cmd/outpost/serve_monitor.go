@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"log/slog"
 
 	"github.com/outpost-ml/outpost/fleet"
@@ -43,3 +45,19 @@ func runMonitor(ctx context.Context, m *monitor.Service) error {
 
 // driftSource gives the rollout engine's drift gate the stored drift summaries, or nil.
 func driftSource(store fleet.Store) rollout.DriftSource { return store }
+
+// labellerPassword reads --labeller-password-file ("" when not given).
+func labellerPassword(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	b, err := readLimited(file, "labeller password", 4096)
+	if err != nil {
+		return "", err
+	}
+	pw := strings.TrimSpace(string(b))
+	if len(pw) < 12 {
+		return "", fmt.Errorf("labeller password file %s: shorter than 12 characters", file)
+	}
+	return pw, nil
+}
