@@ -129,3 +129,21 @@ func TestParseDays(t *testing.T) {
 		t.Errorf("String of 0 = %q", s)
 	}
 }
+
+func FuzzParseDays(f *testing.F) {
+	for _, s := range []string{"30d", "0", "12h", "-1d", "65536d", "1h30m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseDays(s)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error not one line: %q", err)
+			}
+			return
+		}
+		if d < 0 {
+			t.Fatalf("parseDays(%q) = %v, negative", s, d)
+		}
+	})
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/httpapi"
 	"github.com/outpost-ml/outpost/fleet/rollout"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // `outpost devices`, `outpost device ID` and `outpost results DEVICE`: the controller's views
@@ -127,11 +128,7 @@ func printDevice(w io.Writer, d httpapi.DeviceView, bs []fleet.OutputBucket, now
 	add("tags", formatTags(d.Tags))
 	add("model", modelName(d.Model.Name, d.Model.Version))
 	add("agent", dash(d.AgentVersion))
-	if u := d.Update; u != nil {
-		add("update", fmt.Sprintf("%+v", *u))
-	} else {
-		add("update", "-")
-	}
+	add("update", formatUpdate(d.Update))
 	if h := d.Health; h != nil {
 		add("health at", h.Time.Local().Format(time.DateTime))
 		add("inferences/s", strconv.FormatFloat(h.InferencesPerS, 'f', 1, 64))
@@ -306,6 +303,28 @@ func topLabels(m map[string]uint64, n int) string {
 	}
 	if len(ls) > n {
 		parts = append(parts, "…")
+	}
+	return strings.Join(parts, " ")
+}
+
+// formatUpdate is a device's model-update state in one line: phase, candidate, progress,
+// rollout and reason when there are any.
+func formatUpdate(u *wire.UpdateStatus) string {
+	if u == nil {
+		return "-"
+	}
+	parts := []string{cmp.Or(u.Phase, "-")}
+	if u.Target.Name != "" {
+		parts = append(parts, modelName(u.Target.Name, u.Target.Version))
+	}
+	if u.Phase == wire.PhaseDownloading {
+		parts = append(parts, fmt.Sprintf("%.0f%%", u.Progress*100))
+	}
+	if u.Rollout != "" {
+		parts = append(parts, "rollout "+u.Rollout)
+	}
+	if u.Reason != "" {
+		parts = append(parts, "("+u.Reason+")")
 	}
 	return strings.Join(parts, " ")
 }

@@ -161,3 +161,19 @@ func TestDevicesTable(t *testing.T) {
 		t.Errorf("devices table:\n%s\nwant (%s):\n%s", b.String(), golden, want)
 	}
 }
+
+func TestFormatUpdate(t *testing.T) {
+	for _, tc := range []struct {
+		u    *wire.UpdateStatus
+		want string
+	}{
+		{nil, "-"},
+		{&wire.UpdateStatus{Phase: wire.PhaseIdle}, "idle"},
+		{&wire.UpdateStatus{Phase: wire.PhaseDownloading, Target: wire.ModelRef{Name: "vib", Version: "1.1.0"}, Progress: 0.42, Rollout: "r3"}, "downloading vib@1.1.0 42% rollout r3"},
+		{&wire.UpdateStatus{Phase: "rolled_back", Target: wire.ModelRef{Name: "vib", Version: "1.1.0"}, Reason: "p99 latency 3x"}, "rolled_back vib@1.1.0 (p99 latency 3x)"},
+	} {
+		if got := formatUpdate(tc.u); got != tc.want {
+			t.Errorf("formatUpdate(%+v) = %q, want %q", tc.u, got, tc.want)
+		}
+	}
+}
