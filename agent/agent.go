@@ -66,6 +66,12 @@ type Options struct {
 	Unsigned bool
 	// Drift, when set, monitors inputs and outputs for drift (agent/drift, driftpub.go).
 	Drift DriftMonitor
+	// DriftQueue, when set and the Uplink delivers drift acks (DriftAckSource), keeps drift
+	// summaries durably until the controller acks them (agent/driftq); otherwise they are
+	// published at most once. DriftResend is how often unacked summaries are sent again
+	// (default DefaultDriftResend).
+	DriftQueue  DriftQueue
+	DriftResend time.Duration
 }
 
 // Defaults for zero Options fields.
@@ -82,6 +88,7 @@ const (
 	DefaultPublishTimeout   = 10 * time.Second
 	DefaultDrainTimeout     = 2 * time.Second
 	DefaultSensorBackoffMax = 5 * time.Second
+	DefaultDriftResend      = 10 * time.Second
 )
 
 // latencyRing is how many recent inference latencies the percentiles are taken over.
@@ -164,6 +171,7 @@ func New(opts Options) (*Agent, error) {
 	}
 	setDefault(&opts.AckTimeout, DefaultAckTimeout)
 	setDefault(&opts.PublishTimeout, DefaultPublishTimeout)
+	setDefault(&opts.DriftResend, DefaultDriftResend)
 	setDefault(&opts.DrainTimeout, DefaultDrainTimeout)
 	setDefault(&opts.SensorBackoffMax, DefaultSensorBackoffMax)
 	log := opts.Logger

@@ -75,6 +75,9 @@ type RolloutSpec struct {
 	Probation        time.Duration `json:"probation"`
 	Shadow           time.Duration `json:"shadow"`
 	Gates            Gates         `json:"gates"`
+	// Drift overrides the drift monitor's thresholds and window on the rollout's devices
+	// (wire.Desired.Drift); nil keeps the manifest's.
+	Drift *wire.DriftOverrides `json:"drift,omitempty"`
 }
 
 // Gates are limits on model behaviour. Zero disables a gate, except MaxFailure: a wave halts

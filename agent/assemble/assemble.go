@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
 	"github.com/outpost-ml/outpost/agent/drift"
+	"github.com/outpost-ml/outpost/agent/driftq"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
 	"github.com/outpost-ml/outpost/agent/sensor"
 	// Every sensor kind the agent binary offers registers itself on import.
@@ -89,6 +90,9 @@ type UpdateConfig struct {
 	// OnPhase is update.Options.OnPhase.
 	OnPhase func(phase string)
 }
+
+// DriftQueueDir is the directory of unacked drift summaries inside Config.DataDir.
+const DriftQueueDir = "drift-queue"
 
 // BufferFile is the name of the buffer inside Config.DataDir.
 const BufferFile = "buffer.db"
@@ -197,13 +201,19 @@ func New(cfg Config) (_ *Device, err error) {
 		d.desired = ds
 	}
 	var mon agent.DriftMonitor // a nil *followDrift must not become a non-nil interface
+	var dq agent.DriftQueue    // likewise a nil *driftq.Queue
 	if cfg.DriftWindow >= 0 {
 		w := cfg.DriftWindow
 		if w == 0 {
 			w = drift.DefaultWindow
 		}
-		d.drift = newFollowDrift(d.Update.Swap(), w, log.With("component", "drift"))
+		d.drift = newFollowDrift(d.Update.Swap(), w, d.Update.DriftOverrides, log.With("component", "drift"))
 		mon = d.drift
+		q, err := driftq.Open(filepath.Join(cfg.DataDir, DriftQueueDir), 0)
+		if err != nil {
+			return nil, err
+		}
+		dq = q
 	}
 	d.Agent, err = agent.New(agent.Options{
 		DeviceID:       cfg.DeviceID,
@@ -224,6 +234,7 @@ func New(cfg Config) (_ *Device, err error) {
 		CompressMin:    cfg.Upload.CompressMin,
 		DataDir:        cfg.DataDir,
 		Drift:          mon,
+		DriftQueue:     dq,
 	})
 	if err != nil {
 		return nil, err

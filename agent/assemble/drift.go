@@ -25,6 +25,10 @@ type followDrift struct {
 	swap   *agent.Swap
 	window int64
 	log    *slog.Logger
+	// overrides returns the controller's drift settings (Desired.Drift, nil for none); the
+	// monitor is rebuilt when they change.
+	overrides func() *wire.DriftOverrides
+	applied   *wire.DriftOverrides
 
 	ref wire.ModelRef  // the model mon was built for (or found without a baseline)
 	mon *drift.Monitor // nil when ref has no baseline or its baseline is unusable
@@ -33,8 +37,11 @@ type followDrift struct {
 
 // newFollowDrift returns the drift monitor for swap's active model, watching windows of
 // window inferences. It logs nothing until Run (logState): New may still fail.
-func newFollowDrift(swap *agent.Swap, window int64, log *slog.Logger) *followDrift {
-	f := &followDrift{swap: swap, window: window, log: log}
+func newFollowDrift(swap *agent.Swap, window int64, overrides func() *wire.DriftOverrides, log *slog.Logger) *followDrift {
+	f := &followDrift{swap: swap, window: window, log: log, overrides: overrides}
+	if overrides != nil {
+		f.applied = overrides()
+	}
 	f.follow(swap.Active())
 	return f
 }
@@ -49,7 +56,18 @@ func (f *followDrift) follow(p agent.Predictor) {
 		f.why = errors.New("the model has no baseline")
 		return
 	}
-	f.mon, f.why = drift.New(m.Manifest(), f.ref, drift.Config{Window: f.window})
+	cfg := drift.Config{Window: f.window}
+	if o := f.applied; o != nil {
+		if err := o.Validate(); err != nil {
+			f.log.Warn("controller drift overrides ignored", "err", err)
+		} else {
+			cfg.Thresholds = bundle.DriftThresholds{PSI: o.PSI, KS: o.KS, JS: o.JS, CUSUMK: o.CUSUMK, CUSUMH: o.CUSUMH, MinSamples: o.MinSamples}
+			if o.Window > 0 {
+				cfg.Window = o.Window
+			}
+		}
+	}
+	f.mon, f.why = drift.New(m.Manifest(), f.ref, cfg)
 }
 
 // logState logs what is monitored: the model, window and thresholds, or why nothing is.
@@ -58,13 +76,22 @@ func (f *followDrift) logState() {
 		f.log.Info("drift not monitored", "model", f.ref.String(), "reason", f.why)
 		return
 	}
-	f.log.Info("drift monitor", "model", f.ref.String(), "window", f.window, "thresholds", f.mon.Thresholds())
+	f.log.Info("drift monitor", "model", f.ref.String(), "window", f.mon.Window(), "thresholds", f.mon.Thresholds(), "controller_overrides", f.applied != nil)
 }
 
 // Model implements agent.DriftMonitor: the active model, after following it if it changed.
 // The agent skips a window run by any other model (the one just swapped out).
 func (f *followDrift) Model() wire.ModelRef {
-	if p := f.swap.Active(); p.Model() != f.ref {
+	p := f.swap.Active()
+	changed := p.Model() != f.ref
+	if f.overrides != nil {
+		// A pointer compare per inference; values only when a new Desired state arrived.
+		if o := f.overrides(); o != f.applied {
+			changed = changed || !sameOverrides(o, f.applied)
+			f.applied = o
+		}
+	}
+	if changed {
 		f.follow(p)
 		f.logState()
 	}
@@ -77,4 +104,11 @@ func (f *followDrift) Observe(t time.Time, input, output []float32) *drift.Repor
 		return nil
 	}
 	return f.mon.Observe(t, input, output)
+}
+
+func sameOverrides(a, b *wire.DriftOverrides) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -115,4 +116,65 @@ func TestDriftMonitorFollowsModel(t *testing.T) {
 	if r, _ := ctl.get("dev-drift"); len(r) == 0 {
 		t.Error("no results reached the controller")
 	}
+}
+
+// The controller's Desired state overrides the drift window and thresholds: a Desired that
+// keeps the model but sets drift settings rebuilds the monitor with them.
+func TestDriftOverridesFromDesired(t *testing.T) {
+	broker := startBroker(t)
+	newController(t, broker)
+	var mu sync.Mutex
+	var summaries []wire.DriftSummary
+	c := watcher(t, broker)
+	collect(t, c, wire.LeafDrift, &mu, &summaries)
+
+	dir := t.TempDir()
+	csv := filepath.Join(dir, "vibration.csv")
+	vibrationCSV(t, csv, 3000)
+	replay := "replay?" + url.Values{"file": {csv}, "speed": {"50"}, "loop": {"true"}, "rate": {"50"}}.Encode()
+	cfg, _, desired := updatableConfig(t, broker, "dev-thr", dir, replay)
+	cfg.DriftWindow = 100
+	runDevice(t, cfg)
+
+	// seen reports whether a window of n inferences arrived, and whether one of those had a
+	// feature drifted on psi.
+	seen := func(n int64) (window, psi bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range summaries {
+			if s.Device != "dev-thr" || s.Inferences != n {
+				continue
+			}
+			window = true
+			for _, f := range s.Features {
+				if slices.Contains(f.Drifted, wire.ScorePSI) {
+					psi = true
+				}
+			}
+		}
+		return window, psi
+	}
+	eventually(t, "a window of 100 inferences", func() bool { w, _ := seen(100); return w })
+	// A PSI limit far below any sampled window's PSI flags every scored window.
+	desired <- wire.Desired{V: 1, Generation: 1, Drift: &wire.DriftOverrides{Window: 60, PSI: 1e-9, MinSamples: 1000}}
+	eventually(t, "a window of 60 inferences drifted on psi", func() bool { _, psi := seen(60); return psi })
+	// Limits at their maxima flag nothing.
+	desired <- wire.Desired{V: 1, Generation: 2, Drift: &wire.DriftOverrides{Window: 70, PSI: 100, KS: 1, JS: 1, CUSUMH: 1000}}
+	eventually(t, "two windows of 70 inferences", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, s := range summaries {
+			if s.Inferences != 70 {
+				continue
+			}
+			n++
+			for _, f := range s.Features {
+				if len(f.Drifted) > 0 {
+					t.Fatalf("window %d drifted on %v with every limit at its maximum", s.Window, f.Drifted)
+				}
+			}
+		}
+		return n >= 2
+	})
 }

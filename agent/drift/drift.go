@@ -144,6 +144,9 @@ func New(m *bundle.Manifest, model wire.ModelRef, cfg Config) (*Monitor, error) 
 	return mon, nil
 }
 
+// Window returns the inferences per window in effect (0: windows are by time only).
+func (m *Monitor) Window() int64 { return m.cfg.Window }
+
 // Thresholds returns the thresholds in effect.
 func (m *Monitor) Thresholds() bundle.DriftThresholds { return m.th }
 

@@ -103,6 +103,8 @@ type Link struct {
 	closeOnce    sync.Once
 
 	upd updates // model-update traffic, see update.go
+	// driftAcks delivers the controller's drift-summary acks (driftack.go).
+	driftAcks chan wire.DriftAck
 
 	// errMu guards err, the link's current standing problem (nil when none).
 	errMu sync.Mutex
@@ -164,6 +166,7 @@ func New(opts Options) (*Link, error) {
 		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	l.upd = newUpdates()
+	l.driftAcks = make(chan wire.DriftAck, driftAckQueue)
 	// The will carries no time: the broker may deliver it long after it was registered, and
 	// the controller stamps the time it saw it.
 	will, err := wire.Encode(&wire.State{Device: opts.DeviceID, State: wire.StateOffline})
@@ -215,6 +218,7 @@ func (l *Link) onConnect(c mqtt.Client) {
 		l.log.Warn("mqtt subscribe; acks will not arrive and results will be resent", "topic", ackTopic, "err", err)
 	}
 	l.subscribeUpdates(c)
+	l.subscribeDriftAcks(c)
 	if err := l.publishState(c, wire.StateOnline); err != nil {
 		l.log.Warn("mqtt publish online state", "err", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -76,7 +77,15 @@ type Manager struct {
 	mu       sync.Mutex
 	rec      record
 	progress float64 // downloading: fraction held
+
+	// drift mirrors rec.Desired.Drift for the infer loop, which reads it every inference
+	// and must not take mu.
+	drift atomic.Pointer[wire.DriftOverrides]
 }
+
+// DriftOverrides are the drift settings of the latest Desired state acted on (nil: none);
+// the agent's drift monitor applies them.
+func (m *Manager) DriftOverrides() *wire.DriftOverrides { return m.drift.Load() }
 
 // Open reads the persisted state, applies resume to a phase a restart interrupted, loads
 // the model that must run now (falling back to the previous one and then to factory if it
@@ -114,6 +123,7 @@ func Open(opts Options, factory agent.Predictor) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{opts: opts, store: st, factory: factory, log: log, events: make(chan wire.Event, eventQueue), rec: rec}
+	m.drift.Store(rec.Desired.Drift)
 	if m.rec.Active.File == "" {
 		m.rec.Active = Entry{Ref: factory.Model()} // the command line may name another model now
 	}
@@ -371,6 +381,7 @@ func (m *Manager) enter(p, reason string, mut func(*record)) (flip *Entry, err e
 		return nil, err
 	}
 	m.rec = r
+	m.drift.Store(r.Desired.Drift)
 	m.progress = 0
 	m.mu.Unlock()
 	if m.opts.OnPhase != nil {

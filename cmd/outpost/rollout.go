@@ -14,6 +14,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/registry"
 	"github.com/outpost-ml/outpost/fleet/rollout"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // `outpost rollout create|list|status|pause|resume|abort`: rollouts over the controller's
@@ -37,11 +38,16 @@ type rolloutFlags struct {
 	maxErrorRate                                    string
 	probation, shadow                               time.Duration
 	maxLatency, maxPSI                              float64
+	drift                                           wire.DriftOverrides // --drift-*: the devices' drift monitor settings
 }
 
 func (f *rolloutFlags) spec(model string) (fleet.RolloutSpec, error) {
 	s := fleet.RolloutSpec{Model: model, Select: f.selects, Probation: f.probation, Shadow: f.shadow,
 		Gates: fleet.Gates{MaxP99LatencyRatio: f.maxLatency, MaxDriftPSI: f.maxPSI}}
+	if f.drift != (wire.DriftOverrides{}) {
+		d := f.drift
+		s.Drift = &d
+	}
 	var err error
 	pct := func(flag, v string, into *float64) {
 		if err == nil && v != "" {
@@ -118,6 +124,11 @@ func newRolloutCreateCmd() *cobra.Command {
 	f.StringVar(&rf.minAgreement, "min-shadow-agreement", "", "fail a device whose shadow windows agree with the active model less than this (needs --shadow)")
 	f.Float64Var(&rf.maxPSI, "max-drift-psi", 0, "fail a device whose drift PSI against the model's baseline exceeds this in probation (0: off)")
 	f.StringVar(&rf.maxErrorRate, "max-error-rate", "", "fail a device whose share of failed windows in probation exceeds this")
+	f.Float64Var(&rf.drift.PSI, "drift-psi", 0, "drift monitor PSI threshold on the rollout's devices (0: the manifest's)")
+	f.Float64Var(&rf.drift.KS, "drift-ks", 0, "drift monitor KS threshold (0: the manifest's)")
+	f.Float64Var(&rf.drift.JS, "drift-js", 0, "drift monitor Jensen-Shannon threshold (0: the manifest's)")
+	f.Float64Var(&rf.drift.CUSUMH, "drift-cusum-h", 0, "drift monitor CUSUM decision threshold (0: the manifest's)")
+	f.Int64Var(&rf.drift.Window, "drift-window", 0, "drift monitor window in inferences (0: the agent's --drift-window)")
 	f.BoolVar(&asJSON, "json", false, "print the new rollout as JSON")
 	return c
 }

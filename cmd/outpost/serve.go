@@ -18,7 +18,9 @@ import (
 	"github.com/outpost-ml/outpost/fleet/broker"
 	"github.com/outpost-ml/outpost/fleet/credentials"
 	"github.com/outpost-ml/outpost/fleet/homeassistant"
+	"github.com/outpost-ml/outpost/fleet/monitor"
 	"github.com/outpost-ml/outpost/fleet/tufrepo"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 func init() { register(newServeCmd) }
@@ -44,6 +46,9 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 			if cmd.Flags().Changed("listen") && cfg.BrokerURL != "" {
 				return errors.New("--listen and --broker exclude each other: --broker means no embedded broker")
 			}
+			if cfg.LabellerPasswordFile != "" && cfg.BrokerURL != "" {
+				return errors.New("--labeller-password-file is for the embedded broker: with --broker, give the labelling system write access to " + wire.TopicFeedback + " in the broker's ACL")
+			}
 			if err := applyCredentialFlags(); err != nil {
 				return err
 			}
@@ -67,6 +72,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringVar(&cfg.Replica, "replica", "", "this replica's name in MQTT client ids when several share --store and --broker (default: hostname and a random suffix)")
 	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&cfg.LabellerPasswordFile, "labeller-password-file", "", "`file` with the password of the embedded broker's user "+broker.DefaultLabellerUser+", who may publish labels on "+wire.TopicFeedback+" and nothing else")
 	addUpdateFlags(cmd, &cfg)
 	addWebFlags(cmd, &cfg)
 	addRetentionFlags(cmd, &cfg.retentionConfig)
@@ -89,6 +95,10 @@ type serveConfig struct {
 	retentionConfig  // serve_retention.go
 
 	TargetsKeyFiles []string // serve_trust.go
+
+	// LabellerPasswordFile holds the password of the embedded broker's labeller user, who may
+	// publish late labels on outpost/v1/feedback (serve_monitor.go); empty: no labeller.
+	LabellerPasswordFile string
 }
 
 // fleetServer is a controller plus, unless an external broker is used, the embedded broker it
@@ -107,6 +117,11 @@ type fleetServer struct {
 	Blobs *blobserve.Server
 	// homeAssistant announces devices to Home Assistant; nil without --homeassistant.
 	homeAssistant *homeassistant.Options
+	// Monitor takes MQTT labels, stores and acks drift summaries and publishes drift alerts
+	// (serve_monitor.go).
+	Monitor *monitor.Service
+	// Store is the controller's store (owned by Controller, which closes it).
+	Store fleet.Store
 
 	Retention *fleet.Retention // prunes the views (serve_retention.go)
 }
@@ -140,7 +155,7 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		}
 	}()
 
-	s := &fleetServer{BrokerURL: cfg.BrokerURL, log: log}
+	s := &fleetServer{BrokerURL: cfg.BrokerURL, log: log, Store: store}
 	if s.Creds, err = openCredentials(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -172,6 +187,9 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 			bopts.Devices = s.Creds
 		}
 		if bopts.TLS, err = cfg.tlsConfig(); err != nil {
+			return nil, err
+		}
+		if bopts.LabellerPassword, err = labellerPassword(cfg.LabellerPasswordFile); err != nil {
 			return nil, err
 		}
 		b, err := broker.New(bopts)
@@ -206,6 +224,9 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		return nil, err
 	}
 	s.homeAssistant = homeAssistantOptions(cfg, copts, s.Controller)
+	if s.Monitor, err = newMonitor(store, copts, log); err != nil {
+		return nil, err
+	}
 	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", where, "broker", redact(s.BrokerURL), "embedded", s.Broker != nil, "shared", copts.ShareGroup != "")
 	return s, nil
 }
@@ -222,12 +243,17 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		g.Go(func() error { return s.Broker.Run(bctx) })
 	}
 	// The controller closes the store when it returns, so it stops only after the rollout
-	// engine and the API, which use the store, have.
+	// engine, the API and the monitor service, which use the store, have.
 	cctx, stopController := context.WithCancel(context.WithoutCancel(gctx))
 	defer stopController()
 	g.Go(func() error {
 		defer stopController()
-		return s.runUpdates(gctx)
+		ug, uctx := errgroup.WithContext(gctx)
+		ug.Go(func() error { return s.runUpdates(uctx) })
+		if s.Monitor != nil {
+			ug.Go(func() error { return runMonitor(uctx, s.Monitor) })
+		}
+		return ug.Wait()
 	})
 	g.Go(func() error {
 		defer stopBroker()

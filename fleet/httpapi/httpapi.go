@@ -75,6 +75,8 @@ type Options struct {
 	Credentials Credentials
 	// Views, when set, serves the device, results, health and outputs views (views.go).
 	Views Views
+	// Monitoring, when set, serves feedback, accuracy and drift (monitoring.go).
+	Monitoring Monitoring
 }
 
 // New returns the API's handler.
@@ -129,7 +131,8 @@ func (a *api) routes() []route {
 		{"GET /v1/devices/{id}/outputs", a.deviceOutputs, views},
 		{"GET /v1/outputs", a.fleetOutputs, views},
 	}
-	return append(rs, a.credentialRoutes()...)
+	rs = append(rs, a.credentialRoutes()...)
+	return append(rs, a.monitoringRoutes()...)
 }
 
 // Routes lists every route pattern ("METHOD /path/{param}") the API can serve, for the test

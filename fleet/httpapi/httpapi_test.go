@@ -248,3 +248,26 @@ func FuzzDecodeTags(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeFeedback(f *testing.F) {
+	f.Add([]byte(`{"device":"pump-1","seq":7,"label":"anomaly"}`))
+	f.Add([]byte(`[{"device":"pump-1","seq":7,"label":"anomaly"},{"device":"pump-2","epoch":4,"seq":1,"label":"normal"}]`))
+	f.Add([]byte(`{"v":1,"labels":[{"device":"pump-1","seq":7,"label":"a","source":"s"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		labels, err := httpapi.DecodeFeedback(data)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		if len(labels) == 0 || len(labels) > wire.MaxFeedbackLabels {
+			t.Fatalf("accepted %d labels", len(labels))
+		}
+		for _, l := range labels {
+			if err := l.Validate(); err != nil {
+				t.Fatalf("accepted invalid label %+v: %v", l, err)
+			}
+		}
+	})
+}

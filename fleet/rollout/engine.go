@@ -71,6 +71,17 @@ type Options struct {
 	ResendAfter time.Duration
 	Now         func() time.Time // default time.Now
 	Logger      *slog.Logger     // nil discards
+	// Drift, when set, lets the MaxDriftPSI gate also read the controller's stored drift
+	// summaries (fleet.ViewStore satisfies it): a device in probation or committed fails the
+	// gate when any scored feature of any of its windows of the candidate model since the
+	// rollout started has a PSI above the limit, as well as when its own probation PSI is.
+	// Nil: the device's probation figure alone (docs/monitoring.md).
+	Drift DriftSource
+}
+
+// DriftSource reads stored drift summaries.
+type DriftSource interface {
+	Drift(ctx context.Context, q fleet.DriftQuery) ([]fleet.DriftRecord, error)
 }
 
 // Engine runs rollouts. Its methods are safe for concurrent use.
@@ -86,6 +97,9 @@ type Engine struct {
 	desired  map[string]wire.Desired // by device: the last desired state decided
 	unsent   map[string]bool         // devices whose desired state the broker may not have yet
 	resent   map[string]time.Time    // when a silent device's desired state was last resent
+	// ctlPSI is, for the rollout being stepped, each device's highest PSI in the stored
+	// drift summaries of the candidate model (see Options.Drift).
+	ctlPSI map[string]float64
 }
 
 // DefaultResendAfter is Options.ResendAfter's default.
@@ -377,6 +391,7 @@ func (e *Engine) startWaveLocked(r *fleet.Rollout, live []fleet.DeviceStatus) []
 			MaxLatencyRatio:    g.MaxP99LatencyRatio,
 			MinShadowAgreement: g.MinShadowAgreement,
 			MaxDriftPSI:        g.MaxDriftPSI,
+			Drift:              r.Spec.Drift,
 			Time:               now,
 		}
 		d.Generation, d.Previous, d.Updated = des.Generation, running[d.ID], now
@@ -422,6 +437,11 @@ func (e *Engine) Step(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, r := range e.rollouts {
+		psi, err := e.controllerPSI(ctx, r)
+		if err != nil {
+			return fmt.Errorf("rollout %s: %w", r.ID, err)
+		}
+		e.ctlPSI = psi
 		next := clone(*r)
 		desired, changed := e.stepLocked(&next, byID, live)
 		if !changed {
@@ -463,7 +483,7 @@ func (e *Engine) stepLocked(r *fleet.Rollout, reports map[string]*wire.UpdateSta
 			if d.Outcome != fleet.OutcomePending {
 				continue
 			}
-			if why := deviceGate(r.Spec, d); why != "" {
+			if why := deviceGate(r.Spec, d, e.ctlPSI[d.ID]); why != "" {
 				d.Outcome, d.Reason, changed = fleet.OutcomeFailed, why, true
 				// The device did not catch it itself (it may run an older agent or the gate is
 				// the controller's own): order it back.
@@ -580,11 +600,46 @@ func ptrEqual[T comparable](a, b *T) bool {
 	return *a == *b
 }
 
+// controllerPSI reads the stored drift summaries of r's candidate model since r started, for
+// a running or paused rollout with a drift gate; nil otherwise.
+func (e *Engine) controllerPSI(ctx context.Context, r *fleet.Rollout) (map[string]float64, error) {
+	if e.opts.Drift == nil || r.Spec.Gates.MaxDriftPSI <= 0 || (r.State != fleet.RolloutRunning && r.State != fleet.RolloutPaused) {
+		return nil, nil
+	}
+	recs, err := e.opts.Drift.Drift(ctx, fleet.DriftQuery{Model: r.Model.String(), Since: r.Created, Limit: fleet.MaxResultLimit})
+	if err != nil {
+		return nil, fmt.Errorf("drift summaries: %w", err)
+	}
+	return WorstPSI(recs, r.Model), nil
+}
+
+// WorstPSI is, per device, the highest PSI of a scored feature in recs' windows of model.
+func WorstPSI(recs []fleet.DriftRecord, model wire.ModelRef) map[string]float64 {
+	out := map[string]float64{}
+	for i := range recs {
+		s := &recs[i].Summary
+		if s.Model.Name != model.Name || s.Model.Version != model.Version {
+			continue
+		}
+		for j := range s.Features {
+			if f := &s.Features[j]; f.Scored && f.PSI > out[s.Device] {
+				out[s.Device] = f.PSI
+			}
+		}
+	}
+	return out
+}
+
 // deviceGate checks a device's reported figures against the gates once they are final: shadow
-// figures when the device has left shadow, probation figures when it has committed. It returns
-// why the device fails, or "".
-func deviceGate(s fleet.RolloutSpec, d *fleet.RolloutDevice) string {
+// figures when the device has left shadow, probation figures when it has committed. ctlPSI is
+// the device's worst PSI in the controller's drift summaries of the candidate (0: none); it
+// counts from probation on, when the candidate is the model being watched. It returns why the
+// device fails, or "".
+func deviceGate(s fleet.RolloutSpec, d *fleet.RolloutDevice, ctlPSI float64) string {
 	g := s.Gates
+	if g.MaxDriftPSI > 0 && ctlPSI > g.MaxDriftPSI && (d.Phase == wire.PhaseProbation || d.Phase == wire.PhaseCommitted) {
+		return fmt.Sprintf("gate: drift PSI %.3f in the controller's drift summaries is above %.3f", ctlPSI, g.MaxDriftPSI)
+	}
 	switch d.Phase {
 	case wire.PhaseActivating, wire.PhaseProbation, wire.PhaseCommitted, wire.PhaseRolledBack, wire.PhaseFailed:
 		if sh := d.Shadow; sh != nil && sh.Windows > 0 {

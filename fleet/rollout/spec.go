@@ -89,6 +89,11 @@ func Normalize(s *fleet.RolloutSpec) error {
 	if s.Probation < 0 || s.Shadow < 0 || s.Probation > 30*24*time.Hour || s.Shadow > 30*24*time.Hour {
 		return fmt.Errorf("probation %s, shadow %s: want 0 to 30 days", s.Probation, s.Shadow)
 	}
+	if s.Drift != nil {
+		if err := s.Drift.Validate(); err != nil {
+			return err
+		}
+	}
 	if s.Gates.MinShadowAgreement > 0 && s.Shadow == 0 {
 		return fmt.Errorf("min shadow agreement needs a shadow period (--shadow)")
 	}

@@ -46,6 +46,20 @@ type DriftSummary struct {
 	// Inferences is the number of model runs the window saw.
 	Inferences int64          `json:"inferences"`
 	Features   []DriftFeature `json:"features"`
+	// ID, when non-zero, is the summary's number in the agent's durable drift queue: the
+	// controller acks it (DriftAck) once stored and the agent resends it until then. Added
+	// within version 1; agents without a queue send none and get no ack.
+	ID uint64 `json:"id,omitempty"`
+}
+
+// MaxDriftAckIDs bounds DriftAck.IDs.
+const MaxDriftAckIDs = 256
+
+// DriftAck tells a device that the controller stored the drift summaries with these IDs; the
+// device deletes them from its queue. Acks are idempotent.
+type DriftAck struct {
+	V   int      `json:"v"`
+	IDs []uint64 `json:"ids"`
 }
 
 // DriftFeature is one feature's statistics and scores for a window.

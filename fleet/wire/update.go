@@ -182,6 +182,41 @@ type Desired struct {
 	MaxDriftPSI        float64   `json:"max_drift_psi,omitempty"`        // worst input or output PSI
 	Rollback           bool      `json:"rollback,omitempty"`             // controller orders a return to the previous model
 	Time               time.Time `json:"ts,omitzero"`
+	// Drift overrides the model manifest's drift thresholds and the agent's window on this
+	// device (docs/monitoring.md) until a later Desired state says otherwise; nil keeps
+	// them. Added within version 1.
+	Drift *DriftOverrides `json:"drift,omitempty"`
+}
+
+// DriftOverrides are drift-monitor settings from the controller; a zero field keeps the
+// manifest's (or the agent's) value. Fields as in the manifest's "drift" object.
+type DriftOverrides struct {
+	PSI        float64 `json:"psi,omitempty"`
+	KS         float64 `json:"ks,omitempty"`
+	JS         float64 `json:"js,omitempty"`
+	CUSUMK     float64 `json:"cusum_k,omitempty"`
+	CUSUMH     float64 `json:"cusum_h,omitempty"`
+	MinSamples int64   `json:"min_samples,omitempty"`
+	Window     int64   `json:"window,omitempty"` // inferences per window
+}
+
+// Validate reports the first out-of-range override in one line.
+func (o *DriftOverrides) Validate() error {
+	for _, c := range []struct {
+		name   string
+		v, max float64
+	}{{"psi", o.PSI, 100}, {"ks", o.KS, 1}, {"js", o.JS, 1}, {"cusum_k", o.CUSUMK, 100}, {"cusum_h", o.CUSUMH, 1000}} {
+		if !(c.v >= 0 && c.v <= c.max) {
+			return fmt.Errorf("drift override %s %v is not in [0,%v]", c.name, c.v, c.max)
+		}
+	}
+	if o.MinSamples < 0 || o.MinSamples > 1<<40 {
+		return fmt.Errorf("drift override min_samples %d is out of range", o.MinSamples)
+	}
+	if o.Window < 0 || o.Window > 1<<30 {
+		return fmt.Errorf("drift override window %d is out of range", o.Window)
+	}
+	return nil
 }
 
 // DesiredModel names the target package by its TUF target name; the device looks up the

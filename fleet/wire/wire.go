@@ -37,6 +37,8 @@ const (
 	LeafAck     = "ack"     // QoS 1: Ack
 	LeafDesired = "desired" // retained, QoS 1: Desired model and update settings
 	LeafChunk   = "chunk"   // QoS 1: binary Block frames answering FetchRequests
+	// LeafDriftAck carries DriftAck (QoS 1): the drift summaries the controller stored.
+	LeafDriftAck = "drift-ack"
 )
 
 // DeviceTopic is the topic a device publishes leaf on.
@@ -279,6 +281,14 @@ func Encode(msg any) ([]byte, error) {
 	case *FetchRequest:
 		setV(&m.V)
 	case *Event:
+		setV(&m.V)
+	case *FeedbackBatch:
+		setV(&m.V)
+	case *DriftAlert:
+		setV(&m.V)
+	case *DriftSummary:
+		setV(&m.V)
+	case *DriftAck:
 		setV(&m.V)
 	}
 	return json.Marshal(msg)

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/httpapi"
+	"github.com/outpost-ml/outpost/fleet/monitor"
+	"github.com/outpost-ml/outpost/fleet/rollout"
+)
+
+// monitoringStore is the store's monitoring part for the API and the monitor service.
+func monitoringStore(store fleet.Store) httpapi.Monitoring { return store }
+
+// newMonitor builds the service that takes labels from outpost/v1/feedback, stores drift
+// summaries and publishes drift alerts on outpost/v1/alerts, logged in with the controller's
+// broker credential.
+func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*monitor.Service, error) {
+	u, err := fleet.ParseBrokerURL(copts.BrokerURL)
+	if err != nil {
+		return nil, err
+	}
+	user, pass := copts.Username, copts.Password
+	if user == "" && u.User != nil {
+		user = u.User.Username()
+		pass, _ = u.User.Password()
+	}
+	u.User = nil
+	return monitor.NewService(monitor.Options{Store: store, BrokerURL: u.String(), Username: user, Password: pass,
+		Logger: log.With("component", "monitor")})
+}
+
+// runMonitor runs the monitor service until ctx ends.
+func runMonitor(ctx context.Context, m *monitor.Service) error {
+	err := m.Run(ctx)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// driftSource gives the rollout engine's drift gate the stored drift summaries, or nil.
+func driftSource(store fleet.Store) rollout.DriftSource { return store }
+
+// labellerPassword reads --labeller-password-file ("" when not given).
+func labellerPassword(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	b, err := readLimited(file, "labeller password", 4096)
+	if err != nil {
+		return "", err
+	}
+	pw := strings.TrimSpace(string(b))
+	if len(pw) < 12 {
+		return "", fmt.Errorf("labeller password file %s: shorter than 12 characters", file)
+	}
+	return pw, nil
+}
