@@ -280,6 +280,8 @@ func Encode(msg any) ([]byte, error) {
 		setV(&m.V)
 	case *Event:
 		setV(&m.V)
+	case *CaptureBatch:
+		setV(&m.V)
 	}
 	return json.Marshal(msg)
 }
