@@ -73,6 +73,11 @@ type Options struct {
 	DeviceFlush time.Duration
 	// Logger receives the controller's log lines; nil discards them.
 	Logger *slog.Logger
+	// CaptureRetainCount and CaptureRetainAge bound the stored captures (capture.go): the
+	// oldest beyond the count, and any older than the age, are deleted. 0 takes the defaults
+	// DefaultCaptureRetainCount and DefaultCaptureRetainAge; negative means no limit.
+	CaptureRetainCount int
+	CaptureRetainAge   time.Duration
 }
 
 // Controller consumes device traffic from an MQTT broker into a Store and acknowledges results.
@@ -88,6 +93,8 @@ type Controller struct {
 	stats           Stats
 	connected       bool
 	lastOverflowLog time.Time
+
+	capture captureState // capture.go
 }
 
 // deviceState is the in-memory view of one device: the registry record plus counters.
@@ -313,6 +320,7 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 				wire.DeviceWildcard(wire.LeafHealth):   1,
 				wire.DeviceWildcard(wire.LeafResults):  1,
 				wire.DeviceWildcard(wire.LeafResultsZ): 1,
+				wire.DeviceWildcard(wire.LeafCapture):  1,
 			}
 			// OnConnect runs on its own goroutine in paho, so waiting here blocks no delivery.
 			// The handler never blocks, so the SUBACK is read promptly even while a resumed

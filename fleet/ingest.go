@@ -94,13 +94,14 @@ func (q *queue) took(m inbound) { q.bytes.Add(-int64(len(m.payload))) }
 
 // decoded is one inbound message decoded, outside the controller's lock.
 type decoded struct {
-	m      inbound
-	device string
-	state  *wire.State
-	health *wire.Health
-	batch  *Batch
-	size   int64 // JSON bytes decoded, for the group bound
-	err    error // the message is malformed
+	m       inbound
+	device  string
+	state   *wire.State
+	health  *wire.Health
+	batch   *Batch
+	capture *CaptureBatch // capture.go
+	size    int64         // JSON bytes decoded, for the group bound
+	err     error         // the message is malformed
 }
 
 // runIngest takes messages from the queue and decodes them into groups of up to MaxBatch
@@ -194,6 +195,8 @@ func decodeInbound(m inbound) decoded {
 		if d.batch != nil {
 			d.batch.Received = m.at
 		}
+	case wire.LeafCapture:
+		d.capture, d.size, d.err = decodeCapture(device, m.payload, m.at)
 	default:
 		// Not subscribed to; later issues add drift, events, fetch.
 	}
@@ -309,6 +312,9 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 				c.publishAck(l, sp.device, ack)
 			}
 		}
+	}
+	if err := c.handleCaptures(ctx, l, group); err != nil {
+		return err
 	}
 	c.sweepAcks(l)
 	return c.flushDevices(ctx, l, false)

@@ -56,7 +56,7 @@ func TestCaptureBatchErrors(t *testing.T) {
 	big := bytes.Repeat([]byte{' '}, wire.MaxCaptureBytes+1)
 	for _, tc := range []struct {
 		name, device, want string
-		payload             []byte
+		payload            []byte
 	}{
 		{"other device", "d2", "on topic of", mod(func(*wire.CaptureBatch) {})},
 		{"no items", "d1", "no items", mod(func(b *wire.CaptureBatch) { b.Items = nil })},
