@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -65,6 +66,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	addUpdateFlags(cmd, &cfg)
+	addCaptureFlags(cmd, &cfg) // capture.go
 	applyCredentialFlags = addCredentialFlags(cmd, &cfg)
 	return cmd
 }
@@ -80,6 +82,9 @@ type serveConfig struct {
 	credentialConfig // serve_credentials.go
 
 	TargetsKeyFiles []string // serve_trust.go
+
+	CaptureRetainCount int           // capture.go
+	CaptureRetainAge   time.Duration // capture.go
 }
 
 // fleetServer is a controller plus, unless an external broker is used, the embedded broker it
@@ -139,7 +144,8 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	if s.Trust, err = openTrust(cfg.DataDir, cfg.TargetsKeyFiles); err != nil {
 		return nil, err
 	}
-	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller")}
+	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller"),
+		CaptureRetainCount: cfg.CaptureRetainCount, CaptureRetainAge: cfg.CaptureRetainAge}
 	if cfg.BrokerURL == "" {
 		bopts := broker.Options{Addr: cfg.Listen, Strict: cfg.Strict, TLSAddr: cfg.TLSListen, Logger: log.With("component", "broker")}
 		if cfg.DeviceAuth {

@@ -71,6 +71,8 @@ type Options struct {
 
 	// Credentials, when set, serves the device credential routes (credentials.go).
 	Credentials Credentials
+	// Captures, when set, serves GET /v1/captures (captures.go).
+	Captures Captures
 }
 
 // New returns the API's handler.
@@ -99,6 +101,7 @@ func New(o Options) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/tags", a.listTags)
 	mux.HandleFunc("PUT /v1/devices/{id}/tags", a.setTags)
 	a.credentialRoutes(mux)
+	a.captureRoutes(mux)
 	return a.auth(mux), nil
 }
 
