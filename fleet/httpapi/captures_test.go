@@ -17,8 +17,8 @@ import (
 	"github.com/outpost-ml/outpost/fleet/registry"
 	"github.com/outpost-ml/outpost/fleet/registry/registrytest"
 	"github.com/outpost-ml/outpost/fleet/rollout"
-	"github.com/outpost-ml/outpost/models/bundle"
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/models/bundle"
 )
 
 func TestCaptures(t *testing.T) {

@@ -46,15 +46,15 @@ var ResultColumns = []string{"index", "device", "epoch", "capture_seq", "time", 
 
 // Manifest describes an export.
 type Manifest struct {
-	Format   string   `json:"format"`    // ManifestVersion
-	Model    string   `json:"model"`     // the --model asked for (NAME or NAME@VERSION)
-	Models   []string `json:"models"`    // NAME@VERSION of the results exported, sorted
-	Windows  string   `json:"windows"`   // FormatNPY or FormatCSV
-	DType    string   `json:"dtype"`     // "float32"
-	Shape    []int    `json:"shape"`     // of one window: [samples, channels]
-	Channels []string `json:"channels"`  // channel names, in the order of the last axis
-	Count    int      `json:"count"`     // windows
-	Files    Files    `json:"files"`     // file names in the directory
+	Format   string   `json:"format"`   // ManifestVersion
+	Model    string   `json:"model"`    // the --model asked for (NAME or NAME@VERSION)
+	Models   []string `json:"models"`   // NAME@VERSION of the results exported, sorted
+	Windows  string   `json:"windows"`  // FormatNPY or FormatCSV
+	DType    string   `json:"dtype"`    // "float32"
+	Shape    []int    `json:"shape"`    // of one window: [samples, channels]
+	Channels []string `json:"channels"` // channel names, in the order of the last axis
+	Count    int      `json:"count"`    // windows
+	Files    Files    `json:"files"`    // file names in the directory
 	Label    string   `json:"label_column"`
 	Devices  []string `json:"devices"` // sorted
 	// From and To bound the windows' timestamps (device clocks).

@@ -11,8 +11,8 @@ import (
 
 	"github.com/outpost-ml/outpost/models/bundle"
 	"github.com/outpost-ml/outpost/models/dataset"
-	"github.com/outpost-ml/outpost/models/train"
 	"github.com/outpost-ml/outpost/models/sim"
+	"github.com/outpost-ml/outpost/models/train"
 )
 
 // TestFromCapture: -from-capture reads a CSV export and writes verified packages with the next
