@@ -247,12 +247,23 @@ func (c *Capturer) Run(ctx context.Context) error {
 // runStore appends queued items to the store, a group per transaction.
 func (c *Capturer) runStore(ctx context.Context) error {
 	var group []wire.CaptureItem
-	var errLogged time.Time
+	var errLogged, dropLogged time.Time
+	dropped := c.opts.Store.Stats().Dropped
 	flush := func() {
 		if len(group) == 0 {
 			return
 		}
-		if err := c.opts.Store.Append(group); err != nil {
+		err := c.opts.Store.Append(group)
+		if st := c.opts.Store.Stats(); st.Dropped != dropped {
+			// Over quota: the oldest captures went. Said at most once a minute, counted always.
+			if time.Since(dropLogged) > time.Minute {
+				dropLogged = time.Now()
+				c.log.Warn("capture buffer over its quota; dropped the oldest captures (is the controller acking?)",
+					"dropped", st.Dropped-dropped, "dropped_total", st.Dropped, "dropped_through_seq", st.DroppedThrough, "held", st.Len, "bytes", st.Bytes)
+			}
+			dropped = st.Dropped
+		}
+		if err != nil {
 			c.lost.Add(uint64(len(group)))
 			if time.Since(errLogged) > time.Minute {
 				errLogged = time.Now()
