@@ -75,6 +75,10 @@ type RolloutSpec struct {
 	Probation        time.Duration `json:"probation"`
 	Shadow           time.Duration `json:"shadow"`
 	Gates            Gates         `json:"gates"`
+	// Capture, when set, is the data-capture policy sent to the rollout's devices with their
+	// desired state (docs/monitoring.md); it stays in force after the rollout ends, until
+	// another desired state replaces it.
+	Capture *wire.CapturePolicy `json:"capture,omitempty"`
 }
 
 // Gates are limits on model behaviour. Zero disables a gate, except MaxFailure: a wave halts

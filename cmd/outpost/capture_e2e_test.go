@@ -55,7 +55,7 @@ func (w *captureWorld) start(t *testing.T) {
 func publishDesired(t *testing.T, b interface{ ControllerCredentials() (string, string) }, addr, device string, d wire.Desired) {
 	t.Helper()
 	user, pass := b.ControllerCredentials()
-	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://"+addr).SetClientID(user).SetUsername(user).SetPassword(pass).SetConnectTimeout(5*time.Second))
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(user).SetUsername(user).SetPassword(pass).SetConnectTimeout(5 * time.Second))
 	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect as the controller: %v", tok.Error())
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/registry"
 	"github.com/outpost-ml/outpost/fleet/rollout"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // `outpost rollout create|list|status|pause|resume|abort`: rollouts over the controller's
@@ -37,6 +38,11 @@ type rolloutFlags struct {
 	maxErrorRate                                    string
 	probation, shadow                               time.Duration
 	maxLatency, maxPSI                              float64
+	// Capture policy sent with the desired state (capture.go).
+	capRandom, capLowConf, capDrift string
+	capBand                         float64
+	capHold                         time.Duration
+	capPerHour                      int
 }
 
 func (f *rolloutFlags) spec(model string) (fleet.RolloutSpec, error) {
@@ -55,6 +61,13 @@ func (f *rolloutFlags) spec(model string) (fleet.RolloutSpec, error) {
 	pct("min-shadow-agreement", f.minAgreement, &s.Gates.MinShadowAgreement)
 	pct("success-threshold", f.thresh, &s.SuccessThreshold)
 	pct("max-error-rate", f.maxErrorRate, &s.Gates.MaxErrorRate)
+	if f.capRandom != "" || f.capLowConf != "" || f.capDrift != "" {
+		p := &wire.CapturePolicy{Band: f.capBand, DriftHoldS: f.capHold.Seconds(), MaxPerHour: f.capPerHour}
+		pct("capture-random", f.capRandom, &p.Random)
+		pct("capture-low-confidence", f.capLowConf, &p.LowConfidence)
+		pct("capture-drift", f.capDrift, &p.Drift)
+		s.Capture = p
+	}
 	if err == nil && f.waves != "" {
 		if s.Waves, err = rollout.ParsePercents(f.waves); err != nil {
 			err = fmt.Errorf("--waves: %w", err)
@@ -118,6 +131,12 @@ func newRolloutCreateCmd() *cobra.Command {
 	f.StringVar(&rf.minAgreement, "min-shadow-agreement", "", "fail a device whose shadow windows agree with the active model less than this (needs --shadow)")
 	f.Float64Var(&rf.maxPSI, "max-drift-psi", 0, "fail a device whose drift PSI against the model's baseline exceeds this in probation (0: off)")
 	f.StringVar(&rf.maxErrorRate, "max-error-rate", "", "fail a device whose share of failed windows in probation exceeds this")
+	f.StringVar(&rf.capRandom, "capture-random", "", "capture this share of all windows for retraining (docs/monitoring.md; default: no capture)")
+	f.StringVar(&rf.capLowConf, "capture-low-confidence", "", "capture this share of windows whose score is within --capture-band of the model's threshold")
+	f.Float64Var(&rf.capBand, "capture-band", 0, "half-width of the low-confidence band around the threshold, in score units")
+	f.StringVar(&rf.capDrift, "capture-drift", "", "capture this share of windows while the device's drift monitor reports drift")
+	f.DurationVar(&rf.capHold, "capture-drift-hold", 0, "keep the drift capture rate this long after the last drifted window")
+	f.IntVar(&rf.capPerHour, "capture-per-hour", 0, fmt.Sprintf("most windows a device captures per hour (0: %d)", wire.DefaultCapturePerHour))
 	f.BoolVar(&asJSON, "json", false, "print the new rollout as JSON")
 	return c
 }
