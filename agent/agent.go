@@ -711,6 +711,9 @@ func (a *Agent) Health() wire.Health {
 	if a.opts.Update != nil {
 		h.Update = a.opts.Update()
 	}
+	if c, ok := a.opts.Capture.(captureCounter); ok {
+		h.CaptureBuffered, h.CaptureDropped = c.BufferCounts()
+	}
 	if !s.LastErrorAt.IsZero() {
 		h.LastErrorAt = s.LastErrorAt.UTC()
 	}

@@ -25,6 +25,12 @@ type Capturer interface {
 	Run(ctx context.Context) error
 }
 
+// captureCounter is implemented by a Capturer that reports its buffer in health
+// (agent/capture.Capturer).
+type captureCounter interface {
+	BufferCounts() (held, dropped uint64)
+}
+
 // inferred is one result on its way from the infer loop to the commit loop, with the window
 // it came from when the Capturer wants it (nil otherwise: no copy is made).
 type inferred struct {

@@ -236,6 +236,12 @@ func (c *Capturer) Stats() Stats {
 	return Stats{Captured: c.captured.Load(), Lost: c.lost.Load(), Acked: c.sent.Load(), Buffer: c.opts.Store.Stats()}
 }
 
+// BufferCounts reports the capture buffer's held and dropped items, for health.
+func (c *Capturer) BufferCounts() (held, dropped uint64) {
+	st := c.opts.Store.Stats()
+	return st.Len, st.Dropped
+}
+
 // Run stores and uploads until ctx ends; then it stores what is queued and returns.
 func (c *Capturer) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)

@@ -218,6 +218,10 @@ func TestCaptureQuota(t *testing.T) {
 	if st.Len > 4 || st.DroppedThrough < 3 || st.AckedSeq != 0 {
 		t.Fatalf("buffer %+v: want at most 4 held and the oldest dropped", st)
 	}
+	// Health says so.
+	if h := a.dev.Agent.Health(); h.CaptureDropped < 3 || h.CaptureBuffered > 4 {
+		t.Errorf("health capture_dropped %d, capture_buffered %d", h.CaptureDropped, h.CaptureBuffered)
+	}
 	w.start(t)
 	waitFor(t, "the rest acked past the dropped ones", 30*time.Second, func() bool {
 		s := c.Stats().Buffer
