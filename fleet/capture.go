@@ -76,9 +76,11 @@ type CaptureStore interface {
 const (
 	DefaultCaptureRetainCount = 100_000
 	DefaultCaptureRetainAge   = 90 * 24 * time.Hour
-	// capturePruneEvery is how often the ingest loop applies retention while captures arrive.
-	capturePruneEvery = time.Minute
 )
+
+// capturePruneEvery is how often the ingest loop applies retention while captures arrive (a
+// variable for tests).
+var capturePruneEvery = time.Minute
 
 // CaptureStats are the controller's capture counters since Run started.
 type CaptureStats struct {
@@ -110,7 +112,13 @@ func decodeCapture(device string, payload []byte, at time.Time) (*CaptureBatch, 
 	if err != nil {
 		return nil, int64(len(payload)), err
 	}
-	return &CaptureBatch{Device: device, Epoch: b.Epoch, Items: b.Items, Received: at}, int64(len(payload)), nil
+	// The group bound counts decoded bytes: a compressed payload is far smaller than what it
+	// holds in memory, so count the values instead (a float32 is about 12 bytes of JSON).
+	size := int64(len(payload))
+	for _, it := range b.Items {
+		size += int64(12*len(it.Values) + 512)
+	}
+	return &CaptureBatch{Device: device, Epoch: b.Epoch, Items: b.Items, Received: at}, size, nil
 }
 
 // handleCaptures stores the group's capture batches in one transaction, then acks each
