@@ -57,6 +57,7 @@ func (d *Device) teeDesired(ctx context.Context, in <-chan wire.Desired) <-chan 
 	}
 	out := make(chan wire.Desired, 1)
 	go func() {
+		var applied uint64 // generation of the policy in force
 		for {
 			var des wire.Desired
 			select {
@@ -64,8 +65,14 @@ func (d *Device) teeDesired(ctx context.Context, in <-chan wire.Desired) <-chan 
 				return
 			case des = <-in:
 			}
-			if err := d.Capture.SetPolicy(des.Capture); err != nil {
-				d.log.Warn("capture policy refused; keeping the previous one", "generation", des.Generation, "err", err)
+			// An older generation (a stale retained message) never replaces a newer policy;
+			// the same one seen again after a reconnect changes nothing.
+			if des.Generation >= applied {
+				if err := d.Capture.SetPolicy(des.Capture); err != nil {
+					d.log.Warn("capture policy refused; keeping the previous one", "generation", des.Generation, "err", err)
+				} else {
+					applied = des.Generation
+				}
 			}
 			select {
 			case out <- des:
