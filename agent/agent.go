@@ -239,7 +239,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		g.Go(func() error { return a.runDrift(gctx) })
 	}
 	if a.opts.Capture != nil {
-		g.Go(func() error { return a.opts.Capture.Run(gctx) })
+		// Capture stops once the last result is committed, not when ctx ends, so the windows
+		// of the final commit are stored too.
+		g.Go(func() error {
+			cctx, cancel := context.WithCancel(context.WithoutCancel(gctx))
+			defer cancel()
+			go func() {
+				<-pipelineDone
+				cancel()
+			}()
+			return a.opts.Capture.Run(cctx)
+		})
 	}
 	return g.Wait()
 }

@@ -48,7 +48,7 @@ type Options struct {
 	// QueueSize and QueueBytes bound the hand-off from the MQTT client's callback to the
 	// ingest loop, in messages and in payload bytes. The callback never blocks: paho reads
 	// every packet, PINGRESP and SUBACK included, on the goroutine that runs it, so a blocked
-	// callback stalls the connection. Overflow policy: result messages are taken while the
+	// callback stalls the connection. Overflow policy: result (and capture) messages are taken while the
 	// queue is under three quarters of either bound, state and health up to the full bounds;
 	// beyond, a message is dropped and counted (Stats.Overflowed). A dropped result batch is
 	// not lost: no ack covered it, so the device sends it again after its ack timeout. A

@@ -63,7 +63,7 @@ func newQueue(n int, maxBytes int64) *queue {
 func (q *queue) offer(m inbound) bool {
 	n := int64(len(m.payload))
 	count, bytes := cap(q.ch), q.maxBytes
-	if _, leaf, _ := wire.ParseDeviceTopic(m.topic); leaf == wire.LeafResults || leaf == wire.LeafResultsZ {
+	if _, leaf, _ := wire.ParseDeviceTopic(m.topic); leaf == wire.LeafResults || leaf == wire.LeafResultsZ || leaf == wire.LeafCapture {
 		count, bytes = max(1, count*3/4), bytes*3/4
 	}
 	if len(q.ch) >= count || q.bytes.Load()+n > bytes {
