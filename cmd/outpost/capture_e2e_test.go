@@ -51,11 +51,12 @@ func (w *captureWorld) start(t *testing.T) {
 	})
 }
 
-// publishDesired publishes d, retained, as the controller does (c/{device}/desired).
+// publishDesired publishes d, retained, as the controller does (c/{device}/desired), with the
+// controller's credentials under a client id of its own, so the controller is not taken over.
 func publishDesired(t *testing.T, b interface{ ControllerCredentials() (string, string) }, addr, device string, d wire.Desired) {
 	t.Helper()
 	user, pass := b.ControllerCredentials()
-	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(user).SetUsername(user).SetPassword(pass).SetConnectTimeout(5 * time.Second))
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("capture-test-desired").SetUsername(user).SetPassword(pass).SetConnectTimeout(5 * time.Second))
 	if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 		t.Fatalf("connect as the controller: %v", tok.Error())
 	}
@@ -114,8 +115,8 @@ func TestCaptureEndToEnd(t *testing.T) {
 	a := startCaptureAgent(t, dev, w.addr, filepath.Join(t.TempDir(), dev), assemble.CaptureConfig{Seed: 1})
 	c := a.dev.Capture
 
-	waitFor(t, "the policy from the desired state", 20*time.Second, func() bool { return c.Policy() != nil && c.Policy().Random == 1 })
-	waitFor(t, "5 captures acked", 30*time.Second, func() bool { return c.Stats().Buffer.AckedSeq >= 5 })
+	waitFor(t, "the policy from the desired state", 60*time.Second, func() bool { return c.Policy() != nil && c.Policy().Random == 1 })
+	waitFor(t, "5 captures acked", 60*time.Second, func() bool { return c.Stats().Buffer.AckedSeq >= 5 })
 	before := w.srv.Controller.CaptureStats()
 	if before.Stored < 5 {
 		t.Fatalf("controller stored %d captures, want ≥ 5", before.Stored)
@@ -127,18 +128,18 @@ func TestCaptureEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := c.Stats().Buffer.LastSeq
-	waitFor(t, "captures buffered while the controller is down", 20*time.Second, func() bool { return c.Stats().Buffer.LastSeq >= held+3 })
+	waitFor(t, "captures buffered while the controller is down", 60*time.Second, func() bool { return c.Stats().Buffer.LastSeq >= held+3 })
 	if st := c.Stats().Buffer; st.Len == 0 {
 		t.Fatalf("nothing held while the controller was down: %+v", st)
 	}
 	w.start(t)
-	waitFor(t, "captures after the restart acked", 30*time.Second, func() bool { return c.Stats().Buffer.AckedSeq >= held+3 })
+	waitFor(t, "captures after the restart acked", 60*time.Second, func() bool { return c.Stats().Buffer.AckedSeq >= held+3 })
 
 	// Policy off by a new desired state: capture stops, the buffer drains.
 	publishDesired(t, w.srv.Broker, w.addr, dev, wire.Desired{V: 1, Generation: 2})
-	waitFor(t, "capture off", 20*time.Second, func() bool { return c.Policy().Off() })
+	waitFor(t, "capture off", 60*time.Second, func() bool { return c.Policy().Off() })
 	var st capture.BufferStats
-	waitFor(t, "the capture buffer drained", 30*time.Second, func() bool {
+	waitFor(t, "the capture buffer drained", 60*time.Second, func() bool {
 		st = c.Stats().Buffer
 		return st.Len == 0 && st.AckedSeq == st.LastSeq
 	})
@@ -213,7 +214,7 @@ func TestCaptureQuota(t *testing.T) {
 	a := startCaptureAgent(t, dev, w.addr, filepath.Join(t.TempDir(), dev), assemble.CaptureConfig{
 		MaxItems: 4, Policy: &wire.CapturePolicy{Random: 1, MaxPerHour: 100_000}, Seed: 2})
 	c := a.dev.Capture
-	waitFor(t, "the quota overflowing", 30*time.Second, func() bool { return c.Stats().Buffer.Dropped >= 3 })
+	waitFor(t, "the quota overflowing", 60*time.Second, func() bool { return c.Stats().Buffer.Dropped >= 3 })
 	st := c.Stats().Buffer
 	if st.Len > 4 || st.DroppedThrough < 3 || st.AckedSeq != 0 {
 		t.Fatalf("buffer %+v: want at most 4 held and the oldest dropped", st)
@@ -223,7 +224,7 @@ func TestCaptureQuota(t *testing.T) {
 		t.Errorf("health capture_dropped %d, capture_buffered %d", h.CaptureDropped, h.CaptureBuffered)
 	}
 	w.start(t)
-	waitFor(t, "the rest acked past the dropped ones", 30*time.Second, func() bool {
+	waitFor(t, "the rest acked past the dropped ones", 60*time.Second, func() bool {
 		s := c.Stats().Buffer
 		return s.AckedSeq > st.DroppedThrough
 	})
