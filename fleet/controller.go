@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -93,6 +94,10 @@ type Controller struct {
 	stats           Stats
 	connected       bool
 	lastOverflowLog time.Time
+
+	// resuming is set from OnConnect until the controller is ready: the SUBACK came or a
+	// message of the session arrived, whichever first.
+	resuming atomic.Bool
 
 	capture captureState // capture.go
 }
@@ -182,6 +187,7 @@ func (c *Controller) Devices() []DeviceStatus {
 			Rejected:        d.results.Rejected,
 			Acked:           d.results.Contiguous,
 			Malformed:       d.malformed,
+			FirstSeen:       d.dev.FirstSeen,
 			LastSeen:        d.dev.LastSeen,
 			StateAt:         d.dev.StateAt,
 		}
@@ -298,6 +304,15 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 		if !q.offer(in) {
 			c.overflowed(in)
 		}
+		// A message before the SUBACK comes from a resumed session: the broker holds the
+		// subscriptions and is delivering, so the controller is ready. Waiting for the SUBACK
+		// instead made readiness wait for the whole backlog: the embedded broker writes a
+		// resumed session's queued messages before it reads the SUBSCRIBE (see
+		// TestRestartUnderBacklog).
+		if c.resuming.CompareAndSwap(true, false) {
+			c.setConnected(true)
+			c.log.Info("controller connected; resumed session delivering its backlog", "broker", c.broker.String())
+		}
 	}
 	o := paho.NewClientOptions().
 		AddBroker(c.broker.String()).
@@ -315,11 +330,13 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 		// Messages from a resumed session can arrive before OnConnect resubscribes.
 		SetDefaultPublishHandler(handler).
 		SetOnConnectHandler(func(cl paho.Client) {
+			c.resuming.Store(true)
 			filters := map[string]byte{
 				wire.DeviceWildcard(wire.LeafState):    1,
 				wire.DeviceWildcard(wire.LeafHealth):   1,
 				wire.DeviceWildcard(wire.LeafResults):  1,
 				wire.DeviceWildcard(wire.LeafResultsZ): 1,
+				wire.DeviceWildcard(wire.LeafDrift):    1,
 				wire.DeviceWildcard(wire.LeafCapture):  1,
 			}
 			// OnConnect runs on its own goroutine in paho, so waiting here blocks no delivery.
@@ -340,10 +357,13 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 					return
 				}
 			}
-			c.setConnected(true)
-			c.log.Info("controller connected and subscribed", "broker", c.broker.String())
+			if c.resuming.Swap(false) {
+				c.setConnected(true)
+				c.log.Info("controller connected and subscribed", "broker", c.broker.String())
+			}
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			c.resuming.Store(false)
 			c.setConnected(false)
 			c.log.Warn("broker connection lost, reconnecting", "err", err)
 		})

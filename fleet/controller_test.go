@@ -260,9 +260,12 @@ func TestIngestEndToEnd(t *testing.T) {
 	want := fleet.DeviceStatus{ID: "dev-1", Online: true, Model: model, InferencesPerS: 12.5, LatencyP50Ms: 1.5, LatencyP99Ms: 4,
 		Buffered: 7, ResultsReceived: 9, Duplicates: 2, Dropped: 1, Acked: 10, Malformed: uint64(len(garbage))}
 	got := s
-	got.LastSeen, got.StateAt, got.Health = time.Time{}, time.Time{}, nil
+	got.FirstSeen, got.LastSeen, got.StateAt, got.Health = time.Time{}, time.Time{}, time.Time{}, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("status =\n %+v\nwant\n %+v", got, want)
+	}
+	if s.FirstSeen.IsZero() || s.FirstSeen.After(s.LastSeen) {
+		t.Errorf("first seen %v, want set and not after last seen %v", s.FirstSeen, s.LastSeen)
 	}
 	if s.Health == nil || s.LastSeen.IsZero() || time.Since(s.LastSeen) > time.Minute {
 		t.Errorf("status health %v last seen %v", s.Health, s.LastSeen)

@@ -129,6 +129,9 @@ type Store interface {
 	EpochResults(ctx context.Context, device string, epoch, after uint64, limit int) ([]wire.Result, error)
 	// UpdateStore holds models, rollouts, desired states and device tags (updates.go).
 	UpdateStore
+	// ViewStore holds results by time, output summaries, health history, drift and
+	// feedback (views.go).
+	ViewStore
 	// Close releases the store; it waits for nothing but in-flight calls.
 	Close() error
 }
@@ -142,13 +145,14 @@ type DeviceStatus struct {
 	InferencesPerS  float64
 	LatencyP50Ms    float64
 	LatencyP99Ms    float64
-	Buffered        uint64 // results the device holds unacked, per its latest health
-	ResultsReceived uint64 // distinct results stored by the controller, all time
-	Duplicates      uint64 // results received again, all time
-	Dropped         uint64 // seqs the device declared dropped, all time
-	Rejected        uint64 // results the controller rejected one by one, current epoch
-	Acked           uint64 // the device's contiguous watermark (last ack sent)
-	Malformed       uint64 // messages from this device rejected since the controller started
+	Buffered        uint64    // results the device holds unacked, per its latest health
+	ResultsReceived uint64    // distinct results stored by the controller, all time
+	Duplicates      uint64    // results received again, all time
+	Dropped         uint64    // seqs the device declared dropped, all time
+	Rejected        uint64    // results the controller rejected one by one, current epoch
+	Acked           uint64    // the device's contiguous watermark (last ack sent)
+	Malformed       uint64    // messages from this device rejected since the controller started
+	FirstSeen       time.Time // when the device first registered (controller clock)
 	LastSeen        time.Time
 	StateAt         time.Time // when Online took its value (see Device.StateAt)
 	Health          *wire.Health
@@ -173,4 +177,5 @@ type Stats struct {
 	Commits    uint64 // result transactions committed
 	AcksSent   uint64 // ack publishes handed to the MQTT client
 	AckErrors  uint64 // ack publishes the client reported failed (the device will resend)
+	Drift      uint64 // drift summaries stored (a redelivered one counts again, stored once)
 }

@@ -23,6 +23,9 @@ const maxPendingAcks = 4096
 // maxQuietEntries bounds the malformed-log rate limiter's per-device map.
 const maxQuietEntries = 10000
 
+// maxWrittenEntries bounds ingestLoop.written (one small entry per device).
+const maxWrittenEntries = 1 << 20
+
 // drainTimeout bounds the final store writes after shutdown was requested.
 const drainTimeout = 10 * time.Second
 
@@ -34,6 +37,17 @@ type ingestLoop struct {
 	lastFlush time.Time
 	pending   []pendingAck
 	quiet     map[string]quietLog // malformed-message log rate limiting, by device
+	// health holds the history points not yet written, at most one per device and
+	// HealthStep (the latest health received in it); written with the registry.
+	health map[healthKey]HealthPoint
+	// written is each device's last written point (step and snapshot time), so an older
+	// snapshot arriving later never replaces a newer one of the same step.
+	written map[string]HealthPoint
+}
+
+type healthKey struct {
+	device string
+	start  time.Time
 }
 
 type pendingAck struct {
@@ -99,6 +113,7 @@ type decoded struct {
 	state   *wire.State
 	health  *wire.Health
 	batch   *Batch
+	drift   *wire.DriftSummary
 	capture *CaptureBatch // capture.go
 	size    int64         // JSON bytes decoded, for the group bound
 	err     error         // the message is malformed
@@ -109,7 +124,7 @@ type decoded struct {
 // publishes acks. When ctx ends it waits for the MQTT client to stop (stopped), stores whatever
 // is still queued and writes the registry.
 func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue, stopped <-chan struct{}) error {
-	l := &ingestLoop{client: client, dirty: map[string]bool{}, quiet: map[string]quietLog{}, lastFlush: time.Now()}
+	l := &ingestLoop{client: client, dirty: map[string]bool{}, quiet: map[string]quietLog{}, lastFlush: time.Now(), health: map[healthKey]HealthPoint{}, written: map[string]HealthPoint{}}
 	tick := time.NewTicker(c.opts.DeviceFlush)
 	defer tick.Stop()
 	group := make([]decoded, 0, c.opts.MaxBatch)
@@ -197,8 +212,18 @@ func decodeInbound(m inbound) decoded {
 		}
 	case wire.LeafCapture:
 		d.capture, d.size, d.err = decodeCapture(device, m.payload, m.at)
+	case wire.LeafDrift:
+		d.size = int64(len(m.payload))
+		if len(m.payload) > MaxDriftBytes {
+			d.err = fmt.Errorf("drift payload of %d bytes: more than %d", len(m.payload), MaxDriftBytes)
+			return d
+		}
+		d.drift, d.err = wire.DecodeDriftSummary(m.payload)
+		if d.err == nil && d.drift.Device != device {
+			d.drift, d.err = nil, fmt.Errorf("drift summary for device %q on topic of %q", d.drift.Device, device)
+		}
 	default:
-		// Not subscribed to; later issues add drift, events, fetch.
+		// Not subscribed to; events and fetch are other services'.
 	}
 	return d
 }
@@ -228,6 +253,10 @@ func decodeHealth(device string, payload []byte) (*wire.Health, error) {
 	return &h, nil
 }
 
+// MaxDriftBytes bounds a drift summary payload: MaxDriftFeatures features of MaxDriftBins
+// bins and quantiles each fit with room to spare.
+const MaxDriftBytes = 1 << 20
+
 // maxClockAhead is how far in the future a device-claimed State time may lie before the
 // controller uses the time it saw the message instead.
 const maxClockAhead = time.Minute
@@ -236,6 +265,7 @@ const maxClockAhead = time.Minute
 // transaction, then one ack per sequence space that sent results.
 func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded) error {
 	var batches []Batch
+	var drift []DriftRecord
 	c.mu.Lock()
 	for _, d := range group {
 		c.stats.Messages++
@@ -247,8 +277,21 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 		if d.batch != nil {
 			batches = append(batches, *d.batch)
 		}
+		if d.drift != nil {
+			drift = append(drift, DriftRecord{Received: d.m.at.UTC(), Summary: *d.drift})
+		}
 	}
 	c.mu.Unlock()
+
+	if len(drift) > 0 {
+		// A drift summary is QoS 1 without an ack of its own: redelivery replaces the record.
+		if err := c.store.PutDrift(ctx, drift); err != nil {
+			return fmt.Errorf("store drift: %w", err)
+		}
+		c.mu.Lock()
+		c.stats.Drift += uint64(len(drift))
+		c.mu.Unlock()
+	}
 
 	if len(batches) > 0 {
 		appended, err := c.store.AppendResults(ctx, batches)
@@ -344,9 +387,11 @@ func (c *Controller) applyLocked(l *ingestLoop, d decoded) {
 	case d.health != nil:
 		h := d.health
 		dev := c.touchLocked(l, d.device, m, h.Time)
-		// A stale retained snapshot must not replace a newer one; a kept snapshot claiming a
-		// time far in the future is not newer than anything.
-		if old := dev.dev.Health; old != nil && m.retained && h.Time.Before(old.Time) && !old.Time.After(m.at.Add(maxClockAhead)) {
+		c.healthPointLocked(l, d.device, m, h)
+		// A stale snapshot must not replace a newer one, retained or not: after a restart a
+		// resumed session's backlog (older, not retained) arrives after the retained latest.
+		// A kept snapshot claiming a time far in the future is not newer than anything.
+		if old := dev.dev.Health; old != nil && h.Time.Before(old.Time) && !old.Time.After(m.at.Add(maxClockAhead)) {
 			return
 		}
 		if dev.dev.Model != h.Model {
@@ -357,6 +402,24 @@ func (c *Controller) applyLocked(l *ingestLoop, d decoded) {
 	case d.batch != nil:
 		c.touchLocked(l, d.device, m, time.Time{})
 	}
+}
+
+// healthPointLocked records h for the health history: its point is the HealthStep in which
+// the device took it, never later than the controller received it (a snapshot from a backlog
+// or a retained one counts when it was made). Within a step the newest snapshot wins.
+func (c *Controller) healthPointLocked(l *ingestLoop, device string, m inbound, h *wire.Health) {
+	at := h.Time
+	if at.IsZero() || at.After(m.at) {
+		at = m.at
+	}
+	k := healthKey{device, at.UTC().Truncate(HealthStep)}
+	if old, ok := l.health[k]; ok && old.Health.Time.After(h.Time) {
+		return
+	}
+	if w, ok := l.written[device]; ok && w.Start.Equal(k.start) && w.Health.Time.After(h.Time) {
+		return
+	}
+	l.health[k] = HealthPoint{Device: device, Start: k.start, Health: *h}
 }
 
 // touchLocked returns device's state, registering it if new, and advances LastSeen. A retained
@@ -458,7 +521,7 @@ func (c *Controller) sweepAcks(l *ingestLoop) {
 // flushDevices writes dirty registry records: at once if a change is urgent (new device,
 // online/offline, model) or force is set, otherwise at most every DeviceFlush.
 func (c *Controller) flushDevices(ctx context.Context, l *ingestLoop, force bool) error {
-	if len(l.dirty) == 0 {
+	if len(l.dirty) == 0 && len(l.health) == 0 {
 		return nil
 	}
 	now := time.Now()
@@ -475,6 +538,26 @@ func (c *Controller) flushDevices(ctx context.Context, l *ingestLoop, force bool
 	c.mu.Unlock()
 	if err := c.store.PutDevices(ctx, devs); err != nil {
 		return fmt.Errorf("store registry: %w", err)
+	}
+	if len(l.health) > 0 {
+		points := make([]HealthPoint, 0, len(l.health))
+		for _, p := range l.health {
+			points = append(points, p)
+		}
+		// A point already stored for the same step is replaced only by a newer snapshot
+		// written later in the same step, which is what the map holds.
+		if err := c.store.PutHealth(ctx, points); err != nil {
+			return fmt.Errorf("store health history: %w", err)
+		}
+		if len(l.written) >= maxWrittenEntries {
+			clear(l.written)
+		}
+		for _, p := range points {
+			if w, ok := l.written[p.Device]; !ok || !p.Start.Before(w.Start) {
+				l.written[p.Device] = HealthPoint{Device: p.Device, Start: p.Start, Health: wire.Health{Time: p.Health.Time}}
+			}
+		}
+		clear(l.health)
 	}
 	clear(l.dirty)
 	l.urgent = false

@@ -20,7 +20,7 @@ type ResultQuery struct {
 	// Since and Until bound the result's own time (wire.Result.Time, device clock), Since
 	// inclusive, Until exclusive; zero leaves that side open.
 	Since, Until time.Time
-	EventsOnly bool // only results with Event set
+	EventsOnly   bool // only results with Event set
 	// Limit caps the rows returned (0: DefaultResultLimit; never more than MaxResultLimit).
 	Limit int
 }
@@ -34,9 +34,12 @@ const (
 // StoredResult is a result as the views show it: the device's result with the sequence space
 // that identifies it and when the controller stored it.
 type StoredResult struct {
-	Device   string      `json:"device"`
-	Epoch    uint64      `json:"epoch,omitempty"`
-	Received time.Time   `json:"received"` // controller clock; retention counts from it
+	Device string `json:"device"`
+	Epoch  uint64 `json:"epoch,omitempty"`
+	// Received is when the controller stored it (controller clock); retention counts from it.
+	// Zero for results stored before received times were kept: a store counts their
+	// retention from their result time instead (see the implementation's layout notes).
+	Received time.Time   `json:"received"`
 	Result   wire.Result `json:"result"`
 	// Feedback is the late label attached to the result, if any (see Feedback).
 	Feedback *Feedback `json:"feedback,omitempty"`
@@ -190,10 +193,12 @@ type ViewStore interface {
 	// PruneHealth deletes points with Start before cutoff.
 	PruneHealth(ctx context.Context, before time.Time) (int, error)
 
-	// PutDrift stores drift records (a record with the device, model and window of a stored one
-	// replaces it: redelivery stores nothing twice).
+	// PutDrift stores drift records. A record's identity is (Summary.Device, Summary.Model
+	// name@version, Summary.Window, Summary.Start): a record with the identity of a stored one
+	// replaces it, so redelivery stores nothing twice (Window alone restarts at 1 with the agent).
 	PutDrift(ctx context.Context, records []DriftRecord) error
-	// Drift returns drift records matching q.
+	// Drift returns drift records matching q: Since bounds Summary.End (inclusive), newest
+	// Summary.End first, then by device and model.
 	Drift(ctx context.Context, q DriftQuery) ([]DriftRecord, error)
 	// PruneDrift deletes records received before cutoff.
 	PruneDrift(ctx context.Context, before time.Time) (int, error)

@@ -74,6 +74,7 @@ func newDevicesCmd() *cobra.Command {
 	}
 	lf.add(list)
 	c.AddCommand(tag, list, newDevicesAddCmd(), newDevicesRevokeCmd())
+	addDevicesList(c) // views.go: bare `outpost devices` lists the fleet
 	return c
 }
 

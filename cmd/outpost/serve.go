@@ -67,6 +67,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	addUpdateFlags(cmd, &cfg)
 	addCaptureFlags(cmd, &cfg) // capture.go
+	addRetentionFlags(cmd, &cfg.retentionConfig)
 	applyCredentialFlags = addCredentialFlags(cmd, &cfg)
 	return cmd
 }
@@ -80,6 +81,7 @@ type serveConfig struct {
 	Logger    *slog.Logger // nil discards
 	updateConfig
 	credentialConfig // serve_credentials.go
+	retentionConfig  // serve_retention.go
 
 	TargetsKeyFiles []string // serve_trust.go
 
@@ -101,6 +103,8 @@ type fleetServer struct {
 	Creds *credentials.Store // device secrets and revocations (serve_credentials.go)
 	// Blobs serves Trust's metadata and packages to devices over MQTT; nil without Trust.
 	Blobs *blobserve.Server
+
+	Retention *fleet.Retention // prunes the views (serve_retention.go)
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -180,6 +184,8 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 			return nil, err
 		}
 	}
+	s.Retention = cfg.retention(store)
+	s.Retention.Logger = log.With("component", "retention")
 	if err := s.setupUpdates(cfg, store, copts); err != nil {
 		return nil, err
 	}
@@ -210,6 +216,8 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		defer stopBroker()
 		return s.Controller.Run(cctx)
 	})
+	// Stops with gctx, before the controller closes the store.
+	g.Go(func() error { return s.Retention.Run(gctx) })
 	if s.Trust != nil {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
 		g.Go(func() error { return runBlobs(gctx, s.Blobs) })

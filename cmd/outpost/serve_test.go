@@ -88,6 +88,8 @@ func TestServeErrors(t *testing.T) {
 		{"bad listen", []string{"serve", "--listen", "nope", "--data-dir", t.TempDir()}, "listen address"},
 		{"unwritable data dir", []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(file, "sub")}, "data dir"},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, "log-level"},
+		{"bad retention", []string{"serve", "--retain-results", "3x"}, "whole days"},
+		{"negative retention", []string{"serve", "--retain-health", "-1h"}, "whole days"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -101,5 +103,29 @@ func TestServeErrors(t *testing.T) {
 				t.Errorf("outpost %v = %v, want one line containing %q", tt.args, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseDays(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"30d", 30 * 24 * time.Hour, true},
+		{"0", 0, true},
+		{"12h", 12 * time.Hour, true},
+		{"1d12h", 0, false},
+		{"d", 0, false},
+		{"-1d", 0, false},
+		{"99999d", 0, false},
+	} {
+		got, err := parseDays(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseDays(%q) = %v, %v; want %v ok=%v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+	if s := (days{new(time.Duration)}).String(); s != "0d" {
+		t.Errorf("String of 0 = %q", s)
 	}
 }

@@ -2,7 +2,8 @@
 // directory. Layout:
 //
 //	devices/{id}                    JSON fleet.Device
-//	results/{space}/{seq uint64 BE} JSON wire.Result (one sub-bucket per sequence space)
+//	results/{space}/{seq uint64 BE} wire.Result with its received time (one sub-bucket per
+//	                                sequence space; value layout and the view indexes: views.go)
 //	watermarks/{space}              fleet.ResultStats as six uint64 BE (contiguous ack watermark);
 //	                                older files hold the first four, read as Rejected 0, Advanced unknown
 //	rejected/{space}/{seq uint64 BE} the one-line reason a result was rejected (fleet.Batch.Rejected)
@@ -119,12 +120,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range append([][]byte{bucketDevices, bucketResults, bucketWatermarks, bucketEpochs, bucketRejected, bucketKept}, updateBuckets...) {
+		names := append([][]byte{bucketDevices, bucketResults, bucketWatermarks, bucketEpochs, bucketRejected, bucketKept}, updateBuckets...)
+		for _, name := range append(names, viewBuckets...) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
-		return nil
+		return migrateViews(tx, time.Now())
 	})
 	if err != nil {
 		db.Close()
@@ -209,14 +211,15 @@ func (s *Store) AppendResults(_ context.Context, batches []fleet.Batch) ([]fleet
 	out := make([]fleet.Appended, 0, len(batches))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		out = out[:0] // bbolt does not retry, but keep the closure idempotent anyway
+		v := newViewTx(tx)
 		for _, b := range batches {
-			a, err := s.appendBatch(tx, b)
+			a, err := s.appendBatch(tx, v, b)
 			if err != nil {
 				return err
 			}
 			out = append(out, a)
 		}
-		return nil
+		return v.flush()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("append results: %w", err)
@@ -224,7 +227,7 @@ func (s *Store) AppendResults(_ context.Context, batches []fleet.Batch) ([]fleet
 	return out, nil
 }
 
-func (s *Store) appendBatch(tx *bolt.Tx, b fleet.Batch) (fleet.Appended, error) {
+func (s *Store) appendBatch(tx *bolt.Tx, views *viewTx, b fleet.Batch) (fleet.Appended, error) {
 	a := fleet.Appended{Device: b.Device}
 	at := b.Received
 	if at.IsZero() {
@@ -288,13 +291,16 @@ func (s *Store) appendBatch(tx *bolt.Tx, b fleet.Batch) (fleet.Appended, error) 
 			a.OverQuota++
 			continue
 		}
-		v, err := json.Marshal(r)
+		v, err := encodeResult(&r, at)
 		if err != nil {
 			return a, fmt.Errorf("encode result %s/%d: %w", b.Device, r.Seq, err)
 		}
 		binary.BigEndian.PutUint64(key[:], r.Seq)
 		if err := rb.Put(key[:], v); err != nil {
 			return a, fmt.Errorf("put result %s/%d: %w", b.Device, r.Seq, err)
+		}
+		if err := views.stored(b.Device, b.Epoch, &r, at); err != nil {
+			return a, fmt.Errorf("index result %s/%d: %w", b.Device, r.Seq, err)
 		}
 		kept++
 		a.Stored++
@@ -400,9 +406,16 @@ func (s *Store) evict(tx *bolt.Tx, device string, epoch uint64, cur *fleet.Resul
 			}
 			limit = st.Contiguous
 		}
+		_, spEpoch, err := parseSpace(sp)
+		if err != nil {
+			return gone, fmt.Errorf("results space %q: %w", sp, err)
+		}
 		rb := results.Bucket(sp)
 		rc := rb.Cursor()
-		for k, _ := rc.First(); k != nil && gone < n && binary.BigEndian.Uint64(k) <= limit; k, _ = rc.First() {
+		for k, v := rc.First(); k != nil && gone < n && binary.BigEndian.Uint64(k) <= limit; k, v = rc.First() {
+			if err := unindex(tx, device, spEpoch, binary.BigEndian.Uint64(k), v); err != nil {
+				return gone, err
+			}
 			if err := rc.Delete(); err != nil {
 				return gone, fmt.Errorf("evict %s/%d: %w", sp, binary.BigEndian.Uint64(k), err)
 			}
@@ -476,8 +489,8 @@ func (s *Store) results(_ context.Context, device string, epoch *uint64, after u
 		binary.BigEndian.PutUint64(key[:], after+1)
 		c := rb.Cursor()
 		for k, v := c.Seek(key[:]); k != nil && len(out) < limit; k, v = c.Next() {
-			var r wire.Result
-			if err := json.Unmarshal(v, &r); err != nil {
+			r, _, err := decodeResult(v)
+			if err != nil {
 				return fmt.Errorf("decode result %s/%d: %w", device, binary.BigEndian.Uint64(k), err)
 			}
 			out = append(out, r)

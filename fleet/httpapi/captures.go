@@ -17,15 +17,8 @@ type Captures interface {
 	Captures(ctx context.Context, q fleet.CaptureQuery) (fleet.CapturePage, error)
 }
 
-func (a *api) captureRoutes(mux *http.ServeMux) {
-	if a.o.Captures == nil {
-		return
-	}
-	mux.HandleFunc("GET /v1/captures", a.listCaptures)
-}
-
 // ParseCaptureQuery reads GET /v1/captures' parameters: model (NAME or NAME@VERSION),
-// device, since (RFC 3339 time, or a duration back from now such as 24h), after (the
+// device, since (RFC 3339 time, or a duration back from now such as 24h or 7d), after (the
 // previous page's next) and limit.
 func ParseCaptureQuery(v map[string][]string, now time.Time) (fleet.CaptureQuery, error) {
 	get := func(k string) string {
@@ -47,9 +40,9 @@ func ParseCaptureQuery(v map[string][]string, now time.Time) (fleet.CaptureQuery
 		}
 	}
 	if s := get("since"); s != "" {
-		t, err := ParseSince(s, now)
+		t, err := ParseTime(s, now)
 		if err != nil {
-			return q, fmt.Errorf("%w: %v", errBadRequest, err)
+			return q, err
 		}
 		q.Since = t
 	}
@@ -63,17 +56,8 @@ func ParseCaptureQuery(v map[string][]string, now time.Time) (fleet.CaptureQuery
 	return q, nil
 }
 
-// ParseSince reads a time as RFC 3339 or as a duration before now ("24h", "90m").
-func ParseSince(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("since %q: want an RFC 3339 time or a positive duration such as 24h", s)
-	}
-	return now.Add(-d), nil
-}
+// ParseSince is ParseTime: RFC 3339, or a duration back from now (24h, 7d).
+func ParseSince(s string, now time.Time) (time.Time, error) { return ParseTime(s, now) }
 
 func (a *api) listCaptures(w http.ResponseWriter, r *http.Request) {
 	q, err := ParseCaptureQuery(r.URL.Query(), time.Now())

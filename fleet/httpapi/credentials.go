@@ -37,13 +37,13 @@ type MosquittoFiles struct {
 	Passwd string `json:"passwd"`
 }
 
-func (a *api) credentialRoutes(mux *http.ServeMux) {
-	if a.o.Credentials == nil {
-		return
+func (a *api) credentialRoutes() []route {
+	on := a.o.Credentials != nil
+	return []route{
+		{"POST /v1/devices/{id}/credentials", a.issueCredentials, on},
+		{"POST /v1/devices/{id}/revoke", a.revokeDevice, on},
+		{"GET /v1/credentials/mosquitto", a.mosquittoPasswd, on},
 	}
-	mux.HandleFunc("POST /v1/devices/{id}/credentials", a.issueCredentials)
-	mux.HandleFunc("POST /v1/devices/{id}/revoke", a.revokeDevice)
-	mux.HandleFunc("GET /v1/credentials/mosquitto", a.mosquittoPasswd)
 }
 
 // deviceID is the request's {id}, checked.

@@ -1,5 +1,7 @@
 // Package httpapi is the controller's HTTP JSON API, the one the `outpost` CLI talks to:
-// the model registry (push, list, show) and rollouts (create, status, pause, resume, abort).
+// the model registry (push, list, show), rollouts (create, status, pause, resume, abort),
+// device tags and credentials, and the views of devices, results, health and model outputs.
+// docs/openapi.yaml documents every route (Routes; a test keeps the two in step).
 // Every request carries the API token (Authorization: Bearer …) from the token file in the
 // controller's data directory.
 package httpapi
@@ -71,6 +73,8 @@ type Options struct {
 
 	// Credentials, when set, serves the device credential routes (credentials.go).
 	Credentials Credentials
+	// Views, when set, serves the device, results, health and outputs views (views.go).
+	Views Views
 	// Captures, when set, serves GET /v1/captures (captures.go).
 	Captures Captures
 }
@@ -91,18 +95,55 @@ func New(o Options) (http.Handler, error) {
 	}
 	a := &api{o: o}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/models", a.pushModel)
-	mux.HandleFunc("GET /v1/models", a.listModels)
-	mux.HandleFunc("GET /v1/models/{ref}", a.showModel)
-	mux.HandleFunc("POST /v1/rollouts", a.createRollout)
-	mux.HandleFunc("GET /v1/rollouts", a.listRollouts)
-	mux.HandleFunc("GET /v1/rollouts/{id}", a.getRollout)
-	mux.HandleFunc("POST /v1/rollouts/{id}/{action}", a.changeRollout)
-	mux.HandleFunc("GET /v1/tags", a.listTags)
-	mux.HandleFunc("PUT /v1/devices/{id}/tags", a.setTags)
-	a.credentialRoutes(mux)
-	a.captureRoutes(mux)
+	for _, rt := range a.routes() {
+		if rt.on {
+			mux.HandleFunc(rt.pattern, rt.handler)
+		}
+	}
 	return a.auth(mux), nil
+}
+
+// route is one pattern the API serves; on is false when its backing service is not configured.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+	on      bool
+}
+
+// routes is every route of the API, the one list New serves from and Routes reports.
+func (a *api) routes() []route {
+	views := a.o.Views != nil
+	rs := []route{
+		{"POST /v1/models", a.pushModel, true},
+		{"GET /v1/models", a.listModels, true},
+		{"GET /v1/models/{ref}", a.showModel, true},
+		{"POST /v1/rollouts", a.createRollout, true},
+		{"GET /v1/rollouts", a.listRollouts, true},
+		{"GET /v1/rollouts/{id}", a.getRollout, true},
+		{"POST /v1/rollouts/{id}/{action}", a.changeRollout, true},
+		{"GET /v1/tags", a.listTags, true},
+		{"PUT /v1/devices/{id}/tags", a.setTags, true},
+		// Views (views.go).
+		{"GET /v1/devices", a.listDevices, views},
+		{"GET /v1/devices/{id}", a.getDevice, views},
+		{"GET /v1/devices/{id}/results", a.deviceResults, views},
+		{"GET /v1/devices/{id}/health", a.deviceHealth, views},
+		{"GET /v1/devices/{id}/outputs", a.deviceOutputs, views},
+		{"GET /v1/outputs", a.fleetOutputs, views},
+		// Captures (captures.go).
+		{"GET /v1/captures", a.listCaptures, a.o.Captures != nil},
+	}
+	return append(rs, a.credentialRoutes()...)
+}
+
+// Routes lists every route pattern ("METHOD /path/{param}") the API can serve, for the test
+// that keeps docs/openapi.yaml in step with it.
+func Routes() []string {
+	var out []string
+	for _, rt := range (&api{}).routes() {
+		out = append(out, rt.pattern)
+	}
+	return out
 }
 
 type api struct{ o Options }

@@ -19,7 +19,9 @@ import (
 // durability; it closes every store it opens.
 type Factory func(t *testing.T) (open func() (fleet.Store, error))
 
-// Run runs the contract suite against the implementation newStore builds.
+// Run runs the contract suite against the implementation newStore builds: any fleet.Store
+// constructor fits, e.g. for a database, a Factory that creates a fresh schema per test and
+// returns a function opening the store on it.
 func Run(t *testing.T, newStore Factory) {
 	t.Run("Empty", func(t *testing.T) { testEmpty(t, openOne(t, newStore)) })
 	t.Run("Devices", func(t *testing.T) { testDevices(t, openOne(t, newStore)) })
@@ -33,7 +35,12 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("Concurrent", func(t *testing.T) { testConcurrent(t, openOne(t, newStore)) })
 	t.Run("Epochs", func(t *testing.T) { testEpochs(t, newStore) })
 	runUpdates(t, newStore)
+	runViews(t, newStore)
 }
+
+// RunViews runs only the ViewStore part of the contract (Run includes it), for an
+// implementation working on that part alone.
+func RunViews(t *testing.T, newStore Factory) { runViews(t, newStore) }
 
 func openOne(t *testing.T, newStore Factory) fleet.Store {
 	t.Helper()

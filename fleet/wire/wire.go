@@ -23,7 +23,7 @@ const (
 	LeafState   = "state"   // retained, QoS 1: State; "offline" is also the last-will
 	LeafHealth  = "health"  // retained, QoS 1: Health
 	LeafResults = "results" // QoS 1: ResultBatch
-	LeafDrift   = "drift"   // QoS 1: drift summaries (later issue)
+	LeafDrift   = "drift"   // QoS 1: DriftSummary (drift.go); the controller stores each window once
 	LeafEvents  = "events"  // QoS 1: Event (update transitions, alerts, errors)
 	LeafFetch   = "fetch"   // QoS 1: FetchRequest for update metadata and package blocks
 
