@@ -96,6 +96,12 @@ cross: ## Build outpost-agent for linux amd64, arm64, armv6, armv7, riscv64 (CGO
 models: ## Regenerate the sample models under models/sample (byte-identical)
 	$(GO) run ./models/train/cmd/outpost-train -out models/sample
 
+.PHONY: retrain-from-capture
+CAPTURE ?= capture-export
+RETRAINED ?= retrained
+retrain-from-capture: ## Retrain the sample vibration model on CAPTURE=DIR (outpost capture export) into RETRAINED=DIR
+	$(GO) run ./models/train/cmd/outpost-train -from-capture $(CAPTURE) -out $(RETRAINED)
+
 .PHONY: eval-drift
 eval-drift: ## Measure drift detection on the simulated sensors and rewrite the table in docs/monitoring.md
 	timeout 600 $(GO) run ./agent/drift/internal/evaldrift -doc docs/monitoring.md

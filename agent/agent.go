@@ -72,6 +72,8 @@ type Options struct {
 	// (default DefaultDriftResend).
 	DriftQueue  DriftQueue
 	DriftResend time.Duration
+	// Capture, when set, keeps windows for retraining (capture.go).
+	Capture Capturer
 }
 
 // Defaults for zero Options fields.
@@ -221,7 +223,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// the back-pressure lands on samples. committed has room for one wake-up, which is
 	// enough because the upload loop always reads the buffer afresh.
 	samples := make(chan sample, 4*a.spec.Window)
-	results := make(chan wire.Result, 2*a.opts.CommitMax)
+	results := make(chan inferred, 2*a.opts.CommitMax)
 	committed := make(chan struct{}, 1)
 	pipelineDone := make(chan struct{}) // closed when the last result is committed
 
@@ -243,6 +245,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error { return a.runHealth(gctx) })
 	if a.opts.Drift != nil {
 		g.Go(func() error { return a.runDrift(gctx) })
+	}
+	if a.opts.Capture != nil {
+		// Capture stops once the last result is committed, not when ctx ends, so the windows
+		// of the final commit are stored too.
+		g.Go(func() error {
+			cctx, cancel := context.WithCancel(context.WithoutCancel(gctx))
+			defer cancel()
+			go func() {
+				<-pipelineDone
+				cancel()
+			}()
+			return a.opts.Capture.Run(cctx)
+		})
 	}
 	return g.Wait()
 }
@@ -342,7 +357,7 @@ func (a *Agent) runSample(ctx context.Context, out chan<- sample) error {
 
 // runInfer slides the model's window over the samples and sends one result per stride. It
 // returns when in is closed.
-func (a *Agent) runInfer(in <-chan sample, out chan<- wire.Result) error {
+func (a *Agent) runInfer(in <-chan sample, out chan<- inferred) error {
 	w, c, stride := a.spec.Window, a.spec.Channels, a.spec.Stride
 	ring := make([]float32, w*c) // raw samples, ring[pos*c:] is the oldest once full
 	window := make([]float32, w*c)
@@ -377,7 +392,8 @@ func (a *Agent) runInfer(in <-chan sample, out chan<- wire.Result) error {
 			a.setLastErr(err)
 			continue
 		}
-		out <- r
+		w, why := a.wantCapture(s.t, &r, ring, pos)
+		out <- inferred{r: r, window: w, capture: why}
 	}
 	return nil
 }
@@ -430,13 +446,21 @@ func (a *Agent) result(t time.Time, out []float32, lat time.Duration) (wire.Resu
 // runCommit group-commits results into the Buffer every CommitInterval or CommitMax results,
 // and wakes the upload loop after each commit. It returns when in is closed, after a last
 // commit.
-func (a *Agent) runCommit(in <-chan wire.Result, committed chan<- struct{}) error {
+func (a *Agent) runCommit(in <-chan inferred, committed chan<- struct{}) error {
 	tick := time.NewTicker(a.opts.CommitInterval)
 	defer tick.Stop()
 	// While the buffer fails, pending keeps at most this many results and then sheds the
 	// oldest: they were never committed, so no sequence number is lost.
 	maxPending := 16 * a.opts.CommitMax
 	pending := make([]wire.Result, 0, a.opts.CommitMax)
+	// captured holds the windows of pending results the Capturer wants, by index in pending;
+	// it stays empty (and allocates nothing) while capture is off.
+	type heldWindow struct {
+		i       int
+		window  []float32
+		capture string
+	}
+	var captured []heldWindow
 	var failing bool
 	flush := func() error {
 		if len(pending) == 0 {
@@ -451,9 +475,21 @@ func (a *Agent) runCommit(in <-chan wire.Result, committed chan<- struct{}) erro
 			if over := len(pending) - maxPending; over > 0 {
 				a.unbuffered.Add(uint64(over))
 				pending = append(pending[:0], pending[over:]...)
+				kept := captured[:0]
+				for _, h := range captured {
+					if h.i -= over; h.i >= 0 {
+						kept = append(kept, h)
+					}
+				}
+				captured = kept
 			}
 			return err
 		}
+		for _, h := range captured {
+			a.opts.Capture.Keep(h.window, h.capture, pending[h.i])
+		}
+		clear(captured)
+		captured = captured[:0]
 		if failing {
 			failing = false
 			a.log.Info("buffer append recovered")
@@ -476,7 +512,10 @@ func (a *Agent) runCommit(in <-chan wire.Result, committed chan<- struct{}) erro
 				}
 				return nil
 			}
-			pending = append(pending, r)
+			if r.window != nil {
+				captured = append(captured, heldWindow{len(pending), r.window, r.capture})
+			}
+			pending = append(pending, r.r)
 			// While the buffer fails, only the tick retries: retrying on every new result
 			// would encode up to maxPending results per result, eating the CPU that
 			// inference needs, so the sensor's samples would be dropped as well.
@@ -689,6 +728,9 @@ func (a *Agent) Health() wire.Health {
 	}
 	if a.opts.Update != nil {
 		h.Update = a.opts.Update()
+	}
+	if c, ok := a.opts.Capture.(captureCounter); ok {
+		h.CaptureBuffered, h.CaptureDropped = c.BufferCounts()
 	}
 	if !s.LastErrorAt.IsZero() {
 		h.LastErrorAt = s.LastErrorAt.UTC()

@@ -37,6 +37,9 @@ func (a *Agent) observeDrift(t time.Time, raw, out []float32) {
 	if r == nil {
 		return
 	}
+	if a.opts.Capture != nil {
+		a.opts.Capture.Drift(t, r.Event != nil)
+	}
 	select {
 	case a.driftReports <- r:
 	default:

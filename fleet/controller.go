@@ -59,7 +59,7 @@ type Options struct {
 	// QueueSize and QueueBytes bound the hand-off from the MQTT client's callback to the
 	// ingest loop, in messages and in payload bytes. The callback never blocks: paho reads
 	// every packet, PINGRESP and SUBACK included, on the goroutine that runs it, so a blocked
-	// callback stalls the connection. Overflow policy: result messages are taken while the
+	// callback stalls the connection. Overflow policy: result (and capture) messages are taken while the
 	// queue is under three quarters of either bound, state and health up to the full bounds;
 	// beyond, a message is dropped and counted (Stats.Overflowed). A dropped result batch is
 	// not lost: no ack covered it, so the device sends it again after its ack timeout. A
@@ -84,6 +84,11 @@ type Options struct {
 	DeviceFlush time.Duration
 	// Logger receives the controller's log lines; nil discards them.
 	Logger *slog.Logger
+	// CaptureRetainCount and CaptureRetainAge bound the stored captures (capture.go): the
+	// oldest beyond the count, and any older than the age, are deleted. 0 takes the defaults
+	// DefaultCaptureRetainCount and DefaultCaptureRetainAge; negative means no limit.
+	CaptureRetainCount int
+	CaptureRetainAge   time.Duration
 }
 
 // Controller consumes device traffic from an MQTT broker into a Store and acknowledges results.
@@ -104,6 +109,8 @@ type Controller struct {
 	// resuming is set from OnConnect until the controller is ready: the SUBACK came or a
 	// message of the session arrived, whichever first.
 	resuming atomic.Bool
+
+	capture captureState // capture.go
 }
 
 // deviceState is the in-memory view of one device: the registry record plus counters.
@@ -393,7 +400,7 @@ func validShareGroup(g string) error {
 // and sees every drift summary (their writes replace by identity, so two replicas storing one
 // are harmless).
 func (c *Controller) filters() map[string]byte {
-	results := []string{wire.DeviceWildcard(wire.LeafResults), wire.DeviceWildcard(wire.LeafResultsZ)}
+	results := []string{wire.DeviceWildcard(wire.LeafResults), wire.DeviceWildcard(wire.LeafResultsZ), wire.DeviceWildcard(wire.LeafCapture)}
 	if g := c.opts.ShareGroup; g != "" {
 		for i, f := range results {
 			results[i] = SharePrefix + g + "/" + f
@@ -405,6 +412,7 @@ func (c *Controller) filters() map[string]byte {
 		wire.DeviceWildcard(wire.LeafDrift):  1,
 		results[0]:                           1,
 		results[1]:                           1,
+		results[2]:                           1,
 	}
 }
 

@@ -78,7 +78,7 @@ func newQueue(n int, maxBytes int64) *queue {
 func (q *queue) offer(m inbound) bool {
 	n := int64(len(m.payload))
 	count, bytes := cap(q.ch), q.maxBytes
-	if _, leaf, _ := wire.ParseDeviceTopic(m.topic); leaf == wire.LeafResults || leaf == wire.LeafResultsZ {
+	if _, leaf, _ := wire.ParseDeviceTopic(m.topic); leaf == wire.LeafResults || leaf == wire.LeafResultsZ || leaf == wire.LeafCapture {
 		count, bytes = max(1, count*3/4), bytes*3/4
 	}
 	if len(q.ch) >= count || q.bytes.Load()+n > bytes {
@@ -109,14 +109,15 @@ func (q *queue) took(m inbound) { q.bytes.Add(-int64(len(m.payload))) }
 
 // decoded is one inbound message decoded, outside the controller's lock.
 type decoded struct {
-	m      inbound
-	device string
-	state  *wire.State
-	health *wire.Health
-	batch  *Batch
-	drift  *wire.DriftSummary
-	size   int64 // JSON bytes decoded, for the group bound
-	err    error // the message is malformed
+	m       inbound
+	device  string
+	state   *wire.State
+	health  *wire.Health
+	batch   *Batch
+	drift   *wire.DriftSummary
+	capture *CaptureBatch // capture.go
+	size    int64         // JSON bytes decoded, for the group bound
+	err     error         // the message is malformed
 }
 
 // runIngest takes messages from the queue and decodes them into groups of up to MaxBatch
@@ -217,6 +218,8 @@ func decodeInbound(m inbound) decoded {
 		if d.batch != nil {
 			d.batch.Received = m.at
 		}
+	case wire.LeafCapture:
+		d.capture, d.size, d.err = decodeCapture(device, m.payload, m.at)
 	case wire.LeafDrift:
 		d.size = int64(len(m.payload))
 		if len(m.payload) > MaxDriftBytes {
@@ -369,6 +372,9 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 				c.publishAck(l, sp.device, ack)
 			}
 		}
+	}
+	if err := c.handleCaptures(ctx, l, group); err != nil {
+		return err
 	}
 	c.sweepAcks(l)
 	return c.flushDevices(ctx, l, false)

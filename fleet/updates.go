@@ -78,6 +78,10 @@ type RolloutSpec struct {
 	// Drift overrides the drift monitor's thresholds and window on the rollout's devices
 	// (wire.Desired.Drift); nil keeps the manifest's.
 	Drift *wire.DriftOverrides `json:"drift,omitempty"`
+	// Capture, when set, is the data-capture policy sent to the rollout's devices with their
+	// desired state (docs/monitoring.md); it stays in force after the rollout ends, until
+	// another desired state replaces it.
+	Capture *wire.CapturePolicy `json:"capture,omitempty"`
 }
 
 // Gates are limits on model behaviour. Zero disables a gate, except MaxFailure: a wave halts

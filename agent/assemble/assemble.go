@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/capture"
 	"github.com/outpost-ml/outpost/agent/drift"
 	"github.com/outpost-ml/outpost/agent/driftq"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
@@ -70,6 +71,8 @@ type Config struct {
 	PackageKey    ed25519.PublicKey
 	AllowUnsigned bool
 	Update        UpdateConfig
+	// Capture configures data capture for retraining (capture.go).
+	Capture CaptureConfig
 }
 
 // UpdateConfig wires the model update's seams. With Trust and Downloader both nil, New
@@ -118,6 +121,10 @@ type Device struct {
 	TrustRoot string
 	desired   update.DesiredSource
 	drift     *followDrift // nil when drift is not monitored
+	// Capture keeps windows for retraining as the controller's policy says; nil when
+	// Config.Capture.Disabled. CaptureStore is its buffer.
+	Capture      *capture.Capturer
+	CaptureStore *capture.Store
 
 	log  *slog.Logger
 	used atomic.Bool // Run or Close has been called
@@ -215,6 +222,13 @@ func New(cfg Config) (_ *Device, err error) {
 		}
 		dq = q
 	}
+	if d.CaptureStore, d.Capture, err = openCapture(cfg, d.Source, d.Link, log); err != nil {
+		return nil, err
+	}
+	var capt agent.Capturer // a nil *capture.Capturer must not become a non-nil interface
+	if d.Capture != nil {
+		capt = d.Capture
+	}
 	d.Agent, err = agent.New(agent.Options{
 		DeviceID:       cfg.DeviceID,
 		AgentVersion:   cfg.AgentVersion,
@@ -235,6 +249,7 @@ func New(cfg Config) (_ *Device, err error) {
 		DataDir:        cfg.DataDir,
 		Drift:          mon,
 		DriftQueue:     dq,
+		Capture:        capt,
 	})
 	if err != nil {
 		return nil, err
@@ -337,6 +352,7 @@ func (d *Device) Run(ctx context.Context) error {
 	}
 	uctx, stopUpdate := context.WithCancel(ctx)
 	updateDone := make(chan error, 1)
+	desired = d.teeDesired(uctx, desired)
 	go func() { updateDone <- d.Update.Run(uctx, desired) }()
 	runErr := d.Agent.Run(ctx)
 	stopUpdate()
@@ -364,6 +380,9 @@ func (d *Device) closeParts() error {
 	var errs []error
 	if d.Buffer != nil {
 		errs = append(errs, d.Buffer.Close())
+	}
+	if d.CaptureStore != nil {
+		errs = append(errs, d.CaptureStore.Close())
 	}
 	if d.Source != nil {
 		errs = append(errs, d.Source.Close())

@@ -102,9 +102,10 @@ type Link struct {
 	closed       chan struct{} // closed by Close: ends a jitter wait
 	closeOnce    sync.Once
 
-	upd updates // model-update traffic, see update.go
 	// driftAcks delivers the controller's drift-summary acks (driftack.go).
 	driftAcks chan wire.DriftAck
+	upd       updates     // model-update traffic, see update.go
+	capAcks   captureAcks // capture.go
 
 	// errMu guards err, the link's current standing problem (nil when none).
 	errMu sync.Mutex
@@ -160,7 +161,7 @@ func New(opts Options) (*Link, error) {
 	case opts.Jitter > 1 || math.IsNaN(opts.Jitter):
 		return nil, fmt.Errorf("mqtt link: jitter %v must be a fraction in [0, 1]", opts.Jitter)
 	}
-	l := &Link{opts: opts, log: opts.Logger, acks: make(chan wire.Ack, 16), closed: make(chan struct{})}
+	l := &Link{opts: opts, log: opts.Logger, acks: make(chan wire.Ack, 16), closed: make(chan struct{}), capAcks: captureAcks{ch: make(chan wire.Ack, 1)}}
 	l.epoch.Store(opts.Epoch)
 	if l.log == nil {
 		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -219,6 +220,7 @@ func (l *Link) onConnect(c mqtt.Client) {
 	}
 	l.subscribeUpdates(c)
 	l.subscribeDriftAcks(c)
+	l.subscribeCapture(c)
 	if err := l.publishState(c, wire.StateOnline); err != nil {
 		l.log.Warn("mqtt publish online state", "err", err)
 	}

@@ -59,13 +59,16 @@ func (l *Link) onDesired(_ mqtt.Client, m mqtt.Message) {
 	if len(m.Payload()) == 0 {
 		return
 	}
-	var d wire.Desired
-	if err := wire.Decode(m.Payload(), &d); err != nil {
+	// DecodeDesired also checks the capture policy: a bad one is refused whole, so the
+	// device keeps its last good desired state.
+	dp, err := wire.DecodeDesired(m.Payload())
+	if err != nil {
 		if l.upd.badDesired.Add(1) == 1 {
 			l.log.Warn("ignoring malformed desired state", "topic", m.Topic(), "err", err)
 		}
 		return
 	}
+	d := *dp
 	l.upd.desiredMu.Lock()
 	defer l.upd.desiredMu.Unlock()
 	for {

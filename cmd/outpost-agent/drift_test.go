@@ -4,6 +4,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/outpost-ml/outpost/agent/capture"
 	"github.com/outpost-ml/outpost/agent/drift"
 )
 
@@ -26,5 +27,21 @@ func TestDriftWindowFlag(t *testing.T) {
 		if c.DriftWindow != tt.want {
 			t.Errorf("parse(%v): DriftWindow = %d, want %d", tt.args, c.DriftWindow, tt.want)
 		}
+	}
+}
+
+// --no-capture and --capture-quota reach assemble.Config.Capture.
+func TestCaptureFlags(t *testing.T) {
+	base := []string{"--id", "d", "--model", "m.opkg", "--data-dir", t.TempDir()}
+	c, err := parse(base, io.Discard)
+	if err != nil || c.Capture.Disabled || c.Capture.MaxBytes != capture.DefaultMaxBytes {
+		t.Fatalf("defaults: %+v, %v", c.Capture, err)
+	}
+	c, err = parse(append(base, "--no-capture", "--capture-quota", "1000"), io.Discard)
+	if err != nil || !c.Capture.Disabled || c.Capture.MaxBytes != 1000 {
+		t.Fatalf("set: %+v, %v", c.Capture, err)
+	}
+	if _, err := parse(append(base, "--capture-quota", "0"), io.Discard); err == nil {
+		t.Error("--capture-quota 0 accepted")
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/assemble"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
+	"github.com/outpost-ml/outpost/agent/capture"
 	"github.com/outpost-ml/outpost/agent/drift"
 	"github.com/outpost-ml/outpost/agent/flagfile"
 	"github.com/outpost-ml/outpost/agent/sensor"
@@ -89,6 +90,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.IntVar(&c.Upload.BatchMax, "batch-max", agent.DefaultBatchMax, fmt.Sprintf("most results per uploaded batch (at most %d)", wire.MaxBatchResults))
 	fs.DurationVar(&c.Upload.BatchDelay, "batch-delay", agent.DefaultBatchDelay, "longest a partly filled batch waits for more results")
 	fs.Int64Var(&c.DriftWindow, "drift-window", drift.DefaultWindow, "`inferences` per drift-monitoring window against the model's baseline (0: no drift monitoring)")
+	noCapture := fs.Bool("no-capture", false, "never capture raw windows for retraining, whatever the controller's capture policy says")
+	fs.Int64Var(&c.Capture.MaxBytes, "capture-quota", capture.DefaultMaxBytes, "most `bytes` of captured windows kept awaiting upload (their own buffer, "+assemble.CaptureFile+"); the oldest are dropped beyond it")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	creds := addCredentialFlags(fs) // credentials.go
@@ -146,11 +149,14 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		return nil, usageError{fmt.Sprintf("--batch-delay %v must be positive", c.Upload.BatchDelay)}
 	case c.Update.ArenaBudget <= 0:
 		return nil, usageError{fmt.Sprintf("--arena-budget %d must be positive", c.Update.ArenaBudget)}
+	case c.Capture.MaxBytes <= 0:
+		return nil, usageError{fmt.Sprintf("--capture-quota %d must be positive", c.Capture.MaxBytes)}
 	case c.DriftWindow < 0:
 		return nil, usageError{fmt.Sprintf("--drift-window %d must be ≥ 0 (0: no drift monitoring)", c.DriftWindow)}
 	case c.Update.Keep < 2:
 		return nil, usageError{fmt.Sprintf("--keep-models %d must be at least 2 (the active model and the one to roll back to)", c.Update.Keep)}
 	}
+	c.Capture.Disabled = *noCapture
 	if c.DriftWindow == 0 {
 		c.DriftWindow = -1 // assemble's "monitor nothing"; its 0 means the default window
 	}

@@ -39,6 +39,11 @@ type rolloutFlags struct {
 	probation, shadow                               time.Duration
 	maxLatency, maxPSI                              float64
 	drift                                           wire.DriftOverrides // --drift-*: the devices' drift monitor settings
+	// Capture policy sent with the desired state (capture.go).
+	capRandom, capLowConf, capDrift string
+	capBand                         float64
+	capHold                         time.Duration
+	capPerHour                      int
 }
 
 func (f *rolloutFlags) spec(model string) (fleet.RolloutSpec, error) {
@@ -61,6 +66,13 @@ func (f *rolloutFlags) spec(model string) (fleet.RolloutSpec, error) {
 	pct("min-shadow-agreement", f.minAgreement, &s.Gates.MinShadowAgreement)
 	pct("success-threshold", f.thresh, &s.SuccessThreshold)
 	pct("max-error-rate", f.maxErrorRate, &s.Gates.MaxErrorRate)
+	if f.capRandom != "" || f.capLowConf != "" || f.capDrift != "" {
+		p := &wire.CapturePolicy{Band: f.capBand, DriftHoldS: f.capHold.Seconds(), MaxPerHour: f.capPerHour}
+		pct("capture-random", f.capRandom, &p.Random)
+		pct("capture-low-confidence", f.capLowConf, &p.LowConfidence)
+		pct("capture-drift", f.capDrift, &p.Drift)
+		s.Capture = p
+	}
 	if err == nil && f.waves != "" {
 		if s.Waves, err = rollout.ParsePercents(f.waves); err != nil {
 			err = fmt.Errorf("--waves: %w", err)
@@ -129,6 +141,12 @@ func newRolloutCreateCmd() *cobra.Command {
 	f.Float64Var(&rf.drift.JS, "drift-js", 0, "drift monitor Jensen-Shannon threshold (0: the manifest's)")
 	f.Float64Var(&rf.drift.CUSUMH, "drift-cusum-h", 0, "drift monitor CUSUM decision threshold (0: the manifest's)")
 	f.Int64Var(&rf.drift.Window, "drift-window", 0, "drift monitor window in inferences (0: the agent's --drift-window)")
+	f.StringVar(&rf.capRandom, "capture-random", "", "capture this share of all windows for retraining (docs/monitoring.md; default: no capture)")
+	f.StringVar(&rf.capLowConf, "capture-low-confidence", "", "capture this share of windows whose score is within --capture-band of the model's threshold")
+	f.Float64Var(&rf.capBand, "capture-band", 0, "half-width of the low-confidence band around the threshold, in score units")
+	f.StringVar(&rf.capDrift, "capture-drift", "", "capture this share of windows while the device's drift monitor reports drift")
+	f.DurationVar(&rf.capHold, "capture-drift-hold", 0, "keep the drift capture rate this long after the last drifted window")
+	f.IntVar(&rf.capPerHour, "capture-per-hour", 0, fmt.Sprintf("most windows a device captures per hour (0: %d)", wire.DefaultCapturePerHour))
 	f.BoolVar(&asJSON, "json", false, "print the new rollout as JSON")
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -75,6 +76,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringVar(&cfg.LabellerPasswordFile, "labeller-password-file", "", "`file` with the password of the embedded broker's user "+broker.DefaultLabellerUser+", who may publish labels on "+wire.TopicFeedback+" and nothing else")
 	addUpdateFlags(cmd, &cfg)
 	addWebFlags(cmd, &cfg)
+	addCaptureFlags(cmd, &cfg) // capture.go
 	addRetentionFlags(cmd, &cfg.retentionConfig)
 	applyCredentialFlags = addCredentialFlags(cmd, &cfg)
 	return cmd
@@ -99,6 +101,8 @@ type serveConfig struct {
 	// LabellerPasswordFile holds the password of the embedded broker's labeller user, who may
 	// publish late labels on outpost/v1/feedback (serve_monitor.go); empty: no labeller.
 	LabellerPasswordFile string
+	CaptureRetainCount   int           // capture.go
+	CaptureRetainAge     time.Duration // capture.go
 }
 
 // fleetServer is a controller plus, unless an external broker is used, the embedded broker it
@@ -167,7 +171,8 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	if s.Trust, err = openTrust(cfg.DataDir, cfg.TargetsKeyFiles); err != nil {
 		return nil, err
 	}
-	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller")}
+	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller"),
+		CaptureRetainCount: cfg.CaptureRetainCount, CaptureRetainAge: cfg.CaptureRetainAge}
 	if cfg.BrokerURL != "" && cfg.StoreURL != "" {
 		// Scale-out: replicas split the result topics through a shared subscription and
 		// each needs its own client ids (serve_scaleout.go).

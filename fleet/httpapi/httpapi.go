@@ -77,6 +77,8 @@ type Options struct {
 	Views Views
 	// Monitoring, when set, serves feedback, accuracy and drift (monitoring.go).
 	Monitoring Monitoring
+	// Captures, when set, serves GET /v1/captures (captures.go).
+	Captures Captures
 }
 
 // New returns the API's handler.
@@ -130,6 +132,8 @@ func (a *api) routes() []route {
 		{"GET /v1/devices/{id}/health", a.deviceHealth, views},
 		{"GET /v1/devices/{id}/outputs", a.deviceOutputs, views},
 		{"GET /v1/outputs", a.fleetOutputs, views},
+		// Captures (captures.go).
+		{"GET /v1/captures", a.listCaptures, a.o.Captures != nil},
 	}
 	rs = append(rs, a.credentialRoutes()...)
 	return append(rs, a.monitoringRoutes()...)

@@ -392,6 +392,7 @@ func (e *Engine) startWaveLocked(r *fleet.Rollout, live []fleet.DeviceStatus) []
 			MinShadowAgreement: g.MinShadowAgreement,
 			MaxDriftPSI:        g.MaxDriftPSI,
 			Drift:              r.Spec.Drift,
+			Capture:            r.Spec.Capture,
 			Time:               now,
 		}
 		d.Generation, d.Previous, d.Updated = des.Generation, running[d.ID], now
@@ -403,7 +404,8 @@ func (e *Engine) startWaveLocked(r *fleet.Rollout, live []fleet.DeviceStatus) []
 // rollbackLocked orders device d of r back to its previous model.
 func (e *Engine) rollbackLocked(r *fleet.Rollout, d *fleet.RolloutDevice, why string) fleet.DeviceDesired {
 	now := e.opts.Now().UTC()
-	des := wire.Desired{V: wire.SchemaVersion, Generation: e.desired[d.ID].Generation + 1, Rollout: r.ID, Rollback: true, Time: now}
+	// A rollback keeps the capture policy in force: data about the failure is the most useful.
+	des := wire.Desired{V: wire.SchemaVersion, Generation: e.desired[d.ID].Generation + 1, Rollout: r.ID, Rollback: true, Time: now, Capture: e.desired[d.ID].Capture}
 	if d.Previous.Name != "" {
 		des.Model = &wire.DesiredModel{Name: d.Previous.Name, Version: d.Previous.Version, Target: registry.TargetName(d.Previous.Name, d.Previous.Version), SHA256: d.Previous.SHA256}
 	}

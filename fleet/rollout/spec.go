@@ -30,6 +30,11 @@ func Normalize(s *fleet.RolloutSpec) error {
 			return err
 		}
 	}
+	if s.Capture != nil {
+		if err := s.Capture.Validate(); err != nil {
+			return err
+		}
+	}
 	if s.Canary == 0 {
 		s.Canary = DefaultCanary
 	}

@@ -182,6 +182,9 @@ type Desired struct {
 	MaxDriftPSI        float64   `json:"max_drift_psi,omitempty"`        // worst input or output PSI
 	Rollback           bool      `json:"rollback,omitempty"`             // controller orders a return to the previous model
 	Time               time.Time `json:"ts,omitzero"`
+	// Capture, when set, is the data-capture policy the device follows (capture.go); absent
+	// means capture nothing. Added within version 1.
+	Capture *CapturePolicy `json:"capture,omitempty"`
 	// Drift overrides the model manifest's drift thresholds and the agent's window on this
 	// device (docs/monitoring.md) until a later Desired state says otherwise; nil keeps
 	// them. Added within version 1.

@@ -164,6 +164,11 @@ type Health struct {
 	Rejected        uint64 `json:"rejected"`
 	EpochRenewals   uint64 `json:"epoch_renewals"`
 	BufferRecovered string `json:"buffer_recovered,omitempty"`
+	// Data capture (capture.go; absent from agents without it): captured windows held
+	// awaiting the controller's ack, and those the capture quota dropped, over the life of the
+	// capture buffer.
+	CaptureBuffered uint64 `json:"capture_buffered,omitempty"`
+	CaptureDropped  uint64 `json:"capture_dropped,omitempty"`
 }
 
 // Result is one inference outcome. (Device, Seq) identifies it; Seq starts at 1 and grows by one
@@ -289,6 +294,8 @@ func Encode(msg any) ([]byte, error) {
 	case *DriftSummary:
 		setV(&m.V)
 	case *DriftAck:
+		setV(&m.V)
+	case *CaptureBatch:
 		setV(&m.V)
 	}
 	return json.Marshal(msg)

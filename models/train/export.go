@@ -62,6 +62,13 @@ func Run(cfg Config, id Identity, progress io.Writer) (*Result, error) {
 	}
 	train := Windows(cfg.Seed, SplitTrain, cfg.TrainWindows, cfg.Window, cfg.SampleRateHz)
 	test := Windows(cfg.Seed, SplitTest, cfg.TestWindows, cfg.Window, cfg.SampleRateHz)
+	source := fmt.Sprintf("models/sim vibration, %d training windows (half healthy), seed %d", len(train), cfg.Seed)
+	return runVibration(cfg, id, train, test, source, progress)
+}
+
+// runVibration trains the vibration model on train, evaluates it on test and serialises it;
+// source describes the training data in the manifest's baseline.
+func runVibration(cfg Config, id Identity, train, test []Example, source string, progress io.Writer) (*Result, error) {
 	norm := fitNormalization(train)
 	xs := make([][]float64, len(train))
 	for i, e := range train {
@@ -112,7 +119,7 @@ func Run(cfg Config, id Identity, progress io.Writer) (*Result, error) {
 		inputName:   "window",
 		outputName:  "anomaly_score",
 		outputNames: []string{"anomaly_score"},
-		source:      fmt.Sprintf("models/sim vibration, %d training windows (half healthy), seed %d", len(train), cfg.Seed),
+		source:      source,
 		metrics: func(predict func([]float64) []float64) bundle.Metrics {
 			m := evaluate(predict, norm, test, cfg.Threshold)
 			m.TrainWindows = len(train)

@@ -94,11 +94,14 @@ func (c Config) validate() error {
 type Example struct {
 	X     []float64
 	Fault sim.Fault
+	// Anomalous marks a window labelled faulty without a known fault (captured field data,
+	// capture.go); Fault is then FaultNone.
+	Anomalous bool
 }
 
 // Label is 1 for a faulty window, 0 for a healthy one.
 func (e Example) Label() float64 {
-	if e.Fault == sim.FaultNone {
+	if e.Fault == sim.FaultNone && !e.Anomalous {
 		return 0
 	}
 	return 1
@@ -157,7 +160,7 @@ func fitNormalization(data []Example) Normalization {
 	var sum float64
 	var n int
 	for _, e := range data {
-		if e.Fault != sim.FaultNone {
+		if e.Label() != 0 {
 			continue
 		}
 		for _, v := range e.X {
@@ -168,7 +171,7 @@ func fitNormalization(data []Example) Normalization {
 	mean := sum / float64(n)
 	var ss float64
 	for _, e := range data {
-		if e.Fault != sim.FaultNone {
+		if e.Label() != 0 {
 			continue
 		}
 		for _, v := range e.X {

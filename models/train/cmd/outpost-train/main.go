@@ -8,6 +8,13 @@
 // writes the normalised demo windows that scripts/oracle-goldens.sh feeds to the official
 // TFLite runtime; -oracle-dir writes each model's golden inputs as NAME.golden.jsonl in the
 // oracle's --batch format.
+//
+// -from-capture DIR closes the loop from the field (docs/monitoring.md): it retrains the
+// vibration model on an `outpost capture export` in DIR plus -sim-windows simulated windows,
+// and writes the float32 and int8 packages with the next patch version of the exported model
+// (or -version):
+//
+//	go run ./models/train/cmd/outpost-train -from-capture export/ -out retrained/
 package main
 
 import (
@@ -19,6 +26,7 @@ import (
 	"path/filepath"
 
 	"github.com/outpost-ml/outpost/models/bundle"
+	"github.com/outpost-ml/outpost/models/dataset"
 	"github.com/outpost-ml/outpost/models/train"
 )
 
@@ -44,6 +52,8 @@ func run(args []string, stdout io.Writer) error {
 	batchN := fs.Int("oracle-batch-n", 8, "number of demo windows for -oracle-batch")
 	oracleDir := fs.String("oracle-dir", "", "also write every model's golden inputs as NAME.golden.jsonl (oracle --batch input) into this directory")
 	quiet := fs.Bool("q", false, "do not print training progress")
+	fromCapture := fs.String("from-capture", "", "retrain the vibration model on the `outpost capture export` in this directory (writes only the vibration packages)")
+	simWindows := fs.Int("sim-windows", cfg.TrainWindows, "with -from-capture: simulated training windows added to the captured ones (0: captured only)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,15 +64,38 @@ func run(args []string, stdout io.Writer) error {
 	if *quiet {
 		progress = nil
 	}
-	res, err := train.Run(cfg, id, progress)
-	if err != nil {
-		return err
-	}
-	actID := train.DefaultActivityIdentity()
-	actID.Version, actID.Created = id.Version, id.Created
-	act, err := train.RunActivity(train.DefaultActivityConfig(), actID, progress)
-	if err != nil {
-		return err
+	var (
+		res  *train.Result
+		act  *train.ActivityResult
+		err  error
+		arts []*train.Artifact
+	)
+	if *fromCapture != "" {
+		e, err := dataset.Read(*fromCapture)
+		if err != nil {
+			return err
+		}
+		versionSet := false
+		fs.Visit(func(f *flag.Flag) { versionSet = versionSet || f.Name == "version" })
+		if !versionSet {
+			id.Version = train.NextVersion(id.Name, e.Manifest.Models)
+		}
+		cfg.TrainWindows = *simWindows
+		if res, err = train.RunFromCapture(cfg, id, e, progress); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "retrained on %d captured windows from %s\n", e.Manifest.Count, *fromCapture)
+		arts = res.Artifacts
+	} else {
+		if res, err = train.Run(cfg, id, progress); err != nil {
+			return err
+		}
+		actID := train.DefaultActivityIdentity()
+		actID.Version, actID.Created = id.Version, id.Created
+		if act, err = train.RunActivity(train.DefaultActivityConfig(), actID, progress); err != nil {
+			return err
+		}
+		arts = append(res.Artifacts, act.Artifacts...)
 	}
 	// The DEMO public key beside the packages, so `outpost models verify` works on them.
 	pub, err := bundle.MarshalPublicKey(bundle.DemoKey().Public().(ed25519.PublicKey))
@@ -75,7 +108,7 @@ func run(args []string, stdout io.Writer) error {
 	if err := os.WriteFile(filepath.Join(*out, DemoPublicKeyFile), pub, 0o644); err != nil {
 		return fmt.Errorf("write demo public key: %w", err)
 	}
-	for _, a := range append(res.Artifacts, act.Artifacts...) {
+	for _, a := range arts {
 		if err := a.WriteFiles(*out); err != nil {
 			return err
 		}
