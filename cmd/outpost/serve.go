@@ -96,6 +96,10 @@ type fleetServer struct {
 	Creds *credentials.Store // device secrets and revocations (serve_credentials.go)
 	// Blobs serves Trust's metadata and packages to devices over MQTT; nil without Trust.
 	Blobs *blobserve.Server
+
+	// Store is the controller's store (the controller owns it and closes it when Run
+	// returns); the demo reads the stored results while it runs.
+	Store fleet.Store
 }
 
 // newFleetServer opens the store, binds the embedded broker's port and builds the controller.
@@ -127,7 +131,7 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		}
 	}()
 
-	s := &fleetServer{BrokerURL: cfg.BrokerURL, log: log}
+	s := &fleetServer{BrokerURL: cfg.BrokerURL, Store: store, log: log}
 	if s.Creds, err = openCredentials(cfg.DataDir); err != nil {
 		return nil, err
 	}
