@@ -75,6 +75,8 @@ type Options struct {
 	ControllerPassword string
 	// Logger receives the broker's and mochi's log lines; nil discards them.
 	Logger *slog.Logger
+	// LoginLimits rate-limit failed logins (ratelimit.go); the zero value is on with defaults.
+	LoginLimits LoginLimits
 }
 
 // Broker is an embedded MQTT broker listening on one TCP address.
@@ -123,7 +125,8 @@ func New(opts Options) (*Broker, error) {
 		SysTopicResendInterval: 60,
 		Capabilities:           capabilities(),
 	})
-	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, devices: opts.Devices, srv: srv, log: log}
+	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, devices: opts.Devices, srv: srv, log: log,
+		limit: newLoginLimiter(opts.LoginLimits, log)}
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("add broker auth hook: %w", err)
 	}
@@ -213,6 +216,7 @@ type aclHook struct {
 	devices  DeviceAuth   // nil: device passwords unchecked
 	srv      *mqtt.Server // for cutting off revoked sessions
 	log      *slog.Logger
+	limit    *loginLimiter // nil: no rate limiting
 
 	lastRefusal atomic.Int64 // unix ns of the last logged publish refusal
 }
@@ -227,9 +231,24 @@ func (h *aclHook) Provides(b byte) bool {
 // observers; a device's last-will must be one it could publish itself, because mochi does not
 // run the ACL on wills.
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	// The controller's password is a cheap comparison and 128 random bits: it is always
+	// checked, so nobody can lock the controller out by failing logins under its name.
+	if string(pk.Connect.Username) == h.user && subtle.ConstantTimeCompare(pk.Connect.Password, h.password) == 1 {
+		return true
+	}
+	ident := string(pk.Connect.Username)
+	if ident == "" {
+		ident = cl.ID
+	}
+	if ok, _ := h.limit.allow(ident, cl.Net.Remote); !ok {
+		return false // logged by the limiter, once per window
+	}
 	ok, why := h.admit(cl, pk)
 	if !ok {
+		h.limit.failed(ident, cl.Net.Remote)
 		h.log.Warn("broker refused connection", "client_id", cl.ID, "username", string(pk.Connect.Username), "reason", why)
+	} else {
+		h.limit.succeeded(ident)
 	}
 	return ok
 }
