@@ -48,18 +48,22 @@ type simConfig struct {
 // simSummary is what a run did. Results counts those produced until the end of Duration;
 // Acked those of them the controller acknowledged (stored) by the end of the drain.
 type simSummary struct {
-	Mode       string  `json:"mode"` // "agents" or "wire"
-	Devices    int     `json:"devices"`
-	Connected  int     `json:"connected"` // devices that connected at least once
-	Seconds    float64 `json:"seconds"`   // production time
-	Produced   uint64  `json:"produced"`
-	Acked      uint64  `json:"acked"`
-	Unacked    uint64  `json:"unacked"`
-	PerSecond  float64 `json:"results_per_s"` // Acked / Seconds
-	LagP50Ms   float64 `json:"ack_lag_p50_ms"`
-	LagP99Ms   float64 `json:"ack_lag_p99_ms"`
-	LagMaxMs   float64 `json:"ack_lag_max_ms"`
-	LagSamples int     `json:"ack_lag_samples"`
+	Mode      string  `json:"mode"` // "agents" or "wire"
+	Devices   int     `json:"devices"`
+	Connected int     `json:"connected"` // devices that connected at least once
+	Seconds   float64 `json:"seconds"`   // production time
+	Produced  uint64  `json:"produced"`
+	Acked     uint64  `json:"acked"`
+	Unacked   uint64  `json:"unacked"`
+	PerSecond float64 `json:"results_per_s"` // Acked / Seconds
+	// AckedSeconds is from the start of production to the last ack (wire mode), and
+	// Sustained Acked over it: the ingest rate the controller actually kept up.
+	AckedSeconds float64 `json:"acked_seconds,omitempty"`
+	Sustained    float64 `json:"sustained_results_per_s,omitempty"`
+	LagP50Ms     float64 `json:"ack_lag_p50_ms"`
+	LagP99Ms     float64 `json:"ack_lag_p99_ms"`
+	LagMaxMs     float64 `json:"ack_lag_max_ms"`
+	LagSamples   int     `json:"ack_lag_samples"`
 	// LagKind says what the lag figures measure: per result, from its creation to the ack
 	// covering it (wire mode), or the age of each device's oldest unacked result, sampled
 	// every 250 ms (agents mode: the agent keeps no per-result ack times).
@@ -400,6 +404,9 @@ func printSimSummary(out io.Writer, s simSummary, asJSON bool) {
 	fmt.Fprintf(out, "devices:      %d (%s), %d connected\n", s.Devices, s.Mode, s.Connected)
 	fmt.Fprintf(out, "produced:     %d results in %.1f s\n", s.Produced, s.Seconds)
 	fmt.Fprintf(out, "acked:        %d (%d unacked), %.0f results/s\n", s.Acked, s.Unacked, s.PerSecond)
+	if s.AckedSeconds > 0 {
+		fmt.Fprintf(out, "sustained:    %.0f results/s (last ack %.1f s after the start)\n", s.Sustained, s.AckedSeconds)
+	}
 	fmt.Fprintf(out, "ack lag:      p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d samples: %s)\n", s.LagP50Ms, s.LagP99Ms, s.LagMaxMs, s.LagSamples, s.LagKind)
 }
 

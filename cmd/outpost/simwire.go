@@ -59,6 +59,7 @@ func runWireSim(ctx context.Context, cfg simConfig, creds []simCredential) (simS
 	var connected atomic.Int64
 	lags := &lagLog{}
 	var produced, acked atomic.Uint64
+	var lastAck atomic.Int64 // unix ns
 	sem := make(chan struct{}, simConnecting)
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -79,7 +80,7 @@ func runWireSim(ctx context.Context, cfg simConfig, creds []simCredential) (simS
 			if cfg.Rate == 0 {
 				return idleDevice(gctx, u.Host, c, ph)
 			}
-			d := &wireDevice{cfg: cfg, cred: c, lags: lags, produced: &produced, acked: &acked}
+			d := &wireDevice{cfg: cfg, cred: c, lags: lags, produced: &produced, acked: &acked, lastAck: &lastAck}
 			return d.run(gctx, ph)
 		})
 	}
@@ -104,6 +105,10 @@ func runWireSim(ctx context.Context, cfg simConfig, creds []simCredential) (simS
 	sum.Unacked = sum.Produced - sum.Acked
 	sum.LagKind = "per result, from its creation to the ack covering it"
 	fillLag(&sum, lags.lags)
+	if last := lastAck.Load(); last > 0 {
+		sum.AckedSeconds = time.Unix(0, last).Sub(start).Seconds()
+		sum.Sustained = float64(sum.Acked) / sum.AckedSeconds
+	}
 	return sum, nil
 }
 
@@ -113,6 +118,7 @@ type wireDevice struct {
 	cred                  simCredential
 	lags                  *lagLog
 	produced, acked       *atomic.Uint64
+	lastAck               *atomic.Int64
 	epoch                 uint64
 	mu                    sync.Mutex
 	pending               []wire.Result // unacked, seq order
@@ -271,6 +277,12 @@ func (d *wireDevice) onAck(_ paho.Client, m paho.Message) {
 		d.lastProgress = now
 		d.ackedThrough = a.Seq
 		d.acked.Add(uint64(n))
+		for t := now.UnixNano(); ; {
+			old := d.lastAck.Load()
+			if old >= t || d.lastAck.CompareAndSwap(old, t) {
+				break
+			}
+		}
 	}
 	d.mu.Unlock()
 	if n > 0 {

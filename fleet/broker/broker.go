@@ -174,6 +174,12 @@ func (b *Broker) ControllerCredentials() (user, password string) { return b.user
 func capabilities() *mqtt.Capabilities {
 	c := mqtt.NewDefaultServerCapabilities()
 	c.MaximumPacketSize = wire.MaxPacketSize
+	// mochi gives every client an outbound queue of this many packets, allocated at connect:
+	// its default of 8192 is 64 KiB per client, two thirds of an idle device's cost (10,000
+	// idle devices: 1.5 GiB RSS, docs/performance.md). 2048 still lets the controller's
+	// client, which receives every device's traffic, fall 200 ms behind at 10,000 messages/s
+	// before mochi drops one (a dropped result batch is resent by its device).
+	c.MaximumClientWritesPending = 2048
 	return c
 }
 
