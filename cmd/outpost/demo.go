@@ -181,8 +181,9 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	for _, d := range devices {
 		devs.Go(func() error { return d.Run(devCtx) })
 	}
+	outcomes := newOutcomes(srv.Store)
 	devs.Go(func() error {
-		return drawLoop(devCtx, out, srv, cfg, devices, upd)
+		return drawLoop(devCtx, out, srv, cfg, devices, upd, outcomes)
 	})
 	devErr := devs.Wait()
 	if errors.Is(devErr, context.Canceled) || errors.Is(devErr, context.DeadlineExceeded) {
@@ -192,7 +193,8 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	// Give the controller a moment to store the results the devices flushed on the way out.
 	settle(srv.Controller, devices, 3*time.Second)
 	fmt.Fprintln(out, "\nfinal state:")
-	printTable(out, srv.Controller.Devices(), nil, false)
+	outcomes.update(context.WithoutCancel(ctx)) // the controller still runs: its store is open
+	printTable(out, srv.Controller.Devices(), outcomes, false)
 	stopSrv()
 	if err := <-srvErr; err != nil && !errors.Is(err, context.Canceled) {
 		return errors.Join(devErr, fmt.Errorf("controller: %w", err))
@@ -206,9 +208,8 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 
 // drawLoop redraws the fleet table until ctx ends, and injects the demo fault on schedule.
 // With upd it starts the rollout on schedule too, and shows its waves under the table.
-func drawLoop(ctx context.Context, out io.Writer, srv *fleetServer, cfg demoConfig, devices []*assemble.Device, upd *demoUpdates) error {
+func drawLoop(ctx context.Context, out io.Writer, srv *fleetServer, cfg demoConfig, devices []*assemble.Device, upd *demoUpdates, outcomes *outcomes) error {
 	screen := newLiveScreen(out)
-	outcomes := newOutcomes(srv.Store)
 	tick := time.NewTicker(cfg.Refresh)
 	defer tick.Stop()
 	start := time.Now()
@@ -268,8 +269,8 @@ func settle(ctl *fleet.Controller, devices []*assemble.Device, timeout time.Dura
 	}
 }
 
-// printTable writes the fleet table; with outcomes (nil in the final summary, which is drawn
-// after the controller has stopped reading) each device's event count and latest outcome.
+// printTable writes the fleet table; with outcomes, each device's event count and latest
+// outcome.
 func printTable(out io.Writer, rows []fleet.DeviceStatus, outcomes *outcomes, faulted bool) {
 	slices.SortFunc(rows, func(a, b fleet.DeviceStatus) int { return strings.Compare(a.ID, b.ID) })
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
