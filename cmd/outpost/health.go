@@ -265,7 +265,7 @@ func (v *healthView) render(w io.Writer, now time.Time) int {
 			if h.SoCTempC != nil {
 				row[10] = fmt.Sprintf("%.1f", *h.SoCTempC)
 			}
-			row[11] = ago(now.Sub(h.Time))
+			row[11] = reportedAgo(now.Sub(h.Time))
 			if h.LastError != "" {
 				row[12] = truncate(h.LastError, 60)
 			}
@@ -276,9 +276,9 @@ func (v *healthView) render(w io.Writer, now time.Time) int {
 	return len(ids)
 }
 
-// ago formats how long ago a device (by its own clock) reported; a clock ahead of ours shows
+// reportedAgo formats how long ago a device (by its own clock) reported; a clock ahead of ours shows
 // as "now".
-func ago(d time.Duration) string {
+func reportedAgo(d time.Duration) string {
 	if d < time.Second {
 		return "now"
 	}
