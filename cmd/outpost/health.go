@@ -276,8 +276,8 @@ func (v *healthView) render(w io.Writer, now time.Time) int {
 	return len(ids)
 }
 
-// reportedAgo formats how long ago a device (by its own clock) reported; a clock ahead of ours shows
-// as "now".
+// reportedAgo formats how long ago a device (by its own clock) reported; a clock ahead of
+// ours shows as "now".
 func reportedAgo(d time.Duration) string {
 	if d < time.Second {
 		return "now"
