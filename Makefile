@@ -73,6 +73,14 @@ bench: ## Run the benchmarks, durable buffer appends and the 1,000,000-result dr
 	@set -o pipefail; OUTPOST_DRAIN_N=1000000 $(GO) test -count 1 -run TestBacklogDrain -v ./cmd/outpost-agent | tee -a bench.txt | \
 	  grep -E 'filled|drained|health reports|^(--- |ok|FAIL)'
 
+# Not part of make test or make bench: minutes of load on the whole machine. Run it on a quiet
+# machine; it prints the load average with every figure. OUTPOST_SCALE_* variables shrink it
+# (see cmd/outpost/scale_test.go).
+.PHONY: bench-scale
+bench-scale: ## Scale figures: 1,000 devices x 10 results/s for 60 s into outpost serve, 100 real agents, 10,000 idle devices (RSS, ack lag)
+	@set -o pipefail; OUTPOST_SCALE=1 $(GO) test -count=1 -timeout 30m -run '^TestScale$$' -v ./cmd/outpost | tee bench-scale.txt | \
+	  grep -E 'machine:|load:|agents:|idle:|^(--- |ok|FAIL)'
+
 .PHONY: bench-oracle
 bench-oracle: ## Time person_detect and single-layer shapes against the official TFLite runtime side by side (needs Node.js)
 	scripts/bench-vs-oracle
@@ -108,4 +116,4 @@ eval-drift: ## Measure drift detection on the simulated sensors and rewrite the 
 
 .PHONY: clean
 clean: ## Remove build outputs
-	rm -rf $(BIN) bench.txt
+	rm -rf $(BIN) bench.txt bench-scale.txt

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -180,8 +181,9 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	for _, d := range devices {
 		devs.Go(func() error { return d.Run(devCtx) })
 	}
+	outcomes := newOutcomes(srv.Store)
 	devs.Go(func() error {
-		return drawLoop(devCtx, out, srv, cfg, devices, upd)
+		return drawLoop(devCtx, out, srv, cfg, devices, upd, outcomes)
 	})
 	devErr := devs.Wait()
 	if errors.Is(devErr, context.Canceled) || errors.Is(devErr, context.DeadlineExceeded) {
@@ -191,7 +193,8 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 	// Give the controller a moment to store the results the devices flushed on the way out.
 	settle(srv.Controller, devices, 3*time.Second)
 	fmt.Fprintln(out, "\nfinal state:")
-	printTable(out, srv.Controller.Devices(), false)
+	outcomes.update(context.WithoutCancel(ctx)) // the controller still runs: its store is open
+	printTable(out, srv.Controller.Devices(), outcomes, false)
 	stopSrv()
 	if err := <-srvErr; err != nil && !errors.Is(err, context.Canceled) {
 		return errors.Join(devErr, fmt.Errorf("controller: %w", err))
@@ -205,8 +208,8 @@ func runDemo(ctx context.Context, out io.Writer, cfg demoConfig) error {
 
 // drawLoop redraws the fleet table until ctx ends, and injects the demo fault on schedule.
 // With upd it starts the rollout on schedule too, and shows its waves under the table.
-func drawLoop(ctx context.Context, out io.Writer, srv *fleetServer, cfg demoConfig, devices []*assemble.Device, upd *demoUpdates) error {
-	tty := isTerminal(out)
+func drawLoop(ctx context.Context, out io.Writer, srv *fleetServer, cfg demoConfig, devices []*assemble.Device, upd *demoUpdates, outcomes *outcomes) error {
+	screen := newLiveScreen(out)
 	tick := time.NewTicker(cfg.Refresh)
 	defer tick.Stop()
 	start := time.Now()
@@ -228,18 +231,18 @@ func drawLoop(ctx context.Context, out io.Writer, srv *fleetServer, cfg demoConf
 			rolloutID, note = upd.start(ctx, srv, len(devices), cfg.Probation)
 			rolled = true
 		}
-		if tty {
-			fmt.Fprint(out, "\033[H\033[2J")
-			fmt.Fprintf(out, "Outpost demo: %d devices, up %s, Ctrl-C stops\n\n", len(devices), time.Since(start).Truncate(time.Second))
-		} else {
-			fmt.Fprintf(out, "\n[%s]\n", time.Since(start).Truncate(time.Second))
+		var frame strings.Builder
+		if screen.tty {
+			fmt.Fprintf(&frame, "Outpost demo: %d devices, up %s, Ctrl-C stops\n\n", len(devices), time.Since(start).Truncate(time.Second))
 		}
-		printTable(out, srv.Controller.Devices(), faulted)
+		outcomes.update(ctx)
+		printTable(&frame, srv.Controller.Devices(), outcomes, faulted)
 		if rolloutID != "" {
-			printRollout(out, srv.Engine, rolloutID)
+			printRollout(&frame, srv.Engine, rolloutID)
 		} else if note != "" {
-			fmt.Fprintf(out, "\nrollout: %s\n", note)
+			fmt.Fprintf(&frame, "\nrollout: %s\n", note)
 		}
+		screen.draw(fmt.Sprintf("[%s]", time.Since(start).Truncate(time.Second)), frame.String())
 	}
 }
 
@@ -266,10 +269,12 @@ func settle(ctl *fleet.Controller, devices []*assemble.Device, timeout time.Dura
 	}
 }
 
-func printTable(out io.Writer, rows []fleet.DeviceStatus, faulted bool) {
+// printTable writes the fleet table; with outcomes, each device's event count and latest
+// outcome.
+func printTable(out io.Writer, rows []fleet.DeviceStatus, outcomes *outcomes, faulted bool) {
 	slices.SortFunc(rows, func(a, b fleet.DeviceStatus) int { return strings.Compare(a.ID, b.ID) })
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "DEVICE\tONLINE\tMODEL\tINFER/S\tP50 MS\tP99 MS\tBUFFERED\tRECEIVED\tLAST SEEN\tUPDATE\t")
+	fmt.Fprintln(w, "DEVICE\tONLINE\tMODEL\tINFER/S\tP50 MS\tP99 MS\tBUFFERED\tRECEIVED\tEVENTS\tLATEST OUTCOME\tLAST SEEN\tUPDATE\t")
 	for _, r := range rows {
 		online := "no"
 		if r.Online {
@@ -283,8 +288,15 @@ func printTable(out io.Writer, rows []fleet.DeviceStatus, faulted bool) {
 		if h := r.Health; h != nil && h.Update != nil {
 			update = h.Update.Phase + " " + h.Update.Target.Version
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%d\t%d\t%s\t%s\t\n",
-			r.ID, online, r.Model, r.InferencesPerS, r.LatencyP50Ms, r.LatencyP99Ms, r.Buffered, r.ResultsReceived, seen, update)
+		events, outcome := "-", "-"
+		if o, ok := outcomes.get(r.ID); ok {
+			events = fmt.Sprint(o.events)
+			if o.latest != nil {
+				outcome = fmt.Sprintf("%s %.3f", cmp.Or(o.latest.Label, "score"), o.latest.Score)
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%d\t%d\t%s\t%s\t%s\t%s\t\n",
+			r.ID, online, r.Model, r.InferencesPerS, r.LatencyP50Ms, r.LatencyP99Ms, r.Buffered, r.ResultsReceived, events, outcome, seen, update)
 	}
 	w.Flush()
 	if faulted {
@@ -337,15 +349,6 @@ func sampleNames() []string {
 		names[i] = strings.TrimSuffix(n, ".tflite")
 	}
 	return names
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func hostOf(addr string) string {

@@ -62,6 +62,20 @@ func TestDemo(t *testing.T) {
 	if !healthy {
 		t.Errorf("no live table shows 3 online devices running vibration-anomaly-i8@1.0.0 with results received:\n%s", text)
 	}
+	// The injected bearing fault shows as it happens: some live table after the fault was
+	// injected gives the last device events and an anomalous latest outcome, read from what
+	// the controller stored.
+	faultRow := regexp.MustCompile(`(?m)^\s*dev-3\s+yes\s+\S+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+\s+\d+\s+(\d+)\s+(anomaly|normal) ([\d.]+)`)
+	faultSeen := false
+	for _, block := range strings.Split(text[:summary], "\n[")[1:] {
+		if m := faultRow.FindStringSubmatch(block); m != nil && strings.Contains(block, "bearing fault") {
+			events, _ := strconv.Atoi(m[1])
+			faultSeen = faultSeen || events > 0 && m[2] == "anomaly"
+		}
+	}
+	if !faultSeen {
+		t.Errorf("no live table shows the faulty dev-3 with events and an anomalous latest outcome:\n%s", text)
+	}
 	if !canaryFirst {
 		t.Errorf("no live table shows the canary alone on 1.1.0:\n%s", text)
 	}

@@ -88,6 +88,8 @@ type Options struct {
 	LabellerPassword string
 	// Logger receives the broker's and mochi's log lines; nil discards them.
 	Logger *slog.Logger
+	// LoginLimits rate-limit failed logins (ratelimit.go); the zero value is on with defaults.
+	LoginLimits LoginLimits
 }
 
 // Broker is an embedded MQTT broker listening on one TCP address.
@@ -136,7 +138,8 @@ func New(opts Options) (*Broker, error) {
 		SysTopicResendInterval: 60,
 		Capabilities:           capabilities(),
 	})
-	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, devices: opts.Devices, srv: srv, log: log}
+	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, devices: opts.Devices, srv: srv, log: log,
+		limit: newLoginLimiter(opts.LoginLimits, log)}
 	if opts.LabellerPassword != "" {
 		hook.labeller = cmp.Or(opts.LabellerUser, DefaultLabellerUser)
 		hook.labellerPassword = []byte(opts.LabellerPassword)
@@ -188,6 +191,12 @@ func (b *Broker) ControllerCredentials() (user, password string) { return b.user
 func capabilities() *mqtt.Capabilities {
 	c := mqtt.NewDefaultServerCapabilities()
 	c.MaximumPacketSize = wire.MaxPacketSize
+	// mochi gives every client an outbound queue of this many packets, allocated at connect:
+	// its default of 8192 is 64 KiB per client, two thirds of an idle device's cost (10,000
+	// idle devices: 1.5 GiB RSS, docs/performance.md). 2048 still lets the controller's
+	// client, which receives every device's traffic, fall 200 ms behind at 10,000 messages/s
+	// before mochi drops one (a dropped result batch is resent by its device).
+	c.MaximumClientWritesPending = 2048
 	return c
 }
 
@@ -233,6 +242,7 @@ type aclHook struct {
 	// labeller may publish wire.TopicFeedback only; "" when no labeller password is set.
 	labeller         string
 	labellerPassword []byte
+	limit            *loginLimiter // nil: no rate limiting
 
 	lastRefusal atomic.Int64 // unix ns of the last logged publish refusal
 }
@@ -247,9 +257,24 @@ func (h *aclHook) Provides(b byte) bool {
 // observers; a device's last-will must be one it could publish itself, because mochi does not
 // run the ACL on wills.
 func (h *aclHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	// The controller's password is a cheap comparison and 128 random bits: it is always
+	// checked, so nobody can lock the controller out by failing logins under its name.
+	if string(pk.Connect.Username) == h.user && subtle.ConstantTimeCompare(pk.Connect.Password, h.password) == 1 {
+		return true
+	}
+	ident := string(pk.Connect.Username)
+	if ident == "" {
+		ident = cl.ID
+	}
+	if ok, _ := h.limit.allow(ident, cl.Net.Remote); !ok {
+		return false // logged by the limiter, once per window
+	}
 	ok, why := h.admit(cl, pk)
 	if !ok {
+		h.limit.failed(ident, cl.Net.Remote)
 		h.log.Warn("broker refused connection", "client_id", cl.ID, "username", string(pk.Connect.Username), "reason", why)
+	} else {
+		h.limit.succeeded(ident)
 	}
 	return ok
 }
