@@ -75,6 +75,8 @@ type Options struct {
 	ControllerPassword string
 	// Logger receives the broker's and mochi's log lines; nil discards them.
 	Logger *slog.Logger
+	// Enrollment admits enrollment logins (wire.EnrollUser, enroll.go).
+	Enrollment bool
 }
 
 // Broker is an embedded MQTT broker listening on one TCP address.
@@ -123,7 +125,7 @@ func New(opts Options) (*Broker, error) {
 		SysTopicResendInterval: 60,
 		Capabilities:           capabilities(),
 	})
-	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, devices: opts.Devices, srv: srv, log: log}
+	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, devices: opts.Devices, srv: srv, log: log, enroll: opts.Enrollment}
 	if err := srv.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("add broker auth hook: %w", err)
 	}
@@ -213,6 +215,7 @@ type aclHook struct {
 	devices  DeviceAuth   // nil: device passwords unchecked
 	srv      *mqtt.Server // for cutting off revoked sessions
 	log      *slog.Logger
+	enroll   bool // admit enrollment logins (enroll.go)
 
 	lastRefusal atomic.Int64 // unix ns of the last logged publish refusal
 }
@@ -243,6 +246,9 @@ func (h *aclHook) admit(cl *mqtt.Client, pk packets.Packet) (bool, string) {
 		// Taking over the controller's client id would end the controller's session.
 		return false, "client id reserved for the controller"
 	}
+	if user == wire.EnrollUser {
+		return h.admitEnrollee(cl, pk)
+	}
 	id, isDevice := identity(cl)
 	if pk.Connect.WillFlag && (!isDevice || !strings.HasPrefix(pk.Connect.WillTopic, wire.DeviceTopic(id, ""))) {
 		return false, "last-will topic " + pk.Connect.WillTopic + " is not under the client's own device topics"
@@ -267,6 +273,9 @@ func (h *aclHook) admit(cl *mqtt.Client, pk packets.Packet) (bool, string) {
 func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if bytes.Equal(cl.Properties.Username, []byte(h.user)) {
 		return true // authenticated at connect: a wrong password never gets this far
+	}
+	if bytes.Equal(cl.Properties.Username, []byte(wire.EnrollUser)) {
+		return enrolleeACL(cl, topic, write)
 	}
 	id, isDevice := identity(cl)
 	if write {
