@@ -29,6 +29,8 @@ var (
 	ErrTokenUnknown = errors.New("enrollment token unknown or forged")
 	ErrTokenUsed    = errors.New("enrollment token already used")
 	ErrTokenExpired = errors.New("enrollment token expired")
+	// ErrTokenSpec wraps IssueToken's refusals of its TokenSpec.
+	ErrTokenSpec = errors.New("enrollment token")
 )
 
 // DefaultTokenTTL is how long a token is valid unless told otherwise.
@@ -65,33 +67,9 @@ type TokenRecord struct {
 
 // IssueToken creates a one-time token; the returned string is the only copy of its secret.
 func (s *Store) IssueToken(ctx context.Context, spec TokenSpec) (string, TokenRecord, error) {
-	if spec.DeviceID != "" && spec.Prefix != "" {
-		return "", TokenRecord{}, errors.New("enrollment token: a fixed device id or a prefix, not both")
-	}
-	if spec.DeviceID != "" {
-		if err := wire.ValidDeviceID(spec.DeviceID); err != nil {
-			return "", TokenRecord{}, err
-		}
-		if slices.Contains(s.reserved, spec.DeviceID) {
-			return "", TokenRecord{}, fmt.Errorf("device id %q: %w (the controller's MQTT username)", spec.DeviceID, ErrReserved)
-		}
-	} else {
-		if spec.Prefix == "" {
-			spec.Prefix = DefaultEnrollPrefix
-		}
-		// The prefix plus the 12-character suffix must still be a device id.
-		if len(spec.Prefix) > 64-enrollSuffixLen {
-			return "", TokenRecord{}, fmt.Errorf("prefix %q: at most %d characters", spec.Prefix, 64-enrollSuffixLen)
-		}
-		if err := wire.ValidDeviceID(spec.Prefix); err != nil {
-			return "", TokenRecord{}, fmt.Errorf("prefix: %w", err)
-		}
-	}
-	if spec.TTL == 0 {
-		spec.TTL = DefaultTokenTTL
-	}
-	if spec.TTL < time.Second || spec.TTL > MaxTokenTTL {
-		return "", TokenRecord{}, fmt.Errorf("token lifetime %v: want 1s to %v", spec.TTL, MaxTokenTTL)
+	spec, err := s.checkSpec(spec)
+	if err != nil {
+		return "", TokenRecord{}, fmt.Errorf("%w: %w", ErrTokenSpec, err)
 	}
 	var idRaw [wire.TokenIDBytes]byte
 	secret := make([]byte, wire.TokenSecretBytes)
@@ -247,4 +225,37 @@ func (s *Store) Tokens(ctx context.Context) ([]TokenRecord, error) {
 		})
 	})
 	return out, err
+}
+
+// checkSpec validates spec and fills in its defaults.
+func (s *Store) checkSpec(spec TokenSpec) (TokenSpec, error) {
+	if spec.DeviceID != "" && spec.Prefix != "" {
+		return spec, errors.New("a fixed device id or a prefix, not both")
+	}
+	if spec.DeviceID != "" {
+		if err := wire.ValidDeviceID(spec.DeviceID); err != nil {
+			return spec, err
+		}
+		if slices.Contains(s.reserved, spec.DeviceID) {
+			return spec, fmt.Errorf("device id %q: %w (the controller's MQTT username)", spec.DeviceID, ErrReserved)
+		}
+	} else {
+		if spec.Prefix == "" {
+			spec.Prefix = DefaultEnrollPrefix
+		}
+		// The prefix plus the random suffix must still be a device id.
+		if len(spec.Prefix) > 64-enrollSuffixLen {
+			return spec, fmt.Errorf("prefix %q: at most %d characters", spec.Prefix, 64-enrollSuffixLen)
+		}
+		if err := wire.ValidDeviceID(spec.Prefix); err != nil {
+			return spec, fmt.Errorf("prefix: %w", err)
+		}
+	}
+	if spec.TTL == 0 {
+		spec.TTL = DefaultTokenTTL
+	}
+	if spec.TTL < time.Second || spec.TTL > MaxTokenTTL {
+		return spec, fmt.Errorf("lifetime %v: want 1s to %v", spec.TTL, MaxTokenTTL)
+	}
+	return spec, nil
 }

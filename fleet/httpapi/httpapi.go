@@ -99,6 +99,7 @@ func New(o Options) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/tags", a.listTags)
 	mux.HandleFunc("PUT /v1/devices/{id}/tags", a.setTags)
 	a.credentialRoutes(mux)
+	a.enrollRoutes(mux) // enroll.go
 	return a.auth(mux), nil
 }
 
