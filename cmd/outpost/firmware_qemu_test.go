@@ -74,8 +74,8 @@ func TestFirmwareBundlesUnderQemu(t *testing.T) {
 	}
 
 	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: data, Strict: true,
-		TargetsKeyFiles: []string{filepath.Join(offline, "targets.key")},
-		updateConfig:    updateConfig{HTTPAddr: "127.0.0.1:0", PackageKeys: []string{filepath.Join(sampleDir, "demo-signing.pub")}},
+		TargetsKeyFiles:  []string{filepath.Join(offline, "targets.key")},
+		updateConfig:     updateConfig{HTTPAddr: "127.0.0.1:0", PackageKeys: []string{filepath.Join(sampleDir, "demo-signing.pub")}},
 		credentialConfig: credentialConfig{DeviceAuth: true}})
 	if err != nil {
 		t.Fatal(err)
@@ -199,4 +199,6 @@ type crossBuildErr struct {
 	out  string
 }
 
-func (e *crossBuildErr) Error() string { return "build " + e.arch + " agent: " + e.err.Error() + "\n" + e.out }
+func (e *crossBuildErr) Error() string {
+	return "build " + e.arch + " agent: " + e.err.Error() + "\n" + e.out
+}
