@@ -135,6 +135,17 @@ func TestDebInstallsIntoRoot(t *testing.T) {
 		}
 	}
 
+	// Rotation by rebuild: a bundle with a new secret, installed over the old one, replaces
+	// the unmodified conffile without asking.
+	b2, err := Build(t.Context(), Options{Target: tg, Fleet: f, DeviceID: "dev-9", Secret: "rotated-secret", OutDir: t.TempDir(), Version: "v1.2.4-test", Agents: sharedAgents(t), MTime: time.Unix(1700000000, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dpkg("-i", b2.Deb)
+	if secret, _ := os.ReadFile(filepath.Join(root, SecretPath)); string(secret) != "rotated-secret\n" {
+		t.Errorf("after installing the rebuilt bundle the secret file holds %q", secret)
+	}
+
 	if err := os.MkdirAll(filepath.Join(root, StateDir), 0o750); err != nil {
 		t.Fatal(err)
 	}

@@ -150,13 +150,15 @@ if [ -n "$root" ]; then grp=$(sed -n 's/^` + ServiceUser + `:[^:]*:\([0-9]*\):.*
 chgrp "$grp" "$root` + ConfigDir + `" "$root` + ConfigDir + `"/* && chmod 0750 "$root` + ConfigDir + `" && chmod 0640 "$root` + ConfigDir + `"/*
 `
 
-// enableUnit starts the agent where systemd runs; in another root (DPKG_ROOT) or where
+// enableUnit (re)starts the agent where systemd runs; in another root (DPKG_ROOT) or where
 // systemd is not running (a chroot, an image build) it only enables the unit.
 const enableUnit = `if [ -n "${DPKG_ROOT:-}" ]; then
   systemctl --root="$DPKG_ROOT" enable ` + UnitName + `
 elif [ -d /run/systemd/system ]; then
   systemctl daemon-reload
-  systemctl enable --now ` + UnitName + `
+  systemctl enable ` + UnitName + `
+  # restart, not start: an upgrade or a new secret (rotation) takes effect now
+  systemctl restart ` + UnitName + `
 else
   systemctl enable ` + UnitName + ` 2>/dev/null || true
 fi
