@@ -117,8 +117,15 @@ func (s *Store) Redeem(ctx context.Context, token string, now time.Time) (device
 		return "", "", fmt.Errorf("%w: %v", ErrTokenUnknown, err)
 	}
 	sum := sha256.Sum256(tsecret)
-	// The device's secret is made (and hashed, the slow part) before the transaction, so
-	// bbolt's single writer is held only for the check-and-put.
+	// Anyone may send a token, so a bad one is refused before any slow work: a read-only
+	// check first, then the device's secret is made (and hashed, the slow part) outside the
+	// write transaction, which checks again and holds bbolt's single writer only briefly.
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		_, err := checkToken(tx, tid, sum, now)
+		return err
+	}); err != nil {
+		return "", "", err
+	}
 	secret, hash, err := s.newSecret()
 	if err != nil {
 		return "", "", err
@@ -127,28 +134,11 @@ func (s *Store) Redeem(ctx context.Context, token string, now time.Time) (device
 		return "", "", err
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
+		r, err := checkToken(tx, tid, sum, now)
+		if err != nil {
+			return err
+		}
 		tb := tx.Bucket(bucketTokens)
-		if tb == nil {
-			return ErrTokenUnknown
-		}
-		v := tb.Get([]byte(tid))
-		if v == nil {
-			return ErrTokenUnknown
-		}
-		var r TokenRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("enrollment token %s: %w", tid, err)
-		}
-		want, err := hex.DecodeString(r.Hash)
-		if err != nil || subtle.ConstantTimeCompare(want, sum[:]) != 1 {
-			return ErrTokenUnknown
-		}
-		switch {
-		case !r.Used.IsZero():
-			return fmt.Errorf("%w (by device %s at %s)", ErrTokenUsed, r.UsedBy, r.Used.Format(time.RFC3339))
-		case !now.Before(r.Expires):
-			return fmt.Errorf("%w (at %s)", ErrTokenExpired, r.Expires.Format(time.RFC3339))
-		}
 		db := tx.Bucket(bucketDevices)
 		deviceID = r.DeviceID
 		if deviceID == "" {
@@ -160,7 +150,8 @@ func (s *Store) Redeem(ctx context.Context, token string, now time.Time) (device
 			return fmt.Errorf("device id %q: %w", deviceID, ErrReserved)
 		}
 		r.Used, r.UsedBy = now.UTC(), deviceID
-		if v, err = json.Marshal(r); err != nil {
+		v, err := json.Marshal(r)
+		if err != nil {
 			return err
 		}
 		if err := tb.Put([]byte(tid), v); err != nil {
@@ -258,4 +249,31 @@ func (s *Store) checkSpec(spec TokenSpec) (TokenSpec, error) {
 		return spec, fmt.Errorf("lifetime %v: want 1s to %v", spec.TTL, MaxTokenTTL)
 	}
 	return spec, nil
+}
+
+// checkToken returns the token's record if sum matches it and it is unused and unexpired.
+func checkToken(tx *bolt.Tx, tid string, sum [32]byte, now time.Time) (TokenRecord, error) {
+	var r TokenRecord
+	tb := tx.Bucket(bucketTokens)
+	if tb == nil {
+		return r, ErrTokenUnknown
+	}
+	v := tb.Get([]byte(tid))
+	if v == nil {
+		return r, ErrTokenUnknown
+	}
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("enrollment token %s: %w", tid, err)
+	}
+	want, err := hex.DecodeString(r.Hash)
+	if err != nil || subtle.ConstantTimeCompare(want, sum[:]) != 1 {
+		return r, ErrTokenUnknown
+	}
+	switch {
+	case !r.Used.IsZero():
+		return r, fmt.Errorf("%w (by device %s at %s)", ErrTokenUsed, r.UsedBy, r.Used.Format(time.RFC3339))
+	case !now.Before(r.Expires):
+		return r, fmt.Errorf("%w (at %s)", ErrTokenExpired, r.Expires.Format(time.RFC3339))
+	}
+	return r, nil
 }
