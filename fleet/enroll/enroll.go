@@ -42,7 +42,7 @@ type Server struct {
 	log                 *slog.Logger
 	enrolled, refused   atomic.Uint64
 	subscribed          atomic.Bool
-	lastMalformedLogged atomic.Int64
+	lastRefusalLogged atomic.Int64
 }
 
 // New checks the options; Run connects.
@@ -126,11 +126,7 @@ func (s *Server) answer(ctx context.Context, session string, payload []byte) wir
 	req, err := wire.DecodeEnrollRequest(payload)
 	if err != nil {
 		s.refused.Add(1)
-		// One log line per second at most: anyone may send these.
-		if now := time.Now().UnixNano(); now-s.lastMalformedLogged.Load() >= int64(time.Second) {
-			s.lastMalformedLogged.Store(now)
-			s.log.Warn("enrollment request refused", "session", session, "code", wire.EnrollMalformed, "err", err)
-		}
+		s.logRefusal(session, wire.EnrollMalformed, err)
 		return wire.EnrollResponse{Code: wire.EnrollMalformed, Reason: clip(err.Error())}
 	}
 	id, secret, err := s.o.Tokens.Redeem(ctx, req.Token, s.o.Now())
@@ -145,12 +141,25 @@ func (s *Server) answer(ctx context.Context, session string, payload []byte) wir
 		case errors.Is(err, credentials.ErrTokenExpired):
 			code, reason = wire.EnrollExpired, err.Error()
 		}
-		s.log.Warn("enrollment request refused", "session", session, "code", code, "err", err)
+		if code == wire.EnrollUnknown {
+			s.logRefusal(session, code, err) // anyone can send these
+		} else {
+			s.log.Warn("enrollment request refused", "session", session, "code", code, "err", err)
+		}
 		return wire.EnrollResponse{Code: code, Reason: clip(reason)}
 	}
 	s.enrolled.Add(1)
 	s.log.Info("device enrolled", "device", id, "session", session, "agent", req.Agent) // never the secret
 	return wire.EnrollResponse{DeviceID: id, Secret: secret}
+}
+
+// logRefusal logs at most one refusal per second: malformed requests and unknown tokens come
+// from anyone, and must not fill the log.
+func (s *Server) logRefusal(session, code string, err error) {
+	if now := time.Now().UnixNano(); now-s.lastRefusalLogged.Load() >= int64(time.Second) {
+		s.lastRefusalLogged.Store(now)
+		s.log.Warn("enrollment request refused", "session", session, "code", code, "err", err)
+	}
 }
 
 func clip(s string) string {
