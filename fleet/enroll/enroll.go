@@ -38,10 +38,10 @@ type Options struct {
 
 // Server answers enrollment requests.
 type Server struct {
-	o                   Options
-	log                 *slog.Logger
-	enrolled, refused   atomic.Uint64
-	subscribed          atomic.Bool
+	o                 Options
+	log               *slog.Logger
+	enrolled, refused atomic.Uint64
+	subscribed        atomic.Bool
 	lastRefusalLogged atomic.Int64
 }
 
