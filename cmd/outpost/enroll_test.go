@@ -61,6 +61,13 @@ func TestAgentEnrollment(t *testing.T) {
 		return fleet.DeviceStatus{}, false
 	}
 
+	for _, bad := range [][]string{{"--ttl", "100000h"}, {"--prefix", "a/b"}, {"--id", "outpost-controller"}} {
+		if _, err := cli(t, append(append([]string{"devices", "enroll-token"}, bad...), api...)...); err == nil {
+			t.Errorf("enroll-token %v accepted", bad)
+		} else if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "enrollment token") {
+			t.Errorf("enroll-token %v: %v, want one line about the token", bad, err)
+		}
+	}
 	good := token("good.token", "--prefix", "lab-", "--ttl", "1h")
 	cmd, log := start(agentArgs(good, "a"))
 	var enrolled fleet.DeviceStatus
