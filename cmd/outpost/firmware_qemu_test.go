@@ -181,6 +181,14 @@ func TestFirmwareBundlesUnderQemu(t *testing.T) {
 				t.Logf("%s: device %s, %d inferences, %.1f/s, p50 %.2f ms, model %s, %d results stored",
 					r.arch, seen.ID, seen.Health.Inferences, seen.Health.InferencesPerS, seen.Health.LatencyP50Ms, seen.Model, seen.ResultsReceived)
 				if r.arch == "armv7" {
+					// An enrollment bundle carries the token, no secret and no fixed id.
+					cfg, _ := os.ReadFile(filepath.Join(root, "etc/outpost/agent.yaml"))
+					if !strings.Contains(string(cfg), "enroll-token: /etc/outpost/enroll-token") || strings.Contains(string(cfg), "\nid:") {
+						t.Errorf("enrollment bundle config:\n%s", cfg)
+					}
+					if _, err := os.Stat(filepath.Join(root, "etc/outpost/secret")); err == nil {
+						t.Error("an enrollment bundle carries a secret")
+					}
 					if _, err := os.Stat(filepath.Join(unpacked, "state", "identity.json")); err != nil || !strings.Contains(logs.String(), "enrolled") {
 						t.Errorf("armv7: enrolled identity: %v\n%s", err, logs)
 					}
