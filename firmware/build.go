@@ -25,11 +25,16 @@ import (
 type Options struct {
 	Target   Target
 	Fleet    *Fleet
-	DeviceID string
-	OutDir   string // bundles are written here; created if missing
-	Version  string // agent version, embedded in the binary and the .deb
-	Agents   *AgentSource
-	MTime    time.Time // file times in the archives; zero: SOURCE_DATE_EPOCH, else now
+	DeviceID string // may be empty with EnrollToken: the controller names the device
+	// The device's identity, at most one of: Secret (from outpost devices add), placed at
+	// SecretPath for --password-file; or EnrollToken (outpost devices enroll-token), placed at
+	// TokenPath for --enroll-token. Neither: the secret is put on the device by hand.
+	Secret      string
+	EnrollToken string
+	OutDir      string // bundles are written here; created if missing
+	Version     string // agent version, embedded in the binary and the .deb
+	Agents      *AgentSource
+	MTime       time.Time // file times in the archives; zero: SOURCE_DATE_EPOCH, else now
 }
 
 // Bundle names what Build wrote.
@@ -43,8 +48,16 @@ type Bundle struct {
 
 // Build stages and packs one device's bundle.
 func Build(ctx context.Context, o Options) (*Bundle, error) {
-	if err := ValidDeviceID(o.DeviceID); err != nil {
-		return nil, err
+	if o.Secret != "" && o.EnrollToken != "" {
+		return nil, errors.New("firmware build: a device secret or an enrollment token, not both")
+	}
+	if o.DeviceID != "" || o.EnrollToken == "" {
+		if err := ValidDeviceID(o.DeviceID); err != nil {
+			return nil, err
+		}
+	}
+	if strings.ContainsAny(o.Secret+o.EnrollToken, " \t\r\n") {
+		return nil, errors.New("firmware build: secret or token spans lines")
 	}
 	if o.Fleet == nil || o.Agents == nil || o.OutDir == "" {
 		return nil, errors.New("firmware build: fleet, agent source and output directory are required")
@@ -56,12 +69,12 @@ func Build(ctx context.Context, o Options) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bundle{Name: o.Fleet.Name + "-" + o.DeviceID + "-" + o.Target.Name}
+	b := &Bundle{Name: o.Fleet.Name + "-" + bundleDevice(o) + "-" + o.Target.Name}
 	b.Dir = filepath.Join(o.OutDir, b.Name)
 	if err := os.RemoveAll(b.Dir); err != nil {
 		return nil, err
 	}
-	cfg, err := agentConfig(o.Fleet, o.DeviceID)
+	cfg, err := agentConfig(o.Fleet, o.DeviceID, identityKeys(o))
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +90,14 @@ func Build(ctx context.Context, o Options) (*Bundle, error) {
 		{ConfigPath, 0o640, "", cfg},
 		{ModelPath, 0o640, o.Fleet.Path(o.Fleet.Model), nil},
 		{UnitPath, 0o644, "", []byte(unit)},
+	}
+	// The identity is readable by root and the agent's group only (0640 root:outpost once
+	// installed), like the config.
+	if o.Secret != "" {
+		fl = append(fl, file{SecretPath, 0o640, "", []byte(o.Secret + "\n")})
+	}
+	if o.EnrollToken != "" {
+		fl = append(fl, file{TokenPath, 0o640, "", []byte(o.EnrollToken + "\n")})
 	}
 	for _, opt := range []struct{ dst, src string }{{KeyPath, o.Fleet.PackageKey}, {RootPath, o.Fleet.TrustRoot}, {CAPath, o.Fleet.TLSCA}} {
 		if opt.src != "" {
@@ -234,7 +255,7 @@ func packDeb(o Options, root, name string) (string, error) {
 		Section:       "misc",
 		Priority:      "optional",
 		Maintainer:    "Outpost fleet " + o.Fleet.Name + " <outpost@localhost>",
-		Description:   "Outpost edge ML inference agent for device " + o.DeviceID + " of fleet " + o.Fleet.Name,
+		Description:   "Outpost edge ML inference agent for device " + bundleDevice(o) + " of fleet " + o.Fleet.Name,
 		License:       "Apache-2.0",
 		MTime:         o.MTime,
 		Overridables: nfpm.Overridables{

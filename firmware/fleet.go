@@ -48,7 +48,8 @@ var reservedAgentKeys = map[string]string{
 	"id": "the device id comes from --device-id or devices.csv", "broker": "use broker:",
 	"model": "use model:", "sensor": "use sensors:", "data-dir": "the unit's StateDirectory holds the data",
 	"config": "the bundle writes the config", "tls-ca": "use tls_ca:", "package-key": "use package_key:",
-	"trust-root": "use trust_root:", "version": "not a setting", "check-config": "not a setting",
+	"trust-root": "use trust_root:", "password-file": "firmware build --device-id places the secret",
+	"enroll-token": "firmware build --enroll places the token", "version": "not a setting", "check-config": "not a setting",
 }
 
 // LoadFleet reads and checks a fleet file. Errors are one line naming the file.

@@ -18,6 +18,8 @@ const (
 	KeyPath     = ConfigDir + "/package.pub"
 	RootPath    = ConfigDir + "/root.json"
 	CAPath      = ConfigDir + "/ca.pem"
+	SecretPath  = ConfigDir + "/secret"       // --password-file (identity.go)
+	TokenPath   = ConfigDir + "/enroll-token" // --enroll-token (identity.go)
 	UnitPath    = "/lib/systemd/system/outpost-agent.service"
 	StateDir    = "/var/lib/outpost-agent" // systemd's StateDirectory=outpost-agent
 	ServiceUser = "outpost"
@@ -25,13 +27,18 @@ const (
 )
 
 // agentConfig is the --config file for one device: keys are outpost-agent flag names.
-func agentConfig(f *Fleet, deviceID string) ([]byte, error) {
+func agentConfig(f *Fleet, deviceID string, identity [][2]string) ([]byte, error) {
 	m := &yaml.Node{Kind: yaml.MappingNode}
 	add := func(k string, v *yaml.Node) {
 		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: k}, v)
 	}
 	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s, Tag: "!!str"} }
-	add("id", str(deviceID))
+	if deviceID != "" {
+		add("id", str(deviceID))
+	}
+	for _, kv := range identity {
+		add(kv[0], str(kv[1]))
+	}
 	add("broker", str(f.Broker))
 	add("model", str(ModelPath))
 	if f.PackageKey != "" {
@@ -60,6 +67,9 @@ func agentConfig(f *Fleet, deviceID string) ([]byte, error) {
 	out, err := yaml.Marshal(m)
 	if err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	if deviceID == "" {
+		deviceID = "(enrolled on first start)"
 	}
 	head := fmt.Sprintf("# outpost-agent --config for device %s of fleet %s, written by outpost firmware build.\n"+
 		"# Keys are outpost-agent flag names; a flag on the command line overrides the file.\n", deviceID, f.Name)
@@ -120,20 +130,35 @@ WantedBy=multi-user.target
 
 // setupUser is shared by install.sh and the .deb's postinst: the service user and the device
 // groups it needs (Raspberry Pi OS has i2c and gpio; other systems get empty groups so the
-// unit's SupplementaryGroups= resolves).
-const setupUser = `for g in i2c gpio; do
-  getent group "$g" >/dev/null || groupadd --system "$g"
+// unit's SupplementaryGroups= resolves). It is idempotent, and honors DPKG_ROOT (dpkg --root
+// with --force-script-chrootless, or an image builder): the accounts are then made in that
+// root's files (--prefix) and the config's group is looked up there.
+const setupUser = `root="${DPKG_ROOT:-}"
+prefix=""
+if [ -n "$root" ]; then prefix="--prefix $root"; fi
+has() { # has group|passwd NAME
+  if [ -n "$root" ]; then grep -q "^$2:" "$root/etc/$1" 2>/dev/null; else getent "$1" "$2" >/dev/null; fi
+}
+for g in i2c gpio; do
+  has group "$g" || groupadd $prefix --system "$g"
 done
-getent group ` + ServiceUser + ` >/dev/null || groupadd --system ` + ServiceUser + `
-getent passwd ` + ServiceUser + ` >/dev/null ||
-  useradd --system --gid ` + ServiceUser + ` --groups i2c,gpio --home-dir ` + StateDir + ` --no-create-home --shell /usr/sbin/nologin ` + ServiceUser + `
-chgrp ` + ServiceUser + ` ` + ConfigDir + ` ` + ConfigDir + `/* && chmod 0750 ` + ConfigDir + ` && chmod 0640 ` + ConfigDir + `/*
+has group ` + ServiceUser + ` || groupadd $prefix --system ` + ServiceUser + `
+has passwd ` + ServiceUser + ` ||
+  useradd $prefix --system --gid ` + ServiceUser + ` --groups i2c,gpio --home-dir ` + StateDir + ` --no-create-home --shell /usr/sbin/nologin ` + ServiceUser + `
+grp=` + ServiceUser + `
+if [ -n "$root" ]; then grp=$(sed -n 's/^` + ServiceUser + `:[^:]*:\([0-9]*\):.*/\1/p' "$root/etc/group"); fi
+chgrp "$grp" "$root` + ConfigDir + `" "$root` + ConfigDir + `"/* && chmod 0750 "$root` + ConfigDir + `" && chmod 0640 "$root` + ConfigDir + `"/*
 `
 
-// enableUnit starts the agent where systemd runs (not in a chroot or image build).
-const enableUnit = `if [ -d /run/systemd/system ]; then
+// enableUnit (re)starts the agent where systemd runs; in another root (DPKG_ROOT) or where
+// systemd is not running (a chroot, an image build) it only enables the unit.
+const enableUnit = `if [ -n "${DPKG_ROOT:-}" ]; then
+  systemctl --root="$DPKG_ROOT" enable ` + UnitName + `
+elif [ -d /run/systemd/system ]; then
   systemctl daemon-reload
-  systemctl enable --now ` + UnitName + `
+  systemctl enable ` + UnitName + `
+  # restart, not start: an upgrade or a new secret (rotation) takes effect now
+  systemctl restart ` + UnitName + `
 else
   systemctl enable ` + UnitName + ` 2>/dev/null || true
 fi
@@ -144,7 +169,9 @@ var postinst = "#!/bin/sh\n# outpost-agent postinst: service user, device groups
 const prerm = `#!/bin/sh
 # outpost-agent prerm: stop the agent before its files go.
 set -e
-if [ -d /run/systemd/system ]; then
+if [ -n "${DPKG_ROOT:-}" ]; then
+  systemctl --root="$DPKG_ROOT" disable ` + UnitName + ` || true
+elif [ -d /run/systemd/system ]; then
   systemctl disable --now ` + UnitName + ` || true
 fi
 `
@@ -152,12 +179,15 @@ fi
 // postrm keeps the buffered results and state unless the package is purged.
 const postrm = `#!/bin/sh
 set -e
+root="${DPKG_ROOT:-}"
+prefix=""
+if [ -n "$root" ]; then prefix="--prefix $root"; fi
 if [ "$1" = purge ]; then
-  rm -rf ` + StateDir + `
-  userdel ` + ServiceUser + ` 2>/dev/null || true
-  groupdel ` + ServiceUser + ` 2>/dev/null || true
+  rm -rf "$root` + StateDir + `"
+  userdel $prefix ` + ServiceUser + ` 2>/dev/null || true
+  groupdel $prefix ` + ServiceUser + ` 2>/dev/null || true
 fi
-if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+if [ -z "$root" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
 `
 
 // installScript installs a .tar.gz bundle: run from the unpacked bundle, as root. DESTDIR

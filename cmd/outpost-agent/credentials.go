@@ -10,6 +10,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/outpost-ml/outpost/agent/enroll"
 )
 
 // Device identity flags (docs/agent.md, "Credentials"): the secret from `outpost devices add`
@@ -17,12 +19,14 @@ import (
 
 type credentialFlags struct {
 	passwordFile           string
+	enrollToken            string // --enroll-token file (enroll.go)
 	tlsCA, tlsCert, tlsKey string
 }
 
 func addCredentialFlags(fs *flag.FlagSet) *credentialFlags {
 	var f credentialFlags
 	fs.StringVar(&f.passwordFile, "password-file", "", "`file` holding the device's MQTT secret (from outpost devices add --out); never logged")
+	fs.StringVar(&f.enrollToken, "enroll-token", "", "`file` holding a one-time enrollment token (outpost devices enroll-token): on first start the agent\nenrolls with it and keeps its id and secret in DATA-DIR/"+enroll.IdentityFile+"; --id may then be left out")
 	fs.StringVar(&f.tlsCA, "tls-ca", "", "PEM CA `file` to trust for an ssl:// broker (default: the system's roots)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "PEM client certificate `file` (CN = device id) for an ssl:// broker, instead of a password")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "PEM private key `file` of --tls-cert")
@@ -34,6 +38,9 @@ const maxSecretFile = 4096
 
 // apply reads the files the flags name into the link options.
 func (f *credentialFlags) apply(c *config) error {
+	if err := checkEnrollFlags(c, f); err != nil {
+		return err
+	}
 	if f.passwordFile != "" {
 		pw, err := readSmall(f.passwordFile, maxSecretFile)
 		if err != nil {

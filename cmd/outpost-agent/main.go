@@ -58,6 +58,7 @@ type config struct {
 	packageKeyPath string
 	configPath     string // --config: YAML of flag values (agent/flagfile)
 	checkConfig    bool   // --check-config: validate flags and config, then exit
+	enrollToken    string // from --enroll-token (enroll.go)
 }
 
 // extraFlags, when set by a file built in only for tests (updatetest.go), adds flags and
@@ -126,8 +127,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	switch {
 	case fs.NArg() > 0:
 		return nil, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
-	case c.DeviceID == "":
-		return nil, usageError{"missing --id"}
+	case c.DeviceID == "" && creds.enrollToken == "":
+		return nil, usageError{"missing --id (or --enroll-token)"}
 	case c.ModelPath == "":
 		return nil, usageError{"missing --model"}
 	case c.DataDir == "":
@@ -229,11 +230,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if c.checkConfig {
+		if c.DeviceID == "" {
+			c.DeviceID = "(from enrollment)"
+		}
 		fmt.Fprintf(stdout, "ok: id %s, broker %s, model %s, sensors %s, data dir %s\n",
 			c.DeviceID, c.Broker, c.ModelPath, strings.Join(c.Sensors, " + "), c.DataDir)
 		return 0
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel})).With("device", c.DeviceID)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	if c.enrollToken != "" {
+		if err := enrollIdentity(ctx, c, log); err != nil {
+			if ctx.Err() != nil {
+				return 0 // stopped while enrolling
+			}
+			fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
+			if errors.Is(err, errRefused) {
+				return 2
+			}
+			return 1
+		}
+	}
+	log = log.With("device", c.DeviceID)
 	c.AgentVersion = version
 	c.Logger = log
 	dev, err := assemble.New(c.Config)

@@ -73,7 +73,7 @@ func newDevicesCmd() *cobra.Command {
 		},
 	}
 	lf.add(list)
-	c.AddCommand(tag, list, newDevicesAddCmd(), newDevicesRevokeCmd())
+	c.AddCommand(tag, list, newDevicesAddCmd(), newDevicesRevokeCmd(), newDevicesEnrollTokenCmd())
 	addDevicesList(c) // views.go: bare `outpost devices` lists the fleet
 	return c
 }

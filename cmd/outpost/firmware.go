@@ -43,9 +43,10 @@ func newFirmwareCmd() *cobra.Command {
 func newFirmwareBuildCmd() *cobra.Command {
 	var (
 		target, fleetPath, deviceID, devicesCSV, out, releaseDir, ver string
+		id                                                            identityFlags // firmware_identity.go
 	)
 	cmd := &cobra.Command{
-		Use:   "build --target TARGET --fleet FLEET.yaml (--device-id ID | --devices devices.csv)",
+		Use:   "build --target TARGET --fleet FLEET.yaml (--device-id ID | --devices devices.csv | --enroll)",
 		Short: "Build one device's bundle, or one per line of a devices.csv",
 		Long: `Builds a bundle per device: a static outpost-agent for the board, its config (keys are
 outpost-agent flag names), the fleet's package key, trust root and CA, the initial signed model
@@ -54,11 +55,18 @@ and, for Raspberry Pi targets, NAME-boot/outpost/ to copy onto the boot partitio
 
 The agent is built from this checkout (run from it), or taken from --release-dir holding
 make cross's outpost-agent-linux-ARCH binaries. devices.csv has a header line naming the
-columns device_id and, optionally, target (default --target). See docs/firmware.md.`,
+columns device_id and, optionally, target (default --target).
+
+Each bundle carries the device's identity, issued by the running controller over its API
+(--server, --token-file): with --device-id (or --devices) a new secret for the device, as
+outpost devices add issues it (any earlier secret stops working); with --enroll a one-time
+enrollment token instead (with --device-id for that id, else the controller names the device
+--enroll-prefix plus a random suffix on first boot). --no-identity builds without one.
+See docs/firmware.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (deviceID == "") == (devicesCSV == "") {
-				return errors.New("give exactly one of --device-id and --devices")
+			if err := id.check(deviceID, devicesCSV); err != nil {
+				return err
 			}
 			fleet, err := firmware.LoadFleet(fleetPath)
 			if err != nil {
@@ -66,8 +74,8 @@ columns device_id and, optionally, target (default --target). See docs/firmware.
 			}
 			type job struct{ id, target string }
 			var jobs []job
-			if deviceID != "" {
-				jobs = []job{{deviceID, target}}
+			if deviceID != "" || devicesCSV == "" {
+				jobs = []job{{deviceID, target}} // no id: --enroll names the device
 			} else if jobs2, err := readDevicesCSV(devicesCSV, target); err != nil {
 				return err
 			} else {
@@ -111,7 +119,11 @@ columns device_id and, optionally, target (default --target). See docs/firmware.
 			w := cmd.OutOrStdout()
 			for _, j := range jobs {
 				t, _ := firmware.LookupTarget(j.target)
-				b, err := firmware.Build(cmd.Context(), firmware.Options{Target: t, Fleet: fleet, DeviceID: j.id, OutDir: out, Version: ver, Agents: src})
+				o := firmware.Options{Target: t, Fleet: fleet, DeviceID: j.id, OutDir: out, Version: ver, Agents: src}
+				if err := id.issue(cmd, &o); err != nil {
+					return fmt.Errorf("device %s: %w", j.id, err)
+				}
+				b, err := firmware.Build(cmd.Context(), o)
 				if err != nil {
 					return fmt.Errorf("device %s: %w", j.id, err)
 				}
@@ -139,6 +151,7 @@ columns device_id and, optionally, target (default --target). See docs/firmware.
 	f.StringVar(&out, "out", "firmware-out", "output `directory`")
 	f.StringVar(&releaseDir, "release-dir", "", "take prebuilt agents from this `directory` (make cross names) instead of building")
 	f.StringVar(&ver, "version", "", "agent version to embed (default: git describe of the checkout)")
+	id.add(cmd)
 	_ = cmd.MarkFlagRequired("fleet")
 	return cmd
 }

@@ -34,7 +34,7 @@ func TestFirmwareBuildDevicesCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
-	got := mustCLI(t, "firmware", "build", "--fleet", fleet, "--devices", csvPath, "--target", "amd64", "--release-dir", release, "--out", out, "--version", "v2.0.0")
+	got := mustCLI(t, "firmware", "build", "--fleet", fleet, "--devices", csvPath, "--target", "amd64", "--release-dir", release, "--out", out, "--version", "v2.0.0", "--no-identity")
 	if !strings.Contains(got, "3 bundles in "+out) {
 		t.Errorf("output %q", got)
 	}

@@ -173,4 +173,3 @@ func TestLiveScreenTerminal(t *testing.T) {
 		t.Errorf("plain frame = %q", out.String())
 	}
 }
-

@@ -18,6 +18,7 @@ import (
 	"github.com/outpost-ml/outpost/fleet/boltstore"
 	"github.com/outpost-ml/outpost/fleet/broker"
 	"github.com/outpost-ml/outpost/fleet/credentials"
+	"github.com/outpost-ml/outpost/fleet/enroll"
 	"github.com/outpost-ml/outpost/fleet/homeassistant"
 	"github.com/outpost-ml/outpost/fleet/monitor"
 	"github.com/outpost-ml/outpost/fleet/tufrepo"
@@ -117,6 +118,8 @@ type fleetServer struct {
 	Trust *tufrepo.Repo // nil without `outpost keys init` (serve_trust.go)
 
 	Creds *credentials.Store // device secrets and revocations (serve_credentials.go)
+	// Enroll answers enrollment requests; nil without the embedded broker checking devices.
+	Enroll *enroll.Server
 	// Blobs serves Trust's metadata and packages to devices over MQTT; nil without Trust.
 	Blobs *blobserve.Server
 	// homeAssistant announces devices to Home Assistant; nil without --homeassistant.
@@ -190,6 +193,7 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		bopts := broker.Options{Addr: cfg.Listen, Strict: cfg.Strict, TLSAddr: cfg.TLSListen, Logger: log.With("component", "broker")}
 		if cfg.DeviceAuth {
 			bopts.Devices = s.Creds
+			bopts.Enrollment = true
 		}
 		if bopts.TLS, err = cfg.tlsConfig(); err != nil {
 			return nil, err
@@ -214,6 +218,11 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	s.Controller, err = fleet.New(copts)
 	if err != nil {
 		return nil, err
+	}
+	if s.Broker != nil && cfg.DeviceAuth {
+		if s.Enroll, err = newEnrollServer(s.Creds, copts, log); err != nil {
+			return nil, err
+		}
 	}
 	if s.Trust != nil {
 		if cfg.Publisher == nil {
@@ -269,6 +278,9 @@ func (s *fleetServer) Run(ctx context.Context) error {
 	}
 	// Stops with gctx, before the controller closes the store.
 	g.Go(func() error { return s.Retention.Run(gctx) })
+	if s.Enroll != nil {
+		g.Go(func() error { return s.Enroll.Run(gctx) })
+	}
 	if s.Trust != nil {
 		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
 		g.Go(func() error { return runBlobs(gctx, s.Blobs) })

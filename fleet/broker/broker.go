@@ -90,6 +90,8 @@ type Options struct {
 	Logger *slog.Logger
 	// LoginLimits rate-limit failed logins (ratelimit.go); the zero value is on with defaults.
 	LoginLimits LoginLimits
+	// Enrollment admits enrollment logins (wire.EnrollUser, enroll.go).
+	Enrollment bool
 }
 
 // Broker is an embedded MQTT broker listening on one TCP address.
@@ -139,7 +141,7 @@ func New(opts Options) (*Broker, error) {
 		Capabilities:           capabilities(),
 	})
 	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, devices: opts.Devices, srv: srv, log: log,
-		limit: newLoginLimiter(opts.LoginLimits, log)}
+		limit: newLoginLimiter(opts.LoginLimits, log), enroll: opts.Enrollment}
 	if opts.LabellerPassword != "" {
 		hook.labeller = cmp.Or(opts.LabellerUser, DefaultLabellerUser)
 		hook.labellerPassword = []byte(opts.LabellerPassword)
@@ -243,6 +245,7 @@ type aclHook struct {
 	labeller         string
 	labellerPassword []byte
 	limit            *loginLimiter // nil: no rate limiting
+	enroll           bool          // admit enrollment logins (enroll.go)
 
 	lastRefusal atomic.Int64 // unix ns of the last logged publish refusal
 }
@@ -288,6 +291,9 @@ func (h *aclHook) admit(cl *mqtt.Client, pk packets.Packet) (bool, string) {
 		// Taking over the controller's client id would end the controller's session.
 		return false, "client id reserved for the controller"
 	}
+	if user == wire.EnrollUser {
+		return h.admitEnrollee(cl, pk)
+	}
 	if h.labeller != "" && user == h.labeller {
 		if pk.Connect.WillFlag {
 			return false, "the labeller may not set a last-will"
@@ -318,6 +324,9 @@ func (h *aclHook) admit(cl *mqtt.Client, pk packets.Packet) (bool, string) {
 func (h *aclHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if bytes.Equal(cl.Properties.Username, []byte(h.user)) {
 		return true // authenticated at connect: a wrong password never gets this far
+	}
+	if bytes.Equal(cl.Properties.Username, []byte(wire.EnrollUser)) {
+		return enrolleeACL(cl, topic, write)
 	}
 	if h.labeller != "" && bytes.Equal(cl.Properties.Username, []byte(h.labeller)) {
 		// Authenticated at connect like the controller: labels in, nothing else.

@@ -136,6 +136,7 @@ func (a *api) routes() []route {
 		{"GET /v1/captures", a.listCaptures, a.o.Captures != nil},
 	}
 	rs = append(rs, a.credentialRoutes()...)
+	rs = append(rs, a.enrollRoutes()...) // enroll.go
 	return append(rs, a.monitoringRoutes()...)
 }
 
