@@ -113,7 +113,7 @@ func BenchmarkF32Shapes(b *testing.B) {
 		})
 		b.Run("depthwise_28x28x96_f3x3/loops_swapped", func(b *testing.B) {
 			for b.Loop() {
-				depthwiseF32(g, x, w, nil, y)
+				depthwiseF32(g, x, w, nil, y, false)
 			}
 		})
 	}
@@ -166,7 +166,7 @@ func TestDepthwiseF32MatchesReference(t *testing.T) {
 		want := make([]float32, c.n*oh*ow*c.outC)
 		got := make([]float32, len(want))
 		depthwiseFloat(g, x, w, b, want)
-		depthwiseF32(g, x, w, b, got)
+		depthwiseF32(g, x, w, b, got, false)
 		for i := range want {
 			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 				t.Fatalf("%v: output %d = %g, reference %g", c, i, got[i], want[i])
