@@ -36,9 +36,10 @@ type convGeom struct {
 	padH, padW             int
 	depthMul               int // DEPTHWISE_CONV_2D only
 	fMin, fMax             float32
-	f32simd                bool  // float32: the SIMD form (gemm_f32_simd.go), chosen at Prepare
-	inOff, outOff          int32 // -input zero point, +output zero point (int8)
-	qMin, qMax             int32 // fused activation range in output units
+	f32simd                bool      // float32: the SIMD form (gemm_f32_simd.go), chosen at Prepare
+	dwPackF32              []float32 // float32 depthwise on the SIMD path: packDWF32's layout
+	inOff, outOff          int32     // -input zero point, +output zero point (int8)
+	qMin, qMax             int32     // fused activation range in output units
 	mult                   []int32
 	shift                  []int
 	dtype                  tensor.DType // input dtype: Float32, Int8 or Int16
@@ -458,6 +459,13 @@ func prepareDepthwise(n *tflite.Node) error {
 	}
 	if g.dtype == tensor.Float32 {
 		g.f32simd = useF32SIMDDepthwise(g.outC, g.depthMul)
+		if g.f32simd && g.outC%8 == 0 && g.fH*g.fW <= maxDWTaps && filter.Constant() && (bias == nil || bias.Constant()) {
+			var b []float32
+			if bias != nil {
+				b = bias.Float32()
+			}
+			g.dwPackF32 = packDWF32(filter.Float32(), b, g.fH*g.fW, g.outC)
+		}
 	}
 	if g.dtype != tensor.Float32 {
 		// One accumulator row per worker: the int8 fast kernels split rows across them.

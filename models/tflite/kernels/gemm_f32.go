@@ -174,7 +174,15 @@ func depthwiseF32(g *convGeom, x, w, b, y []float32, simd bool) {
 	m, c := g.depthMul, g.outC
 	for bt := 0; bt < g.batches; bt++ {
 		for oy := 0; oy < g.outH; oy++ {
+			skip0, skip1 := 0, 0 // pixels done by the SIMD pixel kernel
+			if simd && g.dwPackF32 != nil {
+				skip0, skip1 = depthwisePixelsF32(g, x, y, bt, oy)
+			}
 			for ox := 0; ox < g.outW; ox++ {
+				if ox == skip0 && skip1 > skip0 {
+					ox = skip1 - 1
+					continue
+				}
 				iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 				yo := y[((bt*g.outH+oy)*g.outW+ox)*c:][:c]
 				clear(yo)

@@ -15,3 +15,6 @@ func dotF32x1x4FMA(x0, w *float32, k, n int, a *[4]float32)
 
 //go:noescape
 func fmaF32(y, x, w *float32, n int)
+
+//go:noescape
+func dwPixelF32FMA(y *float32, taps *[maxDWTaps]*float32, ntaps int, wp *float32, c8 int, lo, hi float32)

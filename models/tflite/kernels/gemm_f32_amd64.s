@@ -129,3 +129,47 @@ floop:
 fdone:
 	VZEROUPPER
 	RET
+
+// func dwPixelF32FMA(y *float32, taps *[maxDWTaps]*float32, ntaps int, wp *float32, c8 int, lo, hi float32)
+// One interior output pixel of a float32 depthwise layer (depth multiplier 1), 8 channels a
+// step: acc = x0*w0, then acc += xt*wt (fused) for the taps in order, + bias, clamp to
+// [lo, hi]. taps[t] points at tap t's input pixel; wp holds per 8-channel block the ntaps
+// weight vectors then the bias vector (packDWF32).
+TEXT ·dwPixelF32FMA(SB), NOSPLIT, $0-48
+	MOVQ y+0(FP), DI
+	MOVQ taps+8(FP), SI
+	MOVQ ntaps+16(FP), R9
+	MOVQ wp+24(FP), CX
+	MOVQ c8+32(FP), R10
+	VBROADCASTSS lo+40(FP), Y14
+	VBROADCASTSS hi+44(FP), Y15
+	XORQ DX, DX
+
+dwblk:
+	MOVQ (SI), AX
+	VMOVUPS (AX)(DX*1), Y1
+	VMULPS (CX), Y1, Y0
+	ADDQ $32, CX
+	MOVQ $1, R11
+
+dwtap:
+	CMPQ R11, R9
+	JGE  dwtapsdone
+	MOVQ (SI)(R11*8), AX
+	VMOVUPS (AX)(DX*1), Y1
+	VFMADD231PS (CX), Y1, Y0
+	ADDQ $32, CX
+	INCQ R11
+	JMP  dwtap
+
+dwtapsdone:
+	VADDPS (CX), Y0, Y0
+	ADDQ $32, CX
+	VMAXPS Y14, Y0, Y0
+	VMINPS Y15, Y0, Y0
+	VMOVUPS Y0, (DI)(DX*1)
+	ADDQ $32, DX
+	DECQ R10
+	JNZ  dwblk
+	VZEROUPPER
+	RET

@@ -17,3 +17,7 @@ func dotF32x1x4FMA(x0, w *float32, k, n int, a *[4]float32) {
 }
 
 func fmaF32(y, x, w *float32, n int) { panic("kernels: no float32 SIMD kernel on this platform") }
+
+func dwPixelF32FMA(y *float32, taps *[maxDWTaps]*float32, ntaps int, wp *float32, c8 int, lo, hi float32) {
+	panic("kernels: no float32 SIMD kernel on this platform")
+}

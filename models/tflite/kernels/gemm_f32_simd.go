@@ -109,3 +109,63 @@ func depthwiseRowF32(yo, xs, ws []float32, simd bool) {
 		yo[i] += xs[i] * ws[i]
 	}
 }
+
+// maxDWTaps is the largest depthwise filter (FH×FW) the pixel kernel takes: 5×5.
+const maxDWTaps = 25
+
+// packDWF32 lays a [1,FH,FW,C] float32 depthwise filter and its bias (nil: zeros) out for
+// dwPixelF32FMA: per block of 8 channels, the FH×FW weight vectors in tap order, then the bias
+// vector. (FH×FW+1)×C floats, a few KiB for the largest layers.
+func packDWF32(w, b []float32, taps, c int) []float32 {
+	p := make([]float32, 0, (taps+1)*c)
+	for c0 := 0; c0 < c; c0 += 8 {
+		for t := range taps {
+			p = append(p, w[t*c+c0:t*c+c0+8]...)
+		}
+		if b != nil {
+			p = append(p, b[c0:c0+8]...)
+		} else {
+			p = append(p, make([]float32, 8)...)
+		}
+	}
+	return p
+}
+
+// depthwisePixelsF32 runs the interior pixels of output row oy of batch bt (every tap inside
+// the input) through dwPixelF32FMA and reports which it did: [ox0, ox1). The caller does the
+// border pixels.
+func depthwisePixelsF32(g *convGeom, x, y []float32, bt, oy int) (ox0, ox1 int) {
+	iy0 := oy*g.strideH - g.padH
+	if iy0 < 0 || iy0+(g.fH-1)*g.dilH >= g.inH {
+		return 0, 0
+	}
+	// ox*strideW - padW ≥ 0 and ox*strideW - padW + (fW-1)*dilW < inW.
+	ox0 = (g.padW + g.strideW - 1) / g.strideW
+	last := g.inW - 1 - (g.fW-1)*g.dilW + g.padW // largest ox*strideW
+	if last < 0 {
+		return 0, 0
+	}
+	ox1 = min(g.outW, last/g.strideW+1)
+	if ox0 >= ox1 {
+		return 0, 0
+	}
+	c := g.outC
+	var taps [maxDWTaps]*float32
+	ntaps := g.fH * g.fW
+	wp := g.dwPackF32
+	for ox := ox0; ox < ox1; ox++ {
+		ix0 := ox*g.strideW - g.padW
+		t := 0
+		for fy := 0; fy < g.fH; fy++ {
+			row := ((bt*g.inH+iy0+fy*g.dilH)*g.inW + ix0) * c
+			for fx := 0; fx < g.fW; fx++ {
+				taps[t] = &x[row+fx*g.dilW*c+c-1] // bounds-checks the whole pixel
+				taps[t] = &x[row+fx*g.dilW*c]
+				t++
+			}
+		}
+		yo := y[((bt*g.outH+oy)*g.outW+ox)*c:][:c]
+		dwPixelF32FMA(&yo[0], &taps, ntaps, &wp[0], c/8, g.fMin, g.fMax)
+	}
+	return ox0, ox1
+}

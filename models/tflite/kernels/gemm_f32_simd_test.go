@@ -117,11 +117,17 @@ func TestConvF32SIMD(t *testing.T) {
 	}
 }
 
-// TestDepthwiseF32SIMD: the fused depthwise form against the reference loops.
+// TestDepthwiseF32SIMD: the fused depthwise forms (per tap over the channels, and the pixel
+// kernel for interior pixels when the weights are packed) against the reference loops.
 func TestDepthwiseF32SIMD(t *testing.T) {
 	needF32SIMD(t)
 	r := rand.New(rand.NewPCG(25, 26))
-	done := 0
+	done, packed := 0, 0
+	defer func() {
+		if packed < 20 {
+			t.Errorf("only %d of %d layers took the pixel kernel", packed, done)
+		}
+	}()
 	for iter := 0; done < 300 && iter < 3000; iter++ {
 		c := randConvCase(r, true)
 		oh, ow, ok := c.outSize()
@@ -143,7 +149,12 @@ func TestDepthwiseF32SIMD(t *testing.T) {
 		got, mag := make([]float32, len(want)), make([]float32, len(want))
 		depthwiseFloat(g, x, w, b, want)
 		depthwiseFloat(g, absF32s(x), absF32s(w), absF32s(b), mag)
-		depthwiseF32(g, x, w, b, got, useF32SIMDDepthwise(c.outC, c.m))
+		simd := useF32SIMDDepthwise(c.outC, c.m)
+		if simd && c.outC%8 == 0 && c.fh*c.fw <= maxDWTaps {
+			g.dwPackF32 = packDWF32(w, b, c.fh*c.fw, c.outC)
+			packed++
+		}
+		depthwiseF32(g, x, w, b, got, simd)
 		for i := range want {
 			if !sumClose(got[i], want[i], mag[i]) {
 				t.Fatalf("%v: output %d = %g, reference %g", c, i, got[i], want[i])

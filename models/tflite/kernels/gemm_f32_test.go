@@ -116,6 +116,14 @@ func BenchmarkF32Shapes(b *testing.B) {
 				depthwiseF32(g, x, w, nil, y, false)
 			}
 		})
+		if haveF32SIMD {
+			b.Run("depthwise_28x28x96_f3x3/simd", func(b *testing.B) {
+				g.dwPackF32 = packDWF32(w, nil, 9, 96)
+				for b.Loop() {
+					depthwiseF32(g, x, w, nil, y, true)
+				}
+			})
+		}
 	}
 	for _, c := range benchConvShapes[:4] {
 		oh, ow := (c.h+c.sh-1)/c.sh, (c.w+c.sw-1)/c.sw

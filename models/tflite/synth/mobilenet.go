@@ -193,6 +193,14 @@ func MobileNetV2Int8(cfg MobileNetV2) ([]byte, error) {
 		last = makeDivisible(1280 * cfg.Alpha)
 	}
 	x = b.conv(x, last, 1, 1, true)
+	b.sg.SetInputs(in.idx)
+	return b.head(m, x, classes)
+}
+
+// head adds what ends both networks: average pool over the whole map, flatten, a dense
+// layer with per-tensor weights (as the converter writes it), softmax; it marks the output.
+func (b *builder) head(m *write.Model, x act, classes int) ([]byte, error) {
+	last := x.c
 	pooled := b.activation("pool", 1, 1, last, x.scale, x.zp)
 	b.sg.AddOp(schema.OpAveragePool2D, 2, []int32{x.idx}, []int32{pooled.idx}, write.Pool2DOptions{
 		Padding: schema.PaddingValid, StrideW: 1, StrideH: 1, FilterWidth: int32(x.w), FilterHeight: int32(x.h)})
@@ -217,7 +225,6 @@ func MobileNetV2Int8(cfg MobileNetV2) ([]byte, error) {
 	probs := b.sg.AddTensor(write.Tensor{Name: "probs", Type: schema.TensorTypeInt8, Shape: []int32{1, int32(classes)},
 		Quant: &write.Quant{Scale: []float32{1.0 / 256}, ZeroPoint: []int64{-128}}})
 	b.sg.AddOp(schema.OpSoftmax, 2, []int32{logits}, []int32{probs}, write.SoftmaxOptions{Beta: 1})
-	b.sg.SetInputs(in.idx)
 	b.sg.SetOutputs(probs)
 	return m.Bytes()
 }

@@ -73,3 +73,65 @@ func TestVisionManifest(t *testing.T) {
 		t.Fatalf("manifest input %+v output labels %d", man.Input, len(man.Output.Labels))
 	}
 }
+
+// TestResNet8Int8 builds the MLPerf Tiny ResNet-8 shape and runs it; with $OUTPOST_SYNTH_DIR
+// set it writes the file there.
+func TestResNet8Int8(t *testing.T) {
+	data, err := ResNet8Int8(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("OUTPOST_SYNTH_DIR"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, "resnet8_int8.tflite"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := tflite.Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ip.Invoke(); err != nil {
+		t.Fatal(err)
+	}
+	if n := ip.Output(0).NumElements(); n != 10 {
+		t.Fatalf("%d outputs, want 10", n)
+	}
+}
+
+// BenchmarkSynth times Invoke on the synthetic networks, one thread, on the path the machine
+// picks (OUTPOST_PORTABLE=1 for the pure-Go one), so a CPU profile shows where a whole
+// model's time goes.
+func BenchmarkSynth(b *testing.B) {
+	r8, err := ResNet8Int8(1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mn, err := MobileNetV2Int8(MobileNetV2{Input: 224, Alpha: 1, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		data []byte
+	}{{"resnet8", r8}, {"mobilenet_v2_224", mn}} {
+		b.Run(c.name, func(b *testing.B) {
+			m, err := tflite.Load(c.data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ip, err := tflite.NewInterpreter(m, kernels.Builtins(), tflite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := ip.Invoke(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
