@@ -124,7 +124,7 @@ func TestDepthwiseF32SIMD(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 26))
 	done, packed := 0, 0
 	defer func() {
-		if packed < 20 {
+		if !portable.Load() && packed < 20 {
 			t.Errorf("only %d of %d layers took the pixel kernel", packed, done)
 		}
 	}()
