@@ -65,6 +65,9 @@ type Config struct {
 	// drift.DefaultWindow, a negative value monitors nothing. Only a model whose manifest
 	// carries a baseline is monitored.
 	DriftWindow int64
+	// Threads is how many goroutines each inference may use (tfpredict.Options.Threads), for
+	// the model given here and every update; 0 means 1.
+	Threads int
 
 	// Model updates (docs/updates.md). PackageKey verifies a ModelPath package and every
 	// update; AllowUnsigned runs a bare .tflite ModelPath without a signature, loudly.
@@ -198,6 +201,7 @@ func New(cfg Config) (_ *Device, err error) {
 		Keep:         cfg.Update.Keep,
 		ArenaBudget:  cfg.Update.ArenaBudget,
 		OnPhase:      cfg.Update.OnPhase,
+		Threads:      cfg.Threads,
 		Logger:       log.With("component", "update"),
 	}, d.Predictor)
 	if err != nil {
@@ -272,13 +276,13 @@ func loadModel(cfg Config) (*tfpredict.Predictor, bool, error) {
 		if err != nil {
 			return nil, false, fmt.Errorf("model %s: %w", cfg.ModelPath, err)
 		}
-		p, err := tfpredict.New(pkg.Model, pkg.Manifest, cfg.ModelPath)
+		p, err := tfpredict.NewWith(pkg.Model, pkg.Manifest, cfg.ModelPath, tfpredict.Options{Threads: cfg.Threads})
 		return p, false, err
 	}
 	if !cfg.AllowUnsigned {
 		return nil, false, fmt.Errorf("model %s is not a signed %s package; give one (with --package-key), or --allow-unsigned to run it anyway", cfg.ModelPath, bundle.Extension)
 	}
-	p, err := tfpredict.Load(cfg.ModelPath, cfg.ManifestPath)
+	p, err := tfpredict.LoadWith(cfg.ModelPath, cfg.ManifestPath, tfpredict.Options{Threads: cfg.Threads})
 	if err != nil {
 		return nil, false, err
 	}

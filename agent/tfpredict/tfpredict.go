@@ -56,6 +56,17 @@ func ManifestPath(modelPath string) string {
 // Load reads the model at modelPath and its manifest at manifestPath (ManifestPath(modelPath)
 // when empty), checks that they belong together and prepares an interpreter.
 func Load(modelPath, manifestPath string) (*Predictor, error) {
+	return LoadWith(modelPath, manifestPath, Options{})
+}
+
+// New prepares a Predictor for the model bytes data described by man with every builtin
+// kernel; name labels errors.
+func New(data []byte, man *bundle.Manifest, name string) (*Predictor, error) {
+	return NewWith(data, man, name, Options{})
+}
+
+// LoadWith is Load with options.
+func LoadWith(modelPath, manifestPath string, opts Options) (*Predictor, error) {
 	if manifestPath == "" {
 		manifestPath = ManifestPath(modelPath)
 	}
@@ -71,13 +82,7 @@ func Load(modelPath, manifestPath string) (*Predictor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", manifestPath, err)
 	}
-	return New(data, man, modelPath)
-}
-
-// New prepares a Predictor for the model bytes data described by man with every builtin
-// kernel; name labels errors.
-func New(data []byte, man *bundle.Manifest, name string) (*Predictor, error) {
-	return NewWith(data, man, name, Options{})
+	return NewWith(data, man, modelPath, opts)
 }
 
 // Options tunes NewWith.
@@ -87,6 +92,9 @@ type Options struct {
 	Resolver tflite.OpResolver
 	// MaxBytes bounds the model's constants plus its arena (tflite.Options.MaxBytes).
 	MaxBytes int
+	// Threads is how many goroutines one inference may use for the big convolution and
+	// matrix loops (tflite.Options.Threads); 0 and 1 mean one. Results do not depend on it.
+	Threads int
 }
 
 // NewWith is New with options.
@@ -106,12 +114,13 @@ func NewWith(data []byte, man *bundle.Manifest, name string, opts Options) (*Pre
 	if res == nil {
 		res = kernels.Builtins()
 	}
-	ip, err := tflite.NewInterpreter(m, res, tflite.Options{MaxBytes: opts.MaxBytes})
+	ip, err := tflite.NewInterpreter(m, res, tflite.Options{MaxBytes: opts.MaxBytes, Threads: opts.Threads})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	p := &Predictor{manifest: man, ip: ip}
 	if err := p.bind(); err != nil {
+		ip.Close()
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}
 	return p, nil
@@ -247,6 +256,10 @@ func (p *Predictor) Spec() agent.ModelSpec { return p.spec }
 
 // Manifest returns the model's manifest.
 func (p *Predictor) Manifest() *bundle.Manifest { return p.manifest }
+
+// Close stops the interpreter's helper goroutines (Options.Threads above 1) now rather than
+// when the Predictor is garbage; it must not be used after.
+func (p *Predictor) Close() { p.ip.Close() }
 
 // ArenaBytes is the size of the model's planned tensor arena in bytes.
 func (p *Predictor) ArenaBytes() int { return p.ip.ArenaBytes() }

@@ -41,7 +41,9 @@ type Options struct {
 	// DefaultArenaBudget.
 	ArenaBudget int
 	// Resolver supplies the kernels candidates run with; nil means every builtin.
-	Resolver   tflite.OpResolver
+	Resolver tflite.OpResolver
+	// Threads is tfpredict.Options.Threads for every model loaded; 0 means 1.
+	Threads    int
 	CheckEvery time.Duration // between probation limit checks; 0 means DefaultCheckEvery
 	Logger     *slog.Logger  // nil logs nothing
 	Now        func() time.Time
@@ -211,7 +213,7 @@ func (m *Manager) load(e Entry) (agent.Predictor, error) {
 }
 
 func (m *Manager) tfOptions() tfpredict.Options {
-	return tfpredict.Options{Resolver: m.resolver()}
+	return tfpredict.Options{Resolver: m.resolver(), Threads: m.opts.Threads}
 }
 
 // resolver is the kernels candidates run with.

@@ -93,6 +93,7 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.Int64Var(&c.DriftWindow, "drift-window", drift.DefaultWindow, "`inferences` per drift-monitoring window against the model's baseline (0: no drift monitoring)")
 	noCapture := fs.Bool("no-capture", false, "never capture raw windows for retraining, whatever the controller's capture policy says")
 	fs.Int64Var(&c.Capture.MaxBytes, "capture-quota", capture.DefaultMaxBytes, "most `bytes` of captured windows kept awaiting upload (their own buffer, "+assemble.CaptureFile+"); the oldest are dropped beyond it")
+	fs.IntVar(&c.Threads, "threads", 1, fmt.Sprintf("goroutines per inference for the big convolution and matrix loops (1 to %d; results do not depend on it)", maxThreads))
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	creds := addCredentialFlags(fs) // credentials.go
@@ -154,6 +155,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		return nil, usageError{fmt.Sprintf("--capture-quota %d must be positive", c.Capture.MaxBytes)}
 	case c.DriftWindow < 0:
 		return nil, usageError{fmt.Sprintf("--drift-window %d must be ≥ 0 (0: no drift monitoring)", c.DriftWindow)}
+	case c.Threads < 1 || c.Threads > maxThreads:
+		return nil, usageError{fmt.Sprintf("--threads %d must be 1 to %d", c.Threads, maxThreads)}
 	case c.Update.Keep < 2:
 		return nil, usageError{fmt.Sprintf("--keep-models %d must be at least 2 (the active model and the one to roll back to)", c.Update.Keep)}
 	}
@@ -183,6 +186,10 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	}
 	return &c, nil
 }
+
+// maxThreads bounds --threads: each thread is a goroutine and scratch per layer, and no board
+// the agent targets has more cores.
+const maxThreads = 64
 
 // defaultSensor is read when no --sensor is given.
 const defaultSensor = "sim:vibration"

@@ -179,6 +179,8 @@ func TestBadInput(t *testing.T) {
 		{"keep one model", append(good, "--keep-models", "1"), 2, "--keep-models 1"},
 		{"no arena", append(good, "--arena-budget", "0"), 2, "--arena-budget 0"},
 		{"negative drift window", append(good, "--drift-window", "-1"), 2, "--drift-window -1 must be ≥ 0"},
+		{"no threads", append(good, "--threads", "0"), 2, "--threads 0 must be 1 to 64"},
+		{"too many threads", append(good, "--threads", "65"), 2, "--threads 65 must be 1 to 64"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -48,7 +48,8 @@ func TestWriteBenchShapes(t *testing.T) {
 		c.bias = make([]int32, c.outC)
 		save(s.name, c.model(t))
 	}
-	// The float32 forms: a dense autoencoder layer and a ResNet-8 3x3 convolution.
+	// The float32 forms: a dense autoencoder layer, a ResNet-8 3x3 convolution and the
+	// MobileNet v2 depthwise layer.
 	ws := func(n int) []float32 {
 		v := make([]float32, n)
 		for i := range v {
@@ -69,6 +70,8 @@ func TestWriteBenchShapes(t *testing.T) {
 			write.FullyConnectedOptions{Activation: schema.ActivationRelu}},
 		{"conv_f32_32x32x16_3x3_16", schema.OpConv2D, []int32{1, 32, 32, 16}, []int32{16, 3, 3, 16}, []int32{1, 32, 32, 16},
 			write.Conv2DOptions{Padding: schema.PaddingSame, StrideW: 1, StrideH: 1, DilationW: 1, DilationH: 1, Activation: schema.ActivationRelu}},
+		{"depthwise_f32_56x56x144_3x3", schema.OpDepthwiseConv2D, []int32{1, 56, 56, 144}, []int32{1, 3, 3, 144}, []int32{1, 56, 56, 144},
+			write.DepthwiseConv2DOptions{Padding: schema.PaddingSame, StrideW: 1, StrideH: 1, DepthMultiplier: 1, DilationW: 1, DilationH: 1, Activation: schema.ActivationRelu6}},
 	} {
 		m := write.NewModel("outpost float benchmark shape")
 		sg := m.Subgraph()
@@ -80,8 +83,12 @@ func TestWriteBenchShapes(t *testing.T) {
 		wt := f32("filter", s.w...)
 		wt.Data = write.Float32s(ws(nw))
 		w := sg.AddTensor(wt)
-		bt := f32("bias", s.w[0])
-		bt.Data = write.Float32s(ws(int(s.w[0])))
+		oc := s.w[0] // [OC,FH,FW,C] and [units,depth]; a depthwise filter is [1,FH,FW,C]
+		if s.op == schema.OpDepthwiseConv2D {
+			oc = s.w[3]
+		}
+		bt := f32("bias", oc)
+		bt.Data = write.Float32s(ws(int(oc)))
 		b := sg.AddTensor(bt)
 		out := sg.AddTensor(f32("out", s.o...))
 		sg.AddOp(s.op, 1, []int32{in, w, b}, []int32{out}, s.opts)

@@ -36,8 +36,10 @@ type convGeom struct {
 	padH, padW             int
 	depthMul               int // DEPTHWISE_CONV_2D only
 	fMin, fMax             float32
-	inOff, outOff          int32 // -input zero point, +output zero point (int8)
-	qMin, qMax             int32 // fused activation range in output units
+	f32simd                bool      // float32: the SIMD form (gemm_f32_simd.go), chosen at Prepare
+	dwPackF32              []float32 // float32 depthwise on the SIMD path: packDWF32's layout
+	inOff, outOff          int32     // -input zero point, +output zero point (int8)
+	qMin, qMax             int32     // fused activation range in output units
 	mult                   []int32
 	shift                  []int
 	dtype                  tensor.DType // input dtype: Float32, Int8 or Int16
@@ -269,6 +271,7 @@ func prepareConv(n *tflite.Node) error {
 		if err := g.prepareConvF32(n); err != nil {
 			return err
 		}
+		g.f32simd = useF32SIMD(g.fH * g.fW * g.inC)
 	case tensor.Int8:
 		if !filter.Constant() || (bias != nil && !bias.Constant()) {
 			return fmt.Errorf("filter %q and bias must be constant for int8", filter.Name())
@@ -454,6 +457,16 @@ func prepareDepthwise(n *tflite.Node) error {
 	if err := g.prepareTypes("DEPTHWISE_CONV_2D", in, filter, bias, out, o.Activation, 3, g.outC); err != nil {
 		return err
 	}
+	if g.dtype == tensor.Float32 {
+		g.f32simd = useF32SIMDDepthwise(g.outC, g.depthMul)
+		if g.f32simd && g.outC%8 == 0 && g.fH*g.fW <= maxDWTaps && filter.Constant() && (bias == nil || bias.Constant()) {
+			var b []float32
+			if bias != nil {
+				b = bias.Float32()
+			}
+			g.dwPackF32 = packDWF32(filter.Float32(), b, g.fH*g.fW, g.outC)
+		}
+	}
 	if g.dtype != tensor.Float32 {
 		// One accumulator row per worker: the int8 fast kernels split rows across them.
 		h, err := n.RequestScratch(8 * g.outC * n.Workers())
@@ -477,7 +490,7 @@ func evalDepthwise(n *tflite.Node) error {
 	in, filter, bias, out := n.Input(0), n.Input(1), n.Input(2), n.Output(0)
 	switch g.dtype {
 	case tensor.Float32:
-		depthwiseF32(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32())
+		depthwiseF32(g, in.Float32(), filter.Float32(), bias.Float32(), out.Float32(), g.f32simd)
 	case tensor.Int8:
 		var exp []int8
 		if g.dw != nil && g.dw.expand {

@@ -336,9 +336,18 @@ func widen16Go(dst []int16, src []int8) {
 func (g *convGeom) im2colRow16(x []int8, oy, ox int, row []int16, pad int16) {
 	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 	c := g.inC
+	// A filter row whose taps all lie inside the input and touch (dilation 1) is one
+	// contiguous run of fW*C values: widen it in one call, vectorised where widen16 is.
+	rowInside := g.dilW == 1 && ix0 >= 0 && ix0+g.fW <= g.inW
 	i := 0
 	for fy := 0; fy < g.fH; fy++ {
 		iy := iy0 + fy*g.dilH
+		if rowInside && iy >= 0 && iy < g.inH {
+			n := g.fW * c
+			widen(row[i:i+n], x[(iy*g.inW+ix0)*c:][:n])
+			i += n
+			continue
+		}
 		for fx := 0; fx < g.fW; fx++ {
 			ix := ix0 + fx*g.dilW
 			dst := row[i : i+c]
@@ -347,10 +356,7 @@ func (g *convGeom) im2colRow16(x []int8, oy, ox int, row []int16, pad int16) {
 					dst[j] = pad
 				}
 			} else {
-				src := x[(iy*g.inW+ix)*c:][:len(dst)]
-				for j, v := range src {
-					dst[j] = int16(v)
-				}
+				widen(dst, x[(iy*g.inW+ix)*c:][:len(dst)])
 			}
 			i += c
 		}

@@ -18,6 +18,7 @@ func init() {
 type fcData struct {
 	batches, depth, units int
 	fMin, fMax            float32 // float fused activation bounds
+	f32simd               bool    // float32: the SIMD form (gemm_f32_simd.go), chosen at Prepare
 
 	// int8: offsets and the output multiplier(s), one per unit when the filter is per-channel.
 	inOff, filterOff, outOff int32
@@ -70,6 +71,7 @@ func prepareFC(n *tflite.Node) error {
 		if d.fMin, d.fMax, err = floatActivationRange(opts.Activation); err != nil {
 			return err
 		}
+		d.f32simd = useF32SIMD(d.depth)
 	case in.DType() == tensor.Int8 && filter.DType() == tensor.Int8 && out.DType() == tensor.Int8:
 		if err := prepareFCInt8(d, in, filter, bias, out, opts.Activation); err != nil {
 			return err
@@ -128,6 +130,10 @@ func evalFC(n *tflite.Node) error {
 	}
 	x, w, y := in.Float32(), filter.Float32(), out.Float32()
 	b := bias.Float32() // nil when the bias is omitted
+	if d.f32simd {
+		gemmF32SIMD(x[:d.batches*d.depth], d.batches, d.depth, w, b, d.units, y, d.fMin, d.fMax)
+		return nil
+	}
 	gemmF32(x[:d.batches*d.depth], d.batches, d.depth, w, b, d.units, y, d.fMin, d.fMax)
 	return nil
 }

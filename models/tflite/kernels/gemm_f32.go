@@ -138,9 +138,13 @@ func (g *convGeom) colF32(n *tflite.Node) []float32 {
 // taps outside the input.
 func (g *convGeom) convF32(col, x, w, b, y []float32) {
 	k := g.fH * g.fW * g.inC
+	gemm := gemmF32
+	if g.f32simd {
+		gemm = gemmF32SIMD
+	}
 	if g.pointwise() {
 		pixels := g.batches * g.outH * g.outW
-		gemmF32(x[:pixels*k], pixels, k, w, b, g.outC, y, g.fMin, g.fMax)
+		gemm(x[:pixels*k], pixels, k, w, b, g.outC, y, g.fMin, g.fMax)
 		return
 	}
 	per := g.outH * g.outW
@@ -154,7 +158,7 @@ func (g *convGeom) convF32(col, x, w, b, y []float32) {
 			for r := 0; r < nr; r++ {
 				im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], 0)
 			}
-			gemmF32(col[:nr*k], nr, k, w, b, g.outC, yb[p0*g.outC:(p0+nr)*g.outC], g.fMin, g.fMax)
+			gemm(col[:nr*k], nr, k, w, b, g.outC, yb[p0*g.outC:(p0+nr)*g.outC], g.fMin, g.fMax)
 		}
 	}
 }
@@ -163,11 +167,22 @@ func (g *convGeom) convF32(col, x, w, b, y []float32) {
 // outside and the channels inside, accumulating in the output row itself, so each tap is one
 // pass over contiguous channels. Every channel still sums its taps in the reference order
 // (fy, then fx) from 0 before its bias, so the results are the reference's.
-func depthwiseF32(g *convGeom, x, w, b, y []float32) {
+//
+// With simd (useF32SIMDDepthwise) each tap's pass over the channels is fused multiply-adds, 8
+// channels a step: the same order, each step rounded once instead of twice.
+func depthwiseF32(g *convGeom, x, w, b, y []float32, simd bool) {
 	m, c := g.depthMul, g.outC
 	for bt := 0; bt < g.batches; bt++ {
 		for oy := 0; oy < g.outH; oy++ {
+			skip0, skip1 := 0, 0 // pixels done by the SIMD pixel kernel
+			if simd && g.dwPackF32 != nil {
+				skip0, skip1 = depthwisePixelsF32(g, x, y, bt, oy)
+			}
 			for ox := 0; ox < g.outW; ox++ {
+				if ox == skip0 && skip1 > skip0 {
+					ox = skip1 - 1
+					continue
+				}
 				iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 				yo := y[((bt*g.outH+oy)*g.outW+ox)*c:][:c]
 				clear(yo)
@@ -184,10 +199,7 @@ func depthwiseF32(g *convGeom, x, w, b, y []float32) {
 						xs := x[((bt*g.inH+iy)*g.inW+ix)*g.inC:][:g.inC]
 						ws := w[(fy*g.fW+fx)*c:][:c]
 						if m == 1 {
-							xs = xs[:c]
-							for oc := range yo {
-								yo[oc] += xs[oc] * ws[oc]
-							}
+							depthwiseRowF32(yo, xs[:c], ws, simd)
 							continue
 						}
 						for oc := range yo {

@@ -113,9 +113,17 @@ func BenchmarkF32Shapes(b *testing.B) {
 		})
 		b.Run("depthwise_28x28x96_f3x3/loops_swapped", func(b *testing.B) {
 			for b.Loop() {
-				depthwiseF32(g, x, w, nil, y)
+				depthwiseF32(g, x, w, nil, y, false)
 			}
 		})
+		if haveF32SIMD {
+			b.Run("depthwise_28x28x96_f3x3/simd", func(b *testing.B) {
+				g.dwPackF32 = packDWF32(w, nil, 9, 96)
+				for b.Loop() {
+					depthwiseF32(g, x, w, nil, y, true)
+				}
+			})
+		}
 	}
 	for _, c := range benchConvShapes[:4] {
 		oh, ow := (c.h+c.sh-1)/c.sh, (c.w+c.sw-1)/c.sw
@@ -166,7 +174,7 @@ func TestDepthwiseF32MatchesReference(t *testing.T) {
 		want := make([]float32, c.n*oh*ow*c.outC)
 		got := make([]float32, len(want))
 		depthwiseFloat(g, x, w, b, want)
-		depthwiseF32(g, x, w, b, got)
+		depthwiseF32(g, x, w, b, got, false)
 		for i := range want {
 			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 				t.Fatalf("%v: output %d = %g, reference %g", c, i, got[i], want[i])

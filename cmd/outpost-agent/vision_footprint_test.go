@@ -1,0 +1,118 @@
+package main_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/outpost-ml/outpost/models/tflite/synth"
+)
+
+// TestVisionFootprint runs the real agent binary with a MobileNet v2-class int8 model (width
+// 1.0, 300 classes: 2.6 M weights in a 3.1 MB file (the 1,000-class head makes a manifest
+// baseline over the 1 MiB manifest limit); 96×96 input so that three 9,216 Hz simulated channels
+// give one inference a second) and reads VmRSS from /proc at 40 s. Issue 14's target is
+// 12 MiB plus the model file plus the tensor arena; the figures go to docs/performance.md.
+// A measurement, not a check of the suite: it runs only with OUTPOST_VISION_FOOTPRINT=1 (about
+// 42 s); OUTPOST_VISION_THREADS sets --threads (default 1).
+func TestVisionFootprint(t *testing.T) {
+	if os.Getenv("OUTPOST_VISION_FOOTPRINT") != "1" {
+		t.Skip("a 40 s measurement: set OUTPOST_VISION_FOOTPRINT=1")
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("measures through /proc")
+	}
+	const (
+		device = "vision-1"
+		side   = 96
+		// On a loaded machine the 27,648 samples/s of the three simulated channels may come
+		// slower than that; 40 s leaves time for several windows.
+		measureAt = 40 * time.Second
+	)
+	threads := 1
+	if s := os.Getenv("OUTPOST_VISION_THREADS"); s != "" {
+		var err error
+		if threads, err = strconv.Atoi(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := synth.MobileNetV2Int8(synth.MobileNetV2{Input: side, Alpha: 1, Classes: 300, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := synth.VisionManifest("mobilenet-v2-96", data, side*side, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mdata, err := man.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	model, manifest := filepath.Join(dir, "mobilenet-v2-96.tflite"), filepath.Join(dir, "mobilenet-v2-96.json")
+	if err := os.WriteFile(model, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(manifest, mdata, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	broker := startBroker(t)
+	ack := startAcker(t, broker, device)
+	rate := strconv.Itoa(side * side)
+	args := []string{"--broker", broker, "--id", device, "--model", model, "--manifest", manifest, "--allow-unsigned",
+		"--data-dir", filepath.Join(dir, "data"), "--health-interval", "1s", "--threads", strconv.Itoa(threads), "--drift-window", "0"}
+	for i := range 3 {
+		args = append(args, "--sensor", "sim:vibration?seed="+strconv.Itoa(i+1)+"&rate="+rate+"&shaft=5")
+	}
+	cmd := exec.Command(binary, args...)
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	exited := false
+	t.Cleanup(func() {
+		if !exited {
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	pid := cmd.Process.Pid
+	select {
+	case err := <-done:
+		exited = true
+		t.Fatalf("agent exited: %v; stderr:\n%s", err, stderr)
+	case <-time.After(time.Until(start.Add(measureAt))):
+	}
+	ack.mu.Lock()
+	ok := len(ack.seqs) >= 1 && ack.health != nil
+	ack.mu.Unlock()
+	if !ok {
+		t.Fatalf("no results and health in %v; stderr:\n%s", measureAt, stderr)
+	}
+	rss := statusField(t, pid, "VmRSS") << 10
+	hwm := statusField(t, pid, "VmHWM") << 10
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		exited = true
+	case <-time.After(15 * time.Second):
+		t.Fatalf("agent did not stop within 15 s of SIGTERM")
+	}
+	ack.mu.Lock()
+	n, h := len(ack.seqs), *ack.health
+	ack.mu.Unlock()
+	t.Logf("MobileNet v2 96x96 int8 (%d-byte file), %d threads: %d results in 40 s (%.2f inferences/s, latency p50 %.1f ms), VmRSS %.1f MiB, VmHWM %.1f MiB",
+		len(data), threads, n, h.InferencesPerS, h.LatencyP50Ms, float64(rss)/(1<<20), float64(hwm)/(1<<20))
+	t.Logf("health: samples dropped %d, sensor errors %d, rss_bytes %d", h.SamplesDropped, h.SensorErrors, h.RSSBytes)
+}
