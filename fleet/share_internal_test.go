@@ -7,15 +7,15 @@ import (
 	"testing"
 )
 
-// TestShareGroupFilters: a replica shares only the result topics (each batch to one replica)
+// TestShareGroupFilters: a replica shares only the result and capture topics (each batch to one replica)
 // and keeps state and health as plain subscriptions (every replica sees the whole registry).
 func TestShareGroupFilters(t *testing.T) {
 	tests := []struct {
 		group string
 		want  []string
 	}{
-		{"", []string{"outpost/v1/d/+/drift", "outpost/v1/d/+/health", "outpost/v1/d/+/results", "outpost/v1/d/+/results.z", "outpost/v1/d/+/state"}},
-		{"outpost", []string{"$share/outpost/outpost/v1/d/+/results", "$share/outpost/outpost/v1/d/+/results.z", "outpost/v1/d/+/drift", "outpost/v1/d/+/health", "outpost/v1/d/+/state"}},
+		{"", []string{"outpost/v1/d/+/capture", "outpost/v1/d/+/drift", "outpost/v1/d/+/health", "outpost/v1/d/+/results", "outpost/v1/d/+/results.z", "outpost/v1/d/+/state"}},
+		{"outpost", []string{"$share/outpost/outpost/v1/d/+/capture", "$share/outpost/outpost/v1/d/+/results", "$share/outpost/outpost/v1/d/+/results.z", "outpost/v1/d/+/drift", "outpost/v1/d/+/health", "outpost/v1/d/+/state"}},
 	}
 	for _, tt := range tests {
 		c := &Controller{opts: Options{ShareGroup: tt.group}}
