@@ -6,6 +6,7 @@ package fleet
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/outpost-ml/outpost/fleet/wire"
@@ -193,3 +194,24 @@ type Stats struct {
 
 // IngestLatencyBuckets are the upper edges, in seconds, of Stats.IngestLatency.
 var IngestLatencyBuckets = [...]float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// ValidateBatches reports the first batch no Store may take: an invalid device id, or a
+// result or rejected seq of 0. Every Store's AppendResults checks it before writing anything.
+func ValidateBatches(batches []Batch) error {
+	for _, b := range batches {
+		if err := wire.ValidDeviceID(b.Device); err != nil {
+			return fmt.Errorf("append results: %w", err)
+		}
+		for _, r := range b.Results {
+			if r.Seq == 0 {
+				return fmt.Errorf("append results for %s: seq 0 is not a valid sequence number", b.Device)
+			}
+		}
+		for _, j := range b.Rejected {
+			if j.Seq == 0 {
+				return fmt.Errorf("append results for %s: rejected seq 0 is not a valid sequence number", b.Device)
+			}
+		}
+	}
+	return nil
+}

@@ -193,20 +193,8 @@ func (s *Store) Devices(_ context.Context) ([]fleet.Device, error) {
 
 // AppendResults implements fleet.Store.
 func (s *Store) AppendResults(_ context.Context, batches []fleet.Batch) ([]fleet.Appended, error) {
-	for _, b := range batches {
-		if err := wire.ValidDeviceID(b.Device); err != nil {
-			return nil, fmt.Errorf("append results: %w", err)
-		}
-		for _, r := range b.Results {
-			if r.Seq == 0 {
-				return nil, fmt.Errorf("append results for %s: seq 0 is not a valid sequence number", b.Device)
-			}
-		}
-		for _, j := range b.Rejected {
-			if j.Seq == 0 {
-				return nil, fmt.Errorf("append results for %s: rejected seq 0 is not a valid sequence number", b.Device)
-			}
-		}
+	if err := fleet.ValidateBatches(batches); err != nil {
+		return nil, err
 	}
 	out := make([]fleet.Appended, 0, len(batches))
 	err := s.db.Update(func(tx *bolt.Tx) error {

@@ -24,20 +24,8 @@ import (
 // that moves the watermark (counting what is present in the range), and a watermark with
 // stored seqs above it that this call did not see (advancing over them).
 func (s *Store) AppendResults(ctx context.Context, batches []fleet.Batch) ([]fleet.Appended, error) {
-	for _, b := range batches {
-		if err := wire.ValidDeviceID(b.Device); err != nil {
-			return nil, fmt.Errorf("append results: %w", err)
-		}
-		for _, r := range b.Results {
-			if r.Seq == 0 {
-				return nil, fmt.Errorf("append results for %s: seq 0 is not a valid sequence number", b.Device)
-			}
-		}
-		for _, j := range b.Rejected {
-			if j.Seq == 0 {
-				return nil, fmt.Errorf("append results for %s: rejected seq 0 is not a valid sequence number", b.Device)
-			}
-		}
+	if err := fleet.ValidateBatches(batches); err != nil {
+		return nil, err
 	}
 	if len(batches) == 0 {
 		return []fleet.Appended{}, nil
