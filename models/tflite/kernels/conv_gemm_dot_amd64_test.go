@@ -1,0 +1,64 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"golang.org/x/sys/cpu"
+)
+
+// TestDotKernelsMatchPortable runs both dot-product kernels, the VEX (AVX-VNNI) and EVEX
+// (AVX-512 VNNI) forms, where the CPU has each, against the portable tile: the path chooses
+// one, so this covers the other.
+func TestDotKernelsMatchPortable(t *testing.T) {
+	kernels := []struct {
+		name string
+		have bool
+		fn   func(x *byte, strideBytes uintptr, w *int8, quads int, q *int32, y *int8, yStride uintptr, blocks int)
+	}{
+		{"avxvnni", haveAVXVNNI, gemmRow4AVXVNNI},
+		{"avx512vnni", haveAVX512VNNI, gemmRow4AVX512VNNI},
+	}
+	for _, k := range kernels {
+		t.Run(k.name, func(t *testing.T) {
+			if !k.have {
+				t.Skipf("this CPU has no %s", k.name)
+			}
+			r := rand.New(rand.NewPCG(11, 12))
+			for iter := 0; iter < 300; iter++ {
+				d := randDotTile(r)
+				got, want := make([]int8, 4*d.yStride), make([]int8, 4*d.yStride)
+				k.fn(&d.x[0], uintptr(d.stride), &d.w[0], d.quads, &d.q[0], &got[0], uintptr(d.yStride), d.blocks)
+				gemmRow4x16U8Go(d.x, d.stride, d.w, d.quads, d.q, want, d.yStride, d.blocks)
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("iter %d (%d blocks of %d quads): output %d = %d, portable %d", iter, d.blocks, d.quads, i, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestKernelPathFollowsCPU checks the choice at run time from the CPU's features: on a CPU
+// without VNNI (e.g. under qemu-x86_64 -cpu Haswell) the AVX2 form is chosen.
+func TestKernelPathFollowsCPU(t *testing.T) {
+	defer SetPortable(SetPortable(false))
+	defer SetDotProduct(SetDotProduct(true))
+	want := "portable"
+	switch {
+	case cpu.X86.HasAVX2 && cpu.X86.HasAVXVNNI:
+		want = "avx2+avxvnni"
+	case cpu.X86.HasAVX2 && cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL:
+		want = "avx2+avx512vnni"
+	case cpu.X86.HasAVX2:
+		want = "avx2"
+	}
+	if got := KernelPath(); got != want {
+		t.Errorf("KernelPath() = %q, want %q (AVX2 %v, AVX-VNNI %v, AVX-512 VNNI %v, VL %v)", got, want,
+			cpu.X86.HasAVX2, cpu.X86.HasAVXVNNI, cpu.X86.HasAVX512VNNI, cpu.X86.HasAVX512VL)
+	}
+	t.Logf("kernel path %s", KernelPath())
+}
