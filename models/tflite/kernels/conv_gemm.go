@@ -49,7 +49,7 @@ func SetPortable(on bool) (was bool) { return portable.Swap(on) }
 // OUTPOST_PORTABLE=1 — or "portable".
 func KernelPath() string {
 	if useDot() {
-		return simdName + "+" + dotName
+		return simdName + "+" + dotName()
 	}
 	if useSIMD() {
 		return simdName

@@ -20,13 +20,21 @@ var (
 	haveAVXVNNI    = cpu.X86.HasAVX2 && cpu.X86.HasAVXVNNI
 	haveAVX512VNNI = cpu.X86.HasAVX2 && cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL
 	haveDot        = haveAVXVNNI || haveAVX512VNNI
-	dotName        = map[bool]string{true: "avxvnni", false: "avx512vnni"}[haveAVXVNNI]
+	// dotVEX selects the VEX form; tests clear it to run the EVEX form on CPUs with both.
+	dotVEX = haveAVXVNNI
 )
+
+func dotName() string {
+	if dotVEX {
+		return "avxvnni"
+	}
+	return "avx512vnni"
+}
 
 // gemmRow4x16U8 is gemmRow4x16U8Go in assembly; gemmRowU8 has checked the bounds. Only
 // called when haveDot.
 func gemmRow4x16U8(x []byte, stride int, w []int8, quads int, q []int32, y []int8, yStride, blocks int) {
-	if haveAVXVNNI {
+	if dotVEX {
 		gemmRow4AVXVNNI(&x[0], uintptr(stride), &w[0], quads, &q[0], &y[0], uintptr(yStride), blocks)
 		return
 	}

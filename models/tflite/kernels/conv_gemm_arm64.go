@@ -16,10 +16,9 @@ var haveSIMD = cpu.ARM64.HasASIMD
 
 // No dot-product GEMM here (yet): useDot is false and gemmRow4x16U8 is the portable kernel,
 // kept so the driver code builds everywhere.
-const (
-	haveDot = false
-	dotName = ""
-)
+const haveDot = false
+
+func dotName() string { return "" }
 
 func gemmRow4x16U8(x []byte, stride int, w []int8, quads int, q []int32, y []int8, yStride, blocks int) {
 	gemmRow4x16U8Go(x, stride, w, quads, q, y, yStride, blocks)

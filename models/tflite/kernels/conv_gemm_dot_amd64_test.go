@@ -62,3 +62,19 @@ func TestKernelPathFollowsCPU(t *testing.T) {
 	}
 	t.Logf("kernel path %s", KernelPath())
 }
+
+// TestAVX512VNNIPath runs the conv and FULLY_CONNECTED differential checks with the EVEX
+// (AVX-512 VNNI) form chosen, on a CPU that also has AVX-VNNI and would otherwise take the
+// VEX one.
+func TestAVX512VNNIPath(t *testing.T) {
+	if !haveAVX512VNNI || !haveAVXVNNI {
+		t.Skip("needs a CPU with both AVX-VNNI and AVX-512 VNNI (otherwise the path tests run the only form)")
+	}
+	dotVEX = false
+	defer func() { dotVEX = haveAVXVNNI }()
+	r := rand.New(rand.NewPCG(21, 22))
+	for i := 0; i < 150; i++ {
+		checkConvPaths(t, r, false)
+		checkFCPaths(t, r)
+	}
+}

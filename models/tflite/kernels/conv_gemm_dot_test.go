@@ -42,7 +42,7 @@ func TestGemmRowU8MatchesReference(t *testing.T) {
 		gemmRow4x16U8Go(d.x, d.stride, d.w, d.quads, d.q, want, d.yStride, d.blocks)
 		for i := range got {
 			if got[i] != want[i] {
-				t.Fatalf("iter %d (dot %v %s, %d blocks of %d quads): output %d = %d, portable %d", iter, haveDot, dotName, d.blocks, d.quads, i, got[i], want[i])
+				t.Fatalf("iter %d (dot %v %s, %d blocks of %d quads): output %d = %d, portable %d", iter, haveDot, dotName(), d.blocks, d.quads, i, got[i], want[i])
 			}
 		}
 		for row := range 4 {
