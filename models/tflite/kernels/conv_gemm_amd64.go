@@ -71,6 +71,12 @@ func widen16AVX2(dst *int16, src *int8, n16 int)
 //go:noescape
 func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int32, q *int32, y *int8, groups, npix int)
 
+// flip32 is flip32Go in AVX2 assembly.
+func flip32(dst []byte, src []int8) { flip32AVX2(&dst[0], &src[0], len(src)/32) }
+
+//go:noescape
+func flip32AVX2(dst *byte, src *int8, n32 int)
+
 //go:noescape
 func gemmRow4AVXVNNI(x *byte, strideBytes uintptr, w *int8, quads int, q *int32, y *int8, yStride uintptr, blocks int)
 

@@ -317,6 +317,28 @@ gloope:
 	VZEROUPPER
 	RET
 
+// The byte 0x80 in every position, for flip32AVX2.
+DATA signbytes<>+0(SB)/8, $0x8080808080808080
+GLOBL signbytes<>(SB), RODATA|NOPTR, $8
+
+// func flip32AVX2(dst *byte, src *int8, n32 int): dst[i] = src[i] XOR 0x80 (x + 128 as a
+// byte) for i < 32*n32.
+TEXT ·flip32AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n32+16(FP), CX
+	VPBROADCASTQ signbytes<>(SB), Y1
+
+floop:
+	VPXOR (SI), Y1, Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  floop
+	VZEROUPPER
+	RET
+
 // func widen16AVX2(dst *int16, src *int8, n16 int): dst[i] = src[i] for i < 16*n16.
 TEXT ·widen16AVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI

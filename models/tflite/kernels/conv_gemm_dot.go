@@ -101,8 +101,20 @@ func (g *convGeom) convChunk8(buf []byte, xb []int8, p0, rows int, y []int8) {
 	gm.gemm8(buf[:tiles*kq], rows, y)
 }
 
-// flipBytes writes src + 128 as unsigned bytes (x XOR 0x80) into dst, eight at a time.
+// flipBytes writes src + 128 as unsigned bytes (x XOR 0x80) into dst (of the same length):
+// whole 32-byte runs through flip32 (vectorised where the dot-product kernels are), the
+// rest eight at a time.
 func flipBytes(dst []byte, src []int8) {
+	dst = dst[:len(src)]
+	n := len(src) &^ 31
+	if n > 0 {
+		flip32(dst[:n], src[:n])
+	}
+	flip32Go(dst[n:], src[n:])
+}
+
+// flip32Go is the portable flip32, for any length.
+func flip32Go(dst []byte, src []int8) {
 	s := int8Bytes(src)
 	dst = dst[:len(s)]
 	n := len(s) &^ 7

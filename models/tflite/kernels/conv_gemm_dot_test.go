@@ -63,14 +63,14 @@ func TestGemmRowU8MatchesReference(t *testing.T) {
 	}
 }
 
-// TestFlipBytes checks the +128 offset on every byte value and on lengths around the 8-byte
-// step.
+// TestFlipBytes checks the +128 offset on every byte value and on lengths around the 8- and
+// 32-byte steps.
 func TestFlipBytes(t *testing.T) {
-	src := make([]int8, 256+13)
+	src := make([]int8, 256+45)
 	for i := range src {
 		src[i] = int8(i)
 	}
-	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 256, 269} {
+	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 71, 256, 269, 301} {
 		dst := make([]byte, n+1)
 		dst[n] = 0xAA
 		flipBytes(dst[:n], src[:n])

@@ -16,6 +16,8 @@ const haveDot = false
 
 func dotName() string { return "" }
 
+func flip32(dst []byte, src []int8) { flip32Go(dst, src) }
+
 func gemmRow4x16U8(x []byte, stride int, w []int8, quads int, q []int32, y []int8, yStride, blocks int) {
 	gemmRow4x16U8Go(x, stride, w, quads, q, y, yStride, blocks)
 }
