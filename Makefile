@@ -41,7 +41,8 @@ test: deps lint ## Run every test: gofmt, go vet, unit, conformance, race, inter
 	$(GO) test -count=1 -run '^TestFleetOverBroker$$' ./fleet/rollout
 	@$(MAKE) --no-print-directory test-kernels
 
-# The interpreter's integer results must be identical on every path: the AVX2 kernels (amd64),
+# The interpreter's integer results must be identical on every path: the AVX2 kernels (amd64,
+# with their VNNI form where the CPU has it),
 # the NEON kernels (arm64, under qemu-user, installed by scripts/ensure-deps), and the pure-Go
 # kernels forced on both, plus 32-bit ARM, which has only the pure-Go path.
 .PHONY: test-kernels
@@ -50,6 +51,8 @@ test-kernels: ## Run the interpreter tests on the portable path and under qemu f
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./models/tflite/...
 	OUTPOST_PORTABLE=1 GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static ./models/tflite/...
 	GOARCH=arm GOARM=7 $(GO) test -count=1 -exec qemu-arm-static ./models/tflite/...
+	# An amd64 CPU without VNNI (QEMU's TCG emulates none) must get the AVX2 GEMM, exactly.
+	GOARCH=amd64 $(GO) test -count=1 -exec 'qemu-x86_64-static -cpu Haswell' -run 'KernelPathFollowsCPU|DotProductSetting|FCInt8PathsMatchReference' ./models/tflite/kernels
 
 .PHONY: lint
 lint: ## gofmt check and go vet

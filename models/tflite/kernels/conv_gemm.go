@@ -10,12 +10,14 @@ import (
 )
 
 // The int8 CONV_2D fast path: im2col plus a blocked GEMM with int32 accumulators over weights
-// packed once in Prepare. Two forms, chosen per node in Prepare, give identical bytes:
+// packed once in Prepare. The forms, chosen per node in Prepare, give identical bytes:
 //   - portable (pure Go, every GOARCH): weights packed as int64 pairs, two MACs per 64-bit
 //     multiply, tiles of 2 pixels x 4 channels (run);
 //   - SIMD (amd64 AVX2, conv_gemm_amd64.s, unless built with -tags purego or forced portable):
 //     taps widened to int16, weights as interleaved int16 tap pairs, VPMADDWD in tiles of 4
-//     pixels x 16 channels with the requantization vectorized too (gemm16, gemmRow4).
+//     pixels x 16 channels with the requantization vectorized too (gemm16, gemmRow4);
+//   - dot product (amd64 AVX-VNNI or AVX-512 VNNI, where the CPU has them): taps as offset
+//     bytes, weights as int8 quads, VPDPBUSD in the same tiles (conv_gemm_dot.go).
 // The differential tests in conv_gemm_test.go hold both to the reference arithmetic.
 //
 // Why it is bit-exact with reference_integer_ops::ConvPerChannel: the reference sums
@@ -41,9 +43,14 @@ func init() {
 func SetPortable(on bool) (was bool) { return portable.Swap(on) }
 
 // KernelPath names the int8 convolution path that an interpreter created now would use:
-// "avx2" (amd64 with AVX2), "neon" (arm64 with Advanced SIMD) — neither when built with the
-// purego tag or forced off by SetPortable / OUTPOST_PORTABLE=1 — or "portable".
+// "avx2" (amd64 with AVX2), "avx2+avxvnni" or "avx2+avx512vnni" (the GEMM with dot-product
+// instructions, unless SetDotProduct(false) or OUTPOST_NO_DOTPROD=1), "neon" (arm64 with
+// Advanced SIMD) — none of them when built with the purego tag or forced off by SetPortable /
+// OUTPOST_PORTABLE=1 — or "portable".
 func KernelPath() string {
+	if useDot() {
+		return simdName + "+" + dotName()
+	}
 	if useSIMD() {
 		return simdName
 	}
@@ -81,6 +88,12 @@ type gemmInt8 struct {
 	q16       []int32 // quantTable of the channels, in groups of 8 padded to an even count
 	rows16    int
 	x16Handle int
+
+	// The dot-product form of the SIMD path (conv_gemm_dot.go): q16, rows16 and x16Handle
+	// serve it too (the scratch holding rows of kq bytes).
+	dot bool
+	kq  int    // k rounded up to a multiple of 4
+	w8  []int8 // [OC/8 rounded up to even][kq/4][8 channels][4 taps]
 
 	workers int     // Node.Workers at Prepare: the scratch holds one chunk per worker
 	job     convJob // the Invoke in progress, for RunPart
@@ -183,6 +196,9 @@ func splitRows(per, limit, workers, tile int) int {
 
 // prepareGemm16 packs the weights for the SIMD path and requests its int16 row buffer.
 func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
+	if useDot() {
+		return g.prepareGemm8(n, w)
+	}
 	gm := g.gemm
 	k := gm.k
 	gm.simd = true
@@ -237,6 +253,13 @@ func (j *convJob) RunPart(w, part int) {
 	bt, c := part/j.chunks, part%j.chunks
 	xb := j.x[bt*inSize : (bt+1)*inSize]
 	yb := j.y[bt*per*g.outC : (bt+1)*per*g.outC]
+	if gm.dot {
+		p0 := c * gm.rows16
+		rows := min(gm.rows16, per-p0)
+		buf := j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kq:][:gm.rows16*gm.kq]
+		g.convChunk8(buf, xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
+		return
+	}
 	if gm.simd {
 		p0 := c * gm.rows16
 		rows := min(gm.rows16, per-p0)

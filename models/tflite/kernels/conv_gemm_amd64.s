@@ -157,6 +157,188 @@ gloop:
 	VZEROUPPER
 	RET
 
+// func gemmRow4AVXVNNI(x *byte, strideBytes uintptr, w *int8, quads int, q *int32, y *int8, yStride uintptr, blocks int)
+// func gemmRow4AVX512VNNI(same)
+//
+// gemmRow4AVX2's loop with byte quads (conv_gemm_dot.go): each weight vector holds one quad of
+// taps of 8 channels, [8][4]int8; VPBROADCASTD copies a row's quad of offset taps (uint8) to
+// all 8 lanes and VPDPBUSD adds the four products to each channel's int32 (wrapping, no
+// saturation). The AVX-VNNI form is VEX-encoded by hand (the Go assembler only knows the EVEX
+// one): C4, RXB.0F38, W0.vvvv(x).L1.66, 50, ModRM(acc, w).
+TEXT ·gemmRow4AVXVNNI(SB), NOSPLIT, $0-64
+	SETUP
+	MOVQ strideBytes+8(FP), BX
+	MOVQ w+16(FP), DI
+	MOVQ quads+24(FP), DX
+	MOVQ q+32(FP), R11
+	MOVQ y+40(FP), R12
+	MOVQ blocks+56(FP), R13
+	MOVQ DX, R10
+	SHLQ $5, R10            // bytes of one half block: 32*quads
+
+gblockv:
+	MOVQ x+0(FP), SI
+	LEAQ (SI)(BX*2), R9
+	LEAQ (DI)(R10*1), R8
+	MOVQ DX, CX
+
+	VPXOR Y8, Y8, Y8
+	VPXOR Y9, Y9, Y9
+	VPXOR Y10, Y10, Y10
+	VPXOR Y11, Y11, Y11
+	VPXOR Y12, Y12, Y12
+	VPXOR Y13, Y13, Y13
+	VPXOR Y14, Y14, Y14
+	VPXOR Y15, Y15, Y15
+
+	// Y0-Y4 only: Y5-Y7 hold SETUP's constants for the whole call.
+gloopv:
+	VMOVDQU (DI), Y0
+	VMOVDQU (R8), Y1
+
+	VPBROADCASTD (SI), Y2
+	VPBROADCASTD (SI)(BX*1), Y3
+	BYTE $0xC4; BYTE $0x62; BYTE $0x6D; BYTE $0x50; BYTE $0xC0 // VPDPBUSD Y0, Y2, Y8
+	BYTE $0xC4; BYTE $0x62; BYTE $0x6D; BYTE $0x50; BYTE $0xC9 // VPDPBUSD Y1, Y2, Y9
+	BYTE $0xC4; BYTE $0x62; BYTE $0x65; BYTE $0x50; BYTE $0xD0 // VPDPBUSD Y0, Y3, Y10
+	BYTE $0xC4; BYTE $0x62; BYTE $0x65; BYTE $0x50; BYTE $0xD9 // VPDPBUSD Y1, Y3, Y11
+
+	VPBROADCASTD (R9), Y2
+	VPBROADCASTD (R9)(BX*1), Y3
+	BYTE $0xC4; BYTE $0x62; BYTE $0x6D; BYTE $0x50; BYTE $0xE0 // VPDPBUSD Y0, Y2, Y12
+	BYTE $0xC4; BYTE $0x62; BYTE $0x6D; BYTE $0x50; BYTE $0xE9 // VPDPBUSD Y1, Y2, Y13
+	BYTE $0xC4; BYTE $0x62; BYTE $0x65; BYTE $0x50; BYTE $0xF0 // VPDPBUSD Y0, Y3, Y14
+	BYTE $0xC4; BYTE $0x62; BYTE $0x65; BYTE $0x50; BYTE $0xF9 // VPDPBUSD Y1, Y3, Y15
+
+	ADDQ $4, SI
+	ADDQ $4, R9
+	ADDQ $32, DI
+	ADDQ $32, R8
+	DECQ CX
+	JNZ  gloopv
+
+	// DI has reached the second half block; the next block starts after it.
+	MOVQ R8, DI
+	LEAQ 288(R11), R8
+	MOVQ yStride+48(FP), AX
+	MOVQ R12, SI
+	REQUANT(Y8, X8, R11, (SI))
+	REQUANT(Y9, X9, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y10, X10, R11, (SI))
+	REQUANT(Y11, X11, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y12, X12, R11, (SI))
+	REQUANT(Y13, X13, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y14, X14, R11, (SI))
+	REQUANT(Y15, X15, R8, 8(SI))
+
+	ADDQ $576, R11
+	ADDQ $16, R12
+	DECQ R13
+	JNZ  gblockv
+	VZEROUPPER
+	RET
+
+TEXT ·gemmRow4AVX512VNNI(SB), NOSPLIT, $0-64
+	SETUP
+	MOVQ strideBytes+8(FP), BX
+	MOVQ w+16(FP), DI
+	MOVQ quads+24(FP), DX
+	MOVQ q+32(FP), R11
+	MOVQ y+40(FP), R12
+	MOVQ blocks+56(FP), R13
+	MOVQ DX, R10
+	SHLQ $5, R10            // bytes of one half block: 32*quads
+
+gblocke:
+	MOVQ x+0(FP), SI
+	LEAQ (SI)(BX*2), R9
+	LEAQ (DI)(R10*1), R8
+	MOVQ DX, CX
+
+	VPXOR Y8, Y8, Y8
+	VPXOR Y9, Y9, Y9
+	VPXOR Y10, Y10, Y10
+	VPXOR Y11, Y11, Y11
+	VPXOR Y12, Y12, Y12
+	VPXOR Y13, Y13, Y13
+	VPXOR Y14, Y14, Y14
+	VPXOR Y15, Y15, Y15
+
+	// Y0-Y4 only: Y5-Y7 hold SETUP's constants for the whole call.
+gloope:
+	VMOVDQU (DI), Y0
+	VMOVDQU (R8), Y1
+
+	VPBROADCASTD (SI), Y2
+	VPBROADCASTD (SI)(BX*1), Y3
+	VPDPBUSD Y0, Y2, Y8
+	VPDPBUSD Y1, Y2, Y9
+	VPDPBUSD Y0, Y3, Y10
+	VPDPBUSD Y1, Y3, Y11
+
+	VPBROADCASTD (R9), Y2
+	VPBROADCASTD (R9)(BX*1), Y3
+	VPDPBUSD Y0, Y2, Y12
+	VPDPBUSD Y1, Y2, Y13
+	VPDPBUSD Y0, Y3, Y14
+	VPDPBUSD Y1, Y3, Y15
+
+	ADDQ $4, SI
+	ADDQ $4, R9
+	ADDQ $32, DI
+	ADDQ $32, R8
+	DECQ CX
+	JNZ  gloope
+
+	// DI has reached the second half block; the next block starts after it.
+	MOVQ R8, DI
+	LEAQ 288(R11), R8
+	MOVQ yStride+48(FP), AX
+	MOVQ R12, SI
+	REQUANT(Y8, X8, R11, (SI))
+	REQUANT(Y9, X9, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y10, X10, R11, (SI))
+	REQUANT(Y11, X11, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y12, X12, R11, (SI))
+	REQUANT(Y13, X13, R8, 8(SI))
+	ADDQ AX, SI
+	REQUANT(Y14, X14, R11, (SI))
+	REQUANT(Y15, X15, R8, 8(SI))
+
+	ADDQ $576, R11
+	ADDQ $16, R12
+	DECQ R13
+	JNZ  gblocke
+	VZEROUPPER
+	RET
+
+// The byte 0x80 in every position, for flip32AVX2.
+DATA signbytes<>+0(SB)/8, $0x8080808080808080
+GLOBL signbytes<>(SB), RODATA|NOPTR, $8
+
+// func flip32AVX2(dst *byte, src *int8, n32 int): dst[i] = src[i] XOR 0x80 (x + 128 as a
+// byte) for i < 32*n32.
+TEXT ·flip32AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n32+16(FP), CX
+	VPBROADCASTQ signbytes<>(SB), Y1
+
+floop:
+	VPXOR (SI), Y1, Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  floop
+	VZEROUPPER
+	RET
+
 // func widen16AVX2(dst *int16, src *int8, n16 int): dst[i] = src[i] for i < 16*n16.
 TEXT ·widen16AVX2(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI

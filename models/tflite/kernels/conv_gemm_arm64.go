@@ -14,6 +14,18 @@ const simdName = "neon"
 
 var haveSIMD = cpu.ARM64.HasASIMD
 
+// No dot-product GEMM here (yet): useDot is false and gemmRow4x16U8 is the portable kernel,
+// kept so the driver code builds everywhere.
+const haveDot = false
+
+func dotName() string { return "" }
+
+func flip32(dst []byte, src []int8) { flip32Go(dst, src) }
+
+func gemmRow4x16U8(x []byte, stride int, w []int8, quads int, q []int32, y []int8, yStride, blocks int) {
+	gemmRow4x16U8Go(x, stride, w, quads, q, y, yStride, blocks)
+}
+
 // gemmRow4x16 is gemmRow4x16Go in NEON assembly; gemmRow4 has checked the bounds.
 func gemmRow4x16(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
 	gemmRow4NEON(&x[0], uintptr(stride)*2, &w[0], pairs, &q[0], &y[0], uintptr(yStride), blocks)

@@ -332,49 +332,72 @@ func (c convCase) reference(x []int8, lo, hi int32) []int8 {
 }
 
 func TestConvInt8PathsMatchReference(t *testing.T) {
-	defer SetPortable(portable.Load())
 	r := rand.New(rand.NewPCG(7, 8))
 	done := 0
 	for iter := 0; done < 400 && iter < 4000; iter++ {
-		c := randConvCase(r, iter%2 == 1)
-		if _, _, ok := c.outSize(); !ok {
-			continue
-		}
-		done++
-		data := c.model(t)
-		x := make([]int8, c.n*c.h*c.w*c.inC)
-		for i := range x {
-			x[i] = int8(r.IntN(256) - 128)
-		}
-		for _, port := range []bool{true, false} {
-			SetPortable(port)
-			path := KernelPath()
-			m, err := tflite.Load(data)
-			if err != nil {
-				t.Fatalf("%v: load: %v", c, err)
-			}
-			ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{})
-			if err != nil {
-				t.Fatalf("%v: %v", c, err)
-			}
-			copy(ip.Input(0).Int8(), x)
-			if err := ip.Invoke(); err != nil {
-				t.Fatalf("%v (%s): invoke: %v", c, path, err)
-			}
-			lo, hi, err := quantActivationRange(c.act, ip.Output(0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := c.reference(x, lo, hi)
-			got := ip.Output(0).Int8()
-			for i := range want {
-				if got[i] != want[i] {
-					t.Fatalf("%v (%s): output %d = %d, reference %d", c, path, i, got[i], want[i])
-				}
-			}
+		if checkConvPaths(t, r, iter%2 == 1) {
+			done++
 		}
 	}
 	if done < 400 {
 		t.Fatalf("only %d valid random cases", done)
+	}
+}
+
+// checkConvPaths runs one random conv (or depthwise) layer on every int8 kernel path of this
+// machine and compares every byte with the reference; false when the random shape is invalid.
+func checkConvPaths(t *testing.T, r *rand.Rand, depthwise bool) bool {
+	t.Helper()
+	c := randConvCase(r, depthwise)
+	if _, _, ok := c.outSize(); !ok {
+		return false
+	}
+	data := c.model(t)
+	x := make([]int8, c.n*c.h*c.w*c.inC)
+	for i := range x {
+		x[i] = int8(r.IntN(256) - 128)
+	}
+	forPaths(func(path string) {
+		m, err := tflite.Load(data)
+		if err != nil {
+			t.Fatalf("%v: load: %v", c, err)
+		}
+		ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{})
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		copy(ip.Input(0).Int8(), x)
+		if err := ip.Invoke(); err != nil {
+			t.Fatalf("%v (%s): invoke: %v", c, path, err)
+		}
+		lo, hi, err := quantActivationRange(c.act, ip.Output(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := c.reference(x, lo, hi)
+		got := ip.Output(0).Int8()
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%v (%s): output %d = %d, reference %d", c, path, i, got[i], want[i])
+			}
+		}
+	})
+	return true
+}
+
+// forPaths runs f once per distinct int8 kernel path of this machine — portable, the SIMD
+// path, and its dot-product form where the CPU has one — with that path set, restoring the
+// settings afterwards.
+func forPaths(f func(path string)) {
+	defer SetPortable(portable.Load())
+	defer SetDotProduct(!noDot.Load())
+	seen := map[string]bool{}
+	for _, s := range [][2]bool{{true, false}, {false, false}, {false, true}} {
+		SetPortable(s[0])
+		SetDotProduct(s[1])
+		if p := KernelPath(); !seen[p] {
+			seen[p] = true
+			f(p)
+		}
 	}
 }

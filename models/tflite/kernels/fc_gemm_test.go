@@ -83,42 +83,47 @@ func (c fcCase) model(t testing.TB) []byte {
 // TestFCInt8PathsMatchReference runs random int8 FULLY_CONNECTED layers on the portable and
 // SIMD GEMM paths and compares every byte with evalFCInt8, the reference loop.
 func TestFCInt8PathsMatchReference(t *testing.T) {
-	defer SetPortable(portable.Load())
 	r := rand.New(rand.NewPCG(3, 14))
 	for range 300 {
-		c := randFCCase(r)
-		data := c.model(t)
-		x := make([]int8, c.batches*c.depth)
-		for i := range x {
-			x[i] = int8(r.IntN(256) - 128)
-		}
-		for _, port := range []bool{true, false} {
-			SetPortable(port)
-			m, err := tflite.Load(data)
-			if err != nil {
-				t.Fatalf("%v: load: %v", c, err)
-			}
-			ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{})
-			if err != nil {
-				t.Fatalf("%v: %v", c, err)
-			}
-			copy(ip.Input(0).Int8(), x)
-			if err := ip.Invoke(); err != nil {
-				t.Fatalf("%v: invoke: %v", c, err)
-			}
-			lo, hi, err := quantActivationRange(c.act, ip.Output(0))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := c.reference(x, lo, hi)
-			got := ip.Output(0).Int8()
-			for i := range want {
-				if got[i] != want[i] {
-					t.Fatalf("%v (%s): output %d = %d, reference %d", c, KernelPath(), i, got[i], want[i])
-				}
-			}
-		}
+		checkFCPaths(t, r)
 	}
+}
+
+// checkFCPaths runs one random FULLY_CONNECTED layer on every int8 kernel path of this machine
+// and compares every byte with the reference.
+func checkFCPaths(t *testing.T, r *rand.Rand) {
+	t.Helper()
+	c := randFCCase(r)
+	data := c.model(t)
+	x := make([]int8, c.batches*c.depth)
+	for i := range x {
+		x[i] = int8(r.IntN(256) - 128)
+	}
+	forPaths(func(path string) {
+		m, err := tflite.Load(data)
+		if err != nil {
+			t.Fatalf("%v: load: %v", c, err)
+		}
+		ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{})
+		if err != nil {
+			t.Fatalf("%v: %v", c, err)
+		}
+		copy(ip.Input(0).Int8(), x)
+		if err := ip.Invoke(); err != nil {
+			t.Fatalf("%v: invoke: %v", c, err)
+		}
+		lo, hi, err := quantActivationRange(c.act, ip.Output(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := c.reference(x, lo, hi)
+		got := ip.Output(0).Int8()
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%v (%s): output %d = %d, reference %d", c, path, i, got[i], want[i])
+			}
+		}
+	})
 }
 
 // reference is reference_integer_ops::FullyConnected written out plainly.

@@ -13,7 +13,10 @@ import (
 // lstm_eval.h, lstm_eval_common.cc): the standard Keras LSTM without CIFG, peepholes,
 // projection or layer norm. float32 runs in float32; int8 activations with int8 weights, int32
 // biases and an int16 cell state run TFLM's integer path bit for bit (gate pre-activations in
-// Q3.12, gate outputs in Q0.15, the sigmoid/tanh LUT of reference_integer_ops).
+// Q3.12, gate outputs in Q0.15, the sigmoid/tanh LUT of reference_integer_ops). int16
+// activations (the 16x8 scheme: int8 weights, int64 biases, int16 cell state) run the same
+// steps, with TFLM's int16 x int8 FullyConnected (int64 accumulator and its 64-bit rescale)
+// and the hidden state clamped to int16.
 
 func init() {
 	register(func(r *Resolver) {
@@ -73,6 +76,7 @@ type lstmData struct {
 	cellAct                   schema.Activation
 	cellClip                  float32
 	quantized                 bool
+	act16                     bool // int16 activations (16x8); int8 otherwise
 
 	gates [4]lstmGate // forget, input, cell, output: TFLM's evaluation order
 
@@ -211,14 +215,16 @@ func prepareLSTM(n *tflite.Node) error {
 		if err := prepareLSTMHybrid(n, d, opts); err != nil {
 			return err
 		}
-	case in.DType() == tensor.Int8 && wType == tensor.Int8 && bType == tensor.Int32 && cell.DType() == tensor.Int16:
+	case in.DType() == tensor.Int8 && wType == tensor.Int8 && bType == tensor.Int32 && cell.DType() == tensor.Int16,
+		in.DType() == tensor.Int16 && wType == tensor.Int8 && bType == tensor.Int64 && cell.DType() == tensor.Int16:
 		d.quantized = true
+		d.act16 = in.DType() == tensor.Int16
 		cellSize = 2
 		if err := prepareLSTMInt8(n, d); err != nil {
 			return err
 		}
 	default:
-		return lstmErr("input %s, weights %s, bias %s, cell state %s not supported (float32, or int8/int8/int32 with int16 cell state)",
+		return lstmErr("input %s, weights %s, bias %s, cell state %s not supported (float32, int8/int8/int32 or int16/int8/int64 with int16 cell state)",
 			in.DType(), wType, bType, cell.DType())
 	}
 	for i := range d.bufs {
@@ -281,7 +287,12 @@ func prepareLSTMInt8(n *tflite.Node, d *lstmData) error {
 	c := float64(cScale)
 	d.forgetCellMul = mul(lstmGateOutputScaleQ15, c, c, 0, math.MinInt16, math.MaxInt16)
 	d.inputMul = mul(lstmGateOutputScaleQ15, lstmGateOutputScaleQ15, c, 0, math.MinInt16, math.MaxInt16)
-	d.outputMul = mul(lstmGateOutputScaleQ15, lstmGateOutputScaleQ15, float64(hScale), hZP, math.MinInt8, math.MaxInt8)
+	// CreateInterGateMulParams clamps the hidden state to the activation type's range.
+	hMin, hMax := int32(math.MinInt8), int32(math.MaxInt8)
+	if d.act16 {
+		hMin, hMax = math.MinInt16, math.MaxInt16
+	}
+	d.outputMul = mul(lstmGateOutputScaleQ15, lstmGateOutputScaleQ15, float64(hScale), hZP, hMin, hMax)
 	// CheckedLog2: the cell state scale must be a power of two; the tanh of the hidden state
 	// update shifts by its exponent.
 	l2 := float32(math.Log(float64(cScale))) * float32(1/math.Log(2))
@@ -300,8 +311,12 @@ func prepareLSTMInt8(n *tflite.Node, d *lstmData) error {
 
 func evalLSTM(n *tflite.Node) error {
 	d := n.Data.(*lstmData)
+	if d.quantized && d.act16 {
+		evalLSTMQuant(n, d, n.Input(lstmInput).Int16(), n.Output(0).Int16(), n.Input(lstmOutputState).Int16(), lstmFCInt16)
+		return nil
+	}
 	if d.quantized {
-		evalLSTMInt8(n, d)
+		evalLSTMQuant(n, d, n.Input(lstmInput).Int8(), n.Output(0).Int8(), n.Input(lstmOutputState).Int8(), lstmFCInt8)
 		return nil
 	}
 	if d.hybrid != nil {
@@ -418,9 +433,11 @@ func logisticRef(x float32) float32 {
 	return 1 / (1 + float32(math.Exp(float64(-x))))
 }
 
-func evalLSTMInt8(n *tflite.Node, d *lstmData) {
-	x, y := n.Input(lstmInput).Int8(), n.Output(0).Int8()
-	hAll, cAll := n.Input(lstmOutputState).Int8(), n.Input(lstmCellState).Int16()
+// evalLSTMQuant is TFLM's integer LstmStep for int8 or int16 activations T; fc is the gate's
+// FullyConnected for T (bias nil for the recurrent half, as TFLM passes it).
+func evalLSTMQuant[T int8 | int16](n *tflite.Node, d *lstmData, x, y, hAll []T,
+	fc func(p *lstmFC, x []T, w []int8, bias *tensor.Tensor, rows, depth, units int, out []int16)) {
+	cAll := n.Input(lstmCellState).Int16()
 	var buf [4][]int16
 	for i := range buf {
 		buf[i] = i16View(n.Scratch(d.bufs[i]))
@@ -432,9 +449,9 @@ func evalLSTMInt8(n *tflite.Node, d *lstmData) {
 		c := cAll[stateOff : stateOff+cells]
 		tmp := buf[3][:cells]
 		gate := func(g *lstmGate, out []int16) {
-			wIn, wRec, bias := n.Input(g.wIn).Int8(), n.Input(g.wRec).Int8(), n.Input(g.bias).Int32()
-			lstmFCInt8(&g.in, xt, wIn, bias, rows, d.nIn, d.nState, out)
-			lstmFCInt8(&g.rec, h, wRec, nil, rows, d.nState, d.nState, tmp)
+			wIn, wRec := n.Input(g.wIn).Int8(), n.Input(g.wRec).Int8()
+			fc(&g.in, xt, wIn, n.Input(g.bias), rows, d.nIn, d.nState, out)
+			fc(&g.rec, h, wRec, nil, rows, d.nState, d.nState, tmp)
 			for i := range out {
 				out[i] = int16(min(max(int32(out[i])+int32(tmp[i]), math.MinInt16), math.MaxInt16))
 			}
@@ -466,7 +483,7 @@ func evalLSTMInt8(n *tflite.Node, d *lstmData) {
 		tanhInt16(d.cellScalePower, c, tanhC)
 		m3 := &d.outputMul
 		for i := range h {
-			h[i] = int8(m3.apply(int32(tanhC[i]) * int32(outGate[i])))
+			h[i] = T(m3.apply(int32(tanhC[i]) * int32(outGate[i])))
 		}
 		copy(y[outOff:outOff+cells], h)
 	})
@@ -478,7 +495,11 @@ func (m *lstmMul) apply(prod int32) int32 {
 }
 
 // lstmFCInt8 is reference_integer_ops::FullyConnected, int8 in, int16 out, no activation.
-func lstmFCInt8(p *lstmFC, x, w []int8, bias []int32, rows, depth, units int, out []int16) {
+func lstmFCInt8(p *lstmFC, x, w []int8, b *tensor.Tensor, rows, depth, units int, out []int16) {
+	var bias []int32
+	if b != nil {
+		bias = b.Int32()
+	}
 	for r := 0; r < rows; r++ {
 		xr := x[r*depth : (r+1)*depth]
 		for u := 0; u < units; u++ {
@@ -492,6 +513,31 @@ func lstmFCInt8(p *lstmFC, x, w []int8, bias []int32, rows, depth, units int, ou
 			}
 			acc = MultiplyByQuantizedMultiplier(acc, p.mult, p.shift)
 			out[r*units+u] = int16(min(max(acc, math.MinInt16), math.MaxInt16))
+		}
+	}
+}
+
+// lstmFCInt16 is reference_integer_ops::FullyConnected<int16_t, int8_t, int16_t, int64_t> as
+// TFLM's 16x8 LSTM calls it: int32 products summed in an int64 accumulator with the int64
+// bias, rescaled by the 64-bit MultiplyByQuantizedMultiplier, clamped to int16.
+func lstmFCInt16(p *lstmFC, x []int16, w []int8, b *tensor.Tensor, rows, depth, units int, out []int16) {
+	var bias []int64
+	if b != nil {
+		bias = b.Int64()
+	}
+	for r := 0; r < rows; r++ {
+		xr := x[r*depth : (r+1)*depth]
+		for u := 0; u < units; u++ {
+			wu := w[u*depth : (u+1)*depth]
+			var acc int64
+			for k, v := range xr {
+				acc += int64((int32(wu[k]) + p.wOff) * (int32(v) + p.inOff))
+			}
+			if bias != nil {
+				acc += bias[u]
+			}
+			v := MultiplyByQuantizedMultiplier64(acc, p.mult, p.shift)
+			out[r*units+u] = int16(min(max(v, math.MinInt16), math.MaxInt16))
 		}
 	}
 }

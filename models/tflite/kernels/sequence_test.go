@@ -101,6 +101,45 @@ func lstmFloatCase(name string, timeMajor bool, d0, d1, nIn, nState int32, clip 
 		Build: sqOpModel(schema.OpUnidirectionalSequenceLstm, 1, opts, ins, sqF32("output", d0, d1, nState))}
 }
 
+// lstmInt16Case is the 16x8 integer UNIDIRECTIONAL_SEQUENCE_LSTM (int16 activations and
+// state, int8 weights, int64 biases, a power-of-two int16 cell state) that TFLite Micro runs;
+// the official runtime refuses it (its integer LSTM wants the converter's intermediate
+// tensors), so TFLite Micro is the judge.
+func lstmInt16Case(name string, timeMajor bool, d0, d1, nIn, nState int32, clip float32, inZP int64) oracletest.OpCase {
+	r := xorshift(uint32(5 + nIn*nState + d0))
+	batch := d0
+	if timeMajor {
+		batch = d1
+	}
+	const inS, wS, hS, rS, cS = 1.0 / 16384, 0.01, 1.0 / 32768, 0.006, 1.0 / 2048
+	i64s := func(n int, lim int64) []byte {
+		v := make([]int64, n)
+		for i := range v {
+			v[i] = int64(r.next()%uint32(2*lim+1)) - lim
+		}
+		return write.Int64s(v)
+	}
+	ins := make([]sqT, 24)
+	for i := range ins {
+		ins[i] = omitted
+	}
+	i16 := func(name string, s float32, zp int64, variable bool, shape ...int32) sqT {
+		return sqT{Name: name, Type: schema.TensorTypeInt16, Shape: shape, Quant: sqQ(s, zp), Variable: variable}
+	}
+	ins[0] = i16("input", inS, inZP, false, d0, d1, nIn)
+	for i := 1; i <= 4; i++ {
+		ins[i] = sqT{Name: "w_in" + string(rune('0'+i)), Type: schema.TensorTypeInt8, Shape: []int32{nState, nIn}, Quant: sqQ(wS, 0), Data: r.i8s(int(nState * nIn))}
+		ins[i+4] = sqT{Name: "w_rec" + string(rune('0'+i)), Type: schema.TensorTypeInt8, Shape: []int32{nState, nState}, Quant: sqQ(rS, 0), Data: r.i8s(int(nState * nState))}
+		// ±0.6 in real terms: the bias scale is input scale x weight scale.
+		ins[i+11] = sqT{Name: "bias" + string(rune('0'+i)), Type: schema.TensorTypeInt64, Shape: []int32{nState}, Quant: sqQ(inS*wS, 0), Data: i64s(int(nState), int64(0.6/(inS*wS)))}
+	}
+	ins[18] = i16("output_state", hS, 0, true, batch, nState)
+	ins[19] = i16("cell_state", cS, 0, true, batch, nState)
+	opts := write.UnidirectionalSequenceLSTMOptions{Activation: schema.ActivationTanh, CellClip: clip, TimeMajor: timeMajor}
+	return oracletest.OpCase{Name: name, Resolver: kernels.Builtins(), MicroOnly: true,
+		Build: sqOpModel(schema.OpUnidirectionalSequenceLstm, 1, opts, ins, i16("output", hS, 0, false, d0, d1, nState))}
+}
+
 func TestSequenceOps(t *testing.T) {
 	r := xorshift(99)
 	i8t := func(name string, s float32, zp int64, shape ...int32) sqT {
@@ -130,6 +169,9 @@ func TestSequenceOps(t *testing.T) {
 		lstmFloatCase("lstm_f32", false, 2, 3, 4, 5, 0),
 		lstmFloatCase("lstm_f32_time_major_clip", true, 3, 2, 3, 4, 0.5),
 		lstmFloatCase("lstm_f32_one_step", false, 1, 1, 2, 3, 0),
+		lstmInt16Case("lstm_i16", false, 2, 4, 5, 6, 0, 0),
+		lstmInt16Case("lstm_i16_time_major_clip", true, 3, 2, 7, 5, 1.5, 0),
+		lstmInt16Case("lstm_i16_in_zp_long", false, 1, 12, 3, 9, 0, 37),
 	}
 	cases = append(cases, controlFlowCases()...)
 	oracletest.RunOpCases(t, sequenceDir, cases)

@@ -23,7 +23,6 @@ var benchConvShapes = []convCase{
 }
 
 func BenchmarkConvShapes(b *testing.B) {
-	defer SetPortable(portable.Load())
 	for _, c := range benchConvShapes {
 		r := rand.New(rand.NewPCG(1, 2))
 		c.m, c.dh, c.dw, c.pad, c.act = 1, 1, 1, schema.PaddingSame, schema.ActivationRelu
@@ -32,9 +31,8 @@ func BenchmarkConvShapes(b *testing.B) {
 		c.wScale = []float32{0.005}
 		c.bias = make([]int32, c.outC)
 		data := c.model(b)
-		for _, port := range []bool{false, true} {
-			SetPortable(port)
-			name := fmt.Sprintf("%dx%dx%d_f%dx%d_s%d_oc%d/%s", c.h, c.w, c.inC, c.fh, c.fw, c.sh, c.outC, KernelPath())
+		forPaths(func(path string) {
+			name := fmt.Sprintf("%dx%dx%d_f%dx%d_s%d_oc%d/%s", c.h, c.w, c.inC, c.fh, c.fw, c.sh, c.outC, path)
 			m, err := tflite.Load(data)
 			if err != nil {
 				b.Fatal(err)
@@ -50,14 +48,13 @@ func BenchmarkConvShapes(b *testing.B) {
 					}
 				}
 			})
-		}
+		})
 	}
 }
 
 // BenchmarkFCShapes times int8 FULLY_CONNECTED layers of the MLPerf Tiny anomaly-detection
-// autoencoder (640 inputs, 128-unit layers) on both paths.
+// autoencoder (640 inputs, 128-unit layers) on every path.
 func BenchmarkFCShapes(b *testing.B) {
-	defer SetPortable(portable.Load())
 	for _, s := range [][3]int{{1, 640, 128}, {1, 128, 128}, {1, 128, 640}, {4, 256, 64}} {
 		r := rand.New(rand.NewPCG(1, 2))
 		c := randFCCase(r)
@@ -65,8 +62,7 @@ func BenchmarkFCShapes(b *testing.B) {
 		c.filter = make([]int8, c.units*c.depth)
 		c.wScale = []float32{0.004}
 		data := c.model(b)
-		for _, port := range []bool{false, true} {
-			SetPortable(port)
+		forPaths(func(path string) {
 			m, err := tflite.Load(data)
 			if err != nil {
 				b.Fatal(err)
@@ -75,13 +71,13 @@ func BenchmarkFCShapes(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Run(fmt.Sprintf("%dx%d_to_%d/%s", c.batches, c.depth, c.units, KernelPath()), func(b *testing.B) {
+			b.Run(fmt.Sprintf("%dx%d_to_%d/%s", c.batches, c.depth, c.units, path), func(b *testing.B) {
 				for b.Loop() {
 					if err := ip.Invoke(); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
-		}
+		})
 	}
 }

@@ -1,0 +1,116 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"golang.org/x/sys/cpu"
+)
+
+// TestDotKernelsMatchPortable runs both dot-product kernels, the VEX (AVX-VNNI) and EVEX
+// (AVX-512 VNNI) forms, where the CPU has each, against the portable tile: the path chooses
+// one, so this covers the other.
+func TestDotKernelsMatchPortable(t *testing.T) {
+	kernels := []struct {
+		name string
+		have bool
+		fn   func(x *byte, strideBytes uintptr, w *int8, quads int, q *int32, y *int8, yStride uintptr, blocks int)
+	}{
+		{"avxvnni", haveAVXVNNI, gemmRow4AVXVNNI},
+		{"avx512vnni", haveAVX512VNNI, gemmRow4AVX512VNNI},
+	}
+	for _, k := range kernels {
+		t.Run(k.name, func(t *testing.T) {
+			if !k.have {
+				t.Skipf("this CPU has no %s", k.name)
+			}
+			r := rand.New(rand.NewPCG(11, 12))
+			for iter := 0; iter < 300; iter++ {
+				d := randDotTile(r)
+				got, want := make([]int8, 4*d.yStride), make([]int8, 4*d.yStride)
+				k.fn(&d.x[0], uintptr(d.stride), &d.w[0], d.quads, &d.q[0], &got[0], uintptr(d.yStride), d.blocks)
+				gemmRow4x16U8Go(d.x, d.stride, d.w, d.quads, d.q, want, d.yStride, d.blocks)
+				for i := range got {
+					if got[i] != want[i] {
+						t.Fatalf("iter %d (%d blocks of %d quads): output %d = %d, portable %d", iter, d.blocks, d.quads, i, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestKernelPathFollowsCPU checks the choice at run time from the CPU's features: on a CPU
+// without VNNI (e.g. under qemu-x86_64 -cpu Haswell) the AVX2 form is chosen.
+func TestKernelPathFollowsCPU(t *testing.T) {
+	defer SetPortable(SetPortable(false))
+	defer SetDotProduct(SetDotProduct(true))
+	want := "portable"
+	switch {
+	case cpu.X86.HasAVX2 && cpu.X86.HasAVXVNNI:
+		want = "avx2+avxvnni"
+	case cpu.X86.HasAVX2 && cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL:
+		want = "avx2+avx512vnni"
+	case cpu.X86.HasAVX2:
+		want = "avx2"
+	}
+	if got := KernelPath(); got != want {
+		t.Errorf("KernelPath() = %q, want %q (AVX2 %v, AVX-VNNI %v, AVX-512 VNNI %v, VL %v)", got, want,
+			cpu.X86.HasAVX2, cpu.X86.HasAVXVNNI, cpu.X86.HasAVX512VNNI, cpu.X86.HasAVX512VL)
+	}
+	t.Logf("kernel path %s", KernelPath())
+}
+
+// TestAVX512VNNIPath runs the conv and FULLY_CONNECTED differential checks with the EVEX
+// (AVX-512 VNNI) form chosen, on a CPU that also has AVX-VNNI and would otherwise take the
+// VEX one.
+func TestAVX512VNNIPath(t *testing.T) {
+	if !haveAVX512VNNI || !haveAVXVNNI {
+		t.Skip("needs a CPU with both AVX-VNNI and AVX-512 VNNI (otherwise the path tests run the only form)")
+	}
+	dotVEX = false
+	defer func() { dotVEX = haveAVXVNNI }()
+	r := rand.New(rand.NewPCG(21, 22))
+	for i := 0; i < 150; i++ {
+		checkConvPaths(t, r, false)
+		checkFCPaths(t, r)
+	}
+}
+
+// BenchmarkGemmTile times one call of each amd64 GEMM tile kernel (4 pixels x 16 channels per
+// block) on the same depth: the AVX2 VPMADDWD form and the two VPDPBUSD forms.
+func BenchmarkGemmTile(b *testing.B) {
+	for _, k := range []int{144, 576} {
+		for _, blocks := range []int{1, 4} {
+			r := rand.New(rand.NewPCG(1, 2))
+			q := randQuantTable(r, 2*blocks)
+			x16 := make([]int16, 4*k)
+			w16 := make([]int16, blocks*32*(k/2))
+			x8 := make([]byte, 4*k)
+			w8 := make([]int8, blocks*64*(k/4))
+			y := make([]int8, 4*16*blocks)
+			b.Run(fmt.Sprintf("k%d_blocks%d/avx2", k, blocks), func(b *testing.B) {
+				for b.Loop() {
+					gemmRow4AVX2(&x16[0], uintptr(2*k), &w16[0], k/2, &q[0], &y[0], uintptr(16*blocks), blocks)
+				}
+			})
+			for _, f := range []struct {
+				name string
+				have bool
+				fn   func(x *byte, strideBytes uintptr, w *int8, quads int, q *int32, y *int8, yStride uintptr, blocks int)
+			}{{"avxvnni", haveAVXVNNI, gemmRow4AVXVNNI}, {"avx512vnni", haveAVX512VNNI, gemmRow4AVX512VNNI}} {
+				if !f.have {
+					continue
+				}
+				b.Run(fmt.Sprintf("k%d_blocks%d/%s", k, blocks, f.name), func(b *testing.B) {
+					for b.Loop() {
+						f.fn(&x8[0], uintptr(k), &w8[0], k/4, &q[0], &y[0], uintptr(16*blocks), blocks)
+					}
+				})
+			}
+		}
+	}
+}
