@@ -173,17 +173,37 @@ func dotF32(x, w []float32) float32 {
 	return a
 }
 
-// prepareConvF32 requests the im2col scratch of a float32 CONV_2D that is not pointwise.
+// prepareConvF32 chooses the float32 CONV_2D form and requests its scratch (f32ScratchLen).
 func (g *convGeom) prepareConvF32(n *tflite.Node) error {
-	if g.pointwise() {
+	g.f32simd = useF32SIMD(g.fH * g.fW * g.inC)
+	g.f32tile = useF32Tile(g.batches * g.outH * g.outW)
+	nf := g.f32ScratchLen()
+	if nf == 0 {
 		return nil
 	}
-	h, err := n.RequestScratch(4 * g.colRowsF32() * g.fH * g.fW * g.inC)
+	h, err := n.RequestScratch(4 * nf)
 	if err != nil {
 		return err
 	}
 	g.colScratch = h
 	return nil
+}
+
+// f32ScratchLen is the float32 scratch of a CONV_2D, in floats: the im2col rows unless the
+// layer is pointwise, and on the tile path (f32tile) the weights packed in panels of 16
+// output channels (zeros past the last channel), their biases, room for a last tile's 6
+// rows of taps and one 6x16 output tile.
+func (g *convGeom) f32ScratchLen() int {
+	k := g.fH * g.fW * g.inC
+	n := 0
+	if !g.pointwise() {
+		n += g.colRowsF32() * k
+	}
+	if g.f32tile {
+		np := (g.outC + 15) / 16
+		n += np*16*k + np*16 + 6*k + 6*16
+	}
+	return n
 }
 
 func (g *convGeom) pointwise() bool {
@@ -195,13 +215,14 @@ func (g *convGeom) colRowsF32() int {
 	return max(1, min(g.outH*g.outW, maxColBytes/(4*g.fH*g.fW*g.inC)))
 }
 
-// colF32 is the im2col scratch of a float32 CONV_2D (nil for pointwise layers).
+// colF32 is the scratch of a float32 CONV_2D (f32ScratchLen floats; nil when there is none).
 func (g *convGeom) colF32(n *tflite.Node) []float32 {
-	if g.pointwise() {
+	nf := g.f32ScratchLen()
+	if nf == 0 {
 		return nil
 	}
 	sb := n.Scratch(g.colScratch)
-	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(sb))), g.colRowsF32()*g.fH*g.fW*g.inC)
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(sb))), nf)
 }
 
 // convF32 is convFloat on the GEMM: pointwise layers multiply the input pixels directly,
@@ -209,6 +230,10 @@ func (g *convGeom) colF32(n *tflite.Node) []float32 {
 // taps outside the input.
 func (g *convGeom) convF32(col, x, w, b, y []float32) {
 	k := g.fH * g.fW * g.inC
+	if g.f32tile {
+		g.convF32Tiles(col, x, w, b, y)
+		return
+	}
 	gemm := gemmF32
 	if g.f32simd {
 		gemm = gemmF32SIMD
