@@ -24,21 +24,18 @@ func gemmF32(x []float32, pixels, k int, w, b []float32, outC int, y []float32, 
 		y0 := y[p*outC : (p+1)*outC]
 		o := 0
 		for ; o+6 <= outC; o += 6 {
-			s := dotF32x6(x0, w[o*k:(o+6)*k], k)
-			storeF32s(y0[o:o+6], s[:], b, o, lo, hi)
+			dotF32x6(x0, w[o*k:(o+6)*k], k, y0[o:o+6], b, o, lo, hi)
 		}
 		if r := outC - o; r > 0 && r != 4 && outC >= 6 {
 			// One more 6-tile over the last six channels: it recomputes a few with the same
 			// bits, and costs less than the short tiles, whose one or two sums wait on the
 			// adder's latency.
 			o = outC - 6
-			s := dotF32x6(x0, w[o*k:(o+6)*k], k)
-			storeF32s(y0[o:o+6], s[:], b, o, lo, hi)
+			dotF32x6(x0, w[o*k:(o+6)*k], k, y0[o:o+6], b, o, lo, hi)
 			continue
 		}
 		if o+4 <= outC {
-			s := dotF32x4(x0, w[o*k:(o+4)*k], k)
-			storeF32s(y0[o:o+4], s[:], b, o, lo, hi)
+			dotF32x4(x0, w[o*k:(o+4)*k], k, y0[o:o+4], b, o, lo, hi)
 			o += 4
 		}
 		if o+2 <= outC {
@@ -74,10 +71,10 @@ func storeF32s(y, a []float32, b []float32, o int, lo, hi float32) {
 	}
 }
 
-// dotF32x6 returns the sums of one row of taps with six consecutive weight rows (w holds 6*k
-// values), each summed in tap order. A leaf function, four taps a step (the bounds checked
-// once per step), so the six sums stay in registers.
-func dotF32x6(x, w []float32, k int) [6]float32 {
+// dotF32x6 sums one row of taps with six consecutive weight rows (w holds 6*k values), each
+// in tap order, and stores y[j] = clamp(sum_j + b[o+j]) (biasClampF32). A leaf function, four
+// taps a step (the bounds checked once per step), so the six sums stay in registers.
+func dotF32x6(x, w []float32, k int, y, b []float32, o int, lo, hi float32) {
 	x = x[:k]
 	w0, w1, w2, w3, w4, w5 := w[:k], w[k:2*k], w[2*k:3*k], w[3*k:4*k], w[4*k:5*k], w[5*k:6*k]
 	var a0, a1, a2, a3, a4, a5 float32
@@ -123,11 +120,17 @@ func dotF32x6(x, w []float32, k int) [6]float32 {
 		a4 += u * w4[i]
 		a5 += u * w5[i]
 	}
-	return [6]float32{a0, a1, a2, a3, a4, a5}
+	y = y[:6]
+	if b != nil {
+		b = b[o : o+6]
+		a0, a1, a2, a3, a4, a5 = a0+b[0], a1+b[1], a2+b[2], a3+b[3], a4+b[4], a5+b[5]
+	}
+	y[0], y[1], y[2] = min(max(a0, lo), hi), min(max(a1, lo), hi), min(max(a2, lo), hi)
+	y[3], y[4], y[5] = min(max(a3, lo), hi), min(max(a4, lo), hi), min(max(a5, lo), hi)
 }
 
 // dotF32x4 is dotF32x6 for four weight rows.
-func dotF32x4(x, w []float32, k int) [4]float32 {
+func dotF32x4(x, w []float32, k int, y, b []float32, o int, lo, hi float32) {
 	x = x[:k]
 	w0, w1, w2, w3 := w[:k], w[k:2*k], w[2*k:3*k], w[3*k:4*k]
 	var a0, a1, a2, a3 float32
@@ -162,7 +165,13 @@ func dotF32x4(x, w []float32, k int) [4]float32 {
 		a2 += u * w2[i]
 		a3 += u * w3[i]
 	}
-	return [4]float32{a0, a1, a2, a3}
+	y = y[:4]
+	if b != nil {
+		b = b[o : o+4]
+		a0, a1, a2, a3 = a0+b[0], a1+b[1], a2+b[2], a3+b[3]
+	}
+	y[0], y[1] = min(max(a0, lo), hi), min(max(a1, lo), hi)
+	y[2], y[3] = min(max(a2, lo), hi), min(max(a3, lo), hi)
 }
 
 // dotF32x2 is dotF32x6 for two weight rows.
