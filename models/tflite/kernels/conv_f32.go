@@ -8,15 +8,29 @@ package kernels
 // multiply-adds that follow. Each output sums its taps in order, one fused multiply-add per
 // tap, then adds the bias (0 when there is none) and clamps: one fixed order whatever the
 // tile, so the result of a pixel never depends on where it falls. It differs from the
-// reference loop by the fused roundings only, within docs/tflite.md's float tolerance.
+// reference loop by the fused roundings only, within docs/tflite.md's float tolerance. Chosen
+// at Prepare for short filters over enough pixels (useF32Tile); the rest keep the lane form.
 
-// minF32TilePixels is the fewest output pixels for which the tile form pays for packing the
-// weights; below it the lane form (or the portable GEMM) reads them in place.
-const minF32TilePixels = 16
-
-// useF32Tile says whether a float32 CONV_2D with pixels output pixels takes the tile form.
-func useF32Tile(pixels int) bool {
-	return haveF32Tile && !portable.Load() && pixels >= minF32TilePixels
+// useF32Tile says whether a float32 CONV_2D with pixels output pixels and k taps per output
+// takes the tile form. Packing costs a pass over the weights per Invoke, and a panel of more
+// than about 640 taps (40 KiB) no longer stays in L1, while the lane form's reduction costs less
+// the longer k is; measured against the lane form on 3x3 layers of 32 channels (thread CPU
+// time, tile/lane): k=27: 0.59 at 16 pixels, 0.21 at 1,024; k=144: 1.30 at 16, 0.85 at 64,
+// 0.51 at 1,024; k=576: 1.11 at 64, 0.89 at 256; k=1,152: 1.09 at 256, 1.03 at 1,024;
+// k=2,304: 1.21 at 1,024.
+func useF32Tile(pixels, k int) bool {
+	if !haveF32Tile || portable.Load() {
+		return false
+	}
+	switch {
+	case k <= 64:
+		return pixels >= 16
+	case k <= 160:
+		return pixels >= 64
+	case k <= 640:
+		return pixels >= 256
+	}
+	return false
 }
 
 // convF32Tiles is convF32 on the tile path; s is the node's scratch (f32ScratchLen floats).

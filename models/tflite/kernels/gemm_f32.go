@@ -198,7 +198,7 @@ func dotF32(x, w []float32) float32 {
 // prepareConvF32 chooses the float32 CONV_2D form and requests its scratch (f32ScratchLen).
 func (g *convGeom) prepareConvF32(n *tflite.Node) error {
 	g.f32simd = useF32SIMD(g.fH * g.fW * g.inC)
-	g.f32tile = useF32Tile(g.batches * g.outH * g.outW)
+	g.f32tile = useF32Tile(g.batches*g.outH*g.outW, g.fH*g.fW*g.inC)
 	nf := g.f32ScratchLen()
 	if nf == 0 {
 		return nil
