@@ -37,6 +37,7 @@ type convGeom struct {
 	depthMul               int // DEPTHWISE_CONV_2D only
 	fMin, fMax             float32
 	f32simd                bool      // float32: the SIMD form (gemm_f32_simd.go), chosen at Prepare
+	f32tile                bool      // float32 CONV_2D: the broadcast tiles (conv_f32.go), chosen at Prepare
 	dwPackF32              []float32 // float32 depthwise on the SIMD path: packDWF32's layout
 	inOff, outOff          int32     // -input zero point, +output zero point (int8)
 	qMin, qMax             int32     // fused activation range in output units
@@ -271,7 +272,6 @@ func prepareConv(n *tflite.Node) error {
 		if err := g.prepareConvF32(n); err != nil {
 			return err
 		}
-		g.f32simd = useF32SIMD(g.fH * g.fW * g.inC)
 	case tensor.Int8:
 		if !filter.Constant() || (bias != nil && !bias.Constant()) {
 			return fmt.Errorf("filter %q and bias must be constant for int8", filter.Name())

@@ -288,8 +288,16 @@ func im2colRow[T int8 | float32](g *convGeom, x []T, oy, ox int, row []T, pad T)
 	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 	c := g.inC
 	i := 0
+	// With unit dilation a filter row inside the input is FW·C contiguous values: one copy.
+	whole := g.dilW == 1 && ix0 >= 0 && ix0+g.fW <= g.inW
 	for fy := 0; fy < g.fH; fy++ {
 		iy := iy0 + fy*g.dilH
+		if whole && iy >= 0 && iy < g.inH {
+			n := g.fW * c
+			copy(row[i:i+n], x[(iy*g.inW+ix0)*c:])
+			i += n
+			continue
+		}
 		for fx := 0; fx < g.fW; fx++ {
 			ix := ix0 + fx*g.dilW
 			dst := row[i : i+c]

@@ -6,91 +6,184 @@ import (
 	"github.com/outpost-ml/outpost/models/tflite"
 )
 
-// The float32 GEMM behind FULLY_CONNECTED and CONV_2D: rows of input taps times rows of
-// weights, in tiles of 2 rows x 4 output channels that share every load, with the weights
-// read in place (the filter layouts [units][depth] and [OC][FH][FW][C] are already rows of
-// taps, so nothing is packed or copied). Each output is still summed tap by tap in the
+// The float32 GEMM behind FULLY_CONNECTED and CONV_2D (portable path): rows of input taps
+// times rows of weights, read in place (the filter layouts [units][depth] and [OC][FH][FW][C]
+// are already rows of taps, so nothing is packed or copied). One row of taps meets six weight
+// rows at a time (then four, two, one): six independent sums keep the floating-point adders
+// busy, and six accumulators, the shared tap and the products fit the 15 usable SSE
+// registers, where wider tiles spill an accumulator to the stack on every step (measured:
+// 1×8 and 2×4 tiles run at 65-70 % of 1×6). Each output is still summed tap by tap in the
 // reference kernels' order, then the bias is added and the activation clamps, so the results
 // are those of the plain loops (on arm64 both fuse a multiply-add the same way); a tap
 // outside the input of a convolution adds w*0, which leaves the sum unchanged.
 
 // gemmF32 computes y[p*outC+o] = clamp(Σ_i x[p*k+i]*w[o*k+i] + b[o]) for pixels rows of x.
 func gemmF32(x []float32, pixels, k int, w, b []float32, outC int, y []float32, lo, hi float32) {
-	p := 0
-	for ; p+2 <= pixels; p += 2 {
-		x0, x1 := x[p*k:(p+1)*k], x[(p+1)*k:(p+2)*k]
-		y0, y1 := y[p*outC:(p+1)*outC], y[(p+1)*outC:(p+2)*outC]
-		o := 0
-		for ; o+4 <= outC; o += 4 {
-			a, c := dotF32x2x4(x0, x1, w[o*k:(o+4)*k], k)
-			storeF32x4(y0[o:o+4], a, b, o, lo, hi)
-			storeF32x4(y1[o:o+4], c, b, o, lo, hi)
-		}
-		for ; o < outC; o++ {
-			wo := w[o*k : (o+1)*k]
-			y0[o] = biasClampF32(dotF32(x0, wo), b, o, lo, hi)
-			y1[o] = biasClampF32(dotF32(x1, wo), b, o, lo, hi)
-		}
-	}
-	for ; p < pixels; p++ {
+	for p := 0; p < pixels; p++ {
 		x0 := x[p*k : (p+1)*k]
 		y0 := y[p*outC : (p+1)*outC]
 		o := 0
-		for ; o+4 <= outC; o += 4 {
-			storeF32x4(y0[o:o+4], dotF32x1x4(x0, w[o*k:(o+4)*k], k), b, o, lo, hi)
+		for ; o+6 <= outC; o += 6 {
+			dotF32x6(x0, w[o*k:(o+6)*k], k, y0[o:o+6], b, o, lo, hi)
 		}
-		for ; o < outC; o++ {
+		if r := outC - o; r > 0 && r != 4 && outC >= 6 {
+			// One more 6-tile over the last six channels: it recomputes a few with the same
+			// bits, and costs less than the short tiles, whose one or two sums wait on the
+			// adder's latency.
+			o = outC - 6
+			dotF32x6(x0, w[o*k:(o+6)*k], k, y0[o:o+6], b, o, lo, hi)
+			continue
+		}
+		if o+4 <= outC {
+			dotF32x4(x0, w[o*k:(o+4)*k], k, y0[o:o+4], b, o, lo, hi)
+			o += 4
+		}
+		if o+2 <= outC {
+			s := dotF32x2(x0, w[o*k:(o+2)*k], k)
+			storeF32s(y0[o:o+2], s[:], b, o, lo, hi)
+			o += 2
+		}
+		if o < outC {
 			y0[o] = biasClampF32(dotF32(x0, w[o*k:(o+1)*k]), b, o, lo, hi)
 		}
 	}
 }
 
+// biasClampF32 adds the bias and clamps like clampF, but with the min and max builtins, which
+// compile without branches: a ReLU's outputs are negative about half the time, and clampF's
+// mispredicted branches showed in the profile of a small convolution. The builtins differ
+// from clampF only for a sum of -0, which a sum started at +0 never is.
 func biasClampF32(acc float32, b []float32, o int, lo, hi float32) float32 {
 	if b != nil {
 		acc += b[o]
 	}
-	return clampF(acc, lo, hi)
+	return min(max(acc, lo), hi)
 }
 
 func storeF32x4(y []float32, a [4]float32, b []float32, o int, lo, hi float32) {
-	for j := range 4 {
-		y[j] = biasClampF32(a[j], b, o+j, lo, hi)
+	storeF32s(y, a[:], b, o, lo, hi)
+}
+
+func storeF32s(y, a []float32, b []float32, o int, lo, hi float32) {
+	y = y[:len(a)]
+	for j, v := range a {
+		y[j] = biasClampF32(v, b, o+j, lo, hi)
 	}
 }
 
-// dotF32x2x4 returns the sums of two rows of taps with four consecutive weight rows (w holds
-// 4*k values), each summed in tap order. A leaf function so the eight sums stay in registers.
-func dotF32x2x4(x0, x1, w []float32, k int) (a, c [4]float32) {
-	x0, x1 = x0[:k], x1[:k]
-	w0, w1, w2, w3 := w[:k], w[k:2*k], w[2*k:3*k], w[3*k:4*k]
-	var a0, a1, a2, a3, c0, c1, c2, c3 float32
-	for i, u := range x0 {
-		v := x1[i]
-		p0, p1, p2, p3 := w0[i], w1[i], w2[i], w3[i]
-		a0 += u * p0
-		a1 += u * p1
-		a2 += u * p2
-		a3 += u * p3
-		c0 += v * p0
-		c1 += v * p1
-		c2 += v * p2
-		c3 += v * p3
+// dotF32x6 sums one row of taps with six consecutive weight rows (w holds 6*k values), each
+// in tap order, and stores y[j] = clamp(sum_j + b[o+j]) (biasClampF32). A leaf function, four
+// taps a step (the bounds checked once per step), so the six sums stay in registers.
+func dotF32x6(x, w []float32, k int, y, b []float32, o int, lo, hi float32) {
+	x = x[:k]
+	w0, w1, w2, w3, w4, w5 := w[:k], w[k:2*k], w[2*k:3*k], w[3*k:4*k], w[4*k:5*k], w[5*k:6*k]
+	var a0, a1, a2, a3, a4, a5 float32
+	i := 0
+	for ; i+4 <= k; i += 4 {
+		_, _, _, _ = x[i+3], w0[i+3], w1[i+3], w2[i+3]
+		_, _, _ = w3[i+3], w4[i+3], w5[i+3]
+		u := x[i]
+		a0 += u * w0[i]
+		a1 += u * w1[i]
+		a2 += u * w2[i]
+		a3 += u * w3[i]
+		a4 += u * w4[i]
+		a5 += u * w5[i]
+		u = x[i+1]
+		a0 += u * w0[i+1]
+		a1 += u * w1[i+1]
+		a2 += u * w2[i+1]
+		a3 += u * w3[i+1]
+		a4 += u * w4[i+1]
+		a5 += u * w5[i+1]
+		u = x[i+2]
+		a0 += u * w0[i+2]
+		a1 += u * w1[i+2]
+		a2 += u * w2[i+2]
+		a3 += u * w3[i+2]
+		a4 += u * w4[i+2]
+		a5 += u * w5[i+2]
+		u = x[i+3]
+		a0 += u * w0[i+3]
+		a1 += u * w1[i+3]
+		a2 += u * w2[i+3]
+		a3 += u * w3[i+3]
+		a4 += u * w4[i+3]
+		a5 += u * w5[i+3]
 	}
-	return [4]float32{a0, a1, a2, a3}, [4]float32{c0, c1, c2, c3}
+	for ; i < k; i++ {
+		u := x[i]
+		a0 += u * w0[i]
+		a1 += u * w1[i]
+		a2 += u * w2[i]
+		a3 += u * w3[i]
+		a4 += u * w4[i]
+		a5 += u * w5[i]
+	}
+	y = y[:6]
+	if b != nil {
+		b = b[o : o+6]
+		a0, a1, a2, a3, a4, a5 = a0+b[0], a1+b[1], a2+b[2], a3+b[3], a4+b[4], a5+b[5]
+	}
+	y[0], y[1], y[2] = min(max(a0, lo), hi), min(max(a1, lo), hi), min(max(a2, lo), hi)
+	y[3], y[4], y[5] = min(max(a3, lo), hi), min(max(a4, lo), hi), min(max(a5, lo), hi)
 }
 
-// dotF32x1x4 is dotF32x2x4 for one row of taps.
-func dotF32x1x4(x0, w []float32, k int) [4]float32 {
-	x0 = x0[:k]
+// dotF32x4 is dotF32x6 for four weight rows.
+func dotF32x4(x, w []float32, k int, y, b []float32, o int, lo, hi float32) {
+	x = x[:k]
 	w0, w1, w2, w3 := w[:k], w[k:2*k], w[2*k:3*k], w[3*k:4*k]
 	var a0, a1, a2, a3 float32
-	for i, u := range x0 {
+	i := 0
+	for ; i+4 <= k; i += 4 {
+		_, _, _, _, _ = x[i+3], w0[i+3], w1[i+3], w2[i+3], w3[i+3]
+		u := x[i]
+		a0 += u * w0[i]
+		a1 += u * w1[i]
+		a2 += u * w2[i]
+		a3 += u * w3[i]
+		u = x[i+1]
+		a0 += u * w0[i+1]
+		a1 += u * w1[i+1]
+		a2 += u * w2[i+1]
+		a3 += u * w3[i+1]
+		u = x[i+2]
+		a0 += u * w0[i+2]
+		a1 += u * w1[i+2]
+		a2 += u * w2[i+2]
+		a3 += u * w3[i+2]
+		u = x[i+3]
+		a0 += u * w0[i+3]
+		a1 += u * w1[i+3]
+		a2 += u * w2[i+3]
+		a3 += u * w3[i+3]
+	}
+	for ; i < k; i++ {
+		u := x[i]
 		a0 += u * w0[i]
 		a1 += u * w1[i]
 		a2 += u * w2[i]
 		a3 += u * w3[i]
 	}
-	return [4]float32{a0, a1, a2, a3}
+	y = y[:4]
+	if b != nil {
+		b = b[o : o+4]
+		a0, a1, a2, a3 = a0+b[0], a1+b[1], a2+b[2], a3+b[3]
+	}
+	y[0], y[1] = min(max(a0, lo), hi), min(max(a1, lo), hi)
+	y[2], y[3] = min(max(a2, lo), hi), min(max(a3, lo), hi)
+}
+
+// dotF32x2 is dotF32x6 for two weight rows.
+func dotF32x2(x, w []float32, k int) [2]float32 {
+	x = x[:k]
+	w0, w1 := w[:k], w[k:2*k]
+	var a0, a1 float32
+	for i, u := range x {
+		a0 += u * w0[i]
+		a1 += u * w1[i]
+	}
+	return [2]float32{a0, a1}
 }
 
 func dotF32(x, w []float32) float32 {
@@ -102,17 +195,37 @@ func dotF32(x, w []float32) float32 {
 	return a
 }
 
-// prepareConvF32 requests the im2col scratch of a float32 CONV_2D that is not pointwise.
+// prepareConvF32 chooses the float32 CONV_2D form and requests its scratch (f32ScratchLen).
 func (g *convGeom) prepareConvF32(n *tflite.Node) error {
-	if g.pointwise() {
+	g.f32simd = useF32SIMD(g.fH * g.fW * g.inC)
+	g.f32tile = useF32Tile(g.batches*g.outH*g.outW, g.fH*g.fW*g.inC)
+	nf := g.f32ScratchLen()
+	if nf == 0 {
 		return nil
 	}
-	h, err := n.RequestScratch(4 * g.colRowsF32() * g.fH * g.fW * g.inC)
+	h, err := n.RequestScratch(4 * nf)
 	if err != nil {
 		return err
 	}
 	g.colScratch = h
 	return nil
+}
+
+// f32ScratchLen is the float32 scratch of a CONV_2D, in floats: the im2col rows unless the
+// layer is pointwise, and on the tile path (f32tile) the weights packed in panels of 16
+// output channels (zeros past the last channel), their biases, room for a last tile's 6
+// rows of taps and one 6x16 output tile.
+func (g *convGeom) f32ScratchLen() int {
+	k := g.fH * g.fW * g.inC
+	n := 0
+	if !g.pointwise() {
+		n += g.colRowsF32() * k
+	}
+	if g.f32tile {
+		np := (g.outC + 15) / 16
+		n += np*16*k + np*16 + 6*k + 6*16
+	}
+	return n
 }
 
 func (g *convGeom) pointwise() bool {
@@ -124,13 +237,14 @@ func (g *convGeom) colRowsF32() int {
 	return max(1, min(g.outH*g.outW, maxColBytes/(4*g.fH*g.fW*g.inC)))
 }
 
-// colF32 is the im2col scratch of a float32 CONV_2D (nil for pointwise layers).
+// colF32 is the scratch of a float32 CONV_2D (f32ScratchLen floats; nil when there is none).
 func (g *convGeom) colF32(n *tflite.Node) []float32 {
-	if g.pointwise() {
+	nf := g.f32ScratchLen()
+	if nf == 0 {
 		return nil
 	}
 	sb := n.Scratch(g.colScratch)
-	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(sb))), g.colRowsF32()*g.fH*g.fW*g.inC)
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(sb))), nf)
 }
 
 // convF32 is convFloat on the GEMM: pointwise layers multiply the input pixels directly,
@@ -138,6 +252,10 @@ func (g *convGeom) colF32(n *tflite.Node) []float32 {
 // taps outside the input.
 func (g *convGeom) convF32(col, x, w, b, y []float32) {
 	k := g.fH * g.fW * g.inC
+	if g.f32tile {
+		g.convF32Tiles(col, x, w, b, y)
+		return
+	}
 	gemm := gemmF32
 	if g.f32simd {
 		gemm = gemmF32SIMD
@@ -185,6 +303,10 @@ func depthwiseF32(g *convGeom, x, w, b, y []float32, simd bool) {
 				}
 				iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 				yo := y[((bt*g.outH+oy)*g.outW+ox)*c:][:c]
+				if !simd && m == 1 && g.fH*g.fW <= maxDWTaps {
+					depthwisePixelF32(g, x, w, b, yo, bt, iy0, ix0)
+					continue
+				}
 				clear(yo)
 				for fy := 0; fy < g.fH; fy++ {
 					iy := iy0 + fy*g.dilH
@@ -212,5 +334,50 @@ func depthwiseF32(g *convGeom, x, w, b, y []float32, simd bool) {
 				}
 			}
 		}
+	}
+}
+
+// depthwisePixelF32 is one output pixel of a depth-multiplier-1 float32 depthwise layer on the
+// portable path: per group of four channels, the taps inside the input are summed in registers
+// in the reference order (fy, then fx) from 0, then the bias is added and the activation
+// clamps, so the results are the reference's bits. Summing in registers rather than in the
+// output row saves a load and a store per multiply-add.
+func depthwisePixelF32(g *convGeom, x, w, b, yo []float32, bt, iy0, ix0 int) {
+	c := len(yo)
+	var xs, ws [maxDWTaps][]float32
+	nt := 0
+	for fy := 0; fy < g.fH; fy++ {
+		iy := iy0 + fy*g.dilH
+		if iy < 0 || iy >= g.inH {
+			continue
+		}
+		for fx := 0; fx < g.fW; fx++ {
+			ix := ix0 + fx*g.dilW
+			if ix < 0 || ix >= g.inW {
+				continue
+			}
+			xs[nt] = x[((bt*g.inH+iy)*g.inW+ix)*g.inC:][:c]
+			ws[nt] = w[(fy*g.fW+fx)*c:][:c]
+			nt++
+		}
+	}
+	o := 0
+	for ; o+4 <= c; o += 4 {
+		var a0, a1, a2, a3 float32
+		for t := range nt {
+			xt, wt := xs[t][o:o+4:o+4], ws[t][o:o+4:o+4]
+			a0 += xt[0] * wt[0]
+			a1 += xt[1] * wt[1]
+			a2 += xt[2] * wt[2]
+			a3 += xt[3] * wt[3]
+		}
+		storeF32s(yo[o:o+4], []float32{a0, a1, a2, a3}, b, o, g.fMin, g.fMax)
+	}
+	for ; o < c; o++ {
+		var a float32
+		for t := range nt {
+			a += xs[t][o] * ws[t][o]
+		}
+		yo[o] = biasClampF32(a, b, o, g.fMin, g.fMax)
 	}
 }

@@ -106,12 +106,66 @@ func TestConvF32SIMD(t *testing.T) {
 		convFloat(g, absF32s(x), absF32s(w), absF32s(b), mag)
 		var col []float32
 		if !g.pointwise() {
-			col = make([]float32, g.colRowsF32()*c.fh*c.fw*c.inC)
+			col = make([]float32, g.f32ScratchLen())
 		}
 		g.convF32(col, x, w, b, got)
 		for i := range want {
 			if !sumClose(got[i], want[i], mag[i]) {
 				t.Fatalf("%v: output %d = %g, reference %g", c, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestConvF32Tile holds the broadcast tile form of float32 CONV_2D (conv_f32.go) within the
+// float tolerance of the reference loops on random layers (pointwise and im2col, strides,
+// dilations, partial tiles of rows and channels, with and without bias and activation), and
+// checks that the same layer run on the image followed by a copy of itself (2 batches) gives
+// each output the same bits: for pointwise layers, whose pixels of all batches form one run
+// of rows, that moves the tile boundaries and the partial last tile.
+func TestConvF32Tile(t *testing.T) {
+	if !haveF32Tile {
+		t.Skip("no float32 convolution tile on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(41, 42))
+	done := 0
+	for iter := 0; done < 300 && iter < 3000; iter++ {
+		c := randConvCase(r, false)
+		oh, ow, ok := c.outSize()
+		if !ok {
+			continue
+		}
+		done++
+		g := &convGeom{batches: c.n, inH: c.h, inW: c.w, inC: c.inC, outH: oh, outW: ow, outC: c.outC,
+			fH: c.fh, fW: c.fw, strideH: c.sh, strideW: c.sw, dilH: c.dh, dilW: c.dw,
+			padH: computePadding(c.sh, c.dh, c.h, c.fh, oh), padW: computePadding(c.sw, c.dw, c.w, c.fw, ow),
+			fMin: float32(math.Inf(-1)), fMax: float32(math.Inf(1)), f32tile: true}
+		if c.act == 1 {
+			g.fMin, g.fMax = 0, 6
+		}
+		x := randF32s(r, c.n*c.h*c.w*c.inC)
+		w := randF32s(r, c.outC*c.fh*c.fw*c.inC)
+		var b []float32
+		if c.bias != nil {
+			b = randF32s(r, c.outC)
+		}
+		want := make([]float32, c.n*oh*ow*c.outC)
+		got, mag := make([]float32, len(want)), make([]float32, len(want))
+		convFloat(g, x, w, b, want)
+		convFloat(g, absF32s(x), absF32s(w), absF32s(b), mag)
+		g.convF32(make([]float32, g.f32ScratchLen()), x, w, b, got)
+		for i := range want {
+			if !sumClose(got[i], want[i], mag[i]) {
+				t.Fatalf("%v: output %d = %g, reference %g", c, i, got[i], want[i])
+			}
+		}
+		g2 := *g
+		g2.batches = 2 * c.n
+		got2 := make([]float32, 2*len(want))
+		g2.convF32(make([]float32, g2.f32ScratchLen()), append(append([]float32(nil), x...), x...), w, b, got2)
+		for i := range got2 {
+			if math.Float32bits(got2[i]) != math.Float32bits(got[i%len(got)]) {
+				t.Fatalf("%v: output %d = %g in a batch of 2, %g alone", c, i, got2[i], got[i%len(got)])
 			}
 		}
 	}

@@ -46,7 +46,7 @@ func TestConvF32MatchesReference(t *testing.T) {
 		convFloat(g, x, w, b, want)
 		var col []float32
 		if !g.pointwise() {
-			col = make([]float32, g.colRowsF32()*c.fh*c.fw*c.inC)
+			col = make([]float32, g.f32ScratchLen())
 		}
 		g.convF32(col, x, w, b, got)
 		for i := range want {
@@ -144,6 +144,16 @@ func BenchmarkF32Shapes(b *testing.B) {
 				g.convF32(col, x, w, nil, y)
 			}
 		})
+		if haveF32Tile {
+			gt := *g
+			gt.f32tile = true
+			s := make([]float32, gt.f32ScratchLen())
+			b.Run(name+"/tile", func(b *testing.B) {
+				for b.Loop() {
+					gt.convF32(s, x, w, nil, y)
+				}
+			})
+		}
 	}
 }
 
