@@ -10,7 +10,7 @@ const simdName = "portable"
 
 const haveSIMD = false
 
-func gemmRow4x16(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+func gemmRow4x16(x []int16, stride int, w []int8, pairs int, q []int32, y []int8, yStride, blocks int) {
 	gemmRow4x16Go(x, stride, w, pairs, q, y, yStride, blocks)
 }
 
