@@ -279,6 +279,9 @@ func prepareConv(n *tflite.Node) error {
 		if err := g.prepareGemm(n, filter.Int8(), bias.Int32()); err != nil {
 			return err
 		}
+		// The GEMM holds the weights packed and the bias folded: Eval reads neither.
+		n.Packed(1)
+		n.Packed(2)
 	case tensor.Int16:
 		h, err := n.RequestScratch(8 * g.outC)
 		if err != nil {
@@ -479,6 +482,11 @@ func prepareDepthwise(n *tflite.Node) error {
 		var err error
 		if g.dw, err = g.prepareDepthwiseInt8(n, filter.Int8(), bias.Int32(), filter.Constant() && (bias == nil || bias.Constant())); err != nil {
 			return err
+		}
+		if g.dw != nil {
+			// The fast kernels read their own copies (dwInt8), never the tensors.
+			n.Packed(1)
+			n.Packed(2)
 		}
 	}
 	n.Data = g
