@@ -618,6 +618,7 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 				d.w8[(oc/8)*72+t*8+oc%8] = d.w32[t*c+oc]
 			}
 		}
+		d.w32 = nil // the SIMD row kernel reads w8 only; keep the weights once
 		d.q = quantTable(c/8, d.bias, g.mult, g.shift, g.outOff, g.qMin, g.qMax)
 		inside := func(ox int) bool {
 			ix0 := ox*g.strideW - g.padW
