@@ -114,7 +114,9 @@ func NewWith(data []byte, man *bundle.Manifest, name string, opts Options) (*Pre
 	if res == nil {
 		res = kernels.Builtins()
 	}
-	ip, err := tflite.NewInterpreter(m, res, tflite.Options{MaxBytes: opts.MaxBytes, Threads: opts.Threads})
+	// The Model serves this one interpreter: its bytes of the weights the kernels pack are
+	// given up, so the device holds them once.
+	ip, err := tflite.NewInterpreter(m, res, tflite.Options{MaxBytes: opts.MaxBytes, Threads: opts.Threads, DropPacked: true})
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", name, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -265,6 +266,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
 		return 1
 	}
+	// Loading the model read its file, copied its constants and packed the weights: several
+	// times the model's size of garbage, which the runtime would otherwise give back to the
+	// OS only slowly. Collect it and return the pages now, once.
+	debug.FreeOSMemory()
 	m := dev.Update.Swap().Model()
 	log.Info("outpost-agent starting", "version", version, "model", m.String(), "sha256", m.SHA256,
 		"sensor", strings.Join(c.Sensors, " + "), "channels", strings.Join(dev.Source.Info().ChannelNames(), ","), "broker", c.Broker, "data_dir", c.DataDir)

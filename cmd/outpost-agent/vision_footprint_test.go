@@ -100,6 +100,7 @@ func TestVisionFootprint(t *testing.T) {
 	}
 	rss := statusField(t, pid, "VmRSS") << 10
 	hwm := statusField(t, pid, "VmHWM") << 10
+	anon, file := statusField(t, pid, "RssAnon")<<10, statusField(t, pid, "RssFile")<<10
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -114,5 +115,6 @@ func TestVisionFootprint(t *testing.T) {
 	ack.mu.Unlock()
 	t.Logf("MobileNet v2 96x96 int8 (%d-byte file), %d threads: %d results in 40 s (%.2f inferences/s, latency p50 %.1f ms), VmRSS %.1f MiB, VmHWM %.1f MiB",
 		len(data), threads, n, h.InferencesPerS, h.LatencyP50Ms, float64(rss)/(1<<20), float64(hwm)/(1<<20))
-	t.Logf("health: samples dropped %d, sensor errors %d, rss_bytes %d", h.SamplesDropped, h.SensorErrors, h.RSSBytes)
+	t.Logf("health: samples dropped %d, sensor errors %d, rss_bytes %d; at 40 s RssAnon %.1f MiB (heap, stacks, runtime), RssFile %.1f MiB (the binary's pages and the mapped buffer files)",
+		h.SamplesDropped, h.SensorErrors, h.RSSBytes, float64(anon)/(1<<20), float64(file)/(1<<20))
 }

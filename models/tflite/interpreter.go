@@ -14,6 +14,12 @@ type Options struct {
 	// Threads is the number of goroutines Invoke may use for the big convolution and matrix
 	// loops (workers.go); 0 or 1 means the caller's goroutine only. Results do not depend on it.
 	Threads int
+	// DropPacked gives up, after Prepare, the model's bytes of each constant that every node
+	// reading it has packed into a form of its own (Node.Packed; the int8 convolution and
+	// fully connected weights, for instance), so that a device holds those weights once.
+	// The Model can then build no other interpreter, and those tensors' Data is nil. For a
+	// model loaded to run one interpreter, as the agent does.
+	DropPacked bool
 }
 
 // Interpreter runs the main subgraph of a Model; control-flow kernels (IF, WHILE, CALL_ONCE) run
@@ -38,6 +44,9 @@ type Interpreter struct {
 func NewInterpreter(m *Model, r OpResolver, opts Options) (ip *Interpreter, err error) {
 	if m == nil || len(m.Subgraphs) == 0 {
 		return nil, fmt.Errorf("new interpreter: no model")
+	}
+	if m.dropped {
+		return nil, fmt.Errorf("new interpreter: the model's packed constants were given up by an interpreter made with DropPacked; load the model again")
 	}
 	maxBytes := opts.MaxBytes
 	if maxBytes <= 0 {
@@ -77,6 +86,9 @@ func NewInterpreter(m *Model, r OpResolver, opts Options) (ip *Interpreter, err 
 	}
 	if err := ip.plan(maxBytes); err != nil {
 		return nil, fmt.Errorf("new interpreter: %w", err)
+	}
+	if opts.DropPacked {
+		ip.dropPacked()
 	}
 	main := ip.graphs[0]
 	ip.tensors, ip.inputs, ip.outputs = main.tensors, main.inputs, main.outputs
@@ -392,4 +404,59 @@ func (ip *Interpreter) Tensor(i int) *tensor.Tensor {
 		return nil
 	}
 	return ip.tensors[i]
+}
+
+// dropPacked gives up the model's bytes of every constant buffer whose every reader, in every
+// subgraph, declared it packed (Node.Packed), and which no subgraph has as an input or
+// output. Tensors sharing a buffer are dropped together or not at all.
+func (ip *Interpreter) dropPacked() {
+	type use struct{ reads, packed int }
+	uses := map[int]*use{} // by buffer
+	keep := map[int]bool{} // buffers a subgraph input or output, or a variable, uses
+	for si, g := range ip.graphs {
+		sg := &ip.model.Subgraphs[si]
+		for _, io := range [][]int{sg.Inputs, sg.Outputs} {
+			for _, ti := range io {
+				keep[sg.Tensors[ti].Buffer] = true
+			}
+		}
+		for ti := range sg.Tensors {
+			if t := &sg.Tensors[ti]; t.Variable {
+				keep[t.Buffer] = true
+			}
+		}
+		for ni := range g.nodes {
+			n := &g.nodes[ni]
+			op := &sg.Operators[ni]
+			for k, ti := range op.Inputs {
+				if ti < 0 || !sg.Tensors[ti].Constant() {
+					continue
+				}
+				b := sg.Tensors[ti].Buffer
+				if uses[b] == nil {
+					uses[b] = &use{}
+				}
+				uses[b].reads++
+				for _, p := range n.packed {
+					if p == k {
+						uses[b].packed++
+						break
+					}
+				}
+			}
+		}
+	}
+	for si, g := range ip.graphs {
+		sg := &ip.model.Subgraphs[si]
+		for ti := range sg.Tensors {
+			t := &sg.Tensors[ti]
+			u := uses[t.Buffer]
+			if t.data == nil || u == nil || u.packed < u.reads || keep[t.Buffer] {
+				continue
+			}
+			t.data, t.dropped = nil, true
+			g.tensors[ti].SetData(nil)
+			ip.model.dropped = true
+		}
+	}
 }

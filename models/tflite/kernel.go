@@ -62,6 +62,7 @@ type Node struct {
 	Data          any    // per-node state: what Init returned, or what Prepare stored
 
 	scratchSizes []int    // requested in Prepare
+	packed       []int    // inputs the kernel copied in Prepare and never reads again (Packed)
 	scratch      [][]byte // assigned by the planner
 	graph        *Graph   // the subgraph the node belongs to
 }
@@ -133,4 +134,14 @@ func (n *Node) CheckIO(minIn, maxIn, outs int) error {
 		}
 	}
 	return nil
+}
+
+// Packed tells the interpreter, in Prepare, that the kernel has copied constant input i into
+// a form of its own and will not read the input's bytes again. With Options.DropPacked the
+// interpreter then gives up the model's copy of a constant that every node reading it has
+// packed, so the weights are held once.
+func (n *Node) Packed(i int) {
+	if i >= 0 && i < len(n.Inputs) && n.Inputs[i] != nil && n.Inputs[i].Constant() {
+		n.packed = append(n.packed, i)
+	}
 }

@@ -57,12 +57,14 @@ type TensorInfo struct {
 	Buffer   int           // buffer index, 0 for none
 	Variable bool
 	data     []byte // constant data in the model's aligned constant block; nil if none
+	dropped  bool   // a constant whose bytes were given up (Options.DropPacked): data is nil
 }
 
 // Constant reports whether the tensor has data in the file (a weight, bias or shape).
-func (t *TensorInfo) Constant() bool { return t.data != nil && !t.Variable }
+func (t *TensorInfo) Constant() bool { return (t.data != nil || t.dropped) && !t.Variable }
 
-// Data returns the constant bytes (read-only; shared by every interpreter of the model).
+// Data returns the constant bytes (read-only; shared by every interpreter of the model), or
+// nil once an interpreter made with Options.DropPacked has given them up.
 func (t *TensorInfo) Data() []byte { return t.data }
 
 func (t *TensorInfo) label() string { return fmt.Sprintf("tensor %d %q", t.Index, t.Name) }
@@ -96,6 +98,7 @@ type Model struct {
 	Subgraphs   []Subgraph
 	opcodes     []OpInfo
 	constBytes  int
+	dropped     bool // an interpreter with Options.DropPacked gave up packed constants
 }
 
 // Ops returns the model's operator codes (its op table), in file order.
@@ -569,21 +572,45 @@ func (m *Model) copyConstants(buffers [][]byte, maxBytes int) error {
 			}
 		}
 	}
-	block := alignedBytes(total)
-	for b, off := range offsets {
-		copy(block[off:], buffers[b])
+	// Big buffers (weights, mostly) get allocations of their own, so that the garbage
+	// collector can free one when an interpreter drops it (Options.DropPacked); the small
+	// ones share a block.
+	small := 0
+	for b := range offsets {
+		if len(buffers[b]) < ownBlockBytes {
+			offsets[b] = small
+			small += alignUp(len(buffers[b]))
+		}
+	}
+	block := alignedBytes(small)
+	own := make(map[int][]byte)
+	for b := range offsets {
+		if len(buffers[b]) >= ownBlockBytes {
+			own[b] = alignedBytes(len(buffers[b]))
+			copy(own[b], buffers[b])
+		} else {
+			copy(block[offsets[b]:], buffers[b])
+		}
 	}
 	for si := range m.Subgraphs {
 		for ti := range m.Subgraphs[si].Tensors {
 			t := &m.Subgraphs[si].Tensors[ti]
-			if t.data != nil {
-				off := offsets[t.Buffer]
-				t.data = block[off : off+len(t.data) : off+len(t.data)]
+			if t.data == nil {
+				continue
 			}
+			if o, ok := own[t.Buffer]; ok {
+				t.data = o[:len(t.data):len(t.data)]
+				continue
+			}
+			off := offsets[t.Buffer]
+			t.data = block[off : off+len(t.data) : off+len(t.data)]
 		}
 	}
 	m.constBytes = total
 	return nil
 }
+
+// ownBlockBytes is the size from which a constant buffer gets an allocation of its own.
+const ownBlockBytes = 16 << 10
 
 func alignUp(n int) int { return (n + Alignment - 1) &^ (Alignment - 1) }

@@ -21,20 +21,33 @@ type Task interface {
 }
 
 // pool is the helpers of one Interpreter.
+//
+// A job never waits for a helper that has not started on it: the caller takes parts too, and
+// when it has taken the last one it closes the job; a helper that wakes after that finds the
+// job closed and goes back to sleep. On a busy machine a helper may not get a core for
+// milliseconds, and a barrier on every helper would make each layer wait for the slowest
+// wake-up; this way a late helper costs nothing and an early one takes its share of parts.
 type pool struct {
-	start   []chan struct{} // one per helper; closed by stop
-	wg      sync.WaitGroup
+	start   []chan struct{} // one per helper, one pending wake-up at most; closed by stop
+	idle    chan struct{}   // the last helper of a closed job tells the caller here
 	stopped sync.Once
 
-	// Set by run before the helpers are woken and read by them until wg.Done.
+	// state is the job's open flag and its number of joined helpers (jobOpen | count).
+	// A helper joins only while the job is open; run closes it and waits until the count
+	// is 0, so task and parts do not change while a joined helper reads them.
+	state atomic.Uint64
+
+	// Set by run before the job is opened; read by joined helpers.
 	task  Task
 	parts int64
 	next  atomic.Int64
 	fault atomic.Value // the first panic of a helper, as a string
 }
 
+const jobOpen = 1 << 32
+
 func newPool(threads int) *pool {
-	p := &pool{start: make([]chan struct{}, threads-1)}
+	p := &pool{start: make([]chan struct{}, threads-1), idle: make(chan struct{}, 1)}
 	for i := range p.start {
 		p.start[i] = make(chan struct{}, 1)
 		go p.helper(i+1, p.start[i])
@@ -42,19 +55,37 @@ func newPool(threads int) *pool {
 	return p
 }
 
-// helper runs parts for each job it is woken for, until its channel is closed.
+// helper joins the open job, if any, each time it is woken, until its channel is closed.
 func (p *pool) helper(worker int, start <-chan struct{}) {
 	for range start {
+		if !p.join() {
+			continue // woken for a job that was over before this helper ran
+		}
 		func() {
 			defer func() {
 				if r := recover(); r != nil {
 					p.fault.CompareAndSwap(nil, fmt.Sprint(r))
 					p.next.Store(p.parts) // the others stop taking parts
 				}
-				p.wg.Done()
+				if s := p.state.Add(^uint64(0)); s == 0 {
+					p.idle <- struct{}{} // closed, and this was the last helper in it
+				}
 			}()
 			p.drain(worker)
 		}()
+	}
+}
+
+// join adds the calling helper to the open job; false when there is none.
+func (p *pool) join() bool {
+	for {
+		s := p.state.Load()
+		if s&jobOpen == 0 {
+			return false
+		}
+		if p.state.CompareAndSwap(s, s+1) {
+			return true
+		}
 	}
 }
 
@@ -68,21 +99,41 @@ func (p *pool) drain(worker int) {
 	}
 }
 
-// run does parts parts of t on the calling goroutine (worker 0) and the helpers, and returns
-// when all are done. A panic in a helper is raised again here, where Invoke recovers it.
+// run does parts parts of t on the calling goroutine (worker 0) and the helpers that join in
+// time, and returns when all are done. A panic in a part, here or in a helper, is raised
+// here (where Invoke recovers it) once no helper is left in the job.
 func (p *pool) run(parts int, t Task) {
 	helpers := min(len(p.start), parts-1)
 	p.task, p.parts = t, int64(parts)
 	p.next.Store(0)
-	p.wg.Add(helpers)
+	p.state.Store(jobOpen)
 	for _, c := range p.start[:helpers] {
-		c <- struct{}{}
+		select {
+		case c <- struct{}{}:
+		default: // a wake-up is already pending: the helper will look at this job
+		}
 	}
+	defer p.finish()
 	p.drain(0)
-	p.wg.Wait()
+}
+
+// finish closes the job, so that no helper joins it any more, and waits for those that did.
+// On a panic of the caller's part it lets the helpers stop early and raises it again after.
+func (p *pool) finish() {
+	r := recover()
+	if r != nil {
+		p.next.Store(p.parts)
+	}
+	if s := p.state.Add(^uint64(jobOpen - 1)); s != 0 {
+		<-p.idle
+	}
 	p.task = nil
-	if f := p.fault.Load(); f != nil {
-		p.fault = atomic.Value{}
+	f := p.fault.Load()
+	p.fault = atomic.Value{}
+	switch {
+	case r != nil:
+		panic(r)
+	case f != nil:
 		panic(f)
 	}
 }

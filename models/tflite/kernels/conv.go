@@ -279,6 +279,9 @@ func prepareConv(n *tflite.Node) error {
 		if err := g.prepareGemm(n, filter.Int8(), bias.Int32()); err != nil {
 			return err
 		}
+		// The GEMM holds the weights packed and the bias folded: Eval reads neither.
+		n.Packed(1)
+		n.Packed(2)
 	case tensor.Int16:
 		h, err := n.RequestScratch(8 * g.outC)
 		if err != nil {
@@ -480,6 +483,11 @@ func prepareDepthwise(n *tflite.Node) error {
 		if g.dw, err = g.prepareDepthwiseInt8(n, filter.Int8(), bias.Int32(), filter.Constant() && (bias == nil || bias.Constant())); err != nil {
 			return err
 		}
+		if g.dw != nil {
+			// The fast kernels read their own copies (dwInt8), never the tensors.
+			n.Packed(1)
+			n.Packed(2)
+		}
 	}
 	n.Data = g
 	return nil
@@ -610,6 +618,7 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 				d.w8[(oc/8)*72+t*8+oc%8] = d.w32[t*c+oc]
 			}
 		}
+		d.w32 = nil // the SIMD row kernel reads w8 only; keep the weights once
 		d.q = quantTable(c/8, d.bias, g.mult, g.shift, g.outOff, g.qMin, g.qMax)
 		inside := func(ox int) bool {
 			ix0 := ox*g.strideW - g.padW

@@ -79,12 +79,14 @@ type gemmInt8 struct {
 	colRows int
 	rq      []rqChan // bias, mult, left, right together, for the portable store
 
-	// The SIMD path (see gemm16): weights widened to int16 and interleaved in pairs of taps,
-	// as [OC/8 rounded up to even][kp/2][8 channels][2 taps], zero-padded; kp is k rounded up
-	// to even. Rows of int16 input taps are built per chunk of rows16 pixels (a multiple of 4).
+	// The SIMD path (see gemm16): the int8 weights interleaved in pairs of taps, as
+	// [OC/8 rounded up to even][kp/2][8 channels][2 taps], zero-padded; kp is k rounded up to
+	// even. The kernels widen them to int16 as they load them, so the packed copy is no
+	// bigger than the model's own. Rows of int16 input taps are built per chunk of rows16
+	// pixels (a multiple of 4).
 	simd      bool
 	kp        int
-	w16       []int16
+	wp        []int8
 	q16       []int32 // quantTable of the channels, in groups of 8 padded to an even count
 	rows16    int
 	x16Handle int
@@ -126,7 +128,7 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	simd := useSIMD()
 	if !simd {
 		// Only the portable kernel reads the int64 pairs (four bytes per weight): the SIMD
-		// path packs its own int16 copy, so building both would hold the weights three times.
+		// path packs its own int8 copy, so building both would hold the weights three times.
 		gm.packed = make([][2]int64, nb*k)
 	}
 	for oc := 0; oc < g.outC; oc++ {
@@ -183,13 +185,19 @@ func parallelWorkers(n *tflite.Node, macs int) int {
 	return n.Workers()
 }
 
+// partsPerWorker is how many chunks a split layer has per worker at least: with one chunk
+// each, a worker that gets its core late makes the others wait at the end of the layer;
+// with several, whoever runs takes the next one.
+const partsPerWorker = 4
+
 // splitRows is the number of output pixels per chunk: at most limit, and with several
-// workers small enough that each gets a chunk, in multiples of tile. The chunking decides
-// only which goroutine computes a pixel, never how, so results do not depend on it.
+// workers small enough that each gets partsPerWorker chunks, in multiples of tile. The
+// chunking decides only which goroutine computes a pixel, never how, so results do not
+// depend on it.
 func splitRows(per, limit, workers, tile int) int {
 	rows := min(per, limit)
 	if workers > 1 {
-		rows = min(rows, (per+workers-1)/workers)
+		rows = min(rows, (per+workers*partsPerWorker-1)/(workers*partsPerWorker))
 	}
 	return max(tile, (rows+tile-1)/tile*tile)
 }
@@ -205,12 +213,12 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 	gm.kp = k + k%2
 	pairs := gm.kp / 2
 	nb8 := (g.outC + 15) / 16 * 2
-	gm.w16 = make([]int16, nb8*pairs*16)
+	gm.wp = make([]int8, nb8*pairs*16)
 	for oc := 0; oc < g.outC; oc++ {
-		blk := gm.w16[(oc/8)*pairs*16:]
+		blk := gm.wp[(oc/8)*pairs*16:]
 		j := oc % 8
 		for i, v := range w[oc*k : (oc+1)*k] {
-			blk[(i/2)*16+j*2+i%2] = int16(v)
+			blk[(i/2)*16+j*2+i%2] = v
 		}
 	}
 	gm.q16 = quantTable(nb8, gm.bias, gm.mult, g.shift, gm.outOff, gm.qMin, gm.qMax)
@@ -394,7 +402,7 @@ func (g *convGeom) im2colRow16(x []int8, oy, ox int, row []int16, pad int16) {
 	}
 }
 
-// gemm16 multiplies int16 rows (a multiple of four, kp taps each) by the packed int16 weights
+// gemm16 multiplies int16 rows (a multiple of four, kp taps each) by the packed int8 weights
 // in tiles of 4 pixels x 16 channels, requantizing the first pixels rows into y. Whole tiles
 // are written in place; edge tiles go through tmp.
 func (gm *gemmInt8) gemm16(x16 []int16, pixels int, y []int8) {
@@ -408,12 +416,12 @@ func (gm *gemmInt8) gemm16(x16 []int16, pixels int, y []int8) {
 		nr := min(4, pixels-p)
 		c0 := 0
 		if nr == 4 && full > 0 {
-			gemmRow4(xt, kp, gm.w16, pairs, gm.q16, y[p*outC:], outC, full)
+			gemmRow4(xt, kp, gm.wp, pairs, gm.q16, y[p*outC:], outC, full)
 			c0 = full * 16
 		}
 		for ; c0 < outC; c0 += 16 {
 			b := c0 / 8
-			gemmRow4(xt, kp, gm.w16[b*blk:], pairs, gm.q16[b*quantGroup:], tmp[:], 16, 1)
+			gemmRow4(xt, kp, gm.wp[b*blk:], pairs, gm.q16[b*quantGroup:], tmp[:], 16, 1)
 			nc := min(16, outC-c0)
 			for r := 0; r < nr; r++ {
 				copy(y[(p+r)*outC+c0:][:nc], tmp[r*16:])
@@ -461,7 +469,7 @@ func requantGroup(a int32, q []int32, j int) int8 {
 // interleaved), the int32 sum of the products (wrapping as TFLite's accumulators),
 // requantized with q's groups 2j and 2j+1 into y[r*yStride + 16j + c]. It checks the bounds
 // once and runs the SIMD kernel where there is one.
-func gemmRow4(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+func gemmRow4(x []int16, stride int, w []int8, pairs int, q []int32, y []int8, yStride, blocks int) {
 	if pairs <= 0 || blocks <= 0 || stride < 2*pairs || len(x) < 3*stride+2*pairs || len(w) < blocks*32*pairs ||
 		len(q) < blocks*2*quantGroup || yStride < 16*blocks || len(y) < 3*yStride+16*blocks {
 		panic(fmt.Sprintf("gemmRow4: %d blocks of %d pairs, stride %d, len(x) %d, len(w) %d, len(q) %d, len(y) %d, y stride %d",
@@ -471,7 +479,7 @@ func gemmRow4(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, 
 }
 
 // gemmRow4x16Go is the portable gemmRow4 kernel (the reference for the assembly one).
-func gemmRow4x16Go(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+func gemmRow4x16Go(x []int16, stride int, w []int8, pairs int, q []int32, y []int8, yStride, blocks int) {
 	for j := range blocks {
 		wj := w[j*32*pairs:]
 		gemmTile4x16Go(x, stride, wj[:16*pairs], wj[16*pairs:32*pairs], pairs, q[2*j*quantGroup:], y[16*j:], yStride)
@@ -479,7 +487,7 @@ func gemmRow4x16Go(x []int16, stride int, w []int16, pairs int, q []int32, y []i
 }
 
 // gemmTile4x16Go is one block of gemmRow4x16Go.
-func gemmTile4x16Go(x []int16, stride int, w0, w1 []int16, pairs int, q []int32, y []int8, yStride int) {
+func gemmTile4x16Go(x []int16, stride int, w0, w1 []int8, pairs int, q []int32, y []int8, yStride int) {
 	for r := 0; r < 4; r++ {
 		xr := x[r*stride : r*stride+2*pairs]
 		var a [16]int32

@@ -42,7 +42,7 @@ func gemmRow4x16U8(x []byte, stride int, w []int8, quads int, q []int32, y []int
 }
 
 // gemmRow4x16 is gemmRow4x16Go in AVX2 assembly; gemmRow4 has checked the bounds.
-func gemmRow4x16(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+func gemmRow4x16(x []int16, stride int, w []int8, pairs int, q []int32, y []int8, yStride, blocks int) {
 	gemmRow4AVX2(&x[0], uintptr(stride)*2, &w[0], pairs, &q[0], &y[0], uintptr(yStride), blocks)
 }
 
@@ -63,7 +63,7 @@ func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []i
 // least 1.
 
 //go:noescape
-func gemmRow4AVX2(x *int16, strideBytes uintptr, w *int16, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
+func gemmRow4AVX2(x *int16, strideBytes uintptr, w *int8, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
 
 //go:noescape
 func widen16AVX2(dst *int16, src *int8, n16 int)

@@ -64,13 +64,14 @@ GLOBL round30<>(SB), RODATA|NOPTR, $8
 	VPERMD A, Y7, A; \
 	VMOVQ XA, DST
 
-// func gemmRow4AVX2(x *int16, strideBytes uintptr, w *int16, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
+// func gemmRow4AVX2(x *int16, strideBytes uintptr, w *int8, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
 //
-// For each of blocks 16-channel blocks (weights w + j*64*pairs bytes, channels 0..7 in the
+// For each of blocks 16-channel blocks (weights w + j*32*pairs bytes, channels 0..7 in the
 // first half and 8..15 in the second; quantTable groups q + j*576 bytes; output y + 16j), and
 // rows r = 0..3 at x + r*strideBytes: acc = Σ_i x[r][2i]*w[c][2i] + x[r][2i+1]*w[c][2i+1]
 // over i < pairs, in wrapping int32, then REQUANT into y + r*yStride + c. Each weight vector
-// holds one tap pair of 8 channels, [8][2]int16; VPBROADCASTD copies a row's tap pair to all
+// holds one tap pair of 8 channels, [8][2]int8 widened to int16 by VPMOVSXBW as it is
+// loaded (the packed weights stay one byte each); VPBROADCASTD copies a row's tap pair to all
 // 8 lanes and VPMADDWD forms the two products and their int32 sum (exact: each is at most
 // 2^14 in magnitude).
 TEXT ·gemmRow4AVX2(SB), NOSPLIT, $0-64
@@ -82,7 +83,7 @@ TEXT ·gemmRow4AVX2(SB), NOSPLIT, $0-64
 	MOVQ y+40(FP), R12
 	MOVQ blocks+56(FP), R13
 	MOVQ DX, R10
-	SHLQ $5, R10            // bytes of one half block: 32*pairs
+	SHLQ $4, R10            // bytes of one half block: 16*pairs
 
 gblock:
 	MOVQ x+0(FP), SI
@@ -101,8 +102,8 @@ gblock:
 
 	// Y0-Y4 only: Y5-Y7 hold SETUP's constants for the whole call.
 gloop:
-	VMOVDQU (DI), Y0
-	VMOVDQU (R8), Y1
+	VPMOVSXBW (DI), Y0
+	VPMOVSXBW (R8), Y1
 
 	VPBROADCASTD (SI), Y2
 	VPBROADCASTD (SI)(BX*1), Y3
@@ -128,8 +129,8 @@ gloop:
 
 	ADDQ $4, SI
 	ADDQ $4, R9
-	ADDQ $32, DI
-	ADDQ $32, R8
+	ADDQ $16, DI
+	ADDQ $16, R8
 	DECQ CX
 	JNZ  gloop
 

@@ -27,7 +27,7 @@ func gemmRow4x16U8(x []byte, stride int, w []int8, quads int, q []int32, y []int
 }
 
 // gemmRow4x16 is gemmRow4x16Go in NEON assembly; gemmRow4 has checked the bounds.
-func gemmRow4x16(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+func gemmRow4x16(x []int16, stride int, w []int8, pairs int, q []int32, y []int8, yStride, blocks int) {
 	gemmRow4NEON(&x[0], uintptr(stride)*2, &w[0], pairs, &q[0], &y[0], uintptr(yStride), blocks)
 }
 
@@ -48,7 +48,7 @@ func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []i
 // at least 1.
 
 //go:noescape
-func gemmRow4NEON(x *int16, strideBytes uintptr, w *int16, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
+func gemmRow4NEON(x *int16, strideBytes uintptr, w *int8, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
 
 //go:noescape
 func widen16NEON(dst *int16, src *int8, n16 int)

@@ -89,11 +89,16 @@
 	SMLALH(0, A+2, 7, X, E+1); \
 	SMLALH(1, A+3, 7, X, E+1)
 
-// PAIR loads the next tap pair's weights of both half blocks (LD2 splits the [8][2]
-// interleaving into even and odd taps) and accumulates the four rows held in V0-V3.
+// PAIR loads the next tap pair's weights of both half blocks (LD2 splits the [8][2]int8
+// interleaving into even and odd taps, SXTL widens them to int16) and accumulates the four
+// rows held in V0-V3.
 #define PAIR(E) \
-	VLD2.P 32(R14), [V4.H8, V5.H8]; \
-	VLD2.P 32(R15), [V6.H8, V7.H8]; \
+	VLD2.P 16(R14), [V4.B8, V5.B8]; \
+	VLD2.P 16(R15), [V6.B8, V7.B8]; \
+	SXTL8H(4, 4); \
+	SXTL8H(5, 5); \
+	SXTL8H(6, 6); \
+	SXTL8H(7, 7); \
 	ROW(0, 16, E); \
 	ROW(1, 20, E); \
 	ROW(2, 24, E); \
@@ -106,10 +111,10 @@
 	VUZP1 V9.B16, V8.B16, V10.B16; \
 	VST1 [V10.B16], (P)
 
-// func gemmRow4NEON(x *int16, strideBytes uintptr, w *int16, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
+// func gemmRow4NEON(x *int16, strideBytes uintptr, w *int8, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
 //
-// gemmRow4x16Go in NEON: for each of blocks 16-channel blocks (weights w + j*64*pairs bytes,
-// channels 0-7 in the first half block and 8-15 in the second, each [pairs][8][2]int16;
+// gemmRow4x16Go in NEON: for each of blocks 16-channel blocks (weights w + j*32*pairs bytes,
+// channels 0-7 in the first half block and 8-15 in the second, each [pairs][8][2]int8;
 // quantTable groups q + j*576 bytes; output y + 16j) and rows r = 0..3 at x + r*strideBytes:
 // acc = Σ_i x[r][i]*w[c][i] in wrapping int32 (SMLAL: each product fits int32 exactly), then
 // REQUANT into y + r*yStride + c. Four tap pairs per iteration from one 16-byte load per row,
@@ -123,7 +128,7 @@ TEXT ·gemmRow4NEON(SB), NOSPLIT, $0-64
 	MOVD y+40(FP), R5
 	MOVD yStride+48(FP), R6
 	MOVD blocks+56(FP), R7
-	LSL  $5, R3, R8 // bytes of one half block: 32*pairs
+	LSL  $4, R3, R8 // bytes of one half block: 16*pairs
 
 gblock:
 	MOVD R0, R10

@@ -63,17 +63,25 @@ func TestGemmRowNEONExtremes(t *testing.T) {
 		blocks := 1 + r.IntN(2)
 		stride := 2 * pairs
 		x := make([]int16, 4*stride)
-		w := make([]int16, blocks*32*pairs)
-		for _, v := range [][]int16{x, w} {
-			for i := range v {
-				switch r.IntN(4) {
-				case 0:
-					v[i] = math.MinInt16
-				case 1:
-					v[i] = math.MaxInt16
-				default:
-					v[i] = int16(r.Uint32())
-				}
+		for i := range x {
+			switch r.IntN(4) {
+			case 0:
+				x[i] = math.MinInt16
+			case 1:
+				x[i] = math.MaxInt16
+			default:
+				x[i] = int16(r.Uint32())
+			}
+		}
+		w := make([]int8, blocks*32*pairs)
+		for i := range w {
+			switch r.IntN(4) {
+			case 0:
+				w[i] = math.MinInt8
+			case 1:
+				w[i] = math.MaxInt8
+			default:
+				w[i] = int8(r.Uint32())
 			}
 		}
 		q := extremeQuantTable(r, 2*blocks)

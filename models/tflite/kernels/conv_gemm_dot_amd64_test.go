@@ -88,7 +88,7 @@ func BenchmarkGemmTile(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, 2))
 			q := randQuantTable(r, 2*blocks)
 			x16 := make([]int16, 4*k)
-			w16 := make([]int16, blocks*32*(k/2))
+			w16 := make([]int8, blocks*32*(k/2)*2)
 			x8 := make([]byte, 4*k)
 			w8 := make([]int8, blocks*64*(k/4))
 			y := make([]int8, 4*16*blocks)

@@ -22,7 +22,7 @@ func gemmRow4x16U8(x []byte, stride int, w []int8, quads int, q []int32, y []int
 	gemmRow4x16U8Go(x, stride, w, quads, q, y, yStride, blocks)
 }
 
-func gemmRow4x16(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
+func gemmRow4x16(x []int16, stride int, w []int8, pairs int, q []int32, y []int8, yStride, blocks int) {
 	gemmRow4x16Go(x, stride, w, pairs, q, y, yStride, blocks)
 }
 

@@ -79,9 +79,9 @@ func TestGemmRowMatchesPortable(t *testing.T) {
 		for i := range x {
 			x[i] = int16(r.IntN(256) - 128)
 		}
-		w := make([]int16, blocks*32*pairs)
+		w := make([]int8, blocks*32*pairs)
 		for i := range w {
-			w[i] = int16(r.IntN(255) - 127)
+			w[i] = int8(r.IntN(256) - 128)
 		}
 		q := randQuantTable(r, 2*blocks)
 		got, want := make([]int8, 4*yStride), make([]int8, 4*yStride)
