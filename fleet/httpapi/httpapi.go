@@ -198,7 +198,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusConflict
 	case errors.Is(err, registry.ErrRefused), errors.Is(err, rollout.ErrNoDevices), errors.Is(err, errBadRequest):
 		status = http.StatusUnprocessableEntity
-	case errors.Is(err, registry.ErrNoKeys):
+	case errors.Is(err, registry.ErrNoKeys), errors.Is(err, rollout.ErrNotLeader):
 		status = http.StatusServiceUnavailable
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
