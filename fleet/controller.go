@@ -216,6 +216,45 @@ func (c *Controller) Devices() []DeviceStatus {
 	return out
 }
 
+// Register adds device id to the registry before its first contact (outpost devices add): it
+// is stored at once and listed, never seen, until the device connects. A device already known
+// here or to the store is left as it is.
+func (c *Controller) Register(ctx context.Context, id string) error {
+	if err := wire.ValidDeviceID(id); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	_, known := c.devices[id]
+	c.mu.Unlock()
+	if known {
+		return nil
+	}
+	// Insert only if absent: another replica sharing the store may know the device already,
+	// and its record must not be replaced by an empty one.
+	added, err := c.store.AddDevice(ctx, id)
+	if err != nil {
+		return fmt.Errorf("register device: %w", err)
+	}
+	rec := Device{ID: id}
+	if !added {
+		// Rare (an admin command for a device another replica has seen): list what it knows.
+		devs, err := c.store.Devices(ctx)
+		if err != nil {
+			return fmt.Errorf("register device: %w", err)
+		}
+		if i := slices.IndexFunc(devs, func(d Device) bool { return d.ID == id }); i >= 0 {
+			rec = devs[i]
+			rec.Online = false // presence is learned from State messages
+		}
+	}
+	c.mu.Lock()
+	if _, known := c.devices[id]; !known { // the device may have connected meanwhile
+		c.devices[id] = &deviceState{dev: rec}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
 // Stats returns the controller-wide counters.
 func (c *Controller) Stats() Stats {
 	c.mu.Lock()

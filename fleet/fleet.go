@@ -113,6 +113,10 @@ type Store interface {
 	PutDevices(ctx context.Context, devices []Device) error
 	// Devices returns every device record ordered by ID.
 	Devices(ctx context.Context) ([]Device, error)
+	// AddDevice stores the record {ID: id} unless the store holds one for id already (a device
+	// registered before its first contact; another replica may have seen it meanwhile), and
+	// reports whether it added it. An invalid id is an error.
+	AddDevice(ctx context.Context, id string) (added bool, err error)
 	// AppendResults stores every batch in one transaction, in order, and returns one Appended per
 	// batch. A result whose seq is already stored or ≤ the watermark of its (device, epoch) is a
 	// duplicate and leaves the store unchanged. The first batch of an epoch not seen before for

@@ -447,6 +447,9 @@ func (c *Controller) touchLocked(l *ingestLoop, device string, m inbound, sent t
 		d = &deviceState{dev: Device{ID: device, FirstSeen: m.at}}
 		c.devices[device] = d
 		l.urgent = true
+	} else if d.dev.FirstSeen.IsZero() {
+		d.dev.FirstSeen = m.at // registered by Register, now heard from
+		l.urgent = true
 	}
 	seen := m.at
 	if m.retained {

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/outpost-ml/outpost/fleet/broker/brokertest"
+	"github.com/outpost-ml/outpost/fleet/httpapi"
 )
 
 // startCredentialServer runs `outpost serve --http` in-process the way the CLI runs it:
@@ -67,6 +70,19 @@ func TestDeviceCredentialsEmbedded(t *testing.T) {
 	}
 	if _, err := cli(t, append([]string{"devices", "add", "outpost-controller"}, api...)...); err == nil || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("devices add outpost-controller: %v, want a one-line refusal", err)
+	}
+	// The added device is in the registry before its first contact, never seen; the refused
+	// id is not.
+	var devs []httpapi.DeviceView
+	if err := json.Unmarshal([]byte(mustCLI(t, append([]string{"devices", "--json"}, api...)...)), &devs); err != nil ||
+		len(devs) != 1 || devs[0].ID != "dev-file" || !devs[0].LastSeen.IsZero() || !devs[0].FirstSeen.IsZero() || devs[0].Online {
+		t.Errorf("devices after add = %+v, %v; want dev-file alone, never seen", devs, err)
+	}
+	if out := mustCLI(t, append([]string{"devices"}, api...)...); !regexp.MustCompile(`dev-file\s+no\s+never`).MatchString(out) {
+		t.Errorf("devices table after add:\n%s\nwant dev-file offline, never seen", out)
+	}
+	if stored, err := srv.Store.Devices(context.Background()); err != nil || len(stored) != 1 || stored[0].ID != "dev-file" {
+		t.Errorf("store after add: %+v, %v", stored, err)
 	}
 	if _, err := cli(t, append([]string{"devices", "revoke", "bad id"}, api...)...); err == nil {
 		t.Fatal("devices revoke 'bad id': no error")

@@ -44,7 +44,8 @@ func (s *syncBuffer) String() string {
 // stored but never acked are resent and reach the other through the shared subscription.
 // Afterwards every device's buffer has drained (acked through its last seq), the database
 // holds every result exactly once (rows, counters and output summaries agree), and no ack
-// ever claimed a seq that was not stored.
+// ever claimed a seq that was not stored. Replica a is also the elected rollout leader when
+// it is killed; b must take over the rollout engine.
 func TestScaleOutReplicaKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds outpost and starts Mosquitto and PostgreSQL")
@@ -73,7 +74,21 @@ func TestScaleOutReplicaKilled(t *testing.T) {
 		})
 		return r
 	}
-	a, b := start("a"), start("b")
+	// a starts first and so wins the rollout-engine election; killing it below kills the
+	// leader, and b must take over.
+	const leads = "leader election: this replica leads"
+	a := start("a")
+	waitLog := func(r *replica, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); !strings.Contains(r.log.String(), what); {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log within 20s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitLog(a, leads)
+	b := start("b")
 	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(a.log.String(), "controller connected and subscribed") || !strings.Contains(b.log.String(), "controller connected and subscribed") {
 		if time.Now().After(deadline) {
@@ -119,6 +134,13 @@ func TestScaleOutReplicaKilled(t *testing.T) {
 	_ = a.cmd.Wait()
 	killedAt := acked()
 	t.Logf("replica a killed at %v", time.Now().Format("15:04:05.000"))
+	if strings.Contains(b.log.String(), leads) {
+		t.Error("replica b led the rollout engine while a still held the lock")
+	}
+	// PostgreSQL ends the dead leader's session (its connection closed with the process), which
+	// releases the lock; b takes it on its next attempt.
+	waitLog(b, leads)
+	t.Logf("replica b leads at %v", time.Now().Format("15:04:05.000"))
 
 	if err := g.Wait(); err != nil {
 		t.Fatalf("devices did not drain: %v (acked %d of %d; %d when replica a was killed)", err, acked(), devices*perDevice, killedAt)

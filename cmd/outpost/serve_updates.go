@@ -15,6 +15,7 @@ import (
 
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/httpapi"
+	"github.com/outpost-ml/outpost/fleet/pgstore"
 	"github.com/outpost-ml/outpost/fleet/registry"
 	"github.com/outpost-ml/outpost/fleet/rollout"
 	"github.com/outpost-ml/outpost/models/bundle"
@@ -38,7 +39,13 @@ func addUpdateFlags(cmd *cobra.Command, cfg *serveConfig) {
 // updates are the model registry, the rollout engine and the HTTP API of a fleet server.
 type updates struct {
 	Registry *registry.Registry
-	Engine   *rollout.Engine
+	Engine   *rollout.Engine // nil in scale-out mode, where Led runs one while this replica leads
+	// Led and elector: in scale-out mode (--store and --broker) the replicas elect the one
+	// that runs the rollout engine (an advisory lock in PostgreSQL); the others answer
+	// rollout reads from the store and refuse changes.
+	Led      *rollout.Led
+	elector  *pgstore.Elector
+	rollouts httpapi.Rollouts // Engine or Led, for the API and /metrics
 	desired  *rollout.MQTTPublisher
 	api      *http.Server
 	apiLn    net.Listener
@@ -67,9 +74,18 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if err != nil {
 		return err
 	}
-	s.Engine, err = rollout.New(context.Background(), rollout.Options{Store: store, Fleet: s.Controller, Publisher: s.desired, Drift: driftSource(store), Logger: s.log.With("component", "rollout")})
-	if err != nil {
-		return err
+	ropts := rollout.Options{Store: store, Fleet: s.Controller, Publisher: s.desired, Drift: driftSource(store), Logger: s.log.With("component", "rollout")}
+	if cfg.BrokerURL != "" && cfg.StoreURL != "" {
+		if s.Led, err = rollout.NewLed(ropts); err != nil {
+			return err
+		}
+		s.elector = &pgstore.Elector{URL: cfg.StoreURL, Key: pgstore.RolloutLeaderKey, Logger: s.log.With("component", "election")}
+		s.rollouts = s.Led
+	} else {
+		if s.Engine, err = rollout.New(context.Background(), ropts); err != nil {
+			return err
+		}
+		s.rollouts = s.Engine
 	}
 	if cfg.HTTPAddr == "" {
 		return nil
@@ -81,7 +97,7 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if s.APIToken, err = httpapi.LoadOrCreateToken(filepath.Join(dir, httpapi.TokenFile)); err != nil {
 		return err
 	}
-	h, err := httpapi.New(httpapi.Options{Registry: s.Registry, Rollouts: s.Engine, Fleet: s.Controller, Tags: store, Credentials: deviceCredentials{s.Creds, s.Broker}, Views: store, Monitoring: monitoringStore(store), Captures: captureReader(store), Token: s.APIToken, Logger: s.log.With("component", "api")})
+	h, err := httpapi.New(httpapi.Options{Registry: s.Registry, Rollouts: s.rollouts, Fleet: s.Controller, Registrar: s.Controller, Tags: store, Credentials: deviceCredentials{s.Creds, s.Broker}, Views: store, Monitoring: monitoringStore(store), Captures: captureReader(store), Token: s.APIToken, Logger: s.log.With("component", "api")})
 	if err != nil {
 		return err
 	}
@@ -99,7 +115,11 @@ func (s *fleetServer) runUpdates(ctx context.Context) error {
 	s.desired.Connect()
 	defer s.desired.Close()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return s.Engine.Run(gctx) })
+	if s.elector != nil {
+		g.Go(func() error { return s.elector.Run(gctx, s.Led.Lead) })
+	} else {
+		g.Go(func() error { return s.Engine.Run(gctx) })
+	}
 	if s.api != nil {
 		g.Go(func() error {
 			if err := s.api.Serve(s.apiLn); !errors.Is(err, http.ErrServerClosed) {

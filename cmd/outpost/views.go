@@ -40,7 +40,7 @@ func addDevicesList(c *cobra.Command) {
 			if _, _, err := rollout.ParseSelector(s); err != nil {
 				return err
 			}
-			q.Add("select", s)
+			q.Add("select", rollout.EscapeSelector(s)) // one flag is one selector, commas and all
 		}
 		cl, err := af.client()
 		if err != nil {
@@ -60,7 +60,7 @@ func addDevicesList(c *cobra.Command) {
 		return printDevices(cmd.OutOrStdout(), devs, time.Now())
 	}
 	af.add(c)
-	c.Flags().StringArrayVar(&sel, "select", nil, "only devices with this tag (KEY=VALUE; also id=, model=NAME or NAME@VERSION); repeat to require several")
+	c.Flags().StringArrayVar(&sel, "select", nil, "only devices with this tag (KEY=VALUE, taken literally, commas included; also id=, model=NAME or NAME@VERSION); repeat to require several")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 }
 

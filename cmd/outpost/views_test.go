@@ -80,7 +80,7 @@ wait:
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	mustCLI(t, append([]string{"devices", "tag", "pump-7", "site=plant-a"}, api...)...)
+	mustCLI(t, append([]string{"devices", "tag", "pump-7", "site=plant-a", "loc=Oslo,NO"}, api...)...)
 
 	out := mustCLI(t, append([]string{"devices"}, api...)...)
 	for _, want := range []string{"DEVICE", "pump-7", "vib@1.0.0", "0.7.1", "bearing 1.2 EVENT", "site=plant-a"} {
@@ -91,8 +91,12 @@ wait:
 	if out := mustCLI(t, append([]string{"devices", "--select", "site=elsewhere"}, api...)...); !strings.Contains(out, "no devices") {
 		t.Errorf("devices --select site=elsewhere = %q, want no devices", out)
 	}
+	// One --select is one selector, commas included.
+	if out := mustCLI(t, append([]string{"devices", "--select", "loc=Oslo"}, api...)...); !strings.Contains(out, "no devices") {
+		t.Errorf("devices --select loc=Oslo = %q, want no devices", out)
+	}
 	var devs []httpapi.DeviceView
-	if err := json.Unmarshal([]byte(mustCLI(t, append([]string{"devices", "--json", "--select", "site=plant-a"}, api...)...)), &devs); err != nil ||
+	if err := json.Unmarshal([]byte(mustCLI(t, append([]string{"devices", "--json", "--select", "site=plant-a", "--select", "loc=Oslo,NO"}, api...)...)), &devs); err != nil ||
 		len(devs) != 1 || devs[0].LastHour.Events != 3 || devs[0].LastHour.Results != 12 {
 		t.Errorf("devices --json = %+v, %v; want pump-7 with 12 results and 3 events in the last hour", devs, err)
 	}

@@ -172,6 +172,30 @@ func (s *Store) PutDevices(_ context.Context, devices []fleet.Device) error {
 	return nil
 }
 
+// AddDevice implements fleet.Store.
+func (s *Store) AddDevice(_ context.Context, id string) (bool, error) {
+	if err := wire.ValidDeviceID(id); err != nil {
+		return false, fmt.Errorf("add device: %w", err)
+	}
+	added := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		if b.Get([]byte(id)) != nil {
+			return nil
+		}
+		v, err := json.Marshal(fleet.Device{ID: id})
+		if err != nil {
+			return err
+		}
+		added = true
+		return b.Put([]byte(id), v)
+	})
+	if err != nil {
+		return false, fmt.Errorf("add device %s: %w", id, err)
+	}
+	return added, nil
+}
+
 // Devices implements fleet.Store.
 func (s *Store) Devices(_ context.Context) ([]fleet.Device, error) {
 	var out []fleet.Device

@@ -70,6 +70,13 @@ func (a *api) issueCredentials(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.o.Logger.Info("device credentials issued", "device", id) // never the secret
+	if a.o.Registrar != nil {
+		// After Issue, which refuses reserved ids. The secret is already replaced, so a
+		// failure here must not lose it: the device is then listed from its first contact.
+		if err := a.o.Registrar.Register(r.Context(), id); err != nil {
+			a.o.Logger.Warn("device not registered before first contact", "device", id, "err", err)
+		}
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, IssuedCredentials{ID: id, Secret: secret})
 }

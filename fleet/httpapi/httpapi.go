@@ -48,6 +48,11 @@ type Fleet interface {
 	Devices() []fleet.DeviceStatus
 }
 
+// Registrar adds a device to the registry before its first contact (fleet.Controller).
+type Registrar interface {
+	Register(ctx context.Context, id string) error
+}
+
 // Tags stores device tags (fleet.Store satisfies it); rollouts select devices by them.
 type Tags interface {
 	SetDeviceTags(ctx context.Context, device string, tags map[string]string) error
@@ -63,9 +68,12 @@ const (
 
 // Options configure New.
 type Options struct {
-	Registry   Registry
-	Rollouts   Rollouts
-	Fleet      Fleet
+	Registry Registry
+	Rollouts Rollouts
+	Fleet    Fleet
+	// Registrar, when set, is told of every device issued credentials, so the device is
+	// listed (never seen) before it first connects.
+	Registrar  Registrar
 	Tags       Tags
 	Token      string // required
 	MaxPackage int64  // default registry.DefaultMaxPackage
@@ -190,7 +198,7 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusConflict
 	case errors.Is(err, registry.ErrRefused), errors.Is(err, rollout.ErrNoDevices), errors.Is(err, errBadRequest):
 		status = http.StatusUnprocessableEntity
-	case errors.Is(err, registry.ErrNoKeys):
+	case errors.Is(err, registry.ErrNoKeys), errors.Is(err, rollout.ErrNotLeader):
 		status = http.StatusServiceUnavailable
 	}
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")

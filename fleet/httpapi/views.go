@@ -134,19 +134,16 @@ func window(r *http.Request, def time.Duration) (since, until time.Time, err err
 	return
 }
 
-// parseSelect reads ?select=KEY=VALUE,KEY=VALUE (repeatable).
+// parseSelect reads ?select=KEY=VALUE,KEY=VALUE (repeatable; `\,` is a comma inside a value,
+// see rollout.SplitSelectors).
 func parseSelect(r *http.Request) ([]string, error) {
 	var out []string
 	for _, v := range r.URL.Query()["select"] {
-		for _, s := range strings.Split(v, ",") {
-			if s = strings.TrimSpace(s); s == "" {
-				continue
-			}
-			if _, _, err := rollout.ParseSelector(s); err != nil {
-				return nil, fmt.Errorf("%w: %v", errBadRequest, err)
-			}
-			out = append(out, s)
+		sel, err := rollout.SplitSelectors(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadRequest, err)
 		}
+		out = append(out, sel...)
 	}
 	return out, nil
 }

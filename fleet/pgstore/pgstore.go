@@ -198,6 +198,22 @@ func (s *Store) PutDevices(ctx context.Context, devices []fleet.Device) error {
 	return nil
 }
 
+// AddDevice implements fleet.Store.
+func (s *Store) AddDevice(ctx context.Context, id string) (bool, error) {
+	if err := wire.ValidDeviceID(id); err != nil {
+		return false, fmt.Errorf("add device: %w", err)
+	}
+	v, err := json.Marshal(fleet.Device{ID: id})
+	if err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO devices (id, record) VALUES ($1, $2::json) ON CONFLICT (id) DO NOTHING`, id, string(v))
+	if err != nil {
+		return false, fmt.Errorf("add device %s: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
 // Devices implements fleet.Store.
 func (s *Store) Devices(ctx context.Context) ([]fleet.Device, error) {
 	out, err := queryJSON[fleet.Device](ctx, s.pool, "SELECT record FROM devices ORDER BY id")

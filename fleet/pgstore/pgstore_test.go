@@ -24,3 +24,17 @@ func TestContract(t *testing.T) {
 		return func() (fleet.Store, error) { return pgstore.Open(context.Background(), url, pgstore.Options{}) }
 	})
 }
+
+func TestCaptureContract(t *testing.T) {
+	srv := pgtest.Start(t, pgtest.Options{}).Template(t, func(url string) error {
+		s, err := pgstore.Open(context.Background(), url, pgstore.Options{})
+		if err != nil {
+			return err
+		}
+		return s.Close()
+	})
+	storetest.RunCapture(t, func(t *testing.T) func() (fleet.Store, error) {
+		url := srv.NewDB(t)
+		return func() (fleet.Store, error) { return pgstore.Open(context.Background(), url, pgstore.Options{}) }
+	})
+}

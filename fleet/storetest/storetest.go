@@ -196,6 +196,24 @@ func testDevices(t *testing.T, s fleet.Store) {
 		if err := s.PutDevices(ctx, []fleet.Device{{ID: bad}}); err == nil {
 			t.Errorf("PutDevices(id %q) = nil, want error", bad)
 		}
+		if _, err := s.AddDevice(ctx, bad); err == nil {
+			t.Errorf("AddDevice(%q) = nil, want error", bad)
+		}
+	}
+
+	// AddDevice registers a new id with nothing else known, and leaves a known one alone.
+	for _, tc := range []struct {
+		id    string
+		added bool
+	}{{"c", true}, {"c", false}, {"b", false}} {
+		added, err := s.AddDevice(ctx, tc.id)
+		if err != nil || added != tc.added {
+			t.Errorf("AddDevice(%q) = %v, %v; want %v", tc.id, added, err, tc.added)
+		}
+	}
+	got, _ = s.Devices(ctx)
+	if len(got) != 3 || got[1].Health == nil || !got[1].Online || !reflect.DeepEqual(got[2], fleet.Device{ID: "c"}) {
+		t.Fatalf("after AddDevice Devices() = %+v", got)
 	}
 }
 
