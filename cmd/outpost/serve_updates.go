@@ -67,7 +67,7 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if err != nil {
 		return err
 	}
-	s.Engine, err = rollout.New(context.Background(), rollout.Options{Store: store, Fleet: s.Controller, Publisher: s.desired, Drift: driftSource(store), Logger: s.log.With("component", "rollout")})
+	s.Engine, err = rollout.New(context.Background(), rollout.Options{Store: store, Fleet: s.Controller, Publisher: s.desired, Drift: driftSource(store), Policies: store, Logger: s.log.With("component", "rollout")})
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if s.APIToken, err = httpapi.LoadOrCreateToken(filepath.Join(dir, httpapi.TokenFile)); err != nil {
 		return err
 	}
-	h, err := httpapi.New(httpapi.Options{Registry: s.Registry, Rollouts: s.Engine, Fleet: s.Controller, Tags: store, Credentials: deviceCredentials{s.Creds, s.Broker}, Views: store, Monitoring: monitoringStore(store), Captures: captureReader(store), Token: s.APIToken, Logger: s.log.With("component", "api")})
+	h, err := httpapi.New(httpapi.Options{Registry: s.Registry, Rollouts: s.Engine, Fleet: s.Controller, Tags: store, Credentials: deviceCredentials{s.Creds, s.Broker}, Views: store, Monitoring: monitoringStore(store), Captures: captureReader(store), Policies: s.Engine, Token: s.APIToken, Logger: s.log.With("component", "api")})
 	if err != nil {
 		return err
 	}
