@@ -17,9 +17,10 @@ import (
 // desired state a rollout decides, and, when the settings change, into a new desired state
 // of its own (no model, so the device keeps what runs) published even with no rollout.
 //
-// A device whose update a rollout is still following (told, no outcome yet) gets the change
-// only when that update ends: a newer generation would supersede the update in progress on
-// the device (agent/update), and the rollout would lose track of it.
+// A device whose update a rollout is still following (told, no outcome yet), or which reports
+// an update in progress (a rollback the controller ordered, say), gets the change only when
+// that update ends: a newer generation would supersede the update in progress on the device
+// (agent/update), and the rollout would lose track of it.
 
 // PolicyStore is where per-device settings and the desired states decided for them are kept
 // (fleet.Store satisfies it).
@@ -103,6 +104,33 @@ func (e *Engine) updatingLocked(device string) string {
 	return ""
 }
 
+// inProgress maps each device that reports an update phase that is not final to the phase.
+func inProgress(live []fleet.DeviceStatus) map[string]string {
+	out := map[string]string{}
+	for _, d := range live {
+		if d.Health == nil || d.Health.Update == nil {
+			continue
+		}
+		switch p := d.Health.Update.Phase; p {
+		case "", wire.PhaseIdle, wire.PhaseCommitted, wire.PhaseRolledBack, wire.PhaseFailed:
+		default:
+			out[d.ID] = p
+		}
+	}
+	return out
+}
+
+// holdLocked says why device's settings must wait, or "" when they may go out now.
+func (e *Engine) holdLocked(device string, busy map[string]string) string {
+	if r := e.updatingLocked(device); r != "" {
+		return "waits for rollout " + r + " to finish with this device"
+	}
+	if p, ok := busy[device]; ok {
+		return "waits for the device's update in progress (" + p + ")"
+	}
+	return ""
+}
+
 // wantLocked is the device's base with its settings merged in.
 func (e *Engine) wantLocked(device string) fleet.MonitorSettings {
 	base := e.base[device]
@@ -116,7 +144,7 @@ func (e *Engine) wantLocked(device string) fleet.MonitorSettings {
 // reconcileLocked decides a new desired state for every given device whose desired state
 // does not carry its settings and no rollout is updating. The new state keeps the rollout
 // named (its values are the base) but orders no model: the device keeps what runs.
-func (e *Engine) reconcileLocked(devices []string, now time.Time) []fleet.DeviceDesired {
+func (e *Engine) reconcileLocked(devices []string, now time.Time, busy map[string]string) []fleet.DeviceDesired {
 	var out []fleet.DeviceDesired
 	for _, dev := range devices {
 		cur, had := e.desired[dev]
@@ -127,7 +155,7 @@ func (e *Engine) reconcileLocked(devices []string, now time.Time) []fleet.Device
 		if had && fleet.SameMonitoring(want, fleet.MonitorSettings{Drift: cur.Drift, Capture: cur.Capture}) {
 			continue
 		}
-		if e.updatingLocked(dev) != "" {
+		if e.holdLocked(dev, busy) != "" {
 			continue
 		}
 		base := e.base[dev]
@@ -146,6 +174,7 @@ func (e *Engine) reconcilePolicies(ctx context.Context) {
 	if e.opts.Policies == nil {
 		return
 	}
+	busy := inProgress(e.opts.Fleet.Devices())
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	devs := make([]string, 0, len(e.desired)+len(e.policies))
@@ -158,7 +187,7 @@ func (e *Engine) reconcilePolicies(ctx context.Context) {
 		}
 	}
 	slices.Sort(devs)
-	if err := e.commitPoliciesLocked(ctx, e.reconcileLocked(devs, e.opts.Now().UTC())); err != nil {
+	if err := e.commitPoliciesLocked(ctx, e.reconcileLocked(devs, e.opts.Now().UTC(), busy)); err != nil {
 		e.log.Warn("monitoring settings not applied; retrying", "err", err)
 	}
 }
@@ -185,6 +214,7 @@ func (e *Engine) SetPolicy(ctx context.Context, device string, s fleet.MonitorSe
 	if err := p.Validate(); err != nil {
 		return PolicyStatus{}, fmt.Errorf("%w: %w", errBadPolicy, err)
 	}
+	busy := inProgress(e.opts.Fleet.Devices())
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.opts.Policies.PutDevicePolicy(ctx, p); err != nil {
@@ -195,12 +225,12 @@ func (e *Engine) SetPolicy(ctx context.Context, device string, s fleet.MonitorSe
 	} else {
 		e.policies[device] = p
 	}
-	if err := e.commitPoliciesLocked(ctx, e.reconcileLocked([]string{device}, p.Updated)); err != nil {
+	if err := e.commitPoliciesLocked(ctx, e.reconcileLocked([]string{device}, p.Updated, busy)); err != nil {
 		// Stored: the next round retries the desired state.
 		e.log.Warn("monitoring settings stored but not yet applied", "device", device, "err", err)
 	}
 	e.poke()
-	return e.policyStatusLocked(device), nil
+	return e.policyStatusLocked(device, busy), nil
 }
 
 // errBadPolicy marks settings refused as invalid (the API answers 400).
@@ -211,24 +241,26 @@ func IsBadPolicy(err error) bool { return err != nil && errors.Is(err, errBadPol
 
 // Policy returns device's monitoring settings and what its desired state carries.
 func (e *Engine) Policy(device string) PolicyStatus {
+	busy := inProgress(e.opts.Fleet.Devices())
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.policyStatusLocked(device)
+	return e.policyStatusLocked(device, busy)
 }
 
 // Policies returns the status of every device that has settings, ordered by device.
 func (e *Engine) Policies() []PolicyStatus {
+	busy := inProgress(e.opts.Fleet.Devices())
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make([]PolicyStatus, 0, len(e.policies))
 	for d := range e.policies {
-		out = append(out, e.policyStatusLocked(d))
+		out = append(out, e.policyStatusLocked(d, busy))
 	}
 	slices.SortFunc(out, func(a, b PolicyStatus) int { return cmp.Compare(a.Device, b.Device) })
 	return out
 }
 
-func (e *Engine) policyStatusLocked(device string) PolicyStatus {
+func (e *Engine) policyStatusLocked(device string, busy map[string]string) PolicyStatus {
 	cur := e.desired[device]
 	st := PolicyStatus{Device: device, Base: e.base[device], Generation: cur.Generation,
 		Effective: fleet.MonitorSettings{Drift: cur.Drift, Capture: cur.Capture},
@@ -237,11 +269,7 @@ func (e *Engine) policyStatusLocked(device string) PolicyStatus {
 		st.Settings = &p
 	}
 	if !fleet.SameMonitoring(e.wantLocked(device), st.Effective) {
-		if r := e.updatingLocked(device); r != "" {
-			st.Pending = "waits for rollout " + r + " to finish with this device"
-		} else {
-			st.Pending = "not yet stored; retrying"
-		}
+		st.Pending = cmp.Or(e.holdLocked(device, busy), "not yet stored; retrying")
 	}
 	return st
 }

@@ -182,11 +182,42 @@ func TestDevicePolicyLifecycle(t *testing.T) {
 	f.sent = map[string][]wire.Desired{}
 	f.mu.Unlock()
 	e2 := newPolicyEngine(t, st, f)
-	ds := e2.reconcileLocked([]string{"dev-000", canary, "dev-005"}, clock)
+	ds := e2.reconcileLocked([]string{"dev-000", canary, "dev-005"}, clock, nil)
 	if len(ds) != 0 {
 		t.Errorf("restarted engine decided %+v", ds)
 	}
 	if s := e2.Policy(canary); s.Settings == nil || !fleet.SameMonitoring(s.Effective, merged) || !fleet.SameMonitoring(s.Base, rolloutOnly) {
 		t.Errorf("restarted status %+v", s)
+	}
+}
+
+// A device that reports an update in progress (here a rollback it was ordered, outside any
+// rollout the engine still follows) gets new settings only once that update is final.
+func TestDevicePolicyWaitsForReportedUpdate(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	f := newSimFleet(2, func(int) behaviour { return good })
+	dev := f.device("dev-001")
+	dev.apply(wire.UpdateStatus{Generation: 0, Phase: wire.PhaseProbation})
+	e := newPolicyEngine(t, st, f)
+	s, err := e.SetPolicy(ctx, "dev-001", fleet.MonitorSettings{Drift: &wire.DriftOverrides{JS: 0.2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Generation != 0 || !strings.Contains(s.Pending, "probation") {
+		t.Fatalf("status while the device is in probation: %+v", s)
+	}
+	step(t, e)
+	if d, ok := f.lastSent("dev-001"); ok {
+		t.Fatalf("published %+v while the device's update was in progress", d)
+	}
+	dev.apply(wire.UpdateStatus{Generation: 0, Phase: wire.PhaseRolledBack})
+	step(t, e)
+	if d, ok := f.lastSent("dev-001"); !ok || d.Generation != 1 || d.Drift == nil || d.Drift.JS != 0.2 {
+		t.Fatalf("after the update ended: %+v (sent %v)", d, ok)
+	}
+	if s := e.Policy("dev-001"); s.Pending != "" || !s.Published {
+		t.Errorf("status %+v", s)
 	}
 }
