@@ -103,3 +103,27 @@ func TestMonitorSettingsRoutes(t *testing.T) {
 		t.Errorf("wrong token = %d", code)
 	}
 }
+
+func FuzzDecodeMonitorSettings(f *testing.F) {
+	f.Add([]byte(`{"drift":{"psi":0.4,"ks":0.2,"window":500,"min_samples":100},"capture":{"random":0.05,"low_confidence":0.5,"band":0.1,"max_per_hour":60}}`))
+	f.Add([]byte(`{"capture":{"drift":1,"drift_hold_s":600}}`))
+	f.Add([]byte(`{"drift":{"psi":-1}}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := httpapi.DecodeMonitorSettings(data)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Fatalf("multi-line error %q", err)
+			}
+			return
+		}
+		// Whatever is accepted is in range, and merging it into anything stays in range.
+		if err := s.Validate(); err != nil {
+			t.Fatalf("accepted settings that do not validate: %v", err)
+		}
+		base := fleet.MonitorSettings{Drift: &wire.DriftOverrides{PSI: 0.6, Window: 1000}, Capture: &wire.CapturePolicy{Random: 0.01}}
+		if err := base.Merge(s).Validate(); err != nil {
+			t.Fatalf("merged settings do not validate: %v", err)
+		}
+	})
+}
