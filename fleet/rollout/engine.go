@@ -107,6 +107,7 @@ type Engine struct {
 	// capture values its last desired state had before they were merged in (policy.go).
 	policies map[string]fleet.DevicePolicy
 	base     map[string]fleet.MonitorSettings
+	recheck  map[string]bool // devices whose desired state may not carry their settings yet
 }
 
 // DefaultResendAfter is Options.ResendAfter's default.
@@ -127,7 +128,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{opts: opts, log: log, wake: make(chan struct{}, 1), desired: map[string]wire.Desired{}, unsent: map[string]bool{}, resent: map[string]time.Time{}, base: map[string]fleet.MonitorSettings{}}
+	e := &Engine{opts: opts, log: log, wake: make(chan struct{}, 1), desired: map[string]wire.Desired{}, unsent: map[string]bool{}, resent: map[string]time.Time{}, base: map[string]fleet.MonitorSettings{}, recheck: map[string]bool{}}
 	if e.opts.ResendAfter <= 0 {
 		e.opts.ResendAfter = DefaultResendAfter
 	}
@@ -145,6 +146,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	for _, d := range ds {
 		e.desired[d.Device] = d.Desired
 		e.base[d.Device] = baseOf(d)
+		if d.Base != nil {
+			e.recheck[d.Device] = true // settings were merged in; they may since be gone
+		}
 		// The broker may have lost retained messages (the embedded one keeps none across a
 		// restart): publish every desired state again. Generations make that harmless.
 		e.unsent[d.Device] = true

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -58,6 +59,7 @@ func (e *Engine) loadPolicies(ctx context.Context) error {
 	}
 	for _, p := range ps {
 		e.policies[p.Device] = p
+		e.recheck[p.Device] = true
 	}
 	return nil
 }
@@ -167,28 +169,33 @@ func (e *Engine) reconcileLocked(devices []string, now time.Time, busy map[strin
 	return out
 }
 
-// reconcilePolicies publishes, for every device, the desired state its settings call for
-// (Run calls it each round: a rollout ending releases a deferred change). A store error is
-// logged and the change retried next round.
+// reconcilePolicies publishes, for every device to recheck, the desired state its settings
+// call for, and forgets the device once its desired state carries them (Run calls it each
+// round: a rollout or update ending releases a held change). Devices to recheck are those
+// whose settings changed or were held, and at start every device with settings. A store error
+// is logged and the change retried next round.
 func (e *Engine) reconcilePolicies(ctx context.Context) {
 	if e.opts.Policies == nil {
+		return
+	}
+	e.mu.Lock()
+	empty := len(e.recheck) == 0
+	e.mu.Unlock()
+	if empty {
 		return
 	}
 	busy := inProgress(e.opts.Fleet.Devices())
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	devs := make([]string, 0, len(e.desired)+len(e.policies))
-	for d := range e.desired {
-		devs = append(devs, d)
-	}
-	for d := range e.policies {
-		if _, ok := e.desired[d]; !ok {
-			devs = append(devs, d)
-		}
-	}
-	slices.Sort(devs)
+	devs := slices.Sorted(maps.Keys(e.recheck))
 	if err := e.commitPoliciesLocked(ctx, e.reconcileLocked(devs, e.opts.Now().UTC(), busy)); err != nil {
 		e.log.Warn("monitoring settings not applied; retrying", "err", err)
+		return
+	}
+	for _, d := range devs {
+		if e.holdLocked(d, busy) == "" {
+			delete(e.recheck, d)
+		}
 	}
 }
 
@@ -225,9 +232,12 @@ func (e *Engine) SetPolicy(ctx context.Context, device string, s fleet.MonitorSe
 	} else {
 		e.policies[device] = p
 	}
+	e.recheck[device] = true
 	if err := e.commitPoliciesLocked(ctx, e.reconcileLocked([]string{device}, p.Updated, busy)); err != nil {
 		// Stored: the next round retries the desired state.
 		e.log.Warn("monitoring settings stored but not yet applied", "device", device, "err", err)
+	} else if e.holdLocked(device, busy) == "" {
+		delete(e.recheck, device)
 	}
 	e.poke()
 	return e.policyStatusLocked(device, busy), nil
