@@ -100,9 +100,11 @@ func (f *monitorFlags) apply(cmd *cobra.Command, cur fleet.MonitorSettings) (fle
 	return out, out.Validate()
 }
 
-func newDevicesMonitorCmd() *cobra.Command {
+func newDevicesMonitorCmd() *cobra.Command { return newDevicesMonitorCmdFor(&monitorFlags{}) }
+
+// newDevicesMonitorCmdFor binds the settings flags to mf (tests read them back).
+func newDevicesMonitorCmdFor(mf *monitorFlags) *cobra.Command {
 	var af apiFlags
-	var mf monitorFlags
 	var selects []string
 	var asJSON bool
 	c := &cobra.Command{
