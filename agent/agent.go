@@ -113,6 +113,8 @@ type Agent struct {
 	rejected       atomic.Uint64 // results the controller refused (wire.Ack.Rejected)
 	driftDropped   atomic.Uint64 // drift reports not published (driftpub.go)
 	driftReports   chan *drift.Report
+	driftKick      chan struct{}         // capacity 1: a queued summary waits (driftpub.go)
+	driftPutErr    atomic.Pointer[error] // last drift queue write error, for runDrift to log
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -229,6 +231,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// Made before the infer loop starts, which sends to it (driftpub.go).
 	a.driftReports = make(chan *drift.Report, driftQueue)
+	a.driftKick = make(chan struct{}, 1)
 
 	if r := a.opts.Buffer.Stats().Recovered; r != "" {
 		a.setLastErr(errors.New(r))

@@ -134,6 +134,8 @@ type Store interface {
 	EpochResults(ctx context.Context, device string, epoch, after uint64, limit int) ([]wire.Result, error)
 	// UpdateStore holds models, rollouts, desired states and device tags (updates.go).
 	UpdateStore
+	// PolicyStore holds per-device monitoring settings (devicepolicy.go).
+	PolicyStore
 	// ViewStore holds results by time, output summaries, health history, drift and
 	// feedback (views.go).
 	ViewStore

@@ -144,6 +144,10 @@ type Skipped struct {
 type DeviceDesired struct {
 	Device  string       `json:"device"`
 	Desired wire.Desired `json:"desired"`
+	// Base is the drift overrides and capture policy the rollout decided, before the device's
+	// own monitoring settings (DevicePolicy) were merged into Desired; nil when none were,
+	// Desired's then being the base (devicepolicy.go).
+	Base *MonitorSettings `json:"base,omitempty"`
 }
 
 // UpdateStore is the durable state of model updates, part of Store.

@@ -95,3 +95,29 @@ func TestQueueDamage(t *testing.T) {
 		t.Fatalf("pending %v, want [1]", got)
 	}
 }
+
+// BenchmarkPut is what the infer loop pays once per closed window (agent/driftpub.go): one
+// summary of the sample model's shape (an input and an output feature, 20 bins, with an
+// event) written atomically and fsynced, then acked so the queue stays small.
+func BenchmarkPut(b *testing.B) {
+	q, err := driftq.Open(b.TempDir(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := summary(1)
+	feat := wire.DriftFeature{Name: "accel", Role: wire.DriftInput, Count: 64000, QuantileP: []float64{0.05, 0.5, 0.95},
+		Quantiles: []float64{-0.6, 0.1, 0.7}, Counts: make([]int64, 20), Scored: true, PSI: 0.9, Drifted: []string{wire.ScorePSI}}
+	out := feat
+	out.Name, out.Role, out.Count = "score", wire.DriftOutput, 1000
+	s.Features = []wire.DriftFeature{feat, out}
+	s.Event = &wire.Event{V: 1, Device: "d", Kind: wire.EventDrift, Reason: "drift in accel (psi 0.9 > 0.6)"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := q.Put(s); err != nil {
+			b.Fatal(err)
+		}
+		if err := q.Ack([]uint64{s.ID}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

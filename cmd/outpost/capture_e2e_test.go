@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -109,14 +111,38 @@ func TestCaptureEndToEnd(t *testing.T) {
 	w := &captureWorld{data: filepath.Join(t.TempDir(), "controller"), addr: "127.0.0.1:" + strconv.Itoa(freePort(t))}
 	w.start(t)
 	const dev = "cap-1"
-	// Every window, within the cap: the sensor makes about 1.6 windows a second.
-	policy := &wire.CapturePolicy{Random: 1, MaxPerHour: 100_000}
-	publishDesired(t, w.srv.Broker, w.addr, dev, wire.Desired{V: 1, Generation: 1, Capture: policy})
+	tokenFile := filepath.Join(w.data, httpapi.TokenFile)
+	api := func() []string { return []string{"--server", "http://" + w.srv.APIAddr, "--token-file", tokenFile} }
+	// The device's own monitoring settings, with no rollout (`outpost devices monitor`): the
+	// rollout engine publishes them in a desired state that orders no model. Capture every
+	// window, within the cap (the sensor makes about 1.6 windows a second); drift windows of
+	// 10 inferences scored from 5 values on, with a PSI limit every scored window crosses.
+	out := mustCLI(t, append([]string{"devices", "monitor", dev, "--capture-random", "100%", "--capture-per-hour", "100000",
+		"--drift-window", "10", "--drift-min-samples", "5", "--drift-psi", "1e-9"}, api()...)...)
+	if !strings.Contains(out, "psi=1e-09 min_samples=5 window=10; capture random=100% per_hour=100000") {
+		t.Fatalf("devices monitor printed:\n%s", out)
+	}
 	a := startCaptureAgent(t, dev, w.addr, filepath.Join(t.TempDir(), dev), assemble.CaptureConfig{Seed: 1})
 	c := a.dev.Capture
 
 	waitFor(t, "the policy from the desired state", 60*time.Second, func() bool { return c.Policy() != nil && c.Policy().Random == 1 })
 	waitFor(t, "5 captures acked", 60*time.Second, func() bool { return c.Stats().Buffer.AckedSeq >= 5 })
+	// The drift settings reached the running agent's monitor too: windows of 10 inferences,
+	// drifted on psi, each with its drift event, stored by the controller.
+	waitFor(t, "a drifted window of 10 inferences stored", 60*time.Second, func() bool {
+		recs, err := w.srv.Store.Drift(context.Background(), fleet.DriftQuery{Device: dev, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			for _, f := range r.Summary.Features {
+				if r.Summary.Inferences == 10 && slices.Contains(f.Drifted, wire.ScorePSI) && r.Summary.Event != nil {
+					return true
+				}
+			}
+		}
+		return false
+	})
 	before := w.srv.Controller.CaptureStats()
 	if before.Stored < 5 {
 		t.Fatalf("controller stored %d captures, want ≥ 5", before.Stored)
@@ -135,8 +161,9 @@ func TestCaptureEndToEnd(t *testing.T) {
 	w.start(t)
 	waitFor(t, "captures after the restart acked", 60*time.Second, func() bool { return c.Stats().Buffer.AckedSeq >= held+3 })
 
-	// Policy off by a new desired state: capture stops, the buffer drains.
-	publishDesired(t, w.srv.Broker, w.addr, dev, wire.Desired{V: 1, Generation: 2})
+	// Capture off by the device's settings: a new desired state; capture stops, the buffer
+	// drains.
+	mustCLI(t, append([]string{"devices", "monitor", dev, "--clear-capture"}, api()...)...)
 	waitFor(t, "capture off", 60*time.Second, func() bool { return c.Policy().Off() })
 	var st capture.BufferStats
 	waitFor(t, "the capture buffer drained", 60*time.Second, func() bool {
@@ -149,12 +176,10 @@ func TestCaptureEndToEnd(t *testing.T) {
 	t.Logf("agent captured %d windows (lost before the buffer: %d), all acked", st.LastSeq, c.Stats().Lost)
 
 	// Every capture stored exactly once, seqs 1..LastSeq, with its window and result.
-	tokenFile := filepath.Join(w.data, httpapi.TokenFile)
-	api := []string{"--server", "http://" + w.srv.APIAddr, "--token-file", tokenFile}
 	exports := map[string]*dataset.Export{}
 	for _, format := range []string{"npy", "csv"} {
 		out := filepath.Join(t.TempDir(), format)
-		mustCLI(t, append([]string{"capture", "export", "--model", "vibration-anomaly-f32", "--format", format, "--device", dev, "--since", "1h", out}, api...)...)
+		mustCLI(t, append([]string{"capture", "export", "--model", "vibration-anomaly-f32", "--format", format, "--device", dev, "--since", "1h", out}, api()...)...)
 		e, err := dataset.Read(out)
 		if err != nil {
 			t.Fatal(err)

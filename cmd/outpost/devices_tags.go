@@ -73,7 +73,7 @@ func newDevicesCmd() *cobra.Command {
 		},
 	}
 	lf.add(list)
-	c.AddCommand(tag, list, newDevicesAddCmd(), newDevicesRevokeCmd(), newDevicesEnrollTokenCmd())
+	c.AddCommand(tag, list, newDevicesAddCmd(), newDevicesRevokeCmd(), newDevicesEnrollTokenCmd(), newDevicesMonitorCmd())
 	addDevicesList(c) // views.go: bare `outpost devices` lists the fleet
 	return c
 }

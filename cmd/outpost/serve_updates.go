@@ -46,6 +46,7 @@ type updates struct {
 	Led      *rollout.Led
 	elector  *pgstore.Elector
 	rollouts httpapi.Rollouts // Engine or Led, for the API and /metrics
+	policies httpapi.Policies // the same, for per-device monitoring settings
 	desired  *rollout.MQTTPublisher
 	api      *http.Server
 	apiLn    net.Listener
@@ -74,18 +75,18 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if err != nil {
 		return err
 	}
-	ropts := rollout.Options{Store: store, Fleet: s.Controller, Publisher: s.desired, Drift: driftSource(store), Logger: s.log.With("component", "rollout")}
+	ropts := rollout.Options{Store: store, Fleet: s.Controller, Publisher: s.desired, Drift: driftSource(store), Policies: store, Logger: s.log.With("component", "rollout")}
 	if cfg.BrokerURL != "" && cfg.StoreURL != "" {
 		if s.Led, err = rollout.NewLed(ropts); err != nil {
 			return err
 		}
 		s.elector = &pgstore.Elector{URL: cfg.StoreURL, Key: pgstore.RolloutLeaderKey, Logger: s.log.With("component", "election")}
-		s.rollouts = s.Led
+		s.rollouts, s.policies = s.Led, s.Led
 	} else {
 		if s.Engine, err = rollout.New(context.Background(), ropts); err != nil {
 			return err
 		}
-		s.rollouts = s.Engine
+		s.rollouts, s.policies = s.Engine, s.Engine
 	}
 	if cfg.HTTPAddr == "" {
 		return nil
@@ -97,7 +98,7 @@ func (s *fleetServer) setupUpdates(cfg serveConfig, store fleet.Store, copts fle
 	if s.APIToken, err = httpapi.LoadOrCreateToken(filepath.Join(dir, httpapi.TokenFile)); err != nil {
 		return err
 	}
-	h, err := httpapi.New(httpapi.Options{Registry: s.Registry, Rollouts: s.rollouts, Fleet: s.Controller, Registrar: s.Controller, Tags: store, Credentials: deviceCredentials{s.Creds, s.Broker}, Views: store, Monitoring: monitoringStore(store), Captures: captureReader(store), Token: s.APIToken, Logger: s.log.With("component", "api")})
+	h, err := httpapi.New(httpapi.Options{Registry: s.Registry, Rollouts: s.rollouts, Fleet: s.Controller, Registrar: s.Controller, Tags: store, Credentials: deviceCredentials{s.Creds, s.Broker}, Views: store, Monitoring: monitoringStore(store), Captures: captureReader(store), Policies: s.policies, Token: s.APIToken, Logger: s.log.With("component", "api")})
 	if err != nil {
 		return err
 	}

@@ -21,13 +21,15 @@ import (
 //	rollouts/{id}             JSON fleet.Rollout
 //	desired/{device}          JSON fleet.DeviceDesired
 //	tags/{device}             JSON map[string]string
+//	policies/{device}         JSON fleet.DevicePolicy (devicepolicy.go)
 var (
 	bucketModels   = []byte("models")
 	bucketPackages = []byte("packages")
 	bucketRollouts = []byte("rollouts")
 	bucketDesired  = []byte("desired")
 	bucketTags     = []byte("tags")
-	updateBuckets  = [][]byte{bucketModels, bucketPackages, bucketRollouts, bucketDesired, bucketTags}
+	bucketPolicies = []byte("policies")
+	updateBuckets  = [][]byte{bucketModels, bucketPackages, bucketRollouts, bucketDesired, bucketTags, bucketPolicies}
 )
 
 func modelKey(name, version string) []byte { return []byte(name + "@" + version) }

@@ -87,6 +87,8 @@ type Options struct {
 	Monitoring Monitoring
 	// Captures, when set, serves GET /v1/captures (captures.go).
 	Captures Captures
+	// Policies, when set, serves per-device monitoring settings (monitorsettings.go).
+	Policies Policies
 }
 
 // New returns the API's handler.
@@ -145,6 +147,7 @@ func (a *api) routes() []route {
 	}
 	rs = append(rs, a.credentialRoutes()...)
 	rs = append(rs, a.enrollRoutes()...) // enroll.go
+	rs = append(rs, a.policyRoutes()...) // monitorsettings.go
 	return append(rs, a.monitoringRoutes()...)
 }
 

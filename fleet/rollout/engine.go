@@ -77,6 +77,9 @@ type Options struct {
 	// rollout started has a PSI above the limit, as well as when its own probation PSI is.
 	// Nil: the device's probation figure alone (docs/monitoring.md).
 	Drift DriftSource
+	// Policies, when set, keeps per-device monitoring settings, merged into every desired
+	// state and published when they change (policy.go). Nil: none.
+	Policies PolicyStore
 }
 
 // DriftSource reads stored drift summaries.
@@ -100,6 +103,11 @@ type Engine struct {
 	// ctlPSI is, for the rollout being stepped, each device's highest PSI in the stored
 	// drift summaries of the candidate model (see Options.Drift).
 	ctlPSI map[string]float64
+	// policies are the per-device monitoring settings; base is, per device, the drift and
+	// capture values its last desired state had before they were merged in (policy.go).
+	policies map[string]fleet.DevicePolicy
+	base     map[string]fleet.MonitorSettings
+	recheck  map[string]bool // devices whose desired state may not carry their settings yet
 }
 
 // DefaultResendAfter is Options.ResendAfter's default.
@@ -120,7 +128,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{opts: opts, log: log, wake: make(chan struct{}, 1), desired: map[string]wire.Desired{}, unsent: map[string]bool{}, resent: map[string]time.Time{}}
+	e := &Engine{opts: opts, log: log, wake: make(chan struct{}, 1), desired: map[string]wire.Desired{}, unsent: map[string]bool{}, resent: map[string]time.Time{}, base: map[string]fleet.MonitorSettings{}, recheck: map[string]bool{}}
 	if e.opts.ResendAfter <= 0 {
 		e.opts.ResendAfter = DefaultResendAfter
 	}
@@ -137,9 +145,16 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	for _, d := range ds {
 		e.desired[d.Device] = d.Desired
+		e.base[d.Device] = baseOf(d)
+		if d.Base != nil {
+			e.recheck[d.Device] = true // settings were merged in; they may since be gone
+		}
 		// The broker may have lost retained messages (the embedded one keeps none across a
 		// restart): publish every desired state again. Generations make that harmless.
 		e.unsent[d.Device] = true
+	}
+	if err := e.loadPolicies(ctx); err != nil {
+		return nil, fmt.Errorf("rollout engine: %w", err)
 	}
 	return e, nil
 }
@@ -153,6 +168,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		if err := e.Step(ctx); err != nil {
 			return err
 		}
+		e.reconcilePolicies(ctx)
 		e.publish(ctx)
 		select {
 		case <-ctx.Done():
@@ -396,7 +412,7 @@ func (e *Engine) startWaveLocked(r *fleet.Rollout, live []fleet.DeviceStatus) []
 			Time:               now,
 		}
 		d.Generation, d.Previous, d.Updated = des.Generation, running[d.ID], now
-		out = append(out, fleet.DeviceDesired{Device: d.ID, Desired: des})
+		out = append(out, e.withPolicyLocked(d.ID, des))
 	}
 	return out
 }
@@ -405,7 +421,7 @@ func (e *Engine) startWaveLocked(r *fleet.Rollout, live []fleet.DeviceStatus) []
 func (e *Engine) rollbackLocked(r *fleet.Rollout, d *fleet.RolloutDevice, why string) fleet.DeviceDesired {
 	now := e.opts.Now().UTC()
 	// A rollback keeps the capture policy in force: data about the failure is the most useful.
-	des := wire.Desired{V: wire.SchemaVersion, Generation: e.desired[d.ID].Generation + 1, Rollout: r.ID, Rollback: true, Time: now, Capture: e.desired[d.ID].Capture}
+	des := wire.Desired{V: wire.SchemaVersion, Generation: e.desired[d.ID].Generation + 1, Rollout: r.ID, Rollback: true, Time: now, Capture: e.base[d.ID].Capture}
 	if d.Previous.Name != "" {
 		des.Model = &wire.DesiredModel{Name: d.Previous.Name, Version: d.Previous.Version, Target: registry.TargetName(d.Previous.Name, d.Previous.Version), SHA256: d.Previous.SHA256}
 	}
@@ -414,13 +430,14 @@ func (e *Engine) rollbackLocked(r *fleet.Rollout, d *fleet.RolloutDevice, why st
 	if d.Reason == "" {
 		d.Reason = why
 	}
-	return fleet.DeviceDesired{Device: d.ID, Desired: des}
+	return e.withPolicyLocked(d.ID, des)
 }
 
 // commitDesiredLocked records desired states the store now holds, for publishing.
 func (e *Engine) commitDesiredLocked(ds []fleet.DeviceDesired) {
 	for _, d := range ds {
 		e.desired[d.Device] = d.Desired
+		e.base[d.Device] = baseOf(d)
 		e.unsent[d.Device] = true
 	}
 }

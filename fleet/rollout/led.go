@@ -117,3 +117,50 @@ func (l *Led) Abort(ctx context.Context, id string) (fleet.Rollout, error) {
 	}
 	return fleet.Rollout{}, ErrNotLeader
 }
+
+// SetPolicy implements the API's monitoring settings: only the leader decides desired states.
+func (l *Led) SetPolicy(ctx context.Context, device string, s fleet.MonitorSettings) (PolicyStatus, error) {
+	if e := l.cur.Load(); e != nil {
+		return e.SetPolicy(ctx, device, s)
+	}
+	return PolicyStatus{}, ErrNotLeader
+}
+
+// Policy returns device's monitoring settings: the engine's full status on the leader; on a
+// follower only the stored settings (what the desired state carries is the leader's to know).
+func (l *Led) Policy(device string) PolicyStatus {
+	if e := l.cur.Load(); e != nil {
+		return e.Policy(device)
+	}
+	for _, st := range l.storedPolicies() {
+		if st.Device == device {
+			return st
+		}
+	}
+	return PolicyStatus{Device: device}
+}
+
+// Policies returns every device's settings, ordered by device (stored ones on a follower).
+func (l *Led) Policies() []PolicyStatus {
+	if e := l.cur.Load(); e != nil {
+		return e.Policies()
+	}
+	return l.storedPolicies()
+}
+
+func (l *Led) storedPolicies() []PolicyStatus {
+	if l.opts.Policies == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), storeRead)
+	defer cancel()
+	ps, err := l.opts.Policies.DevicePolicies(ctx)
+	if err != nil {
+		return nil
+	}
+	out := make([]PolicyStatus, 0, len(ps))
+	for i := range ps {
+		out = append(out, PolicyStatus{Device: ps[i].Device, Settings: &ps[i]})
+	}
+	return out
+}

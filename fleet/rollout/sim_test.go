@@ -65,6 +65,9 @@ func (s *simDevice) phases(d wire.Desired) []wire.UpdateStatus {
 		base.Target = oldModel
 		return []wire.UpdateStatus{at(wire.PhaseRolledBack, func(u *wire.UpdateStatus) { u.Reason = "ordered back by the controller" })}
 	}
+	if d.Model == nil {
+		return nil // settings only (policy.go): the device keeps what runs
+	}
 	base.Target = wire.ModelRef{Name: d.Model.Name, Version: d.Model.Version, SHA256: d.Model.SHA256}
 	out := []wire.UpdateStatus{
 		at(wire.PhaseDownloading, func(u *wire.UpdateStatus) { u.Progress = 0.5 }),

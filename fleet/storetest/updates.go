@@ -16,6 +16,7 @@ func runUpdates(t *testing.T, newStore Factory) {
 	t.Run("Models", func(t *testing.T) { testModels(t, newStore) })
 	t.Run("Rollouts", func(t *testing.T) { testRollouts(t, newStore) })
 	t.Run("Tags", func(t *testing.T) { testTags(t, openOne(t, newStore)) })
+	t.Run("DevicePolicies", func(t *testing.T) { testDevicePolicies(t, newStore) })
 }
 
 func testModels(t *testing.T, newStore Factory) {

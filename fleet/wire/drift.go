@@ -50,7 +50,14 @@ type DriftSummary struct {
 	// controller acks it (DriftAck) once stored and the agent resends it until then. Added
 	// within version 1; agents without a queue send none and get no ack.
 	ID uint64 `json:"id,omitempty"`
+	// Event, when set, is the EventDrift the window raised. It travels inside the summary so
+	// that it is as durable as the summary (stored, resent and acked with it); the agent also
+	// publishes it on LeafEvents for other subscribers, at least once. Added within version 1.
+	Event *Event `json:"event,omitempty"`
 }
+
+// MaxDriftEventReason bounds DriftSummary.Event's Reason: one culprit line per feature.
+const MaxDriftEventReason = MaxDriftFeatures * (MaxDriftName + 160)
 
 // MaxDriftAckIDs bounds DriftAck.IDs.
 const MaxDriftAckIDs = 256
@@ -110,6 +117,10 @@ func (s *DriftSummary) Validate() error {
 		return fmt.Errorf("drift summary: end %v is before start %v", s.End, s.Start)
 	case len(s.Features) > MaxDriftFeatures:
 		return fmt.Errorf("drift summary: %d features (at most %d)", len(s.Features), MaxDriftFeatures)
+	case s.Event != nil && s.Event.Kind != EventDrift:
+		return fmt.Errorf("drift summary: event kind %q (want %q)", s.Event.Kind, EventDrift)
+	case s.Event != nil && len(s.Event.Reason) > MaxDriftEventReason:
+		return fmt.Errorf("drift summary: event reason of %d bytes (at most %d)", len(s.Event.Reason), MaxDriftEventReason)
 	}
 	for i := range s.Features {
 		if err := s.Features[i].validate(); err != nil {

@@ -42,6 +42,8 @@ func TestDriftSummaryRejects(t *testing.T) {
 		{"negative count", strings.Replace(feat(""), `"counts":[1]`, `"counts":[-1]`, 1), "negative bin count"},
 		{"quantile mismatch", strings.Replace(feat(""), `"quantiles":[]`, `"quantiles":[1]`, 1), "quantiles for"},
 		{"not json", `{"v":1,`, "decode"},
+		{"event of another kind", `{"v":1,` + good + `,"event":{"v":1,"kind":"update"}}`, "event kind"},
+		{"event reason too long", `{"v":1,` + good + `,"event":{"v":1,"kind":"drift","reason":"` + strings.Repeat("x", MaxDriftEventReason+1) + `"}}`, "event reason"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,11 +56,16 @@ func TestDriftSummaryRejects(t *testing.T) {
 	if _, err := DecodeDriftSummary([]byte(feat(""))); err != nil {
 		t.Errorf("valid summary rejected: %v", err)
 	}
+	withEvent := `{"v":1,` + good + `,"event":{"v":1,"device":"d","ts":"2026-01-02T00:00:00Z","kind":"drift","reason":"drift in a (psi 0.9 > 0.6)"}}`
+	if s, err := DecodeDriftSummary([]byte(withEvent)); err != nil || s.Event == nil || s.Event.Reason != "drift in a (psi 0.9 > 0.6)" {
+		t.Errorf("summary with its event: %+v, %v", s, err)
+	}
 }
 
 func FuzzDecodeDriftSummary(f *testing.F) {
 	f.Add([]byte(`{"v":1,"device":"d","model":{"name":"m","version":"1"},"window":1,"inferences":10,"features":[{"name":"a","role":"input","count":1,"counts":[1],"quantile_p":[0.5],"quantiles":[0]}]}`))
 	f.Add([]byte(`{"v":1}`))
+	f.Add([]byte(`{"v":1,"device":"d","window":2,"inferences":10,"features":[],"event":{"v":1,"kind":"drift","reason":"drift in a (psi 0.9 > 0.6)"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := DecodeDriftSummary(data)
 		if err != nil {
