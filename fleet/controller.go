@@ -84,11 +84,6 @@ type Options struct {
 	DeviceFlush time.Duration
 	// Logger receives the controller's log lines; nil discards them.
 	Logger *slog.Logger
-	// CaptureRetainCount and CaptureRetainAge bound the stored captures (capture.go): the
-	// oldest beyond the count, and any older than the age, are deleted. 0 takes the defaults
-	// DefaultCaptureRetainCount and DefaultCaptureRetainAge; negative means no limit.
-	CaptureRetainCount int
-	CaptureRetainAge   time.Duration
 }
 
 // Controller consumes device traffic from an MQTT broker into a Store and acknowledges results.

@@ -18,10 +18,10 @@ import (
 
 func init() { register(newCaptureCmd) }
 
-// addCaptureFlags adds the capture retention flags to `outpost serve`.
+// addCaptureFlags adds the capture retention count to `outpost serve`; the age,
+// --retain-captures, is with the other --retain-* flags (serve_retention.go).
 func addCaptureFlags(cmd *cobra.Command, cfg *serveConfig) {
-	cmd.Flags().IntVar(&cfg.CaptureRetainCount, "retain-captures-count", fleet.DefaultCaptureRetainCount, "most captured windows kept; the oldest received are deleted beyond it (-1: no limit)")
-	cmd.Flags().DurationVar(&cfg.CaptureRetainAge, "retain-captures", fleet.DefaultCaptureRetainAge, "captured windows older than this are deleted (-1ns: keep forever)")
+	cmd.Flags().IntVar(&cfg.CaptureRetainCount, "retain-captures-count", fleet.DefaultCaptureRetainCount, "most captured windows kept; the oldest received are deleted beyond it (0: no limit)")
 }
 
 // captureReader is the store's capture side for the API, or nil when it keeps none.
