@@ -122,8 +122,8 @@ type fleetServer struct {
 	Blobs *blobserve.Server
 	// homeAssistant announces devices to Home Assistant; nil without --homeassistant.
 	homeAssistant *homeassistant.Options
-	// Monitor takes MQTT labels, stores and acks drift summaries and publishes drift alerts
-	// (serve_monitor.go).
+	// Monitor takes MQTT labels and publishes drift alerts for the drift summaries the
+	// controller stored and acked (serve_monitor.go).
 	Monitor *monitor.Service
 	// Store is the controller's store (owned by Controller, which closes it).
 	Store fleet.Store
@@ -212,6 +212,11 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		copts.BrokerURL = b.URL()
 		copts.Username, copts.Password = b.ControllerCredentials()
 	}
+	// The monitor alerts on the drift summaries the controller's ingest stores.
+	if s.Monitor, err = newMonitor(store, copts, log); err != nil {
+		return nil, err
+	}
+	copts.OnDrift = s.Monitor.DriftStored
 	s.Controller, err = fleet.New(copts)
 	if err != nil {
 		return nil, err
@@ -235,9 +240,6 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		return nil, err
 	}
 	s.homeAssistant = homeAssistantOptions(cfg, copts, s.Controller)
-	if s.Monitor, err = newMonitor(store, copts, log); err != nil {
-		return nil, err
-	}
 	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", where, "broker", redact(s.BrokerURL), "embedded", s.Broker != nil, "shared", copts.ShareGroup != "")
 	return s, nil
 }

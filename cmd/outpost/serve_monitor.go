@@ -16,9 +16,9 @@ import (
 // monitoringStore is the store's monitoring part for the API and the monitor service.
 func monitoringStore(store fleet.Store) httpapi.Monitoring { return store }
 
-// newMonitor builds the service that takes labels from outpost/v1/feedback, stores drift
-// summaries and publishes drift alerts on outpost/v1/alerts, logged in with the controller's
-// broker credential.
+// newMonitor builds the service that takes labels from outpost/v1/feedback and publishes drift
+// alerts on outpost/v1/alerts for the drift summaries the controller stores, logged in with
+// the controller's broker credential.
 func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*monitor.Service, error) {
 	u, err := fleet.ParseBrokerURL(copts.BrokerURL)
 	if err != nil {
