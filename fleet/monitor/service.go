@@ -61,8 +61,10 @@ type Stats struct {
 	LabelsRefused uint64 `json:"labels_refused"` // malformed batches' labels count as one each
 	DriftSeen     uint64 `json:"drift_seen"`     // stored drift records handed to DriftStored
 	Alerts        uint64 `json:"alerts"`         // alerts published
-	Transitions   uint64 `json:"transitions"`    // drift state changes (alerts raised, published or not)
-	Dropped       uint64 `json:"dropped"`
+	// Started and Recovered count drift state changes (alerts raised, published or not).
+	Started   uint64 `json:"started"`
+	Recovered uint64 `json:"recovered"`
+	Dropped   uint64 `json:"dropped"`
 }
 
 // Service takes labels published on wire.TopicFeedback into the store and publishes drift
@@ -74,7 +76,7 @@ type Service struct {
 	log    *slog.Logger
 	in     chan inbound
 	alerts chan *wire.DriftAlert
-	stats  struct{ stored, refused, drift, alerts, transitions, dropped atomic.Uint64 }
+	stats  struct{ stored, refused, drift, alerts, started, recovered, dropped atomic.Uint64 }
 	ready  atomic.Bool
 
 	// mu guards the alert state: nil until Run seeded it from the store; records stored
@@ -125,7 +127,7 @@ func NewService(opts Options) (*Service, error) {
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{LabelsStored: s.stats.stored.Load(), LabelsRefused: s.stats.refused.Load(),
-		DriftSeen: s.stats.drift.Load(), Alerts: s.stats.alerts.Load(), Transitions: s.stats.transitions.Load(), Dropped: s.stats.dropped.Load()}
+		DriftSeen: s.stats.drift.Load(), Alerts: s.stats.alerts.Load(), Started: s.stats.started.Load(), Recovered: s.stats.recovered.Load(), Dropped: s.stats.dropped.Load()}
 }
 
 // Subscribed reports whether the service is connected and subscribed.
@@ -244,7 +246,11 @@ func (s *Service) observeLocked(recs []fleet.DriftRecord) {
 		if al == nil {
 			continue
 		}
-		s.stats.transitions.Add(1)
+		if al.State == wire.AlertDrifting {
+			s.stats.started.Add(1)
+		} else {
+			s.stats.recovered.Add(1)
+		}
 		select {
 		case s.alerts <- al:
 		default:

@@ -109,8 +109,8 @@ func TestServiceAlertsOnStoredDrift(t *testing.T) {
 		got[1].Device != "a" || got[1].State != wire.AlertRecovered || got[1].Window != 4 {
 		t.Errorf("alerts %+v; want b drifting at window 1, a recovered at window 4", got)
 	}
-	if st := s.Stats(); st.Transitions != 2 || st.DriftSeen != 5 || st.Dropped != 0 {
-		t.Errorf("stats %+v; want 2 transitions, 5 records seen, none dropped", st)
+	if st := s.Stats(); st.Started != 1 || st.Recovered != 1 || st.DriftSeen != 5 || st.Dropped != 0 {
+		t.Errorf("stats %+v; want 1 started and 1 recovered, 5 records seen, none dropped", st)
 	}
 	state := s.Drifting()
 	if len(state) != 2 || state[0].Device != "a" || state[0].Drifting || state[1].Device != "b" || !state[1].Drifting {
