@@ -21,6 +21,9 @@ type CapturedItem struct {
 	Epoch    uint64    `json:"epoch,omitempty"`
 	Received time.Time `json:"received"` // controller clock
 	wire.CaptureItem
+	// Feedback is the ground-truth label attached to the item's result, when one was given.
+	// Stores leave it nil; GET /v1/captures joins it from the stored results' feedback.
+	Feedback *Feedback `json:"feedback,omitempty"`
 }
 
 // CaptureBatch is one device's capture items to store (a decoded wire.CaptureBatch).

@@ -47,7 +47,8 @@ func newCaptureCmd() *cobra.Command {
 		Long: `Export the windows devices captured under their capture policy (docs/monitoring.md) for one
 model into DIR: manifest.json, windows.npy (float32 [count, samples, channels], NumPy format
 1.0) or windows.csv (index,sample,CHANNEL…), and results.csv (one row per window: device,
-seqs, time, reason, model, score, label, event). --since takes an RFC 3339 time or a duration
+seqs, time, reason, model, score, label and event as the model decided, truth (the feedback
+label, when one was given) and label_source (feedback or model)). --since takes an RFC 3339 time or a duration
 back from now (24h). Windows whose shape differs from the first one exported are skipped and
 counted in the manifest. models/train --from-capture DIR retrains the sample model on it.`,
 		Args: cobra.ExactArgs(1),
@@ -136,7 +137,6 @@ func buildExport(model, format string, items []fleet.CapturedItem) (*dataset.Exp
 	first := items[0]
 	e := &dataset.Export{Manifest: dataset.Manifest{
 		Model: model, Windows: format, Shape: slices.Clone(first.Shape), Channels: slices.Clone(first.Channels),
-		LabelSource: "the model's own output at capture time (replace with ground truth before training if you have it)",
 	}}
 	m := &e.Manifest
 	models, devices := map[string]bool{}, map[string]bool{}
@@ -146,10 +146,14 @@ func buildExport(model, format string, items []fleet.CapturedItem) (*dataset.Exp
 			continue
 		}
 		e.Windows = append(e.Windows, it.Values)
-		e.Rows = append(e.Rows, dataset.Row{
+		row := dataset.Row{
 			Device: it.Device, Epoch: it.Epoch, CaptureSeq: it.Seq, Time: it.Time, Reason: it.Reason,
 			ResultSeq: it.Result.Seq, Model: it.Result.Model, Score: it.Result.Score, Label: it.Result.Label, Event: it.Result.Event,
-		})
+		}
+		if it.Feedback != nil {
+			row.Truth = it.Feedback.Label
+		}
+		e.Rows = append(e.Rows, row)
 		models[it.Result.Model], devices[it.Device] = true, true
 		if m.From.IsZero() || it.Time.Before(m.From) {
 			m.From = it.Time.UTC()
