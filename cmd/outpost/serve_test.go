@@ -13,6 +13,7 @@ import (
 
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/boltstore"
+	"github.com/outpost-ml/outpost/fleet/monitor"
 	"github.com/outpost-ml/outpost/fleet/pgstore/pgtest"
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
@@ -194,5 +195,20 @@ func TestRetainCapturesFlag(t *testing.T) {
 			t.Errorf("%v: retention captures %v, age %v, count %d; want the store, %v, %d", tc.args, r.Captures != nil, r.CaptureAge, r.CaptureCount, tc.age, tc.count)
 		}
 		store.Close()
+	}
+}
+
+// TestMonitorClientID: scale-out replicas' monitor services get client ids of their own (one
+// shared id would have the broker disconnect them in turn); one controller keeps the default.
+func TestMonitorClientID(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ controller, want string }{
+		{"", ""},
+		{fleet.DefaultClientID, ""},
+		{fleet.DefaultClientID + "-host-a1", monitor.DefaultClientID + "-host-a1"},
+	} {
+		if got := monitorClientID(fleet.Options{ClientID: c.controller}); got != c.want {
+			t.Errorf("monitorClientID(%q) = %q, want %q", c.controller, got, c.want)
+		}
 	}
 }
