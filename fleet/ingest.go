@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -528,7 +529,9 @@ func (c *Controller) ackDrift(l *ingestLoop, recs []DriftRecord) {
 		if _, ok := ids[s.Device]; !ok {
 			order = append(order, s.Device)
 		}
-		ids[s.Device] = append(ids[s.Device], s.ID)
+		if !slices.Contains(ids[s.Device], s.ID) { // a summary delivered twice in one group
+			ids[s.Device] = append(ids[s.Device], s.ID)
+		}
 	}
 	for _, dev := range order {
 		for all := ids[dev]; len(all) > 0; {

@@ -200,11 +200,19 @@ func TestIngestDrift(t *testing.T) {
 	if err != nil || len(rs) != 2 || rs[1].Summary.Window != 1 || rs[1].Summary.Features[0].PSI != 0.3 || rs[1].Received.IsZero() {
 		t.Errorf("stored drift = %+v, %v; want windows 1 and 2 once each", rs, err)
 	}
-	waitFor(t, "two drift acks", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 2 })
+	// OnDrift runs just after the counters move.
+	waitFor(t, "three records handed over", func() bool { mu.Lock(); defer mu.Unlock(); return len(handed) >= 3 })
+	// Each delivery is acked, but two deliveries handled in one group share one ack.
+	waitFor(t, "a drift ack", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 1 })
 	mu.Lock()
 	defer mu.Unlock()
-	if len(acked) != 2 || !slices.Equal(acked[0], []uint64{11}) || !slices.Equal(acked[1], []uint64{11}) {
-		t.Errorf("drift acks %v, want [11] twice (the summary without an ID is not acked)", acked)
+	for _, a := range acked {
+		if !slices.Equal(a, []uint64{11}) {
+			t.Errorf("drift acks %v, want [11] once or twice (the summary without an ID is not acked)", acked)
+		}
+	}
+	if len(acked) > 2 {
+		t.Errorf("%d drift acks for two deliveries", len(acked))
 	}
 	var windows []uint64
 	for _, r := range handed {

@@ -170,14 +170,24 @@ func (s *Service) Run(ctx context.Context) error {
 	defer client.Disconnect(250)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		// Alerts wait in their queue while the session is down (at start, alerts of records
+		// handed over before the seed are ready before the connection is): a publish while
+		// paho (re)connects is neither delivered nor safe.
+		recheck := time.NewTicker(100 * time.Millisecond)
+		defer recheck.Stop()
 		for {
+			var alerts <-chan *wire.DriftAlert
+			if s.ready.Load() {
+				alerts = s.alerts
+			}
 			select {
 			case <-gctx.Done():
 				return nil
 			case m := <-s.in:
 				s.handle(gctx, m)
-			case al := <-s.alerts:
+			case al := <-alerts:
 				s.publish(client, al)
+			case <-recheck.C:
 			}
 		}
 	})
