@@ -21,6 +21,9 @@ type CapturedItem struct {
 	Epoch    uint64    `json:"epoch,omitempty"`
 	Received time.Time `json:"received"` // controller clock
 	wire.CaptureItem
+	// Feedback is the ground-truth label attached to the item's result, when one was given.
+	// Stores leave it nil; GET /v1/captures joins it from the stored results' feedback.
+	Feedback *Feedback `json:"feedback,omitempty"`
 }
 
 // CaptureBatch is one device's capture items to store (a decoded wire.CaptureBatch).
@@ -72,31 +75,25 @@ type CaptureStore interface {
 	PruneCaptures(ctx context.Context, keep int, before time.Time) (int, error)
 }
 
-// Capture retention defaults (Options.CaptureRetain*).
+// Capture retention defaults (Retention.CaptureCount and CaptureAge, retention.go).
 const (
 	DefaultCaptureRetainCount = 100_000
 	DefaultCaptureRetainAge   = 90 * 24 * time.Hour
 )
-
-// capturePruneEvery is how often the ingest loop applies retention while captures arrive (a
-// variable for tests).
-var capturePruneEvery = time.Minute
 
 // CaptureStats are the controller's capture counters since Run started.
 type CaptureStats struct {
 	Batches    uint64 // capture batches stored
 	Stored     uint64 // items newly stored
 	Duplicates uint64 // items received again
-	Pruned     uint64 // items deleted by retention
 	Unstored   uint64 // batches not stored because the store keeps no captures
 }
 
 // captureState is the ingest loop's capture bookkeeping.
 type captureState struct {
-	mu        sync.Mutex
-	stats     CaptureStats
-	lastPrune time.Time
-	warned    bool
+	mu     sync.Mutex
+	stats  CaptureStats
+	warned bool
 }
 
 // CaptureStats returns the capture counters.
@@ -122,7 +119,7 @@ func decodeCapture(device string, payload []byte, at time.Time) (*CaptureBatch, 
 }
 
 // handleCaptures stores the group's capture batches in one transaction, then acks each
-// (device, epoch) with the highest seq now stored, and applies retention now and then.
+// (device, epoch) with the highest seq now stored. Retention is the Retention loop's.
 func (c *Controller) handleCaptures(ctx context.Context, l *ingestLoop, group []decoded) error {
 	var batches []CaptureBatch
 	for _, d := range group {
@@ -166,10 +163,6 @@ func (c *Controller) handleCaptures(ctx context.Context, l *ingestLoop, group []
 		}
 		through[sp] = max(through[sp], a.Through)
 	}
-	prune := time.Since(c.capture.lastPrune) >= capturePruneEvery
-	if prune {
-		c.capture.lastPrune = time.Now()
-	}
 	c.capture.mu.Unlock()
 	// Only now, after the commit, may the devices hear about it.
 	for _, sp := range order {
@@ -183,35 +176,5 @@ func (c *Controller) handleCaptures(ctx context.Context, l *ingestLoop, group []
 		}
 		l.pending = append(l.pending, pendingAck{device: sp.device, tok: tok})
 	}
-	if prune {
-		c.pruneCaptures(ctx, cs)
-	}
 	return nil
-}
-
-// pruneCaptures applies the capture retention; a failure is logged, never fatal (the next
-// prune tries again).
-func (c *Controller) pruneCaptures(ctx context.Context, cs CaptureStore) {
-	keep, age := c.opts.CaptureRetainCount, c.opts.CaptureRetainAge
-	if keep == 0 {
-		keep = DefaultCaptureRetainCount
-	}
-	if age == 0 {
-		age = DefaultCaptureRetainAge
-	}
-	var before time.Time
-	if age > 0 {
-		before = time.Now().Add(-age)
-	}
-	n, err := cs.PruneCaptures(ctx, keep, before)
-	if err != nil {
-		c.log.Warn("capture retention", "err", err)
-		return
-	}
-	if n > 0 {
-		c.capture.mu.Lock()
-		c.capture.stats.Pruned += uint64(n)
-		c.capture.mu.Unlock()
-		c.log.Info("capture retention deleted old captures", "deleted", n, "keep", keep, "max_age", age)
-	}
 }

@@ -84,11 +84,11 @@ type Options struct {
 	DeviceFlush time.Duration
 	// Logger receives the controller's log lines; nil discards them.
 	Logger *slog.Logger
-	// CaptureRetainCount and CaptureRetainAge bound the stored captures (capture.go): the
-	// oldest beyond the count, and any older than the age, are deleted. 0 takes the defaults
-	// DefaultCaptureRetainCount and DefaultCaptureRetainAge; negative means no limit.
-	CaptureRetainCount int
-	CaptureRetainAge   time.Duration
+	// OnDrift, when set, is given the drift records of each group once they are stored (and
+	// their acks published), in arrival order: ingest is the one place drift summaries are
+	// stored, and the monitor's alerts follow from what was committed. It runs on the ingest
+	// loop and must not block.
+	OnDrift func([]DriftRecord)
 }
 
 // Controller consumes device traffic from an MQTT broker into a Store and acknowledges results.

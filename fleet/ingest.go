@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -292,13 +293,18 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 	c.mu.Unlock()
 
 	if len(drift) > 0 {
-		// A drift summary is QoS 1 without an ack of its own: redelivery replaces the record.
+		// Redelivery replaces the record (its identity is the window's), so a summary resent
+		// because its ack was lost is stored once.
 		if err := c.store.PutDrift(ctx, drift); err != nil {
 			return fmt.Errorf("store drift: %w", err)
 		}
 		c.mu.Lock()
 		c.stats.Drift += uint64(len(drift))
 		c.mu.Unlock()
+		c.ackDrift(l, drift)
+		if c.opts.OnDrift != nil {
+			c.opts.OnDrift(drift)
+		}
 	}
 
 	if len(batches) > 0 {
@@ -511,6 +517,40 @@ func (c *Controller) publishAck(l *ingestLoop, device string, ack *wire.Ack) {
 		l.pending = l.pending[1:]
 	}
 	l.pending = append(l.pending, pendingAck{device: device, tok: tok})
+}
+
+// ackDrift tells each device which of its queued summaries (those with an ID) are now stored,
+// after the commit: the agent's queue deletes them only then.
+func (c *Controller) ackDrift(l *ingestLoop, recs []DriftRecord) {
+	var order []string
+	ids := map[string][]uint64{}
+	for i := range recs {
+		s := &recs[i].Summary
+		if s.ID == 0 {
+			continue // an agent without a queue sends no ID and expects no ack
+		}
+		if _, ok := ids[s.Device]; !ok {
+			order = append(order, s.Device)
+		}
+		if !slices.Contains(ids[s.Device], s.ID) { // a summary delivered twice in one group
+			ids[s.Device] = append(ids[s.Device], s.ID)
+		}
+	}
+	for _, dev := range order {
+		for all := ids[dev]; len(all) > 0; {
+			n := min(len(all), wire.MaxDriftAckIDs)
+			payload, err := wire.Encode(&wire.DriftAck{IDs: all[:n]})
+			if err != nil {
+				panic(fmt.Sprintf("encode drift ack: %v", err)) // integers always encode
+			}
+			all = all[n:]
+			tok := l.client.Publish(wire.ControllerTopic(dev, wire.LeafDriftAck), 1, false, payload)
+			if len(l.pending) >= maxPendingAcks {
+				l.pending = l.pending[1:]
+			}
+			l.pending = append(l.pending, pendingAck{device: dev, tok: tok})
+		}
+	}
 }
 
 // sweepAcks counts ack publishes that have failed and forgets completed ones.

@@ -16,17 +16,25 @@ const (
 	DefaultPruneInterval   = 10 * time.Minute
 )
 
-// Retention prunes a ViewStore on a schedule. A zero period keeps that kind forever.
+// Retention prunes a ViewStore, and the captured windows of a CaptureStore, on a schedule. A
+// zero period keeps that kind forever.
 type Retention struct {
 	Store                             ViewStore
 	Results, Health, Summaries, Drift time.Duration
-	Interval                          time.Duration // between prunes; default DefaultPruneInterval
-	Logger                            *slog.Logger
+	// Captures, when set, has its captured windows pruned on the same schedule: those
+	// received more than CaptureAge ago, then the oldest beyond CaptureCount (≤ 0: no count
+	// limit). Captures arrive in bursts or not at all, so they are pruned by the clock rather
+	// than when the next one arrives.
+	Captures     CaptureStore
+	CaptureAge   time.Duration
+	CaptureCount int
+	Interval     time.Duration // between prunes; default DefaultPruneInterval
+	Logger       *slog.Logger
 }
 
 // Pruned counts what one Prune deleted.
 type Pruned struct {
-	Results, Health, Summaries, Drift int
+	Results, Health, Summaries, Drift, Captures int
 }
 
 // Prune deletes everything older than its period, measured back from now.
@@ -51,6 +59,17 @@ func (r *Retention) Prune(ctx context.Context, now time.Time) (Pruned, error) {
 		*s.n = n
 		if err != nil {
 			return p, fmt.Errorf("retention: prune %s: %w", s.name, err)
+		}
+	}
+	if r.Captures != nil && (r.CaptureAge > 0 || r.CaptureCount > 0) {
+		var before time.Time
+		if r.CaptureAge > 0 {
+			before = now.Add(-r.CaptureAge)
+		}
+		n, err := r.Captures.PruneCaptures(ctx, r.CaptureCount, before)
+		p.Captures = n
+		if err != nil {
+			return p, fmt.Errorf("retention: prune captures: %w", err)
 		}
 	}
 	return p, nil
@@ -79,7 +98,7 @@ func (r *Retention) Run(ctx context.Context) error {
 			log.Warn("retention prune failed; retrying later", "err", err)
 		case p != (Pruned{}):
 			log.Info("retention pruned", "results", p.Results, "health_points", p.Health,
-				"summaries", p.Summaries, "drift", p.Drift, "took", time.Since(start).Round(time.Millisecond))
+				"summaries", p.Summaries, "drift", p.Drift, "captures", p.Captures, "took", time.Since(start).Round(time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():

@@ -19,10 +19,12 @@ func TestRetention(t *testing.T) {
 		r    fleet.Retention
 		want fleet.Pruned
 	}{
-		{"defaults", fleet.Retention{Results: fleet.DefaultRetainResults, Health: fleet.DefaultRetainHealth, Summaries: fleet.DefaultRetainSummaries, Drift: fleet.DefaultRetainDrift},
-			fleet.Pruned{Results: 2, Health: 1, Summaries: 1, Drift: 1}}, // results keep 30 days, the rest 90 or 365
-		{"short", fleet.Retention{Results: day, Health: day, Summaries: day, Drift: day},
-			fleet.Pruned{Results: 2, Health: 2, Summaries: 2, Drift: 2}},
+		{"defaults", fleet.Retention{Results: fleet.DefaultRetainResults, Health: fleet.DefaultRetainHealth, Summaries: fleet.DefaultRetainSummaries, Drift: fleet.DefaultRetainDrift,
+			CaptureAge: fleet.DefaultCaptureRetainAge, CaptureCount: fleet.DefaultCaptureRetainCount},
+			fleet.Pruned{Results: 2, Health: 1, Summaries: 1, Drift: 1, Captures: 1}}, // results keep 30 days, captures 90, the rest 90 or 365
+		{"short", fleet.Retention{Results: day, Health: day, Summaries: day, Drift: day, CaptureAge: day},
+			fleet.Pruned{Results: 2, Health: 2, Summaries: 2, Drift: 2, Captures: 2}},
+		{"capture count only", fleet.Retention{CaptureCount: 1}, fleet.Pruned{Captures: 1}},
 		{"keep forever", fleet.Retention{}, fleet.Pruned{}},
 	}
 	for _, tc := range tests {
@@ -44,8 +46,9 @@ func TestRetention(t *testing.T) {
 				if err := store.PutDrift(ctx, []fleet.DriftRecord{{Received: at, Summary: wire.DriftSummary{Device: "r", Window: seq, Start: at, End: at}}}); err != nil {
 					t.Fatal(err)
 				}
+				appendCapture(t, store, seq, at)
 			}
-			tc.r.Store = store
+			tc.r.Store, tc.r.Captures = store, store
 			got, err := tc.r.Prune(ctx, now)
 			if err != nil || got != tc.want {
 				t.Errorf("Prune = %+v, %v; want %+v", got, err, tc.want)
@@ -54,12 +57,23 @@ func TestRetention(t *testing.T) {
 	}
 }
 
-// TestRetentionRun: the loop prunes at start and on its interval, and stops with its context.
+// appendCapture stores one captured window of device "r" received at at.
+func appendCapture(t *testing.T, store fleet.CaptureStore, seq uint64, at time.Time) {
+	t.Helper()
+	item := wire.CaptureItem{Seq: seq, Time: at, Reason: wire.CaptureRandom, Channels: []string{"x"}, Shape: []int{1, 1},
+		Values: []float32{1}, Result: wire.Result{Seq: seq, Time: at, Model: "m@1"}}
+	if _, err := store.AppendCaptures(context.Background(), []fleet.CaptureBatch{{Device: "r", Items: []wire.CaptureItem{item}, Received: at}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRetentionRun: the loop prunes at start and on its interval, captures included although
+// none arrive, and stops with its context.
 func TestRetentionRun(t *testing.T) {
 	store := openStore(t)
 	defer store.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &fleet.Retention{Store: store, Results: time.Hour, Interval: 10 * time.Millisecond}
+	r := &fleet.Retention{Store: store, Results: time.Hour, Captures: store, CaptureAge: time.Hour, Interval: 10 * time.Millisecond}
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
 	// Results received two hours ago, after the loop started: a later tick must prune them.
@@ -68,9 +82,11 @@ func TestRetentionRun(t *testing.T) {
 		Results: []wire.Result{{Seq: 1, Time: old, Model: "m@1"}, {Seq: 2, Time: old, Model: "m@1"}}}}); err != nil {
 		t.Fatal(err)
 	}
+	appendCapture(t, store, 1, old)
 	waitFor(t, "the loop to prune", func() bool {
 		rs, err := store.QueryResults(ctx, fleet.ResultQuery{Device: "r"})
-		return err == nil && len(rs) == 0
+		page, cerr := store.Captures(ctx, fleet.CaptureQuery{})
+		return err == nil && len(rs) == 0 && cerr == nil && len(page.Items) == 0
 	})
 	cancel()
 	select {

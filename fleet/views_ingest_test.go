@@ -2,9 +2,12 @@ package fleet_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/boltstore"
@@ -14,11 +17,15 @@ import (
 
 // startOnStore runs a controller on an open store the test keeps reading (the bbolt file
 // cannot be opened twice).
-func startOnStore(t *testing.T, b *broker.Broker, store fleet.Store) *runningController {
+func startOnStore(t *testing.T, b *broker.Broker, store fleet.Store, with ...func(*fleet.Options)) *runningController {
 	t.Helper()
 	user, pass := b.ControllerCredentials()
-	c, err := fleet.New(fleet.Options{Store: store, BrokerURL: b.URL(), Username: user, Password: pass,
-		RetryInterval: 100 * time.Millisecond, DeviceFlush: 20 * time.Millisecond})
+	opts := fleet.Options{Store: store, BrokerURL: b.URL(), Username: user, Password: pass,
+		RetryInterval: 100 * time.Millisecond, DeviceFlush: 20 * time.Millisecond}
+	for _, f := range with {
+		f(&opts)
+	}
+	c, err := fleet.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,35 +137,89 @@ func driftSummary(device string, window uint64) *wire.DriftSummary {
 }
 
 // TestIngestDrift: drift summaries are validated and stored once however often delivered;
-// malformed ones are counted and stored nowhere.
+// a queued summary (with an ID) is acked on c/{id}/drift-ack only once stored, one without
+// is not acked; OnDrift is handed each stored record after its commit; malformed ones are
+// counted and stored nowhere.
 func TestIngestDrift(t *testing.T) {
 	b := startBroker(t)
 	store := openStore(t)
-	c := startOnStore(t, b, store)
-	d := newDevice(t, b, "dev-d")
 	ctx := context.Background()
+	var mu sync.Mutex
+	var handed []fleet.DriftRecord
+	var unstored []uint64 // windows handed over before they could be read back
+	c := startOnStore(t, b, store, func(o *fleet.Options) {
+		o.OnDrift = func(recs []fleet.DriftRecord) {
+			// Runs on the ingest loop after PutDrift: the records must be readable.
+			got, err := store.Drift(ctx, fleet.DriftQuery{Device: "dev-d"})
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range recs {
+				if err != nil || !slices.ContainsFunc(got, func(g fleet.DriftRecord) bool { return g.Summary.Window == r.Summary.Window }) {
+					unstored = append(unstored, r.Summary.Window)
+				}
+			}
+			handed = append(handed, recs...)
+		}
+	})
+	d := newDevice(t, b, "dev-d")
+	var acked [][]uint64
+	tok := d.c.Subscribe(wire.ControllerTopic("dev-d", wire.LeafDriftAck), 1, func(_ paho.Client, m paho.Message) {
+		var a wire.DriftAck
+		if err := wire.Decode(m.Payload(), &a); err != nil {
+			t.Errorf("drift ack: %v", err)
+		}
+		mu.Lock()
+		acked = append(acked, a.IDs)
+		mu.Unlock()
+	})
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
 
 	s := driftSummary("dev-d", 1)
+	s.ID = 11
 	d.publish(wire.LeafDrift, s, false)
-	d.publish(wire.LeafDrift, s, false) // redelivered
+	d.publish(wire.LeafDrift, s, false) // redelivered: stored once, acked again
+	d.publish(wire.LeafDrift, driftSummary("dev-d", 2), false)
 	bad := []struct {
 		name    string
 		payload []byte
 	}{
 		{"not json", []byte("{")},
-		{"other device", mustEncode(t, driftSummary("dev-x", 2))},
+		{"other device", mustEncode(t, driftSummary("dev-x", 3))},
 		{"invalid", mustEncode(t, func() *wire.DriftSummary { x := driftSummary("dev-d", 3); x.Features[0].Role = "bogus"; return x }())},
 	}
 	for _, tc := range bad {
 		d.publishRaw(wire.LeafDrift, tc.payload, false)
 	}
-	waitFor(t, "5 messages handled", func() bool { st := c.Stats(); return st.Malformed+st.Drift == 5 })
-	if st := c.Stats(); st.Malformed != 3 || st.Drift != 2 {
-		t.Errorf("stats malformed %d drift %d, want 3 and 2", st.Malformed, st.Drift)
+	waitFor(t, "6 messages handled", func() bool { st := c.Stats(); return st.Malformed+st.Drift == 6 })
+	if st := c.Stats(); st.Malformed != 3 || st.Drift != 3 {
+		t.Errorf("stats malformed %d drift %d, want 3 and 3", st.Malformed, st.Drift)
 	}
 	rs, err := store.Drift(ctx, fleet.DriftQuery{})
-	if err != nil || len(rs) != 1 || rs[0].Summary.Window != 1 || rs[0].Summary.Features[0].PSI != 0.3 || rs[0].Received.IsZero() {
-		t.Errorf("stored drift = %+v, %v; want window 1 once", rs, err)
+	if err != nil || len(rs) != 2 || rs[1].Summary.Window != 1 || rs[1].Summary.Features[0].PSI != 0.3 || rs[1].Received.IsZero() {
+		t.Errorf("stored drift = %+v, %v; want windows 1 and 2 once each", rs, err)
+	}
+	// OnDrift runs just after the counters move.
+	waitFor(t, "three records handed over", func() bool { mu.Lock(); defer mu.Unlock(); return len(handed) >= 3 })
+	// Each delivery is acked, but two deliveries handled in one group share one ack.
+	waitFor(t, "a drift ack", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range acked {
+		if !slices.Equal(a, []uint64{11}) {
+			t.Errorf("drift acks %v, want [11] once or twice (the summary without an ID is not acked)", acked)
+		}
+	}
+	if len(acked) > 2 {
+		t.Errorf("%d drift acks for two deliveries", len(acked))
+	}
+	var windows []uint64
+	for _, r := range handed {
+		windows = append(windows, r.Summary.Window)
+	}
+	if !slices.Equal(windows, []uint64{1, 1, 2}) || len(unstored) > 0 {
+		t.Errorf("OnDrift was handed windows %v (%v not yet readable), want 1, 1, 2 each after its commit", windows, unstored)
 	}
 }
 

@@ -217,7 +217,8 @@ func (m *Monitor) Flush() *Report {
 func (m *Monitor) close() *Report {
 	m.window++
 	s := wire.DriftSummary{V: wire.SchemaVersion, Device: m.cfg.Device, Model: m.model, Window: m.window,
-		Start: m.start, End: m.last, Inferences: m.n}
+		Start: m.start, End: m.last, Inferences: m.n,
+		Thresholds: &wire.DriftThresholds{PSI: m.th.PSI, KS: m.th.KS, JS: m.th.JS, CUSUMH: m.th.CUSUMH, MinSamples: m.th.MinSamples}}
 	var culprits []string
 	for _, fs := range [][]feature{m.inputs, m.outputs} {
 		for i := range fs {

@@ -200,9 +200,16 @@ func TestMinSamples(t *testing.T) {
 	if th := m.Thresholds(); th.MinSamples != 100 || th.PSI != 0.5 || th.KS != bundle.DefaultDriftThresholds.KS {
 		t.Errorf("thresholds %+v", th)
 	}
-	a = feed(m, rand.New(rand.NewPCG(9, 9)), t0, 10, 5)[0].Summary.Features[0]
+	r = feed(m, rand.New(rand.NewPCG(9, 9)), t0, 10, 5)[0]
+	a = r.Summary.Features[0]
 	if !a.Scored || !slices.Contains(a.Drifted, wire.ScorePSI) {
 		t.Errorf("scored %v, drifted %v; want scored with psi", a.Scored, a.Drifted)
+	}
+	// The summary says which thresholds judged it.
+	want := wire.DriftThresholds{PSI: 0.5, KS: bundle.DefaultDriftThresholds.KS, JS: bundle.DefaultDriftThresholds.JS,
+		CUSUMH: bundle.DefaultDriftThresholds.CUSUMH, MinSamples: 100}
+	if th := r.Summary.Thresholds; th == nil || *th != want {
+		t.Errorf("summary thresholds %+v, want %+v", th, want)
 	}
 }
 

@@ -18,10 +18,10 @@ import (
 
 func init() { register(newCaptureCmd) }
 
-// addCaptureFlags adds the capture retention flags to `outpost serve`.
+// addCaptureFlags adds the capture retention count to `outpost serve`; the age,
+// --retain-captures, is with the other --retain-* flags (serve_retention.go).
 func addCaptureFlags(cmd *cobra.Command, cfg *serveConfig) {
-	cmd.Flags().IntVar(&cfg.CaptureRetainCount, "retain-captures-count", fleet.DefaultCaptureRetainCount, "most captured windows kept; the oldest received are deleted beyond it (-1: no limit)")
-	cmd.Flags().DurationVar(&cfg.CaptureRetainAge, "retain-captures", fleet.DefaultCaptureRetainAge, "captured windows older than this are deleted (-1ns: keep forever)")
+	cmd.Flags().IntVar(&cfg.CaptureRetainCount, "retain-captures-count", fleet.DefaultCaptureRetainCount, "most captured windows kept; the oldest received are deleted beyond it (0: no limit)")
 }
 
 // captureReader is the store's capture side for the API, or nil when it keeps none.
@@ -47,7 +47,8 @@ func newCaptureCmd() *cobra.Command {
 		Long: `Export the windows devices captured under their capture policy (docs/monitoring.md) for one
 model into DIR: manifest.json, windows.npy (float32 [count, samples, channels], NumPy format
 1.0) or windows.csv (index,sample,CHANNEL…), and results.csv (one row per window: device,
-seqs, time, reason, model, score, label, event). --since takes an RFC 3339 time or a duration
+seqs, time, reason, model, score, label and event as the model decided, truth (the feedback
+label, when one was given) and label_source (feedback or model)). --since takes an RFC 3339 time or a duration
 back from now (24h). Windows whose shape differs from the first one exported are skipped and
 counted in the manifest. models/train --from-capture DIR retrains the sample model on it.`,
 		Args: cobra.ExactArgs(1),
@@ -136,7 +137,6 @@ func buildExport(model, format string, items []fleet.CapturedItem) (*dataset.Exp
 	first := items[0]
 	e := &dataset.Export{Manifest: dataset.Manifest{
 		Model: model, Windows: format, Shape: slices.Clone(first.Shape), Channels: slices.Clone(first.Channels),
-		LabelSource: "the model's own output at capture time (replace with ground truth before training if you have it)",
 	}}
 	m := &e.Manifest
 	models, devices := map[string]bool{}, map[string]bool{}
@@ -146,10 +146,14 @@ func buildExport(model, format string, items []fleet.CapturedItem) (*dataset.Exp
 			continue
 		}
 		e.Windows = append(e.Windows, it.Values)
-		e.Rows = append(e.Rows, dataset.Row{
+		row := dataset.Row{
 			Device: it.Device, Epoch: it.Epoch, CaptureSeq: it.Seq, Time: it.Time, Reason: it.Reason,
 			ResultSeq: it.Result.Seq, Model: it.Result.Model, Score: it.Result.Score, Label: it.Result.Label, Event: it.Result.Event,
-		})
+		}
+		if it.Feedback != nil {
+			row.Truth = it.Feedback.Label
+		}
+		e.Rows = append(e.Rows, row)
 		models[it.Result.Model], devices[it.Device] = true, true
 		if m.From.IsZero() || it.Time.Before(m.From) {
 			m.From = it.Time.UTC()

@@ -176,6 +176,18 @@ func TestCaptureEndToEnd(t *testing.T) {
 	t.Logf("agent captured %d windows (lost before the buffer: %d), all acked", st.LastSeq, c.Stats().Lost)
 
 	// Every capture stored exactly once, seqs 1..LastSeq, with its window and result.
+	// A late label for the first captured window's result: the export carries it as truth.
+	first := filepath.Join(t.TempDir(), "first")
+	mustCLI(t, append([]string{"capture", "export", "--model", "vibration-anomaly-f32", "--format", "npy", "--device", dev, "--since", "1h", first}, api()...)...)
+	e0, err := dataset.Read(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth := "anomaly"
+	if e0.Rows[0].Label == "anomaly" {
+		truth = "normal" // the label says the model was wrong, whichever way
+	}
+	mustCLI(t, append([]string{"feedback", dev, fmt.Sprint(e0.Rows[0].ResultSeq), truth}, api()...)...)
 	exports := map[string]*dataset.Export{}
 	for _, format := range []string{"npy", "csv"} {
 		out := filepath.Join(t.TempDir(), format)
@@ -198,6 +210,9 @@ func TestCaptureEndToEnd(t *testing.T) {
 	}
 	if fmt.Sprint(exports["csv"].Windows) != fmt.Sprint(e.Windows) || fmt.Sprint(exports["csv"].Rows) != fmt.Sprint(e.Rows) {
 		t.Error("the csv and npy exports differ")
+	}
+	if m.Labelled != 1 || m.LabelSource != dataset.LabelsMixed || e.Rows[0].Truth != truth || e.Rows[0].Source() != dataset.LabelsFeedback || e.Rows[1].Source() != dataset.LabelsModel {
+		t.Errorf("label sources: manifest %q with %d labelled, rows %+v %+v; want row 0's truth %q from feedback", m.LabelSource, m.Labelled, e.Rows[0], e.Rows[1], truth)
 	}
 	// The windows are the sensor's raw values: the simulated accelerometer swings around 0 g
 	// by a fraction of a g, never normalised values of unit variance.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -59,7 +61,8 @@ func artifactDir(t *testing.T) string {
 }
 
 // dashboardFleet is a real `outpost serve` (embedded broker, controller, HTTP API, dashboard,
-// /metrics) with three real agents on simulated vibration sensors.
+// /metrics) with three real agents on simulated vibration sensors; dev-3's sensor has a 2σ
+// mean shift injected and short drift windows (16 inferences, about 10 s), so it drifts.
 type dashboardFleet struct {
 	srv  *fleetServer
 	base string // http://host:port
@@ -90,9 +93,15 @@ func startDashboardFleet(t *testing.T) *dashboardFleet {
 	}
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("dev-%d", i)
+		sensorSpec := fmt.Sprintf("%s?seed=%d&rate=%g", simsensor.KindVibration, i, rate)
+		driftWindow := int64(0) // the default: no window closes during a test
+		if i == 3 {
+			sensorSpec = "drift?" + url.Values{"source": {sensorSpec}, "drift": {"meanshift:2@0s"}}.Encode()
+			driftWindow = 16
+		}
 		d, err := assemble.New(assemble.Config{
 			DeviceID: id, Broker: srv.BrokerURL, ModelPath: modelPath, AllowUnsigned: true,
-			Sensors: []string{fmt.Sprintf("%s?seed=%d&rate=%g", simsensor.KindVibration, i, rate)},
+			Sensors: []string{sensorSpec}, DriftWindow: driftWindow,
 			DataDir: filepath.Join(dir, id), HealthInterval: 300 * time.Millisecond, AgentVersion: version,
 			Link: mqttlink.Options{ConnectRetryInterval: 200 * time.Millisecond, MaxReconnectInterval: time.Second},
 		})
@@ -196,6 +205,28 @@ func TestMetricsEndToEnd(t *testing.T) {
 	if fams["go_goroutines"] == nil || fams["process_resident_memory_bytes"] == nil {
 		t.Error("runtime and process metrics missing")
 	}
+	// dev-3 drifts (injected): the monitor's state reaches the drift series.
+	drifting := func(fams map[string]*dto.MetricFamily) (perModel, dev3 float64) {
+		for _, m := range fams["outpost_drift_devices_drifting"].GetMetric() {
+			perModel += m.GetGauge().GetValue()
+		}
+		for _, m := range fams["outpost_device_drifting"].GetMetric() {
+			if len(m.Label) == 1 && m.Label[0].GetValue() == "dev-3" {
+				dev3 = m.GetGauge().GetValue()
+			}
+		}
+		return perModel, dev3
+	}
+	waitUntil(t, "dev-3 drifting in /metrics", 60*time.Second, func() bool {
+		_, body := f.do(t, "GET", "/metrics", f.srv.APIToken, "")
+		mp := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := mp.TextToMetricFamilies(bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("parse /metrics: %v", err)
+		}
+		perModel, dev3 := drifting(fams)
+		return perModel == 1 && dev3 == 1
+	})
 }
 
 // TestDashboard opens the dashboard of a real serve in Debian's headless chromium: sign in
@@ -304,7 +335,11 @@ func TestDashboard(t *testing.T) {
 	poll("fleet table with three devices", `document.querySelectorAll('#fleet tbody tr').length === 3`)
 	rows := eval("fleet rows", `[...document.querySelectorAll('#fleet tbody tr')].map(r => [...r.cells].map(c => c.textContent).join('|')).join('\n')`)
 	for i := 1; i <= 3; i++ {
-		if !strings.Contains(rows, fmt.Sprintf("dev-%d|online|vibration-anomaly-i8@1.0.0|normal ", i)) {
+		want := fmt.Sprintf("dev-%d|online|vibration-anomaly-i8@1.0.0|", i)
+		if i < 3 {
+			want += "normal " // dev-3's shifted input may well look anomalous
+		}
+		if !strings.Contains(rows, want) {
 			t.Errorf("fleet table has no online dev-%d with its model:\n%s", i, rows)
 		}
 	}
@@ -348,6 +383,21 @@ func TestDashboard(t *testing.T) {
 	t.Logf("charts:\n%s", summary)
 
 	shoot(t, ctx, "dashboard-device.png")
+
+	// The fleet drift view: dev-3 drifts (injected 2σ mean shift), since when, on which
+	// feature; its device page charts the drift scores against the thresholds.
+	run("open the drift view", chromedp.Navigate(f.base+"/#/drift"))
+	poll("dev-3 drifting in the drift view", `!!document.querySelector('section.drift-model[data-model="vibration-anomaly-i8@1.0.0"] tr[data-device="dev-3"][data-drifting="true"]')`)
+	row := eval("drift row", `[...document.querySelector('tr[data-device="dev-3"]').cells].map(c => c.textContent).join('|')`)
+	if !strings.Contains(row, "dev-3|drifting|") || !strings.Contains(row, "accel (") || strings.Contains(row, "|–|") {
+		t.Errorf("drift view row of dev-3 = %q, want drifting with a since time and the accel feature", row)
+	}
+	shoot(t, ctx, "dashboard-drift.png")
+	run("open dev-3 from the drift view", chromedp.Click(chromedp.CSS(`tr[data-device="dev-3"] a`)))
+	poll("dev-3 drift charts", `[...document.querySelectorAll('figure.c-drift-cusum path.series, figure.c-drift-psi path.series')].some(p => +p.dataset.points >= 1)`)
+	poll("thresholds drawn", `!!document.querySelector('figure.c-drift-psi line.limit') && !!document.querySelector('figure.c-drift-cusum line.limit')`)
+	t.Logf("drift row: %s", row)
+	shoot(t, ctx, "dashboard-device-drift.png")
 
 	mu.Lock()
 	defer mu.Unlock()

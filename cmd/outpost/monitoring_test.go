@@ -213,7 +213,7 @@ func TestMonitoringEndToEnd(t *testing.T) {
 	if out := mustCLI(t, append([]string{"accuracy", "--since="}, api...)...); !strings.Contains(out, "pump-1") || !strings.Contains(out, "anomaly ") {
 		t.Errorf("outpost accuracy printed:\n%s", out)
 	}
-	if st := srv.Monitor.Stats(); st.LabelsStored != 10 || st.Alerts != 1 || st.DriftStored == 0 {
+	if st := srv.Monitor.Stats(); st.LabelsStored != 10 || st.Alerts != 1 || st.DriftSeen == 0 {
 		t.Errorf("monitor stats %+v", st)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -102,8 +101,7 @@ type serveConfig struct {
 	// LabellerPasswordFile holds the password of the embedded broker's labeller user, who may
 	// publish late labels on outpost/v1/feedback (serve_monitor.go); empty: no labeller.
 	LabellerPasswordFile string
-	CaptureRetainCount   int           // capture.go
-	CaptureRetainAge     time.Duration // capture.go
+	CaptureRetainCount   int // capture.go; the age is retentionConfig.RetainCaptures
 }
 
 // fleetServer is a controller plus, unless an external broker is used, the embedded broker it
@@ -124,8 +122,8 @@ type fleetServer struct {
 	Blobs *blobserve.Server
 	// homeAssistant announces devices to Home Assistant; nil without --homeassistant.
 	homeAssistant *homeassistant.Options
-	// Monitor takes MQTT labels, stores and acks drift summaries and publishes drift alerts
-	// (serve_monitor.go).
+	// Monitor takes MQTT labels and publishes drift alerts for the drift summaries the
+	// controller stored and acked (serve_monitor.go).
 	Monitor *monitor.Service
 	// Store is the controller's store (owned by Controller, which closes it).
 	Store fleet.Store
@@ -174,8 +172,7 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 	if s.Trust, err = openTrust(cfg.DataDir, cfg.TargetsKeyFiles); err != nil {
 		return nil, err
 	}
-	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller"),
-		CaptureRetainCount: cfg.CaptureRetainCount, CaptureRetainAge: cfg.CaptureRetainAge}
+	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller")}
 	if cfg.BrokerURL != "" && cfg.StoreURL != "" {
 		// Scale-out: replicas split the result topics through a shared subscription and
 		// each needs its own client ids (serve_scaleout.go).
@@ -215,6 +212,11 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		copts.BrokerURL = b.URL()
 		copts.Username, copts.Password = b.ControllerCredentials()
 	}
+	// The monitor alerts on the drift summaries the controller's ingest stores.
+	if s.Monitor, err = newMonitor(store, copts, log); err != nil {
+		return nil, err
+	}
+	copts.OnDrift = s.Monitor.DriftStored
 	s.Controller, err = fleet.New(copts)
 	if err != nil {
 		return nil, err
@@ -232,15 +234,12 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 			return nil, err
 		}
 	}
-	s.Retention = cfg.retention(store)
+	s.Retention = cfg.retention(store, cfg.CaptureRetainCount)
 	s.Retention.Logger = log.With("component", "retention")
 	if err := s.setupUpdates(cfg, store, copts); err != nil {
 		return nil, err
 	}
 	s.homeAssistant = homeAssistantOptions(cfg, copts, s.Controller)
-	if s.Monitor, err = newMonitor(store, copts, log); err != nil {
-		return nil, err
-	}
 	log.Info("outpost serve", "data_dir", cfg.DataDir, "store", where, "broker", redact(s.BrokerURL), "embedded", s.Broker != nil, "shared", copts.ShareGroup != "")
 	return s, nil
 }

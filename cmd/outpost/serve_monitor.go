@@ -16,9 +16,9 @@ import (
 // monitoringStore is the store's monitoring part for the API and the monitor service.
 func monitoringStore(store fleet.Store) httpapi.Monitoring { return store }
 
-// newMonitor builds the service that takes labels from outpost/v1/feedback, stores drift
-// summaries and publishes drift alerts on outpost/v1/alerts, logged in with the controller's
-// broker credential.
+// newMonitor builds the service that takes labels from outpost/v1/feedback and publishes drift
+// alerts on outpost/v1/alerts for the drift summaries the controller stores, logged in with
+// the controller's broker credential.
 func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*monitor.Service, error) {
 	u, err := fleet.ParseBrokerURL(copts.BrokerURL)
 	if err != nil {
@@ -31,7 +31,17 @@ func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*moni
 	}
 	u.User = nil
 	return monitor.NewService(monitor.Options{Store: store, BrokerURL: u.String(), Username: user, Password: pass,
-		Logger: log.With("component", "monitor")})
+		ClientID: monitorClientID(copts), Logger: log.With("component", "monitor")})
+}
+
+// monitorClientID keeps the monitor services of scale-out replicas apart, as blobClientID
+// does the block servers: with one id, the broker would disconnect each in turn. "" is the
+// default id (one controller).
+func monitorClientID(copts fleet.Options) string {
+	if copts.ClientID == "" || copts.ClientID == fleet.DefaultClientID {
+		return ""
+	}
+	return monitor.DefaultClientID + strings.TrimPrefix(copts.ClientID, fleet.DefaultClientID)
 }
 
 // runMonitor runs the monitor service until ctx ends.

@@ -13,7 +13,7 @@ import (
 
 // retentionConfig holds the --retain-* periods of outpost serve.
 type retentionConfig struct {
-	RetainResults, RetainHealth, RetainSummaries, RetainDrift time.Duration
+	RetainResults, RetainHealth, RetainSummaries, RetainDrift, RetainCaptures time.Duration
 }
 
 // days is a duration flag that also takes days ("30d"), as retention periods are spoken of;
@@ -60,14 +60,22 @@ func parseDays(s string) (time.Duration, error) {
 func addRetentionFlags(cmd *cobra.Command, cfg *retentionConfig) {
 	cfg.RetainResults, cfg.RetainHealth = fleet.DefaultRetainResults, fleet.DefaultRetainHealth
 	cfg.RetainSummaries, cfg.RetainDrift = fleet.DefaultRetainSummaries, fleet.DefaultRetainDrift
+	cfg.RetainCaptures = fleet.DefaultCaptureRetainAge
 	f := cmd.Flags()
 	f.Var(days{&cfg.RetainResults}, "retain-results", "keep stored results this long after they were received (e.g. 30d, 12h; 0 keeps forever)")
 	f.Var(days{&cfg.RetainHealth}, "retain-health", "keep health history (one point per device per minute) this long")
 	f.Var(days{&cfg.RetainSummaries}, "retain-summaries", "keep per-minute model-output summaries this long")
 	f.Var(days{&cfg.RetainDrift}, "retain-drift", "keep drift summaries this long after they were received")
+	f.Var(days{&cfg.RetainCaptures}, "retain-captures", "keep captured windows this long after they were received (see also --retain-captures-count)")
 }
 
-func (c retentionConfig) retention(store fleet.ViewStore) *fleet.Retention {
-	return &fleet.Retention{Store: store, Results: c.RetainResults, Health: c.RetainHealth,
+// retention builds the pruning loop; captures are pruned too when the store keeps them, at
+// most keepCaptures of them (≤ 0: no count limit).
+func (c retentionConfig) retention(store fleet.ViewStore, keepCaptures int) *fleet.Retention {
+	r := &fleet.Retention{Store: store, Results: c.RetainResults, Health: c.RetainHealth,
 		Summaries: c.RetainSummaries, Drift: c.RetainDrift}
+	if cs, ok := store.(fleet.CaptureStore); ok {
+		r.Captures, r.CaptureAge, r.CaptureCount = cs, c.RetainCaptures, max(keepCaptures, 0)
+	}
+	return r
 }

@@ -9,7 +9,11 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/spf13/cobra"
 
+	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/boltstore"
+	"github.com/outpost-ml/outpost/fleet/monitor"
 	"github.com/outpost-ml/outpost/fleet/pgstore/pgtest"
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
@@ -102,6 +106,7 @@ func TestServeErrors(t *testing.T) {
 		{"store unreachable", []string{"serve", "--store", "postgres://u:secret@127.0.0.1:1/db?connect_timeout=2", "--data-dir", t.TempDir()}, "127.0.0.1:1/db"},
 		{"bad retention", []string{"serve", "--retain-results", "3x"}, "whole days"},
 		{"negative retention", []string{"serve", "--retain-health", "-1h"}, "whole days"},
+		{"bad capture retention", []string{"serve", "--retain-captures", "90 days"}, "whole days"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,4 +163,52 @@ func FuzzParseDays(f *testing.F) {
 			t.Fatalf("parseDays(%q) = %v, negative", s, d)
 		}
 	})
+}
+
+// TestRetainCapturesFlag: --retain-captures takes days like the other --retain-* flags and,
+// with --retain-captures-count, reaches the retention loop when the store keeps captures.
+func TestRetainCapturesFlag(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args  []string
+		age   time.Duration
+		count int
+	}{
+		{nil, fleet.DefaultCaptureRetainAge, fleet.DefaultCaptureRetainCount},
+		{[]string{"--retain-captures", "7d", "--retain-captures-count", "500"}, 7 * 24 * time.Hour, 500},
+		{[]string{"--retain-captures", "36h", "--retain-captures-count", "-1"}, 36 * time.Hour, 0},
+		{[]string{"--retain-captures", "0"}, 0, fleet.DefaultCaptureRetainCount},
+	} {
+		cmd := &cobra.Command{Use: "serve"}
+		var cfg serveConfig
+		addRetentionFlags(cmd, &cfg.retentionConfig)
+		addCaptureFlags(cmd, &cfg)
+		if err := cmd.ParseFlags(tc.args); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		store, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := cfg.retention(store, cfg.CaptureRetainCount)
+		if r.Captures == nil || r.CaptureAge != tc.age || r.CaptureCount != tc.count {
+			t.Errorf("%v: retention captures %v, age %v, count %d; want the store, %v, %d", tc.args, r.Captures != nil, r.CaptureAge, r.CaptureCount, tc.age, tc.count)
+		}
+		store.Close()
+	}
+}
+
+// TestMonitorClientID: scale-out replicas' monitor services get client ids of their own (one
+// shared id would have the broker disconnect them in turn); one controller keeps the default.
+func TestMonitorClientID(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ controller, want string }{
+		{"", ""},
+		{fleet.DefaultClientID, ""},
+		{fleet.DefaultClientID + "-host-a1", monitor.DefaultClientID + "-host-a1"},
+	} {
+		if got := monitorClientID(fleet.Options{ClientID: c.controller}); got != c.want {
+			t.Errorf("monitorClientID(%q) = %q, want %q", c.controller, got, c.want)
+		}
+	}
 }

@@ -36,7 +36,11 @@ func addWebFlags(cmd *cobra.Command, cfg *serveConfig) {
 func (s *fleetServer) httpHandler(cfg serveConfig, api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", api)
-	var m http.Handler = metrics.Handler(metrics.Options{Fleet: s.Controller, Rollouts: s.rollouts, MaxDevices: cfg.MetricsMaxDevices})
+	mo := metrics.Options{Fleet: s.Controller, Rollouts: s.rollouts, MaxDevices: cfg.MetricsMaxDevices}
+	if s.Monitor != nil {
+		mo.Drift = s.Monitor
+	}
+	var m http.Handler = metrics.Handler(mo)
 	if !cfg.MetricsOpen {
 		m = bearer(s.APIToken, m)
 	}

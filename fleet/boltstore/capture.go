@@ -187,29 +187,46 @@ func (s *Store) PruneCaptures(ctx context.Context, keep int, before time.Time) (
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
+	limit := uint64(0)
+	if !before.IsZero() {
+		limit = uint64(max(before.UnixNano(), 0))
+	}
+	// At most pruneChunk deletions per transaction, like the views' retention, so a large
+	// prune (a lowered --retain-captures-count) never holds the write lock for long.
 	n := 0
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		items, _, err := captureBuckets(tx)
-		if err != nil {
-			return err
-		}
-		total := items.Stats().KeyN
-		limit := uint64(0)
-		if !before.IsZero() {
-			limit = uint64(max(before.UnixNano(), 0))
-		}
-		c := items.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.First() {
-			old := len(k) >= 8 && binary.BigEndian.Uint64(k) < limit
-			if !old && (keep <= 0 || total-n <= keep) {
-				break
-			}
-			if err := c.Delete(); err != nil {
+	for {
+		done := false
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			items, _, err := captureBuckets(tx)
+			if err != nil {
 				return err
 			}
-			n++
+			total := items.Stats().KeyN
+			c := items.Cursor()
+			deleted := 0
+			for k, _ := c.First(); ; k, _ = c.First() {
+				if k == nil || deleted == pruneChunk {
+					done = k == nil
+					break
+				}
+				old := len(k) >= 8 && binary.BigEndian.Uint64(k) < limit
+				if !old && (keep <= 0 || total-deleted <= keep) {
+					done = true
+					break
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				deleted++
+			}
+			n += deleted
+			return nil
+		})
+		if err != nil || done {
+			return n, err
 		}
-		return nil
-	})
-	return n, err
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+	}
 }

@@ -70,5 +70,55 @@ func (a *api) listCaptures(w http.ResponseWriter, r *http.Request) {
 	if page.Items == nil {
 		page.Items = []fleet.CapturedItem{}
 	}
+	if a.o.Monitoring != nil {
+		if err := joinFeedback(r.Context(), a.o.Monitoring, page.Items); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, page)
+}
+
+// joinFeedback attaches to each item the feedback label of its result. A capture item names
+// its result by device and result seq but not by the results' epoch (the capture buffer has
+// its own), so the result time, which the agent copies into both, tells epochs apart. One
+// FeedbackResults call per device of the page, from the page's oldest result time on.
+func joinFeedback(ctx context.Context, st Monitoring, items []fleet.CapturedItem) error {
+	oldest := map[string]time.Time{}
+	for i := range items {
+		it := &items[i]
+		if it.Result.Seq == 0 {
+			continue // its result was never numbered, so never stored or labelled
+		}
+		if t, ok := oldest[it.Device]; !ok || it.Result.Time.Before(t) {
+			oldest[it.Device] = it.Result.Time
+		}
+	}
+	for dev, since := range oldest {
+		labelled, err := st.FeedbackResults(ctx, dev, since, fleet.MaxResultLimit)
+		if err != nil {
+			return fmt.Errorf("feedback of %s: %w", dev, err)
+		}
+		bySeq := make(map[uint64][]fleet.StoredResult, len(labelled))
+		for _, r := range labelled {
+			if r.Feedback != nil {
+				bySeq[r.Result.Seq] = append(bySeq[r.Result.Seq], r)
+			}
+		}
+		for i := range items {
+			it := &items[i]
+			if it.Device != dev || it.Result.Seq == 0 {
+				continue
+			}
+			for _, r := range bySeq[it.Result.Seq] {
+				// Within a millisecond: a store may keep times at a coarser resolution
+				// (PostgreSQL: microseconds) than the capture's JSON.
+				if d := r.Result.Time.Sub(it.Result.Time); d > -time.Millisecond && d < time.Millisecond {
+					it.Feedback = r.Feedback
+					break
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -43,6 +43,17 @@ func TestCaptures(t *testing.T) {
 	if _, err := st.AppendCaptures(context.Background(), batches); err != nil {
 		t.Fatal(err)
 	}
+	// The result of capture 3 (two hours old) was stored and labelled later: seq 9 of a
+	// results epoch of its own, at capture 3's result time (the other captures' results
+	// share seq 9 in other epochs and are not stored).
+	at3 := now.Add(-3 * time.Hour)
+	if _, err := st.AppendResults(context.Background(), []fleet.Batch{{Device: "d1", Epoch: 71, Received: at3,
+		Results: []wire.Result{{Seq: 9, Time: at3, Model: "vib@1.0.0", Score: 0.7, Label: "anomaly", Event: true}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutFeedback(context.Background(), []fleet.Feedback{{Device: "d1", Epoch: 71, Seq: 9, Label: "normal", Source: "cli", At: now}}); err != nil {
+		t.Fatal(err)
+	}
 	reg, err := registry.New(registry.Options{Store: st, Keys: []ed25519.PublicKey{bundle.DemoKey().Public().(ed25519.PublicKey)}, Publisher: &registrytest.Publisher{}})
 	if err != nil {
 		t.Fatal(err)
@@ -51,7 +62,7 @@ func TestCaptures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := httpapi.New(httpapi.Options{Registry: reg, Rollouts: eng, Fleet: devices{}, Tags: st, Token: token, Captures: st})
+	h, err := httpapi.New(httpapi.Options{Registry: reg, Rollouts: eng, Fleet: devices{}, Tags: st, Token: token, Captures: st, Monitoring: st})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,6 +110,13 @@ func TestCaptures(t *testing.T) {
 	_, p2, _ := get("limit=10&after=" + p.Next)
 	if len(p2.Items) != 3 || p2.Items[0].Seq != 3 || p2.Items[0].Result.Label != "anomaly" || p2.Items[0].Values[1] != 2 {
 		t.Errorf("second page: %+v", p2.Items)
+	}
+	// Feedback is joined by result seq and time: capture 3 carries the label, no other does.
+	_, all, _ := get("")
+	for _, it := range all.Items {
+		if labelled := it.Feedback != nil; labelled != (it.Seq == 3) || labelled && (it.Feedback.Label != "normal" || it.Feedback.Source != "cli") {
+			t.Errorf("capture %d feedback %+v; want only capture 3 labelled normal", it.Seq, it.Feedback)
+		}
 	}
 }
 

@@ -29,7 +29,70 @@ func (a *api) monitoringRoutes() []route {
 		{"POST /v1/feedback", a.postFeedback, on},
 		{"GET /v1/accuracy", a.getAccuracy, on},
 		{"GET /v1/drift", a.getDrift, on},
+		{"GET /v1/devices/{id}/drift", a.deviceDrift, on},
 	}
+}
+
+// DriftPoint is one stored drift window in short: its scores and the thresholds they were
+// judged by, without the histograms (GET /v1/devices/{id}/drift, the dashboard's drift chart).
+type DriftPoint struct {
+	Model      wire.ModelRef         `json:"model"`
+	Window     uint64                `json:"window"`
+	Start      time.Time             `json:"start"`
+	End        time.Time             `json:"end"`
+	Received   time.Time             `json:"received"`
+	Thresholds *wire.DriftThresholds `json:"thresholds,omitempty"`
+	Features   []DriftScore          `json:"features"`
+}
+
+// DriftScore is one feature's scores in a DriftPoint.
+type DriftScore struct {
+	Name    string   `json:"name"`
+	Role    string   `json:"role"`
+	Scored  bool     `json:"scored"`
+	PSI     float64  `json:"psi"`
+	KS      float64  `json:"ks"`
+	JS      float64  `json:"js"`
+	CUSUM   float64  `json:"cusum"`
+	Drifted []string `json:"drifted,omitempty"`
+}
+
+// deviceDrift answers a device's drift windows in short, oldest first.
+func (a *api) deviceDrift(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := wire.ValidDeviceID(id); err != nil {
+		a.fail(w, r, fmt.Errorf("%w: %v", errBadRequest, err))
+		return
+	}
+	q := r.URL.Query()
+	since, err := ParseSince(q.Get("since"), time.Now())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if since.IsZero() {
+		since = time.Now().Add(-DefaultWindow)
+	}
+	recs, err := a.o.Monitoring.Drift(r.Context(), fleet.DriftQuery{Device: id, Model: q.Get("model"), Since: since, Limit: MaxPoints + 1})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if len(recs) > MaxPoints {
+		recs = recs[:MaxPoints] // the newest
+		w.Header().Set(TruncatedHeader, "true")
+	}
+	out := make([]DriftPoint, len(recs))
+	for i := range recs {
+		s := &recs[len(recs)-1-i].Summary
+		p := DriftPoint{Model: s.Model, Window: s.Window, Start: s.Start, End: s.End, Received: recs[len(recs)-1-i].Received,
+			Thresholds: s.Thresholds, Features: make([]DriftScore, len(s.Features))}
+		for j, f := range s.Features {
+			p.Features[j] = DriftScore{Name: f.Name, Role: f.Role, Scored: f.Scored, PSI: f.PSI, KS: f.KS, JS: f.JS, CUSUM: f.CUSUM, Drifted: f.Drifted}
+		}
+		out[i] = p
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // FeedbackAnswer is POST /v1/feedback's answer.

@@ -142,6 +142,29 @@ func TestDriftRoute(t *testing.T) {
 	if code := call(t, srv, "GET", "/v1/drift", "", nil, &e); code != http.StatusUnauthorized {
 		t.Errorf("no token: %d", code)
 	}
+
+	// One device's windows in short, oldest first, for the dashboard's drift charts.
+	var pts []httpapi.DriftPoint
+	if code := call(t, srv, "GET", "/v1/devices/pump-1/drift", token, nil, &pts); code != http.StatusOK || len(pts) != 3 {
+		t.Fatalf("device drift: %d %+v", code, pts)
+	}
+	for i, p := range pts {
+		if p.Window != uint64(i+1) || len(p.Features) != 1 || p.Features[0].Name != "accel" || p.Model.String() != "vib@1.0.0" {
+			t.Errorf("point %d = %+v", i, p)
+		}
+	}
+	if f := pts[2].Features[0]; f.PSI != 0.8 || len(f.Drifted) != 1 || f.Drifted[0] != wire.ScorePSI || !f.Scored {
+		t.Errorf("window 3 scores %+v", f)
+	}
+	if code := call(t, srv, "GET", "/v1/devices/pump-1/drift?since=45m", token, nil, &pts); code != http.StatusOK || len(pts) != 2 || pts[0].Window != 2 {
+		t.Errorf("since 45m: %d %+v, want windows 2 and 3", code, pts)
+	}
+	if code := call(t, srv, "GET", "/v1/devices/pump-9/drift", token, nil, &pts); code != http.StatusOK || len(pts) != 0 {
+		t.Errorf("device without drift: %d %+v", code, pts)
+	}
+	if code := call(t, srv, "GET", "/v1/devices/bad%20id/drift", token, nil, &e); code != http.StatusUnprocessableEntity {
+		t.Errorf("bad device id: %d", code)
+	}
 }
 
 func TestParseSince(t *testing.T) {

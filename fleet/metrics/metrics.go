@@ -6,7 +6,9 @@
 package metrics
 
 import (
+	"cmp"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/monitor"
 )
 
 // Fleet is what the collector reads: fleet.Controller satisfies it.
@@ -28,13 +31,30 @@ type Rollouts interface {
 	List() []fleet.Rollout
 }
 
+// Drift is the monitor's drift state and counters (fleet/monitor.Service satisfies it);
+// optional.
+type Drift interface {
+	Drifting() []monitor.DeviceDrift
+	Stats() monitor.Stats
+}
+
 // DefaultMaxDevices is the default cap on devices with per-device series.
 const DefaultMaxDevices = 1000
+
+// Caps on the drift series. Model names and versions come from the registry, feature names
+// from the model's manifest, but both arrive in device messages, so they are capped here too:
+// beyond MaxDriftModels model versions or MaxDriftFeatures (model, feature) pairs, series are
+// left out and counted in outpost_drift_series_dropped.
+const (
+	MaxDriftModels   = 64
+	MaxDriftFeatures = 256
+)
 
 // Options configure New.
 type Options struct {
 	Fleet    Fleet
 	Rollouts Rollouts // nil: no rollout series
+	Drift    Drift    // nil: no drift series
 	// MaxDevices caps the devices that get per-device series (the first by id); 0 means
 	// DefaultMaxDevices, negative means none.
 	MaxDevices int
@@ -99,6 +119,13 @@ var (
 	dDevStored      = desc("device_results_stored_total", "Distinct results stored for the device.", "device")
 	dRollouts       = desc("rollouts", "Rollouts by state.", "state")
 	dRolloutDevices = desc("rollout_devices", "Devices of running rollouts by outcome (pending, succeeded, failed, rolled_back).", "outcome")
+	dDriftDevices   = desc("drift_devices", "Devices whose current model version (the one they last sent a drift window for) reports drift windows, by model name@version.", "model")
+	dDrifting       = desc("drift_devices_drifting", "Of those, devices currently drifting (a drifted window, not yet 2 clean ones), by model name@version.", "model")
+	dDriftFeature   = desc("drift_feature_devices", "Devices currently drifting on this feature in their latest drifted window, by model name@version and feature.", "model", "feature")
+	dDriftDropped   = desc("drift_series_dropped", "Drift series (model versions, or model and feature pairs) left out by the cardinality caps.")
+	dDriftChanges   = desc("drift_transitions_total", "Drift state changes, the edges alerts are raised on: started (drifting) or recovered.", "state")
+	dDriftAlerts    = desc("drift_alerts_published_total", "Drift alerts published on outpost/v1/alerts.")
+	dDevDrifting    = desc("device_drifting", "1 when the device's current model version is drifting.", "device")
 )
 
 // Describe sends every descriptor.
@@ -106,7 +133,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dDevices, dDevicesOnline, dConnected, dMessages, dResults, dBatches,
 		dDuplicates, dDropped, dRejected, dOverQuota, dMalformed, dOverflowed, dCommits, dAcks, dAckErrors,
 		dQueueMessages, dQueueBytes, dLag, dLatency, dSeriesDropped, dDevOnline, dDevRate, dDevP99, dDevBuffered,
-		dDevStored, dRollouts, dRolloutDevices} {
+		dDevStored, dRollouts, dRolloutDevices, dDriftDevices, dDrifting, dDriftFeature, dDriftDropped, dDriftChanges,
+		dDriftAlerts, dDevDrifting} {
 		ch <- d
 	}
 }
@@ -163,6 +191,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	n += st.IngestLatency[len(fleet.IngestLatencyBuckets)]
 	ch <- prometheus.MustNewConstHistogram(dLatency, n, st.IngestLatencySum, buckets)
 
+	var drifting map[string]bool // device → its current model version drifts
+	if c.o.Drift != nil {
+		drifting = c.collectDrift(ch)
+	}
 	limit := min(max(c.o.MaxDevices, 0), len(devs))
 	gauge(dSeriesDropped, float64(len(devs)-limit))
 	for _, d := range devs[:limit] { // Devices() is ordered by id: the cap is stable
@@ -171,6 +203,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(dDevP99, d.LatencyP99Ms/1000, d.ID)
 		gauge(dDevBuffered, float64(d.Buffered), d.ID)
 		ch <- prometheus.MustNewConstMetric(dDevStored, prometheus.CounterValue, float64(d.ResultsReceived), d.ID)
+		if drifting != nil {
+			gauge(dDevDrifting, b2f(drifting[d.ID]), d.ID)
+		}
 	}
 
 	if c.o.Rollouts == nil {
@@ -203,4 +238,79 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for o, v := range outcomes {
 		gauge(dRolloutDevices, float64(v), o)
 	}
+}
+
+// current keeps, per device, the state of the model version it last sent a drift window for:
+// a device that moved to another version while drifting must not count as drifting on the
+// old one forever (no window of it will ever recover it).
+func current(states []monitor.DeviceDrift) []monitor.DeviceDrift {
+	latest := map[string]int{}
+	for i, d := range states {
+		if j, ok := latest[d.Device]; !ok || d.Received.After(states[j].Received) {
+			latest[d.Device] = i
+		}
+	}
+	out := make([]monitor.DeviceDrift, 0, len(latest))
+	for _, i := range latest {
+		out = append(out, states[i])
+	}
+	return out
+}
+
+// collectDrift sends the drift series and returns which devices drift.
+func (c *Collector) collectDrift(ch chan<- prometheus.Metric) map[string]bool {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	st := c.o.Drift.Stats()
+	ch <- prometheus.MustNewConstMetric(dDriftChanges, prometheus.CounterValue, float64(st.Started), "started")
+	ch <- prometheus.MustNewConstMetric(dDriftChanges, prometheus.CounterValue, float64(st.Recovered), "recovered")
+	ch <- prometheus.MustNewConstMetric(dDriftAlerts, prometheus.CounterValue, float64(st.Alerts))
+
+	type counts struct{ devices, drifting int }
+	type pair struct{ model, feature string }
+	models := map[string]*counts{}
+	features := map[pair]int{}
+	drifting := map[string]bool{}
+	for _, d := range current(c.o.Drift.Drifting()) {
+		m := d.Model.String()
+		if models[m] == nil {
+			models[m] = &counts{}
+		}
+		models[m].devices++
+		if !d.Drifting {
+			continue
+		}
+		drifting[d.Device] = true
+		models[m].drifting++
+		for _, f := range d.Features {
+			features[pair{m, f.Name}]++
+		}
+	}
+	// The caps keep the first by name, so the series kept do not change from scrape to scrape.
+	names := make([]string, 0, len(models))
+	for m := range models {
+		names = append(names, m)
+	}
+	slices.Sort(names)
+	dropped := max(len(names)-MaxDriftModels, 0)
+	kept := map[string]bool{}
+	for _, m := range names[:min(len(names), MaxDriftModels)] {
+		kept[m] = true
+		gauge(dDriftDevices, float64(models[m].devices), m)
+		gauge(dDrifting, float64(models[m].drifting), m)
+	}
+	pairs := make([]pair, 0, len(features))
+	for p := range features {
+		if kept[p.model] { // a model left out is counted once, not per feature
+			pairs = append(pairs, p)
+		}
+	}
+	slices.SortFunc(pairs, func(a, b pair) int { return cmp.Or(cmp.Compare(a.model, b.model), cmp.Compare(a.feature, b.feature)) })
+	dropped += max(len(pairs)-MaxDriftFeatures, 0)
+	for _, p := range pairs[:min(len(pairs), MaxDriftFeatures)] {
+		gauge(dDriftFeature, float64(features[p]), p.model, p.feature)
+	}
+	gauge(dDriftDropped, float64(dropped))
+	return drifting
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/outpost-ml/outpost/fleet"
+	"github.com/outpost-ml/outpost/fleet/monitor"
+	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
 // table is a fixed fleet: the collector's input seam, so the cap and the arithmetic can be
@@ -179,7 +181,8 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Fatalf("outpost.json: %v", err)
 	}
 	st := fleet.Stats{NewestResult: time.Now()}
-	fams := scrape(t, Handler(Options{Fleet: table{devices(2), st}, Rollouts: rollouts{}}))
+	drift := driftState{monitor.NewAlerter([]fleet.DriftRecord{window("dev-0000", "vib", "1", 1, "accel")}, 0), monitor.Stats{}}
+	fams := scrape(t, Handler(Options{Fleet: table{devices(2), st}, Rollouts: rollouts{}, Drift: drift}))
 	known := map[string]bool{}
 	for name, f := range fams {
 		known[name] = true
@@ -205,5 +208,93 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	if exprs < 8 || !strings.Contains(dash.Title, "Outpost") {
 		t.Errorf("dashboard %q has %d expressions, want at least 8", dash.Title, exprs)
+	}
+}
+
+// driftState is the monitor's state seam, filled by a real monitor.Alerter from records.
+type driftState struct {
+	a  *monitor.Alerter
+	st monitor.Stats
+}
+
+func (d driftState) Drifting() []monitor.DeviceDrift { return d.a.State() }
+func (d driftState) Stats() monitor.Stats            { return d.st }
+
+// window is one drift record: device dev's window w of model name@ver, received at minute w,
+// drifting on the given features (none: clean).
+func window(dev, name, ver string, w uint64, drifted ...string) fleet.DriftRecord {
+	at := time.Date(2026, 3, 1, 0, int(w), 0, 0, time.UTC)
+	var fs []wire.DriftFeature
+	for _, f := range append([]string{"clean"}, drifted...) {
+		df := wire.DriftFeature{Name: f, Role: wire.DriftInput, Count: 1000, Scored: true}
+		if f != "clean" {
+			df.Drifted = []string{wire.ScorePSI}
+		}
+		fs = append(fs, df)
+	}
+	return fleet.DriftRecord{Received: at, Summary: wire.DriftSummary{V: 1, Device: dev, Model: wire.ModelRef{Name: name, Version: ver},
+		Window: w, Start: at.Add(-time.Minute), End: at, Features: fs}}
+}
+
+// TestDriftMetrics: per model version, devices reporting and drifting count each device once,
+// under the version it last reported; features drifting are counted per model; the per-device
+// flag stays within the device cap; transitions and published alerts are counters; the model
+// cap holds.
+func TestDriftMetrics(t *testing.T) {
+	recs := []fleet.DriftRecord{
+		window("a", "vib", "1", 1, "accel"),
+		window("b", "vib", "1", 1),
+		window("c", "vib", "1", 1, "accel"), // c moved to version 2 while drifting
+		window("c", "vib", "2", 2),
+		window("d", "vib", "2", 1, "accel", "temp"),
+	}
+	st := monitor.Stats{Started: 3, Recovered: 1, Alerts: 4}
+	devs := []fleet.DeviceStatus{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}
+	fams := scrape(t, Handler(Options{Fleet: table{devs, fleet.Stats{}}, Drift: driftState{monitor.NewAlerter(recs, 0), st}, MaxDevices: 3}))
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"outpost_drift_devices", []string{"model", "vib@1"}, 2},
+		{"outpost_drift_devices_drifting", []string{"model", "vib@1"}, 1},
+		{"outpost_drift_devices", []string{"model", "vib@2"}, 2},
+		{"outpost_drift_devices_drifting", []string{"model", "vib@2"}, 1},
+		{"outpost_drift_feature_devices", []string{"model", "vib@1", "feature", "accel"}, 1},
+		{"outpost_drift_feature_devices", []string{"model", "vib@2", "feature", "accel"}, 1},
+		{"outpost_drift_feature_devices", []string{"model", "vib@2", "feature", "temp"}, 1},
+		{"outpost_drift_transitions_total", []string{"state", "started"}, 3},
+		{"outpost_drift_transitions_total", []string{"state", "recovered"}, 1},
+		{"outpost_drift_alerts_published_total", nil, 4},
+		{"outpost_drift_series_dropped", nil, 0},
+		{"outpost_device_drifting", []string{"device", "a"}, 1},
+		{"outpost_device_drifting", []string{"device", "b"}, 0},
+		{"outpost_device_drifting", []string{"device", "c"}, 0},
+	} {
+		if got := value(t, fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if n := len(fams["outpost_device_drifting"].Metric); n != 3 {
+		t.Errorf("outpost_device_drifting: %d series, want 3 (the device cap)", n)
+	}
+	if n := len(fams["outpost_drift_feature_devices"].Metric); n != 3 {
+		t.Errorf("outpost_drift_feature_devices: %d series, want 3", n)
+	}
+
+	// More model versions than the cap: the first MaxDriftModels by name are kept.
+	recs = nil
+	for i := range MaxDriftModels + 6 {
+		recs = append(recs, window(fmt.Sprintf("dev-%03d", i), fmt.Sprintf("m%03d", i), "1", 1, "x"))
+	}
+	fams = scrape(t, Handler(Options{Fleet: table{}, Drift: driftState{monitor.NewAlerter(recs, 0), monitor.Stats{}}}))
+	if n := len(fams["outpost_drift_devices_drifting"].Metric); n != MaxDriftModels {
+		t.Errorf("%d model series, want %d", n, MaxDriftModels)
+	}
+	if got := value(t, fams, "outpost_drift_series_dropped"); got != 6 {
+		t.Errorf("series dropped = %v, want 6 (the models beyond the cap)", got)
+	}
+	if n := len(fams["outpost_drift_feature_devices"].Metric); n != MaxDriftModels {
+		t.Errorf("%d model/feature series, want %d (none of a model left out)", n, MaxDriftModels)
 	}
 }

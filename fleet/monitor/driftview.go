@@ -209,3 +209,17 @@ func (a *Alerter) Observe(rec *fleet.DriftRecord, now time.Time) *wire.DriftAler
 	}
 	return al
 }
+
+// State returns a copy of every device's drift state, by device then model.
+func (a *Alerter) State() []DeviceDrift {
+	out := make([]DeviceDrift, 0, len(a.state))
+	for _, d := range a.state {
+		c := *d
+		c.Features = slices.Clone(d.Features)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(x, y DeviceDrift) int {
+		return cmp.Or(cmp.Compare(x.Device, y.Device), cmp.Compare(x.Model.String(), y.Model.String()))
+	})
+	return out
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,10 +16,11 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
-// Store is what the service reads and writes (fleet.ViewStore satisfies it).
+// Store is what the service reads and writes (fleet.ViewStore satisfies it). It writes no
+// drift: the controller's ingest stores and acks drift summaries and hands the stored records
+// to DriftStored.
 type Store interface {
 	PutFeedback(ctx context.Context, labels []fleet.Feedback) error
-	PutDrift(ctx context.Context, records []fleet.DriftRecord) error
 	Drift(ctx context.Context, q fleet.DriftQuery) ([]fleet.DriftRecord, error)
 }
 
@@ -30,6 +32,9 @@ const DefaultClientID = "outpost-monitor"
 const (
 	DefaultQueue    = 256
 	DefaultLookback = 48 * time.Hour
+	// DefaultPending bounds the stored drift records handed over before the alert state is
+	// seeded from the store (the first moments of Run); beyond it they only miss an alert.
+	DefaultPending = 4096
 )
 
 // Options configure NewService.
@@ -43,8 +48,8 @@ type Options struct {
 	// Lookback is how far back stored drift records seed the alert state at start, so a
 	// restart neither repeats nor misses a transition. Default DefaultLookback.
 	Lookback time.Duration
-	// Queue bounds messages waiting for the worker; beyond it a message is dropped and
-	// counted (Stats.Dropped). Default DefaultQueue.
+	// Queue bounds labels, and alerts waiting to be published, for the worker; beyond it one
+	// is dropped and counted (Stats.Dropped). Default DefaultQueue.
 	Queue  int
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger
@@ -54,21 +59,31 @@ type Options struct {
 type Stats struct {
 	LabelsStored  uint64 `json:"labels_stored"`
 	LabelsRefused uint64 `json:"labels_refused"` // malformed batches' labels count as one each
-	DriftStored   uint64 `json:"drift_stored"`
-	Alerts        uint64 `json:"alerts"`
-	Dropped       uint64 `json:"dropped"`
+	DriftSeen     uint64 `json:"drift_seen"`     // stored drift records handed to DriftStored
+	Alerts        uint64 `json:"alerts"`         // alerts published
+	// Started and Recovered count drift state changes (alerts raised, published or not).
+	Started   uint64 `json:"started"`
+	Recovered uint64 `json:"recovered"`
+	Dropped   uint64 `json:"dropped"`
 }
 
-// Service takes labels published on wire.TopicFeedback into the store, stores the drift
-// summaries devices publish on d/+/drift (PutDrift: a redelivered window replaces itself) and
-// publishes drift alerts on wire.TopicAlerts. It runs its own MQTT session beside the
-// controller's, like blobserve, so the results ingest path stays as it is.
+// Service takes labels published on wire.TopicFeedback into the store and publishes drift
+// alerts on wire.TopicAlerts for the drift records the controller's ingest stored (fed to
+// DriftStored: fleet.Options.OnDrift). It runs its own MQTT session beside the controller's,
+// like blobserve, so the results ingest path stays as it is.
 type Service struct {
-	opts  Options
-	log   *slog.Logger
-	in    chan inbound
-	stats struct{ stored, refused, drift, alerts, dropped atomic.Uint64 }
-	ready atomic.Bool
+	opts   Options
+	log    *slog.Logger
+	in     chan inbound
+	alerts chan *wire.DriftAlert
+	stats  struct{ stored, refused, drift, alerts, started, recovered, dropped atomic.Uint64 }
+	ready  atomic.Bool
+
+	// mu guards the alert state: nil until Run seeded it from the store; records stored
+	// before then wait in pending.
+	mu      sync.Mutex
+	alerter *Alerter
+	pending []fleet.DriftRecord
 
 	lastDropLog, lastBadLog atomic.Int64 // unix ns of the last such log line
 }
@@ -106,13 +121,13 @@ func NewService(opts Options) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{opts: opts, log: log, in: make(chan inbound, opts.Queue)}, nil
+	return &Service{opts: opts, log: log, in: make(chan inbound, opts.Queue), alerts: make(chan *wire.DriftAlert, opts.Queue)}, nil
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{LabelsStored: s.stats.stored.Load(), LabelsRefused: s.stats.refused.Load(),
-		DriftStored: s.stats.drift.Load(), Alerts: s.stats.alerts.Load(), Dropped: s.stats.dropped.Load()}
+		DriftSeen: s.stats.drift.Load(), Alerts: s.stats.alerts.Load(), Started: s.stats.started.Load(), Recovered: s.stats.recovered.Load(), Dropped: s.stats.dropped.Load()}
 }
 
 // Subscribed reports whether the service is connected and subscribed.
@@ -120,17 +135,15 @@ func (s *Service) Subscribed() bool { return s.ready.Load() }
 
 // Run seeds the alert state from the store, connects (retrying) and works until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	stored, err := s.opts.Store.Drift(ctx, fleet.DriftQuery{Since: s.opts.Now().Add(-s.opts.Lookback), Limit: fleet.MaxResultLimit})
-	if err != nil {
-		return fmt.Errorf("monitor: load drift records: %w", err)
+	if err := s.seed(ctx); err != nil {
+		return err
 	}
-	alerter := NewAlerter(stored, s.opts.Recover)
 	handler := func(_ paho.Client, m paho.Message) {
 		select {
 		case s.in <- inbound{m.Topic(), m.Payload()}:
 		default:
-			// The callback must not block paho's reader; a dropped drift summary costs at
-			// most a late alert, a dropped label is logged.
+			// The callback must not block paho's reader; a dropped label is counted and
+			// logged.
 			// Logged at most once a minute: a flood would otherwise flood the log too.
 			if n := s.stats.dropped.Add(1); s.quiet(&s.lastDropLog) {
 				s.log.Warn("monitor queue full, messages dropped", "topic", m.Topic(), "dropped_total", n)
@@ -144,10 +157,10 @@ func (s *Service) Run(ctx context.Context) error {
 		SetAutoReconnect(true).SetMaxReconnectInterval(10 * time.Second).SetKeepAlive(30 * time.Second).
 		SetConnectionLostHandler(func(paho.Client, error) { s.ready.Store(false) }).
 		SetOnConnectHandler(func(c paho.Client) {
-			tok := c.SubscribeMultiple(map[string]byte{wire.TopicFeedback: 1, wire.DeviceWildcard(wire.LeafDrift): 1}, handler)
+			tok := c.Subscribe(wire.TopicFeedback, 1, handler)
 			if tok.WaitTimeout(30*time.Second) && tok.Error() == nil {
 				s.ready.Store(true)
-				s.log.Info("monitor subscribed", "topics", []string{wire.TopicFeedback, wire.DeviceWildcard(wire.LeafDrift)})
+				s.log.Info("monitor subscribed", "topic", wire.TopicFeedback)
 				return
 			}
 			s.log.Error("monitor subscribe", "err", tok.Error())
@@ -157,59 +170,139 @@ func (s *Service) Run(ctx context.Context) error {
 	defer client.Disconnect(250)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
+		// Alerts wait in their queue while the session is down (at start, alerts of records
+		// handed over before the seed are ready before the connection is): a publish while
+		// paho (re)connects is neither delivered nor safe.
+		recheck := time.NewTicker(100 * time.Millisecond)
+		defer recheck.Stop()
 		for {
+			var alerts <-chan *wire.DriftAlert
+			if s.ready.Load() {
+				alerts = s.alerts
+			}
 			select {
 			case <-gctx.Done():
 				return nil
 			case m := <-s.in:
-				s.handle(gctx, client, alerter, m)
+				s.handle(gctx, m)
+			case al := <-alerts:
+				s.publish(client, al)
+			case <-recheck.C:
 			}
 		}
 	})
 	return g.Wait()
 }
 
-func (s *Service) handle(ctx context.Context, client paho.Client, a *Alerter, m inbound) {
-	if m.topic == wire.TopicFeedback {
-		b, err := wire.DecodeFeedback(m.payload)
-		if err != nil {
-			s.stats.refused.Add(1)
-			if s.quiet(&s.lastBadLog) {
-				s.log.Warn("feedback refused", "err", err)
+// seed builds the alert state from the records stored in the last Lookback, then folds in
+// those handed over meanwhile. A handed-over record is also in the store; it is left out of
+// the seed so that its window still raises the alert it causes.
+func (s *Service) seed(ctx context.Context) error {
+	stored, err := s.opts.Store.Drift(ctx, fleet.DriftQuery{Since: s.opts.Now().Add(-s.opts.Lookback), Limit: fleet.MaxResultLimit})
+	if err != nil {
+		return fmt.Errorf("monitor: load drift records: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	handed := map[recordKey]bool{}
+	for i := range s.pending {
+		handed[keyOf(&s.pending[i])] = true
+	}
+	seed := stored[:0]
+	for _, r := range stored {
+		if !handed[keyOf(&r)] {
+			seed = append(seed, r)
+		}
+	}
+	s.alerter = NewAlerter(seed, s.opts.Recover)
+	pending := s.pending
+	s.pending = nil
+	s.observeLocked(pending)
+	return nil
+}
+
+// recordKey is a drift record's identity in the store.
+type recordKey struct {
+	device, model string
+	window        uint64
+	start         int64
+}
+
+func keyOf(r *fleet.DriftRecord) recordKey {
+	return recordKey{r.Summary.Device, r.Summary.Model.String(), r.Summary.Window, r.Summary.Start.UnixNano()}
+}
+
+// DriftStored folds drift records the controller has stored into the alert state and queues
+// the alerts they cause. It never blocks (fleet.Options.OnDrift).
+func (s *Service) DriftStored(recs []fleet.DriftRecord) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.drift.Add(uint64(len(recs)))
+	if s.alerter == nil {
+		n := min(len(recs), max(DefaultPending-len(s.pending), 0))
+		s.pending = append(s.pending, recs[:n]...)
+		if n < len(recs) {
+			s.stats.dropped.Add(uint64(len(recs) - n))
+		}
+		return
+	}
+	s.observeLocked(recs)
+}
+
+func (s *Service) observeLocked(recs []fleet.DriftRecord) {
+	now := s.opts.Now()
+	for i := range recs {
+		al := s.alerter.Observe(&recs[i], now)
+		if al == nil {
+			continue
+		}
+		if al.State == wire.AlertDrifting {
+			s.stats.started.Add(1)
+		} else {
+			s.stats.recovered.Add(1)
+		}
+		select {
+		case s.alerts <- al:
+		default:
+			if n := s.stats.dropped.Add(1); s.quiet(&s.lastDropLog) {
+				s.log.Warn("monitor alert queue full, alert not published", "device", al.Device, "dropped_total", n)
 			}
-			return
-		}
-		n, err := StoreFeedback(ctx, s.opts.Store, b.Labels, "mqtt", s.opts.Now())
-		if err != nil {
-			s.stats.refused.Add(uint64(len(b.Labels)))
-			s.log.Warn("feedback not stored", "labels", len(b.Labels), "err", err)
-			return
-		}
-		s.stats.stored.Add(uint64(n))
-		return
-	}
-	dev, _, ok := wire.ParseDeviceTopic(m.topic)
-	if !ok {
-		return
-	}
-	sum, err := wire.DecodeDriftSummary(m.payload)
-	if err != nil || sum.Device != dev {
-		return // the controller's ingest counts malformed messages
-	}
-	rec := fleet.DriftRecord{Received: s.opts.Now().UTC(), Summary: *sum}
-	if err := s.opts.Store.PutDrift(ctx, []fleet.DriftRecord{rec}); err != nil {
-		// Not acked: a queueing agent sends it again.
-		s.log.Warn("store drift summary", "device", dev, "window", sum.Window, "err", err)
-	} else {
-		s.stats.drift.Add(1)
-		if sum.ID != 0 {
-			s.ackDrift(client, dev, sum.ID)
 		}
 	}
-	al := a.Observe(&rec, s.opts.Now())
-	if al == nil {
+}
+
+// Drifting returns the current drift state of every device and model version the service
+// knows (from the last Lookback and since), drifting or not; nil before Run has seeded it.
+func (s *Service) Drifting() []DeviceDrift {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.alerter == nil {
+		return nil
+	}
+	return s.alerter.State()
+}
+
+func (s *Service) handle(ctx context.Context, m inbound) {
+	b, err := wire.DecodeFeedback(m.payload)
+	if err != nil {
+		s.stats.refused.Add(1)
+		if s.quiet(&s.lastBadLog) {
+			s.log.Warn("feedback refused", "err", err)
+		}
 		return
 	}
+	n, err := StoreFeedback(ctx, s.opts.Store, b.Labels, "mqtt", s.opts.Now())
+	if err != nil {
+		s.stats.refused.Add(uint64(len(b.Labels)))
+		s.log.Warn("feedback not stored", "labels", len(b.Labels), "err", err)
+		return
+	}
+	s.stats.stored.Add(uint64(n))
+}
+
+// publish sends one alert; a failed publish is logged (alerts are edge-triggered, so the
+// state behind it stays visible in the drift view and in Prometheus).
+func (s *Service) publish(client paho.Client, al *wire.DriftAlert) {
 	payload, err := wire.Encode(al)
 	if err != nil {
 		return
@@ -221,16 +314,6 @@ func (s *Service) handle(ctx context.Context, client paho.Client, a *Alerter, m 
 		s.stats.alerts.Add(1)
 	}
 	s.log.Info("drift alert", "device", al.Device, "model", al.Model.String(), "state", al.State, "features", al.Features)
-}
-
-// ackDrift tells dev its summary id is stored. A lost ack costs a resend, which PutDrift
-// stores once, so the publish is not waited for.
-func (s *Service) ackDrift(client paho.Client, dev string, id uint64) {
-	payload, err := wire.Encode(&wire.DriftAck{IDs: []uint64{id}})
-	if err != nil {
-		return
-	}
-	client.Publish(wire.ControllerTopic(dev, wire.LeafDriftAck), 1, false, payload)
 }
 
 // StoreFeedback stores labels as fleet.Feedback received at now, marked with source when

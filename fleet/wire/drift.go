@@ -54,6 +54,21 @@ type DriftSummary struct {
 	// that it is as durable as the summary (stored, resent and acked with it); the agent also
 	// publishes it on LeafEvents for other subscribers, at least once. Added within version 1.
 	Event *Event `json:"event,omitempty"`
+	// Thresholds are the ones the window was judged by (the manifest's, overridden by the
+	// controller's desired state), so a reader can draw the scores against them. Added within
+	// version 1; absent from older agents.
+	Thresholds *DriftThresholds `json:"thresholds,omitempty"`
+}
+
+// DriftThresholds are the limits a drift score is compared with: a feature drifts on a score
+// over its threshold (CUSUMH for the CUSUM).
+type DriftThresholds struct {
+	PSI    float64 `json:"psi"`
+	KS     float64 `json:"ks"`
+	JS     float64 `json:"js"`
+	CUSUMH float64 `json:"cusum_h"`
+	// MinSamples is the values a feature needs in a window before its histogram scores count.
+	MinSamples int64 `json:"min_samples"`
 }
 
 // MaxDriftEventReason bounds DriftSummary.Event's Reason: one culprit line per feature.
@@ -121,6 +136,16 @@ func (s *DriftSummary) Validate() error {
 		return fmt.Errorf("drift summary: event kind %q (want %q)", s.Event.Kind, EventDrift)
 	case s.Event != nil && len(s.Event.Reason) > MaxDriftEventReason:
 		return fmt.Errorf("drift summary: event reason of %d bytes (at most %d)", len(s.Event.Reason), MaxDriftEventReason)
+	}
+	if th := s.Thresholds; th != nil {
+		for _, v := range []float64{th.PSI, th.KS, th.JS, th.CUSUMH} {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				return fmt.Errorf("drift summary: threshold %v is not a finite non-negative number", v)
+			}
+		}
+		if th.MinSamples < 0 {
+			return fmt.Errorf("drift summary: min_samples %d is negative", th.MinSamples)
+		}
 	}
 	for i := range s.Features {
 		if err := s.Features[i].validate(); err != nil {

@@ -41,6 +41,8 @@ func TestDriftSummaryRejects(t *testing.T) {
 		{"unknown score", feat(`,"drifted":["magic"]`), "unknown score"},
 		{"negative count", strings.Replace(feat(""), `"counts":[1]`, `"counts":[-1]`, 1), "negative bin count"},
 		{"quantile mismatch", strings.Replace(feat(""), `"quantiles":[]`, `"quantiles":[1]`, 1), "quantiles for"},
+		{"negative threshold", `{"v":1,` + good + `,"thresholds":{"psi":-1,"ks":0.1,"js":0.1,"cusum_h":1,"min_samples":1}}`, "threshold"},
+		{"negative min samples", `{"v":1,` + good + `,"thresholds":{"psi":1,"ks":0.1,"js":0.1,"cusum_h":1,"min_samples":-5}}`, "min_samples"},
 		{"not json", `{"v":1,`, "decode"},
 		{"event of another kind", `{"v":1,` + good + `,"event":{"v":1,"kind":"update"}}`, "event kind"},
 		{"event reason too long", `{"v":1,` + good + `,"event":{"v":1,"kind":"drift","reason":"` + strings.Repeat("x", MaxDriftEventReason+1) + `"}}`, "event reason"},

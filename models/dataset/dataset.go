@@ -7,7 +7,10 @@
 // windows.npy is a float32 array [count, samples, channels] in NumPy's .npy format 1.0
 // (little-endian). windows.csv has the header "index,sample,CH1,CH2,…" and one row per
 // sample of each window. results.csv has the header in ResultColumns; its "index" column
-// is the window's index in the windows file.
+// is the window's index in the windows file. "label" is the model's own output at capture
+// time; "truth" the ground-truth label from feedback when one was given (outpost feedback,
+// POST /v1/feedback, MQTT), and "label_source" says which of the two a trainer should use:
+// "feedback" when there is a truth, else "model".
 package dataset
 
 import (
@@ -38,11 +41,22 @@ const (
 	ResultsFile    = "results.csv"
 )
 
-// ManifestVersion is Manifest.Format.
-const ManifestVersion = "outpost-capture-export/1"
+// ManifestVersion is Manifest.Format. Version 1 (no ground truth) is still read.
+const (
+	ManifestVersion  = "outpost-capture-export/2"
+	ManifestVersion1 = "outpost-capture-export/1"
+)
 
-// ResultColumns is results.csv's header.
-var ResultColumns = []string{"index", "device", "epoch", "capture_seq", "time", "reason", "result_seq", "model", "score", "label", "event"}
+// ResultColumns is results.csv's header; version 1 exports have all but the last two.
+var ResultColumns = []string{"index", "device", "epoch", "capture_seq", "time", "reason", "result_seq", "model", "score", "label", "event", "truth", "label_source"}
+
+// Label sources: per row (results.csv "label_source") and, for the whole export,
+// Manifest.LabelSource, which is LabelsMixed when some rows have a truth and some not.
+const (
+	LabelsFeedback = "feedback" // ground truth from feedback
+	LabelsModel    = "model"    // the model's own output at capture time
+	LabelsMixed    = "mixed"
+)
 
 // Manifest describes an export.
 type Manifest struct {
@@ -63,8 +77,13 @@ type Manifest struct {
 	// Skipped counts captured windows left out because their shape or channels differ from
 	// the export's (a model with another input ran on the device meanwhile).
 	Skipped int `json:"skipped,omitempty"`
-	// LabelSource says where labels come from: the model's own output at capture time.
+	// LabelSource says where the labels a trainer should use come from: LabelsFeedback when
+	// every window has a ground-truth label, LabelsModel when none has, LabelsMixed otherwise
+	// (then per row, results.csv "label_source").
 	LabelSource string `json:"label_source"`
+	// Labelled counts the windows with a ground-truth label, in Truth's column.
+	Labelled int    `json:"labelled"`
+	Truth    string `json:"truth_column,omitempty"`
 }
 
 // Files names the export's files.
@@ -83,8 +102,26 @@ type Row struct {
 	ResultSeq  uint64
 	Model      string
 	Score      float64
-	Label      string
+	Label      string // the model's output
 	Event      bool
+	Truth      string // the ground-truth label from feedback; empty when none
+}
+
+// Source is the row's label source: LabelsFeedback when it has a truth, else LabelsModel.
+func (r *Row) Source() string {
+	if r.Truth != "" {
+		return LabelsFeedback
+	}
+	return LabelsModel
+}
+
+// TrainingLabel is the label a trainer should use: the truth when there is one, else the
+// model's output.
+func (r *Row) TrainingLabel() string {
+	if r.Truth != "" {
+		return r.Truth
+	}
+	return r.Label
 }
 
 // Export is a whole export in memory: Windows[i] (Shape[0]*Shape[1] values, time-major) goes
@@ -111,7 +148,21 @@ func Write(dir string, e *Export) error {
 			return fmt.Errorf("export: window %d has %d values, want %d", i, len(w), per)
 		}
 	}
-	m.Format, m.DType, m.Count, m.Label = ManifestVersion, "float32", len(e.Windows), "label"
+	m.Format, m.DType, m.Count, m.Label, m.Truth = ManifestVersion, "float32", len(e.Windows), "label", "truth"
+	m.Labelled = 0
+	for i := range e.Rows {
+		if e.Rows[i].Truth != "" {
+			m.Labelled++
+		}
+	}
+	switch m.Labelled {
+	case 0:
+		m.LabelSource = LabelsModel
+	case len(e.Rows):
+		m.LabelSource = LabelsFeedback
+	default:
+		m.LabelSource = LabelsMixed
+	}
 	m.Files = Files{Results: ResultsFile}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("export: %w", err)
@@ -166,7 +217,7 @@ func Write(dir string, e *Export) error {
 			err := cw.Write([]string{
 				strconv.Itoa(i), r.Device, strconv.FormatUint(r.Epoch, 10), strconv.FormatUint(r.CaptureSeq, 10),
 				r.Time.UTC().Format(time.RFC3339Nano), r.Reason, strconv.FormatUint(r.ResultSeq, 10), r.Model,
-				strconv.FormatFloat(r.Score, 'g', -1, 64), r.Label, strconv.FormatBool(r.Event),
+				strconv.FormatFloat(r.Score, 'g', -1, 64), r.Label, strconv.FormatBool(r.Event), r.Truth, r.Source(),
 			})
 			if err != nil {
 				return err
@@ -233,7 +284,7 @@ func Read(dir string) (*Export, error) {
 		return nil, fmt.Errorf("read export: %s: %w", ManifestFile, err)
 	}
 	switch {
-	case m.Format != ManifestVersion:
+	case m.Format != ManifestVersion && m.Format != ManifestVersion1:
 		return nil, fmt.Errorf("read export: format %q (want %q)", m.Format, ManifestVersion)
 	case m.DType != "float32":
 		return nil, fmt.Errorf("read export: dtype %q (want float32)", m.DType)
@@ -290,7 +341,11 @@ func Read(dir string) (*Export, error) {
 	default:
 		return nil, fmt.Errorf("read export: windows format %q (want %s or %s)", m.Windows, FormatNPY, FormatCSV)
 	}
-	recs, err := readCSV(filepath.Join(dir, m.Files.Results), ResultColumns)
+	columns := ResultColumns
+	if m.Format == ManifestVersion1 {
+		columns = ResultColumns[:11]
+	}
+	recs, err := readCSV(filepath.Join(dir, m.Files.Results), columns)
 	if err != nil {
 		return nil, err
 	}
@@ -319,6 +374,12 @@ func parseRow(rec []string) (Row, error) {
 		}
 	}
 	r.Device, r.Reason, r.Model, r.Label = rec[1], rec[5], rec[7], rec[9]
+	if len(rec) > 11 {
+		r.Truth = rec[11]
+		if src := rec[12]; src != r.Source() {
+			errs(fmt.Errorf("label_source %q, want %q for truth %q", src, r.Source(), r.Truth))
+		}
+	}
 	var e error
 	r.Epoch, e = strconv.ParseUint(rec[2], 10, 64)
 	errs(e)

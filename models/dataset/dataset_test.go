@@ -72,12 +72,13 @@ func TestReadNPYErrors(t *testing.T) {
 func sampleExport(format string) *Export {
 	t0 := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	e := &Export{Manifest: Manifest{Model: "vib", Models: []string{"vib@1.0.0"}, Windows: format, Shape: []int{3, 2}, Channels: []string{"x", "y"},
-		Devices: []string{"d1"}, From: t0, To: t0.Add(time.Second), LabelSource: "model"}}
+		Devices: []string{"d1"}, From: t0, To: t0.Add(time.Second)}}
 	for i := range 2 {
 		e.Windows = append(e.Windows, []float32{float32(i), 0.1, -1e-7, 3e8, 2.5, float32(i) / 3})
 		e.Rows = append(e.Rows, Row{Device: "d1", Epoch: 9, CaptureSeq: uint64(i + 1), Time: t0.Add(time.Duration(i) * time.Second),
 			Reason: "drift", ResultSeq: uint64(40 + i), Model: "vib@1.0.0", Score: 0.25 * float64(i+1), Label: "normal", Event: i == 1})
 	}
+	e.Rows[1].Truth = "anomaly" // a late label said the model was wrong
 	return e
 }
 
@@ -97,10 +98,70 @@ func TestRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(got.Windows, e.Windows) || !reflect.DeepEqual(got.Rows, e.Rows) || !reflect.DeepEqual(got.Manifest, e.Manifest) {
 				t.Errorf("round trip differs:\n got %+v\nwant %+v", got, e)
 			}
-			if got.Manifest.Count != 2 || got.Manifest.Label != "label" || got.Manifest.DType != "float32" {
+			if m := got.Manifest; m.Count != 2 || m.Label != "label" || m.DType != "float32" || m.Labelled != 1 || m.LabelSource != LabelsMixed || m.Truth != "truth" {
 				t.Errorf("manifest %+v", got.Manifest)
 			}
+			if r := got.Rows; r[0].Source() != LabelsModel || r[0].TrainingLabel() != "normal" || r[1].Source() != LabelsFeedback || r[1].TrainingLabel() != "anomaly" {
+				t.Errorf("rows' label sources: %+v", r)
+			}
 		})
+	}
+}
+
+// TestLabelSources: the manifest's label source follows the rows; a version 1 export (no
+// truth columns) still reads, every row labelled by the model.
+func TestLabelSources(t *testing.T) {
+	for _, c := range []struct {
+		truths []string
+		want   string
+	}{{[]string{"", ""}, LabelsModel}, {[]string{"a", ""}, LabelsMixed}, {[]string{"a", "normal"}, LabelsFeedback}} {
+		e := sampleExport(FormatNPY)
+		for i, tr := range c.truths {
+			e.Rows[i].Truth = tr
+		}
+		if err := Write(t.TempDir(), e); err != nil || e.Manifest.LabelSource != c.want {
+			t.Errorf("truths %q: label source %q (%v), want %q", c.truths, e.Manifest.LabelSource, err, c.want)
+		}
+	}
+
+	dir := t.TempDir()
+	if err := Write(dir, sampleExport(FormatCSV)); err != nil {
+		t.Fatal(err)
+	}
+	rewrite := func(name string, f func(string) string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(f(string(b))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rewrite(ManifestFile, func(s string) string { return strings.Replace(s, ManifestVersion, ManifestVersion1, 1) })
+	rewrite(ResultsFile, func(s string) string {
+		var out []string
+		for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+			f := strings.Split(line, ",")
+			out = append(out, strings.Join(f[:11], ","))
+		}
+		return strings.Join(out, "\n") + "\n"
+	})
+	e, err := Read(dir)
+	if err != nil {
+		t.Fatalf("read a version 1 export: %v", err)
+	}
+	if len(e.Rows) != 2 || e.Rows[1].Truth != "" || e.Rows[1].TrainingLabel() != "normal" {
+		t.Errorf("version 1 rows %+v", e.Rows)
+	}
+	// A row whose label_source contradicts its truth is refused.
+	dir = t.TempDir()
+	if err := Write(dir, sampleExport(FormatCSV)); err != nil {
+		t.Fatal(err)
+	}
+	rewrite(ResultsFile, func(s string) string { return strings.Replace(s, ",anomaly,feedback", ",anomaly,model", 1) })
+	if _, err := Read(dir); err == nil || !strings.Contains(err.Error(), "label_source") {
+		t.Errorf("contradicting label_source: %v", err)
 	}
 }
 

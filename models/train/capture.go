@@ -17,7 +17,9 @@ import (
 // it replaces. Training stays deterministic: the same export and Config give the same bytes.
 
 // CapturedExamples turns an export into labelled examples for the vibration model: windows
-// must be [cfg.Window, 1]; a row labelled anomalyLabel (or flagged as an event) is faulty.
+// must be [cfg.Window, 1]. A row with a ground-truth label (feedback) is faulty when that
+// label is anomalyLabel, whatever the model said; a row without one is faulty when the
+// model labelled it anomalyLabel or flagged it as an event.
 func CapturedExamples(e *dataset.Export, window int, anomalyLabel string) ([]Example, error) {
 	m := e.Manifest
 	if len(m.Shape) != 2 || m.Shape[0] != window || m.Shape[1] != 1 {
@@ -30,7 +32,11 @@ func CapturedExamples(e *dataset.Export, window int, anomalyLabel string) ([]Exa
 			x[j] = float64(v)
 		}
 		r := e.Rows[i]
-		out[i] = Example{X: x, Anomalous: r.Label == anomalyLabel || r.Event}
+		anomalous := r.Label == anomalyLabel || r.Event
+		if r.Truth != "" {
+			anomalous = r.Truth == anomalyLabel
+		}
+		out[i] = Example{X: x, Anomalous: anomalous}
 	}
 	return out, nil
 }

@@ -83,3 +83,22 @@ func TestRunFromCapture(t *testing.T) {
 		t.Error("an export of shape [32 2] was accepted")
 	}
 }
+
+// TestCapturedExamplesPreferTruth: a ground-truth label from feedback decides a window's
+// class over the model's own label and event flag; without one the model's output does.
+func TestCapturedExamplesPreferTruth(t *testing.T) {
+	e := smallExport(4)
+	e.Rows[0].Label, e.Rows[0].Event, e.Rows[0].Truth = "anomaly", true, "normal" // the model was wrong
+	e.Rows[1].Label, e.Rows[1].Event, e.Rows[1].Truth = "normal", false, "anomaly"
+	e.Rows[2].Label, e.Rows[2].Event, e.Rows[2].Truth = "normal", true, ""
+	e.Rows[3].Label, e.Rows[3].Event, e.Rows[3].Truth = "normal", false, ""
+	xs, err := CapturedExamples(e, DefaultConfig().Window, "anomaly")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true, true, false} {
+		if xs[i].Anomalous != want {
+			t.Errorf("row %d (%+v): anomalous %v, want %v", i, e.Rows[i], xs[i].Anomalous, want)
+		}
+	}
+}

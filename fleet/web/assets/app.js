@@ -1,6 +1,6 @@
 // The Outpost dashboard: a fleet table and a page per device, read from the controller's JSON
-// API with the token the user signs in with. Routing is in the URL fragment (#/ and
-// #/device/ID), so the server serves the same three files for everything.
+// API with the token the user signs in with. Routing is in the URL fragment (#/, #/drift and
+// #/device/ID), so the server serves the same files for everything.
 import { lineChart, barChart, fmt } from './chart.js';
 
 const TOKEN_KEY = 'outpost-api-token';
@@ -256,7 +256,7 @@ function deviceView(id, params) {
   const since = () => new Date(Date.now() - RANGES[range]).toISOString();
   const live = new Map(); // health.ts → health, from polling the device between history points
   const enc = encodeURIComponent(id);
-  let history = [], buckets = [], results = [], tags = {};
+  let history = [], buckets = [], results = [], tags = {}, drift = [];
   let slow = 0;
 
   every(REFRESH_MS, async gen => {
@@ -264,11 +264,13 @@ function deviceView(id, params) {
     // History and summaries change once a minute at most: fetch them every 15 s.
     if (slow-- <= 0) {
       slow = 7;
-      [history, buckets, results, tags] = await Promise.all([
+      [history, buckets, results, tags, drift] = await Promise.all([
         api('/v1/devices/' + enc + '/health?since=' + encodeURIComponent(since())).then(list),
         api('/v1/devices/' + enc + '/outputs?since=' + encodeURIComponent(since())).then(list),
         api('/v1/devices/' + enc + '/results?limit=500&since=' + encodeURIComponent(since())).then(list),
         api('/v1/tags').catch(() => ({})),
+        // A controller without the monitoring routes has no drift to show.
+        api('/v1/devices/' + enc + '/drift?since=' + encodeURIComponent(since())).then(list).catch(() => []),
       ]);
     } else {
       const newest = results.length ? pick(results[0].result || results[0], 'ts') : since();
@@ -281,6 +283,7 @@ function deviceView(id, params) {
     if (dev.health && dev.health.ts) live.set(dev.health.ts, dev.health);
     drawHead(head, dev);
     drawCharts(charts, history, [...live.values()], buckets, results, Date.now() - RANGES[range]);
+    charts.append(...driftCharts(drift));
   });
 }
 
@@ -350,6 +353,69 @@ function drawCharts(box, history, live, buckets, results, from) {
   );
 }
 
+// ---- drift ----
+
+// driftCharts draws a device's drift scores per window (by window end), one chart per score,
+// with the threshold of the latest window as a dashed line. At most four features are drawn:
+// those that drifted in the range first, then the highest scores.
+export function driftCharts(points) {
+  const pts = points.filter(p => p && Array.isArray(p.features) && Date.parse(p.end));
+  const th = (pts.length && pts[pts.length - 1].thresholds) || {};
+  const names = new Map(); // feature → [ever drifted, highest psi]
+  for (const p of pts) for (const f of p.features) {
+    const k = (names.get(f.name) || [false, 0]);
+    names.set(f.name, [k[0] || (f.drifted || []).length > 0, Math.max(k[1], f.psi || 0, f.cusum || 0)]);
+  }
+  const top = [...names.entries()].sort((a, b) => (b[1][0] - a[1][0]) || (b[1][1] - a[1][1]) || a[0].localeCompare(b[0])).slice(0, 4).map(e => e[0]);
+  const series = (score, scoredOnly) => top.map(name => ({
+    name,
+    points: pts.map(p => [Date.parse(p.end), p.features.find(f => f.name === name)])
+      .filter(([, f]) => f && (!scoredOnly || f.scored)).map(([t, f]) => [t, f[score]]),
+  }));
+  const lim = (name, v) => (v > 0 ? [{ name, value: v }] : []);
+  return [
+    lineChart('Drift PSI per window', series('psi', true), { cls: 'c-drift-psi', dots: true, limits: lim('PSI threshold', th.psi) }),
+    lineChart('Drift KS per window', series('ks', true), { cls: 'c-drift-ks', dots: true, limits: lim('KS threshold', th.ks) }),
+    lineChart('Drift JS distance per window', series('js', true), { cls: 'c-drift-js', dots: true, limits: lim('JS threshold', th.js) }),
+    lineChart('Drift CUSUM (σ)', series('cusum', false), { cls: 'c-drift-cusum', dots: true, limits: lim('CUSUM h', th.cusum_h) }),
+  ];
+}
+
+// driftView is the fleet drift view: per model version, which devices drift, since when and
+// on which features (GET /v1/drift, the same view as `outpost drift`).
+function driftView(params) {
+  const ranges = { '1h': 3600e3, '24h': 24 * 3600e3, '7d': 7 * 24 * 3600e3 };
+  const range = ranges[params.get('range')] ? params.get('range') : '24h';
+  const sel = el('select', { id: 'drift-range' }, Object.keys(ranges).map(r => el('option', { value: r }, 'windows of the last ' + r)));
+  sel.value = range;
+  sel.addEventListener('change', () => { location.hash = '#/drift?range=' + sel.value; });
+  const box = el('div', { id: 'drift' });
+  const summary = el('span', { id: 'drift-count' });
+  main.replaceChildren(el('h1', {}, 'Drift ', sel, ' ', summary), box);
+  every(5000, async gen => {
+    const view = list(await api('/v1/drift?since=' + encodeURIComponent(new Date(Date.now() - ranges[range]).toISOString())));
+    if (gen !== generation) return;
+    const drifting = view.reduce((n, m) => n + (m.drifting || 0), 0);
+    summary.textContent = drifting + ' drifting of ' + view.reduce((n, m) => n + (m.devices || 0), 0) + ' monitored';
+    if (view.length === 0) {
+      box.replaceChildren(el('p', { class: 'empty' }, 'No drift windows in this range: devices send one per closed monitoring window.'));
+      return;
+    }
+    box.replaceChildren(...view.map(m => el('section', { class: 'drift-model card', 'data-model': m.model },
+      el('h2', {}, m.model + ': ' + m.drifting + ' of ' + m.devices + ' devices drifting'),
+      el('table', { class: 'drift' },
+        el('thead', {}, el('tr', {}, ['Device', 'State', 'Since', 'Drifted windows', 'Worst PSI', 'Features', 'Last window'].map(h => el('th', {}, h)))),
+        el('tbody', {}, (m.rows || []).map(d => el('tr', { 'data-device': d.device, 'data-drifting': d.drifting ? 'true' : 'false' },
+          el('td', {}, el('a', { href: '#/device/' + encodeURIComponent(d.device) }, d.device)),
+          el('td', {}, el('span', { class: 'badge ' + (d.drifting ? 'drift' : 'ok') }, d.drifting ? 'drifting' : 'ok')),
+          el('td', {}, d.since ? new Date(d.since).toLocaleString() + ' (' + ago(d.since) + ')' : '–'),
+          el('td', { class: 'num' }, (d.drifted_windows || 0) + ' of ' + (d.windows || 0)),
+          el('td', { class: 'num' }, fmt(d.worst_psi)),
+          el('td', { class: 'features' }, (d.features || []).map(f => f.name + ' (' + (f.drifted || []).join(', ') + ')').join('; ') || '–'),
+          el('td', {}, '#' + d.last_window + ', ' + ago(d.received)))))))));
+  });
+}
+
 // ---- routing ----
 
 function route() {
@@ -361,6 +427,7 @@ function route() {
   const params = new URLSearchParams(query || '');
   const m = /^\/device\/(.+)$/.exec(path || '');
   if (m) deviceView(decodeURIComponent(m[1]), params);
+  else if (path === '/drift') driftView(params);
   else fleetView(params);
 }
 

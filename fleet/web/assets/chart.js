@@ -71,7 +71,9 @@ export function lineChart(title, series, opts = {}) {
   if (all.length === 0) { empty(svg); return fig; }
   let x0 = Math.min(...all.map(p => p[0])), x1 = Math.max(...all.map(p => p[0]));
   if (x1 <= x0) { x0 -= 30e3; x1 += 30e3; }
-  let y0 = Math.min(0, ...all.map(p => p[1])), y1 = Math.max(...all.map(p => p[1]));
+  // opts.limits [{name, value}] are horizontal threshold lines; the axis includes them.
+  const limits = (opts.limits || []).filter(l => Number.isFinite(l.value));
+  let y0 = Math.min(0, ...all.map(p => p[1])), y1 = Math.max(...all.map(p => p[1]), ...limits.map(l => l.value));
   const yt = niceTicks(y0, y1 > y0 ? y1 : y0 + 1);
   y0 = yt[0]; y1 = yt[yt.length - 1];
   const sx = t => L + (t - x0) / (x1 - x0) * (W - L - R);
@@ -83,6 +85,12 @@ export function lineChart(title, series, opts = {}) {
   for (let i = 0; i <= 3; i++) {
     const t = x0 + (x1 - x0) * i / 3;
     svg.append(svgEl('text', { x: sx(t), y: H - 6, 'text-anchor': i === 0 ? 'start' : i === 3 ? 'end' : 'middle', class: 'tick' }, clock(t, x1 - x0)));
+  }
+  for (const l of limits) {
+    const line = svgEl('line', { x1: L, x2: W - R, y1: sy(l.value), y2: sy(l.value), class: 'limit', 'data-value': l.value });
+    line.append(svgEl('title', {}, l.name + ': ' + fmt(l.value)));
+    svg.append(line);
+    svg.append(svgEl('text', { x: W - R - 2, y: sy(l.value) - 3, 'text-anchor': 'end', class: 'tick limit-label' }, l.name));
   }
   series.forEach((s, i) => {
     const pts = s.points.filter(p => Number.isFinite(p[1])).sort((a, b) => a[0] - b[0]);
