@@ -82,7 +82,7 @@ bench: ## Run the benchmarks, durable buffer appends and the 1,000,000-result dr
 .PHONY: bench-scale
 bench-scale: ## Scale figures: 1,000 devices x 10 results/s for 60 s into outpost serve, 100 real agents, 10,000 idle devices (RSS, ack lag)
 	@set -o pipefail; OUTPOST_SCALE=1 $(GO) test -count=1 -timeout 30m -run '^TestScale$$' -v ./cmd/outpost | tee bench-scale.txt | \
-	  grep -E 'machine:|load:|agents:|idle:|^(--- |ok|FAIL)'
+	  grep -E 'machine:|load:|postgres:|agents:|idle:|^(--- |ok|FAIL)'
 
 # Not part of make test or make bench: a timed figure that means something only on a quiet
 # machine. OUTPOST_THREADS_ROUNDS and OUTPOST_THREADS_N change the rounds and Invokes per round.

@@ -27,9 +27,19 @@ const DefaultClientID = "outpost-controller"
 
 // Defaults for Options.
 const (
-	DefaultQueueSize      = 1024
-	DefaultQueueBytes     = 64 << 20
-	DefaultMaxBatch       = 256
+	// DefaultQueueSize holds every batch the agents can have in flight at once for a fleet
+	// of 1,000 devices (the agent's window of 8 unacked batches each) with room to spare, so
+	// that at that size a controller falling behind never drops a batch: the devices' windows
+	// fill and they wait (their batches grow instead), which is the backpressure. A dropped
+	// batch costs the device its ack timeout (10 s) and the controller the whole resend. One
+	// queued message costs 72 bytes of channel slot plus its payload, bounded by QueueBytes.
+	DefaultQueueSize  = 16384
+	DefaultQueueBytes = 64 << 20
+	// DefaultMaxBatch lets a controller that has fallen behind take a large group per store
+	// transaction: a group holds only what is already queued, so it is large only then, and
+	// then it holds several batches of each device, which share one ack, one output-summary
+	// update and the pages of one commit (measured in docs/performance.md).
+	DefaultMaxBatch       = 2048
 	DefaultGroupBytes     = 8 << 20
 	DefaultRetryInterval  = 2 * time.Second
 	DefaultAuthRetry      = time.Minute

@@ -809,3 +809,78 @@ func TestHealthFutureTime(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultQueueHoldsFleetWindow stalls the store under a burst of 4,000 single-result
+// batches, five times what the old default queue took, and checks that the default queue
+// takes them all: nothing overflows, so once the store moves every batch is stored and acked
+// without a device having to resend after its ack timeout (the scale load's 10 s ack lag,
+// docs/performance.md). 1,000 agents can have 8,000 batches unacked; this takes half of that
+// with 4 devices to stay quick.
+func TestDefaultQueueHoldsFleetWindow(t *testing.T) {
+	b := startBroker(t)
+	store, err := boltstore.Open(t.TempDir(), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedStore{Store: store, open: make(chan struct{})}
+	user, pass := b.ControllerCredentials()
+	c, err := fleet.New(fleet.Options{Store: g, BrokerURL: b.URL(), Username: user, Password: pass, RetryInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor(t, "controller to connect", c.Connected)
+
+	const devices, batches = 4, 1000
+	devs := make([]*device, devices)
+	payloads := map[*device][][]byte{}
+	for i := range devs {
+		d := newDevice(t, b, fmt.Sprintf("burst-%d", i))
+		devs[i] = d
+		payloads[d] = make([][]byte, batches)
+		for j := range batches {
+			s := uint64(j + 1)
+			payloads[d][j], _ = wire.Encode(&wire.ResultBatch{Device: d.id, Results: []wire.Result{{Seq: s, Time: time.Unix(int64(s), 0), Model: "m@1", Score: 1}}})
+		}
+	}
+	publishFrom := func(d *device, from int) {
+		for i := from; i < batches; i++ {
+			d.c.Publish(wire.DeviceTopic(d.id, wire.LeafResults), 1, false, payloads[d][i])
+		}
+	}
+	for _, d := range devs {
+		publishFrom(d, 0)
+	}
+	// Every batch is either in the group stalled in the store or waiting in the queue.
+	waitFor(t, "the burst to reach the controller", func() bool {
+		st := c.Stats()
+		return st.Messages+uint64(st.QueueMessages) >= devices*batches || st.Overflowed > 0
+	})
+	if st := c.Stats(); st.Overflowed != 0 {
+		t.Fatalf("%d of %d batches overflowed the default queue", st.Overflowed, devices*batches)
+	}
+
+	close(g.open)
+	deadline := time.Now().Add(30 * time.Second)
+	for _, d := range devs {
+		for d.lastAck() < batches {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: ack %d after 30s, want %d", d.id, d.lastAck(), batches)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	st := c.Stats()
+	t.Logf("%d batches: %d commits, %d overflowed", devices*batches, st.Commits, st.Overflowed)
+	if st.Stored != devices*batches || st.Duplicates != 0 || st.Overflowed != 0 {
+		t.Errorf("Stats() = %+v, want %d stored, no duplicates or overflow", st, devices*batches)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -31,7 +32,7 @@ const defaultDataDir = "outpost-data"
 
 func newServeCmd() *cobra.Command {
 	var cfg serveConfig
-	var logLevel string
+	var logLevel, cpuProfile string
 	var applyCredentialFlags func() error
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -62,6 +63,13 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 			if err != nil {
 				return err
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			return srv.Run(cmd.Context())
 		},
 	}
@@ -74,6 +82,7 @@ if that one is taken). With --broker it runs no broker and connects to an extern
 	f.StringArrayVar(&cfg.TargetsKeyFiles, "targets-key", nil, "targets private key `file` for publishing models (see outpost keys; keep it offline otherwise)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&cfg.LabellerPasswordFile, "labeller-password-file", "", "`file` with the password of the embedded broker's user "+broker.DefaultLabellerUser+", who may publish labels on "+wire.TopicFeedback+" and nothing else")
+	f.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to `file` (for go tool pprof), finished when the server stops")
 	addUpdateFlags(cmd, &cfg)
 	addWebFlags(cmd, &cfg)
 	addCaptureFlags(cmd, &cfg) // capture.go
@@ -297,4 +306,22 @@ func redact(s string) string {
 		return "(unparsable url)"
 	}
 	return u.Redacted()
+}
+
+// startCPUProfile profiles the process until the returned stop is called. It exists so the
+// controller's CPU cost per result can be measured in its own process under real load
+// (`make bench-scale` with OUTPOST_SCALE_CPUPROFILE, docs/performance.md).
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
