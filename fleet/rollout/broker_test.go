@@ -308,6 +308,21 @@ func TestFleetOverBroker(t *testing.T) {
 			}
 			return true
 		})
+		// The next rollout chooses its devices from the controller's view, which follows the
+		// devices' reports a moment later (under load, seconds): wait for it too, or the next
+		// rollout skips a device as "already runs" the candidate.
+		waitFor(t, "the controller to see the halted wave back on "+oldModel.String(), 30*time.Second, func() bool {
+			canary := map[string]bool{}
+			for _, d := range r.Waves[0].Devices {
+				canary[d.ID] = true
+			}
+			for _, d := range cp.ctrl.Devices() {
+				if canary[d.ID] && d.ID != offline.sim.id && d.Model != oldModel {
+					return false
+				}
+			}
+			return true
+		})
 		for _, w := range r.Waves[1:] {
 			for _, d := range w.Devices {
 				if cp.engine.Desired(d.ID).Rollout == r.ID {
