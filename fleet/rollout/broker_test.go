@@ -230,6 +230,9 @@ func TestFleetOverBroker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("hundreds of MQTT clients: skipped with -short")
 	}
+	if raceSkip != "" {
+		t.Skip(raceSkip)
+	}
 	const n = fleetSize
 	b := startBroker(t, "127.0.0.1:0")
 	var brokers = []*runningBroker{b}
