@@ -115,25 +115,35 @@ func (g *convGeom) winoInputF32(xb []float32, t0, n int, v, zero []float32) {
 				}
 			}
 		}
-		d0, d1, d2, d3 := d[0][:c], d[1][:c], d[2][:c], d[3][:c]
-		d4, d5, d6, d7 := d[4][:c], d[5][:c], d[6][:c], d[7][:c]
-		d8, d9, d10, d11 := d[8][:c], d[9][:c], d[10][:c], d[11][:c]
-		d12, d13, d14, d15 := d[12][:c], d[13][:c], d[14][:c], d[15][:c]
-		vt := v[t*c:]
-		st := n * c
-		_ = vt[15*st+c-1]
-		for ic := range c {
-			// Bᵀ d: rows combined, column by column.
-			e0, e1, e2, e3 := d0[ic]-d8[ic], d4[ic]+d8[ic], d8[ic]-d4[ic], d4[ic]-d12[ic]
-			e4, e5, e6, e7 := d1[ic]-d9[ic], d5[ic]+d9[ic], d9[ic]-d5[ic], d5[ic]-d13[ic]
-			e8, e9, e10, e11 := d2[ic]-d10[ic], d6[ic]+d10[ic], d10[ic]-d6[ic], d6[ic]-d14[ic]
-			e12, e13, e14, e15 := d3[ic]-d11[ic], d7[ic]+d11[ic], d11[ic]-d7[ic], d7[ic]-d15[ic]
-			// (Bᵀ d) B: columns combined, row by row (e{4q+r} is row r, column q).
-			vt[0*st+ic], vt[1*st+ic], vt[2*st+ic], vt[3*st+ic] = e0-e8, e4+e8, e8-e4, e4-e12
-			vt[4*st+ic], vt[5*st+ic], vt[6*st+ic], vt[7*st+ic] = e1-e9, e5+e9, e9-e5, e5-e13
-			vt[8*st+ic], vt[9*st+ic], vt[10*st+ic], vt[11*st+ic] = e2-e10, e6+e10, e10-e6, e6-e14
-			vt[12*st+ic], vt[13*st+ic], vt[14*st+ic], vt[15*st+ic] = e3-e11, e7+e11, e11-e7, e7-e15
-		}
+		winoInputTileF32(&d, v[t*c:], n*c)
+	}
+}
+
+// winoInputTileF32 transforms one tile: d holds its 16 input pixels (inC values each), row by
+// row; v[ξ*st+ic] receives (Bᵀ d B)[ξ] of channel ic. The slices are cut to one length
+// first, so the loop runs without bounds checks.
+func winoInputTileF32(d *[16][]float32, v []float32, st int) {
+	d0 := d[0]
+	c := len(d0)
+	d1, d2, d3 := d[1][:c], d[2][:c], d[3][:c]
+	d4, d5, d6, d7 := d[4][:c], d[5][:c], d[6][:c], d[7][:c]
+	d8, d9, d10, d11 := d[8][:c], d[9][:c], d[10][:c], d[11][:c]
+	d12, d13, d14, d15 := d[12][:c], d[13][:c], d[14][:c], d[15][:c]
+	v0, v1, v2, v3 := v[0*st:][:c], v[1*st:][:c], v[2*st:][:c], v[3*st:][:c]
+	v4, v5, v6, v7 := v[4*st:][:c], v[5*st:][:c], v[6*st:][:c], v[7*st:][:c]
+	v8, v9, v10, v11 := v[8*st:][:c], v[9*st:][:c], v[10*st:][:c], v[11*st:][:c]
+	v12, v13, v14, v15 := v[12*st:][:c], v[13*st:][:c], v[14*st:][:c], v[15*st:][:c]
+	for ic := range d0 {
+		// Bᵀ d: rows combined, column by column.
+		e0, e1, e2, e3 := d0[ic]-d8[ic], d4[ic]+d8[ic], d8[ic]-d4[ic], d4[ic]-d12[ic]
+		e4, e5, e6, e7 := d1[ic]-d9[ic], d5[ic]+d9[ic], d9[ic]-d5[ic], d5[ic]-d13[ic]
+		e8, e9, e10, e11 := d2[ic]-d10[ic], d6[ic]+d10[ic], d10[ic]-d6[ic], d6[ic]-d14[ic]
+		e12, e13, e14, e15 := d3[ic]-d11[ic], d7[ic]+d11[ic], d11[ic]-d7[ic], d7[ic]-d15[ic]
+		// (Bᵀ d) B: columns combined, row by row (e{4q+r} is row r, column q).
+		v0[ic], v1[ic], v2[ic], v3[ic] = e0-e8, e4+e8, e8-e4, e4-e12
+		v4[ic], v5[ic], v6[ic], v7[ic] = e1-e9, e5+e9, e9-e5, e5-e13
+		v8[ic], v9[ic], v10[ic], v11[ic] = e2-e10, e6+e10, e10-e6, e6-e14
+		v12[ic], v13[ic], v14[ic], v15[ic] = e3-e11, e7+e11, e11-e7, e7-e15
 	}
 }
 
@@ -146,8 +156,6 @@ func (g *convGeom) winoOutputF32(m []float32, t0, n int, b, yb []float32) {
 	for t := range n {
 		ty, tx := (t0+t)/tw, (t0+t)%tw
 		oy, ox := 2*ty, 2*tx
-		mt := m[t*co:]
-		_ = mt[15*st+co-1]
 		y00 := yb[(oy*g.outW+ox)*co:][:co]
 		y01, y10, y11 := y00, y00, y00
 		right, down := ox+1 < g.outW, oy+1 < g.outH
@@ -160,27 +168,40 @@ func (g *convGeom) winoOutputF32(m []float32, t0, n int, b, yb []float32) {
 		if right && down {
 			y11 = yb[((oy+1)*g.outW+ox+1)*co:][:co]
 		}
-		for oc := range co {
-			// Aᵀ m: rows combined, column by column.
-			s0 := mt[0*st+oc] + mt[4*st+oc] + mt[8*st+oc]
-			s1 := mt[1*st+oc] + mt[5*st+oc] + mt[9*st+oc]
-			s2 := mt[2*st+oc] + mt[6*st+oc] + mt[10*st+oc]
-			s3 := mt[3*st+oc] + mt[7*st+oc] + mt[11*st+oc]
-			s4 := mt[4*st+oc] - mt[8*st+oc] - mt[12*st+oc]
-			s5 := mt[5*st+oc] - mt[9*st+oc] - mt[13*st+oc]
-			s6 := mt[6*st+oc] - mt[10*st+oc] - mt[14*st+oc]
-			s7 := mt[7*st+oc] - mt[11*st+oc] - mt[15*st+oc]
-			// (Aᵀ m) A, with the bias and the clamp; the writes outside the image go
-			// first to y00, which the last write overwrites.
-			bias := float32(0)
-			if b != nil {
-				bias = b[oc]
-			}
-			lo, hi := g.fMin, g.fMax
-			y11[oc] = min(max(s5-s6-s7+bias, lo), hi)
-			y10[oc] = min(max(s4+s5+s6+bias, lo), hi)
-			y01[oc] = min(max(s1-s2-s3+bias, lo), hi)
-			y00[oc] = min(max(s0+s1+s2+bias, lo), hi)
+		winoOutputTileF32(m[t*co:], st, b, y00, y01, y10, y11, g.fMin, g.fMax)
+	}
+}
+
+// winoOutputTileF32 is one tile of winoOutputF32: m[ξ*st+oc] are its products, y00..y11 its
+// four output pixels (aliases of y00 for those outside the image, written before it).
+func winoOutputTileF32(m []float32, st int, b, y00, y01, y10, y11 []float32, lo, hi float32) {
+	c := len(y00)
+	y01, y10, y11 = y01[:c], y10[:c], y11[:c]
+	m0, m1, m2, m3 := m[0*st:][:c], m[1*st:][:c], m[2*st:][:c], m[3*st:][:c]
+	m4, m5, m6, m7 := m[4*st:][:c], m[5*st:][:c], m[6*st:][:c], m[7*st:][:c]
+	m8, m9, m10, m11 := m[8*st:][:c], m[9*st:][:c], m[10*st:][:c], m[11*st:][:c]
+	m12, m13, m14, m15 := m[12*st:][:c], m[13*st:][:c], m[14*st:][:c], m[15*st:][:c]
+	if b != nil {
+		b = b[:c]
+	}
+	for oc := range y00 {
+		// Aᵀ m: rows combined, column by column.
+		s0 := m0[oc] + m4[oc] + m8[oc]
+		s1 := m1[oc] + m5[oc] + m9[oc]
+		s2 := m2[oc] + m6[oc] + m10[oc]
+		s3 := m3[oc] + m7[oc] + m11[oc]
+		s4 := m4[oc] - m8[oc] - m12[oc]
+		s5 := m5[oc] - m9[oc] - m13[oc]
+		s6 := m6[oc] - m10[oc] - m14[oc]
+		s7 := m7[oc] - m11[oc] - m15[oc]
+		// (Aᵀ m) A, then the bias and the clamp.
+		bias := float32(0)
+		if b != nil {
+			bias = b[oc]
 		}
+		y11[oc] = min(max(s5-s6-s7+bias, lo), hi)
+		y10[oc] = min(max(s4+s5+s6+bias, lo), hi)
+		y01[oc] = min(max(s1-s2-s3+bias, lo), hi)
+		y00[oc] = min(max(s0+s1+s2+bias, lo), hi)
 	}
 }
