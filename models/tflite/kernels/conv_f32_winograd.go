@@ -20,11 +20,17 @@ import "math"
 // stay in L2 between the three passes.
 const winoChunkBytes = 64 << 10
 
-// winogradF32OK says whether a float32 CONV_2D has the shape F(2x2, 3x3) covers and enough
-// channels for the transforms to cost less than the multiply-adds they save.
+// winoMaxFilter bounds the transformed filter (16 x outC x inC floats, 1 MiB): it lives in
+// the arena while the layer runs, and wider layers keep the direct form rather than grow the
+// arena by more than their weights' size.
+const winoMaxFilter = 1 << 18
+
+// winogradF32OK says whether a float32 CONV_2D has the shape F(2x2, 3x3) covers, enough
+// channels for the transforms to cost less than the multiply-adds they save, and enough 2x2
+// output tiles (4) to pay for transforming the filter at each Invoke.
 func (g *convGeom) winogradF32OK() bool {
 	return g.fH == 3 && g.fW == 3 && g.strideH == 1 && g.strideW == 1 && g.dilH == 1 && g.dilW == 1 &&
-		g.inC >= 4 && g.outC >= 4 && g.outH >= 2 && g.outW >= 2
+		g.inC >= 4 && g.outC >= 4 && (g.outH+1)/2*((g.outW+1)/2) >= 4 && 16*g.inC*g.outC <= winoMaxFilter
 }
 
 // winoTiles is the number of 2x2 output tiles per chunk.
