@@ -38,6 +38,7 @@ type convGeom struct {
 	fMin, fMax             float32
 	f32simd                bool      // float32: the SIMD form (gemm_f32_simd.go), chosen at Prepare
 	f32tile                bool      // float32 CONV_2D: the broadcast tiles (conv_f32.go), chosen at Prepare
+	f32wino                bool      // float32 3x3 CONV_2D: Winograd F(2x2,3x3) (conv_f32_winograd.go), chosen at Prepare
 	dwPackF32              []float32 // float32 depthwise on the SIMD path: packDWF32's layout
 	inOff, outOff          int32     // -input zero point, +output zero point (int8)
 	qMin, qMax             int32     // fused activation range in output units

@@ -199,6 +199,8 @@ func dotF32(x, w []float32) float32 {
 func (g *convGeom) prepareConvF32(n *tflite.Node) error {
 	g.f32simd = useF32SIMD(g.fH * g.fW * g.inC)
 	g.f32tile = useF32Tile(g.batches*g.outH*g.outW, g.fH*g.fW*g.inC)
+	// The Winograd form where neither SIMD form is taken (the portable path).
+	g.f32wino = !g.f32simd && !g.f32tile && g.winogradF32OK()
 	nf := g.f32ScratchLen()
 	if nf == 0 {
 		return nil
@@ -211,11 +213,14 @@ func (g *convGeom) prepareConvF32(n *tflite.Node) error {
 	return nil
 }
 
-// f32ScratchLen is the float32 scratch of a CONV_2D, in floats: the im2col rows unless the
-// layer is pointwise, and on the tile path (f32tile) the weights packed in panels of 16
+// f32ScratchLen is the float32 scratch of a CONV_2D, in floats: winoScratchLen on the
+// Winograd form (f32wino), else the im2col rows unless the layer is pointwise, and on the tile path (f32tile) the weights packed in panels of 16
 // output channels (zeros past the last channel), their biases, room for a last tile's 6
 // rows of taps and one 6x16 output tile.
 func (g *convGeom) f32ScratchLen() int {
+	if g.f32wino {
+		return g.winoScratchLen()
+	}
 	k := g.fH * g.fW * g.inC
 	n := 0
 	if !g.pointwise() {
@@ -254,6 +259,10 @@ func (g *convGeom) convF32(col, x, w, b, y []float32) {
 	k := g.fH * g.fW * g.inC
 	if g.f32tile {
 		g.convF32Tiles(col, x, w, b, y)
+		return
+	}
+	if g.f32wino {
+		g.convF32Winograd(col, x, w, b, y)
 		return
 	}
 	gemm := gemmF32
