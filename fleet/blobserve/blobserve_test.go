@@ -148,3 +148,78 @@ func TestDevicesSeeOnlyTheirBlocks(t *testing.T) {
 		t.Errorf("Stats = %+v", st)
 	}
 }
+
+// TestSharedReplicas: two servers in one share group on the real (embedded) broker. Each
+// request is answered once, by one of them; after one stops, the other answers everything.
+func TestSharedReplicas(t *testing.T) {
+	if _, err := blobserve.New(blobserve.Options{Source: blobserve.Files{}, BrokerURL: "tcp://127.0.0.1:1", ShareGroup: "a/b"}); err == nil {
+		t.Error("a share group with '/' was accepted")
+	}
+	file := make([]byte, 2*wire.MinBlockSize)
+	src := blobserve.Files{"targets/abc.m": file}
+	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithCancel(context.Background())
+	var bwg sync.WaitGroup
+	bwg.Add(1)
+	go func() { defer bwg.Done(); _ = b.Run(bctx) }()
+	t.Cleanup(func() { bcancel(); bwg.Wait() })
+	user, pass := b.ControllerCredentials()
+	var servers [2]*blobserve.Server
+	var stops [2]func()
+	for i := range servers {
+		s, err := blobserve.New(blobserve.Options{Source: src, BrokerURL: b.URL(), Username: user, Password: pass,
+			ClientID: "outpost-blobserve-" + string(rune('a'+i)), ShareGroup: "outpost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := s.Run(ctx); err != nil {
+				t.Errorf("blobserve Run: %v", err)
+			}
+		}()
+		stops[i] = func() { cancel(); <-done }
+		t.Cleanup(stops[i])
+		servers[i] = s
+		waitFor(t, "blobserve to subscribe", s.Subscribed)
+	}
+	d := connectDevice(t, b.URL(), "dev-s")
+	requests := func() (n uint64) {
+		for _, s := range servers {
+			n += s.Stats().Requests
+		}
+		return n
+	}
+	const n = 20
+	for i := range n {
+		d.ask(t, "dev-s", "targets/abc.m", wire.FetchRequest{ID: uint64(i + 1), BlockSize: wire.MinBlockSize, Mask: 0b11})
+	}
+	waitFor(t, "every request answered", func() bool { return len(d.got()) == 2*n })
+	if got := requests(); got != n {
+		t.Errorf("the servers received %d requests together, want %d (each once)", got, n)
+	}
+	t.Logf("%d requests split %d/%d between the replicas", n, servers[0].Stats().Requests, servers[1].Stats().Requests)
+	stops[0]()
+	before := servers[1].Stats().Requests
+	for i := range n {
+		d.ask(t, "dev-s", "targets/abc.m", wire.FetchRequest{ID: uint64(n + i + 1), BlockSize: wire.MinBlockSize, Mask: 0b11})
+	}
+	waitFor(t, "the survivor answering every request", func() bool { return len(d.got()) == 4*n })
+	if got := servers[1].Stats().Requests - before; got != n {
+		t.Errorf("the survivor received %d of %d requests", got, n)
+	}
+	seen := map[[2]uint64]int{}
+	for _, f := range d.got() {
+		seen[[2]uint64{f.ID, uint64(f.Index)}]++
+	}
+	for k, c := range seen {
+		if c != 1 || k[0] < 1 || k[0] > 2*n {
+			t.Errorf("request %d block %d answered %d times", k[0], k[1], c)
+		}
+	}
+}
