@@ -322,6 +322,7 @@ func (s *Server) handle(dev string, payload []byte) {
 	d.jobs = append(d.jobs, j)
 	s.queued++
 	s.mu.Unlock()
+	s.log.Debug("fetch request", "device", dev, "path", req.Path, "id", req.ID)
 	select {
 	case s.wake <- struct{}{}:
 	default:
