@@ -178,5 +178,9 @@ func TestScaleOutUpdateLeaderKilled(t *testing.T) {
 	if !strings.Contains(after, "fetch request") || !strings.Contains(after, "path="+wire.FetchTargetPrefix) {
 		t.Errorf("replica b's log shows no target block request answered after a was killed")
 	}
+	// The keys commands reach the shared repository with --store, replicas running.
+	if out := run("keys", "resign-targets", "--store", dbURL, "--targets-key", filepath.Join(offline, "targets.key")); !strings.Contains(out, "vibration-anomaly-f32 1.1.0") {
+		t.Errorf("keys resign-targets --store does not list the pushed package:\n%s", out)
+	}
 	t.Logf("rollout %s completed by replica b; %d fetch requests answered by b after the kill", rid, strings.Count(after, "fetch request"))
 }
