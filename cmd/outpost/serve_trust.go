@@ -30,19 +30,19 @@ func openTrust(cfg serveConfig, store fleet.Store, log *slog.Logger) (*tufrepo.R
 	dataDir := cfg.DataDir
 	_, err := os.Stat(filepath.Join(tufDir(dataDir), "meta", "1.root.json"))
 	local := err == nil
+	ps, shared := store.(*pgstore.Store)
+	if !shared && !local {
+		if len(cfg.TargetsKeyFiles) > 0 {
+			return nil, fmt.Errorf("--targets-key given but %s has no fleet trust: run `outpost keys init` first", dataDir)
+		}
+		return nil, nil
+	}
 	keys, err := readPrivateKeys(cfg.TargetsKeyFiles, "targets")
 	if err != nil {
 		return nil, err
 	}
 	opts := tufrepo.Options{TargetsKeys: keys}
-	ps, shared := store.(*pgstore.Store)
 	if !shared {
-		if !local {
-			if len(keys) > 0 {
-				return nil, fmt.Errorf("--targets-key given but %s has no fleet trust: run `outpost keys init` first", dataDir)
-			}
-			return nil, nil
-		}
 		return tufrepo.Open(tufDir(dataDir), opts)
 	}
 	files := ps.TUFFiles()
