@@ -2,9 +2,11 @@
 
 package rollout
 
-// fleetSize is the simulated fleet of TestFleetOverBroker (see race_on_test.go).
+// raceSkip is empty without the race detector (see race_on_test.go).
+const raceSkip = ""
+
+// fleetSize is the simulated fleet of TestFleetOverBroker.
 const fleetSize = 200
 
-// restartBroker: without the race detector the broker restarts with the control plane, as
-// `outpost serve` restarts both (see race_on_test.go for why -race does not).
+// restartBroker: the broker restarts with the control plane, as `outpost serve` restarts both.
 const restartBroker = true
