@@ -72,6 +72,30 @@ func TestFetchMeta(t *testing.T) {
 	}
 }
 
+// TestFetchMetaFirstRequestLost: the first request for a file of unknown size goes
+// unanswered (sent to a controller replica that died), so the idle timeout drops it before any
+// bitmap exists; the fetcher asks again and gets the file. It used to panic here.
+func TestFetchMetaFirstRequestLost(t *testing.T) {
+	want := []byte(`{"signed":{"version":2}}`)
+	l := newFakeLink(t, map[string][]byte{"meta/timestamp.json": want})
+	l.mu.Lock()
+	lost := false
+	l.drop = func(wire.FetchRequest, uint32) bool {
+		first := !lost
+		lost = true
+		return first
+	}
+	l.mu.Unlock()
+	f := newTestFetcher(t, t.TempDir(), l, nil)
+	got, err := f.FetchMeta(t.Context(), "timestamp.json", 1<<10)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("FetchMeta = %q, %v; want %q", got, err, want)
+	}
+	if n := len(l.requests()); n != 2 {
+		t.Errorf("%d requests, want 2 (the lost one and its retry)", n)
+	}
+}
+
 func TestDownload(t *testing.T) {
 	data, w := testFile(1<<20+123, "model-1.2.0.opkg") // 17 blocks, the last one short
 	l := newFakeLink(t, map[string][]byte{"targets/" + w.Path: data})

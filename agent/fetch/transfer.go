@@ -79,11 +79,15 @@ func (t *transfer) done() bool {
 	return t.size >= 0 && t.nhave == t.count
 }
 
-// drop forgets the outstanding request at i: its missing blocks may be asked for again.
+// drop forgets the outstanding request at i: its missing blocks may be asked for again. A
+// request made before the size was known is in no bitmap (asked is nil until setSize, and a
+// file may turn out shorter than the block asked for), so only blocks within asked are cleared.
 func (t *transfer) drop(i int) {
 	r := t.reqs[i]
 	for m := r.awaiting; m != 0; m &= m - 1 {
-		t.asked.clear(r.start + uint32(bits.TrailingZeros32(m)))
+		if k := r.start + uint32(bits.TrailingZeros32(m)); int(k/64) < len(t.asked) {
+			t.asked.clear(k)
+		}
 	}
 	t.reqs = append(t.reqs[:i], t.reqs[i+1:]...)
 }

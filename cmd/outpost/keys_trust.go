@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpost-ml/outpost/fleet/pgstore"
 	"github.com/outpost-ml/outpost/fleet/tufrepo"
 	"github.com/outpost-ml/outpost/models/bundle"
 )
@@ -82,7 +85,34 @@ func genKeyFiles(prefix string) (ed25519.PrivateKey, error) {
 	return priv, writeFileAtomic(prefix+".pub", pubPEM, 0o644)
 }
 
-func openRepo(dataDir string, targetsKeys []ed25519.PrivateKey) (*tufrepo.Repo, error) {
+// openRepo opens the repository in DATA_DIR/tuf, or with storeURL the one scale-out replicas
+// share in PostgreSQL (changes run under the store's lock, so replicas may keep running).
+// Call done when finished with the repository.
+func openRepo(dataDir, storeURL string, targetsKeys []ed25519.PrivateKey) (repo *tufrepo.Repo, done func(), err error) {
+	if storeURL != "" {
+		s, err := pgstore.Open(context.Background(), storeURL, pgstore.Options{})
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := s.TUFFiles().ReadFile("meta/timestamp.json"); err != nil {
+			s.Close()
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, nil, fmt.Errorf("no fleet trust in the store %s: start one replica with the data directory of `outpost keys init`", redact(storeURL))
+			}
+			return nil, nil, err
+		}
+		repo, err := tufrepo.OpenStorage(s.TUFFiles(), tufrepo.Options{TargetsKeys: targetsKeys})
+		if err != nil {
+			s.Close()
+			return nil, nil, err
+		}
+		return repo, func() { s.Close() }, nil
+	}
+	repo, err = openDirRepo(dataDir, targetsKeys)
+	return repo, func() {}, err
+}
+
+func openDirRepo(dataDir string, targetsKeys []ed25519.PrivateKey) (*tufrepo.Repo, error) {
 	dir := tufDir(dataDir)
 	if _, err := os.Stat(filepath.Join(dir, "meta", "1.root.json")); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no fleet trust in %s: run `outpost keys init --data-dir %s` first", dataDir, dataDir)
@@ -171,22 +201,27 @@ func mustAbs(p string) string {
 }
 
 func newKeysShowCmd() *cobra.Command {
-	var dataDir string
+	var dataDir, storeURL string
 	c := &cobra.Command{
 		Use:   "show",
 		Short: "Show the fleet's TUF roles (versions, expiry, thresholds, key ids) and signed targets",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			repo, err := openRepo(dataDir, nil)
+			repo, done, err := openRepo(dataDir, storeURL, nil)
 			if err != nil {
 				return err
 			}
+			defer done()
 			return printStatus(cmd.OutOrStdout(), repo.Status())
 		},
 	}
 	c.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
+	c.Flags().StringVar(&storeURL, "store", "", storeFlagUsage)
 	return c
 }
+
+// storeFlagUsage documents the keys commands' --store.
+const storeFlagUsage = "PostgreSQL store `URL` of scale-out replicas: use the repository they share in the store instead of DATA_DIR/tuf"
 
 func printStatus(out io.Writer, st tufrepo.Status) error {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -225,7 +260,7 @@ type repoChange struct {
 }
 
 func (rc repoChange) command() *cobra.Command {
-	var dataDir string
+	var dataDir, storeURL string
 	var keyFiles []string
 	c := &cobra.Command{
 		Use: rc.use, Short: rc.short, Long: rc.long,
@@ -239,10 +274,11 @@ func (rc repoChange) command() *cobra.Command {
 			if rc.keyWhat == "targets" {
 				targetsKeys = keys
 			}
-			repo, err := openRepo(dataDir, targetsKeys)
+			repo, done, err := openRepo(dataDir, storeURL, targetsKeys)
 			if err != nil {
 				return err
 			}
+			defer done()
 			if err := rc.change(repo, keys); err != nil {
 				return err
 			}
@@ -250,6 +286,7 @@ func (rc repoChange) command() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the controller's data directory")
+	c.Flags().StringVar(&storeURL, "store", "", storeFlagUsage)
 	c.Flags().StringArrayVar(&keyFiles, rc.keyFlag, nil, rc.keyWhat+" private key `file` (repeatable)")
 	if rc.flags != nil {
 		rc.flags(c)

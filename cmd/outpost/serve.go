@@ -178,7 +178,7 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 			s.Creds.Close()
 		}
 	}()
-	if s.Trust, err = openTrust(cfg.DataDir, cfg.TargetsKeyFiles); err != nil {
+	if s.Trust, err = openTrust(cfg, store, log); err != nil {
 		return nil, err
 	}
 	copts := fleet.Options{Store: store, BrokerURL: cfg.BrokerURL, Logger: log.With("component", "controller")}
@@ -239,7 +239,8 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		if cfg.Publisher == nil {
 			cfg.Publisher = tufPublisher{s.Trust}
 		}
-		if s.Blobs, err = newBlobServer(s.Trust, copts, log); err != nil {
+		// Replicas split the block requests; each reads the repository from the store.
+		if s.Blobs, err = newBlobServer(s.Trust, copts, copts.ShareGroup, log); err != nil {
 			return nil, err
 		}
 	}
@@ -275,6 +276,11 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		if s.Monitor != nil {
 			ug.Go(func() error { return runMonitor(uctx, s.Monitor) })
 		}
+		if s.Trust != nil {
+			// Here, so they stop before the controller closes the store they may read.
+			ug.Go(func() error { return runTrust(uctx, s.Trust, s.log) })
+			ug.Go(func() error { return runBlobs(uctx, s.Blobs) })
+		}
 		return ug.Wait()
 	})
 	g.Go(func() error {
@@ -288,10 +294,6 @@ func (s *fleetServer) Run(ctx context.Context) error {
 	g.Go(func() error { return s.Retention.Run(gctx) })
 	if s.Enroll != nil {
 		g.Go(func() error { return s.Enroll.Run(gctx) })
-	}
-	if s.Trust != nil {
-		g.Go(func() error { return runTrust(gctx, s.Trust, s.log) })
-		g.Go(func() error { return runBlobs(gctx, s.Blobs) })
 	}
 	err := g.Wait()
 	s.Creds.Close()

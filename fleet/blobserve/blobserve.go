@@ -8,6 +8,11 @@
 // block. Waiting requests are bounded per device and in total; a request over either bound is
 // answered at once with wire.BlockRateLimited and the device asks again later.
 //
+// Several controller replicas can split the requests (Options.ShareGroup): a request is
+// answered whole by the replica that got it, and a device whose replica dies asks again after
+// its timeout and is answered by another. Pacing is then per replica, so the fleet-wide rate
+// is at most the number of replicas times GlobalRate.
+//
 // The device a request comes from is the one its topic names: the broker's ACL lets a device
 // publish only under its own d/{id}/ and read only its own c/{id}/, so no device can ask for
 // blocks on another's behalf or read another's.
@@ -45,6 +50,11 @@ type Options struct {
 	BrokerURL          string // tcp://host:port …
 	Username, Password string // the controller's broker credentials
 	ClientID           string // default DefaultClientID
+	// ShareGroup, when set, subscribes through the MQTT shared subscription
+	// $share/ShareGroup/..., so the broker hands each fetch request to one of the replicas in
+	// the group. Any replica can answer: the answer goes to the device's own chunk topic, and
+	// every replica reads the same repository (a shared tufrepo.Storage).
+	ShareGroup string
 
 	DeviceRate  float64 // bytes/s sent to one device; default DefaultDeviceRate
 	GlobalRate  float64 // bytes/s sent to all devices together; default DefaultGlobalRate
@@ -125,6 +135,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ClientID == "" {
 		opts.ClientID = DefaultClientID
 	}
+	if strings.ContainsAny(opts.ShareGroup, "/+#") {
+		return nil, fmt.Errorf("blobserve: share group %q must not contain '/', '+' or '#'", opts.ShareGroup)
+	}
 	if opts.DeviceRate <= 0 {
 		opts.DeviceRate = DefaultDeviceRate
 	}
@@ -163,10 +176,26 @@ func (s *Server) Stats() Stats {
 // Subscribed reports whether Run is connected and subscribed to the fetch topics.
 func (s *Server) Subscribed() bool { return s.subscribed.Load() }
 
+// filter is the subscription to every device's fetch topic, shared when ShareGroup is set.
+func (s *Server) filter() string {
+	f := wire.DeviceWildcard(wire.LeafFetch)
+	if s.opts.ShareGroup != "" {
+		f = "$share/" + s.opts.ShareGroup + "/" + f
+	}
+	return f
+}
+
 // Run connects to the broker (retrying until it answers), subscribes to every device's fetch
 // topic and answers until ctx ends. Waiting requests are dropped on return; devices ask again.
 func (s *Server) Run(ctx context.Context) error {
 	connected := make(chan struct{}, 1)
+	onFetch := func(_ paho.Client, m paho.Message) {
+		// A shared subscription delivers the publication's own topic.
+		if dev, leaf, ok := wire.ParseDeviceTopic(m.Topic()); ok && leaf == wire.LeafFetch {
+			s.handle(dev, m.Payload())
+		}
+	}
+	filter := s.filter()
 	o := paho.NewClientOptions().
 		AddBroker(s.opts.BrokerURL).
 		SetClientID(s.opts.ClientID).
@@ -180,14 +209,15 @@ func (s *Server) Run(ctx context.Context) error {
 		SetMaxReconnectInterval(10 * time.Second).
 		SetKeepAlive(30 * time.Second).
 		SetConnectionLostHandler(func(paho.Client, error) { s.subscribed.Store(false) }).
+		SetDefaultPublishHandler(onFetch). // in case the router does not match a $share filter
 		SetOnConnectHandler(func(c paho.Client) {
-			tok := c.Subscribe(wire.DeviceWildcard(wire.LeafFetch), 1, func(_ paho.Client, m paho.Message) {
-				if dev, _, ok := wire.ParseDeviceTopic(m.Topic()); ok {
-					s.handle(dev, m.Payload())
-				}
-			})
+			tok := c.Subscribe(filter, 1, onFetch)
 			if tok.WaitTimeout(30*time.Second) && tok.Error() == nil {
-				s.log.Info("blobserve subscribed", "topic", wire.DeviceWildcard(wire.LeafFetch))
+				if q := tok.(*paho.SubscribeToken).Result()[filter]; q > 1 {
+					s.log.Error("broker refused the fetch subscription", "topic", filter, "code", q)
+					return
+				}
+				s.log.Info("blobserve subscribed", "topic", filter, "shared", s.opts.ShareGroup != "")
 				s.subscribed.Store(true)
 				select {
 				case connected <- struct{}{}:
@@ -292,6 +322,7 @@ func (s *Server) handle(dev string, payload []byte) {
 	d.jobs = append(d.jobs, j)
 	s.queued++
 	s.mu.Unlock()
+	s.log.Debug("fetch request", "device", dev, "path", req.Path, "id", req.ID)
 	select {
 	case s.wake <- struct{}{}:
 	default:

@@ -148,3 +148,87 @@ func TestDevicesSeeOnlyTheirBlocks(t *testing.T) {
 		t.Errorf("Stats = %+v", st)
 	}
 }
+
+// TestSharedReplicas: two servers in one share group on the real (embedded) broker. Each
+// request is answered once, by one of them; after one stops, the other answers everything.
+func TestSharedReplicas(t *testing.T) {
+	if _, err := blobserve.New(blobserve.Options{Source: blobserve.Files{}, BrokerURL: "tcp://127.0.0.1:1", ShareGroup: "a/b"}); err == nil {
+		t.Error("a share group with '/' was accepted")
+	}
+	file := make([]byte, 2*wire.MinBlockSize)
+	src := blobserve.Files{"targets/abc.m": file}
+	b, err := broker.New(broker.Options{Addr: "127.0.0.1:0", Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bctx, bcancel := context.WithCancel(context.Background())
+	var bwg sync.WaitGroup
+	bwg.Add(1)
+	go func() { defer bwg.Done(); _ = b.Run(bctx) }()
+	t.Cleanup(func() { bcancel(); bwg.Wait() })
+	user, pass := b.ControllerCredentials()
+	var servers [2]*blobserve.Server
+	var stops [2]func()
+	for i := range servers {
+		s, err := blobserve.New(blobserve.Options{Source: src, BrokerURL: b.URL(), Username: user, Password: pass,
+			ClientID: "outpost-blobserve-" + string(rune('a'+i)), ShareGroup: "outpost"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := s.Run(ctx); err != nil {
+				t.Errorf("blobserve Run: %v", err)
+			}
+		}()
+		stops[i] = func() { cancel(); <-done }
+		t.Cleanup(stops[i])
+		servers[i] = s
+		waitFor(t, "blobserve to subscribe", s.Subscribed)
+	}
+	d := connectDevice(t, b.URL(), "dev-s")
+	requests := func() (n uint64) {
+		for _, s := range servers {
+			n += s.Stats().Requests
+		}
+		return n
+	}
+	const n = 20
+	for i := range n {
+		d.ask(t, "dev-s", "targets/abc.m", wire.FetchRequest{ID: uint64(i + 1), BlockSize: wire.MinBlockSize, Mask: 0b11})
+	}
+	waitFor(t, "every request answered", func() bool { return len(d.got()) == 2*n })
+	if got := requests(); got != n {
+		t.Errorf("the servers received %d requests together, want %d (each once)", got, n)
+	}
+	t.Logf("%d requests split %d/%d between the replicas", n, servers[0].Stats().Requests, servers[1].Stats().Requests)
+	answers := func(id uint64) (k int) {
+		for _, f := range d.got() {
+			if f.ID == id {
+				k++
+			}
+		}
+		return k
+	}
+	for id := uint64(1); id <= n; id++ {
+		if k := answers(id); k != 2 {
+			t.Errorf("request %d: %d frames, want its 2 blocks once", id, k)
+		}
+	}
+	stops[0]()
+	// A request the broker still routes to the departing replica is lost, as with a killed
+	// one; the device asks again after its idle timeout, as here, and the survivor answers.
+	for id := uint64(n + 1); id <= 2*n; id++ {
+		for try := 0; answers(id) < 2; try++ {
+			if try == 10 {
+				t.Fatalf("request %d unanswered after %d tries", id, try)
+			}
+			d.ask(t, "dev-s", "targets/abc.m", wire.FetchRequest{ID: id, BlockSize: wire.MinBlockSize, Mask: 0b11})
+			for wait := time.Now().Add(time.Second); answers(id) < 2 && time.Now().Before(wait); {
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+}

@@ -47,7 +47,6 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/outpost-ml/outpost/fleet/wire"
-	"github.com/outpost-ml/outpost/internal/atomicfile"
 	"github.com/outpost-ml/outpost/models/bundle"
 )
 
@@ -124,7 +123,8 @@ var (
 // Repo is an open repository. Its methods are safe for concurrent use: publications are
 // serialised by mu, and readers (Meta, Open) read immutable or atomically replaced files.
 type Repo struct {
-	dir  string
+	dir  string  // empty for a repository in a Storage other than a directory
+	st   Storage // where the files live
 	opts Options
 
 	mu           sync.Mutex // guards the fields below
@@ -143,6 +143,9 @@ func metaDir(dir string) string    { return filepath.Join(dir, "meta") }
 func targetsDir(dir string) string { return filepath.Join(dir, "targets") }
 func keysDir(dir string) string    { return filepath.Join(dir, "keys") }
 
+// metaPath is the storage name of a metadata file.
+func metaPath(name string) string { return "meta/" + name }
+
 // Init creates a repository in dir (created if missing) with root v1 listing rootKeys and
 // targetsKeys, fresh online snapshot and timestamp keys, and empty targets. rootKeys and
 // targetsKeys are used here to sign and are not stored; keep them offline.
@@ -160,12 +163,12 @@ func Init(dir string, rootKeys, targetsKeys []ed25519.PrivateKey, opts Options) 
 			return nil, fmt.Errorf("init tuf repository: %w", err)
 		}
 	}
-	r := &Repo{dir: dir, opts: opts}
+	r := &Repo{dir: dir, st: DirStorage(dir), opts: opts}
 	var err error
-	if r.snapshotKey, err = newOnlineKey(dir, metadata.SNAPSHOT); err != nil {
+	if r.snapshotKey, err = newOnlineKey(r.st, metadata.SNAPSHOT); err != nil {
 		return nil, err
 	}
-	if r.timestampKey, err = newOnlineKey(dir, metadata.TIMESTAMP); err != nil {
+	if r.timestampKey, err = newOnlineKey(r.st, metadata.TIMESTAMP); err != nil {
 		return nil, err
 	}
 	now := opts.Now().UTC()
@@ -201,44 +204,92 @@ func Init(dir string, rootKeys, targetsKeys []ed25519.PrivateKey, opts Options) 
 // Open loads the repository in dir. The current state is what timestamp.json names, so files
 // a crashed publication left behind are ignored (and overwritten by the next one).
 func Open(dir string, opts Options) (*Repo, error) {
-	r := &Repo{dir: dir, opts: opts.withDefaults()}
-	var err error
-	if r.snapshotKey, err = readOnlineKey(dir, metadata.SNAPSHOT); err != nil {
+	r, err := OpenStorage(DirStorage(dir), opts)
+	if err != nil {
 		return nil, err
 	}
-	if r.timestampKey, err = readOnlineKey(dir, metadata.TIMESTAMP); err != nil {
-		return nil, err
+	r.dir = dir
+	return r, nil
+}
+
+// OpenStorage loads the repository held in st, as Open does for a directory. When st is also
+// a Locker, st is taken to be shared with other processes: every change then runs under its
+// lock and starts by reloading the state from st, so st stays the single source of truth.
+func OpenStorage(st Storage, opts Options) (*Repo, error) {
+	r := &Repo{st: st, opts: opts.withDefaults()}
+	if err := r.load(); err != nil {
+		return nil, fmt.Errorf("open tuf repository: %w", err)
+	}
+	return r, nil
+}
+
+// load reads the online keys and the current state from r.st.
+func (r *Repo) load() error {
+	var err error
+	if r.snapshotKey, err = readOnlineKey(r.st, metadata.SNAPSHOT); err != nil {
+		return err
+	}
+	if r.timestampKey, err = readOnlineKey(r.st, metadata.TIMESTAMP); err != nil {
+		return err
 	}
 	for v := int64(1); ; v++ {
-		data, err := os.ReadFile(filepath.Join(metaDir(dir), rootFile(v)))
+		data, err := r.st.ReadFile(metaPath(rootFile(v)))
 		if errors.Is(err, fs.ErrNotExist) && v > 1 {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("open tuf repository: %w", err)
+			return err
 		}
 		if r.root, err = metadata.Root().FromBytes(data); err != nil {
-			return nil, fmt.Errorf("open tuf repository: %s: %w", rootFile(v), err)
+			return fmt.Errorf("%s: %w", rootFile(v), err)
 		}
 	}
-	if r.timestamp, err = metadata.Timestamp().FromFile(filepath.Join(metaDir(dir), "timestamp.json")); err != nil {
-		return nil, fmt.Errorf("open tuf repository: %w", err)
+	data, err := r.st.ReadFile(metaPath("timestamp.json"))
+	if err != nil {
+		return err
+	}
+	if r.timestamp, err = metadata.Timestamp().FromBytes(data); err != nil {
+		return fmt.Errorf("timestamp.json: %w", err)
 	}
 	sv := r.timestamp.Signed.Meta["snapshot.json"]
 	if sv == nil {
-		return nil, fmt.Errorf("open tuf repository: timestamp names no snapshot")
+		return fmt.Errorf("timestamp names no snapshot")
 	}
-	if r.snapshot, err = metadata.Snapshot().FromFile(filepath.Join(metaDir(dir), versionedFile(sv.Version, metadata.SNAPSHOT))); err != nil {
-		return nil, fmt.Errorf("open tuf repository: %w", err)
+	if data, err = r.st.ReadFile(metaPath(versionedFile(sv.Version, metadata.SNAPSHOT))); err != nil {
+		return err
+	}
+	if r.snapshot, err = metadata.Snapshot().FromBytes(data); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
 	}
 	tv := r.snapshot.Signed.Meta["targets.json"]
 	if tv == nil {
-		return nil, fmt.Errorf("open tuf repository: snapshot names no targets")
+		return fmt.Errorf("snapshot names no targets")
 	}
-	if r.targets, err = metadata.Targets().FromFile(filepath.Join(metaDir(dir), versionedFile(tv.Version, metadata.TARGETS))); err != nil {
-		return nil, fmt.Errorf("open tuf repository: %w", err)
+	if data, err = r.st.ReadFile(metaPath(versionedFile(tv.Version, metadata.TARGETS))); err != nil {
+		return err
 	}
-	return r, nil
+	if r.targets, err = metadata.Targets().FromBytes(data); err != nil {
+		return fmt.Errorf("targets: %w", err)
+	}
+	return nil
+}
+
+// beginLocked prepares a change: on shared storage it takes the storage's lock and reloads
+// the state another replica may have changed. Call the returned function when done.
+func (r *Repo) beginLocked() (func(), error) {
+	l, ok := r.st.(Locker)
+	if !ok {
+		return func() {}, nil
+	}
+	unlock, err := l.LockRepo(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("lock tuf repository: %w", err)
+	}
+	if err := r.load(); err != nil {
+		unlock()
+		return nil, fmt.Errorf("reload tuf repository: %w", err)
+	}
+	return unlock, nil
 }
 
 // RootJSON returns the newest root metadata: what a device is provisioned with.
@@ -246,7 +297,7 @@ func (r *Repo) RootJSON() ([]byte, error) {
 	r.mu.Lock()
 	v := r.root.Signed.Version
 	r.mu.Unlock()
-	return os.ReadFile(filepath.Join(metaDir(r.dir), rootFile(v)))
+	return r.st.ReadFile(metaPath(rootFile(v)))
 }
 
 // ValidTargetName reports whether name can be a target name: 1 to 128 characters of
@@ -305,6 +356,11 @@ func (r *Repo) AddTarget(name string, pkg []byte, custom wire.TargetCustom) erro
 	sum := sha256.Sum256(pkg)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	done, err := r.beginLocked()
+	if err != nil {
+		return fmt.Errorf("add target %s: %w", name, err)
+	}
+	defer done()
 	if old, ok := r.targets.Signed.Targets[name]; ok {
 		if old.Length == int64(len(pkg)) && bytes.Equal(old.Hashes["sha256"], sum[:]) {
 			return nil
@@ -314,8 +370,7 @@ func (r *Repo) AddTarget(name string, pkg []byte, custom wire.TargetCustom) erro
 	if hi := r.highestReleaseLocked(custom.Name); custom.Release <= hi {
 		return fmt.Errorf("add target %s: release %d of %s is not above %d, already published", name, custom.Release, custom.Name, hi)
 	}
-	tpath := filepath.Join(targetsDir(r.dir), hex.EncodeToString(sum[:])+"."+name)
-	if err := atomicfile.Write(tpath, pkg, 0o644); err != nil {
+	if err := r.st.WriteFile("targets/"+hex.EncodeToString(sum[:])+"."+name, pkg); err != nil {
 		return fmt.Errorf("add target %s: %w", name, err)
 	}
 	rawMsg := json.RawMessage(raw)
@@ -340,6 +395,11 @@ func (r *Repo) ResignTargets() error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	done, err := r.beginLocked()
+	if err != nil {
+		return fmt.Errorf("re-sign targets: %w", err)
+	}
+	defer done()
 	return r.publishLocked(r.opts.TargetsKeys, r.opts.Now().UTC())
 }
 
@@ -368,7 +428,7 @@ func (r *Repo) publishLocked(keys []ed25519.PrivateKey, now time.Time) error {
 	if err != nil {
 		return fail(err)
 	}
-	if err := atomicfile.Write(filepath.Join(metaDir(r.dir), versionedFile(t.Signed.Version, metadata.TARGETS)), data, 0o644); err != nil {
+	if err := r.st.WriteFile(metaPath(versionedFile(t.Signed.Version, metadata.TARGETS)), data); err != nil {
 		return fail(err)
 	}
 	return r.publishSnapshotLocked(metaFileOf(t.Signed.Version, data), now)
@@ -392,7 +452,7 @@ func (r *Repo) publishSnapshotLocked(targets *metadata.MetaFiles, now time.Time)
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(metaDir(r.dir), versionedFile(s.Signed.Version, metadata.SNAPSHOT)), data, 0o644); err != nil {
+	if err := r.st.WriteFile(metaPath(versionedFile(s.Signed.Version, metadata.SNAPSHOT)), data); err != nil {
 		return err
 	}
 	r.snapshot = s
@@ -413,7 +473,7 @@ func (r *Repo) publishTimestampLocked(snapshot *metadata.MetaFiles, now time.Tim
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(metaDir(r.dir), "timestamp.json"), data, 0o644); err != nil {
+	if err := r.st.WriteFile(metaPath("timestamp.json"), data); err != nil {
 		return err
 	}
 	r.timestamp = ts
@@ -428,6 +488,11 @@ func (r *Repo) RefreshTimestamp(now time.Time) (bool, error) {
 	now = now.UTC()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	done, err := r.beginLocked()
+	if err != nil {
+		return false, err
+	}
+	defer done()
 	if r.snapshot.Signed.Expires.Sub(now) < r.opts.SnapshotLifetime/2 {
 		return true, r.publishSnapshotLocked(nil, now)
 	}
@@ -477,7 +542,7 @@ func (r *Repo) Meta(name string) ([]byte, error) {
 	if !validMetaName(name) {
 		return nil, fmt.Errorf("metadata %q: %w", name, ErrNotFound)
 	}
-	data, err := os.ReadFile(filepath.Join(metaDir(r.dir), name))
+	data, err := r.st.ReadFile(metaPath(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("metadata %q: %w", name, ErrNotFound)
 	}
@@ -502,15 +567,15 @@ func (r *Repo) Target(path string) (io.ReaderAt, int64, error) {
 	if !ok || len(digest) != 64 || strings.Trim(digest, "0123456789abcdef") != "" || ValidTargetName(name) != nil {
 		return nil, 0, fmt.Errorf("target %q: %w", path, ErrNotFound)
 	}
-	p := filepath.Join(targetsDir(r.dir), path)
-	fi, err := os.Stat(p)
+	name = "targets/" + path
+	size, err := r.st.Size(name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, fmt.Errorf("target %q: %w", path, ErrNotFound)
 	}
 	if err != nil {
 		return nil, 0, err
 	}
-	return fileReaderAt(p), fi.Size(), nil
+	return storedReaderAt{r.st, name}, size, nil
 }
 
 // Open serves the fetch paths devices ask for (wire.FetchMetaPrefix or
@@ -529,16 +594,13 @@ func (r *Repo) Open(path string) (io.ReaderAt, int64, error) {
 	return nil, 0, fmt.Errorf("fetch path %q: %w", path, ErrNotFound)
 }
 
-type fileReaderAt string
-
-func (p fileReaderAt) ReadAt(b []byte, off int64) (int, error) {
-	f, err := os.Open(string(p))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return f.ReadAt(b, off)
+// storedReaderAt reads a stored file for each ReadAt, so nothing needs closing.
+type storedReaderAt struct {
+	st   Storage
+	name string
 }
+
+func (s storedReaderAt) ReadAt(b []byte, off int64) (int, error) { return s.st.ReadAt(s.name, b, off) }
 
 // Status summarises the repository for `outpost keys show`.
 type Status struct {
@@ -617,6 +679,11 @@ type RootUpdate struct {
 func (r *Repo) UpdateRoot(u RootUpdate, signers []ed25519.PrivateKey) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	done, err := r.beginLocked()
+	if err != nil {
+		return fmt.Errorf("update root: %w", err)
+	}
+	defer done()
 	now := r.opts.Now().UTC()
 	old := r.root
 	data, err := old.ToBytes(false)
@@ -716,15 +783,15 @@ func (r *Repo) UpdateRoot(u RootUpdate, signers []ed25519.PrivateKey) error {
 	if u.RotateOnline {
 		// Keys first: a crash after this leaves new keys that root v(N) does not list yet,
 		// and the next UpdateRoot call rotates again. The old keys are overwritten.
-		if err := writeOnlineKey(r.dir, metadata.SNAPSHOT, newSnapshotKey); err != nil {
+		if err := writeOnlineKey(r.st, metadata.SNAPSHOT, newSnapshotKey); err != nil {
 			return err
 		}
-		if err := writeOnlineKey(r.dir, metadata.TIMESTAMP, newTimestampKey); err != nil {
+		if err := writeOnlineKey(r.st, metadata.TIMESTAMP, newTimestampKey); err != nil {
 			return err
 		}
 		r.snapshotKey, r.timestampKey = newSnapshotKey, newTimestampKey
 	}
-	if err := atomicfile.Write(filepath.Join(metaDir(r.dir), rootFile(next.Signed.Version)), rootData, 0o644); err != nil {
+	if err := r.st.WriteFile(metaPath(rootFile(next.Signed.Version)), rootData); err != nil {
 		return err
 	}
 	r.root = next
@@ -849,35 +916,35 @@ func (r *Repo) writeMeta(name string, m interface{ ToBytes(bool) ([]byte, error)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(metaDir(r.dir), name), data, 0o644)
+	return r.st.WriteFile(metaPath(name), data)
 }
 
-func onlineKeyPath(dir, role string) string { return filepath.Join(keysDir(dir), role+".key") }
+func onlineKeyPath(role string) string { return "keys/" + role + ".key" }
 
-func newOnlineKey(dir, role string) (ed25519.PrivateKey, error) {
+func newOnlineKey(st Storage, role string) (ed25519.PrivateKey, error) {
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	return k, writeOnlineKey(dir, role, k)
+	return k, writeOnlineKey(st, role, k)
 }
 
-func writeOnlineKey(dir, role string, k ed25519.PrivateKey) error {
+func writeOnlineKey(st Storage, role string, k ed25519.PrivateKey) error {
 	data, err := bundle.MarshalPrivateKey(k)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(onlineKeyPath(dir, role), data, 0o600)
+	return st.WriteFile(onlineKeyPath(role), data)
 }
 
-func readOnlineKey(dir, role string) (ed25519.PrivateKey, error) {
-	data, err := os.ReadFile(onlineKeyPath(dir, role))
+func readOnlineKey(st Storage, role string) (ed25519.PrivateKey, error) {
+	data, err := st.ReadFile(onlineKeyPath(role))
 	if err != nil {
-		return nil, fmt.Errorf("open tuf repository: %s key: %w", role, err)
+		return nil, fmt.Errorf("%s key: %w", role, err)
 	}
 	k, err := bundle.ParsePrivateKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("open tuf repository: %s key: %w", role, err)
+		return nil, fmt.Errorf("%s key: %w", role, err)
 	}
 	return k, nil
 }
