@@ -1,4 +1,4 @@
--- Schema version 2: per-device monitoring settings (fleet.DevicePolicy), merged by the rollout
+-- Schema version 3: per-device monitoring settings (fleet.DevicePolicy), merged by the rollout
 -- engine into the desired states it publishes.
 
 CREATE TABLE device_policies (
