@@ -128,6 +128,9 @@ type deviceState struct {
 	dev       Device
 	results   ResultStats
 	malformed uint64
+	// resent counts the duplicates of resent batches answered without the store (which
+	// therefore does not count them; see resentLocked), since this controller started.
+	resent uint64
 }
 
 // New validates opts and builds a Controller. It connects to nothing and starts no goroutines.
@@ -206,7 +209,7 @@ func (c *Controller) Devices() []DeviceStatus {
 			Online:          d.dev.Online,
 			Model:           d.dev.Model,
 			ResultsReceived: d.results.Stored,
-			Duplicates:      d.results.Duplicates,
+			Duplicates:      d.results.Duplicates + d.resent,
 			Dropped:         d.results.Dropped,
 			Rejected:        d.results.Rejected,
 			Acked:           d.results.Contiguous,

@@ -337,6 +337,11 @@ func TestRestartKeepsExactlyOnce(t *testing.T) {
 	if s.ResultsReceived != 4 || s.Duplicates != 4 {
 		t.Errorf("status = %+v, want 4 results and 4 duplicates", s)
 	}
+	// The resend of 1–3, all under the loaded watermark, was answered by an ack alone; the
+	// batch holding 4 went to the store.
+	if st := c.Stats(); st.Resent != 1 || st.Duplicates != 4 || st.Stored != 1 {
+		t.Errorf("Stats() = %+v, want 1 resent batch, 4 duplicates, 1 stored", st)
+	}
 }
 
 // gatedStore is a real store whose AppendResults waits while the gate is closed, to stall the
