@@ -156,6 +156,9 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 			q.took(m)
 			group = c.decodeGroup(q, m, group[:0])
 			if err := c.handle(sctx, l, group); err != nil {
+				if ctx.Err() != nil && sctx.Err() != nil {
+					return c.cutByDrainLimit(ctx, l, err)
+				}
 				return err
 			}
 		case <-tick.C:
@@ -182,6 +185,9 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 					left += leaveResults(group)
 				}
 				if err := c.handle(fctx, l, group); err != nil {
+					if sctx.Err() != nil {
+						return c.cutByDrainLimit(ctx, l, err)
+					}
 					return err
 				}
 			}
@@ -192,6 +198,18 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 			return c.flushDevices(fctx, l, true)
 		}
 	}
+}
+
+// cutByDrainLimit ends a shutdown whose store transaction the drain limit cancelled (err):
+// a group larger than the limit allows, on a slow store. Nothing of it was acked, so its
+// devices send it again and nothing is lost; what remains is the registry, written with a
+// fresh, short deadline. Only a failure to write it is an error.
+func (c *Controller) cutByDrainLimit(ctx context.Context, l *ingestLoop, err error) error {
+	c.log.Warn("shutdown: the drain limit cut a store transaction; its results were not acked and their devices send them again",
+		"limit", drainTimeout, "err", err)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout/2)
+	defer cancel()
+	return c.flushDevices(fctx, l, true)
 }
 
 // leaveResults takes the result and capture batches out of group (see drainResults) and
