@@ -92,6 +92,9 @@ type Options struct {
 	// DeviceFlush is the most often routine registry updates (last seen, health) are written;
 	// new devices and online/offline changes are written at once. Default DefaultDeviceFlush.
 	DeviceFlush time.Duration
+	// DrainTimeout bounds the store writes after Run's context ended: queued results are
+	// stored for half of it, the registry within it (see drainResults). Default 10 s.
+	DrainTimeout time.Duration
 	// Logger receives the controller's log lines; nil discards them.
 	Logger *slog.Logger
 	// OnDrift, when set, is given the drift records of each group once they are stored (and
@@ -173,6 +176,9 @@ func New(opts Options) (*Controller, error) {
 	}
 	if opts.DeviceFlush <= 0 {
 		opts.DeviceFlush = DefaultDeviceFlush
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = drainTimeout
 	}
 	log := opts.Logger
 	if log == nil {

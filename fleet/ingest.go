@@ -28,16 +28,17 @@ const maxQuietEntries = 10000
 // maxWrittenEntries bounds ingestLoop.written (one small entry per device).
 const maxWrittenEntries = 1 << 20
 
-// drainTimeout bounds the final store writes after shutdown was requested.
+// drainTimeout is the default Options.DrainTimeout: it bounds the final store writes after
+// shutdown was requested.
 const drainTimeout = 10 * time.Second
 
-// drainResults is how long after shutdown was requested the queued result and capture
-// batches are still stored. None of them is acked yet, so their devices send them again to
+// drainResults (half of DrainTimeout) is how long after shutdown was requested the queued
+// result and capture batches are still stored. None of them is acked yet, so their devices send them again to
 // the next controller; storing them is a saving, not a duty. After it, a backlog (a controller
 // stopped while behind) only has its registry messages applied, which would be lost, so that
 // the registry is written well within drainTimeout and a stop under backlog loses nothing and
 // exits cleanly.
-const drainResults = drainTimeout / 2
+func (c *Controller) drainResults() time.Duration { return c.opts.DrainTimeout / 2 }
 
 // ingestLoop is the state owned by runIngest's goroutine alone.
 type ingestLoop struct {
@@ -147,7 +148,7 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 	var stopAt atomic.Int64 // unix ns when ctx ended
 	stopTimer := context.AfterFunc(ctx, func() {
 		stopAt.Store(time.Now().UnixNano())
-		time.AfterFunc(drainTimeout, cancelStore)
+		time.AfterFunc(c.opts.DrainTimeout, cancelStore)
 	})
 	defer stopTimer()
 	for {
@@ -181,7 +182,7 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 					break
 				}
 				group = c.decodeGroup(q, m, group[:0])
-				if time.Since(stop) >= drainResults {
+				if time.Since(stop) >= c.drainResults() {
 					left += leaveResults(group)
 				}
 				if err := c.handle(fctx, l, group); err != nil {
@@ -206,8 +207,8 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 // fresh, short deadline. Only a failure to write it is an error.
 func (c *Controller) cutByDrainLimit(ctx context.Context, l *ingestLoop, err error) error {
 	c.log.Warn("shutdown: the drain limit cut a store transaction; its results were not acked and their devices send them again",
-		"limit", drainTimeout, "err", err)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout/2)
+		"limit", c.opts.DrainTimeout, "err", err)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.drainResults())
 	defer cancel()
 	return c.flushDevices(fctx, l, true)
 }
