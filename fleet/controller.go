@@ -92,6 +92,9 @@ type Options struct {
 	// DeviceFlush is the most often routine registry updates (last seen, health) are written;
 	// new devices and online/offline changes are written at once. Default DefaultDeviceFlush.
 	DeviceFlush time.Duration
+	// DrainTimeout bounds the store writes after Run's context ended: queued results are
+	// stored for half of it, the registry within it (see drainResults). Default 10 s.
+	DrainTimeout time.Duration
 	// Logger receives the controller's log lines; nil discards them.
 	Logger *slog.Logger
 	// OnDrift, when set, is given the drift records of each group once they are stored (and
@@ -128,6 +131,9 @@ type deviceState struct {
 	dev       Device
 	results   ResultStats
 	malformed uint64
+	// resent counts the duplicates of resent batches answered without the store (which
+	// therefore does not count them; see resentLocked), since this controller started.
+	resent uint64
 }
 
 // New validates opts and builds a Controller. It connects to nothing and starts no goroutines.
@@ -171,6 +177,9 @@ func New(opts Options) (*Controller, error) {
 	if opts.DeviceFlush <= 0 {
 		opts.DeviceFlush = DefaultDeviceFlush
 	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = drainTimeout
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -206,7 +215,7 @@ func (c *Controller) Devices() []DeviceStatus {
 			Online:          d.dev.Online,
 			Model:           d.dev.Model,
 			ResultsReceived: d.results.Stored,
-			Duplicates:      d.results.Duplicates,
+			Duplicates:      d.results.Duplicates + d.resent,
 			Dropped:         d.results.Dropped,
 			Rejected:        d.results.Rejected,
 			Acked:           d.results.Contiguous,

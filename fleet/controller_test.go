@@ -337,6 +337,11 @@ func TestRestartKeepsExactlyOnce(t *testing.T) {
 	if s.ResultsReceived != 4 || s.Duplicates != 4 {
 		t.Errorf("status = %+v, want 4 results and 4 duplicates", s)
 	}
+	// The resend of 1–3, all under the loaded watermark, was answered by an ack alone; the
+	// batch holding 4 went to the store.
+	if st := c.Stats(); st.Resent != 1 || st.Duplicates != 4 || st.Stored != 1 {
+		t.Errorf("Stats() = %+v, want 1 resent batch, 4 duplicates, 1 stored", st)
+	}
 }
 
 // gatedStore is a real store whose AppendResults waits while the gate is closed, to stall the
@@ -882,5 +887,53 @@ func TestDefaultQueueHoldsFleetWindow(t *testing.T) {
 	t.Logf("%d batches: %d commits, %d overflowed", devices*batches, st.Commits, st.Overflowed)
 	if st.Stored != devices*batches || st.Duplicates != 0 || st.Overflowed != 0 {
 		t.Errorf("Stats() = %+v, want %d stored, no duplicates or overflow", st, devices*batches)
+	}
+}
+
+// TestStopUnderStalledStore stops a controller whose store transaction hangs until the drain
+// limit cancels it: nothing of that group was acked (its devices resend it), so Run returns
+// nil, and the registry is still written.
+func TestStopUnderStalledStore(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	dir := t.TempDir()
+	store, err := boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedStore{Store: store, open: make(chan struct{})} // never opened
+	user, pass := b.ControllerCredentials()
+	c, err := fleet.New(fleet.Options{Store: g, BrokerURL: b.URL(), Username: user, Password: pass,
+		RetryInterval: 100 * time.Millisecond, DrainTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitFor(t, "controller to connect", c.Connected)
+
+	d := newDevice(t, b, "dev-stall")
+	d.results(0, 1, 2, 3)
+	d.results(0, 4, 5) // queued behind the stalled group
+	waitFor(t, "the device registered", func() bool { return len(c.Devices()) == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after the drain limit cut a transaction: %v, want nil (nothing acked, nothing lost)", err)
+	}
+	if n := d.ackCount(); n != 0 {
+		t.Errorf("%d acks published, want none: nothing was stored", n)
+	}
+	store, err = boltstore.Open(dir, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	devs, err := store.Devices(context.Background())
+	if err != nil || len(devs) != 1 || devs[0].ID != "dev-stall" {
+		t.Errorf("stored registry %+v, %v; want dev-stall written at the stop", devs, err)
+	}
+	if rs, err := store.Results(context.Background(), "dev-stall", 0, 10); err != nil || len(rs) != 0 {
+		t.Errorf("stored results %d, %v; want none", len(rs), err)
 	}
 }

@@ -171,9 +171,12 @@ type Stats struct {
 	Batches    uint64 // result batches stored
 	Stored     uint64 // results newly stored
 	Duplicates uint64 // results ignored as duplicates
-	Dropped    uint64 // seqs skipped over by DroppedThrough
-	Malformed  uint64 // messages rejected whole (bad JSON, version, topic/device mismatch, bad seq, too large)
-	Rejected   uint64 // results rejected one by one (listed in the ack with a reason)
+	// Resent counts result batches answered with an ack alone, not stored again: every seq
+	// was at or below the device's committed watermark (a resend; see Controller.resentLocked).
+	Resent    uint64
+	Dropped   uint64 // seqs skipped over by DroppedThrough
+	Malformed uint64 // messages rejected whole (bad JSON, version, topic/device mismatch, bad seq, too large)
+	Rejected  uint64 // results rejected one by one (listed in the ack with a reason)
 	// DropRefused counts batches whose DroppedThrough was not believed (PlausibleDrop).
 	DropRefused uint64
 	// OverQuota counts results not stored because their device holds its result quota.

@@ -28,8 +28,17 @@ const maxQuietEntries = 10000
 // maxWrittenEntries bounds ingestLoop.written (one small entry per device).
 const maxWrittenEntries = 1 << 20
 
-// drainTimeout bounds the final store writes after shutdown was requested.
+// drainTimeout is the default Options.DrainTimeout: it bounds the final store writes after
+// shutdown was requested.
 const drainTimeout = 10 * time.Second
+
+// drainResults (half of DrainTimeout) is how long after shutdown was requested the queued
+// result and capture batches are still stored. None of them is acked yet, so their devices send them again to
+// the next controller; storing them is a saving, not a duty. After it, a backlog (a controller
+// stopped while behind) only has its registry messages applied, which would be lost, so that
+// the registry is written well within drainTimeout and a stop under backlog loses nothing and
+// exits cleanly.
+func (c *Controller) drainResults() time.Duration { return c.opts.DrainTimeout / 2 }
 
 // ingestLoop is the state owned by runIngest's goroutine alone.
 type ingestLoop struct {
@@ -136,7 +145,11 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 	// store that hangs cannot hold the shutdown forever.
 	sctx, cancelStore := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelStore()
-	stopTimer := context.AfterFunc(ctx, func() { time.AfterFunc(drainTimeout, cancelStore) })
+	var stopAt atomic.Int64 // unix ns when ctx ended
+	stopTimer := context.AfterFunc(ctx, func() {
+		stopAt.Store(time.Now().UnixNano())
+		time.AfterFunc(c.opts.DrainTimeout, cancelStore)
+	})
 	defer stopTimer()
 	for {
 		select {
@@ -144,6 +157,9 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 			q.took(m)
 			group = c.decodeGroup(q, m, group[:0])
 			if err := c.handle(sctx, l, group); err != nil {
+				if ctx.Err() != nil && sctx.Err() != nil {
+					return c.cutByDrainLimit(ctx, l, err)
+				}
 				return err
 			}
 		case <-tick.C:
@@ -154,6 +170,11 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 		case <-ctx.Done():
 			<-stopped
 			fctx := sctx
+			stop := time.Unix(0, stopAt.Load())
+			if stopAt.Load() == 0 { // AfterFunc runs in its own goroutine; it may not have yet
+				stop = time.Now()
+			}
+			var left int
 			// Bounded: the client has stopped, so nothing refills the queue.
 			for range cap(q.ch) + 1 {
 				m, ok := q.tryTake()
@@ -161,13 +182,48 @@ func (c *Controller) runIngest(ctx context.Context, client paho.Client, q *queue
 					break
 				}
 				group = c.decodeGroup(q, m, group[:0])
+				if time.Since(stop) >= c.drainResults() {
+					left += leaveResults(group)
+				}
 				if err := c.handle(fctx, l, group); err != nil {
+					if sctx.Err() != nil {
+						return c.cutByDrainLimit(ctx, l, err)
+					}
 					return err
 				}
+			}
+			if left > 0 {
+				c.log.Info("stopped with a backlog: queued result batches left unstored and unacked; their devices send them again",
+					"batches", left)
 			}
 			return c.flushDevices(fctx, l, true)
 		}
 	}
+}
+
+// cutByDrainLimit ends a shutdown whose store transaction the drain limit cancelled (err):
+// a group larger than the limit allows, on a slow store. Nothing of it was acked, so its
+// devices send it again and nothing is lost; what remains is the registry, written with a
+// fresh, short deadline. Only a failure to write it is an error.
+func (c *Controller) cutByDrainLimit(ctx context.Context, l *ingestLoop, err error) error {
+	c.log.Warn("shutdown: the drain limit cut a store transaction; its results were not acked and their devices send them again",
+		"limit", c.opts.DrainTimeout, "err", err)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.drainResults())
+	defer cancel()
+	return c.flushDevices(fctx, l, true)
+}
+
+// leaveResults takes the result and capture batches out of group (see drainResults) and
+// returns how many it took.
+func leaveResults(group []decoded) int {
+	n := 0
+	for i := range group {
+		if group[i].batch != nil || group[i].capture != nil {
+			group[i].batch, group[i].capture = nil, nil
+			n++
+		}
+	}
+	return n
 }
 
 // decodeGroup decodes first and then whatever else is queued, until the group holds MaxBatch
@@ -275,6 +331,7 @@ const maxClockAhead = time.Minute
 func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded) error {
 	var batches []Batch
 	var drift []DriftRecord
+	var resent []resentAck
 	c.mu.Lock()
 	for _, d := range group {
 		c.stats.Messages++
@@ -284,6 +341,10 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 		}
 		c.applyLocked(l, d)
 		if d.batch != nil {
+			if ack, ok := c.resentLocked(d.batch); ok {
+				resent = append(resent, resentAck{d.device, ack})
+				continue
+			}
 			batches = append(batches, *d.batch)
 		}
 		if d.drift != nil {
@@ -291,6 +352,10 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 		}
 	}
 	c.mu.Unlock()
+	// What was already committed is acked again at once, ahead of this group's commit.
+	for _, r := range resent {
+		c.publishAck(l, r.device, r.ack)
+	}
 
 	if len(drift) > 0 {
 		// Redelivery replaces the record (its identity is the window's), so a summary resent
@@ -384,6 +449,43 @@ func (c *Controller) handle(ctx context.Context, l *ingestLoop, group []decoded)
 	}
 	c.sweepAcks(l)
 	return c.flushDevices(ctx, l, false)
+}
+
+// resentAck is the ack answering a batch resentLocked recognised.
+type resentAck struct {
+	device string
+	ack    *wire.Ack
+}
+
+// resentLocked recognises a batch whose every seq the store has already decided: all at or
+// below the device's watermark in the sequence space the controller last committed for it.
+// Such a batch is a resend (its device's ack timeout passed while the batch waited in a
+// backlog, or the ack was lost), and the answer is the ack alone: storing it again would find
+// only duplicates, yet cost a store transaction's reads. Under overload this is most of what
+// devices send (each resends its whole unacked window every ack timeout), so taking it out of
+// the store's work keeps a controller that fell behind from falling further. The in-memory
+// watermark only ever lags the store's (another replica, or a commit not yet seen), so a
+// batch taken for a resend never holds a seq the store has not decided. c.mu must be held.
+func (c *Controller) resentLocked(b *Batch) (*wire.Ack, bool) {
+	d := c.devices[b.Device]
+	if d == nil || d.results.Epoch != b.Epoch || d.results.Contiguous == 0 || b.DroppedThrough > d.results.Contiguous {
+		return nil, false
+	}
+	w := d.results.Contiguous
+	for _, r := range b.Results {
+		if r.Seq > w {
+			return nil, false
+		}
+	}
+	for _, j := range b.Rejected {
+		if j.Seq > w {
+			return nil, false
+		}
+	}
+	c.stats.Resent++
+	c.stats.Duplicates += uint64(len(b.Results))
+	d.resent += uint64(len(b.Results))
+	return &wire.Ack{Seq: w, Epoch: b.Epoch, Rejected: b.Rejected}, true
 }
 
 // applyLocked applies a decoded, well-formed message to the registry. c.mu must be held.

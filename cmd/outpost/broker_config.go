@@ -32,6 +32,7 @@ func newBrokerCmd() *cobra.Command {
 	var af apiFlags
 	var out, ctlUser, ctlPasswordFile string
 	var allowObservers bool
+	var fleetSize int
 	cfg := &cobra.Command{
 		Use:   "config --out DIR",
 		Short: "Write Mosquitto's password file, ACL and a config snippet for the fleet's devices",
@@ -40,13 +41,17 @@ func newBrokerCmd() *cobra.Command {
                 in Mosquitto's own PBKDF2-SHA512 ($7$) format: no secret leaves the controller
   acl           each device may publish only under outpost/v1/d/ID/ and read only
                 outpost/v1/c/ID/; the controller user may do anything
-  outpost.conf  allow_anonymous, password_file and acl_file lines; include it in mosquitto.conf
+  outpost.conf  allow_anonymous, password_file and acl_file lines, and max_queued_messages
+                sized for the controller's session (--fleet-size); include it in mosquitto.conf
 Run it again after outpost devices add or revoke and reload Mosquitto (SIGHUP): Mosquitto
 then disconnects sessions whose credentials are gone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return errors.New("missing --out DIR")
+			}
+			if fleetSize < 0 {
+				return fmt.Errorf("--fleet-size %d: must not be negative", fleetSize)
 			}
 			if err := wire.ValidDeviceID(ctlUser); err != nil {
 				return fmt.Errorf("--controller-user: %w", err)
@@ -91,7 +96,7 @@ then disconnects sessions whose credentials are gone.`,
 				// the hashes are not secrets in themselves, but keep them from other users.
 				{mosquittoPasswdFile, ctlLine + files.Passwd, 0o640},
 				{mosquittoACLFile, mosquittoACL(ctlUser, allowObservers), 0o644},
-				{mosquittoConfFile, mosquittoConf(dir, allowObservers), 0o644},
+				{mosquittoConfFile, mosquittoConf(dir, allowObservers, queuedMessages(fleetSize, strings.Count(files.Passwd, "\n"))), 0o644},
 			}
 			for _, w := range write {
 				if err := atomicfile.Write(filepath.Join(dir, w.name), []byte(w.data), w.perm); err != nil {
@@ -112,6 +117,7 @@ then disconnects sessions whose credentials are gone.`,
 	f.StringVar(&ctlUser, "controller-user", broker.DefaultControllerUser, "the controller's MQTT username (full access in the ACL)")
 	f.StringVar(&ctlPasswordFile, "controller-password-file", "", "`file` with the controller's MQTT password, to put its hash into passwd")
 	f.BoolVar(&allowObservers, "allow-observers", false, "let anonymous clients read outpost/# and homeassistant/# (off: anonymous clients are refused)")
+	f.IntVar(&fleetSize, "fleet-size", 0, "devices to size Mosquitto's session queue for (0: the devices issued now, at least 1,000)")
 	c.AddCommand(cfg)
 	return c
 }
@@ -132,8 +138,34 @@ func mosquittoACL(ctlUser string, observers bool) string {
 	return b.String()
 }
 
-func mosquittoConf(dir string, observers bool) string {
+// Sizing of the controller's Mosquitto session. The controller's one session receives every
+// device's result batches, up to agentWindow unacked per device (agent.DefaultWindow; the
+// controller does not link the agent), and Mosquitto drops QoS 1 messages beyond
+// max_queued_messages (default 1,000) for a session: a dropped batch is resent by its device
+// only after its 10 s ack timeout, so a controller that falls behind would multiply its work.
+// Twice the windows leaves room for state, health, drift and the resends of a reconnection.
+const (
+	agentWindow      = 8
+	minFleetSize     = 1000
+	queuePerDevice   = 2 * agentWindow
+	mosquittoDefault = 1000
+)
+
+// queuedMessages is the max_queued_messages for a fleet of size devices (0: issued devices,
+// the credentials known now, at least minFleetSize: a fleet grows between runs of the command).
+func queuedMessages(size, issued int) int {
+	if size == 0 {
+		size = max(issued, minFleetSize)
+	}
+	return max(size*queuePerDevice, mosquittoDefault)
+}
+
+func mosquittoConf(dir string, observers bool, queued int) string {
 	return fmt.Sprintf("# Outpost device credentials, written by `outpost broker config`.\n"+
-		"allow_anonymous %t\npassword_file %s\nacl_file %s\n",
-		observers, filepath.Join(dir, mosquittoPasswdFile), filepath.Join(dir, mosquittoACLFile))
+		"allow_anonymous %t\npassword_file %s\nacl_file %s\n"+
+		"# The controller's session receives every device's results, up to %d batches unacked per\n"+
+		"# device: queue them rather than drop them (a dropped batch is resent only after 10 s).\n"+
+		"# Unlimited bytes (Mosquitto's default); the devices' windows bound what is queued.\n"+
+		"max_queued_messages %d\nmax_queued_bytes 0\n",
+		observers, filepath.Join(dir, mosquittoPasswdFile), filepath.Join(dir, mosquittoACLFile), agentWindow, queued)
 }

@@ -128,6 +128,11 @@ func TestDeviceCredentialsMosquitto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Sized for the controller's session (the minimum fleet here: no device issued yet);
+	// Mosquitto below refuses to start on an option it does not know.
+	if want := fmt.Sprintf("max_queued_messages %d\n", queuedMessages(0, 0)); !strings.Contains(string(snippet), want) {
+		t.Fatalf("outpost.conf %q: want %q", snippet, want)
+	}
 	port := freePort(t)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	if os.Geteuid() == 0 {

@@ -83,7 +83,11 @@ func TestScale(t *testing.T) {
 			}
 			addr := startScaleMosquitto(t, devices)
 			dbURL := pgtest.Start(t, pgtest.Options{}).NewDB(t)
-			ctl := startServeExternal(t, outpost, "tcp://"+addr, dbURL)
+			var extra []string
+			if dir := os.Getenv("OUTPOST_SCALE_CPUPROFILE"); dir != "" {
+				extra = append(extra, "--cpu-profile", filepath.Join(dir, "postgres.pprof"))
+			}
+			ctl := startServeExternal(t, outpost, "tcp://"+addr, dbURL, extra...)
 			sum, err := runSim(context.Background(), simConfig{Devices: devices, Broker: ctl.url, Duration: duration, Rate: rate, Prefix: "pg", Drain: time.Minute, Wire: true})
 			if err != nil {
 				t.Fatal(err)
@@ -194,9 +198,9 @@ func startServe(t *testing.T, outpost string, extra ...string) *serveProc {
 // startServeExternal runs `outpost serve` with no embedded broker: it connects to brokerURL
 // and stores into the PostgreSQL database at storeURL (the scale-out mode, one replica). It
 // returns once the controller has subscribed, with url the broker the devices use.
-func startServeExternal(t *testing.T, outpost, brokerURL, storeURL string) *serveProc {
+func startServeExternal(t *testing.T, outpost, brokerURL, storeURL string, extra ...string) *serveProc {
 	t.Helper()
-	cmd := exec.Command(outpost, "serve", "--broker", brokerURL, "--store", storeURL, "--data-dir", t.TempDir(), "--replica", "scale", "--log-level", "info")
+	cmd := exec.Command(outpost, append([]string{"serve", "--broker", brokerURL, "--store", storeURL, "--data-dir", t.TempDir(), "--replica", "scale", "--log-level", "info"}, extra...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -134,6 +134,9 @@ type fleetServer struct {
 	// Monitor takes MQTT labels and publishes drift alerts for the drift summaries the
 	// controller stored and acked (serve_monitor.go).
 	Monitor *monitor.Service
+	// alertElection is the store's URL in scale-out mode, where the replicas elect the one
+	// whose Monitor publishes alerts; empty otherwise.
+	alertElection string
 	// Store is the controller's store (owned by Controller, which closes it).
 	Store fleet.Store
 
@@ -222,7 +225,10 @@ func newFleetServer(cfg serveConfig) (_ *fleetServer, err error) {
 		copts.Username, copts.Password = b.ControllerCredentials()
 	}
 	// The monitor alerts on the drift summaries the controller's ingest stores.
-	if s.Monitor, err = newMonitor(store, copts, log); err != nil {
+	if scaleOut(cfg) {
+		s.alertElection = cfg.StoreURL
+	}
+	if s.Monitor, err = newMonitor(store, copts, scaleOut(cfg), log); err != nil {
 		return nil, err
 	}
 	copts.OnDrift = s.Monitor.DriftStored
@@ -274,7 +280,7 @@ func (s *fleetServer) Run(ctx context.Context) error {
 		ug, uctx := errgroup.WithContext(gctx)
 		ug.Go(func() error { return s.runUpdates(uctx) })
 		if s.Monitor != nil {
-			ug.Go(func() error { return runMonitor(uctx, s.Monitor) })
+			ug.Go(func() error { return runMonitor(uctx, s.Monitor, s.alertElection, s.log) })
 		}
 		if s.Trust != nil {
 			// Here, so they stop before the controller closes the store they may read.

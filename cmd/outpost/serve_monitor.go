@@ -7,9 +7,12 @@ import (
 	"log/slog"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/httpapi"
 	"github.com/outpost-ml/outpost/fleet/monitor"
+	"github.com/outpost-ml/outpost/fleet/pgstore"
 	"github.com/outpost-ml/outpost/fleet/rollout"
 )
 
@@ -19,7 +22,8 @@ func monitoringStore(store fleet.Store) httpapi.Monitoring { return store }
 // newMonitor builds the service that takes labels from outpost/v1/feedback and publishes drift
 // alerts on outpost/v1/alerts for the drift summaries the controller stores, logged in with
 // the controller's broker credential.
-func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*monitor.Service, error) {
+// elected (scale-out mode) makes it publish alerts only while it leads (runMonitor).
+func newMonitor(store fleet.Store, copts fleet.Options, elected bool, log *slog.Logger) (*monitor.Service, error) {
 	u, err := fleet.ParseBrokerURL(copts.BrokerURL)
 	if err != nil {
 		return nil, err
@@ -31,7 +35,7 @@ func newMonitor(store fleet.Store, copts fleet.Options, log *slog.Logger) (*moni
 	}
 	u.User = nil
 	return monitor.NewService(monitor.Options{Store: store, BrokerURL: u.String(), Username: user, Password: pass,
-		ClientID: monitorClientID(copts), Logger: log.With("component", "monitor")})
+		ClientID: monitorClientID(copts), Elected: elected, Logger: log.With("component", "monitor")})
 }
 
 // monitorClientID keeps the monitor services of scale-out replicas apart, as blobClientID
@@ -44,9 +48,16 @@ func monitorClientID(copts fleet.Options) string {
 	return monitor.DefaultClientID + strings.TrimPrefix(copts.ClientID, fleet.DefaultClientID)
 }
 
-// runMonitor runs the monitor service until ctx ends.
-func runMonitor(ctx context.Context, m *monitor.Service) error {
-	err := m.Run(ctx)
+// runMonitor runs the monitor service until ctx ends. With a store URL (scale-out mode) the
+// replicas elect the one that publishes drift alerts, so each alert goes out once.
+func runMonitor(ctx context.Context, m *monitor.Service, storeURL string, log *slog.Logger) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if storeURL != "" {
+		e := &pgstore.Elector{URL: storeURL, Key: pgstore.AlertLeaderKey, Logger: log.With("component", "alert-election")}
+		g.Go(func() error { return e.Run(gctx, m.Lead) })
+	}
+	g.Go(func() error { return m.Run(gctx) })
+	err := g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
@@ -71,3 +82,7 @@ func labellerPassword(file string) (string, error) {
 	}
 	return pw, nil
 }
+
+// scaleOut reports whether cfg is the scale-out mode: an external broker and a PostgreSQL
+// store, where several replicas may run.
+func scaleOut(cfg serveConfig) bool { return cfg.BrokerURL != "" && cfg.StoreURL != "" }

@@ -50,9 +50,14 @@ type Options struct {
 	Lookback time.Duration
 	// Queue bounds labels, and alerts waiting to be published, for the worker; beyond it one
 	// is dropped and counted (Stats.Dropped). Default DefaultQueue.
-	Queue  int
-	Now    func() time.Time // default time.Now
-	Logger *slog.Logger
+	Queue int
+	// Elected makes the service one of several replicas that each see every drift summary
+	// (scale-out mode): every replica keeps the whole alert state, so whichever leads knows
+	// each device's drift, but only the replica inside Lead publishes alerts; the others
+	// count theirs as Stats.Followed. Unset, the service publishes every alert.
+	Elected bool
+	Now     func() time.Time // default time.Now
+	Logger  *slog.Logger
 }
 
 // Stats are the service's counters since start.
@@ -65,6 +70,8 @@ type Stats struct {
 	Started   uint64 `json:"started"`
 	Recovered uint64 `json:"recovered"`
 	Dropped   uint64 `json:"dropped"`
+	// Followed counts alerts not published because another replica leads (Options.Elected).
+	Followed uint64 `json:"followed"`
 }
 
 // Service takes labels published on wire.TopicFeedback into the store and publishes drift
@@ -76,8 +83,10 @@ type Service struct {
 	log    *slog.Logger
 	in     chan inbound
 	alerts chan *wire.DriftAlert
-	stats  struct{ stored, refused, drift, alerts, started, recovered, dropped atomic.Uint64 }
+	stats  struct{ stored, refused, drift, alerts, started, recovered, dropped, followed atomic.Uint64 }
 	ready  atomic.Bool
+	// leading is set while Lead runs; read only with Options.Elected.
+	leading atomic.Bool
 
 	// mu guards the alert state: nil until Run seeded it from the store; records stored
 	// before then wait in pending.
@@ -127,8 +136,23 @@ func NewService(opts Options) (*Service, error) {
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{LabelsStored: s.stats.stored.Load(), LabelsRefused: s.stats.refused.Load(),
-		DriftSeen: s.stats.drift.Load(), Alerts: s.stats.alerts.Load(), Started: s.stats.started.Load(), Recovered: s.stats.recovered.Load(), Dropped: s.stats.dropped.Load()}
+		DriftSeen: s.stats.drift.Load(), Alerts: s.stats.alerts.Load(), Started: s.stats.started.Load(), Recovered: s.stats.recovered.Load(), Dropped: s.stats.dropped.Load(), Followed: s.stats.followed.Load()}
 }
+
+// Lead makes this replica the one that publishes alerts until ctx ends (Options.Elected); it
+// has the shape of pgstore.Elector's lead function. Leadership changes hands at a CheckEvery
+// boundary, so around a change an alert can be published by both replicas or by neither:
+// alerts are edge-triggered notices, and the drift view stays the record of the state.
+func (s *Service) Lead(ctx context.Context) error {
+	s.leading.Store(true)
+	defer s.leading.Store(false)
+	s.log.Info("monitor publishes drift alerts for the replicas")
+	<-ctx.Done()
+	return nil
+}
+
+// publishes reports whether this replica publishes alerts now.
+func (s *Service) publishes() bool { return !s.opts.Elected || s.leading.Load() }
 
 // Subscribed reports whether the service is connected and subscribed.
 func (s *Service) Subscribed() bool { return s.ready.Load() }
@@ -261,6 +285,10 @@ func (s *Service) observeLocked(recs []fleet.DriftRecord) {
 		} else {
 			s.stats.recovered.Add(1)
 		}
+		if !s.publishes() {
+			s.stats.followed.Add(1)
+			continue
+		}
 		select {
 		case s.alerts <- al:
 		default:
@@ -303,6 +331,10 @@ func (s *Service) handle(ctx context.Context, m inbound) {
 // publish sends one alert; a failed publish is logged (alerts are edge-triggered, so the
 // state behind it stays visible in the drift view and in Prometheus).
 func (s *Service) publish(client paho.Client, al *wire.DriftAlert) {
+	if !s.publishes() { // leadership was lost while the alert waited
+		s.stats.followed.Add(1)
+		return
+	}
 	payload, err := wire.Encode(al)
 	if err != nil {
 		return

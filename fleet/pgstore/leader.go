@@ -23,6 +23,10 @@ import (
 const (
 	// RolloutLeaderKey elects the replica that runs the rollout engine.
 	RolloutLeaderKey int64 = 0x6f7574706f7374 + 1
+	// AlertLeaderKey elects the replica whose monitor service publishes drift alerts (every
+	// replica sees every drift summary; one publishes). A key of its own: the rollout leader
+	// holds RolloutLeaderKey on another session, so it could never win that key again here.
+	AlertLeaderKey int64 = 0x6f7574706f7374 + 2
 )
 
 // Elector campaigns for one advisory lock key and runs a function while it holds it.
