@@ -41,14 +41,10 @@ func init() {
 func SetPortable(on bool) (was bool) { return portable.Swap(on) }
 
 // KernelPath names the int8 convolution path that an interpreter created now would use:
-// "avx2" (amd64 with AVX2), "neon" (arm64 with Advanced SIMD) — neither when built with the
-// purego tag or forced off by SetPortable / OUTPOST_PORTABLE=1 — or "portable".
-func KernelPath() string {
-	if useSIMD() {
-		return simdName
-	}
-	return "portable"
-}
+// "avx2" (amd64 with AVX2); on arm64 "neon-i8mm" (SMMLA), "neon-dotprod" (SDOT) or "neon"
+// (Advanced SIMD alone), the best the CPU has — none of them when built with the purego tag
+// or forced off by SetPortable / OUTPOST_PORTABLE=1 — or "portable".
+func KernelPath() string { return formNames[int8Form()] }
 
 func useSIMD() bool { return haveSIMD && !portable.Load() }
 
@@ -82,6 +78,14 @@ type gemmInt8 struct {
 	rows16    int
 	x16Handle int
 
+	// The dot-product forms (conv_gemm_dot.go): weights as int8 packed by dotIndex, rows of k8
+	// int8 taps per chunk of rows8 pixels (a multiple of 4). dot is formSDOT or formI8MM, or 0.
+	dot      int
+	k8       int
+	w8       []int8
+	rows8    int
+	x8Handle int
+
 	workers int     // Node.Workers at Prepare: the scratch holds one chunk per worker
 	job     convJob // the Invoke in progress, for RunPart
 }
@@ -110,7 +114,8 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	gm := &gemmInt8{k: k, bias: make([]int32, g.outC),
 		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
 		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC), workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
-	simd := useSIMD()
+	form := int8Form()
+	simd := form != formPortable
 	if !simd {
 		// Only the portable kernel reads the int64 pairs (four bytes per weight): the SIMD
 		// path packs its own int16 copy, so building both would hold the weights three times.
@@ -143,8 +148,11 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	}
 	gm.direct = g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
 	g.gemm = gm
-	if simd {
+	switch form {
+	case formWiden:
 		return g.prepareGemm16(n, w)
+	case formSDOT, formI8MM:
+		return g.prepareGemm8(n, w, form)
 	}
 	gm.colRows = splitRows(g.outH*g.outW, max(1, maxColBytes/k), gm.workers, 2)
 	if !gm.direct {
@@ -216,6 +224,9 @@ func (g *convGeom) convInt8(n *tflite.Node, x, y []int8) {
 	if gm.simd {
 		rows = gm.rows16
 	}
+	if gm.dot != 0 {
+		rows = gm.rows8
+	}
 	per := g.outH * g.outW
 	gm.job = convJob{g: g, n: n, x: x, y: y, chunks: (per + rows - 1) / rows}
 	if gm.workers == 1 {
@@ -237,6 +248,13 @@ func (j *convJob) RunPart(w, part int) {
 	bt, c := part/j.chunks, part%j.chunks
 	xb := j.x[bt*inSize : (bt+1)*inSize]
 	yb := j.y[bt*per*g.outC : (bt+1)*per*g.outC]
+	if gm.dot != 0 {
+		p0 := c * gm.rows8
+		rows := min(gm.rows8, per-p0)
+		buf := int8s(j.n.Scratch(gm.x8Handle)[w*gm.rows8*gm.k8:], gm.rows8*gm.k8)
+		g.convChunk8(buf, xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
+		return
+	}
 	if gm.simd {
 		p0 := c * gm.rows16
 		rows := min(gm.rows16, per-p0)

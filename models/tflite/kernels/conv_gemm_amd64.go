@@ -41,3 +41,11 @@ func widen16AVX2(dst *int16, src *int8, n16 int)
 
 //go:noescape
 func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int32, q *int32, y *int8, groups, npix int)
+
+// The dot-product forms are arm64's; on amd64 they run only when a test forces them, on their
+// Go kernel (VNNI is not used).
+const haveSDOT, haveI8MM = false, false
+
+func gemmRow4x16Dot(form int, x []int8, stride int, w []int8, k8 int, q []int32, y []int8, yStride, blocks int) {
+	gemmRow4x16DotGo(form, x, stride, w, k8, q, y, yStride, blocks)
+}

@@ -14,6 +14,29 @@ const simdName = "neon"
 
 var haveSIMD = cpu.ARM64.HasASIMD
 
+// The dot-product extensions, from the kernel's HWCAP (AT_HWCAP ASIMDDP, AT_HWCAP2 I8MM): SDOT
+// is in ARMv8.2-A DotProd (Cortex-A55/A75 on, e.g. the Raspberry Pi 5's A76), SMMLA in
+// ARMv8.6-A I8MM (e.g. Cortex-A510/A710, Neoverse V1/N2). A Raspberry Pi 3 or 4 (A53, A72)
+// has neither and takes the int16 NEON form.
+var (
+	haveSDOT = haveSIMD && cpu.ARM64.HasASIMDDP
+	haveI8MM = haveSIMD && cpu.ARM64.HasI8MM
+)
+
+// gemmRow4x16Dot is gemmRow4x16DotGo in SDOT or SMMLA assembly when the CPU has the
+// instruction (a test may force a form it lacks: that runs the Go kernel); gemmRow4Dot has
+// checked the bounds.
+func gemmRow4x16Dot(form int, x []int8, stride int, w []int8, k8 int, q []int32, y []int8, yStride, blocks int) {
+	switch {
+	case form == formI8MM && haveI8MM:
+		gemmRow4MMLA(&x[0], uintptr(stride), &w[0], k8/8, &q[0], &y[0], uintptr(yStride), blocks)
+	case form == formSDOT && haveSDOT:
+		gemmRow4SDOT(&x[0], uintptr(stride), &w[0], k8/8, &q[0], &y[0], uintptr(yStride), blocks)
+	default:
+		gemmRow4x16DotGo(form, x, stride, w, k8, q, y, yStride, blocks)
+	}
+}
+
 // gemmRow4x16 is gemmRow4x16Go in NEON assembly; gemmRow4 has checked the bounds.
 func gemmRow4x16(x []int16, stride int, w []int16, pairs int, q []int32, y []int8, yStride, blocks int) {
 	gemmRow4NEON(&x[0], uintptr(stride)*2, &w[0], pairs, &q[0], &y[0], uintptr(yStride), blocks)
@@ -37,6 +60,14 @@ func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []i
 
 //go:noescape
 func gemmRow4NEON(x *int16, strideBytes uintptr, w *int16, pairs int, q *int32, y *int8, yStride uintptr, blocks int)
+
+// groups is k8/8, the 8-tap groups per row; strides are in bytes.
+//
+//go:noescape
+func gemmRow4SDOT(x *int8, strideBytes uintptr, w *int8, groups int, q *int32, y *int8, yStride uintptr, blocks int)
+
+//go:noescape
+func gemmRow4MMLA(x *int8, strideBytes uintptr, w *int8, groups int, q *int32, y *int8, yStride uintptr, blocks int)
 
 //go:noescape
 func widen16NEON(dst *int16, src *int8, n16 int)

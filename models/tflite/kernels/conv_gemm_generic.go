@@ -19,3 +19,11 @@ func widen16(dst []int16, src []int8) { widen16Go(dst, src) }
 func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
 	dwRow3x3x8Go(taps, steps, npix, c, w, q, y)
 }
+
+// No dot-product instructions: the dot forms run only when a test forces them, on their Go
+// kernel.
+const haveSDOT, haveI8MM = false, false
+
+func gemmRow4x16Dot(form int, x []int8, stride int, w []int8, k8 int, q []int32, y []int8, yStride, blocks int) {
+	gemmRow4x16DotGo(form, x, stride, w, k8, q, y, yStride, blocks)
+}

@@ -378,3 +378,26 @@ func TestConvInt8PathsMatchReference(t *testing.T) {
 		t.Fatalf("only %d valid random cases", done)
 	}
 }
+
+// extremeQuantTable is a quantTable whose lanes cover the edges of requantInt32's domain.
+func extremeQuantTable(r *rand.Rand, groups int) []int32 {
+	n := groups * 8
+	bias, mult, shift := make([]int32, n), make([]int32, n), make([]int, n)
+	biases := []int32{0, math.MaxInt32, math.MinInt32, 1 << 30, -1 << 30}
+	mults := []int32{0, 1, math.MaxInt32, 1 << 30}
+	for c := range n {
+		bias[c] = int32(r.Uint32())
+		if r.IntN(3) == 0 {
+			bias[c] = biases[r.IntN(len(biases))]
+		}
+		// QuantizeMultiplier never gives a negative multiplier, so SQRDMULH cannot saturate.
+		mult[c] = int32(r.Uint32() >> 1)
+		if r.IntN(3) == 0 {
+			mult[c] = mults[r.IntN(len(mults))]
+		}
+		shift[c] = r.IntN(62) - 31
+	}
+	lo := int32(-128 + r.IntN(3))
+	hi := int32(127 - r.IntN(3))
+	return quantTable(groups, bias, mult, shift, int32(r.IntN(256)-128), lo, hi)
+}
