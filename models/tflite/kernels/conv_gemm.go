@@ -10,12 +10,15 @@ import (
 )
 
 // The int8 CONV_2D fast path: im2col plus a blocked GEMM with int32 accumulators over weights
-// packed once in Prepare. Two forms, chosen per node in Prepare, give identical bytes:
+// packed once in Prepare. The forms, chosen per node in Prepare, give identical bytes:
 //   - portable (pure Go, every GOARCH): weights packed as int64 pairs, two MACs per 64-bit
 //     multiply, tiles of 2 pixels x 4 channels (run);
-//   - SIMD (amd64 AVX2, conv_gemm_amd64.s, unless built with -tags purego or forced portable):
-//     taps widened to int16, weights as interleaved int16 tap pairs, VPMADDWD in tiles of 4
-//     pixels x 16 channels with the requantization vectorized too (gemm16, gemmRow4).
+//   - SIMD (amd64 AVX2, conv_gemm_amd64.s; arm64 NEON, conv_gemm_arm64.s; unless built with
+//     -tags purego or forced portable): taps widened to int16, weights as interleaved int16 tap
+//     pairs, VPMADDWD or SMLAL in tiles of 4 pixels x 16 channels with the requantization
+//     vectorized too (gemm16, gemmRow4);
+//   - on arm64 CPUs with DotProd or I8MM, the same tiles on int8 taps and int8 weights with
+//     SDOT or SMMLA (conv_gemm_dot.go).
 // The differential tests in conv_gemm_test.go hold both to the reference arithmetic.
 //
 // Why it is bit-exact with reference_integer_ops::ConvPerChannel: the reference sums

@@ -22,8 +22,23 @@ var benchConvShapes = []convCase{
 	{n: 1, h: 14, w: 14, inC: 96, outC: 24, fh: 1, fw: 1, sh: 1, sw: 1},
 }
 
+// benchForms are the int8 GEMM forms this CPU runs in assembly (or pure Go, the portable one).
+func benchForms() []int {
+	forms := []int{formPortable}
+	if haveSIMD {
+		forms = append(forms, formWiden)
+	}
+	if haveSDOT {
+		forms = append(forms, formSDOT)
+	}
+	if haveI8MM {
+		forms = append(forms, formI8MM)
+	}
+	return forms
+}
+
 func BenchmarkConvShapes(b *testing.B) {
-	defer SetPortable(portable.Load())
+	defer setInt8Form(setInt8Form(-1))
 	for _, c := range benchConvShapes {
 		r := rand.New(rand.NewPCG(1, 2))
 		c.m, c.dh, c.dw, c.pad, c.act = 1, 1, 1, schema.PaddingSame, schema.ActivationRelu
@@ -32,9 +47,9 @@ func BenchmarkConvShapes(b *testing.B) {
 		c.wScale = []float32{0.005}
 		c.bias = make([]int32, c.outC)
 		data := c.model(b)
-		for _, port := range []bool{false, true} {
-			SetPortable(port)
-			name := fmt.Sprintf("%dx%dx%d_f%dx%d_s%d_oc%d/%s", c.h, c.w, c.inC, c.fh, c.fw, c.sh, c.outC, KernelPath())
+		for _, f := range benchForms() {
+			setInt8Form(f)
+			name := fmt.Sprintf("%dx%dx%d_f%dx%d_s%d_oc%d/%s", c.h, c.w, c.inC, c.fh, c.fw, c.sh, c.outC, formNames[f])
 			m, err := tflite.Load(data)
 			if err != nil {
 				b.Fatal(err)
