@@ -2,9 +2,11 @@ package kernels
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tflite"
+	"github.com/outpost-ml/outpost/models/tflite/schema"
 )
 
 // The int8 GEMM's forms against the reference loops: every form this build has (the portable
@@ -163,4 +165,45 @@ func TestGemmRowDotExtremes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzInt8Forms runs one random CONV_2D or FULLY_CONNECTED layer (chosen by seed) on every int8 GEMM form against the reference loops.
+func FuzzInt8Forms(f *testing.F) {
+	for _, s := range []uint64{0, 1, 5, 12, 33} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, seed uint64) {
+		r := rand.New(rand.NewPCG(seed, 77))
+		var data []byte
+		var x []int8
+		var reference func(x []int8, lo, hi int32) []int8
+		var act schema.Activation
+		if seed%2 == 0 {
+			c := randConvCase(r, false)
+			if _, _, ok := c.outSize(); !ok {
+				return
+			}
+			data, x, reference, act = c.model(t), make([]int8, c.n*c.h*c.w*c.inC), c.reference, c.act
+		} else {
+			c := randFCCase(r)
+			data, x, reference, act = c.model(t), make([]int8, c.batches*c.depth), c.reference, c.act
+		}
+		for i := range x {
+			x[i] = int8(r.IntN(256) - 128)
+		}
+		var want []int8
+		for _, f := range int8Forms() {
+			ip := invokeInt8(t, data, x, f)
+			if want == nil {
+				lo, hi, err := quantActivationRange(act, ip.Output(0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = reference(x, lo, hi)
+			}
+			if got := ip.Output(0).Int8(); !slices.Equal(got, want) {
+				t.Fatalf("seed %d (%s): output differs from the reference", seed, formNames[f])
+			}
+		}
+	})
 }

@@ -32,6 +32,9 @@ func TestKernelsUnderQemu(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-compiles the package and runs it under qemu three times")
 	}
+	if os.Getenv("OUTPOST_PORTABLE") == "1" {
+		t.Skip("the arm64 paths are the point: runs in the pass without OUTPOST_PORTABLE")
+	}
 	qemu := qemuAArch64(t)
 	bin := filepath.Join(t.TempDir(), "kernels.test")
 	build := exec.Command("go", "test", "-c", "-o", bin, ".")
