@@ -19,7 +19,8 @@ import (
 //     vectorized too (gemm16, gemmRow4);
 //   - on arm64 CPUs with DotProd or I8MM, the same tiles on int8 taps and int8 weights with
 //     SDOT or SMMLA (conv_gemm_dot.go).
-// The differential tests in conv_gemm_test.go hold both to the reference arithmetic.
+// The differential tests in conv_gemm_test.go and conv_gemm_dot_test.go hold them all to the
+// reference arithmetic.
 //
 // Why it is bit-exact with reference_integer_ops::ConvPerChannel: the reference sums
 // w * (x + input_offset) over the taps inside the input, in int32. Here im2col writes the input
@@ -82,7 +83,8 @@ type gemmInt8 struct {
 	x16Handle int
 
 	// The dot-product forms (conv_gemm_dot.go): weights as int8 packed by dotIndex, rows of k8
-	// int8 taps per chunk of rows8 pixels (a multiple of 4). dot is formSDOT or formI8MM, or 0.
+	// int8 taps per chunk of rows8 pixels (a multiple of 4). dot is formSDOT or formI8MM, or 0
+	// (formPortable) for the other forms.
 	dot      int
 	k8       int
 	w8       []int8
@@ -121,7 +123,8 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	simd := form != formPortable
 	if !simd {
 		// Only the portable kernel reads the int64 pairs (four bytes per weight): the SIMD
-		// path packs its own int16 copy, so building both would hold the weights three times.
+		// forms pack their own int16 or int8 copy, so building both would hold the weights
+		// three times.
 		gm.packed = make([][2]int64, nb*k)
 	}
 	for oc := 0; oc < g.outC; oc++ {
