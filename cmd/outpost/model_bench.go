@@ -36,7 +36,7 @@ inputs filled once from the oracle's xorshift32 stream (--random, default 1). Pr
 object: median_ms, p90_ms, allocs_per_invoke, arena_bytes, macs (multiply-accumulates of one
 inference, counted per op from the prepared shapes), gmacs (MACs per second / 1e9 at the
 median), cpu_ms (median CPU time per Invoke of the calling thread, Linux; with --threads above 1 the
-helpers' time is not in it) and kernels (the int8 convolution path: "avx2", "avx2+avxvnni", "avx2+avx512vnni" or "portable"). --portable, or
+helpers' time is not in it) and kernels (the int8 convolution path: "avx2+avxvnni", "avx2+avx512vnni" or "avx2" on amd64, "neon-i8mm", "neon-dotprod" or "neon" on arm64, or "portable"). --portable, or
 OUTPOST_PORTABLE=1 in the environment, forces the pure-Go kernels.
 Exit codes: 0 ok, 1 usage error, 2 model not loadable, 3 invoke failed.`,
 		Args: cobra.ExactArgs(1),

@@ -50,7 +50,7 @@ func TestModelBench(t *testing.T) {
 			if r.ArenaBytes <= 0 {
 				t.Errorf("arena_bytes = %d", r.ArenaBytes)
 			}
-			if r.Kernels != "portable" && !strings.HasPrefix(r.Kernels, "avx2") {
+			if r.Kernels != "portable" && !strings.HasPrefix(r.Kernels, "avx2") && !strings.HasPrefix(r.Kernels, "neon") {
 				t.Errorf("kernels = %q", r.Kernels)
 			}
 			if tc.path != "" && r.Kernels != tc.path {

@@ -13,12 +13,16 @@ import (
 // packed once in Prepare. The forms, chosen per node in Prepare, give identical bytes:
 //   - portable (pure Go, every GOARCH): weights packed as int64 pairs, two MACs per 64-bit
 //     multiply, tiles of 2 pixels x 4 channels (run);
-//   - SIMD (amd64 AVX2, conv_gemm_amd64.s, unless built with -tags purego or forced portable):
-//     taps widened to int16, weights as interleaved int16 tap pairs, VPMADDWD in tiles of 4
-//     pixels x 16 channels with the requantization vectorized too (gemm16, gemmRow4);
-//   - dot product (amd64 AVX-VNNI or AVX-512 VNNI, where the CPU has them): taps as offset
-//     bytes, weights as int8 quads, VPDPBUSD in the same tiles (conv_gemm_dot.go).
-// The differential tests in conv_gemm_test.go hold both to the reference arithmetic.
+//   - SIMD (amd64 AVX2, conv_gemm_amd64.s; arm64 NEON, conv_gemm_arm64.s; unless built with
+//     -tags purego or forced portable): taps widened to int16, weights as interleaved int8 tap
+//     pairs widened as they are loaded, VPMADDWD or SMLAL in tiles of 4 pixels x 16 channels
+//     with the requantization vectorized too (gemm16, gemmRow4);
+//   - dot product, where the CPU has the instructions: the same tiles on byte taps and int8
+//     weights, with VPDPBUSD (amd64 AVX-VNNI or AVX-512 VNNI), SDOT (arm64 DotProd) or SMMLA
+//     (arm64 I8MM) (conv_gemm_dot.go; int8Form chooses).
+// The differential tests in conv_gemm_test.go and fc_gemm_test.go force every form in turn
+// (on its Go kernel where the CPU lacks the instruction) and hold each to the reference
+// arithmetic.
 //
 // Why it is bit-exact with reference_integer_ops::ConvPerChannel: the reference sums
 // w * (x + input_offset) over the taps inside the input, in int32. Here im2col writes the input
@@ -42,20 +46,13 @@ func init() {
 // chose in Prepare. Both paths give identical integer results.
 func SetPortable(on bool) (was bool) { return portable.Swap(on) }
 
-// KernelPath names the int8 convolution path that an interpreter created now would use:
-// "avx2" (amd64 with AVX2), "avx2+avxvnni" or "avx2+avx512vnni" (the GEMM with dot-product
-// instructions, unless SetDotProduct(false) or OUTPOST_NO_DOTPROD=1), "neon" (arm64 with
-// Advanced SIMD) — none of them when built with the purego tag or forced off by SetPortable /
-// OUTPOST_PORTABLE=1 — or "portable".
-func KernelPath() string {
-	if useDot() {
-		return simdName + "+" + dotName()
-	}
-	if useSIMD() {
-		return simdName
-	}
-	return "portable"
-}
+// KernelPath names the int8 convolution path that an interpreter created now would use: on
+// amd64 "avx2+avxvnni" or "avx2+avx512vnni" (VPDPBUSD) or "avx2"; on arm64 "neon-i8mm"
+// (SMMLA), "neon-dotprod" (SDOT) or "neon" (Advanced SIMD alone) — the best the CPU has, the
+// dot-product ones unless SetDotProduct(false) or OUTPOST_NO_DOTPROD=1, none of them when
+// built with the purego tag or forced off by SetPortable / OUTPOST_PORTABLE=1 — or
+// "portable".
+func KernelPath() string { return formNames[int8Form()] }
 
 func useSIMD() bool { return haveSIMD && !portable.Load() }
 
@@ -91,11 +88,11 @@ type gemmInt8 struct {
 	rows16    int
 	x16Handle int
 
-	// The dot-product form of the SIMD path (conv_gemm_dot.go): q16, rows16 and x16Handle
-	// serve it too (the scratch holding rows of kq bytes).
-	dot bool
-	kq  int    // k rounded up to a multiple of 4
-	w8  []int8 // [OC/8 rounded up to even][kq/4][8 channels][4 taps]
+	// The dot-product forms (conv_gemm_dot.go): q16, rows16 and x16Handle serve them too
+	// (the scratch holding rows of kd bytes).
+	dot int    // the form (formAVXVNNI ... formI8MM), or 0 for the others
+	kd  int    // k rounded up to dotPad(dot)
+	w8  []int8 // [OC/16 rounded up][16*kd], each block packed by dotIndex
 
 	workers int     // Node.Workers at Prepare: the scratch holds one chunk per worker
 	job     convJob // the Invoke in progress, for RunPart
@@ -125,10 +122,11 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	gm := &gemmInt8{k: k, bias: make([]int32, g.outC),
 		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
 		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC), workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
-	simd := useSIMD()
+	form := int8Form()
+	simd := form != formPortable
 	if !simd {
-		// Only the portable kernel reads the int64 pairs (four bytes per weight): the SIMD
-		// path packs its own int8 copy, so building both would hold the weights three times.
+		// Only the portable kernel reads the int64 pairs (four bytes per weight): the other
+		// forms pack their own int8 copy, so building both would hold the weights three times.
 		gm.packed = make([][2]int64, nb*k)
 	}
 	for oc := 0; oc < g.outC; oc++ {
@@ -158,7 +156,10 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	}
 	gm.direct = g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
 	g.gemm = gm
-	if simd {
+	switch {
+	case isDot(form):
+		return g.prepareGemm8(n, w, form)
+	case simd:
 		return g.prepareGemm16(n, w)
 	}
 	gm.colRows = splitRows(g.outH*g.outW, max(1, maxColBytes/k), gm.workers, 2)
@@ -204,9 +205,6 @@ func splitRows(per, limit, workers, tile int) int {
 
 // prepareGemm16 packs the weights for the SIMD path and requests its int16 row buffer.
 func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
-	if useDot() {
-		return g.prepareGemm8(n, w)
-	}
 	gm := g.gemm
 	k := gm.k
 	gm.simd = true
@@ -261,10 +259,10 @@ func (j *convJob) RunPart(w, part int) {
 	bt, c := part/j.chunks, part%j.chunks
 	xb := j.x[bt*inSize : (bt+1)*inSize]
 	yb := j.y[bt*per*g.outC : (bt+1)*per*g.outC]
-	if gm.dot {
+	if gm.dot != 0 {
 		p0 := c * gm.rows16
 		rows := min(gm.rows16, per-p0)
-		buf := j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kq:][:gm.rows16*gm.kq]
+		buf := j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kd:][:gm.rows16*gm.kd]
 		g.convChunk8(buf, xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
 		return
 	}

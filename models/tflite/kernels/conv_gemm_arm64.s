@@ -348,3 +348,220 @@ dwloop:
 
 dwdone:
 	RET
+
+// The dot-product forms (conv_gemm_dot.go): int8 rows of 8-tap groups against weights packed by
+// dotIndex, into the same accumulators, REQUANT and STORE as gemmRow4NEON.
+
+// SDOT Vd.4S, Vn.16B, Vm.4B[idx] (DotProd, "vector x indexed element", size 10): lane j of d
+// += the dot product of n's bytes 4j..4j+3 with m's bytes 4idx..4idx+3; m = M:Rm, idx = H:L.
+#define SDOTE(d, n, m, idx) WORD $(0x4f80e000 | (((idx)&1)<<21) | (((m)>>4)<<20) | (((m)&15)<<16) | (((idx)>>1)<<11) | ((n)<<5) | (d))
+
+// SMMLA Vd.4S, Vn.16B, Vm.16B (I8MM): d's 2x2 int32 matrix += n (2 rows of 8 bytes) times
+// the transpose of m (2 rows of 8 bytes).
+#define SMMLA(d, n, m) WORD $(0x4e80a400 | ((m)<<16) | ((n)<<5) | (d))
+
+#define ZERO16 \
+	VEOR V16.B16, V16.B16, V16.B16; \
+	VEOR V17.B16, V17.B16, V17.B16; \
+	VEOR V18.B16, V18.B16, V18.B16; \
+	VEOR V19.B16, V19.B16, V19.B16; \
+	VEOR V20.B16, V20.B16, V20.B16; \
+	VEOR V21.B16, V21.B16, V21.B16; \
+	VEOR V22.B16, V22.B16, V22.B16; \
+	VEOR V23.B16, V23.B16, V23.B16; \
+	VEOR V24.B16, V24.B16, V24.B16; \
+	VEOR V25.B16, V25.B16, V25.B16; \
+	VEOR V26.B16, V26.B16, V26.B16; \
+	VEOR V27.B16, V27.B16, V27.B16; \
+	VEOR V28.B16, V28.B16, V28.B16; \
+	VEOR V29.B16, V29.B16, V29.B16; \
+	VEOR V30.B16, V30.B16, V30.B16; \
+	VEOR V31.B16, V31.B16, V31.B16
+
+// SROW accumulates one 8-tap group of row register X (taps 0-3 in its S lane 0, 4-7 in lane
+// 1) into the row's accumulators A..A+3 (channels 0-3, 4-7, 8-11, 12-15), with the group's
+// weights in V4-V7 (taps 0-3) and V8-V11 (taps 4-7).
+#define SROW(X, A) \
+	SDOTE(A, 4, X, 0); \
+	SDOTE(A+1, 5, X, 0); \
+	SDOTE(A+2, 6, X, 0); \
+	SDOTE(A+3, 7, X, 0); \
+	SDOTE(A, 8, X, 1); \
+	SDOTE(A+1, 9, X, 1); \
+	SDOTE(A+2, 10, X, 1); \
+	SDOTE(A+3, 11, X, 1)
+
+// func gemmRow4SDOT(x *int8, strideBytes uintptr, w *int8, groups int, q *int32, y *int8, yStride uintptr, blocks int)
+//
+// gemmRow4x16DotGo for formSDOT: for each 16-channel block (weights groups*128 bytes, which
+// follow each other) and rows r = 0..3 at x + r*strideBytes, acc = Σ x*w over the 8*groups
+// taps in wrapping int32 (each SDOT lane adds four products, exact), then REQUANT into
+// y + r*yStride + 16j + c. Accumulators as gemmRow4NEON's: row r, channels 4g..4g+3 in
+// V(16+4r+g).
+TEXT ·gemmRow4SDOT(SB), NOSPLIT, $0-64
+	MOVD x+0(FP), R0
+	MOVD strideBytes+8(FP), R1
+	MOVD w+16(FP), R2
+	MOVD groups+24(FP), R3
+	MOVD q+32(FP), R4
+	MOVD y+40(FP), R5
+	MOVD yStride+48(FP), R6
+	MOVD blocks+56(FP), R7
+
+sblock:
+	MOVD R0, R10
+	ADD  R1, R10, R11
+	ADD  R1, R11, R12
+	ADD  R1, R12, R13
+	ZERO16
+	MOVD R3, R19
+
+sloop:
+	VLD1.P 8(R10), [V0.B8]
+	VLD1.P 8(R11), [V1.B8]
+	VLD1.P 8(R12), [V2.B8]
+	VLD1.P 8(R13), [V3.B8]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	VLD1.P 64(R2), [V8.B16, V9.B16, V10.B16, V11.B16]
+	SROW(0, 16)
+	SROW(1, 20)
+	SROW(2, 24)
+	SROW(3, 28)
+	SUBS   $1, R19, R19
+	BNE    sloop
+
+	QLOAD(R4, 0)
+	REQUANT(16)
+	REQUANT(20)
+	REQUANT(24)
+	REQUANT(28)
+	QLOAD(R4, 16)
+	REQUANT(17)
+	REQUANT(21)
+	REQUANT(25)
+	REQUANT(29)
+	QLOAD(R4, 288)
+	REQUANT(18)
+	REQUANT(22)
+	REQUANT(26)
+	REQUANT(30)
+	QLOAD(R4, 304)
+	REQUANT(19)
+	REQUANT(23)
+	REQUANT(27)
+	REQUANT(31)
+
+	MOVD R5, R9
+	STORE(V16, V17, V18, V19, R9)
+	ADD  R6, R9
+	STORE(V20, V21, V22, V23, R9)
+	ADD  R6, R9
+	STORE(V24, V25, V26, V27, R9)
+	ADD  R6, R9
+	STORE(V28, V29, V30, V31, R9)
+
+	ADD  $576, R4
+	ADD  $16, R5
+	SUBS $1, R7, R7
+	BNE  sblock
+	RET
+
+// MROWS accumulates one 8-tap group of a pair of rows (register X: the first row's taps in its
+// low 8 bytes, the second's in the high) into the pair's accumulators A..A+7 (channel pair p
+// in A+p: [r0 c2p, r0 c2p+1, r1 c2p, r1 c2p+1]), with channel pair p's weights in V(4+p).
+#define MROWS(X, A) \
+	SMMLA(A, X, 4); \
+	SMMLA(A+1, X, 5); \
+	SMMLA(A+2, X, 6); \
+	SMMLA(A+3, X, 7); \
+	SMMLA(A+4, X, 8); \
+	SMMLA(A+5, X, 9); \
+	SMMLA(A+6, X, 10); \
+	SMMLA(A+7, X, 11)
+
+// UNPAIR turns channel pairs (VA: channels 4g, 4g+1; VB: 4g+2, 4g+3) of a pair of rows into
+// per-row registers: VA = the first row's channels 4g..4g+3, VB the second's. Clobbers V12.
+#define UNPAIR(VA, VB) \
+	VZIP1 VB.D2, VA.D2, V12.D2; \
+	VZIP2 VB.D2, VA.D2, VB.D2; \
+	VMOV  V12.B16, VA.B16
+
+// func gemmRow4MMLA(x *int8, strideBytes uintptr, w *int8, groups int, q *int32, y *int8, yStride uintptr, blocks int)
+//
+// gemmRow4SDOT for formI8MM: rows 0,1 and 2,3 go two to a register, and each SMMLA adds the
+// 2 rows x 2 channels x 8 taps of a channel pair. Accumulators: rows 2h, 2h+1, channel pair p
+// in V(16+8h+p); after UNPAIR, row r's channels 4g..4g+3 are in V(16+8(r/2)+2g+r%2).
+TEXT ·gemmRow4MMLA(SB), NOSPLIT, $0-64
+	MOVD x+0(FP), R0
+	MOVD strideBytes+8(FP), R1
+	MOVD w+16(FP), R2
+	MOVD groups+24(FP), R3
+	MOVD q+32(FP), R4
+	MOVD y+40(FP), R5
+	MOVD yStride+48(FP), R6
+	MOVD blocks+56(FP), R7
+
+mblock:
+	MOVD R0, R10
+	ADD  R1, R10, R11
+	ADD  R1, R11, R12
+	ADD  R1, R12, R13
+	ZERO16
+	MOVD R3, R19
+
+mloop:
+	VLD1.P 8(R10), [V0.B8]
+	VLD1.P 8(R11), V0.D[1]
+	VLD1.P 8(R12), [V1.B8]
+	VLD1.P 8(R13), V1.D[1]
+	VLD1.P 64(R2), [V4.B16, V5.B16, V6.B16, V7.B16]
+	VLD1.P 64(R2), [V8.B16, V9.B16, V10.B16, V11.B16]
+	MROWS(0, 16)
+	MROWS(1, 24)
+	SUBS   $1, R19, R19
+	BNE    mloop
+
+	UNPAIR(V16, V17)
+	UNPAIR(V18, V19)
+	UNPAIR(V20, V21)
+	UNPAIR(V22, V23)
+	UNPAIR(V24, V25)
+	UNPAIR(V26, V27)
+	UNPAIR(V28, V29)
+	UNPAIR(V30, V31)
+
+	QLOAD(R4, 0)
+	REQUANT(16)
+	REQUANT(17)
+	REQUANT(24)
+	REQUANT(25)
+	QLOAD(R4, 16)
+	REQUANT(18)
+	REQUANT(19)
+	REQUANT(26)
+	REQUANT(27)
+	QLOAD(R4, 288)
+	REQUANT(20)
+	REQUANT(21)
+	REQUANT(28)
+	REQUANT(29)
+	QLOAD(R4, 304)
+	REQUANT(22)
+	REQUANT(23)
+	REQUANT(30)
+	REQUANT(31)
+
+	MOVD R5, R9
+	STORE(V16, V18, V20, V22, R9)
+	ADD  R6, R9
+	STORE(V17, V19, V21, V23, R9)
+	ADD  R6, R9
+	STORE(V24, V26, V28, V30, R9)
+	ADD  R6, R9
+	STORE(V25, V27, V29, V31, R9)
+
+	ADD  $576, R4
+	ADD  $16, R5
+	SUBS $1, R7, R7
+	BNE  mblock
+	RET

@@ -5,6 +5,7 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"golang.org/x/sys/cpu"
@@ -17,40 +18,37 @@ import (
 
 func TestKernelPathARM64(t *testing.T) {
 	defer SetPortable(SetPortable(false))
+	defer SetDotProduct(SetDotProduct(true))
+	defer setInt8Form(setInt8Form(-1))
 	want := "portable"
-	if cpu.ARM64.HasASIMD {
+	switch {
+	case !cpu.ARM64.HasASIMD:
+	case cpu.ARM64.HasI8MM:
+		want = "neon-i8mm"
+	case cpu.ARM64.HasASIMDDP:
+		want = "neon-dotprod"
+	default:
 		want = "neon"
 	}
 	if got := KernelPath(); got != want {
-		t.Errorf("KernelPath() = %q, want %q (HasASIMD %v)", got, want, cpu.ARM64.HasASIMD)
+		t.Errorf("KernelPath() = %q, want %q (HasASIMD %v, HasASIMDDP %v, HasI8MM %v)", got, want,
+			cpu.ARM64.HasASIMD, cpu.ARM64.HasASIMDDP, cpu.ARM64.HasI8MM)
+	}
+	// TestKernelsUnderQemu names the path the emulated CPU model must give.
+	if w := os.Getenv("OUTPOST_WANT_KERNEL_PATH"); w != "" && KernelPath() != w {
+		t.Errorf("KernelPath() = %q on this CPU model, want %q", KernelPath(), w)
+	}
+	if cpu.ARM64.HasASIMD && !haveF32SIMD {
+		t.Error("no float32 NEON kernels on an Advanced SIMD CPU")
+	}
+	SetDotProduct(false)
+	if got, want := KernelPath(), map[bool]string{true: "neon", false: "portable"}[cpu.ARM64.HasASIMD]; got != want {
+		t.Errorf("KernelPath() with SetDotProduct(false) = %q, want %q", got, want)
 	}
 	SetPortable(true)
 	if got := KernelPath(); got != "portable" {
 		t.Errorf("KernelPath() with SetPortable(true) = %q, want portable", got)
 	}
-}
-
-// extremeQuantTable is a quantTable whose lanes cover the edges of requantInt32's domain.
-func extremeQuantTable(r *rand.Rand, groups int) []int32 {
-	n := groups * 8
-	bias, mult, shift := make([]int32, n), make([]int32, n), make([]int, n)
-	biases := []int32{0, math.MaxInt32, math.MinInt32, 1 << 30, -1 << 30}
-	mults := []int32{0, 1, math.MaxInt32, 1 << 30}
-	for c := range n {
-		bias[c] = int32(r.Uint32())
-		if r.IntN(3) == 0 {
-			bias[c] = biases[r.IntN(len(biases))]
-		}
-		// QuantizeMultiplier never gives a negative multiplier, so SQRDMULH cannot saturate.
-		mult[c] = int32(r.Uint32() >> 1)
-		if r.IntN(3) == 0 {
-			mult[c] = mults[r.IntN(len(mults))]
-		}
-		shift[c] = r.IntN(62) - 31
-	}
-	lo := int32(-128 + r.IntN(3))
-	hi := int32(127 - r.IntN(3))
-	return quantTable(groups, bias, mult, shift, int32(r.IntN(256)-128), lo, hi)
 }
 
 func TestGemmRowNEONExtremes(t *testing.T) {

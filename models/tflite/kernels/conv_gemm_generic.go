@@ -6,20 +6,19 @@ package kernels
 // false, so the int8 convolutions take the pure-Go kernels; the tile functions below are the
 // portable forms of the assembly ones, kept so the SIMD driver code builds everywhere.
 
-const simdName = "portable"
+// simdName names the int16 form, which runs here only when a test forces it (on Go kernels).
+const simdName = "int16"
 
 const haveSIMD = false
 
-// No dot-product GEMM here (yet): useDot is false and gemmRow4x16U8 is the portable kernel,
-// kept so the driver code builds everywhere.
-const haveDot = false
-
-func dotName() string { return "" }
+// No assembly for any form: the others run here only when a test forces them, on their Go
+// kernels.
+var haveForm = [numForms]bool{formPortable: true}
 
 func flip32(dst []byte, src []int8) { flip32Go(dst, src) }
 
-func gemmRow4x16U8(x []byte, stride int, w []int8, quads int, q []int32, y []int8, yStride, blocks int) {
-	gemmRow4x16U8Go(x, stride, w, quads, q, y, yStride, blocks)
+func gemmRow4x16Dot(form int, x []byte, stride int, w []int8, kd int, q []int32, y []int8, yStride, blocks int) {
+	gemmRow4x16DotGo(form, x, stride, w, kd, q, y, yStride, blocks)
 }
 
 func gemmRow4x16(x []int16, stride int, w []int8, pairs int, q []int32, y []int8, yStride, blocks int) {

@@ -334,18 +334,19 @@ func (c convCase) reference(x []int8, lo, hi int32) []int8 {
 func TestConvInt8PathsMatchReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	done := 0
-	for iter := 0; done < 400 && iter < 4000; iter++ {
+	cases := shortCases(400, 60)
+	for iter := 0; done < cases && iter < 4000; iter++ {
 		if checkConvPaths(t, r, iter%2 == 1) {
 			done++
 		}
 	}
-	if done < 400 {
+	if done < cases {
 		t.Fatalf("only %d valid random cases", done)
 	}
 }
 
-// checkConvPaths runs one random conv (or depthwise) layer on every int8 kernel path of this
-// machine and compares every byte with the reference; false when the random shape is invalid.
+// checkConvPaths runs one random conv (or depthwise) layer on every int8 form (forForms) and
+// compares every byte with the reference; false when the random shape is invalid.
 func checkConvPaths(t *testing.T, r *rand.Rand, depthwise bool) bool {
 	t.Helper()
 	c := randConvCase(r, depthwise)
@@ -357,7 +358,7 @@ func checkConvPaths(t *testing.T, r *rand.Rand, depthwise bool) bool {
 	for i := range x {
 		x[i] = int8(r.IntN(256) - 128)
 	}
-	forPaths(func(path string) {
+	forForms(!depthwise, func(path string) {
 		m, err := tflite.Load(data)
 		if err != nil {
 			t.Fatalf("%v: load: %v", c, err)
@@ -385,19 +386,47 @@ func checkConvPaths(t *testing.T, r *rand.Rand, depthwise bool) bool {
 	return true
 }
 
-// forPaths runs f once per distinct int8 kernel path of this machine — portable, the SIMD
-// path, and its dot-product form where the CPU has one — with that path set, restoring the
-// settings afterwards.
-func forPaths(f func(path string)) {
+// forForms runs f once per int8 GEMM form with that form forced at Prepare (and SetPortable
+// on for the portable one, so the other layers take their pure-Go kernels too), restoring the
+// settings afterwards: every form this CPU runs in assembly, and the others on their Go
+// kernels, so each form's packing and driver are tested on every machine. Without gemm (a
+// layer that never takes the GEMM: depthwise) only the portable and SIMD settings differ.
+func forForms(gemm bool, f func(name string)) {
 	defer SetPortable(portable.Load())
-	defer SetDotProduct(!noDot.Load())
-	seen := map[string]bool{}
-	for _, s := range [][2]bool{{true, false}, {false, false}, {false, true}} {
-		SetPortable(s[0])
-		SetDotProduct(s[1])
-		if p := KernelPath(); !seen[p] {
-			seen[p] = true
-			f(p)
+	defer setInt8Form(setInt8Form(-1))
+	for form := range numForms {
+		if !gemm && form > formWiden {
+			break
 		}
+		SetPortable(form == formPortable)
+		setInt8Form(form)
+		name := formNames[form]
+		if !haveForm[form] {
+			name += " (Go kernel)"
+		}
+		f(name)
 	}
+}
+
+// extremeQuantTable is a quantTable whose lanes cover the edges of requantInt32's domain.
+func extremeQuantTable(r *rand.Rand, groups int) []int32 {
+	n := groups * 8
+	bias, mult, shift := make([]int32, n), make([]int32, n), make([]int, n)
+	biases := []int32{0, math.MaxInt32, math.MinInt32, 1 << 30, -1 << 30}
+	mults := []int32{0, 1, math.MaxInt32, 1 << 30}
+	for c := range n {
+		bias[c] = int32(r.Uint32())
+		if r.IntN(3) == 0 {
+			bias[c] = biases[r.IntN(len(biases))]
+		}
+		// QuantizeMultiplier never gives a negative multiplier, so SQRDMULH cannot saturate.
+		mult[c] = int32(r.Uint32() >> 1)
+		if r.IntN(3) == 0 {
+			mult[c] = mults[r.IntN(len(mults))]
+		}
+		shift[c] = r.IntN(62) - 31
+	}
+	lo := int32(-128 + r.IntN(3))
+	hi := int32(127 - r.IntN(3))
+	return quantTable(groups, bias, mult, shift, int32(r.IntN(256)-128), lo, hi)
 }

@@ -80,17 +80,17 @@ func (c fcCase) model(t testing.TB) []byte {
 	return data
 }
 
-// TestFCInt8PathsMatchReference runs random int8 FULLY_CONNECTED layers on the portable and
-// SIMD GEMM paths and compares every byte with evalFCInt8, the reference loop.
+// TestFCInt8PathsMatchReference runs random int8 FULLY_CONNECTED layers on every int8 GEMM
+// form (forForms) and compares every byte with the reference loop.
 func TestFCInt8PathsMatchReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 14))
-	for range 300 {
+	for range shortCases(300, 50) {
 		checkFCPaths(t, r)
 	}
 }
 
-// checkFCPaths runs one random FULLY_CONNECTED layer on every int8 kernel path of this machine
-// and compares every byte with the reference.
+// checkFCPaths runs one random FULLY_CONNECTED layer on every int8 GEMM form (forForms) and
+// compares every byte with the reference.
 func checkFCPaths(t *testing.T, r *rand.Rand) {
 	t.Helper()
 	c := randFCCase(r)
@@ -99,7 +99,7 @@ func checkFCPaths(t *testing.T, r *rand.Rand) {
 	for i := range x {
 		x[i] = int8(r.IntN(256) - 128)
 	}
-	forPaths(func(path string) {
+	forForms(true, func(path string) {
 		m, err := tflite.Load(data)
 		if err != nil {
 			t.Fatalf("%v: load: %v", c, err)
@@ -110,7 +110,7 @@ func checkFCPaths(t *testing.T, r *rand.Rand) {
 		}
 		copy(ip.Input(0).Int8(), x)
 		if err := ip.Invoke(); err != nil {
-			t.Fatalf("%v: invoke: %v", c, err)
+			t.Fatalf("%v (%s): invoke: %v", c, path, err)
 		}
 		lo, hi, err := quantActivationRange(c.act, ip.Output(0))
 		if err != nil {

@@ -2,7 +2,7 @@ package kernels
 
 import "math"
 
-// The float32 kernels' SIMD path (AVX2/FMA on amd64; arm64 has none yet). Each output is
+// The float32 kernels' SIMD path (AVX2/FMA on amd64, NEON on arm64). Each output is
 // summed in 8 lanes (lane l takes taps l, l+8, …) with fused multiply-adds, the lanes reduced
 // in a fixed tree, then the taps past the last multiple of 8 added in order, then the bias:
 // one fixed order per path, so a result does not depend on the batch, the tile or the thread,

@@ -101,6 +101,13 @@ func BenchmarkF32Shapes(b *testing.B) {
 			gemmF32(x, 1, 640, w, nil, 128, y, d.fMin, d.fMax)
 		}
 	})
+	if useF32SIMD(640) {
+		b.Run("fc_640_to_128/simd", func(b *testing.B) {
+			for b.Loop() {
+				gemmF32SIMD(x, 1, 640, w, nil, 128, y, d.fMin, d.fMax)
+			}
+		})
+	}
 	{
 		g := &convGeom{batches: 1, inH: 28, inW: 28, inC: 96, outH: 28, outW: 28, outC: 96, depthMul: 1, fH: 3, fW: 3,
 			strideH: 1, strideW: 1, dilH: 1, dilW: 1, padH: 1, padW: 1, fMin: 0, fMax: 6}
@@ -144,6 +151,15 @@ func BenchmarkF32Shapes(b *testing.B) {
 				g.convF32(col, x, w, nil, y)
 			}
 		})
+		if useF32SIMD(c.fh * c.fw * c.inC) {
+			gs := *g
+			gs.f32simd = true
+			b.Run(name+"/simd", func(b *testing.B) {
+				for b.Loop() {
+					gs.convF32(col, x, w, nil, y)
+				}
+			})
+		}
 		if haveF32Tile {
 			gt := *g
 			gt.f32tile = true

@@ -22,6 +22,20 @@ var benchConvShapes = []convCase{
 	{n: 1, h: 14, w: 14, inC: 96, outC: 24, fh: 1, fw: 1, sh: 1, sw: 1},
 }
 
+// forNativeForms runs f once per int8 GEMM form this CPU runs in assembly (and the portable
+// one, pure Go by design) with that form forced, restoring the settings afterwards.
+func forNativeForms(f func(name string)) {
+	defer SetPortable(portable.Load())
+	defer setInt8Form(setInt8Form(-1))
+	for form := range numForms {
+		if haveForm[form] {
+			SetPortable(form == formPortable)
+			setInt8Form(form)
+			f(formNames[form])
+		}
+	}
+}
+
 func BenchmarkConvShapes(b *testing.B) {
 	for _, c := range benchConvShapes {
 		r := rand.New(rand.NewPCG(1, 2))
@@ -31,7 +45,7 @@ func BenchmarkConvShapes(b *testing.B) {
 		c.wScale = []float32{0.005}
 		c.bias = make([]int32, c.outC)
 		data := c.model(b)
-		forPaths(func(path string) {
+		forNativeForms(func(path string) {
 			name := fmt.Sprintf("%dx%dx%d_f%dx%d_s%d_oc%d/%s", c.h, c.w, c.inC, c.fh, c.fw, c.sh, c.outC, path)
 			m, err := tflite.Load(data)
 			if err != nil {
@@ -62,7 +76,7 @@ func BenchmarkFCShapes(b *testing.B) {
 		c.filter = make([]int8, c.units*c.depth)
 		c.wScale = []float32{0.004}
 		data := c.model(b)
-		forPaths(func(path string) {
+		forNativeForms(func(path string) {
 			m, err := tflite.Load(data)
 			if err != nil {
 				b.Fatal(err)

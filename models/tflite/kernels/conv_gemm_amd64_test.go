@@ -10,44 +10,12 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// TestDotKernelsMatchPortable runs both dot-product kernels, the VEX (AVX-VNNI) and EVEX
-// (AVX-512 VNNI) forms, where the CPU has each, against the portable tile: the path chooses
-// one, so this covers the other.
-func TestDotKernelsMatchPortable(t *testing.T) {
-	kernels := []struct {
-		name string
-		have bool
-		fn   func(x *byte, strideBytes uintptr, w *int8, quads int, q *int32, y *int8, yStride uintptr, blocks int)
-	}{
-		{"avxvnni", haveAVXVNNI, gemmRow4AVXVNNI},
-		{"avx512vnni", haveAVX512VNNI, gemmRow4AVX512VNNI},
-	}
-	for _, k := range kernels {
-		t.Run(k.name, func(t *testing.T) {
-			if !k.have {
-				t.Skipf("this CPU has no %s", k.name)
-			}
-			r := rand.New(rand.NewPCG(11, 12))
-			for iter := 0; iter < 300; iter++ {
-				d := randDotTile(r)
-				got, want := make([]int8, 4*d.yStride), make([]int8, 4*d.yStride)
-				k.fn(&d.x[0], uintptr(d.stride), &d.w[0], d.quads, &d.q[0], &got[0], uintptr(d.yStride), d.blocks)
-				gemmRow4x16U8Go(d.x, d.stride, d.w, d.quads, d.q, want, d.yStride, d.blocks)
-				for i := range got {
-					if got[i] != want[i] {
-						t.Fatalf("iter %d (%d blocks of %d quads): output %d = %d, portable %d", iter, d.blocks, d.quads, i, got[i], want[i])
-					}
-				}
-			}
-		})
-	}
-}
-
 // TestKernelPathFollowsCPU checks the choice at run time from the CPU's features: on a CPU
 // without VNNI (e.g. under qemu-x86_64 -cpu Haswell) the AVX2 form is chosen.
 func TestKernelPathFollowsCPU(t *testing.T) {
 	defer SetPortable(SetPortable(false))
 	defer SetDotProduct(SetDotProduct(true))
+	defer setInt8Form(setInt8Form(-1))
 	want := "portable"
 	switch {
 	case cpu.X86.HasAVX2 && cpu.X86.HasAVXVNNI:
@@ -62,22 +30,6 @@ func TestKernelPathFollowsCPU(t *testing.T) {
 			cpu.X86.HasAVX2, cpu.X86.HasAVXVNNI, cpu.X86.HasAVX512VNNI, cpu.X86.HasAVX512VL)
 	}
 	t.Logf("kernel path %s", KernelPath())
-}
-
-// TestAVX512VNNIPath runs the conv and FULLY_CONNECTED differential checks with the EVEX
-// (AVX-512 VNNI) form chosen, on a CPU that also has AVX-VNNI and would otherwise take the
-// VEX one.
-func TestAVX512VNNIPath(t *testing.T) {
-	if !haveAVX512VNNI || !haveAVXVNNI {
-		t.Skip("needs a CPU with both AVX-VNNI and AVX-512 VNNI (otherwise the path tests run the only form)")
-	}
-	dotVEX = false
-	defer func() { dotVEX = haveAVXVNNI }()
-	r := rand.New(rand.NewPCG(21, 22))
-	for i := 0; i < 150; i++ {
-		checkConvPaths(t, r, false)
-		checkFCPaths(t, r)
-	}
 }
 
 // BenchmarkGemmTile times one call of each amd64 GEMM tile kernel (4 pixels x 16 channels per
