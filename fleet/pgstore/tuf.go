@@ -12,8 +12,10 @@ import (
 )
 
 // TUFRepoKey is the advisory lock key replicas take around a change of the shared TUF
-// repository, so publications and re-signs of two replicas never interleave.
-const TUFRepoKey int64 = 0x6f7574706f7374 + 2
+// repository, so publications and re-signs of two replicas never interleave. Every advisory
+// lock key of the package is distinct (TestAdvisoryLockKeysDistinct): a replica holding one
+// key for an election must never find itself waiting on it for another purpose.
+const TUFRepoKey int64 = 0x6f7574706f7374 + 3
 
 // tufTimeout bounds one repository query: the repository's API has no context, and a device
 // asks again when a block does not come.
