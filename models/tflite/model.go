@@ -8,7 +8,10 @@ package tflite
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite/schema"
@@ -36,12 +39,34 @@ type OpInfo struct {
 	Version int
 }
 
-// Name is the builtin name, or "CUSTOM:name" for custom ops.
+// Name is the builtin name, or "CUSTOM:name" for custom ops. A custom name is the file's own
+// bytes, so one that is not a short line of printable text is shown quoted and cut: names go
+// into one-line errors and tables.
 func (o OpInfo) Name() string {
 	if o.Builtin == schema.OpCustom {
-		return "CUSTOM:" + o.Custom
+		return "CUSTOM:" + printableName(o.Custom)
 	}
 	return o.Builtin.String()
+}
+
+// maxShownName bounds a custom op name in messages (real ones are identifiers of a few dozen bytes).
+const maxShownName = 64
+
+func printableName(s string) string {
+	clean := len(s) <= maxShownName && utf8.ValidString(s)
+	for _, r := range s {
+		if !clean || !unicode.IsPrint(r) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	if len(s) > maxShownName {
+		s = s[:maxShownName]
+	}
+	return strconv.Quote(s)
 }
 
 func (o OpInfo) String() string { return fmt.Sprintf("%s v%d", o.Name(), o.Version) }
