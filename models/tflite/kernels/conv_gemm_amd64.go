@@ -59,7 +59,7 @@ func widen16(dst []int16, src []int8) {
 }
 
 // dwRow3x3x8 is dwRow3x3x8Go in AVX2 assembly; dwRow3x3 has checked the bounds.
-func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
+func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w []int8, q []int32, y []int8) {
 	var p [9]*int8
 	var st [9]uintptr
 	for i := range p {
@@ -78,7 +78,7 @@ func gemmRow4AVX2(x *int16, strideBytes uintptr, w *int8, pairs int, q *int32, y
 func widen16AVX2(dst *int16, src *int8, n16 int)
 
 //go:noescape
-func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int32, q *int32, y *int8, groups, npix int)
+func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int8, q *int32, y *int8, groups, npix int)
 
 // flip32 is flip32Go in AVX2 assembly.
 func flip32(dst []byte, src []int8) {

@@ -356,20 +356,22 @@ wloop:
 	VZEROUPPER
 	RET
 
-// DWTAP adds tap T of the 8 channels at byte offset DX: A += sign-extended x * w.
+// DWTAP adds tap T of the 8 channels at byte offset DX: A += sign-extended x * sign-extended w.
 #define DWTAP(T, A) \
 	MOVQ (T*8)(R11), R9; \
 	VPMOVSXBD (R9)(DX*1), Y9; \
-	VPMULLD (T*32)(SI), Y9, Y9; \
+	VPMOVSXBD (T*8)(SI), Y11; \
+	VPMULLD Y11, Y9, Y9; \
 	VPADDD Y9, A, A
 
-// func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int32, q *int32, y *int8, groups, npix int)
+// func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int8, q *int32, y *int8, groups, npix int)
 //
 // npix output pixels of a 3x3 depthwise convolution with depth multiplier 1, along a row: for
 // each group of 8 channels, acc = Σ_t x_t * w_t over the 9 taps (taps[t] points at the input
 // pixel of tap t, or at a row of input zero points), then REQUANT (whose bias has the input
 // offset folded in) into y; then y moves on by groups*8 bytes and each tap pointer by its
-// step (0 for pad taps). w is [groups][9][8]int32, q a quantTable of groups groups. The tap
+// step (0 for pad taps). w is [groups][9][8]int8, widened as it is loaded (VPMOVSXBD), q a
+// quantTable of groups groups. The tap
 // pointers (the caller's scratch array) are only moved between pixels, so they stay inside
 // the input.
 TEXT ·dw3x3RowAVX2(SB), NOSPLIT, $0-56
@@ -390,10 +392,12 @@ dwpix:
 dwloop:
 	MOVQ 0(R11), R9
 	VPMOVSXBD (R9)(DX*1), Y8
-	VPMULLD 0(SI), Y8, Y8
+	VPMOVSXBD 0(SI), Y11
+	VPMULLD Y11, Y8, Y8
 	MOVQ 8(R11), R9
 	VPMOVSXBD (R9)(DX*1), Y10
-	VPMULLD 32(SI), Y10, Y10
+	VPMOVSXBD 8(SI), Y11
+	VPMULLD Y11, Y10, Y10
 	DWTAP(2, Y8)
 	DWTAP(3, Y10)
 	DWTAP(4, Y8)
@@ -404,7 +408,7 @@ dwloop:
 	VPADDD Y10, Y8, Y8
 	REQUANT(Y8, X8, R8, (DI)(DX*1))
 	ADDQ $8, DX
-	ADDQ $288, SI
+	ADDQ $72, SI
 	ADDQ $288, R8
 	DECQ CX
 	JNZ  dwloop

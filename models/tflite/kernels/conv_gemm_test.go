@@ -55,6 +55,18 @@ func TestRequantInt32(t *testing.T) {
 	}
 }
 
+// quantTable is the quantTable of ngroups groups of 8 channels for these biases, multipliers
+// and shifts (channels past len(bias) zero), as fillQuantTable writes it at Invoke.
+func quantTable(ngroups int, bias, mult []int32, shift []int, outOff, qMin, qMax int32) []int32 {
+	rq := make([]rqChan, len(bias))
+	for c := range rq {
+		rq[c] = newRQ(bias[c], mult[c], shift[c])
+	}
+	t := make([]int32, ngroups*quantGroup)
+	fillQuantTable(t, rq, outOff, qMin, qMax)
+	return t
+}
+
 // randQuantTable is a quantTable of random requantization parameters.
 func randQuantTable(r *rand.Rand, groups int) []int32 {
 	n := groups * 8
@@ -148,9 +160,9 @@ func TestDwRowMatchesPortable(t *testing.T) {
 				taps[i][j] = int8(r.IntN(256) - 128)
 			}
 		}
-		w := make([]int32, 9*c)
+		w := make([]int8, 9*c)
 		for i := range w {
-			w[i] = int32(r.IntN(255) - 127)
+			w[i] = int8(r.IntN(256) - 128)
 		}
 		q := randQuantTable(r, c/8)
 		got, want := make([]int8, npix*c), make([]int8, npix*c)

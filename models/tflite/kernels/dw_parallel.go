@@ -7,11 +7,12 @@ type dwJob struct {
 	xb   []int8 // the batch's input (or its channel-expanded copy)
 	c, m int
 	bt   int
+	q    []int32 // the quantTable of the SIMD path
 	y    []int8
 	acc  []int32 // outC per worker
 }
 
 func (j *dwJob) RunPart(w, oy int) {
 	oc := j.g.outC
-	j.g.dwRowInt8(j.xb, j.c, j.m, j.bt, oy, nil, nil, nil, j.y, j.acc[w*oc:(w+1)*oc])
+	j.g.dwRowInt8(j.xb, j.c, j.m, j.bt, oy, nil, nil, nil, j.q, j.y, j.acc[w*oc:(w+1)*oc])
 }
