@@ -8,6 +8,7 @@ package tflite
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -491,8 +492,16 @@ func parseQuant(qt table, ti *TensorInfo) (*tensor.Quant, error) {
 			return nil, fmt.Errorf("zero_point[%d] %d out of range [%d,%d] for %s", i, zp[i], lo, hi, ti.DType)
 		}
 	}
+	if len(zp) > 1 && len(zp) <= len(zeroPoints) && !slices.ContainsFunc(zp, func(v int64) bool { return v != 0 }) {
+		// Per-channel weights are symmetric: their zero points, 8 bytes a channel as parsed,
+		// all 0. They share one read-only array instead (nothing writes a Quant's slices).
+		zp = zeroPoints[:len(zp):len(zp)]
+	}
 	return &tensor.Quant{Scale: scale, ZeroPoint: zp, Dim: dim}, nil
 }
+
+// zeroPoints backs the all-zero per-channel zero points of parsed tensors (parseQuant).
+var zeroPoints [8192]int64
 
 func (m *Model) parseOperator(op *Operator, i int, ot table, ntensors, nsub int) error {
 	op.Index = i
@@ -636,6 +645,6 @@ func (m *Model) copyConstants(buffers [][]byte, maxBytes int) error {
 }
 
 // ownBlockBytes is the size from which a constant buffer gets an allocation of its own.
-const ownBlockBytes = 16 << 10
+const ownBlockBytes = 256
 
 func alignUp(n int) int { return (n + Alignment - 1) &^ (Alignment - 1) }

@@ -552,9 +552,9 @@ func depthwiseFloat(g *convGeom, x, w, b, y []float32) {
 // so its x + input_offset is 0 exactly as the reference's skipped tap. The int32 sum is the
 // reference's (modulo 2^32, as its int32 accumulator wraps).
 type dwInt8 struct {
-	w      []int8   // filter as [FH*FW][C], the model's layout (not on the SIMD path)
-	rq     []rqChan // per channel: bias + input_offset * Σ_taps w, multiplier, shifts
-	padRow []int8   // C times the input zero point (C >= the input's channels)
+	w      []int8    // filter as [FH*FW][C], the model's layout (not on the SIMD path)
+	rq     chanQuant // per channel: bias + input_offset * Σ_taps w, multiplier, shift
+	padRow []int8    // C times the input zero point (C >= the input's channels)
 
 	// expand: a depth multiplier above 1 runs as multiplier 1 over a copy of the input with
 	// each channel repeated M times (in the scratch buffer expHandle), so the fast kernels
@@ -584,7 +584,7 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 		return nil, nil
 	}
 	c, taps := g.outC, g.fH*g.fW
-	d := &dwInt8{rq: make([]rqChan, c), padRow: make([]int8, c)}
+	d := &dwInt8{rq: newChanQuant(c), padRow: make([]int8, c)}
 	sums := make([]int32, c)
 	for i, v := range w[:taps*c] {
 		sums[i%c] += int32(v)
@@ -597,7 +597,7 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 		if b != nil {
 			bias = b[oc]
 		}
-		d.rq[oc] = newRQ(bias+g.inOff*sums[oc], g.mult[oc], g.shift[oc])
+		d.rq.set(oc, bias+g.inOff*sums[oc], g.mult[oc], g.shift[oc])
 	}
 	if g.depthMul > 1 && g.inH*g.inW*c <= maxExpandBytes {
 		h, err := n.RequestScratch(g.inH * g.inW * c)
@@ -766,14 +766,13 @@ func (g *convGeom) dwPixel3x3(d *dwInt8, taps *[9][]int8, y []int8) {
 	w0, w1, w2 := w[0:c], w[c:2*c], w[2*c:3*c]
 	w3, w4, w5 := w[3*c:4*c], w[4*c:5*c], w[5*c:6*c]
 	w6, w7, w8 := w[6*c:7*c], w[7*c:8*c], w[8*c:9*c]
-	rq := d.rq[:c]
+	bias, mult, shift := d.rq.bias[:c], d.rq.mult[:c], d.rq.shift[:c]
 	outOff, qMin, qMax := g.outOff, g.qMin, g.qMax
 	for i := range y {
-		r := &rq[i]
-		s := r.bias + int32(x0[i])*int32(w0[i]) + int32(x1[i])*int32(w1[i]) + int32(x2[i])*int32(w2[i]) +
+		s := bias[i] + int32(x0[i])*int32(w0[i]) + int32(x1[i])*int32(w1[i]) + int32(x2[i])*int32(w2[i]) +
 			int32(x3[i])*int32(w3[i]) + int32(x4[i])*int32(w4[i]) + int32(x5[i])*int32(w5[i]) +
 			int32(x6[i])*int32(w6[i]) + int32(x7[i])*int32(w7[i]) + int32(x8[i])*int32(w8[i])
-		v := requantInt32(s, r.mult, r.left, r.right) + outOff
+		v := requantShift(s, mult[i], shift[i]) + outOff
 		y[i] = int8(min(max(v, qMin), qMax))
 	}
 }
@@ -816,9 +815,7 @@ func dwRow3x3x8Go(taps *[9][]int8, steps *[9]int, npix, c int, w []int8, q []int
 func (g *convGeom) dwPixelTaps(d *dwInt8, x []int8, oy, ox, inC, m int, y []int8, acc []int32) {
 	c := len(y)
 	acc = acc[:c]
-	for i := range acc {
-		acc[i] = d.rq[i].bias
-	}
+	copy(acc, d.rq.bias)
 	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 	t := 0
 	for fy := 0; fy < g.fH; fy++ {
@@ -850,8 +847,7 @@ func (g *convGeom) dwPixelTaps(d *dwInt8, x []int8, oy, ox, inC, m int, y []int8
 		}
 	}
 	for i, a := range acc {
-		r := &d.rq[i]
-		v := requantInt32(a, r.mult, r.left, r.right) + g.outOff
+		v := requantShift(a, d.rq.mult[i], d.rq.shift[i]) + g.outOff
 		y[i] = int8(min(max(v, g.qMin), g.qMax))
 	}
 }

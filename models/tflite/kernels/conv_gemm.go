@@ -70,10 +70,10 @@ type gemmInt8 struct {
 	qMax    int32
 	outC    int
 	colRows int
-	// rq is the only per-channel requantization the node holds (12 bytes a channel): the
+	// rq is the only per-channel requantization the node holds (9 bytes a channel): the
 	// portable store reads it, and the SIMD forms' vector table (quantGroup int32 per 8
-	// channels, three times bigger) is written from it into the scratch at each Invoke.
-	rq []rqChan
+	// channels, four times bigger) is written from it into the scratch at each Invoke.
+	rq chanQuant
 
 	// The SIMD path (see gemm16): the int8 weights interleaved in pairs of taps, as
 	// [OC/8 rounded up to even][kp/2][8 channels][2 taps], zero-padded; kp is k rounded up to
@@ -107,20 +107,26 @@ type convJob struct {
 	chunks int // per batch
 }
 
-// rqChan is the requantization of one output channel: the bias (with the input offset's
-// share, input_offset * Σ w, folded in), the multiplier and the shift split into its left
-// and right parts.
-type rqChan struct {
-	bias, mult  int32
-	left, right uint8
+// chanQuant is the requantization of each output channel: the bias (with the input offset's
+// share, input_offset * Σ w, folded in), the multiplier and the shift (left if positive),
+// as three slices so that a channel takes 9 bytes.
+type chanQuant struct {
+	bias, mult []int32
+	shift      []int8
 }
 
-// newRQ is the rqChan of a channel with bias b, multiplier mult and shift s.
-func newRQ(b, mult int32, s int) rqChan {
-	if s > 0 {
-		return rqChan{bias: b, mult: mult, left: uint8(s)}
-	}
-	return rqChan{bias: b, mult: mult, right: uint8(-s)}
+func newChanQuant(n int) chanQuant {
+	return chanQuant{bias: make([]int32, n), mult: make([]int32, n), shift: make([]int8, n)}
+}
+
+// set sets channel c; shift is in [-31, 30], QuantizeMultiplier's range.
+func (q chanQuant) set(c int, bias, mult int32, shift int) {
+	q.bias[c], q.mult[c], q.shift[c] = bias, mult, int8(shift)
+}
+
+// requantShift is requantInt32 with the shift in one signed value.
+func requantShift(x, mult int32, shift int8) int32 {
+	return requantInt32(x, mult, uint8(max(shift, 0)), uint8(max(-shift, 0)))
 }
 
 // maxColBytes bounds the im2col scratch buffer; larger layers run in chunks of output pixels.
@@ -129,7 +135,7 @@ const maxColBytes = 64 << 10
 func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	k := g.fH * g.fW * g.inC
 	nb := (g.outC + gemmBlock - 1) / gemmBlock
-	gm := &gemmInt8{k: k, rq: make([]rqChan, g.outC),
+	gm := &gemmInt8{k: k, rq: newChanQuant(g.outC),
 		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
 		workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
 	form := int8Form()
@@ -154,7 +160,7 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 		if b != nil {
 			bias = b[oc]
 		}
-		gm.rq[oc] = newRQ(bias+g.inOff*sum, g.mult[oc], g.shift[oc])
+		gm.rq.set(oc, bias+g.inOff*sum, g.mult[oc], g.shift[oc])
 	}
 	gm.direct = g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
 	g.gemm = gm
@@ -462,20 +468,20 @@ const quantGroup = 9 * 8
 // for each group of 8 channels (len(t)/quantGroup of them, channels past len(rq) zero), 9
 // vectors of 8 int32: bias, multiplier, left shift, right shift, RoundingDivideByPOT's mask
 // and mask>>1, output offset, activation minimum and maximum. Nodes hold only rq and write
-// the table into their scratch at each Invoke: it is 36 bytes a channel against rq's 12, and
+// the table into their scratch at each Invoke: it is 36 bytes a channel against rq's 9, and
 // writing it costs a few stores per channel against the channel's pixels x taps
 // multiply-adds.
-func fillQuantTable(t []int32, rq []rqChan, outOff, qMin, qMax int32) {
+func fillQuantTable(t []int32, rq chanQuant, outOff, qMin, qMax int32) {
 	clear(t)
 	for c := range len(t) / quantGroup * 8 {
 		v := t[(c/8)*quantGroup+c%8:]
 		v[48], v[56], v[64] = outOff, qMin, qMax
-		if c >= len(rq) {
+		if c >= len(rq.bias) {
 			continue
 		}
-		r := &rq[c]
-		v[0], v[8], v[16], v[24] = r.bias, r.mult, int32(r.left), int32(r.right)
-		mask := int32(int64(1)<<r.right - 1)
+		left, right := int32(max(rq.shift[c], 0)), int32(max(-rq.shift[c], 0))
+		v[0], v[8], v[16], v[24] = rq.bias[c], rq.mult[c], left, right
+		mask := int32(int64(1)<<right - 1)
 		v[32], v[40] = mask, mask>>1
 	}
 }
@@ -626,12 +632,13 @@ func split(a int64) (lo, hi int32) {
 func (gm *gemmInt8) store(y []int8, oc int, a0, a1, a2, a3 int32) {
 	if oc+gemmBlock <= gm.outC {
 		// Constant indexes into slices of length 4: no bounds checks below.
-		q, ys := gm.rq[oc:oc+4:oc+4], y[oc:oc+4:oc+4]
+		b, m, s := gm.rq.bias[oc:oc+4:oc+4], gm.rq.mult[oc:oc+4:oc+4], gm.rq.shift[oc:oc+4:oc+4]
+		ys := y[oc : oc+4 : oc+4]
 		lo, hi, off := gm.qMin, gm.qMax, gm.outOff
-		ys[0] = int8(min(max(requantInt32(a0+q[0].bias, q[0].mult, q[0].left, q[0].right)+off, lo), hi))
-		ys[1] = int8(min(max(requantInt32(a1+q[1].bias, q[1].mult, q[1].left, q[1].right)+off, lo), hi))
-		ys[2] = int8(min(max(requantInt32(a2+q[2].bias, q[2].mult, q[2].left, q[2].right)+off, lo), hi))
-		ys[3] = int8(min(max(requantInt32(a3+q[3].bias, q[3].mult, q[3].left, q[3].right)+off, lo), hi))
+		ys[0] = int8(min(max(requantShift(a0+b[0], m[0], s[0])+off, lo), hi))
+		ys[1] = int8(min(max(requantShift(a1+b[1], m[1], s[1])+off, lo), hi))
+		ys[2] = int8(min(max(requantShift(a2+b[2], m[2], s[2])+off, lo), hi))
+		ys[3] = int8(min(max(requantShift(a3+b[3], m[3], s[3])+off, lo), hi))
 		return
 	}
 	for j, a := range [gemmBlock]int32{a0, a1, a2, a3} {
@@ -642,8 +649,8 @@ func (gm *gemmInt8) store(y []int8, oc int, a0, a1, a2, a3 int32) {
 }
 
 func (gm *gemmInt8) store1(y []int8, c int, a int32) {
-	q := &gm.rq[c]
-	v := requantInt32(a+q.bias, q.mult, q.left, q.right) + gm.outOff
+	q := gm.rq
+	v := requantShift(a+q.bias[c], q.mult[c], q.shift[c]) + gm.outOff
 	y[c] = int8(min(max(v, gm.qMin), gm.qMax))
 }
 

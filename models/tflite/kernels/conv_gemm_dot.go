@@ -152,7 +152,7 @@ func (g *convGeom) prepareGemm8(n *tflite.Node, w []int8, form int) error {
 		}
 		if unsignedTaps(form) {
 			// Only the SIMD store reads rq on this form: it holds the form's bias.
-			gm.rq[oc].bias -= 128 * sum
+			gm.rq.bias[oc] -= 128 * sum
 		}
 	}
 	if err := gm.requestQuantTable(n, 2*nb); err != nil {

@@ -58,9 +58,9 @@ func TestRequantInt32(t *testing.T) {
 // quantTable is the quantTable of ngroups groups of 8 channels for these biases, multipliers
 // and shifts (channels past len(bias) zero), as fillQuantTable writes it at Invoke.
 func quantTable(ngroups int, bias, mult []int32, shift []int, outOff, qMin, qMax int32) []int32 {
-	rq := make([]rqChan, len(bias))
-	for c := range rq {
-		rq[c] = newRQ(bias[c], mult[c], shift[c])
+	rq := newChanQuant(len(bias))
+	for c := range bias {
+		rq.set(c, bias[c], mult[c], shift[c])
 	}
 	t := make([]int32, ngroups*quantGroup)
 	fillQuantTable(t, rq, outOff, qMin, qMax)
