@@ -563,10 +563,14 @@ type dwInt8 struct {
 	expHandle int
 
 	// The SIMD path (3x3, multiplier 1 after expansion, channels a multiple of 8): weights
-	// as [C/8][9 taps][8]int8, widened by the kernel as it loads them, and a quantTable of the
-	// channels written from rq into the scratch qHandle at each Invoke (as gemmInt8 does).
+	// held as [C/8][9 taps][8]int8 and widened to int32 into the scratch wHandle, and a
+	// quantTable of the channels written from rq into the scratch qHandle, at each Invoke (as
+	// gemmInt8 does). The row kernel multiplies int32 lanes (VPMULLD, MLA): widening the
+	// weights there instead, per tap and pixel, made it 4-12 % slower; once per Invoke it
+	// costs about one instruction per 8 weights.
 	simd       bool
 	w8         []int8
+	wHandle    int
 	qHandle    int
 	oxLo, oxHi int // output columns whose taps are all inside the input horizontally
 
@@ -624,6 +628,9 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 		return nil, err
 	}
 	d.qHandle = h
+	if d.wHandle, err = n.RequestScratch(9 * c * 4); err != nil {
+		return nil, err
+	}
 	inside := func(ox int) bool {
 		ix0 := ox*g.strideW - g.padW
 		return ix0 >= 0 && ix0+(g.fW-1)*g.dilW < g.inW
@@ -648,10 +655,12 @@ func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8
 	d := g.dw
 	inSize := g.inH * g.inW * g.inC
 	c, m := g.inC, g.depthMul // channels of a pixel of xb, and the multiplier left to apply
-	var q []int32
+	var q, w32 []int32
 	if d != nil && d.simd {
 		q = int32s(n.Scratch(d.qHandle), g.outC/8*quantGroup)
 		fillQuantTable(q, d.rq, g.outOff, g.qMin, g.qMax)
+		w32 = int32s(n.Scratch(d.wHandle), len(d.w8))
+		widen32(w32, d.w8)
 	}
 	for bt := 0; bt < g.batches; bt++ {
 		xb := x[bt*inSize : (bt+1)*inSize]
@@ -661,12 +670,12 @@ func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8
 		}
 		if d == nil {
 			for oy := 0; oy < g.outH; oy++ {
-				g.dwRowInt8(xb, c, m, bt, oy, x, w, b, nil, y, acc)
+				g.dwRowInt8(xb, c, m, bt, oy, x, w, b, nil, nil, y, acc)
 			}
 			continue
 		}
 		// The fast kernels split the output rows across the node's workers (dw_parallel.go).
-		d.job = dwJob{g: g, xb: xb, c: c, m: m, bt: bt, q: q, y: y, acc: acc}
+		d.job = dwJob{g: g, xb: xb, c: c, m: m, bt: bt, w32: w32, q: q, y: y, acc: acc}
 		if g.outH*g.outW*g.outC*g.fH*g.fW < minParallelMACs {
 			for oy := range g.outH {
 				d.job.RunPart(0, oy)
@@ -678,9 +687,9 @@ func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8
 	}
 }
 
-// dwRowInt8 computes output row oy of batch bt; acc holds outC int32 of scratch, q is the
-// SIMD path's quantTable.
-func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b, q []int32, y []int8, acc []int32) {
+// dwRowInt8 computes output row oy of batch bt; acc holds outC int32 of scratch, w32 and q
+// are the SIMD path's widened weights and quantTable.
+func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b, w32, q []int32, y []int8, acc []int32) {
 	d := g.dw
 	var taps [9][]int8
 	for ox := 0; ox < g.outW; ox++ {
@@ -700,7 +709,7 @@ func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b, q []in
 			if npix == 1 {
 				steps = [9]int{}
 			}
-			dwRow3x3(&taps, &steps, npix, c, d.w8, q, y[yo:yo+npix*c])
+			dwRow3x3(&taps, &steps, npix, c, w32, q, y[yo:yo+npix*c])
 			ox += npix - 1
 		case g.fH == 3 && g.fW == 3 && m == 1:
 			g.dwTaps(xb, d.padRow, oy, ox, c, taps[:])
@@ -708,6 +717,14 @@ func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b, q []in
 		default:
 			g.dwPixelTaps(d, xb, oy, ox, c, m, ys, acc)
 		}
+	}
+}
+
+// widen32Go sign-extends src into dst (of the same length).
+func widen32Go(dst []int32, src []int8) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = int32(v)
 	}
 }
 
@@ -782,7 +799,7 @@ func (g *convGeom) dwPixel3x3(d *dwInt8, taps *[9][]int8, y []int8) {
 // taps[t][j*steps[t]:] (the input pixel, or a row of input zero points with step 0); w is
 // [C/8][9][8], q a quantTable; pixel j goes to y[j*c:]. It checks the bounds once and runs
 // the SIMD kernel where there is one.
-func dwRow3x3(taps *[9][]int8, steps *[9]int, npix, c int, w []int8, q []int32, y []int8) {
+func dwRow3x3(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
 	ok := npix > 0 && c > 0 && c%8 == 0 && len(w) >= 9*c && len(q) >= c/8*quantGroup && len(y) >= npix*c
 	for t, tp := range taps {
 		ok = ok && steps[t] >= 0 && len(tp) >= (npix-1)*steps[t]+c
@@ -794,7 +811,7 @@ func dwRow3x3(taps *[9][]int8, steps *[9]int, npix, c int, w []int8, q []int32, 
 }
 
 // dwRow3x3x8Go is the portable dwRow3x3 kernel (the reference for the assembly one).
-func dwRow3x3x8Go(taps *[9][]int8, steps *[9]int, npix, c int, w []int8, q []int32, y []int8) {
+func dwRow3x3x8Go(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
 	for j := range npix {
 		ys := y[j*c : (j+1)*c]
 		for g := range c / 8 {
@@ -802,7 +819,7 @@ func dwRow3x3x8Go(taps *[9][]int8, steps *[9]int, npix, c int, w []int8, q []int
 			for k := range 8 {
 				var s int32
 				for t := range 9 {
-					s += int32(taps[t][j*steps[t]+g*8+k]) * int32(wg[t*8+k])
+					s += int32(taps[t][j*steps[t]+g*8+k]) * wg[t*8+k]
 				}
 				ys[g*8+k] = requantGroup(s, qg, k)
 			}

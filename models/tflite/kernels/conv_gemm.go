@@ -472,17 +472,37 @@ const quantGroup = 9 * 8
 // writing it costs a few stores per channel against the channel's pixels x taps
 // multiply-adds.
 func fillQuantTable(t []int32, rq chanQuant, outOff, qMin, qMax int32) {
-	clear(t)
-	for c := range len(t) / quantGroup * 8 {
-		v := t[(c/8)*quantGroup+c%8:]
-		v[48], v[56], v[64] = outOff, qMin, qMax
-		if c >= len(rq.bias) {
-			continue
+	g0 := 0
+	if full := min(len(t)/quantGroup, len(rq.bias)/8); full > 0 {
+		g0 = fillQuantGroups(t[:full*quantGroup], rq, full, outOff, qMin, qMax)
+	}
+	fillQuantTableGo(t, rq, g0, outOff, qMin, qMax)
+}
+
+// fillQuantTableGo is fillQuantTable from group g0 on, in Go.
+func fillQuantTableGo(t []int32, rq chanQuant, g0 int, outOff, qMin, qMax int32) {
+	// Group by group, whole vectors at a time: this runs at every Invoke.
+	for g := g0; g < len(t)/quantGroup; g++ {
+		v := t[g*quantGroup : (g+1)*quantGroup : (g+1)*quantGroup]
+		c0 := min(8*g, len(rq.bias))
+		n := min(8, len(rq.bias)-c0)
+		bias, mult, shift := rq.bias[c0:c0+n], rq.mult[c0:c0+n], rq.shift[c0:c0+n]
+		copy(v[0:8], bias)
+		copy(v[8:16], mult)
+		for j, s := range shift {
+			r := uint32(max(-s, 0))
+			mask := int32(uint32(1)<<r - 1)
+			v[16+j], v[24+j], v[32+j], v[40+j] = int32(max(s, 0)), int32(r), mask, mask>>1
 		}
-		left, right := int32(max(rq.shift[c], 0)), int32(max(-rq.shift[c], 0))
-		v[0], v[8], v[16], v[24] = rq.bias[c], rq.mult[c], left, right
-		mask := int32(int64(1)<<right - 1)
-		v[32], v[40] = mask, mask>>1
+		if n < 8 {
+			// Channels past the end (the last group's tail) are zero.
+			for i := 0; i < 48; i += 8 {
+				clear(v[i+n : i+8])
+			}
+		}
+		for j := range 8 {
+			v[48+j], v[56+j], v[64+j] = outOff, qMin, qMax
+		}
 	}
 }
 

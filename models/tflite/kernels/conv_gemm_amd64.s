@@ -356,22 +356,82 @@ wloop:
 	VZEROUPPER
 	RET
 
-// DWTAP adds tap T of the 8 channels at byte offset DX: A += sign-extended x * sign-extended w.
+// func fillQuantAVX2(t, bias, mult *int32, shift *int8, groups, outOff, qMin, qMax int)
+//
+// fillQuantTableGo for groups whole groups of 8 channels: per group, bias, mult, left =
+// max(shift, 0), right = max(-shift, 0), mask = (1 << right) - 1, mask >> 1, then the output
+// offset and the activation bounds broadcast (the low 32 bits of those arguments).
+TEXT ·fillQuantAVX2(SB), NOSPLIT, $0-64
+	MOVQ t+0(FP), DI
+	MOVQ bias+8(FP), SI
+	MOVQ mult+16(FP), R8
+	MOVQ shift+24(FP), R9
+	MOVQ groups+32(FP), CX
+	VPBROADCASTD outOff+40(FP), Y5
+	VPBROADCASTD qMin+48(FP), Y6
+	VPBROADCASTD qMax+56(FP), Y7
+	VPXOR    Y4, Y4, Y4
+	VPCMPEQD Y3, Y3, Y3
+	VPSRLD   $31, Y3, Y3 // 1 in every lane
+
+fqloop:
+	VMOVDQU   (SI), Y0
+	VMOVDQU   Y0, 0(DI)
+	VMOVDQU   (R8), Y0
+	VMOVDQU   Y0, 32(DI)
+	VPMOVSXBD (R9), Y0
+	VPMAXSD   Y4, Y0, Y1
+	VMOVDQU   Y1, 64(DI)
+	VPSUBD    Y0, Y4, Y1
+	VPMAXSD   Y4, Y1, Y1
+	VMOVDQU   Y1, 96(DI)
+	VPSLLVD   Y1, Y3, Y2
+	VPSUBD    Y3, Y2, Y2
+	VMOVDQU   Y2, 128(DI)
+	VPSRLD    $1, Y2, Y2
+	VMOVDQU   Y2, 160(DI)
+	VMOVDQU   Y5, 192(DI)
+	VMOVDQU   Y6, 224(DI)
+	VMOVDQU   Y7, 256(DI)
+	ADDQ      $32, SI
+	ADDQ      $32, R8
+	ADDQ      $8, R9
+	ADDQ      $288, DI
+	DECQ      CX
+	JNZ       fqloop
+	VZEROUPPER
+	RET
+
+// func widen32AVX2(dst *int32, src *int8, n8 int): dst[i] = src[i] for i < 8*n8.
+TEXT ·widen32AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n8+16(FP), CX
+
+w32loop:
+	VPMOVSXBD (SI), Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $8, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  w32loop
+	VZEROUPPER
+	RET
+
+// DWTAP adds tap T of the 8 channels at byte offset DX: A += sign-extended x * w.
 #define DWTAP(T, A) \
 	MOVQ (T*8)(R11), R9; \
 	VPMOVSXBD (R9)(DX*1), Y9; \
-	VPMOVSXBD (T*8)(SI), Y11; \
-	VPMULLD Y11, Y9, Y9; \
+	VPMULLD (T*32)(SI), Y9, Y9; \
 	VPADDD Y9, A, A
 
-// func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int8, q *int32, y *int8, groups, npix int)
+// func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int32, q *int32, y *int8, groups, npix int)
 //
 // npix output pixels of a 3x3 depthwise convolution with depth multiplier 1, along a row: for
 // each group of 8 channels, acc = Σ_t x_t * w_t over the 9 taps (taps[t] points at the input
 // pixel of tap t, or at a row of input zero points), then REQUANT (whose bias has the input
 // offset folded in) into y; then y moves on by groups*8 bytes and each tap pointer by its
-// step (0 for pad taps). w is [groups][9][8]int8, widened as it is loaded (VPMOVSXBD), q a
-// quantTable of groups groups. The tap
+// step (0 for pad taps). w is [groups][9][8]int32, q a quantTable of groups groups. The tap
 // pointers (the caller's scratch array) are only moved between pixels, so they stay inside
 // the input.
 TEXT ·dw3x3RowAVX2(SB), NOSPLIT, $0-56
@@ -392,12 +452,10 @@ dwpix:
 dwloop:
 	MOVQ 0(R11), R9
 	VPMOVSXBD (R9)(DX*1), Y8
-	VPMOVSXBD 0(SI), Y11
-	VPMULLD Y11, Y8, Y8
+	VPMULLD 0(SI), Y8, Y8
 	MOVQ 8(R11), R9
 	VPMOVSXBD (R9)(DX*1), Y10
-	VPMOVSXBD 8(SI), Y11
-	VPMULLD Y11, Y10, Y10
+	VPMULLD 32(SI), Y10, Y10
 	DWTAP(2, Y8)
 	DWTAP(3, Y10)
 	DWTAP(4, Y8)
@@ -408,7 +466,7 @@ dwloop:
 	VPADDD Y10, Y8, Y8
 	REQUANT(Y8, X8, R8, (DI)(DX*1))
 	ADDQ $8, DX
-	ADDQ $72, SI
+	ADDQ $288, SI
 	ADDQ $288, R8
 	DECQ CX
 	JNZ  dwloop

@@ -240,26 +240,23 @@ wloop:
 	RET
 
 // DWTAP adds one tap of 8 channels: the 8 bytes at (PTR), sign-extended to two 4S vectors, times
-// the tap's 8 int8 weights at (R20), sign-extended the same way, into accumulators A (channels
-// 0-3) and B (4-7); PTR and R20 move on. MLA wraps as TFLite's int32 accumulator.
+// the tap's 8 int32 weights at (R20), into accumulators A (channels 0-3) and B (4-7); PTR and
+// R20 move on. MLA wraps as TFLite's int32 accumulator.
 #define DWTAP(PTR, A, B) \
 	VLD1.P 8(PTR), [V20.B8]; \
 	SXTL8H(21, 20); \
 	SXTL4S(22, 21); \
 	SXTL24S(23, 21); \
-	VLD1.P 8(R20), [V26.B8]; \
-	SXTL8H(27, 26); \
-	SXTL4S(24, 27); \
-	SXTL24S(25, 27); \
+	VLD1.P 32(R20), [V24.S4, V25.S4]; \
 	V3S(MLA4S, A, 22, 24); \
 	V3S(MLA4S, B, 23, 25)
 
-// func dw3x3RowNEON(taps *[9]*int8, steps *[9]uintptr, w *int8, q *int32, y *int8, groups, npix int)
+// func dw3x3RowNEON(taps *[9]*int8, steps *[9]uintptr, w *int32, q *int32, y *int8, groups, npix int)
 //
 // dwRow3x3x8Go in NEON: npix output pixels of a 3x3 depthwise convolution with depth
 // multiplier 1, along a row. For each group of 8 channels, acc = Σ_t x_t * w_t over the 9 taps
 // (taps[t] points at the input pixel of tap t, or at a row of input zero points), then
-// REQUANT (whose bias has the input offset folded in) into y. w is [groups][9][8]int8, q a
+// REQUANT (whose bias has the input offset folded in) into y. w is [groups][9][8]int32, q a
 // quantTable of groups groups. Between pixels each tap pointer in the caller's array moves by
 // its step (0 for pad taps); not after the last, so they stay inside the input.
 TEXT ·dw3x3RowNEON(SB), NOSPLIT, $0-56
