@@ -436,7 +436,7 @@ func parseTensor(ti *TensorInfo, i int, tt table, buffers [][]byte) error {
 
 func parseQuant(qt table, ti *TensorInfo) (*tensor.Quant, error) {
 	scale, err1 := qt.float32s(schema.QuantScale)
-	zp, err2 := qt.int64s(schema.QuantZeroPoint)
+	zp, err2 := parseZeroPoints(qt)
 	qd, err3 := qt.i32(schema.QuantQuantizedDimension, 0)
 	dtype, err4 := qt.u8(schema.QuantDetailsType, 0)
 	if err := firstErr(err1, err2, err3, err4); err != nil {
@@ -492,16 +492,23 @@ func parseQuant(qt table, ti *TensorInfo) (*tensor.Quant, error) {
 			return nil, fmt.Errorf("zero_point[%d] %d out of range [%d,%d] for %s", i, zp[i], lo, hi, ti.DType)
 		}
 	}
-	if len(zp) > 1 && len(zp) <= len(zeroPoints) && !slices.ContainsFunc(zp, func(v int64) bool { return v != 0 }) {
-		// Per-channel weights are symmetric: their zero points, 8 bytes a channel as parsed,
-		// all 0. They share one read-only array instead (nothing writes a Quant's slices).
-		zp = zeroPoints[:len(zp):len(zp)]
-	}
 	return &tensor.Quant{Scale: scale, ZeroPoint: zp, Dim: dim}, nil
 }
 
-// zeroPoints backs the all-zero per-channel zero points of parsed tensors (parseQuant).
+// zeroPoints backs the all-zero per-channel zero points of parsed tensors (parseZeroPoints).
 var zeroPoints [8192]int64
+
+// parseZeroPoints is the quantization's zero_point vector. Per-channel weights are symmetric:
+// their zero points, 8 bytes a channel as parsed, are all 0, and they share the read-only
+// zeroPoints instead, without an allocation that would be start-up garbage beside the
+// interpreter's own (nothing writes a Quant's slices).
+func parseZeroPoints(qt table) ([]int64, error) {
+	s, n, err := qt.vector(schema.QuantZeroPoint, 8)
+	if err == nil && n > 1 && n <= uint32(len(zeroPoints)) && !slices.ContainsFunc(qt.t.Bytes[s:s+8*n], func(b byte) bool { return b != 0 }) {
+		return zeroPoints[:n:n], nil
+	}
+	return qt.int64s(schema.QuantZeroPoint)
+}
 
 func (m *Model) parseOperator(op *Operator, i int, ot table, ntensors, nsub int) error {
 	op.Index = i
