@@ -17,8 +17,9 @@ type Options struct {
 	// DropPacked gives up, after Prepare, the model's bytes of each constant that every node
 	// reading it has packed into a form of its own (Node.Packed; the int8 convolution and
 	// fully connected weights, for instance), so that a device holds those weights once.
-	// The Model can then build no other interpreter, and those tensors' Data is nil. For a
-	// model loaded to run one interpreter, as the agent does.
+	// The Model can then build no other interpreter, those tensors' Data is nil and their
+	// per-channel quantization parameters (Quant.Scale, ZeroPoint) are nil too. For a model
+	// loaded to run one interpreter, as the agent does.
 	DropPacked bool
 }
 
@@ -456,6 +457,11 @@ func (ip *Interpreter) dropPacked() {
 			}
 			t.data, t.dropped = nil, true
 			g.tensors[ti].SetData(nil)
+			if q := t.Quant; q != nil && len(q.Scale) > 1 {
+				// The kernels folded the per-channel scales into their own multipliers; the
+				// tensor and the graph's copy share this Quant, so both give them up.
+				q.Scale, q.ZeroPoint = nil, nil
+			}
 			ip.model.dropped = true
 		}
 	}

@@ -552,11 +552,9 @@ func depthwiseFloat(g *convGeom, x, w, b, y []float32) {
 // so its x + input_offset is 0 exactly as the reference's skipped tap. The int32 sum is the
 // reference's (modulo 2^32, as its int32 accumulator wraps).
 type dwInt8 struct {
-	w32    []int32 // filter as [FH*FW][C]
-	bias   []int32 // bias + input_offset * Σ_taps w, per channel
-	padRow []int8  // C times the input zero point (C >= the input's channels)
-	left   []uint8
-	right  []uint8
+	w      []int8    // filter as [FH*FW][C], the model's layout (not on the SIMD path)
+	rq     chanQuant // per channel: bias + input_offset * Σ_taps w, multiplier, shift
+	padRow []int8    // C times the input zero point (C >= the input's channels)
 
 	// expand: a depth multiplier above 1 runs as multiplier 1 over a copy of the input with
 	// each channel repeated M times (in the scratch buffer expHandle), so the fast kernels
@@ -565,10 +563,15 @@ type dwInt8 struct {
 	expHandle int
 
 	// The SIMD path (3x3, multiplier 1 after expansion, channels a multiple of 8): weights
-	// as [C/8][9 taps][8]int32 and a quantTable of the channels.
+	// held as [C/8][9 taps][8]int8 and widened to int32 into the scratch wHandle, and a
+	// quantTable of the channels written from rq into the scratch qHandle, at each Invoke (as
+	// gemmInt8 does). The row kernel multiplies int32 lanes (VPMULLD, MLA): widening the
+	// weights there instead, per tap and pixel, made it 4-12 % slower; once per Invoke it
+	// costs about one instruction per 8 weights.
 	simd       bool
-	w8         []int32
-	q          []int32
+	w8         []int8
+	wHandle    int
+	qHandle    int
 	oxLo, oxHi int // output columns whose taps are all inside the input horizontally
 
 	job dwJob // the batch in progress, for RunPart
@@ -585,24 +588,20 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 		return nil, nil
 	}
 	c, taps := g.outC, g.fH*g.fW
-	d := &dwInt8{w32: make([]int32, taps*c), bias: make([]int32, c), padRow: make([]int8, c),
-		left: make([]uint8, c), right: make([]uint8, c)}
+	d := &dwInt8{rq: newChanQuant(c), padRow: make([]int8, c)}
+	sums := make([]int32, c)
 	for i, v := range w[:taps*c] {
-		d.w32[i] = int32(v)
-		d.bias[i%c] += g.inOff * int32(v)
+		sums[i%c] += int32(v)
 	}
 	for i := range d.padRow {
 		d.padRow[i] = int8(-g.inOff)
 	}
 	for oc := range c {
+		var bias int32
 		if b != nil {
-			d.bias[oc] += b[oc]
+			bias = b[oc]
 		}
-		if s := g.shift[oc]; s > 0 {
-			d.left[oc] = uint8(s)
-		} else {
-			d.right[oc] = uint8(-s)
-		}
+		d.rq.set(oc, bias+g.inOff*sums[oc], g.mult[oc], g.shift[oc])
 	}
 	if g.depthMul > 1 && g.inH*g.inW*c <= maxExpandBytes {
 		h, err := n.RequestScratch(g.inH * g.inW * c)
@@ -611,28 +610,38 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 		}
 		d.expand, d.expHandle = true, h
 	}
-	if useSIMD() && g.fH == 3 && g.fW == 3 && (g.depthMul == 1 || d.expand) && c%8 == 0 {
-		d.simd = true
-		d.w8 = make([]int32, 9*c)
-		for t := range 9 {
-			for oc := range c {
-				d.w8[(oc/8)*72+t*8+oc%8] = d.w32[t*c+oc]
-			}
+	// The fast kernels read rq only; the geometry's multipliers and shifts are not needed.
+	g.mult, g.shift = nil, nil
+	if !(useSIMD() && g.fH == 3 && g.fW == 3 && (g.depthMul == 1 || d.expand) && c%8 == 0) {
+		d.w = append([]int8(nil), w[:taps*c]...)
+		return d, nil
+	}
+	d.simd = true
+	d.w8 = make([]int8, 9*c)
+	for t := range 9 {
+		for oc := range c {
+			d.w8[(oc/8)*72+t*8+oc%8] = w[t*c+oc]
 		}
-		d.w32 = nil // the SIMD row kernel reads w8 only; keep the weights once
-		d.q = quantTable(c/8, d.bias, g.mult, g.shift, g.outOff, g.qMin, g.qMax)
-		inside := func(ox int) bool {
-			ix0 := ox*g.strideW - g.padW
-			return ix0 >= 0 && ix0+(g.fW-1)*g.dilW < g.inW
-		}
-		d.oxLo, d.oxHi = -1, -1
-		for ox := 0; ox < g.outW; ox++ {
-			if inside(ox) {
-				if d.oxLo < 0 {
-					d.oxLo = ox
-				}
-				d.oxHi = ox + 1
+	}
+	h, err := n.RequestScratch(c / 8 * quantGroup * 4)
+	if err != nil {
+		return nil, err
+	}
+	d.qHandle = h
+	if d.wHandle, err = n.RequestScratch(9 * c * 4); err != nil {
+		return nil, err
+	}
+	inside := func(ox int) bool {
+		ix0 := ox*g.strideW - g.padW
+		return ix0 >= 0 && ix0+(g.fW-1)*g.dilW < g.inW
+	}
+	d.oxLo, d.oxHi = -1, -1
+	for ox := 0; ox < g.outW; ox++ {
+		if inside(ox) {
+			if d.oxLo < 0 {
+				d.oxLo = ox
 			}
+			d.oxHi = ox + 1
 		}
 	}
 	return d, nil
@@ -646,6 +655,13 @@ func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8
 	d := g.dw
 	inSize := g.inH * g.inW * g.inC
 	c, m := g.inC, g.depthMul // channels of a pixel of xb, and the multiplier left to apply
+	var q, w32 []int32
+	if d != nil && d.simd {
+		q = int32s(n.Scratch(d.qHandle), g.outC/8*quantGroup)
+		fillQuantTable(q, d.rq, g.outOff, g.qMin, g.qMax)
+		w32 = int32s(n.Scratch(d.wHandle), len(d.w8))
+		widen32(w32, d.w8)
+	}
 	for bt := 0; bt < g.batches; bt++ {
 		xb := x[bt*inSize : (bt+1)*inSize]
 		if d != nil && d.expand {
@@ -654,12 +670,12 @@ func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8
 		}
 		if d == nil {
 			for oy := 0; oy < g.outH; oy++ {
-				g.dwRowInt8(xb, c, m, bt, oy, x, w, b, y, acc)
+				g.dwRowInt8(xb, c, m, bt, oy, x, w, b, nil, nil, y, acc)
 			}
 			continue
 		}
 		// The fast kernels split the output rows across the node's workers (dw_parallel.go).
-		d.job = dwJob{g: g, xb: xb, c: c, m: m, bt: bt, y: y, acc: acc}
+		d.job = dwJob{g: g, xb: xb, c: c, m: m, bt: bt, w32: w32, q: q, y: y, acc: acc}
 		if g.outH*g.outW*g.outC*g.fH*g.fW < minParallelMACs {
 			for oy := range g.outH {
 				d.job.RunPart(0, oy)
@@ -671,8 +687,9 @@ func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8
 	}
 }
 
-// dwRowInt8 computes output row oy of batch bt; acc holds outC int32 of scratch.
-func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b []int32, y []int8, acc []int32) {
+// dwRowInt8 computes output row oy of batch bt; acc holds outC int32 of scratch, w32 and q
+// are the SIMD path's widened weights and quantTable.
+func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b, w32, q []int32, y []int8, acc []int32) {
 	d := g.dw
 	var taps [9][]int8
 	for ox := 0; ox < g.outW; ox++ {
@@ -692,7 +709,7 @@ func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b []int32
 			if npix == 1 {
 				steps = [9]int{}
 			}
-			dwRow3x3(&taps, &steps, npix, c, d.w8, d.q, y[yo:yo+npix*c])
+			dwRow3x3(&taps, &steps, npix, c, w32, q, y[yo:yo+npix*c])
 			ox += npix - 1
 		case g.fH == 3 && g.fW == 3 && m == 1:
 			g.dwTaps(xb, d.padRow, oy, ox, c, taps[:])
@@ -700,6 +717,14 @@ func (g *convGeom) dwRowInt8(xb []int8, c, m, bt, oy int, x, w []int8, b []int32
 		default:
 			g.dwPixelTaps(d, xb, oy, ox, c, m, ys, acc)
 		}
+	}
+}
+
+// widen32Go sign-extends src into dst (of the same length).
+func widen32Go(dst []int32, src []int8) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = int32(v)
 	}
 }
 
@@ -754,18 +779,17 @@ func (g *convGeom) dwPixel3x3(d *dwInt8, taps *[9][]int8, y []int8) {
 	x1, x2, x3 := taps[1][:c], taps[2][:c], taps[3][:c]
 	x4, x5, x6 := taps[4][:c], taps[5][:c], taps[6][:c]
 	x7, x8 := taps[7][:c], taps[8][:c]
-	w := d.w32[:9*c]
+	w := d.w[:9*c]
 	w0, w1, w2 := w[0:c], w[c:2*c], w[2*c:3*c]
 	w3, w4, w5 := w[3*c:4*c], w[4*c:5*c], w[5*c:6*c]
 	w6, w7, w8 := w[6*c:7*c], w[7*c:8*c], w[8*c:9*c]
-	bias, mult := d.bias[:c], g.mult[:c]
-	left, right := d.left[:c], d.right[:c]
+	bias, mult, shift := d.rq.bias[:c], d.rq.mult[:c], d.rq.shift[:c]
 	outOff, qMin, qMax := g.outOff, g.qMin, g.qMax
 	for i := range y {
-		s := bias[i] + int32(x0[i])*w0[i] + int32(x1[i])*w1[i] + int32(x2[i])*w2[i] +
-			int32(x3[i])*w3[i] + int32(x4[i])*w4[i] + int32(x5[i])*w5[i] +
-			int32(x6[i])*w6[i] + int32(x7[i])*w7[i] + int32(x8[i])*w8[i]
-		v := requantInt32(s, mult[i], left[i], right[i]) + outOff
+		s := bias[i] + int32(x0[i])*int32(w0[i]) + int32(x1[i])*int32(w1[i]) + int32(x2[i])*int32(w2[i]) +
+			int32(x3[i])*int32(w3[i]) + int32(x4[i])*int32(w4[i]) + int32(x5[i])*int32(w5[i]) +
+			int32(x6[i])*int32(w6[i]) + int32(x7[i])*int32(w7[i]) + int32(x8[i])*int32(w8[i])
+		v := requantShift(s, mult[i], shift[i]) + outOff
 		y[i] = int8(min(max(v, qMin), qMax))
 	}
 }
@@ -808,7 +832,7 @@ func dwRow3x3x8Go(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y [
 func (g *convGeom) dwPixelTaps(d *dwInt8, x []int8, oy, ox, inC, m int, y []int8, acc []int32) {
 	c := len(y)
 	acc = acc[:c]
-	copy(acc, d.bias)
+	copy(acc, d.rq.bias)
 	iy0, ix0 := oy*g.strideH-g.padH, ox*g.strideW-g.padW
 	t := 0
 	for fy := 0; fy < g.fH; fy++ {
@@ -820,12 +844,12 @@ func (g *convGeom) dwPixelTaps(d *dwInt8, x []int8, oy, ox, inC, m int, y []int8
 				xs = x[(iy*g.inW+ix)*inC:]
 			}
 			xs = xs[:inC]
-			ws := d.w32[t*c:][:c]
+			ws := d.w[t*c:][:c]
 			t++
 			if m == 1 {
 				ws = ws[:len(xs)]
 				for i, v := range xs {
-					acc[i] += int32(v) * ws[i]
+					acc[i] += int32(v) * int32(ws[i])
 				}
 				continue
 			}
@@ -834,13 +858,13 @@ func (g *convGeom) dwPixelTaps(d *dwInt8, x []int8, oy, ox, inC, m int, y []int8
 				xv := int32(v)
 				as, wr := acc[ic*m:ic*m+m], ws[ic*m:ic*m+m]
 				for j, wv := range wr {
-					as[j] += xv * wv
+					as[j] += xv * int32(wv)
 				}
 			}
 		}
 	}
 	for i, a := range acc {
-		v := requantInt32(a, g.mult[i], d.left[i], d.right[i]) + g.outOff
+		v := requantShift(a, d.rq.mult[i], d.rq.shift[i]) + g.outOff
 		y[i] = int8(min(max(v, g.qMin), g.qMax))
 	}
 }

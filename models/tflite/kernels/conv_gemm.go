@@ -63,18 +63,17 @@ const gemmBlock = 4
 type gemmInt8 struct {
 	k       int        // taps per output pixel: FH*FW*C
 	packed  [][2]int64 // weights as [ceil(OC/4)][k] pairs of w[c] + w[c+1]<<32, zero-padded
-	bias    []int32    // bias + input_offset * Σ w, per output channel
 	direct  bool       // 1x1, stride 1: the input rows are the im2col rows
 	padVal  int8       // the input zero point, written for taps outside the input
-	mult    []int32
-	left    []uint8 // left shift before the high multiply (shift > 0)
-	right   []uint8 // rounding right shift after it (shift < 0)
 	outOff  int32
 	qMin    int32
 	qMax    int32
 	outC    int
 	colRows int
-	rq      []rqChan // bias, mult, left, right together, for the portable store
+	// rq is the only per-channel requantization the node holds (9 bytes a channel): the
+	// portable store reads it, and the SIMD forms' vector table (quantGroup int32 per 8
+	// channels, four times bigger) is written from it into the scratch at each Invoke.
+	rq chanQuant
 
 	// The SIMD path (see gemm16): the int8 weights interleaved in pairs of taps, as
 	// [OC/8 rounded up to even][kp/2][8 channels][2 taps], zero-padded; kp is k rounded up to
@@ -84,12 +83,13 @@ type gemmInt8 struct {
 	simd      bool
 	kp        int
 	wp        []int8
-	q16       []int32 // quantTable of the channels, in groups of 8 padded to an even count
+	qGroups   int // groups of 8 channels in the quantTable (OC/8 rounded up to even)
+	qHandle   int // scratch: the quantTable, shared read-only by the workers of an Invoke
 	rows16    int
 	x16Handle int
 
-	// The dot-product forms (conv_gemm_dot.go): q16, rows16 and x16Handle serve them too
-	// (the scratch holding rows of kd bytes).
+	// The dot-product forms (conv_gemm_dot.go): qGroups, qHandle, rows16 and x16Handle serve
+	// them too (the scratch holding rows of kd bytes).
 	dot int    // the form (formAVXVNNI ... formI8MM), or 0 for the others
 	kd  int    // k rounded up to dotPad(dot)
 	w8  []int8 // [OC/16 rounded up][16*kd], each block packed by dotIndex
@@ -107,10 +107,26 @@ type convJob struct {
 	chunks int // per batch
 }
 
-// rqChan is the requantization of one output channel.
-type rqChan struct {
-	bias, mult  int32
-	left, right uint8
+// chanQuant is the requantization of each output channel: the bias (with the input offset's
+// share, input_offset * Σ w, folded in), the multiplier and the shift (left if positive),
+// as three slices so that a channel takes 9 bytes.
+type chanQuant struct {
+	bias, mult []int32
+	shift      []int8
+}
+
+func newChanQuant(n int) chanQuant {
+	return chanQuant{bias: make([]int32, n), mult: make([]int32, n), shift: make([]int8, n)}
+}
+
+// set sets channel c; shift is in [-31, 30], QuantizeMultiplier's range.
+func (q chanQuant) set(c int, bias, mult int32, shift int) {
+	q.bias[c], q.mult[c], q.shift[c] = bias, mult, int8(shift)
+}
+
+// requantShift is requantInt32 with the shift in one signed value.
+func requantShift(x, mult int32, shift int8) int32 {
+	return requantInt32(x, mult, uint8(max(shift, 0)), uint8(max(-shift, 0)))
 }
 
 // maxColBytes bounds the im2col scratch buffer; larger layers run in chunks of output pixels.
@@ -119,9 +135,9 @@ const maxColBytes = 64 << 10
 func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	k := g.fH * g.fW * g.inC
 	nb := (g.outC + gemmBlock - 1) / gemmBlock
-	gm := &gemmInt8{k: k, bias: make([]int32, g.outC),
+	gm := &gemmInt8{k: k, rq: newChanQuant(g.outC),
 		padVal: int8(-g.inOff), outOff: g.outOff, qMin: g.qMin, qMax: g.qMax, outC: g.outC,
-		mult: g.mult, left: make([]uint8, g.outC), right: make([]uint8, g.outC), workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
+		workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
 	form := int8Form()
 	simd := form != formPortable
 	if !simd {
@@ -140,36 +156,36 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 			}
 			sum += int32(v)
 		}
+		var bias int32
 		if b != nil {
-			gm.bias[oc] = b[oc]
+			bias = b[oc]
 		}
-		gm.bias[oc] += g.inOff * sum
-		if s := g.shift[oc]; s > 0 {
-			gm.left[oc] = uint8(s)
-		} else {
-			gm.right[oc] = uint8(-s)
-		}
-	}
-	gm.rq = make([]rqChan, g.outC)
-	for oc := range gm.rq {
-		gm.rq[oc] = rqChan{bias: gm.bias[oc], mult: gm.mult[oc], left: gm.left[oc], right: gm.right[oc]}
+		gm.rq.set(oc, bias+g.inOff*sum, g.mult[oc], g.shift[oc])
 	}
 	gm.direct = g.fH == 1 && g.fW == 1 && g.strideH == 1 && g.strideW == 1 && g.padH == 0 && g.padW == 0
 	g.gemm = gm
 	switch {
 	case isDot(form):
-		return g.prepareGemm8(n, w, form)
-	case simd:
-		return g.prepareGemm16(n, w)
-	}
-	gm.colRows = splitRows(g.outH*g.outW, max(1, maxColBytes/k), gm.workers, 2)
-	if !gm.direct {
-		h, err := n.RequestScratch(gm.workers * gm.colRows * k)
-		if err != nil {
+		if err := g.prepareGemm8(n, w, form); err != nil {
 			return err
 		}
-		g.colScratch = h
+	case simd:
+		if err := g.prepareGemm16(n, w); err != nil {
+			return err
+		}
+	default:
+		gm.colRows = splitRows(g.outH*g.outW, max(1, maxColBytes/k), gm.workers, 2)
+		if !gm.direct {
+			h, err := n.RequestScratch(gm.workers * gm.colRows * k)
+			if err != nil {
+				return err
+			}
+			g.colScratch = h
+		}
 	}
+	// The GEMM runs every Invoke of this node and reads only gm.rq: the geometry's copies of
+	// the multipliers and shifts are not needed any more.
+	g.mult, g.shift = nil, nil
 	return nil
 }
 
@@ -219,7 +235,9 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 			blk[(i/2)*16+j*2+i%2] = v
 		}
 	}
-	gm.q16 = quantTable(nb8, gm.bias, gm.mult, g.shift, gm.outOff, gm.qMin, gm.qMax)
+	if err := gm.requestQuantTable(n, nb8); err != nil {
+		return err
+	}
 	per := g.outH * g.outW
 	gm.rows16 = splitRows(per, max(4, maxColBytes/(2*gm.kp)&^3), gm.workers, 4)
 	h, err := n.RequestScratch(gm.workers * gm.rows16 * gm.kp * 2)
@@ -228,6 +246,18 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 	}
 	gm.x16Handle = h
 	return nil
+}
+
+// requestQuantTable reserves the scratch of the SIMD forms' quantTable of groups groups.
+func (gm *gemmInt8) requestQuantTable(n *tflite.Node, groups int) error {
+	h, err := n.RequestScratch(groups * quantGroup * 4)
+	gm.qGroups, gm.qHandle = groups, h
+	return err
+}
+
+// quantTableOf is the node's quantTable in the scratch, as fillQuantTable wrote it.
+func (gm *gemmInt8) quantTableOf(n *tflite.Node) []int32 {
+	return int32s(n.Scratch(gm.qHandle), gm.qGroups*quantGroup)
 }
 
 // convInt8 runs the int8 CONV_2D: direct GEMM for pointwise layers, im2col chunks otherwise,
@@ -239,6 +269,9 @@ func (g *convGeom) convInt8(n *tflite.Node, x, y []int8) {
 		rows = gm.rows16
 	}
 	per := g.outH * g.outW
+	if gm.simd {
+		fillQuantTable(gm.quantTableOf(n), gm.rq, gm.outOff, gm.qMin, gm.qMax)
+	}
 	gm.job = convJob{g: g, n: n, x: x, y: y, chunks: (per + rows - 1) / rows}
 	if gm.workers == 1 {
 		for i := range g.batches * gm.job.chunks {
@@ -263,14 +296,14 @@ func (j *convJob) RunPart(w, part int) {
 		p0 := c * gm.rows16
 		rows := min(gm.rows16, per-p0)
 		buf := j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kd:][:gm.rows16*gm.kd]
-		g.convChunk8(buf, xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
+		g.convChunk8(buf, gm.quantTableOf(j.n), xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
 		return
 	}
 	if gm.simd {
 		p0 := c * gm.rows16
 		rows := min(gm.rows16, per-p0)
 		buf := int16s(j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kp*2:], gm.rows16*gm.kp)
-		g.convChunk16(buf, xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
+		g.convChunk16(buf, gm.quantTableOf(j.n), xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
 		return
 	}
 	k := gm.k
@@ -322,7 +355,7 @@ func im2colRow[T int8 | float32](g *convGeom, x []T, oy, ox int, row []T, pad T)
 // convChunk16 is the SIMD path's chunk: the input taps of output pixels p0..p0+rows of one
 // batch are widened to int16 rows in buf (im2col, or the input pixels themselves for pointwise
 // layers), then gemm16 multiplies them by the packed weights into y.
-func (g *convGeom) convChunk16(buf []int16, xb []int8, p0, rows int, y []int8) {
+func (g *convGeom) convChunk16(buf []int16, q []int32, xb []int8, p0, rows int, y []int8) {
 	gm := g.gemm
 	k, kp := gm.k, gm.kp
 	if gm.direct && kp == k {
@@ -347,7 +380,7 @@ func (g *convGeom) convChunk16(buf []int16, xb []int8, p0, rows int, y []int8) {
 	// Whole tiles of four pixels: the pad rows' results are computed and discarded.
 	tiles := (rows + 3) &^ 3
 	clear(buf[rows*kp : tiles*kp])
-	gm.gemm16(buf[:tiles*kp], rows, y)
+	gm.gemm16(buf[:tiles*kp], q, rows, y)
 }
 
 // widen sign-extends src into dst (of the same length).
@@ -401,9 +434,9 @@ func (g *convGeom) im2colRow16(x []int8, oy, ox int, row []int16, pad int16) {
 }
 
 // gemm16 multiplies int16 rows (a multiple of four, kp taps each) by the packed int8 weights
-// in tiles of 4 pixels x 16 channels, requantizing the first pixels rows into y. Whole tiles
-// are written in place; edge tiles go through tmp.
-func (gm *gemmInt8) gemm16(x16 []int16, pixels int, y []int8) {
+// in tiles of 4 pixels x 16 channels, requantizing the first pixels rows into y with q (the
+// node's quantTable). Whole tiles are written in place; edge tiles go through tmp.
+func (gm *gemmInt8) gemm16(x16 []int16, q []int32, pixels int, y []int8) {
 	var tmp [64]int8
 	kp, outC := gm.kp, gm.outC
 	pairs := kp / 2
@@ -414,12 +447,12 @@ func (gm *gemmInt8) gemm16(x16 []int16, pixels int, y []int8) {
 		nr := min(4, pixels-p)
 		c0 := 0
 		if nr == 4 && full > 0 {
-			gemmRow4(xt, kp, gm.wp, pairs, gm.q16, y[p*outC:], outC, full)
+			gemmRow4(xt, kp, gm.wp, pairs, q, y[p*outC:], outC, full)
 			c0 = full * 16
 		}
 		for ; c0 < outC; c0 += 16 {
 			b := c0 / 8
-			gemmRow4(xt, kp, gm.wp[b*blk:], pairs, gm.q16[b*quantGroup:], tmp[:], 16, 1)
+			gemmRow4(xt, kp, gm.wp[b*blk:], pairs, q[b*quantGroup:], tmp[:], 16, 1)
 			nc := min(16, outC-c0)
 			for r := 0; r < nr; r++ {
 				copy(y[(p+r)*outC+c0:][:nc], tmp[r*16:])
@@ -431,28 +464,46 @@ func (gm *gemmInt8) gemm16(x16 []int16, pixels int, y []int8) {
 // quantGroup is the size in int32 of one group of 8 channels in a quantTable.
 const quantGroup = 9 * 8
 
-// quantTable lays out the per-channel requantization constants for the SIMD kernels: for each
-// group of 8 channels (ngroups of them, channels past len(bias) zero), 9 vectors of 8 int32:
-// bias, multiplier, left shift, right shift, RoundingDivideByPOT's mask and mask>>1, output
-// offset, activation minimum and maximum.
-func quantTable(ngroups int, bias, mult []int32, shift []int, outOff, qMin, qMax int32) []int32 {
-	t := make([]int32, ngroups*quantGroup)
-	for c := range ngroups * 8 {
-		v := t[(c/8)*quantGroup+c%8:]
-		v[48], v[56], v[64] = outOff, qMin, qMax
-		if c >= len(bias) {
-			continue
+// fillQuantTable lays out the per-channel requantization of rq in t for the SIMD kernels:
+// for each group of 8 channels (len(t)/quantGroup of them, channels past len(rq) zero), 9
+// vectors of 8 int32: bias, multiplier, left shift, right shift, RoundingDivideByPOT's mask
+// and mask>>1, output offset, activation minimum and maximum. Nodes hold only rq and write
+// the table into their scratch at each Invoke: it is 36 bytes a channel against rq's 9, and
+// writing it costs a few stores per channel against the channel's pixels x taps
+// multiply-adds.
+func fillQuantTable(t []int32, rq chanQuant, outOff, qMin, qMax int32) {
+	g0 := 0
+	if full := min(len(t)/quantGroup, len(rq.bias)/8); full > 0 {
+		g0 = fillQuantGroups(t[:full*quantGroup], rq, full, outOff, qMin, qMax)
+	}
+	fillQuantTableGo(t, rq, g0, outOff, qMin, qMax)
+}
+
+// fillQuantTableGo is fillQuantTable from group g0 on, in Go.
+func fillQuantTableGo(t []int32, rq chanQuant, g0 int, outOff, qMin, qMax int32) {
+	// Group by group, whole vectors at a time: this runs at every Invoke.
+	for g := g0; g < len(t)/quantGroup; g++ {
+		v := t[g*quantGroup : (g+1)*quantGroup : (g+1)*quantGroup]
+		c0 := min(8*g, len(rq.bias))
+		n := min(8, len(rq.bias)-c0)
+		bias, mult, shift := rq.bias[c0:c0+n], rq.mult[c0:c0+n], rq.shift[c0:c0+n]
+		copy(v[0:8], bias)
+		copy(v[8:16], mult)
+		for j, s := range shift {
+			r := uint32(max(-s, 0))
+			mask := int32(uint32(1)<<r - 1)
+			v[16+j], v[24+j], v[32+j], v[40+j] = int32(max(s, 0)), int32(r), mask, mask>>1
 		}
-		v[0], v[8] = bias[c], mult[c]
-		if s := shift[c]; s > 0 {
-			v[16] = int32(s)
-		} else {
-			v[24] = int32(-s)
-			mask := int32(int64(1)<<-s - 1)
-			v[32], v[40] = mask, mask>>1
+		if n < 8 {
+			// Channels past the end (the last group's tail) are zero.
+			for i := 0; i < 48; i += 8 {
+				clear(v[i+n : i+8])
+			}
+		}
+		for j := range 8 {
+			v[48+j], v[56+j], v[64+j] = outOff, qMin, qMax
 		}
 	}
-	return t
 }
 
 // requantGroup requantizes the accumulators of channels j of a quantTable group (the
@@ -601,12 +652,13 @@ func split(a int64) (lo, hi int32) {
 func (gm *gemmInt8) store(y []int8, oc int, a0, a1, a2, a3 int32) {
 	if oc+gemmBlock <= gm.outC {
 		// Constant indexes into slices of length 4: no bounds checks below.
-		q, ys := gm.rq[oc:oc+4:oc+4], y[oc:oc+4:oc+4]
+		b, m, s := gm.rq.bias[oc:oc+4:oc+4], gm.rq.mult[oc:oc+4:oc+4], gm.rq.shift[oc:oc+4:oc+4]
+		ys := y[oc : oc+4 : oc+4]
 		lo, hi, off := gm.qMin, gm.qMax, gm.outOff
-		ys[0] = int8(min(max(requantInt32(a0+q[0].bias, q[0].mult, q[0].left, q[0].right)+off, lo), hi))
-		ys[1] = int8(min(max(requantInt32(a1+q[1].bias, q[1].mult, q[1].left, q[1].right)+off, lo), hi))
-		ys[2] = int8(min(max(requantInt32(a2+q[2].bias, q[2].mult, q[2].left, q[2].right)+off, lo), hi))
-		ys[3] = int8(min(max(requantInt32(a3+q[3].bias, q[3].mult, q[3].left, q[3].right)+off, lo), hi))
+		ys[0] = int8(min(max(requantShift(a0+b[0], m[0], s[0])+off, lo), hi))
+		ys[1] = int8(min(max(requantShift(a1+b[1], m[1], s[1])+off, lo), hi))
+		ys[2] = int8(min(max(requantShift(a2+b[2], m[2], s[2])+off, lo), hi))
+		ys[3] = int8(min(max(requantShift(a3+b[3], m[3], s[3])+off, lo), hi))
 		return
 	}
 	for j, a := range [gemmBlock]int32{a0, a1, a2, a3} {
@@ -617,8 +669,8 @@ func (gm *gemmInt8) store(y []int8, oc int, a0, a1, a2, a3 int32) {
 }
 
 func (gm *gemmInt8) store1(y []int8, c int, a int32) {
-	q := &gm.rq[c]
-	v := requantInt32(a+q.bias, q.mult, q.left, q.right) + gm.outOff
+	q := gm.rq
+	v := requantShift(a+q.bias[c], q.mult[c], q.shift[c]) + gm.outOff
 	y[c] = int8(min(max(v, gm.qMin), gm.qMax))
 }
 

@@ -58,6 +58,35 @@ func widen16(dst []int16, src []int8) {
 	widen16AVX2(&dst[0], &src[0], len(src)/16)
 }
 
+// fillQuantGroups writes the first groups groups of fillQuantTable (groups*8 <= len(rq.bias))
+// in AVX2 assembly and returns groups, or 0 without AVX2.
+func fillQuantGroups(t []int32, rq chanQuant, groups int, outOff, qMin, qMax int32) int {
+	if !haveSIMD {
+		return 0
+	}
+	_, _, _, _ = t[groups*quantGroup-1], rq.bias[groups*8-1], rq.mult[groups*8-1], rq.shift[groups*8-1]
+	fillQuantAVX2(&t[0], &rq.bias[0], &rq.mult[0], &rq.shift[0], groups, int(outOff), int(qMin), int(qMax))
+	return groups
+}
+
+//go:noescape
+func fillQuantAVX2(t, bias, mult *int32, shift *int8, groups, outOff, qMin, qMax int)
+
+// widen32 is widen32Go in AVX2 assembly (VPMOVSXBD) for whole runs of 8.
+func widen32(dst []int32, src []int8) {
+	dst = dst[:len(src)]
+	n := len(src) &^ 7
+	if haveSIMD && n > 0 {
+		widen32AVX2(&dst[0], &src[0], n/8)
+	} else {
+		n = 0
+	}
+	widen32Go(dst[n:], src[n:])
+}
+
+//go:noescape
+func widen32AVX2(dst *int32, src *int8, n8 int)
+
 // dwRow3x3x8 is dwRow3x3x8Go in AVX2 assembly; dwRow3x3 has checked the bounds.
 func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
 	var p [9]*int8

@@ -356,6 +356,68 @@ wloop:
 	VZEROUPPER
 	RET
 
+// func fillQuantAVX2(t, bias, mult *int32, shift *int8, groups, outOff, qMin, qMax int)
+//
+// fillQuantTableGo for groups whole groups of 8 channels: per group, bias, mult, left =
+// max(shift, 0), right = max(-shift, 0), mask = (1 << right) - 1, mask >> 1, then the output
+// offset and the activation bounds broadcast (the low 32 bits of those arguments).
+TEXT ·fillQuantAVX2(SB), NOSPLIT, $0-64
+	MOVQ t+0(FP), DI
+	MOVQ bias+8(FP), SI
+	MOVQ mult+16(FP), R8
+	MOVQ shift+24(FP), R9
+	MOVQ groups+32(FP), CX
+	VPBROADCASTD outOff+40(FP), Y5
+	VPBROADCASTD qMin+48(FP), Y6
+	VPBROADCASTD qMax+56(FP), Y7
+	VPXOR    Y4, Y4, Y4
+	VPCMPEQD Y3, Y3, Y3
+	VPSRLD   $31, Y3, Y3 // 1 in every lane
+
+fqloop:
+	VMOVDQU   (SI), Y0
+	VMOVDQU   Y0, 0(DI)
+	VMOVDQU   (R8), Y0
+	VMOVDQU   Y0, 32(DI)
+	VPMOVSXBD (R9), Y0
+	VPMAXSD   Y4, Y0, Y1
+	VMOVDQU   Y1, 64(DI)
+	VPSUBD    Y0, Y4, Y1
+	VPMAXSD   Y4, Y1, Y1
+	VMOVDQU   Y1, 96(DI)
+	VPSLLVD   Y1, Y3, Y2
+	VPSUBD    Y3, Y2, Y2
+	VMOVDQU   Y2, 128(DI)
+	VPSRLD    $1, Y2, Y2
+	VMOVDQU   Y2, 160(DI)
+	VMOVDQU   Y5, 192(DI)
+	VMOVDQU   Y6, 224(DI)
+	VMOVDQU   Y7, 256(DI)
+	ADDQ      $32, SI
+	ADDQ      $32, R8
+	ADDQ      $8, R9
+	ADDQ      $288, DI
+	DECQ      CX
+	JNZ       fqloop
+	VZEROUPPER
+	RET
+
+// func widen32AVX2(dst *int32, src *int8, n8 int): dst[i] = src[i] for i < 8*n8.
+TEXT ·widen32AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n8+16(FP), CX
+
+w32loop:
+	VPMOVSXBD (SI), Y0
+	VMOVDQU Y0, (DI)
+	ADDQ $8, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ  w32loop
+	VZEROUPPER
+	RET
+
 // DWTAP adds tap T of the 8 channels at byte offset DX: A += sign-extended x * w.
 #define DWTAP(T, A) \
 	MOVQ (T*8)(R11), R9; \

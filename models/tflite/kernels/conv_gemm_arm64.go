@@ -65,6 +65,11 @@ func widen16(dst []int16, src []int8) {
 }
 
 // dwRow3x3x8 is dwRow3x3x8Go in NEON assembly; dwRow3x3 has checked the bounds.
+func widen32(dst []int32, src []int8) { widen32Go(dst, src) }
+
+// fillQuantGroups leaves the whole table to fillQuantTableGo here.
+func fillQuantGroups(t []int32, rq chanQuant, groups int, outOff, qMin, qMax int32) int { return 0 }
+
 func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
 	var p [9]*int8
 	var st [9]uintptr

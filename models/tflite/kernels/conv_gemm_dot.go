@@ -134,7 +134,7 @@ func int8Form() int {
 func isDot(form int) bool { return form >= formAVXVNNI && form < numForms }
 
 // prepareGemm8 packs the weights for dot-product form and requests its byte row buffer;
-// gm.bias, mult and the shifts are set.
+// gm.rq is set, and takes the unsigned forms' bias.
 func (g *convGeom) prepareGemm8(n *tflite.Node, w []int8, form int) error {
 	gm := g.gemm
 	k := gm.k
@@ -143,10 +143,6 @@ func (g *convGeom) prepareGemm8(n *tflite.Node, w []int8, form int) error {
 	gm.kd = (k + pad - 1) / pad * pad
 	nb := (g.outC + 15) / 16
 	gm.w8 = make([]int8, nb*16*gm.kd)
-	bias := gm.bias
-	if unsignedTaps(form) {
-		bias = make([]int32, g.outC)
-	}
 	for oc := 0; oc < g.outC; oc++ {
 		blk := gm.w8[(oc/16)*16*gm.kd:]
 		var sum int32
@@ -155,10 +151,13 @@ func (g *convGeom) prepareGemm8(n *tflite.Node, w []int8, form int) error {
 			sum += int32(v)
 		}
 		if unsignedTaps(form) {
-			bias[oc] = gm.bias[oc] - 128*sum
+			// Only the SIMD store reads rq on this form: it holds the form's bias.
+			gm.rq.bias[oc] -= 128 * sum
 		}
 	}
-	gm.q16 = quantTable(2*nb, bias, gm.mult, g.shift, gm.outOff, gm.qMin, gm.qMax)
+	if err := gm.requestQuantTable(n, 2*nb); err != nil {
+		return err
+	}
 	per := g.outH * g.outW
 	gm.rows16 = splitRows(per, max(4, maxColBytes/gm.kd&^3), gm.workers, 4)
 	h, err := n.RequestScratch(gm.workers * gm.rows16 * gm.kd)
@@ -173,7 +172,7 @@ func (g *convGeom) prepareGemm8(n *tflite.Node, w []int8, form int) error {
 // become rows of kd bytes in buf (im2col, or the input pixels themselves for pointwise
 // layers; offset by 128 for the unsigned forms, the taps past k zero), then gemm8 multiplies
 // them into y.
-func (g *convGeom) convChunk8(buf []byte, xb []int8, p0, rows int, y []int8) {
+func (g *convGeom) convChunk8(buf []byte, q []int32, xb []int8, p0, rows int, y []int8) {
 	gm := g.gemm
 	k, kd := gm.k, gm.kd
 	flip := unsignedTaps(gm.dot)
@@ -199,7 +198,7 @@ func (g *convGeom) convChunk8(buf []byte, xb []int8, p0, rows int, y []int8) {
 	// Whole tiles of four pixels: the pad rows' results are computed and discarded.
 	tiles := (rows + 3) &^ 3
 	clear(buf[rows*kd : tiles*kd])
-	gm.gemm8(buf[:tiles*kd], rows, y)
+	gm.gemm8(buf[:tiles*kd], q, rows, y)
 }
 
 // putTaps writes src into dst (of the same length) as bytes: offset by 128 when flip.
@@ -269,7 +268,7 @@ func (g *convGeom) im2colRow8(x []int8, oy, ox int, row []byte, pad byte, flip b
 
 // gemm8 is gemm16 for the dot-product forms: byte rows (a multiple of four, kd taps each)
 // times the packed int8 weights, requantizing the first pixels rows into y.
-func (gm *gemmInt8) gemm8(x8 []byte, pixels int, y []int8) {
+func (gm *gemmInt8) gemm8(x8 []byte, q []int32, pixels int, y []int8) {
 	var tmp [64]int8
 	kd, outC := gm.kd, gm.outC
 	blk := 16 * kd // one block of 16 channels
@@ -279,12 +278,12 @@ func (gm *gemmInt8) gemm8(x8 []byte, pixels int, y []int8) {
 		nr := min(4, pixels-p)
 		c0 := 0
 		if nr == 4 && full > 0 {
-			gemmRowDot(gm.dot, xt, kd, gm.w8, kd, gm.q16, y[p*outC:], outC, full)
+			gemmRowDot(gm.dot, xt, kd, gm.w8, kd, q, y[p*outC:], outC, full)
 			c0 = full * 16
 		}
 		for ; c0 < outC; c0 += 16 {
 			b := c0 / 16
-			gemmRowDot(gm.dot, xt, kd, gm.w8[b*blk:], kd, gm.q16[2*b*quantGroup:], tmp[:], 16, 1)
+			gemmRowDot(gm.dot, xt, kd, gm.w8[b*blk:], kd, q[2*b*quantGroup:], tmp[:], 16, 1)
 			nc := min(16, outC-c0)
 			for r := 0; r < nr; r++ {
 				copy(y[(p+r)*outC+c0:][:nc], tmp[r*16:])

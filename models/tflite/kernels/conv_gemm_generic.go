@@ -27,6 +27,11 @@ func gemmRow4x16(x []int16, stride int, w []int8, pairs int, q []int32, y []int8
 
 func widen16(dst []int16, src []int8) { widen16Go(dst, src) }
 
+func widen32(dst []int32, src []int8) { widen32Go(dst, src) }
+
+// fillQuantGroups leaves the whole table to fillQuantTableGo here.
+func fillQuantGroups(t []int32, rq chanQuant, groups int, outOff, qMin, qMax int32) int { return 0 }
+
 func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
 	dwRow3x3x8Go(taps, steps, npix, c, w, q, y)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tflite"
@@ -51,6 +52,49 @@ func TestRequantInt32(t *testing.T) {
 		want := MultiplyByQuantizedMultiplier(x, q, shift)
 		if got := requantInt32(x, q, left, right); got != want {
 			t.Fatalf("requantInt32(%d, %d, shift %d) = %d, want %d", x, q, shift, got, want)
+		}
+	}
+}
+
+// quantTable is the quantTable of ngroups groups of 8 channels for these biases, multipliers
+// and shifts (channels past len(bias) zero), as fillQuantTable writes it at Invoke.
+func quantTable(ngroups int, bias, mult []int32, shift []int, outOff, qMin, qMax int32) []int32 {
+	rq := newChanQuant(len(bias))
+	for c := range bias {
+		rq.set(c, bias[c], mult[c], shift[c])
+	}
+	t := make([]int32, ngroups*quantGroup)
+	fillQuantTable(t, rq, outOff, qMin, qMax)
+	return t
+}
+
+// TestFillQuantTable holds fillQuantTable (its AVX2 groups on amd64) to the Go loop, with
+// every shift from -31 to 30, whole groups and tails.
+func TestFillQuantTable(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for iter := range 200 {
+		n := 1 + r.IntN(100)
+		rq := newChanQuant(n)
+		for c := range n {
+			rq.set(c, int32(r.Uint32()), randMult(r), (c+iter)%62-31)
+		}
+		groups := (n+7)/8 + r.IntN(3)
+		off, lo, hi := int32(r.IntN(256)-128), int32(-128+r.IntN(60)), int32(127-r.IntN(60))
+		got, want := make([]int32, groups*quantGroup), make([]int32, groups*quantGroup)
+		for i := range got {
+			got[i], want[i] = int32(r.Uint32()), int32(r.Uint32()) // stale scratch
+		}
+		fillQuantTable(got, rq, off, lo, hi)
+		fillQuantTableGo(want, rq, 0, off, lo, hi)
+		if !slices.Equal(got, want) {
+			t.Fatalf("iter %d: %d channels in %d groups: the table differs from the Go loop's", iter, n, groups)
+		}
+		for c := range n {
+			v := want[(c/8)*quantGroup+c%8:]
+			s := int(rq.shift[c])
+			if v[0] != rq.bias[c] || v[8] != rq.mult[c] || int(v[16])-int(v[24]) != s || v[32] != int32(int64(1)<<v[24]-1) || v[40] != v[32]>>1 || v[48] != off || v[56] != lo || v[64] != hi {
+				t.Fatalf("iter %d channel %d (shift %d): lanes %v", iter, c, s, []int32{v[0], v[8], v[16], v[24], v[32], v[40], v[48], v[56], v[64]})
+			}
 		}
 	}
 }
@@ -129,6 +173,17 @@ func TestWiden(t *testing.T) {
 		if dst[n] != 12345 {
 			t.Fatalf("widen %d values wrote past the end", n)
 		}
+		d32 := make([]int32, n+1)
+		d32[n] = 12345
+		widen32(d32[:n], src)
+		for i, v := range src {
+			if d32[i] != int32(v) {
+				t.Fatalf("widen32 %d values: dst[%d] = %d, want %d", n, i, d32[i], v)
+			}
+		}
+		if d32[n] != 12345 {
+			t.Fatalf("widen32 %d values wrote past the end", n)
+		}
 	}
 }
 
@@ -150,7 +205,7 @@ func TestDwRowMatchesPortable(t *testing.T) {
 		}
 		w := make([]int32, 9*c)
 		for i := range w {
-			w[i] = int32(r.IntN(255) - 127)
+			w[i] = int32(r.IntN(256) - 128)
 		}
 		q := randQuantTable(r, c/8)
 		got, want := make([]int8, npix*c), make([]int8, npix*c)

@@ -7,11 +7,13 @@ type dwJob struct {
 	xb   []int8 // the batch's input (or its channel-expanded copy)
 	c, m int
 	bt   int
+	w32  []int32 // the SIMD path's weights, widened
+	q    []int32 // the quantTable of the SIMD path
 	y    []int8
 	acc  []int32 // outC per worker
 }
 
 func (j *dwJob) RunPart(w, oy int) {
 	oc := j.g.outC
-	j.g.dwRowInt8(j.xb, j.c, j.m, j.bt, oy, nil, nil, nil, j.y, j.acc[w*oc:(w+1)*oc])
+	j.g.dwRowInt8(j.xb, j.c, j.m, j.bt, oy, nil, nil, nil, j.w32, j.q, j.y, j.acc[w*oc:(w+1)*oc])
 }

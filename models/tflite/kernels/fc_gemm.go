@@ -34,6 +34,8 @@ func prepareFCGemm(n *tflite.Node, d *fcData, filter, bias *tensor.Tensor) error
 		return err
 	}
 	d.gemm = g
+	// The GEMM holds its own requantization (gemmInt8.rq): evalFC no longer reads these.
+	d.mult, d.shift = nil, nil
 	// The GEMM holds the weights packed and the bias folded: evalFC reads neither.
 	n.Packed(1)
 	n.Packed(2)

@@ -44,8 +44,8 @@ func TestKernelsUnderQemu(t *testing.T) {
 		t.Fatalf("go test -c for arm64: %v\n%s", err, out)
 	}
 	// Each CPU model runs what it alone can show: the SMMLA and SDOT assembly on max (where
-	// the Paths tests force every form), the choice of SDOT on cortex-a76, the int16 form and
-	// the float32 kernels on cortex-a53 (the float kernels are plain Advanced SIMD, the same
+	// the Paths tests force every form), the choice of SDOT on cortex-a76, the int16 form, the int8
+	// depthwise row kernel and the float32 kernels on cortex-a53 (the float kernels are plain Advanced SIMD, the same
 	// instructions on every model).
 	path := "TestKernelPathARM64"
 	for _, c := range []struct {
@@ -54,7 +54,7 @@ func TestKernelsUnderQemu(t *testing.T) {
 	}{
 		{"max", "neon-i8mm", []string{path, "TestConvInt8PathsMatchReference", "TestFCInt8PathsMatchReference", "TestGemmRowDotExtremes", "TestDotKernelsMatchPortable"}},
 		{"cortex-a76", "neon-dotprod", []string{path, "TestFCInt8PathsMatchReference"}},
-		{"cortex-a53", "neon", []string{path, "TestConvInt8PathsMatchReference", "TestFCF32SIMD", "TestConvF32SIMD", "TestDepthwiseF32SIMD"}},
+		{"cortex-a53", "neon", []string{path, "TestConvInt8PathsMatchReference", "TestDwRowMatchesPortable", "TestFCF32SIMD", "TestConvF32SIMD", "TestDepthwiseF32SIMD"}},
 	} {
 		t.Run(c.cpu, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
