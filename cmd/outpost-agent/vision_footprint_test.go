@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-ml/outpost/agent/sysstat"
 	"github.com/outpost-ml/outpost/models/tflite/synth"
 )
 
@@ -19,7 +20,8 @@ import (
 // give one inference a second) and reads VmRSS from /proc at 40 s. Issue 14's target is
 // 12 MiB plus the model file plus the tensor arena; the figures go to docs/performance.md.
 // A measurement, not a check of the suite: it runs only with OUTPOST_VISION_FOOTPRINT=1 (about
-// 42 s); OUTPOST_VISION_THREADS sets --threads (default 1).
+// 42 s); OUTPOST_VISION_THREADS sets --threads (default 1). The agent inherits the test's
+// environment, so GOGC and GOMEMLIMIT reach it.
 func TestVisionFootprint(t *testing.T) {
 	if os.Getenv("OUTPOST_VISION_FOOTPRINT") != "1" {
 		t.Skip("a 40 s measurement: set OUTPOST_VISION_FOOTPRINT=1")
@@ -33,6 +35,7 @@ func TestVisionFootprint(t *testing.T) {
 		// On a loaded machine the 27,648 samples/s of the three simulated channels may come
 		// slower than that; 40 s leaves time for several windows.
 		measureAt = 40 * time.Second
+		cpuFrom   = 10 * time.Second
 	)
 	threads := 1
 	if s := os.Getenv("OUTPOST_VISION_THREADS"); s != "" {
@@ -86,14 +89,32 @@ func TestVisionFootprint(t *testing.T) {
 		}
 	})
 	pid := cmd.Process.Pid
-	select {
-	case err := <-done:
-		exited = true
-		t.Fatalf("agent exited: %v; stderr:\n%s", err, stderr)
-	case <-time.After(time.Until(start.Add(measureAt))):
+	proc := sysstat.New(sysstat.Options{PID: pid})
+	waitUntil := func(d time.Duration) {
+		select {
+		case err := <-done:
+			exited = true
+			t.Fatalf("agent exited: %v; stderr:\n%s", err, stderr)
+		case <-time.After(time.Until(start.Add(d))):
+		}
+	}
+	// CPU over the last 30 s: the model is loaded and the sensor at its rate by then.
+	waitUntil(cpuFrom)
+	p0, err := proc.Process()
+	if err != nil {
+		t.Fatal(err)
 	}
 	ack.mu.Lock()
-	ok := len(ack.seqs) >= 1 && ack.health != nil
+	n0 := len(ack.seqs)
+	ack.mu.Unlock()
+	waitUntil(measureAt)
+	p1, err := proc.Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack.mu.Lock()
+	n1 := len(ack.seqs)
+	ok := n1 >= 1 && ack.health != nil
 	ack.mu.Unlock()
 	if !ok {
 		t.Fatalf("no results and health in %v; stderr:\n%s", measureAt, stderr)
@@ -101,6 +122,7 @@ func TestVisionFootprint(t *testing.T) {
 	rss := statusField(t, pid, "VmRSS") << 10
 	hwm := statusField(t, pid, "VmHWM") << 10
 	anon, file := statusField(t, pid, "RssAnon")<<10, statusField(t, pid, "RssFile")<<10
+	maps := smapsByMapping(t, pid)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -111,10 +133,12 @@ func TestVisionFootprint(t *testing.T) {
 		t.Fatalf("agent did not stop within 15 s of SIGTERM")
 	}
 	ack.mu.Lock()
-	n, h := len(ack.seqs), *ack.health
+	h := *ack.health
 	ack.mu.Unlock()
-	t.Logf("MobileNet v2 96x96 int8 (%d-byte file), %d threads: %d results in 40 s (%.2f inferences/s, latency p50 %.1f ms), VmRSS %.1f MiB, VmHWM %.1f MiB",
-		len(data), threads, n, h.InferencesPerS, h.LatencyP50Ms, float64(rss)/(1<<20), float64(hwm)/(1<<20))
+	cpu := sysstat.CPUPercent(p0, p1)
+	t.Logf("MobileNet v2 96x96 int8 (%d-byte file), %d threads: %d results in 40 s (%.2f/s from 10 s to 40 s, latency p50 %.1f ms), CPU %.1f%% of one core from 10 s to 40 s, VmRSS %.1f MiB, VmHWM %.1f MiB",
+		len(data), threads, n1, float64(n1-n0)/p1.Time.Sub(p0.Time).Seconds(), h.LatencyP50Ms, cpu, float64(rss)/(1<<20), float64(hwm)/(1<<20))
 	t.Logf("health: samples dropped %d, sensor errors %d, rss_bytes %d; at 40 s RssAnon %.1f MiB (heap, stacks, runtime), RssFile %.1f MiB (the binary's pages and the mapped buffer files)",
 		h.SamplesDropped, h.SensorErrors, h.RSSBytes, float64(anon)/(1<<20), float64(file)/(1<<20))
+	t.Logf("resident by mapping: %s", formatMappings(maps))
 }
