@@ -164,3 +164,25 @@ func TestFastSourceReadAtItsRate(t *testing.T) {
 		t.Errorf("%d reads in %v of a %.0f Hz source, want about %.0f", got, elapsed, rate, due)
 	}
 }
+
+func TestQueueLen(t *testing.T) {
+	tests := []struct {
+		window       int
+		rate, readHz float64
+		want         int
+	}{
+		{4, 500, 0, 16},            // four windows when they fit in a second
+		{64, 100, 0, 100},          // a second of a 100 Hz sensor
+		{9216, 9216, 0, 9216},      // a one-second window: one window
+		{64, 10, 0, 64},            // never less than a window
+		{64, 50, math.Inf(1), 256}, // unpaced: four windows
+		{1000, 100, 400, 1000},     // a replay at 4x: a second of reads, at least a window
+		{1000, 9216, 0, 4000},      // 4 windows below a second
+	}
+	for _, tt := range tests {
+		info := sensor.Info{Kind: "x", RateHz: tt.rate, ReadHz: tt.readHz, Channels: 1}
+		if got := queueLen(tt.window, info); got != tt.want {
+			t.Errorf("queueLen(%d, %v Hz read at %v) = %d, want %d", tt.window, tt.rate, tt.readHz, got, tt.want)
+		}
+	}
+}
