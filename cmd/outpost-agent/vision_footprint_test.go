@@ -17,7 +17,8 @@ import (
 // TestVisionFootprint runs the real agent binary with a MobileNet v2-class int8 model (width
 // 1.0, 300 classes: 2.6 M weights in a 3.1 MB file (the 1,000-class head makes a manifest
 // baseline over the 1 MiB manifest limit); 96×96 input so that three 9,216 Hz simulated channels
-// give one inference a second) and reads VmRSS from /proc at 40 s. Issue 14's target is
+// give one inference a second) and reads VmRSS from /proc at 40 s
+// (OUTPOST_VISION_SECONDS: another time). Issue 14's target is
 // 12 MiB plus the model file plus the tensor arena; the figures go to docs/performance.md.
 // A measurement, not a check of the suite: it runs only with OUTPOST_VISION_FOOTPRINT=1 (about
 // 42 s); OUTPOST_VISION_THREADS sets --threads (default 1). The agent inherits the test's
@@ -30,13 +31,20 @@ func TestVisionFootprint(t *testing.T) {
 		t.Skip("measures through /proc")
 	}
 	const (
-		device = "vision-1"
-		side   = 96
-		// On a loaded machine the 27,648 samples/s of the three simulated channels may come
-		// slower than that; 40 s leaves time for several windows.
-		measureAt = 40 * time.Second
-		cpuFrom   = 10 * time.Second
+		device  = "vision-1"
+		side    = 96
+		cpuFrom = 10 * time.Second
 	)
+	// The Go heap grows between collections, so a later reading can be higher:
+	// OUTPOST_VISION_SECONDS measures at another time than 40 s.
+	measureAt := 40 * time.Second
+	if s := os.Getenv("OUTPOST_VISION_SECONDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= int(cpuFrom/time.Second) {
+			t.Fatalf("OUTPOST_VISION_SECONDS=%q: want whole seconds above %v", s, cpuFrom)
+		}
+		measureAt = time.Duration(n) * time.Second
+	}
 	threads := 1
 	if s := os.Getenv("OUTPOST_VISION_THREADS"); s != "" {
 		var err error
@@ -119,6 +127,9 @@ func TestVisionFootprint(t *testing.T) {
 	if !ok {
 		t.Fatalf("no results and health in %v; stderr:\n%s", measureAt, stderr)
 	}
+	if os.Getenv("OUTPOST_VISION_GCTRACE") != "" {
+		defer func() { t.Logf("agent's stderr:\n%s", stderr) }()
+	}
 	rss := statusField(t, pid, "VmRSS") << 10
 	hwm := statusField(t, pid, "VmHWM") << 10
 	anon, file := statusField(t, pid, "RssAnon")<<10, statusField(t, pid, "RssFile")<<10
@@ -136,9 +147,9 @@ func TestVisionFootprint(t *testing.T) {
 	h := *ack.health
 	ack.mu.Unlock()
 	cpu := sysstat.CPUPercent(p0, p1)
-	t.Logf("MobileNet v2 96x96 int8 (%d-byte file), %d threads: %d results in 40 s (%.2f/s from 10 s to 40 s, latency p50 %.1f ms), CPU %.1f%% of one core from 10 s to 40 s, VmRSS %.1f MiB, VmHWM %.1f MiB",
-		len(data), threads, n1, float64(n1-n0)/p1.Time.Sub(p0.Time).Seconds(), h.LatencyP50Ms, cpu, float64(rss)/(1<<20), float64(hwm)/(1<<20))
-	t.Logf("health: samples dropped %d, sensor errors %d, rss_bytes %d; at 40 s RssAnon %.1f MiB (heap, stacks, runtime), RssFile %.1f MiB (the binary's pages and the mapped buffer files)",
-		h.SamplesDropped, h.SensorErrors, h.RSSBytes, float64(anon)/(1<<20), float64(file)/(1<<20))
+	t.Logf("MobileNet v2 96x96 int8 (%d-byte file), %d threads: %d results in %v (%.2f/s from %v on, latency p50 %.1f ms), CPU %.1f%% of one core over the same time, VmRSS %.1f MiB, VmHWM %.1f MiB",
+		len(data), threads, n1, measureAt, float64(n1-n0)/p1.Time.Sub(p0.Time).Seconds(), cpuFrom, h.LatencyP50Ms, cpu, float64(rss)/(1<<20), float64(hwm)/(1<<20))
+	t.Logf("health: samples dropped %d, sensor errors %d, rss_bytes %d; at %v RssAnon %.1f MiB (heap, stacks, runtime), RssFile %.1f MiB (the binary's pages and the mapped buffer files)",
+		h.SamplesDropped, h.SensorErrors, h.RSSBytes, measureAt, float64(anon)/(1<<20), float64(file)/(1<<20))
 	t.Logf("resident by mapping: %s", formatMappings(maps))
 }
