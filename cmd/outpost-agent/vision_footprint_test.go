@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outpost-ml/outpost/agent/sysstat"
+	"github.com/outpost-ml/outpost/agent/tfpredict"
 	"github.com/outpost-ml/outpost/models/tflite/synth"
 )
 
@@ -23,6 +24,9 @@ import (
 // A measurement, not a check of the suite: it runs only with OUTPOST_VISION_FOOTPRINT=1 (about
 // 42 s); OUTPOST_VISION_THREADS sets --threads (default 1). The agent inherits the test's
 // environment, so GOGC and GOMEMLIMIT reach it.
+// maxVisionAnon is TestVisionFootprint's budget for the agent's anonymous memory.
+const maxVisionAnon = 15 << 20
+
 func TestVisionFootprint(t *testing.T) {
 	if os.Getenv("OUTPOST_VISION_FOOTPRINT") != "1" {
 		t.Skip("a 40 s measurement: set OUTPOST_VISION_FOOTPRINT=1")
@@ -60,6 +64,12 @@ func TestVisionFootprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	pred, err := tfpredict.New(data, man, "vision")
+	if err != nil {
+		t.Fatal(err)
+	}
+	arena := uint64(pred.ArenaBytes())
+	pred.Close()
 	mdata, err := man.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -152,4 +162,14 @@ func TestVisionFootprint(t *testing.T) {
 	t.Logf("health: samples dropped %d, sensor errors %d, rss_bytes %d; at %v RssAnon %.1f MiB (heap, stacks, runtime), RssFile %.1f MiB (the binary's pages and the mapped buffer files)",
 		h.SamplesDropped, h.SensorErrors, h.RSSBytes, measureAt, float64(anon)/(1<<20), float64(file)/(1<<20))
 	t.Logf("resident by mapping: %s", formatMappings(maps))
+	// Issue 14's target is 12 MiB + the file + the arena in VmRSS; what the agent controls
+	// is its anonymous memory (the file-backed rest is the binary's clean pages, see
+	// docs/performance.md), so that is what is held to a budget, with room above the
+	// 12.3–13.5 MiB measured: weights held twice again would cross it.
+	if anon > maxVisionAnon {
+		t.Errorf("RssAnon %.1f MiB at %v, budget %.0f MiB", float64(anon)/(1<<20), measureAt, float64(maxVisionAnon)/(1<<20))
+	}
+	target := 12<<20 + uint64(len(data)) + arena
+	t.Logf("issue 14 target: VmRSS %.1f MiB against 12 MiB + %.2f MiB file + %.2f MiB arena (%d bytes) = %.1f MiB: held %v",
+		float64(rss)/(1<<20), float64(len(data))/(1<<20), float64(arena)/(1<<20), arena, float64(target)/(1<<20), rss <= target)
 }
