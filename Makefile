@@ -65,7 +65,7 @@ torture: ## Kill the real agent with SIGKILL KILLS times (default 200) and check
 	$(GO) test -count=1 -timeout 60m -run '^TestCrashTorture$$' -v ./agent/faulttest -kills $(KILLS) $(if $(SEED),-seed $(SEED))
 
 .PHONY: bench
-bench: ## Run the benchmarks, durable buffer appends and the 1,000,000-result drain (figures go to docs/performance.md)
+bench: ## Run the benchmarks, durable buffer appends, the 1,000,000-result drain and the vision footprint (figures go to docs/performance.md)
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
 	@echo '== buffer: durable appends, 5 runs of 100,000 results (issue 5: >= 20,000 results/s)'
 	@set -o pipefail; $(GO) test -run '^$$' -bench AppendDurable -benchtime 100000x -count 5 ./agent/boltbuf | tee -a bench.txt | \
@@ -75,6 +75,9 @@ bench: ## Run the benchmarks, durable buffer appends and the 1,000,000-result dr
 	@echo '== backlog: 1,000,000 buffered results drained to a loopback broker (issue 5: <= 60 s)'
 	@set -o pipefail; OUTPOST_DRAIN_N=1000000 $(GO) test -count 1 -run TestBacklogDrain -v ./cmd/outpost-agent | tee -a bench.txt | \
 	  grep -E 'filled|drained|health reports|^(--- |ok|FAIL)'
+	@echo '== the agent with a MobileNet v2-class int8 model at 1 inference/s, 40 s: resident set (issue 14)'
+	@set -o pipefail; OUTPOST_VISION_FOOTPRINT=1 $(GO) test -count 1 -run '^TestVisionFootprint$$' -v ./cmd/outpost-agent | tee -a bench.txt | \
+	  grep -E 'vision_footprint|^(--- |ok|FAIL)'
 
 # Not part of make test or make bench: minutes of load on the whole machine. Run it on a quiet
 # machine; it prints the load average with every figure. OUTPOST_SCALE_* variables shrink it

@@ -201,10 +201,55 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// sample is one reading handed from the sample loop to the infer loop.
-type sample struct {
-	t    time.Time
-	vals []float32
+// sampleQueue hands samples from the sample loop to the infer loop without allocating: the
+// values and times live in rings of fixed slots, and the channel carries one empty element
+// per sample. Both sides count samples from 0, so the nth sent sample is in slot n mod slots
+// on both sides; the producer advances only when a send succeeds (a dropped sample's slot is
+// reused).
+//
+// Why capacity+2 slots suffice (Go memory model: the kth receive on a channel of capacity C
+// is synchronized before the completion of the (k+C)th send): the producer fills the slot of
+// sample m after send m-1 completed, so after receive m-1-C, which the consumer makes only
+// once it is done with sample m-2-C. Every sample up to m-2-C is therefore read, and with
+// C+2 slots sample m reuses the slot of m-2-C.
+type sampleQueue struct {
+	ch       chan struct{} // one element per sample sent; the producer closes it
+	channels int
+	vals     []float32   // slot i is vals[i*channels : (i+1)*channels]
+	times    []time.Time // when slot i's sample was taken
+}
+
+// maxQueueDelay bounds how far, in the sensor's time, the samples waiting for the infer loop
+// may reach back: a paced sensor's samples beyond it are dropped. Four windows of a
+// one-second window (a 96×96×3 image at 9,216 Hz) took 1.3 MB of rings for a backlog the
+// loop can only catch up from if inference takes less than the window's time anyway.
+const maxQueueDelay = time.Second
+
+// queueLen is how many samples wait for the infer loop at most: four windows, but no more
+// than maxQueueDelay of a paced source and never less than one window. An unpaced source
+// waits for the loop instead of dropping, so four windows suffice for it.
+func queueLen(window int, info sensor.Info) int {
+	interval := info.ReadInterval()
+	if interval <= 0 {
+		return 4 * window
+	}
+	return max(window, min(4*window, int(maxQueueDelay/interval)))
+}
+
+func newSampleQueue(capacity, channels int) *sampleQueue {
+	slots := capacity + 2
+	return &sampleQueue{
+		ch:       make(chan struct{}, capacity),
+		channels: channels,
+		vals:     make([]float32, slots*channels),
+		times:    make([]time.Time, slots),
+	}
+}
+
+// slot returns the values and time of the nth sample (counted from 0).
+func (q *sampleQueue) slot(n uint64) ([]float32, *time.Time) {
+	i := int(n % uint64(len(q.times)))
+	return q.vals[i*q.channels : (i+1)*q.channels : (i+1)*q.channels], &q.times[i]
 }
 
 // Run runs the agent's loops until ctx ends or a loop fails, then returns after every loop
@@ -224,7 +269,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	// and the infer loop blocks on it, so no produced result is discarded before commit;
 	// the back-pressure lands on samples. committed has room for one wake-up, which is
 	// enough because the upload loop always reads the buffer afresh.
-	samples := make(chan sample, 4*a.spec.Window)
+	samples := newSampleQueue(queueLen(a.spec.Window, a.opts.Source.Info()), a.spec.Channels)
 	results := make(chan inferred, 2*a.opts.CommitMax)
 	committed := make(chan struct{}, 1)
 	pipelineDone := make(chan struct{}) // closed when the last result is committed
@@ -241,7 +286,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// The pipeline shuts down by closing channels front to back, so that every sample already
 	// taken is inferred and every result is committed even when ctx has ended.
-	g.Go(func() error { defer close(samples); return a.runSample(gctx, samples) })
+	g.Go(func() error { defer close(samples.ch); return a.runSample(gctx, samples) })
 	g.Go(func() error { defer close(results); return a.runInfer(samples, results) })
 	g.Go(func() error { defer close(pipelineDone); return a.runCommit(results, committed) })
 	g.Go(func() error { return a.runUpload(gctx, committed, pipelineDone) })
@@ -269,57 +314,61 @@ func (a *Agent) Run(ctx context.Context) error {
 // the scheduler, so replaying a file as fast as possible leaves the other loops CPU time.
 const unpacedYield = 64
 
-// runSample reads the sensor until ctx ends: every Info().ReadInterval(), or, for a source
+// minTick is the shortest ticker period the sample loop uses. The Go runtime sleeps at least
+// a millisecond when it waits for a timer with nothing else to do (its poller waits in whole
+// milliseconds), so a faster ticker delivers about 1,000 ticks a second whatever its period:
+// a 9,216 Hz source read once a tick was sampled at about a tenth of its rate.
+const minTick = time.Millisecond
+
+// maxCatchUp bounds catching up: after a stall (the process stopped, the machine overloaded)
+// at most this much time's worth of reads (and at least one) is made at once, and the reads
+// owed beyond that are skipped, as a ticker skips the ticks its reader missed.
+const maxCatchUp = 100 * time.Millisecond
+
+// runSample reads the sensor until ctx ends: at Info().ReadInterval(), or, for a source
 // that is read as fast as possible (a replay at speed=max), back to back, waiting for the
-// infer loop instead of dropping samples.
-func (a *Agent) runSample(ctx context.Context, out chan<- sample) error {
+// infer loop instead of dropping samples. A paced source is read on a ticker of at least
+// minTick; each tick makes the reads that have come due since the loop started, so a source
+// faster than the ticker is read in bursts at its full rate (live sensors that fast buffer
+// their samples in hardware).
+func (a *Agent) runSample(ctx context.Context, q *sampleQueue) error {
 	info := a.opts.Source.Info()
 	interval := info.ReadInterval()
-	var tick <-chan time.Time
+	var (
+		tick     <-chan time.Time
+		t0       time.Time // when pacing started: read k is due at t0 + k·interval
+		owed     int64     // reads due up to the last tick, made or skipped
+		maxBurst int64
+	)
 	if interval > 0 {
-		ticker := time.NewTicker(interval)
+		period := interval
+		if period < minTick {
+			period *= (minTick + interval - 1) / interval
+		}
+		maxBurst = max(1, int64(maxCatchUp/interval))
+		// Taken before the ticker starts, so tick k comes no earlier than read k's time.
+		t0 = time.Now()
+		ticker := time.NewTicker(period)
 		defer ticker.Stop()
 		tick = ticker.C
 	}
 	wait := time.NewTimer(0) // unpaced: sleeps out a failing sensor's backoff
 	defer wait.Stop()
-	buf := make([]float32, info.Channels)
 	var (
 		backoff time.Duration
 		retryAt time.Time
 		ok      bool   // last read succeeded
 		reads   uint64 // reads since start, for the unpaced yield
+		sent    uint64 // samples handed to the infer loop: the next one goes in q.slot(sent)
 	)
-	for {
-		if tick != nil {
-			select {
-			case <-ctx.Done():
-				return nil
-			case now := <-tick:
-				if now.Before(retryAt) {
-					continue
-				}
-			}
-		} else {
-			if d := time.Until(retryAt); d > 0 {
-				wait.Reset(d)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-wait.C:
-				}
-			}
-			if ctx.Err() != nil {
-				return nil
-			}
-			if reads++; reads%unpacedYield == 0 {
-				runtime.Gosched()
-			}
-		}
-		t, err := a.opts.Source.Read(ctx, buf)
+	// read makes one read into the next slot and queues it; it reports false when the read
+	// failed (the caller then waits out the backoff) or ctx ended.
+	read := func() bool {
+		vals, at := q.slot(sent)
+		t, err := a.opts.Source.Read(ctx, vals)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return false
 			}
 			a.sensorErrors.Add(1)
 			ok = false
@@ -330,7 +379,7 @@ func (a *Agent) runSample(ctx context.Context, out chan<- sample) error {
 			a.mu.Unlock()
 			// One line per failed attempt, and attempts are spaced by the backoff.
 			a.log.Warn("sensor read", "sensor", info.Kind, "err", err, "retry_in", backoff)
-			continue
+			return false
 		}
 		if !ok {
 			ok, backoff = true, 0
@@ -338,36 +387,85 @@ func (a *Agent) runSample(ctx context.Context, out chan<- sample) error {
 			a.sensorStatus = "ok"
 			a.mu.Unlock()
 		}
-		s := sample{t: t, vals: slices.Clone(buf)}
+		*at = t
 		if tick == nil {
 			// An unpaced source can wait: nothing is lost by reading it later.
 			select {
-			case out <- s:
+			case q.ch <- struct{}{}:
+				sent++
+				return true
 			case <-ctx.Done():
-				return nil
+				return false
 			}
-			continue
 		}
 		select {
-		case out <- s:
+		case q.ch <- struct{}{}:
+			sent++
 		default:
 			if a.samplesDropped.Add(1) == 1 {
 				a.log.Warn("inference is falling behind the sensor; dropping samples")
 			}
 		}
+		return true
+	}
+	for {
+		if tick != nil {
+			var now time.Time
+			select {
+			case <-ctx.Done():
+				return nil
+			case now = <-tick:
+			}
+			due := int64(now.Sub(t0)/interval) - owed
+			owed += due
+			if now.Before(retryAt) {
+				continue
+			}
+			// A burst never overfills the queue on its own: the infer loop may simply not
+			// have run yet. The reads beyond its room are skipped like the rest, but one read
+			// is always made, so a queue that stays full counts dropped samples as before.
+			room := int64(cap(q.ch) - len(q.ch))
+			for range min(due, maxBurst, max(room, 1)) {
+				if !read() {
+					break
+				}
+			}
+			continue
+		}
+		if d := time.Until(retryAt); d > 0 {
+			wait.Reset(d)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-wait.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if reads++; reads%unpacedYield == 0 {
+			runtime.Gosched()
+		}
+		read()
 	}
 }
 
 // runInfer slides the model's window over the samples and sends one result per stride. It
 // returns when in is closed.
-func (a *Agent) runInfer(in <-chan sample, out chan<- inferred) error {
+func (a *Agent) runInfer(q *sampleQueue, out chan<- inferred) error {
 	w, c, stride := a.spec.Window, a.spec.Channels, a.spec.Stride
 	ring := make([]float32, w*c) // raw samples, ring[pos*c:] is the oldest once full
 	window := make([]float32, w*c)
 	pos, filled, since := 0, 0, 0
-	var errLogged time.Time
-	for s := range in {
-		copy(ring[pos*c:(pos+1)*c], s.vals)
+	var (
+		errLogged time.Time
+		received  uint64 // samples taken from q: the next one is in q.slot(received)
+	)
+	for range q.ch {
+		vals, at := q.slot(received)
+		received++
+		t := *at
+		copy(ring[pos*c:(pos+1)*c], vals)
 		pos = (pos + 1) % w
 		filled = min(filled+1, w)
 		since++
@@ -388,14 +486,14 @@ func (a *Agent) runInfer(in <-chan sample, out chan<- inferred) error {
 		}
 		a.inferences.Add(1)
 		a.recordLatency(lat)
-		a.observeDrift(s.t, ring, out0)
-		r, err := a.result(s.t, out0, lat)
+		a.observeDrift(t, ring, out0)
+		r, err := a.result(t, out0, lat)
 		if err != nil {
 			a.predictErrors.Add(1)
 			a.setLastErr(err)
 			continue
 		}
-		w, why := a.wantCapture(s.t, &r, ring, pos)
+		w, why := a.wantCapture(t, &r, ring, pos)
 		out <- inferred{r: r, window: w, capture: why}
 	}
 	return nil

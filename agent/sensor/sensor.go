@@ -57,7 +57,9 @@ func (i Info) ChannelNames() []string {
 }
 
 // Source produces samples. The caller paces reads (see Info.ReadInterval); a Source must not
-// sleep to pace itself. Read and Close are called from one goroutine.
+// sleep to pace itself. Reads are paced on average, not one by one: the agent reads a source
+// faster than its timers (about 1 kHz) in short bursts of the reads due, so a source that fast
+// must keep its samples until read (a FIFO). Read and Close are called from one goroutine.
 type Source interface {
 	// Read fills dst (len Info().Channels) with one sample and returns when it was taken.
 	// It blocks at most until ctx ends. An error is transient unless the caller decides

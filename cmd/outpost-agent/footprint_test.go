@@ -211,6 +211,8 @@ func TestSteadyStateFootprint(t *testing.T) {
 	cs1 := contextSwitches(t, pid)
 	rss := statusField(t, pid, "VmRSS") << 10
 	hwm := statusField(t, pid, "VmHWM") << 10
+	anon, file := statusField(t, pid, "RssAnon")<<10, statusField(t, pid, "RssFile")<<10
+	maps := smapsByMapping(t, pid)
 	cpu := sysstat.CPUPercent(p0, p1)
 	wakeups := float64(cs1-cs0) / p1.Time.Sub(p0.Time).Seconds()
 
@@ -243,6 +245,7 @@ func TestSteadyStateFootprint(t *testing.T) {
 		float64(rss)/(1<<20), float64(hwm)/(1<<20), wakeups)
 	t.Logf("agent's own health: cpu_percent %.2f, rss_bytes %d, disk_free_bytes %v, soc_temp_c %v, latency p50 %.3f ms p99 %.3f ms",
 		h.CPUPercent, h.RSSBytes, deref(h.DiskFreeBytes), deref(h.SoCTempC), h.LatencyP50Ms, h.LatencyP99Ms)
+	t.Logf("at 20 s RssAnon %.1f MiB, RssFile %.1f MiB; resident by mapping: %s", float64(anon)/(1<<20), float64(file)/(1<<20), formatMappings(maps))
 
 	// 100 Hz with a stride of 32 is 3.125 windows/s; 20 s must have produced well over 40.
 	if n < 40 {

@@ -62,7 +62,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "outpost-agent")
-	out, err := exec.Command("go", "build", "-ldflags", "-X main.version=1.2.3-test", "-o", binary, ".").CombinedOutput()
+	out, err := shippedBuild(binary).CombinedOutput()
 	if err != nil {
 		os.Stderr.Write(out)
 		os.RemoveAll(dir)
@@ -71,6 +71,20 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// testVersion is the version the test binaries report (TestHelpAndVersion and the health
+// reports check it).
+const testVersion = "1.2.3-test"
+
+// shippedBuild is the go build command of `make build` and `make cross`, the binary users get
+// (no cgo, -trimpath, stripped), with the test's version, so that what the footprint tests
+// measure is what a device runs. extra goes before the package (e.g. -tags).
+func shippedBuild(out string, extra ...string) *exec.Cmd {
+	args := append([]string{"build", "-trimpath", "-ldflags", "-s -w -X main.version=" + testVersion}, extra...)
+	cmd := exec.Command("go", append(args, "-o", out, ".")...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd
 }
 
 // syncBuffer collects a process's output while the test reads it.
@@ -122,7 +136,7 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Errorf("--help does not list the sensor kinds")
 	}
 	out, _, code = runAgent(t, "--version")
-	if code != 0 || out != "outpost-agent 1.2.3-test\n" {
+	if code != 0 || out != "outpost-agent "+testVersion+"\n" {
 		t.Fatalf("--version = %q, exit %d", out, code)
 	}
 }
@@ -327,7 +341,7 @@ func TestRunAgainstBroker(t *testing.T) {
 	mu.Lock()
 	h := *health
 	mu.Unlock()
-	if h.AgentVersion != "1.2.3-test" || h.Model.String() != "vibration-anomaly-f32@1.0.0" || h.SensorStatus != "ok" || h.LatencyP99Ms <= 0 {
+	if h.AgentVersion != testVersion || h.Model.String() != "vibration-anomaly-f32@1.0.0" || h.SensorStatus != "ok" || h.LatencyP99Ms <= 0 {
 		t.Fatalf("health = %+v", h)
 	}
 	if code := wait(os.Interrupt); code != 0 {

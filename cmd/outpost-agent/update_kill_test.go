@@ -32,7 +32,7 @@ func testUpdateBinary(t *testing.T) string {
 	t.Helper()
 	updateBinaryOnce.Do(func() {
 		updateBinary = filepath.Join(filepath.Dir(binary), "outpost-agent-updatetest")
-		out, err := exec.Command("go", "build", "-tags", "updatetest", "-ldflags", "-X main.version=1.2.3-test", "-o", updateBinary, ".").CombinedOutput()
+		out, err := shippedBuild(updateBinary, "-tags", "updatetest").CombinedOutput()
 		if err != nil {
 			updateBinaryErr = err
 			t.Logf("%s", out)
