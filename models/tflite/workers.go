@@ -22,15 +22,27 @@ type Task interface {
 
 // pool is the helpers of one Interpreter.
 //
+// Waking a parked goroutine costs tens of µs (a futex wake, then the woken thread steals the
+// goroutine from the waker's run queue), as long as one of MobileNet's smaller layers takes
+// to compute: with a wake-up per layer, two threads were no faster than one. So the helpers
+// are woken once per Invoke and then poll for jobs (yielding their P between polls, so other
+// goroutines still run) until the Invoke ends, when they park again. A device that asks for
+// N threads gives the interpreter N cores for the length of each Invoke; between Invokes the
+// helpers cost nothing.
+//
 // A job never waits for a helper that has not started on it: the caller takes parts too, and
-// when it has taken the last one it closes the job; a helper that wakes after that finds the
-// job closed and goes back to sleep. On a busy machine a helper may not get a core for
-// milliseconds, and a barrier on every helper would make each layer wait for the slowest
-// wake-up; this way a late helper costs nothing and an early one takes its share of parts.
+// when it has taken the last one it closes the job; a helper that comes after that finds the
+// job closed. On a busy machine a helper may not get a core for milliseconds, and a barrier
+// on every helper would make each layer wait for the slowest; this way a late helper costs
+// nothing and an early one takes its share of parts.
 type pool struct {
 	start   []chan struct{} // one per helper, one pending wake-up at most; closed by stop
+	asleep  []atomic.Bool   // helper i is parked on start[i], or about to be
 	idle    chan struct{}   // the last helper of a closed job tells the caller here
 	stopped sync.Once
+
+	// busy is set for the length of an Invoke: helpers poll for jobs instead of parking.
+	busy atomic.Bool
 
 	// state is the job's open flag and its number of joined helpers (jobOpen | count).
 	// A helper joins only while the job is open; run closes it and waits until the count
@@ -46,34 +58,66 @@ type pool struct {
 
 const jobOpen = 1 << 32
 
+// pollYield is how many empty polls a waiting goroutine makes between yields of its P.
+const pollYield = 32
+
 func newPool(threads int) *pool {
-	p := &pool{start: make([]chan struct{}, threads-1), idle: make(chan struct{}, 1)}
+	p := &pool{
+		start:  make([]chan struct{}, threads-1),
+		asleep: make([]atomic.Bool, threads-1),
+		idle:   make(chan struct{}, 1),
+	}
 	for i := range p.start {
 		p.start[i] = make(chan struct{}, 1)
-		go p.helper(i+1, p.start[i])
+		go p.helper(i+1, p.start[i], &p.asleep[i])
 	}
 	return p
 }
 
-// helper joins the open job, if any, each time it is woken, until its channel is closed.
-func (p *pool) helper(worker int, start <-chan struct{}) {
-	for range start {
-		if !p.join() {
-			continue // woken for a job that was over before this helper ran
+// helper takes parts of jobs until its channel is closed: parked between Invokes, polling
+// during one.
+func (p *pool) helper(worker int, start <-chan struct{}, asleep *atomic.Bool) {
+	for {
+		// Dekker-style hand-shake with wake: this side stores asleep then loads busy and
+		// state, wake stores those then loads asleep, so one of the two sees the other and
+		// a helper never sleeps through an Invoke (sync/atomic operations are sequentially
+		// consistent).
+		asleep.Store(true)
+		if !p.busy.Load() && p.state.Load()&jobOpen == 0 {
+			if _, ok := <-start; !ok {
+				return
+			}
 		}
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					p.fault.CompareAndSwap(nil, fmt.Sprint(r))
-					p.next.Store(p.parts) // the others stop taking parts
-				}
-				if s := p.state.Add(^uint64(0)); s == 0 {
-					p.idle <- struct{}{} // closed, and this was the last helper in it
-				}
-			}()
-			p.drain(worker)
-		}()
+		asleep.Store(false)
+		for polls := 1; ; polls++ {
+			if p.join() {
+				p.work(worker)
+				polls = 0
+				continue
+			}
+			if !p.busy.Load() {
+				break
+			}
+			if polls%pollYield == 0 {
+				runtime.Gosched()
+			}
+		}
 	}
+}
+
+// work drains the joined job and leaves it, telling the caller if it was the last helper of
+// a closed job. A panic in a part is kept for the caller to raise.
+func (p *pool) work(worker int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.fault.CompareAndSwap(nil, fmt.Sprint(r))
+			p.next.Store(p.parts) // the others stop taking parts
+		}
+		if s := p.state.Add(^uint64(0)); s == 0 {
+			p.idle <- struct{}{} // closed, and this was the last helper in it
+		}
+	}()
+	p.drain(worker)
 }
 
 // join adds the calling helper to the open job; false when there is none.
@@ -99,19 +143,37 @@ func (p *pool) drain(worker int) {
 	}
 }
 
+// begin starts an Invoke: the helpers poll for jobs until end.
+func (p *pool) begin() {
+	p.busy.Store(true)
+	p.wake(len(p.start))
+}
+
+// end lets the helpers park once they have left the last job.
+func (p *pool) end() { p.busy.Store(false) }
+
+// wake sends a wake-up to each of the first n helpers that is parked.
+func (p *pool) wake(n int) {
+	for i, c := range p.start[:n] {
+		if !p.asleep[i].Load() {
+			continue // polling: it will see the job
+		}
+		select {
+		case c <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
+}
+
 // run does parts parts of t on the calling goroutine (worker 0) and the helpers that join in
 // time, and returns when all are done. A panic in a part, here or in a helper, is raised
 // here (where Invoke recovers it) once no helper is left in the job.
 func (p *pool) run(parts int, t Task) {
-	helpers := min(len(p.start), parts-1)
 	p.task, p.parts = t, int64(parts)
 	p.next.Store(0)
 	p.state.Store(jobOpen)
-	for _, c := range p.start[:helpers] {
-		select {
-		case c <- struct{}{}:
-		default: // a wake-up is already pending: the helper will look at this job
-		}
+	if !p.busy.Load() {
+		p.wake(min(len(p.start), parts-1)) // outside an Invoke (tests): wake them for this job
 	}
 	defer p.finish()
 	p.drain(0)
@@ -125,7 +187,14 @@ func (p *pool) finish() {
 		p.next.Store(p.parts)
 	}
 	if s := p.state.Add(^uint64(jobOpen - 1)); s != 0 {
-		<-p.idle
+		// A joined helper is on its last part. Poll for it rather than park: being woken by
+		// it would put this goroutine on the helper's run queue, not back on its own core.
+		for polls := 1; p.state.Load() != 0; polls++ {
+			if polls%pollYield == 0 {
+				runtime.Gosched()
+			}
+		}
+		<-p.idle // the last helper's token, sent right after it left
 	}
 	p.task = nil
 	f := p.fault.Load()
