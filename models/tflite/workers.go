@@ -93,8 +93,10 @@ func (s *span) take(front bool) (int, bool) {
 
 const jobOpen = 1 << 32
 
-// pollYield is how many empty polls a waiting goroutine makes between yields of its P.
-const pollYield = 32
+// pollYield is how many empty polls (a few ns each) a waiting goroutine makes between yields
+// of its P: often enough that other goroutines wait µs, rarely enough that the scheduler's
+// lock (which every yield takes) is not what the two cores spend their time on.
+const pollYield = 1024
 
 func newPool(threads int) *pool {
 	p := &pool{
