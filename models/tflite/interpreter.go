@@ -343,6 +343,10 @@ func (ip *Interpreter) Invoke() (err error) {
 			err = fmt.Errorf("invoke: internal error (kernel panic): %v", p)
 		}
 	}()
+	if ip.pool != nil {
+		ip.pool.begin()
+		defer ip.pool.end()
+	}
 	return ip.graphs[0].Invoke()
 }
 

@@ -22,58 +22,141 @@ type Task interface {
 
 // pool is the helpers of one Interpreter.
 //
-// A job never waits for a helper that has not started on it: the caller takes parts too, and
-// when it has taken the last one it closes the job; a helper that wakes after that finds the
-// job closed and goes back to sleep. On a busy machine a helper may not get a core for
-// milliseconds, and a barrier on every helper would make each layer wait for the slowest
-// wake-up; this way a late helper costs nothing and an early one takes its share of parts.
+// Waking a parked goroutine costs tens of µs (a futex wake, then the woken thread steals the
+// goroutine from the waker's run queue), as long as one of MobileNet's smaller layers takes
+// to compute: with a wake-up per layer, two threads were no faster than one. So the helpers
+// are woken once per Invoke and then poll for jobs (yielding their P between polls, so other
+// goroutines still run) until the Invoke ends, when they park again. A device that asks for
+// N threads gives the interpreter N cores for the length of each Invoke; between Invokes the
+// helpers cost nothing.
+//
+// Each worker owns a contiguous run of a job's parts and takes them from the front; one that
+// has finished its own takes the others' from the back. Kernels number parts in memory order
+// (output rows, element ranges), so a worker computes the same region of every layer and
+// reads the previous layer's output from its own core's cache: with one shared counter, the
+// parts went to whichever core asked first, and depthwise and ADD layers, which read more
+// than they compute, took 25–60 % more CPU time on two threads than on one.
+//
+// A job never waits for a helper that has not started on it: the caller takes the helper's
+// parts too, and when none is left it closes the job; a helper that comes after that finds
+// the job closed. On a busy machine a helper may not get a core for milliseconds, and a
+// barrier on every helper would make each layer wait for the slowest; this way a late helper
+// costs nothing and an early one takes its share of parts.
 type pool struct {
 	start   []chan struct{} // one per helper, one pending wake-up at most; closed by stop
+	asleep  []atomic.Bool   // helper i is parked on start[i], or about to be
 	idle    chan struct{}   // the last helper of a closed job tells the caller here
 	stopped sync.Once
+
+	// busy is set for the length of an Invoke: helpers poll for jobs instead of parking.
+	busy atomic.Bool
 
 	// state is the job's open flag and its number of joined helpers (jobOpen | count).
 	// A helper joins only while the job is open; run closes it and waits until the count
 	// is 0, so task and parts do not change while a joined helper reads them.
 	state atomic.Uint64
 
+	// jobs counts the jobs opened, so that a helper that has drained one does not join it
+	// again while the caller finishes its last part.
+	jobs atomic.Uint64
+
 	// Set by run before the job is opened; read by joined helpers.
 	task  Task
-	parts int64
-	next  atomic.Int64
+	spans []span       // worker w's parts, one per worker
 	fault atomic.Value // the first panic of a helper, as a string
+}
+
+// span is the parts [lo, hi) not yet taken of one worker's run, as lo<<32 | hi, alone on its
+// cache line so that taking one's own parts does not disturb the other cores.
+type span struct {
+	lohi atomic.Uint64
+	_    [56]byte
+}
+
+// take removes the first part of the span (front: its owner) or the last (a thief).
+func (s *span) take(front bool) (int, bool) {
+	for {
+		v := s.lohi.Load()
+		lo, hi := v>>32, v&0xffffffff
+		if lo >= hi {
+			return 0, false
+		}
+		next, part := (lo+1)<<32|hi, lo
+		if !front {
+			next, part = lo<<32|(hi-1), hi-1
+		}
+		if s.lohi.CompareAndSwap(v, next) {
+			return int(part), true
+		}
+	}
 }
 
 const jobOpen = 1 << 32
 
+// pollYield is how many empty polls (a few ns each) a waiting goroutine makes between yields
+// of its P: often enough that other goroutines wait µs, rarely enough that the scheduler's
+// lock (which every yield takes) is not what the two cores spend their time on.
+const pollYield = 1024
+
 func newPool(threads int) *pool {
-	p := &pool{start: make([]chan struct{}, threads-1), idle: make(chan struct{}, 1)}
+	p := &pool{
+		start:  make([]chan struct{}, threads-1),
+		asleep: make([]atomic.Bool, threads-1),
+		idle:   make(chan struct{}, 1),
+		spans:  make([]span, threads),
+	}
 	for i := range p.start {
 		p.start[i] = make(chan struct{}, 1)
-		go p.helper(i+1, p.start[i])
+		go p.helper(i+1, p.start[i], &p.asleep[i])
 	}
 	return p
 }
 
-// helper joins the open job, if any, each time it is woken, until its channel is closed.
-func (p *pool) helper(worker int, start <-chan struct{}) {
-	for range start {
-		if !p.join() {
-			continue // woken for a job that was over before this helper ran
+// helper takes parts of jobs until its channel is closed: parked between Invokes, polling
+// during one.
+func (p *pool) helper(worker int, start <-chan struct{}, asleep *atomic.Bool) {
+	var done uint64 // the last job this helper drained
+	for {
+		// Dekker-style hand-shake with wake: this side stores asleep then loads busy and
+		// state, wake stores those then loads asleep, so one of the two sees the other and
+		// a helper never sleeps through an Invoke (sync/atomic operations are sequentially
+		// consistent).
+		asleep.Store(true)
+		if !p.busy.Load() && p.state.Load()&jobOpen == 0 {
+			if _, ok := <-start; !ok {
+				return
+			}
 		}
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					p.fault.CompareAndSwap(nil, fmt.Sprint(r))
-					p.next.Store(p.parts) // the others stop taking parts
-				}
-				if s := p.state.Add(^uint64(0)); s == 0 {
-					p.idle <- struct{}{} // closed, and this was the last helper in it
-				}
-			}()
-			p.drain(worker)
-		}()
+		asleep.Store(false)
+		for polls := 1; ; polls++ {
+			if job := p.jobs.Load(); job != done && p.join() {
+				p.work(worker)
+				done, polls = job, 0
+				continue
+			}
+			if !p.busy.Load() {
+				break
+			}
+			if polls%pollYield == 0 {
+				runtime.Gosched()
+			}
+		}
 	}
+}
+
+// work drains the joined job and leaves it, telling the caller if it was the last helper of
+// a closed job. A panic in a part is kept for the caller to raise.
+func (p *pool) work(worker int) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.fault.CompareAndSwap(nil, fmt.Sprint(r))
+			p.empty() // the others stop taking parts
+		}
+		if s := p.state.Add(^uint64(0)); s == 0 {
+			p.idle <- struct{}{} // closed, and this was the last helper in it
+		}
+	}()
+	p.drain(worker)
 }
 
 // join adds the calling helper to the open job; false when there is none.
@@ -89,13 +172,46 @@ func (p *pool) join() bool {
 	}
 }
 
+// drain runs the worker's own parts, then the others' from their ends, until none is left.
 func (p *pool) drain(worker int) {
-	for {
-		i := p.next.Add(1) - 1
-		if i >= p.parts {
-			return
+	for k := range p.spans {
+		v := (worker + k) % len(p.spans)
+		for {
+			i, ok := p.spans[v].take(k == 0)
+			if !ok {
+				break
+			}
+			p.task.RunPart(worker, i)
 		}
-		p.task.RunPart(worker, int(i))
+	}
+}
+
+// empty takes every part left, so that no worker starts another.
+func (p *pool) empty() {
+	for i := range p.spans {
+		p.spans[i].lohi.Store(0)
+	}
+}
+
+// begin starts an Invoke: the helpers poll for jobs until end.
+func (p *pool) begin() {
+	p.busy.Store(true)
+	p.wake(len(p.start))
+}
+
+// end lets the helpers park once they have left the last job.
+func (p *pool) end() { p.busy.Store(false) }
+
+// wake sends a wake-up to each of the first n helpers that is parked.
+func (p *pool) wake(n int) {
+	for i, c := range p.start[:n] {
+		if !p.asleep[i].Load() {
+			continue // polling: it will see the job
+		}
+		select {
+		case c <- struct{}{}:
+		default: // a wake-up is already pending
+		}
 	}
 }
 
@@ -103,15 +219,16 @@ func (p *pool) drain(worker int) {
 // time, and returns when all are done. A panic in a part, here or in a helper, is raised
 // here (where Invoke recovers it) once no helper is left in the job.
 func (p *pool) run(parts int, t Task) {
-	helpers := min(len(p.start), parts-1)
-	p.task, p.parts = t, int64(parts)
-	p.next.Store(0)
+	p.task = t
+	w := uint64(len(p.spans))
+	for i := range p.spans {
+		lo, hi := uint64(i)*uint64(parts)/w, uint64(i+1)*uint64(parts)/w
+		p.spans[i].lohi.Store(lo<<32 | hi)
+	}
+	p.jobs.Add(1)
 	p.state.Store(jobOpen)
-	for _, c := range p.start[:helpers] {
-		select {
-		case c <- struct{}{}:
-		default: // a wake-up is already pending: the helper will look at this job
-		}
+	if !p.busy.Load() {
+		p.wake(min(len(p.start), parts-1)) // outside an Invoke (tests): wake them for this job
 	}
 	defer p.finish()
 	p.drain(0)
@@ -122,10 +239,17 @@ func (p *pool) run(parts int, t Task) {
 func (p *pool) finish() {
 	r := recover()
 	if r != nil {
-		p.next.Store(p.parts)
+		p.empty()
 	}
 	if s := p.state.Add(^uint64(jobOpen - 1)); s != 0 {
-		<-p.idle
+		// A joined helper is on its last part. Poll for it rather than park: being woken by
+		// it would put this goroutine on the helper's run queue, not back on its own core.
+		for polls := 1; p.state.Load() != 0; polls++ {
+			if polls%pollYield == 0 {
+				runtime.Gosched()
+			}
+		}
+		<-p.idle // the last helper's token, sent right after it left
 	}
 	p.task = nil
 	f := p.fault.Load()

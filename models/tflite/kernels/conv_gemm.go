@@ -190,9 +190,10 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 }
 
 // minParallelMACs is the least work, in multiply-accumulates, that a layer splits across
-// workers: below it, waking another goroutine (tens of µs when the machine is busy) costs
-// more than it saves.
-var minParallelMACs = 1 << 20 // a variable so that tests can split small layers
+// workers. The helpers poll for work during an Invoke, so handing a part over costs well
+// under a µs; what a split costs is the per-part set-up (im2col of the chunk's rows, the
+// tile tails), which at 131,072 MACs (a few µs on the SIMD paths) is still small.
+var minParallelMACs = 1 << 17 // a variable so that tests can split small layers
 
 // parallelWorkers is the number of workers a layer of macs multiply-accumulates uses.
 func parallelWorkers(n *tflite.Node, macs int) int {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tflite"
+	"github.com/outpost-ml/outpost/models/tflite/schema"
+	"github.com/outpost-ml/outpost/models/tflite/write"
 )
 
 // runThreaded loads data and invokes it on input x with the given thread count, returning
@@ -33,14 +35,17 @@ func runThreaded(t testing.TB, data []byte, x []int8, threads int) []byte {
 // fails unless every run gives the same bytes.
 func checkThreads(t testing.TB, seed uint64) {
 	// Split even the smallest layers, so that every random case runs on the workers.
-	defer func(was int) { minParallelMACs = was }(minParallelMACs)
-	minParallelMACs = 0
+	defer func(macs, elems int) { minParallelMACs, minParallelElems = macs, elems }(minParallelMACs, minParallelElems)
+	minParallelMACs, minParallelElems = 0, 0
 	r := rand.New(rand.NewPCG(seed, 99))
 	var data []byte
 	var x []int8
-	switch seed % 3 {
+	switch seed % 4 {
+	case 3:
+		n := 1 + r.IntN(5000)
+		data, x = addModel(t, r, n), make([]int8, n)
 	case 0, 1:
-		c := randConvCase(r, seed%3 == 1)
+		c := randConvCase(r, seed%4 == 1)
 		if _, _, ok := c.outSize(); !ok {
 			return
 		}
@@ -72,7 +77,7 @@ func TestThreadsBitIdentical(t *testing.T) {
 
 func FuzzThreadsBitIdentical(f *testing.F) {
 	defer SetPortable(portable.Load())
-	for _, s := range []uint64{0, 1, 2, 17, 40} {
+	for _, s := range []uint64{0, 1, 2, 3, 17, 40, 43} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, seed uint64) { checkThreads(t, seed) })
@@ -147,4 +152,36 @@ func BenchmarkThreads(b *testing.B) {
 			}
 		}
 	}
+}
+
+// addModel is an int8 ADD or SUB of n elements: the input plus (or minus) a random constant,
+// with random scales and zero points.
+func addModel(t testing.TB, r *rand.Rand, n int) []byte {
+	t.Helper()
+	q := func() *write.Quant {
+		return &write.Quant{Scale: []float32{0.005 + r.Float32()/10}, ZeroPoint: []int64{int64(r.IntN(256) - 128)}}
+	}
+	m := write.NewModel("outpost threaded add test")
+	sg := m.Subgraph()
+	shape := []int32{1, int32(n)}
+	in := sg.AddTensor(write.Tensor{Name: "in", Type: schema.TensorTypeInt8, Shape: shape, Quant: q()})
+	c := make([]byte, n)
+	for i := range c {
+		c[i] = byte(r.IntN(256))
+	}
+	k := sg.AddTensor(write.Tensor{Name: "k", Type: schema.TensorTypeInt8, Shape: shape, Data: c, Quant: q()})
+	out := sg.AddTensor(write.Tensor{Name: "out", Type: schema.TensorTypeInt8, Shape: shape, Quant: q()})
+	act := []schema.Activation{schema.ActivationNone, schema.ActivationRelu, schema.ActivationRelu6}[r.IntN(3)]
+	if r.IntN(2) == 0 {
+		sg.AddOp(schema.OpAdd, 1, []int32{in, k}, []int32{out}, write.AddOptions(act))
+	} else {
+		sg.AddOp(schema.OpSub, 1, []int32{in, k}, []int32{out}, write.SubOptions(act))
+	}
+	sg.SetInputs(in)
+	sg.SetOutputs(out)
+	data, err := m.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
