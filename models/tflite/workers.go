@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Threaded Invoke. With Options.Threads = N > 1 an Interpreter keeps N-1 helper goroutines
@@ -25,10 +26,10 @@ type Task interface {
 // Waking a parked goroutine costs tens of µs (a futex wake, then the woken thread steals the
 // goroutine from the waker's run queue), as long as one of MobileNet's smaller layers takes
 // to compute: with a wake-up per layer, two threads were no faster than one. So the helpers
-// are woken once per Invoke and then poll for jobs (yielding their P between polls, so other
-// goroutines still run) until the Invoke ends, when they park again. A device that asks for
-// N threads gives the interpreter N cores for the length of each Invoke; between Invokes the
-// helpers cost nothing.
+// are woken at the start of an Invoke and then poll for jobs (yielding their P now and then,
+// so other goroutines still run); a helper that has found no job for maxPoll parks, and the
+// next job wakes it. On an idle machine the helpers poll through a whole Invoke; on a busy
+// one they give their cores back. Between Invokes they cost nothing.
 //
 // Each worker owns a contiguous run of a job's parts and takes them from the front; one that
 // has finished its own takes the others' from the back. Kernels number parts in memory order
@@ -48,7 +49,8 @@ type pool struct {
 	idle    chan struct{}   // the last helper of a closed job tells the caller here
 	stopped sync.Once
 
-	// busy is set for the length of an Invoke: helpers poll for jobs instead of parking.
+	// busy is set for the length of an Invoke: helpers poll for jobs (for up to maxPoll)
+	// instead of parking at once.
 	busy atomic.Bool
 
 	// state is the job's open flag and its number of joined helpers (jobOpen | count).
@@ -93,6 +95,15 @@ func (s *span) take(front bool) (int, bool) {
 
 const jobOpen = 1 << 32
 
+// maxPoll is how long a helper polls for the next job, or the caller for the end of a
+// helper's last part, before it parks. Between two split layers of a model there are a few
+// µs of unsplit ones; on a machine whose other cores are busy, a goroutine that polls longer
+// holds a core that the one it waits for may need.
+const maxPoll = 50 * time.Microsecond
+
+// pollCheck is how many empty polls go between looks at the clock.
+const pollCheck = 64
+
 // pollYield is how many empty polls (a few ns each) a waiting goroutine makes between yields
 // of its P: often enough that other goroutines wait µs, rarely enough that the scheduler's
 // lock (which every yield takes) is not what the two cores spend their time on.
@@ -117,28 +128,34 @@ func newPool(threads int) *pool {
 func (p *pool) helper(worker int, start <-chan struct{}, asleep *atomic.Bool) {
 	var done uint64 // the last job this helper drained
 	for {
-		// Dekker-style hand-shake with wake: this side stores asleep then loads busy and
-		// state, wake stores those then loads asleep, so one of the two sees the other and
-		// a helper never sleeps through an Invoke (sync/atomic operations are sequentially
+		// Dekker-style hand-shake with wake: this side stores asleep then loads jobs and
+		// state, run stores those then loads asleep, so one of the two sees the other and
+		// a helper never sleeps through a job (sync/atomic operations are sequentially
 		// consistent).
 		asleep.Store(true)
-		if !p.busy.Load() && p.state.Load()&jobOpen == 0 {
+		if p.jobs.Load() == done || p.state.Load()&jobOpen == 0 {
 			if _, ok := <-start; !ok {
 				return
 			}
 		}
 		asleep.Store(false)
+		idleSince := time.Now()
 		for polls := 1; ; polls++ {
 			if job := p.jobs.Load(); job != done && p.join() {
 				p.work(worker)
-				done, polls = job, 0
+				done, polls, idleSince = job, 0, time.Now()
 				continue
 			}
 			if !p.busy.Load() {
 				break
 			}
-			if polls%pollYield == 0 {
-				runtime.Gosched()
+			if polls%pollCheck == 0 {
+				if time.Since(idleSince) > maxPoll {
+					break // park: the core may be wanted by another thread
+				}
+				if polls%pollYield == 0 {
+					runtime.Gosched()
+				}
 			}
 		}
 	}
@@ -193,7 +210,7 @@ func (p *pool) empty() {
 	}
 }
 
-// begin starts an Invoke: the helpers poll for jobs until end.
+// begin starts an Invoke: the helpers start polling for jobs.
 func (p *pool) begin() {
 	p.busy.Store(true)
 	p.wake(len(p.start))
@@ -227,9 +244,8 @@ func (p *pool) run(parts int, t Task) {
 	}
 	p.jobs.Add(1)
 	p.state.Store(jobOpen)
-	if !p.busy.Load() {
-		p.wake(min(len(p.start), parts-1)) // outside an Invoke (tests): wake them for this job
-	}
+	p.wake(min(len(p.start), parts-1)) // those that stopped polling
+
 	defer p.finish()
 	p.drain(0)
 }
@@ -244,12 +260,20 @@ func (p *pool) finish() {
 	if s := p.state.Add(^uint64(jobOpen - 1)); s != 0 {
 		// A joined helper is on its last part. Poll for it rather than park: being woken by
 		// it would put this goroutine on the helper's run queue, not back on its own core.
+		// But only for maxPoll: a helper whose thread has lost its core (a busy machine)
+		// may need this one.
+		t0 := time.Now()
 		for polls := 1; p.state.Load() != 0; polls++ {
-			if polls%pollYield == 0 {
-				runtime.Gosched()
+			if polls%pollCheck == 0 {
+				if time.Since(t0) > maxPoll {
+					break
+				}
+				if polls%pollYield == 0 {
+					runtime.Gosched()
+				}
 			}
 		}
-		<-p.idle // the last helper's token, sent right after it left
+		<-p.idle // the last helper's token, sent as it leaves
 	}
 	p.task = nil
 	f := p.fault.Load()
