@@ -17,6 +17,7 @@ func TestFirmwareIdentityRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the agent binary")
 	}
+	t.Parallel()
 	_, agentBin := binaries(t)
 	dir := t.TempDir()
 	release := filepath.Join(dir, "release")

@@ -44,6 +44,7 @@ func TestFirmwareBundlesUnderQemu(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-builds two agents and runs them under qemu")
 	}
+	t.Parallel()
 	qemu := map[string]string{"arm64": qemuUser(t, "aarch64"), "armv7": qemuUser(t, "arm")}
 	dir := t.TempDir()
 	data, offline := filepath.Join(dir, "controller"), filepath.Join(dir, "offline")
