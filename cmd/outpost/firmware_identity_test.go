@@ -45,7 +45,7 @@ func TestFirmwareIdentityRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	build := func(out string, args ...string) string {
-		mustCLI(t, append(append([]string{"firmware", "build", "--fleet", fleetFile, "--target", "amd64", "--release-dir", release, "--out", out}, args...), api...)...)
+		firmwareBuild(t, append(append([]string{"--fleet", fleetFile, "--target", "amd64", "--release-dir", release, "--out", out}, args...), api...)...)
 		return out
 	}
 	secretOf := func(out string) string {
