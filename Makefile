@@ -32,6 +32,10 @@ demo: ## Run a controller and 3 simulated devices on this machine (Ctrl-C stops)
 deps: ## Install what the tests need from Debian (mosquitto, chromium, qemu-user-static) when it is missing
 	@scripts/ensure-deps
 
+# The critical path is cmd/outpost under -race. Its end-to-end tests (real binaries, Mosquitto,
+# PostgreSQL, chromium, qemu) mostly wait on other processes and timers, so they run in
+# parallel (at most GOMAXPROCS at once), and the package starts building outpost and
+# outpost-agent as its tests start, alongside the in-process ones.
 .PHONY: test
 test: deps lint ## Run every test: gofmt, go vet, unit, conformance, race, interop, fault and cross-arch tests
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)

@@ -22,6 +22,7 @@ func TestAgentCredentialsTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the agent binary")
 	}
+	t.Parallel()
 	_, agentBin := binaries(t)
 	dir := t.TempDir()
 	pki := brokertest.NewPKI(t)

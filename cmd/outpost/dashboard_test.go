@@ -154,6 +154,7 @@ func (f *dashboardFleet) do(t *testing.T, method, path, token, body string) (int
 // TestMetricsEndToEnd scrapes /metrics of a real serve with real agents and parses it with
 // Prometheus' own text parser.
 func TestMetricsEndToEnd(t *testing.T) {
+	t.Parallel()
 	f := startDashboardFleet(t)
 	if code, _ := f.do(t, "GET", "/metrics", "", ""); code != http.StatusUnauthorized {
 		t.Errorf("/metrics without the token = %d, want 401", code)
@@ -234,6 +235,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 // narrows it, a device page draws its charts with data points; no console error on the way.
 // A screenshot of the device page is kept (its path is logged).
 func TestDashboard(t *testing.T) {
+	t.Parallel()
 	chrome := chromiumPath(t)
 	f := startDashboardFleet(t)
 	tok := f.srv.APIToken
@@ -427,6 +429,7 @@ func shoot(t *testing.T, ctx context.Context, name string) {
 // connected as an anonymous observer (serve's embedded broker here allows observers, as
 // --allow-observers does), finds every device's retained discovery configs.
 func TestHomeAssistantServe(t *testing.T) {
+	t.Parallel()
 	f := startDashboardFleet(t)
 	per, err := homeassistant.Discovery(homeassistant.DefaultPrefix, "dev-1")
 	if err != nil {

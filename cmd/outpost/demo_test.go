@@ -20,6 +20,7 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo for several seconds")
 	}
+	t.Parallel()
 	dir := t.TempDir()
 	var out bytes.Buffer
 	cfg := demoConfig{

@@ -25,6 +25,7 @@ func TestAgentEnrollment(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the agent binary")
 	}
+	t.Parallel()
 	_, agentBin := binaries(t)
 	dir := t.TempDir()
 	srv, api := startCredentialServer(t, credentialConfig{})

@@ -17,6 +17,7 @@ func TestFirmwareIdentityRotation(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the agent binary")
 	}
+	t.Parallel()
 	_, agentBin := binaries(t)
 	dir := t.TempDir()
 	release := filepath.Join(dir, "release")
@@ -44,7 +45,7 @@ func TestFirmwareIdentityRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	build := func(out string, args ...string) string {
-		mustCLI(t, append(append([]string{"firmware", "build", "--fleet", fleetFile, "--target", "amd64", "--release-dir", release, "--out", out}, args...), api...)...)
+		firmwareBuild(t, append(append([]string{"--fleet", fleetFile, "--target", "amd64", "--release-dir", release, "--out", out}, args...), api...)...)
 		return out
 	}
 	secretOf := func(out string) string {

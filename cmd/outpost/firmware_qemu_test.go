@@ -44,6 +44,7 @@ func TestFirmwareBundlesUnderQemu(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-builds two agents and runs them under qemu")
 	}
+	t.Parallel()
 	qemu := map[string]string{"arm64": qemuUser(t, "aarch64"), "armv7": qemuUser(t, "arm")}
 	dir := t.TempDir()
 	data, offline := filepath.Join(dir, "controller"), filepath.Join(dir, "offline")
@@ -114,7 +115,7 @@ func TestFirmwareBundlesUnderQemu(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out")
 	build := func(args ...string) {
-		mustCLI(t, append(append([]string{"firmware", "build", "--fleet", fleetFile, "--release-dir", release, "--out", out, "--version", version}, args...), api...)...)
+		firmwareBuild(t, append(append([]string{"--fleet", fleetFile, "--release-dir", release, "--out", out, "--version", version}, args...), api...)...)
 	}
 	build("--target", "rpi4", "--device-id", "pi-64")
 	build("--target", "rpi4-32", "--enroll", "--enroll-prefix", "pi-32-")
@@ -138,64 +139,70 @@ func TestFirmwareBundlesUnderQemu(t *testing.T) {
 		}
 	}
 	t.Run("agents", func(t *testing.T) {
+		// Both at once, from goroutines rather than as parallel subtests: a parallel subtest
+		// waits for one of the package's -parallel slots, which its other end-to-end tests
+		// hold for minutes, while these take seconds.
+		var wg sync.WaitGroup
+		defer wg.Wait()
 		for _, r := range runs {
-			t.Run(r.arch, func(t *testing.T) {
-				t.Parallel()
-				unpacked := filepath.Join(dir, "device-"+r.arch)
-				if err := os.MkdirAll(unpacked, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if msg, err := exec.Command("tar", "-xzf", filepath.Join(out, r.name+".tar.gz"), "-C", unpacked).CombinedOutput(); err != nil {
-					t.Fatalf("unpack: %v %s", err, msg)
-				}
-				root := filepath.Join(unpacked, r.name, "root")
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				defer cancel()
-				cmd := exec.CommandContext(ctx, qemu[r.arch], "-L", root, filepath.Join(root, "usr/bin/outpost-agent"),
-					"--config", "/etc/outpost/agent.yaml", "--data-dir", filepath.Join(unpacked, "state"))
-				logs := &syncBuf{}
-				cmd.Stdout, cmd.Stderr = logs, logs
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				defer stopProcess(t, cmd)
-				var seen fleet.DeviceStatus
-				deadline := time.Now().Add(55 * time.Second)
-				for {
-					for _, d := range srv.Controller.Devices() {
-						if r.match(d.ID) {
-							seen = d
+			wg.Go(func() {
+				t.Run(r.arch, func(t *testing.T) {
+					unpacked := filepath.Join(dir, "device-"+r.arch)
+					if err := os.MkdirAll(unpacked, 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if msg, err := exec.Command("tar", "-xzf", filepath.Join(out, r.name+".tar.gz"), "-C", unpacked).CombinedOutput(); err != nil {
+						t.Fatalf("unpack: %v %s", err, msg)
+					}
+					root := filepath.Join(unpacked, r.name, "root")
+					ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+					defer cancel()
+					cmd := exec.CommandContext(ctx, qemu[r.arch], "-L", root, filepath.Join(root, "usr/bin/outpost-agent"),
+						"--config", "/etc/outpost/agent.yaml", "--data-dir", filepath.Join(unpacked, "state"))
+					logs := &syncBuf{}
+					cmd.Stdout, cmd.Stderr = logs, logs
+					if err := cmd.Start(); err != nil {
+						t.Fatal(err)
+					}
+					defer stopProcess(t, cmd)
+					var seen fleet.DeviceStatus
+					deadline := time.Now().Add(55 * time.Second)
+					for {
+						for _, d := range srv.Controller.Devices() {
+							if r.match(d.ID) {
+								seen = d
+							}
+						}
+						if h := seen.Health; h != nil && h.Inferences > 0 && h.AgentVersion == version && seen.ResultsReceived > 0 {
+							break
+						}
+						if time.Now().After(deadline) || cmd.ProcessState != nil {
+							t.Fatalf("%s: no health with inferences from the bundle's agent within 55s (device %+v)\n%s", r.arch, seen, logs)
+						}
+						time.Sleep(200 * time.Millisecond)
+					}
+					if seen.Model.Name == "" || seen.Health.Model != seen.Model {
+						t.Errorf("%s: health reports model %+v, device %+v", r.arch, seen.Health.Model, seen.Model)
+					}
+					t.Logf("%s: device %s, %d inferences, %.1f/s, p50 %.2f ms, model %s, %d results stored",
+						r.arch, seen.ID, seen.Health.Inferences, seen.Health.InferencesPerS, seen.Health.LatencyP50Ms, seen.Model, seen.ResultsReceived)
+					if r.arch == "armv7" {
+						// An enrollment bundle carries the token, no secret and no fixed id.
+						cfg, _ := os.ReadFile(filepath.Join(root, "etc/outpost/agent.yaml"))
+						if !strings.Contains(string(cfg), "enroll-token: /etc/outpost/enroll-token") || strings.Contains(string(cfg), "\nid:") {
+							t.Errorf("enrollment bundle config:\n%s", cfg)
+						}
+						if _, err := os.Stat(filepath.Join(root, "etc/outpost/secret")); err == nil {
+							t.Error("an enrollment bundle carries a secret")
+						}
+						if _, err := os.Stat(filepath.Join(unpacked, "state", "identity.json")); err != nil || !strings.Contains(logs.String(), "enrolled") {
+							t.Errorf("armv7: enrolled identity: %v\n%s", err, logs)
 						}
 					}
-					if h := seen.Health; h != nil && h.Inferences > 0 && h.AgentVersion == version && seen.ResultsReceived > 0 {
-						break
+					if strings.Contains(logs.String(), "model updates disabled") {
+						t.Errorf("%s: the bundle's trust root was not used:\n%s", r.arch, logs)
 					}
-					if time.Now().After(deadline) || cmd.ProcessState != nil {
-						t.Fatalf("%s: no health with inferences from the bundle's agent within 55s (device %+v)\n%s", r.arch, seen, logs)
-					}
-					time.Sleep(200 * time.Millisecond)
-				}
-				if seen.Model.Name == "" || seen.Health.Model != seen.Model {
-					t.Errorf("%s: health reports model %+v, device %+v", r.arch, seen.Health.Model, seen.Model)
-				}
-				t.Logf("%s: device %s, %d inferences, %.1f/s, p50 %.2f ms, model %s, %d results stored",
-					r.arch, seen.ID, seen.Health.Inferences, seen.Health.InferencesPerS, seen.Health.LatencyP50Ms, seen.Model, seen.ResultsReceived)
-				if r.arch == "armv7" {
-					// An enrollment bundle carries the token, no secret and no fixed id.
-					cfg, _ := os.ReadFile(filepath.Join(root, "etc/outpost/agent.yaml"))
-					if !strings.Contains(string(cfg), "enroll-token: /etc/outpost/enroll-token") || strings.Contains(string(cfg), "\nid:") {
-						t.Errorf("enrollment bundle config:\n%s", cfg)
-					}
-					if _, err := os.Stat(filepath.Join(root, "etc/outpost/secret")); err == nil {
-						t.Error("an enrollment bundle carries a secret")
-					}
-					if _, err := os.Stat(filepath.Join(unpacked, "state", "identity.json")); err != nil || !strings.Contains(logs.String(), "enrolled") {
-						t.Errorf("armv7: enrolled identity: %v\n%s", err, logs)
-					}
-				}
-				if strings.Contains(logs.String(), "model updates disabled") {
-					t.Errorf("%s: the bundle's trust root was not used:\n%s", r.arch, logs)
-				}
+				})
 			})
 		}
 	})

@@ -276,6 +276,7 @@ func TestFleetRollouts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a fleet of in-process agents")
 	}
+	t.Parallel()
 	w := newFleetWorld(t, map[string]func(map[string]any){
 		"1.0.0": nil,
 		"1.1.0": nil,
@@ -358,6 +359,7 @@ func TestFleetRolloutRestarts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a fleet of in-process agents")
 	}
+	t.Parallel()
 	w := newFleetWorld(t, map[string]func(map[string]any){"1.0.0": nil, "1.1.0": nil})
 	w.start(t)
 	agents := w.startFleet(t, 10)

@@ -35,6 +35,7 @@ func TestHostileInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and sends about 200 MB of attacks")
 	}
+	t.Parallel()
 	outpostBin, _ := binaries(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	// The attacks come from clients the broker admits. With device credentials that is a
@@ -64,19 +65,27 @@ func TestHostileInput(t *testing.T) {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 	var goodSeq uint64
-	// serving sends the good device's next result and waits for its ack.
+	// serving sends the good device's next result and waits for its ack. Like the agent, it
+	// sends the batch again while unacked (every 5 s here): a result published before the
+	// controller inside serve has subscribed reaches no one, and a loaded machine can
+	// leave that window open past waitDial.
 	serving := func(when string) {
 		t.Helper()
 		goodSeq++
 		p := []byte(fmt.Sprintf(`{"v":1,"device":"good-1","epoch":3,"results":[%s]}`, resultJSON(goodSeq, "")))
 		start := time.Now()
 		good.Publish(wire.DeviceTopic("good-1", wire.LeafResults), 1, false, p)
+		resend, resent := time.NewTicker(5*time.Second), 0
+		defer resend.Stop()
 		deadline := time.After(30 * time.Second)
 		for {
 			select {
+			case <-resend.C:
+				resent++
+				good.Publish(wire.DeviceTopic("good-1", wire.LeafResults), 1, false, p)
 			case seq := <-acked:
 				if seq == goodSeq {
-					t.Logf("%s: good device acked in %v", when, time.Since(start).Round(time.Millisecond))
+					t.Logf("%s: good device acked in %v (sent again %d times)", when, time.Since(start).Round(time.Millisecond), resent)
 					return
 				}
 			case <-deadline:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,27 +20,41 @@ import (
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
-// buildBinaries compiles the two real binaries once per test binary run.
+// binaries compiles the two real binaries once per test binary run. TestMain starts the build
+// as the package's tests begin, when they all run, so that the minutes `go build` takes on a
+// cold cache overlap the in-process tests instead of stalling the first test that needs it.
 var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
+	buildOnce    sync.Once
+	buildStarted atomic.Bool
+	buildDone    = make(chan struct{})
+	buildDir     string
+	buildErr     error
 )
 
-func binaries(t *testing.T) (outpost, agent string) {
-	t.Helper()
+// startBuild starts the build in the background, once.
+func startBuild() {
 	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "outpost-bin-")
-		if buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/outpost", "./cmd/outpost-agent")
-		cmd.Dir = "../.."
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildStarted.Store(true)
+		go func() {
+			defer close(buildDone)
+			buildDir, buildErr = os.MkdirTemp("", "outpost-bin-")
+			if buildErr != nil {
+				return
+			}
+			cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/outpost", "./cmd/outpost-agent")
+			cmd.Dir = "../.."
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			}
+		}()
 	})
+}
+
+func binaries(t testing.TB) (outpost, agent string) {
+	t.Helper()
+	startBuild()
+	<-buildDone
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
@@ -46,9 +62,20 @@ func binaries(t *testing.T) (outpost, agent string) {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	// Only a full run (no -run, -list or -short) is sure to need the binaries; a run of a few
+	// tests builds them when one of those asks.
+	if flag.Lookup("test.run").Value.String() == "" && flag.Lookup("test.list").Value.String() == "" && !testing.Short() {
+		startBuild()
+	}
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
+	if buildStarted.Load() {
+		// A started build is waited for, even when no test ended up using it, so that its
+		// directory is removed rather than left behind half-written.
+		<-buildDone
+		if buildDir != "" {
+			os.RemoveAll(buildDir)
+		}
 	}
 	os.Exit(code)
 }
@@ -222,6 +249,7 @@ func TestMosquittoInterop(t *testing.T) {
 	if testing.Short() {
 		t.Skip("interop test builds binaries and starts Mosquitto")
 	}
+	t.Parallel()
 	addr := startMosquitto(t)
 	outpostBin, agentBin := binaries(t)
 	obs := newObserver(t, addr)

@@ -33,6 +33,7 @@ import (
 // published on outpost/v1/alerts, labels arrive over MQTT (the labeller user) and over
 // HTTP (outpost feedback), a device cannot label, and accuracy matches the labels given.
 func TestMonitoringEndToEnd(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	labPass := filepath.Join(dir, "labeller.secret")
 	if err := os.WriteFile(labPass, []byte("labeller-secret-123\n"), 0o600); err != nil {
@@ -248,6 +249,7 @@ func writeTimedVibrationCSV(t *testing.T, path string, n int) {
 // drifting agent keeps closing windows; after it restarts on the same data directory every
 // window of the agent's run is stored, none missing, none twice.
 func TestDriftSummariesSurviveOutage(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	start := func() (*fleetServer, func() error) {

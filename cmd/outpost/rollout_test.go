@@ -20,6 +20,7 @@ import (
 // TestModelsAndRolloutCLI runs `outpost serve --http` in-process with three devices and drives
 // the registry and rollout commands through the HTTP API, as an operator would.
 func TestModelsAndRolloutCLI(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: dir, updateConfig: updateConfig{
 		HTTPAddr: "127.0.0.1:0", PackageKeys: []string{filepath.Join(sampleDir, "demo-signing.pub")}, Publisher: &registrytest.Publisher{},

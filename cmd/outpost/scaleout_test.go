@@ -50,6 +50,7 @@ func TestScaleOutReplicaKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds outpost and starts Mosquitto and PostgreSQL")
 	}
+	t.Parallel()
 	addr := startMosquitto(t)
 	dbURL := pgtest.Start(t, pgtest.Options{}).NewDB(t)
 	outpostBin, _ := binaries(t)

@@ -22,6 +22,7 @@ import (
 // feeds one device's results through and stops cleanly, with the default bbolt store and with
 // a PostgreSQL one (--store).
 func TestFleetServer(t *testing.T) {
+	t.Parallel()
 	t.Run("bbolt", func(t *testing.T) { testFleetServer(t, serveConfig{Listen: "127.0.0.1:0", DataDir: t.TempDir()}) })
 	t.Run("postgres", func(t *testing.T) {
 		url := pgtest.Start(t, pgtest.Options{}).NewDB(t)

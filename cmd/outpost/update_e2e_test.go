@@ -26,6 +26,7 @@ func TestUpdateEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and runs a controller with three agents")
 	}
+	t.Parallel()
 	port := freePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	runUpdateEndToEnd(t, addr, []string{"--listen", addr, "--allow-observers"})
@@ -37,6 +38,7 @@ func TestUpdateMosquitto(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and starts Mosquitto")
 	}
+	t.Parallel()
 	addr := startMosquitto(t)
 	runUpdateEndToEnd(t, addr, []string{"--broker", "tcp://" + addr})
 }

@@ -19,6 +19,7 @@ import (
 // TestViewsCLI runs `outpost devices`, `outpost device` and `outpost results` against a real
 // `serve --http` fed by a device over MQTT.
 func TestViewsCLI(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	srv, err := newFleetServer(serveConfig{Listen: "127.0.0.1:0", DataDir: dir, updateConfig: updateConfig{HTTPAddr: "127.0.0.1:0"},
 		retentionConfig: retentionConfig{RetainResults: fleet.DefaultRetainResults}})
