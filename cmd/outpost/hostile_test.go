@@ -65,10 +65,11 @@ func TestHostileInput(t *testing.T) {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 	var goodSeq uint64
-	// serving sends the good device's next result and waits for its ack. Like the agent, it
-	// sends the batch again while unacked (every 5 s here): a result published before the
-	// controller inside serve has subscribed reaches no one, and a loaded machine can
-	// leave that window open past waitDial.
+	// serving sends the good device's next result and waits for its ack. Before the attacks,
+	// like the agent, it sends the batch again while unacked (every 5 s here): a result
+	// published before the controller inside serve has subscribed reaches no one, and a
+	// loaded machine can leave that window open past waitDial. After an attack it sends once,
+	// so a result the controller dropped under attack fails the test instead of being resent.
 	serving := func(when string) {
 		t.Helper()
 		goodSeq++
@@ -77,6 +78,9 @@ func TestHostileInput(t *testing.T) {
 		good.Publish(wire.DeviceTopic("good-1", wire.LeafResults), 1, false, p)
 		resend, resent := time.NewTicker(5*time.Second), 0
 		defer resend.Stop()
+		if goodSeq > 1 {
+			resend.Stop()
+		}
 		deadline := time.After(30 * time.Second)
 		for {
 			select {
