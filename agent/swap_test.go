@@ -33,7 +33,12 @@ func TestSwapBetweenWindows(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		deadline := time.Now().Add(time.Minute) // fail, not hang, if windows go missing
 		for i := 0; len(a.windows())+len(b.windows()) < 999; i++ {
+			if time.Now().After(deadline) {
+				t.Errorf("after a minute of swaps, %d of 999 windows run", len(a.windows())+len(b.windows()))
+				return
+			}
 			next := a
 			if i%2 == 0 {
 				next = b
