@@ -64,12 +64,13 @@ func widen16(dst []int16, src []int8) {
 	widen16NEON(&dst[0], &src[0], len(src)/16)
 }
 
-// dwRow3x3x8 is dwRow3x3x8Go in NEON assembly; dwRow3x3 has checked the bounds.
+// widen32 is widen32Go: it runs once per depthwise node and Invoke, over 9 bytes a channel.
 func widen32(dst []int32, src []int8) { widen32Go(dst, src) }
 
 // fillQuantGroups leaves the whole table to fillQuantTableGo here.
 func fillQuantGroups(t []int32, rq chanQuant, groups int, outOff, qMin, qMax int32) int { return 0 }
 
+// dwRow3x3x8 is dwRow3x3x8Go in NEON assembly; dwRow3x3 has checked the bounds.
 func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
 	var p [9]*int8
 	var st [9]uintptr
