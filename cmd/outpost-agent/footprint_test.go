@@ -203,6 +203,7 @@ func TestSteadyStateFootprint(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs0 := contextSwitches(t, pid)
+	clearRefs(t, pid) // the working set: what the loop touches from 10 to 20 s
 	waitUntil(20 * time.Second)
 	p1, err := proc.Process()
 	if err != nil {
@@ -246,6 +247,9 @@ func TestSteadyStateFootprint(t *testing.T) {
 	t.Logf("agent's own health: cpu_percent %.2f, rss_bytes %d, disk_free_bytes %v, soc_temp_c %v, latency p50 %.3f ms p99 %.3f ms",
 		h.CPUPercent, h.RSSBytes, deref(h.DiskFreeBytes), deref(h.SoCTempC), h.LatencyP50Ms, h.LatencyP99Ms)
 	t.Logf("at 20 s RssAnon %.1f MiB, RssFile %.1f MiB; resident by mapping: %s", float64(anon)/(1<<20), float64(file)/(1<<20), formatMappings(maps))
+	wsAnon, wsFile := workingSet(maps)
+	t.Logf("working set (pages touched from 10 to 20 s): %.1f MiB, anonymous %.1f, file-backed %.1f; by mapping: %s",
+		float64(wsAnon+wsFile)/(1<<20), float64(wsAnon)/(1<<20), float64(wsFile)/(1<<20), formatWorkingSet(maps))
 
 	// 100 Hz with a stride of 32 is 3.125 windows/s; 20 s must have produced well over 40.
 	if n < 40 {

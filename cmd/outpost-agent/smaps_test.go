@@ -18,6 +18,9 @@ import (
 type mappingRSS struct {
 	name      string // file base name and permissions, "[anon] rw-p", "[stack]", …
 	rss, anon uint64 // bytes; anon counts the private copies of a file's pages too
+	// ref is the resident bytes touched since the last clearRefs (or since they were mapped):
+	// the working set, where rss also counts pages that start-up touched and nothing since.
+	ref uint64
 }
 
 // smapsByMapping sums Rss and Anonymous of /proc/PID/smaps per file and permissions, largest
@@ -53,17 +56,20 @@ func smapsByMapping(t *testing.T, pid int) []mappingRSS {
 			}
 			continue
 		}
-		if cur == nil || len(f) < 2 || (f[0] != "Rss:" && f[0] != "Anonymous:") {
+		if cur == nil || len(f) < 2 || (f[0] != "Rss:" && f[0] != "Anonymous:" && f[0] != "Referenced:") {
 			continue
 		}
 		kb, err := strconv.ParseUint(f[1], 10, 64)
 		if err != nil {
 			t.Fatalf("smaps: %q: %v", sc.Text(), err)
 		}
-		if f[0] == "Rss:" {
+		switch f[0] {
+		case "Rss:":
 			cur.rss += kb << 10
-		} else {
+		case "Anonymous:":
 			cur.anon += kb << 10
+		default:
+			cur.ref += kb << 10
 		}
 	}
 	var out []mappingRSS
@@ -78,6 +84,27 @@ func smapsByMapping(t *testing.T, pid int) []mappingRSS {
 	return out
 }
 
+// clearRefs clears the referenced bits of every page of process pid (/proc/PID/clear_refs),
+// so that smaps' Referenced then counts what the process touches from now on.
+func clearRefs(t *testing.T, pid int) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join("/proc", strconv.Itoa(pid), "clear_refs"), []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// workingSet sums the referenced bytes of ms: anonymous (private) and file-backed.
+func workingSet(ms []mappingRSS) (anon, file uint64) {
+	for _, m := range ms {
+		if strings.HasPrefix(m.name, "[anon]") || m.name == "[stack]" || m.name == "[heap]" {
+			anon += m.ref
+		} else {
+			file += m.ref
+		}
+	}
+	return anon, file
+}
+
 // formatMappings lists mappings as "name rss MiB (anon MiB)", largest first.
 func formatMappings(ms []mappingRSS) string {
 	var b strings.Builder
@@ -89,6 +116,25 @@ func formatMappings(ms []mappingRSS) string {
 		if m.anon > 0 && m.anon != m.rss {
 			fmt.Fprintf(&b, " (anon %.2f)", float64(m.anon)/(1<<20))
 		}
+	}
+	return b.String() + " MiB"
+}
+
+// formatWorkingSet lists the mappings' referenced bytes as "name ref MiB", largest first.
+func formatWorkingSet(ms []mappingRSS) string {
+	ms = slices.Clone(ms)
+	slices.SortFunc(ms, func(a, b mappingRSS) int {
+		return cmp.Or(cmp.Compare(b.ref, a.ref), strings.Compare(a.name, b.name))
+	})
+	var b strings.Builder
+	for _, m := range ms {
+		if m.ref == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s %.2f", m.name, float64(m.ref)/(1<<20))
 	}
 	return b.String() + " MiB"
 }
