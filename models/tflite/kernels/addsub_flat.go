@@ -29,8 +29,8 @@ import (
 // are below 1), raw below 2^29 and every 64-bit product below 2^60.
 //
 // The Go form looks each input's term up in a 256-entry table of its byte (the term depends
-// on the byte alone); the amd64 form computes the terms in 32-bit lanes (see
-// addsub_flat_amd64.s). Both give addSubGeneral's bytes exactly, for any split across
+// on the byte alone); the amd64 and arm64 forms compute the terms in 32-bit lanes (see
+// addsub_flat_amd64.s and addsub_flat_arm64.s). Both give addSubGeneral's bytes exactly, for any split across
 // workers.
 
 // Indices of addSubPrep.vec: each a constant broadcast to the eight int32 lanes of a YMM
@@ -56,7 +56,13 @@ const (
 	asvQMin            // activation range
 	asvQMax            //
 	asvNudge           // 2^30 in each 64-bit lane
-	asvByteMask        // 0x00ff in each 16-bit lane
+	asvByteMask        // 0xff in each lane
+	// The arm64 form's: the byte 0x80 (int8) or 0 (uint8) in each byte, and minus each
+	// right shift in every lane (SRSHL).
+	asvXorB
+	asvNegR1
+	asvNegR2
+	asvNegRO
 	asvCount
 )
 
@@ -133,6 +139,10 @@ func prepareAddSubFlat(d *binaryData, dt tensor.DType) *addSubPrep {
 		p.vec[asvNudge][l] = 1 << 30
 	}
 	set(asvByteMask, 0xff)
+	set(asvXorB, xor*0x01010101)
+	set(asvNegR1, -r1)
+	set(asvNegR2, -r2)
+	set(asvNegRO, -ro)
 	p.t1 = *d.lut1
 	for i, v := range d.lut2 {
 		p.t2[i] = sign * v

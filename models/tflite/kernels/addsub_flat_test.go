@@ -149,9 +149,14 @@ func TestAddSubFlatMatchesReference(t *testing.T) {
 	}
 }
 
-// The SIMD form is the CPU's unless forced portable; the portable switch turns it off.
+// The SIMD form (AVX2, NEON) is the CPU's wherever the int8 kernels have SIMD, unless
+// forced portable.
 func TestAddSubFlatPortable(t *testing.T) {
-	defer SetPortable(SetPortable(true))
+	defer SetPortable(SetPortable(false))
+	if haveAddSubSIMD != haveSIMD || useAddSubSIMD() != haveSIMD {
+		t.Errorf("haveAddSubSIMD %v, useAddSubSIMD() %v on a CPU with haveSIMD %v", haveAddSubSIMD, useAddSubSIMD(), haveSIMD)
+	}
+	SetPortable(true)
 	if useAddSubSIMD() {
 		t.Error("SetPortable(true) leaves the SIMD form of flat ADD/SUB on")
 	}
