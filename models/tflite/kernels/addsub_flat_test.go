@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tensor"
+	"github.com/outpost-ml/outpost/models/tflite"
 	"github.com/outpost-ml/outpost/models/tflite/schema"
+	"github.com/outpost-ml/outpost/models/tflite/write"
 )
 
 // randAddSubScale is a scale for the flat ADD/SUB tests: mostly log-uniform over 2^-24..2^8,
@@ -246,6 +248,83 @@ func BenchmarkAddSubFlat(b *testing.B) {
 					f.run()
 				}
 			})
+		}
+	}
+}
+
+// addSubFlatModel is a flat int8 or uint8 ADD or SUB of n elements: the input plus (or minus)
+// a random constant, with random scales, zero points and activation.
+func addSubFlatModel(t testing.TB, r *rand.Rand, typ schema.TensorType, n int) []byte {
+	t.Helper()
+	q := func() *write.Quant {
+		zp := int64(r.IntN(256))
+		if typ == schema.TensorTypeInt8 {
+			zp -= 128
+		}
+		return &write.Quant{Scale: []float32{0.005 + r.Float32()/10}, ZeroPoint: []int64{zp}}
+	}
+	m := write.NewModel("outpost flat add test")
+	sg := m.Subgraph()
+	shape := []int32{1, int32(n)}
+	in := sg.AddTensor(write.Tensor{Name: "in", Type: typ, Shape: shape, Quant: q()})
+	k := sg.AddTensor(write.Tensor{Name: "k", Type: typ, Shape: shape, Data: randAddSubBytes(r, n), Quant: q()})
+	out := sg.AddTensor(write.Tensor{Name: "out", Type: typ, Shape: shape, Quant: q()})
+	act := []schema.Activation{schema.ActivationNone, schema.ActivationRelu, schema.ActivationRelu6}[r.IntN(3)]
+	if r.IntN(2) == 0 {
+		sg.AddOp(schema.OpAdd, 1, []int32{in, k}, []int32{out}, write.AddOptions(act))
+	} else {
+		sg.AddOp(schema.OpSub, 1, []int32{in, k}, []int32{out}, write.SubOptions(act))
+	}
+	sg.SetInputs(in)
+	sg.SetOutputs(out)
+	data, err := m.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// A flat int8 or uint8 ADD/SUB gives the same bytes on 1 to 4 threads, SIMD or portable, and
+// a threaded Invoke allocates nothing (checkThreads covers int8 ADD/SUB in the same way;
+// this adds uint8, which now splits across workers too).
+func TestAddSubFlatThreads(t *testing.T) {
+	defer SetPortable(portable.Load())
+	defer func(elems int) { minParallelElems = elems }(minParallelElems)
+	minParallelElems = 0
+	r := rand.New(rand.NewPCG(9, 10))
+	for iter := range 24 {
+		typ := []schema.TensorType{schema.TensorTypeInt8, schema.TensorTypeUint8}[iter%2]
+		n := 1 + r.IntN(5000)
+		data, x := addSubFlatModel(t, r, typ, n), randAddSubBytes(r, n)
+		var first []byte
+		for _, port := range []bool{true, false} {
+			SetPortable(port)
+			for threads := 1; threads <= 4; threads++ {
+				m, err := tflite.Load(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{Threads: threads})
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(ip.Input(0).Bytes(), x)
+				if err := ip.Invoke(); err != nil {
+					t.Fatal(err)
+				}
+				got := bytes.Clone(ip.Output(0).Bytes())
+				if first == nil {
+					first = got
+				} else if !bytes.Equal(got, first) {
+					t.Fatalf("%v n=%d: portable %v, %d threads differ from portable, 1 thread", typ, n, port, threads)
+				}
+				if threads == 2 && iter < 4 {
+					if a := testing.AllocsPerRun(20, func() { _ = ip.Invoke() }); a != 0 {
+						t.Errorf("%v: %v allocations per threaded Invoke, want 0", typ, a)
+					}
+				}
+				ip.Close()
+			}
 		}
 	}
 }
