@@ -30,7 +30,8 @@ import (
 //
 // The Go form looks each input's term up in a 256-entry table of its byte (the term depends
 // on the byte alone); the amd64 and arm64 forms compute the terms in 32-bit lanes (see
-// addsub_flat_amd64.s and addsub_flat_arm64.s). Both give addSubGeneral's bytes exactly, for any split across
+// addsub_flat_amd64.s and addsub_flat_arm64.s: SQRDMULH is SRDHM itself, and AVX2 splits the
+// input multipliers so that a term needs no 64-bit product). Both give addSubGeneral's bytes exactly, for any split across
 // workers.
 
 // Indices of addSubPrep.vec: each a constant broadcast to the eight int32 lanes of a YMM
@@ -63,6 +64,14 @@ const (
 	asvNegR1
 	asvNegR2
 	asvNegRO
+	// The amd64 form's input multipliers split as m = q*2^11 + rem (0 ≤ rem < 2^11), and
+	// 2^10: SRDHM(v<<20, m) = floor((v*m + 2^10) / 2^11) = v*q + (v*rem + 2^10) >> 11,
+	// exactly, in 32-bit lanes (|v| ≤ 255).
+	asvQ1
+	asvRem1
+	asvQ2
+	asvRem2
+	asvK1024
 	asvCount
 )
 
@@ -143,6 +152,11 @@ func prepareAddSubFlat(d *binaryData, dt tensor.DType) *addSubPrep {
 	set(asvNegR1, -r1)
 	set(asvNegR2, -r2)
 	set(asvNegRO, -ro)
+	set(asvQ1, d.in1Mult>>11)
+	set(asvRem1, d.in1Mult&(1<<11-1))
+	set(asvQ2, d.in2Mult>>11)
+	set(asvRem2, d.in2Mult&(1<<11-1))
+	set(asvK1024, 1<<10)
 	p.t1 = *d.lut1
 	for i, v := range d.lut2 {
 		p.t2[i] = sign * v
