@@ -30,9 +30,9 @@ import (
 //
 // The Go form looks each input's term up in a 256-entry table of its byte (the term depends
 // on the byte alone); the amd64 and arm64 forms compute the terms in 32-bit lanes (see
-// addsub_flat_amd64.s and addsub_flat_arm64.s: SQRDMULH is SRDHM itself, and AVX2 splits the
-// input multipliers so that a term needs no 64-bit product). Both give addSubGeneral's bytes exactly, for any split across
-// workers.
+// addsub_flat_amd64.s and addsub_flat_arm64.s: SQRDMULH is SRDHM itself, and AVX2 splits
+// the input multipliers so that a term needs no 64-bit product). All give addSubGeneral's
+// bytes exactly, for any split across workers.
 
 // Indices of addSubPrep.vec: each a constant broadcast to the eight int32 lanes of a YMM
 // register (a shift count sits in lane 0 alone, as VPSRAD reads a 64-bit count).
@@ -93,10 +93,11 @@ func prepareAddSubFlat(d *binaryData, dt tensor.DType) *addSubPrep {
 	if d.lut1 == nil || d.leftShift != 20 {
 		return nil
 	}
-	// Right shifts of 0..31 and no saturating SRDHM: the input operands (x+off)<<20 are
-	// below 2^28 in magnitude and raw below 2^29, so only the multipliers need checking,
-	// as MinInt32 would be the sole case against a MinInt32 operand that cannot occur; but
-	// a shift out of range cannot be folded.
+	// Every shift must be a right shift of 0..31 (quantizeMultiplierSmallerThanOne gives
+	// no other, but a left shift or a wider one is not folded). SRDHM saturates only for
+	// MinInt32 times MinInt32, and no operand here reaches MinInt32 (they are below 2^29
+	// in magnitude), so a MinInt32 multiplier would be exact too; it is refused all the
+	// same, as nothing produces one.
 	right := func(s int) (int32, bool) { return int32(-s), s <= 0 && s >= -31 }
 	r1, ok1 := right(d.in1Shift)
 	r2, ok2 := right(d.in2Shift)
