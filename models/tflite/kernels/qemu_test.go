@@ -54,7 +54,7 @@ func TestKernelsUnderQemu(t *testing.T) {
 	}{
 		{"max", "neon-i8mm", []string{path, "TestConvInt8PathsMatchReference", "TestFCInt8PathsMatchReference", "TestGemmRowDotExtremes", "TestDotKernelsMatchPortable"}},
 		{"cortex-a76", "neon-dotprod", []string{path, "TestFCInt8PathsMatchReference"}},
-		{"cortex-a53", "neon", []string{path, "TestConvInt8PathsMatchReference", "TestDwRowMatchesPortable", "TestFCF32SIMD", "TestConvF32SIMD", "TestDepthwiseF32SIMD"}},
+		{"cortex-a53", "neon", []string{path, "TestConvInt8PathsMatchReference", "TestDwRowMatchesPortable", "TestFCF32SIMD", "TestConvF32SIMD", "TestDepthwiseF32SIMD", "TestAddSubFlatMatchesReference", "TestAddSubFlatPortable"}},
 	} {
 		t.Run(c.cpu, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
