@@ -43,7 +43,18 @@ type reduceData struct {
 	u8Bias int32   // u8Mean4D: output zero point minus the rounded rescaled input zero point
 	acc    []int32 // quantized accumulators, one per output element
 	seen   []bool  // int8 REDUCE_PROD: output element already started
+
+	// When the reduced dimensions are one run (dimensions of size 1 aside), the input is
+	// [outer, span, inner] reduced over span, and quantized MEAN and SUM add whole rows of
+	// inner values (reduceSumBlock); lanes is poolSum8's scratch.
+	block              bool
+	outer, span, inner int
+	lanes              []uint64
 }
+
+// reduceBlockRun is the most channels reduceSumBlock takes in one pass of poolSum8 (its lanes
+// then fill 2 KB).
+const reduceBlockRun = 1024
 
 func prepareReduce(n *tflite.Node) error {
 	if err := n.CheckIO(2, 2, 1); err != nil {
@@ -111,6 +122,7 @@ func prepareReduce(n *tflite.Node) error {
 	if err := setOutShape(out, shape); err != nil {
 		return err
 	}
+	d.setBlock(reduced)
 	if dt == tensor.Int8 || dt == tensor.Int16 || dt == tensor.Uint8 {
 		inScale, inZP, err := perTensor(in)
 		if err != nil {
@@ -159,6 +171,35 @@ func prepareReduce(n *tflite.Node) error {
 	}
 	n.Data = d
 	return nil
+}
+
+// setBlock finds whether the reduced dimensions of size above 1 are consecutive, and the
+// sizes outer, span, inner of the input seen as [outer, span, inner] reduced over span.
+func (d *reduceData) setBlock(reduced []bool) {
+	d.outer, d.span, d.inner = 1, 1, 1
+	phase := 0 // 0: before the reduced run, 1: in it, 2: after it
+	for i, s := range d.inShape {
+		switch {
+		case s == 0:
+			return
+		case s == 1:
+			continue
+		case reduced[i] && phase == 2:
+			return
+		case reduced[i]:
+			phase = 1
+			d.span *= s
+		case phase == 0:
+			d.outer *= s
+		default:
+			phase = 2
+			d.inner *= s
+		}
+	}
+	d.block = true
+	if c8 := min(d.inner, reduceBlockRun) &^ 7; c8 > 0 {
+		d.lanes = make([]uint64, c8/4)
+	}
 }
 
 // next advances the odometer over the input and returns the output index of the new
@@ -293,7 +334,9 @@ func reduceQuant[T int8 | int16](d *reduceData, x, y []T) {
 		return
 	}
 	clear(d.acc)
-	if len(x) > 0 {
+	if d.block && len(x) > 0 {
+		reduceSumBlock(d, x)
+	} else if len(x) > 0 {
 		clear(d.iter)
 		o := 0
 		for _, v := range x {
@@ -309,6 +352,49 @@ func reduceQuant[T int8 | int16](d *reduceData, x, y []T) {
 		shifted := int32(int64(s) - int64(d.inZP)*int64(d.count))
 		v := MultiplyByQuantizedMultiplier(shifted, d.mult, d.shift) + d.outZP
 		y[i] = T(min(max(v, d.lo), d.hi))
+	}
+}
+
+// reduceSumBlock adds the input, seen as [outer, span, inner], into acc ([outer, inner]): the
+// int32 sums of the odometer's walk (they wrap alike and do not depend on the order), a row
+// of inner values at a time, for 8-bit input eight channels a word with poolSum8.
+func reduceSumBlock[T int8 | int16 | uint8](d *reduceData, x []T) {
+	var xb []byte
+	flip, bias := uint64(0), int32(0)
+	switch x := any(x).(type) {
+	case []int8:
+		xb, flip, bias = int8Bytes(x), signs8, 128
+	case []uint8:
+		xb = x
+	}
+	for o := range d.outer {
+		acc := d.acc[o*d.inner : (o+1)*d.inner]
+		first := o * d.span * d.inner
+		c8 := 0
+		if xb != nil {
+			c8 = d.inner &^ 7
+		}
+		for c0 := 0; c0 < c8; c0 += reduceBlockRun {
+			run := min(c8-c0, reduceBlockRun)
+			lanes := d.lanes[:run/4]
+			ty, tx := 0, 0
+			for done := 0; done < d.span; {
+				nt := min(d.span-done, 256)
+				clear(lanes)
+				ty, tx = poolSum8(lanes, xb, first+c0, d.span, d.inner, 0, ty, tx, nt, run, flip)
+				poolUnpack8(acc[c0:c0+run], lanes, bias*int32(nt))
+				done += nt
+			}
+		}
+		if c8 < d.inner {
+			a := acc[c8:]
+			for r := range d.span {
+				row := x[first+r*d.inner+c8 : first+(r+1)*d.inner]
+				for i, v := range row {
+					a[i] += int32(v)
+				}
+			}
+		}
 	}
 }
 
@@ -541,7 +627,9 @@ func prepareMeanU8(d *reduceData, reduced []bool, keep bool, inScale, outScale f
 // meanU8 is uint8 MEAN in the arithmetic prepareMeanU8 chose.
 func meanU8(d *reduceData, x, y []uint8) {
 	clear(d.acc)
-	if len(x) > 0 {
+	if d.block && len(x) > 0 {
+		reduceSumBlock(d, x)
+	} else if len(x) > 0 {
 		clear(d.iter)
 		o := 0
 		for _, v := range x {

@@ -120,6 +120,11 @@ type softmaxQuantData struct {
 	outMin     int32
 	outMax     int32
 	outBitsAdj int // 31 - output bits
+
+	// The input is 8-bit, so a row's differences from its maximum are 0..255 below it: exp
+	// holds exp of each (Q0.31, softmaxExp) and expSum the same rescaled to the sum's Q12.19,
+	// both 0 where the difference is below diffMin. Filled at Prepare.
+	exp, expSum [256]int32
 }
 
 func prepareSoftmaxInt8(n *tflite.Node, beta float32) error {
@@ -166,8 +171,21 @@ func prepareSoftmaxInt8(n *tflite.Node, beta float32) error {
 	// CalculateInputRadius: differences below -radius have exp() that rounds to zero.
 	radius := float64((int64(1)<<softmaxScaledDiffIntegerBits)-1) * float64(int64(1)<<(31-softmaxScaledDiffIntegerBits)) / float64(int64(1)<<shift)
 	d.diffMin = -int32(math.Floor(radius))
+	for k := range d.exp {
+		if diff := -int32(k); diff >= d.diffMin {
+			d.exp[k] = softmaxExp(d, diff)
+			d.expSum[k] = RoundingDivideByPOT(d.exp[k], softmaxAccumIntegerBits) // Q0.31 -> Q12.19
+		}
+	}
 	n.Data = d
 	return nil
+}
+
+// softmaxExp is exp(beta * input_scale * diff) in Q0.31 for a difference diff <= 0 from the
+// row maximum (at least diffMin): the difference rescaled into Q5.26 by
+// MultiplyByQuantizedMultiplierGreaterThanOne, then exp_on_negative_values.
+func softmaxExp(d *softmaxQuantData, diff int32) int32 {
+	return expOnNegativeValues(SaturatingRoundingDoublingHighMul(diff*(int32(1)<<d.leftShift), d.mult), softmaxScaledDiffIntegerBits)
 }
 
 func evalSoftmaxInt8(n *tflite.Node) {
@@ -175,53 +193,49 @@ func evalSoftmaxInt8(n *tflite.Node) {
 	if d.depth == 0 {
 		return // an empty softmax axis: nothing to do (and the row loop would not advance)
 	}
-	if x := n.Input(0); x.DType() == tensor.Uint8 {
-		softmaxQuant(d, x.Uint8(), nil, nil, n.Output(0).Uint8())
-		return
+	x, y := n.Input(0), n.Output(0)
+	switch {
+	case x.DType() == tensor.Uint8:
+		softmaxQuant(d, x.Uint8(), y.Uint8())
+	case d.outInt16:
+		softmaxQuant(d, x.Int8(), y.Int16())
+	default:
+		softmaxQuant(d, x.Int8(), y.Int8())
 	}
-	var y8 []int8
-	var y16 []int16
-	if d.outInt16 {
-		y16 = n.Output(0).Int16()
-	} else {
-		y8 = n.Output(0).Int8()
-	}
-	softmaxQuant(d, n.Input(0).Int8(), y8, y16, nil)
 }
 
-// softmaxQuant runs the rows of x into whichever of y8, y16, yu8 is set.
-func softmaxQuant[T int8 | uint8](d *softmaxQuantData, x []T, y8 []int8, y16 []int16, yu8 []uint8) {
+// softmaxQuant is reference_ops::Softmax for 8-bit input over the rows of x, with the exps
+// looked up in d.exp and d.expSum (the same integers as computing them: a difference below
+// diffMin has exp 0 there, whose output is outMin as the reference's).
+func softmaxQuant[T int8 | uint8, U int8 | int16 | uint8](d *softmaxQuantData, x []T, y []U) {
 	for start := 0; start+d.depth <= len(x); start += d.depth {
-		row := x[start : start+d.depth]
+		row, dst := x[start:start+d.depth], y[start:start+d.depth]
 		mx := int32(row[0])
 		for _, v := range row {
 			mx = max(mx, int32(v))
 		}
 		var sum int32 // Q12.19
 		for _, v := range row {
-			diff := int32(v) - mx
-			if diff >= d.diffMin {
-				e := expOnNegativeValues(SaturatingRoundingDoublingHighMul(diff*(int32(1)<<d.leftShift), d.mult), softmaxScaledDiffIntegerBits)
-				sum += RoundingDivideByPOT(e, softmaxAccumIntegerBits) // Rescale Q0.31 -> Q12.19
-			}
+			sum += d.expSum[uint8(mx-int32(v))]
 		}
 		recip, bitsOverUnit := reciprocal(sum, softmaxAccumIntegerBits)
+		shift := bitsOverUnit + d.outBitsAdj
+		if recip < 0 || shift < 1 || shift > 31 {
+			// Only with a sum that wrapped (more than 4095 elements near the maximum).
+			for i, v := range row {
+				e := d.exp[uint8(mx-int32(v))]
+				u := RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(recip, e), shift)
+				dst[i] = U(min(max(u+d.outMin, d.outMin), d.outMax))
+			}
+			continue
+		}
+		// recip and every exp are >= 0, so SaturatingRoundingDoublingHighMul is the product
+		// plus 2^30 shifted right by 31, and RoundingDivideByPOT adds half and shifts.
+		round := int64(1) << (shift - 1)
 		for i, v := range row {
-			diff := int32(v) - mx
-			o := d.outMin
-			if diff >= d.diffMin {
-				e := expOnNegativeValues(SaturatingRoundingDoublingHighMul(diff*(int32(1)<<d.leftShift), d.mult), softmaxScaledDiffIntegerBits)
-				u := RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(recip, e), bitsOverUnit+d.outBitsAdj)
-				o = min(max(u+d.outMin, d.outMin), d.outMax)
-			}
-			switch {
-			case yu8 != nil:
-				yu8[start+i] = uint8(o)
-			case d.outInt16:
-				y16[start+i] = int16(o)
-			default:
-				y8[start+i] = int8(o)
-			}
+			p := (int64(recip)*int64(d.exp[uint8(mx-int32(v))]) + 1<<30) >> 31
+			u := int32((p + round) >> shift)
+			dst[i] = U(min(max(u+d.outMin, d.outMin), d.outMax))
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
 	"github.com/outpost-ml/outpost/models/tflite/schema"
 	"github.com/outpost-ml/outpost/models/tflite/write"
@@ -37,10 +38,22 @@ func checkThreads(t testing.TB, seed uint64) {
 	// Split even the smallest layers, so that every random case runs on the workers.
 	defer func(macs, elems int) { minParallelMACs, minParallelElems = macs, elems }(minParallelMACs, minParallelElems)
 	minParallelMACs, minParallelElems = 0, 0
+	defer func(was int) { minParallelPool = was }(minParallelPool)
+	minParallelPool = 0
 	r := rand.New(rand.NewPCG(seed, 99))
 	var data []byte
 	var x []int8
-	switch seed % 4 {
+	switch seed % 5 {
+	case 4:
+		// An int8 average or max pool.
+		c := randPoolCase(r)
+		c.dtype, c.inZP, c.outZP = tensor.Int8, int64(int8(c.inZP)), int64(int8(c.outZP))
+		var ok bool
+		var size int
+		if data, size, ok = c.model(t); !ok {
+			return
+		}
+		x = make([]int8, size)
 	case 3:
 		n := 1 + r.IntN(5000)
 		data, x = addModel(t, r, n), make([]int8, n)
@@ -77,7 +90,7 @@ func TestThreadsBitIdentical(t *testing.T) {
 
 func FuzzThreadsBitIdentical(f *testing.F) {
 	defer SetPortable(portable.Load())
-	for _, s := range []uint64{0, 1, 2, 3, 17, 40, 43} {
+	for _, s := range []uint64{0, 1, 2, 3, 17, 40, 43, 4, 9} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, seed uint64) { checkThreads(t, seed) })
