@@ -37,6 +37,7 @@ func checkThreads(t testing.TB, seed uint64) {
 	// Split even the smallest layers, so that every random case runs on the workers.
 	defer func(macs, elems int) { minParallelMACs, minParallelElems = macs, elems }(minParallelMACs, minParallelElems)
 	minParallelMACs, minParallelElems = 0, 0
+	checkChannelSplit(t, seed)
 	r := rand.New(rand.NewPCG(seed, 99))
 	var data []byte
 	var x []int8
@@ -63,6 +64,74 @@ func checkThreads(t testing.TB, seed uint64) {
 		for threads := 2; threads <= 4; threads++ {
 			if got := runThreaded(t, data, x, threads); !bytes.Equal(got, want) {
 				t.Fatalf("seed %d (%s): %d threads give different bytes from 1", seed, KernelPath(), threads)
+			}
+		}
+	}
+}
+
+// checkChannelSplit runs one random layer that splits by output-channel ranges (chosen by
+// seed: a convolution of 1 to 49 output pixels and 17 to 256 channels, or a FULLY_CONNECTED
+// of 1 to 4 rows and 17 to 256 units) on every form this CPU runs with 1 to 4 threads, and
+// fails unless every run gives the same bytes.
+func checkChannelSplit(t testing.TB, seed uint64) {
+	defer setInt8Form(setInt8Form(-1))
+	r := rand.New(rand.NewPCG(seed, 7))
+	outC := 17 + r.IntN(240)
+	var data []byte
+	var x []int8
+	var name string
+	if seed%2 == 0 {
+		c := randConvCase(r, false)
+		c.h, c.w, c.inC, c.outC = 1+r.IntN(7), 1+r.IntN(7), 1+r.IntN(48), outC
+		c.fh = []int{1, 3}[r.IntN(2)]
+		c.fw, c.sh, c.sw, c.dh, c.dw, c.pad = c.fh, 1, 1, 1, 1, schema.PaddingSame
+		c.filter = randWeights(r, c.outC*c.fh*c.fw*c.inC)
+		if len(c.wScale) > 1 {
+			c.wScale = make([]float32, c.outC)
+			for i := range c.wScale {
+				c.wScale[i] = 0.001 + r.Float32()*0.02
+			}
+		}
+		if c.bias != nil {
+			c.bias = make([]int32, c.outC)
+			for i := range c.bias {
+				c.bias[i] = int32(r.IntN(40001) - 20000)
+			}
+		}
+		data, x, name = c.model(t), make([]int8, c.n*c.h*c.w*c.inC), c.String()
+	} else {
+		c := randFCCase(r)
+		c.batches, c.units = 1+r.IntN(4), outC
+		c.filter = randWeights(r, c.units*c.depth)
+		if len(c.wScale) > 1 {
+			c.wScale = make([]float32, c.units)
+			for i := range c.wScale {
+				c.wScale[i] = 0.001 + r.Float32()*0.01
+			}
+		}
+		if c.bias != nil {
+			c.bias = make([]int32, c.units)
+			for i := range c.bias {
+				c.bias[i] = int32(r.IntN(40001) - 20000)
+			}
+		}
+		data, x, name = c.model(t), make([]int8, c.batches*c.depth), c.String()
+	}
+	for i := range x {
+		x[i] = int8(r.IntN(256) - 128)
+	}
+	var want []byte
+	for form := range numForms {
+		if !haveForm[form] {
+			continue
+		}
+		setInt8Form(form)
+		for threads := 1; threads <= 4; threads++ {
+			got := runThreaded(t, data, x, threads)
+			if want == nil {
+				want = got
+			} else if !bytes.Equal(got, want) {
+				t.Fatalf("seed %d, %s: form %s with %d threads gives different bytes from portable with 1", seed, name, formNames[form], threads)
 			}
 		}
 	}
