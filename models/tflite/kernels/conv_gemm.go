@@ -224,28 +224,34 @@ func splitRows(per, limit, workers, tile int) int {
 
 // splitWork chooses how an Invoke of the layer is cut into parts (per output pixels, at most
 // limit per chunk in multiples of tile, blockC channels to a kernel block) and returns the
-// pixels per chunk; gm.groups is the number of output-channel ranges the chunks are crossed
-// with. A layer with more channels than pixels (MobileNet's 7x7 and 14x14 pointwise layers,
-// a FULLY_CONNECTED of one or a few rows) holds far more weights than input: split by pixels,
-// every worker would stream the whole weight matrix through its cache, and one row would not
-// split at all. Such a layer is split by ranges of whole channel blocks as well, so that each
-// worker reads its share of the weights (the same share at every Invoke, since each worker
-// owns a contiguous run of parts); the other layers are split by pixels only, as splitRows
-// says. Either way the split decides only which goroutine computes an output, never how.
+// pixels per chunk, as splitRows has them; gm.groups is the number of ranges of whole
+// channel blocks the chunks are crossed with. A layer of many more output channels than
+// pixels (MobileNet's 7x7 expansions and last convolution, a FULLY_CONNECTED of one or a few
+// rows) holds far more weights than input: split by pixels alone, every worker streams the
+// whole weight matrix through its cache, and one row does not split at all. Such a layer is
+// split by channel ranges as well (range-major, so that each worker owns a contiguous run of
+// parts: its share of the weights, the same share at every Invoke), into enough parts for
+// partsPerWorker each. Where the channels are fewer, the pixel split stays: a channel split
+// builds each chunk's rows of taps once per range, and leaves the next layer's input pixels
+// written half by one core and half by the other. Either way the split decides only which
+// goroutine computes an output, never how.
 func (gm *gemmInt8) splitWork(per, limit, tile, blockC int) int {
-	gm.groups = 1
 	w := gm.workers
-	nb := (gm.outC + blockC - 1) / blockC
-	if w == 1 || nb < 2 || gm.outC*chanSplitPer < per {
-		return splitRows(per, limit, w, tile)
+	rows := splitRows(per, limit, w, tile)
+	gm.groups = 1
+	if nb := (gm.outC + blockC - 1) / blockC; w > 1 && nb > 1 && gm.outC >= chanSplitRatio*per {
+		chunks := (per + rows - 1) / rows
+		gm.groups = min(nb, max(w, (w*partsPerWorker+chunks-1)/chunks))
 	}
-	rows := splitRows(per, limit, chanSplitRowsW, tile)
-	chunks := (per + rows - 1) / rows
-	gm.groups = min(nb, max(w*chanSplitGroupsW, (w*partsPerWorker+chunks-1)/chunks))
 	return rows
 }
 
-var chanSplitPer, chanSplitRowsW, chanSplitGroupsW = 1, 1, 1
+// chanSplitRatio is how many times more output channels than output pixels a layer has at
+// least for splitWork to split it by channels. Timed per node on MobileNet v2 with 2 threads,
+// the 7x7 layers of 320 to 1280 channels and the 1000-unit FULLY_CONNECTED gained from it;
+// the 7x7 ones of 160 channels did not, and at 14x14 (384 and 576 channels) what the
+// expansions gained the projections after them lost. A variable so that tests can force it.
+var chanSplitRatio = 4
 
 // prepareGemm16 packs the weights for the SIMD path and requests its int16 row buffer.
 func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
