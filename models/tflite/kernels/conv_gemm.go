@@ -95,11 +95,13 @@ type gemmInt8 struct {
 	w8  []int8 // [OC/16 rounded up][16*kd], each block packed by dotIndex
 
 	workers int     // Node.Workers at Prepare: the scratch holds one chunk per worker
+	groups  int     // ranges of output-channel blocks the parts cover (splitWork), at least 1
 	job     convJob // the Invoke in progress, for RunPart
 }
 
 // convJob is one Invoke of an int8 CONV_2D (or FULLY_CONNECTED) split into chunks of output
-// pixels: part i is chunk i%chunks of batch i/chunks.
+// pixels and ranges of output channels: part i is chunk i%chunks of batch i/chunks%batches,
+// over channel range i/(chunks*batches) (see splitWork).
 type convJob struct {
 	g      *convGeom
 	n      *tflite.Node
@@ -174,7 +176,7 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 			return err
 		}
 	default:
-		gm.colRows = splitRows(g.outH*g.outW, max(1, maxColBytes/k), gm.workers, 2)
+		gm.colRows = gm.splitWork(g.outH*g.outW, max(1, maxColBytes/k), 2, gemmBlock)
 		if !gm.direct {
 			h, err := n.RequestScratch(gm.workers * gm.colRows * k)
 			if err != nil {
@@ -220,6 +222,37 @@ func splitRows(per, limit, workers, tile int) int {
 	return max(tile, (rows+tile-1)/tile*tile)
 }
 
+// splitWork chooses how an Invoke of the layer is cut into parts (per output pixels, at most
+// limit per chunk in multiples of tile, blockC channels to a kernel block) and returns the
+// pixels per chunk, as splitRows has them; gm.groups is the number of ranges of whole
+// channel blocks the chunks are crossed with. A layer of many more output channels than
+// pixels (MobileNet's 7x7 expansions and last convolution, a FULLY_CONNECTED of one or a few
+// rows) holds far more weights than input: split by pixels alone, every worker streams the
+// whole weight matrix through its cache, and one row does not split at all. Such a layer is
+// split by channel ranges as well (range-major, so that each worker owns a contiguous run of
+// parts: its share of the weights, the same share at every Invoke), into enough parts for
+// partsPerWorker each. Where the channels are fewer, the pixel split stays: a channel split
+// builds each chunk's rows of taps once per range, and leaves the next layer's input pixels
+// written half by one core and half by the other. Either way the split decides only which
+// goroutine computes an output, never how.
+func (gm *gemmInt8) splitWork(per, limit, tile, blockC int) int {
+	w := gm.workers
+	rows := splitRows(per, limit, w, tile)
+	gm.groups = 1
+	if nb := (gm.outC + blockC - 1) / blockC; w > 1 && nb > 1 && gm.outC >= chanSplitRatio*per {
+		chunks := (per + rows - 1) / rows
+		gm.groups = min(nb, max(w, (w*partsPerWorker+chunks-1)/chunks))
+	}
+	return rows
+}
+
+// chanSplitRatio is how many times more output channels than output pixels a layer has at
+// least for splitWork to split it by channels. Timed per node on MobileNet v2 with 2 threads,
+// the 7x7 layers of 320 to 1280 channels and the 1000-unit FULLY_CONNECTED gained from it;
+// the 7x7 ones of 160 channels did not, and at 14x14 (384 and 576 channels) what the
+// expansions gained the projections after them lost. A variable so that tests can force it.
+var chanSplitRatio = 4
+
 // prepareGemm16 packs the weights for the SIMD path and requests its int16 row buffer.
 func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 	gm := g.gemm
@@ -240,7 +273,7 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 		return err
 	}
 	per := g.outH * g.outW
-	gm.rows16 = splitRows(per, max(4, maxColBytes/(2*gm.kp)&^3), gm.workers, 4)
+	gm.rows16 = gm.splitWork(per, max(4, maxColBytes/(2*gm.kp)&^3), 4, 16)
 	h, err := n.RequestScratch(gm.workers * gm.rows16 * gm.kp * 2)
 	if err != nil {
 		return err
@@ -274,12 +307,13 @@ func (g *convGeom) convInt8(n *tflite.Node, x, y []int8) {
 		fillQuantTable(gm.quantTableOf(n), gm.rq, gm.outOff, gm.qMin, gm.qMax)
 	}
 	gm.job = convJob{g: g, n: n, x: x, y: y, chunks: (per + rows - 1) / rows}
+	parts := gm.groups * g.batches * gm.job.chunks
 	if gm.workers == 1 {
-		for i := range g.batches * gm.job.chunks {
+		for i := range parts {
 			gm.job.RunPart(0, i)
 		}
 	} else {
-		n.Parallel(g.batches*gm.job.chunks, &gm.job)
+		n.Parallel(parts, &gm.job)
 	}
 	gm.job = convJob{}
 }
@@ -290,36 +324,41 @@ func (j *convJob) RunPart(w, part int) {
 	gm := g.gemm
 	per := g.outH * g.outW
 	inSize := g.inH * g.inW * g.inC
-	bt, c := part/j.chunks, part%j.chunks
+	bc := g.batches * j.chunks
+	grp, bt, c := part/bc, part%bc/j.chunks, part%j.chunks
 	xb := j.x[bt*inSize : (bt+1)*inSize]
 	yb := j.y[bt*per*g.outC : (bt+1)*per*g.outC]
-	if gm.dot != 0 {
-		p0 := c * gm.rows16
-		rows := min(gm.rows16, per-p0)
-		buf := j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kd:][:gm.rows16*gm.kd]
-		g.convChunk8(buf, gm.quantTableOf(j.n), xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
-		return
-	}
 	if gm.simd {
+		// Channel range grp of the blocks of 16 channels.
+		nb := (g.outC + 15) / 16
+		lo, hi := grp*nb/gm.groups, (grp+1)*nb/gm.groups
 		p0 := c * gm.rows16
 		rows := min(gm.rows16, per-p0)
+		ys := yb[p0*g.outC : (p0+rows)*g.outC]
+		if gm.dot != 0 {
+			buf := j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kd:][:gm.rows16*gm.kd]
+			g.convChunk8(buf, gm.quantTableOf(j.n), xb, p0, rows, ys, lo, hi)
+			return
+		}
 		buf := int16s(j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kp*2:], gm.rows16*gm.kp)
-		g.convChunk16(buf, gm.quantTableOf(j.n), xb, p0, rows, yb[p0*g.outC:(p0+rows)*g.outC])
+		g.convChunk16(buf, gm.quantTableOf(j.n), xb, p0, rows, ys, lo, hi)
 		return
 	}
+	nb := (g.outC + gemmBlock - 1) / gemmBlock
+	lo, hi := grp*nb/gm.groups, (grp+1)*nb/gm.groups
 	k := gm.k
 	p0 := c * gm.colRows
 	rows := min(gm.colRows, per-p0)
 	ys := yb[p0*g.outC : (p0+rows)*g.outC]
 	if gm.direct {
-		gm.run(xb[p0*k:(p0+rows)*k], rows, ys)
+		gm.run(xb[p0*k:(p0+rows)*k], rows, ys, lo, hi)
 		return
 	}
 	col := int8s(j.n.Scratch(g.colScratch)[w*gm.colRows*k:], gm.colRows*k)
 	for r := 0; r < rows; r++ {
 		im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
 	}
-	gm.run(col[:rows*k], rows, ys)
+	gm.run(col[:rows*k], rows, ys, lo, hi)
 }
 
 // im2colRow writes the taps of output pixel (oy, ox) in filter order [FH][FW][C], pad for
@@ -355,8 +394,8 @@ func im2colRow[T int8 | float32](g *convGeom, x []T, oy, ox int, row []T, pad T)
 
 // convChunk16 is the SIMD path's chunk: the input taps of output pixels p0..p0+rows of one
 // batch are widened to int16 rows in buf (im2col, or the input pixels themselves for pointwise
-// layers), then gemm16 multiplies them by the packed weights into y.
-func (g *convGeom) convChunk16(buf []int16, q []int32, xb []int8, p0, rows int, y []int8) {
+// layers), then gemm16 multiplies them by the packed weights of channel blocks [lo, hi) into y.
+func (g *convGeom) convChunk16(buf []int16, q []int32, xb []int8, p0, rows int, y []int8, lo, hi int) {
 	gm := g.gemm
 	k, kp := gm.k, gm.kp
 	if gm.direct && kp == k {
@@ -381,7 +420,7 @@ func (g *convGeom) convChunk16(buf []int16, q []int32, xb []int8, p0, rows int, 
 	// Whole tiles of four pixels: the pad rows' results are computed and discarded.
 	tiles := (rows + 3) &^ 3
 	clear(buf[rows*kp : tiles*kp])
-	gm.gemm16(buf[:tiles*kp], q, rows, y)
+	gm.gemm16(buf[:tiles*kp], q, rows, y, lo, hi)
 }
 
 // widen sign-extends src into dst (of the same length).
@@ -435,23 +474,25 @@ func (g *convGeom) im2colRow16(x []int8, oy, ox int, row []int16, pad int16) {
 }
 
 // gemm16 multiplies int16 rows (a multiple of four, kp taps each) by the packed int8 weights
-// in tiles of 4 pixels x 16 channels, requantizing the first pixels rows into y with q (the
-// node's quantTable). Whole tiles are written in place; edge tiles go through tmp.
-func (gm *gemmInt8) gemm16(x16 []int16, q []int32, pixels int, y []int8) {
+// in tiles of 4 pixels x 16 channels, requantizing the first pixels rows of the channels of
+// blocks [lo, hi) into y with q (the node's quantTable). Whole tiles are written in place;
+// edge tiles go through tmp.
+func (gm *gemmInt8) gemm16(x16 []int16, q []int32, pixels int, y []int8, lo, hi int) {
 	var tmp [64]int8
 	kp, outC := gm.kp, gm.outC
 	pairs := kp / 2
 	blk := pairs * 16
-	full := outC / 16 // whole 16-channel blocks
+	full := min(hi, outC/16) // the whole 16-channel blocks end
+	end := min(outC, hi*16)
 	for p := 0; p < pixels; p += 4 {
 		xt := x16[p*kp : (p+4)*kp]
 		nr := min(4, pixels-p)
-		c0 := 0
-		if nr == 4 && full > 0 {
-			gemmRow4(xt, kp, gm.wp, pairs, q, y[p*outC:], outC, full)
+		c0 := lo * 16
+		if nr == 4 && full > lo {
+			gemmRow4(xt, kp, gm.wp[2*lo*blk:], pairs, q[2*lo*quantGroup:], y[p*outC+c0:], outC, full-lo)
 			c0 = full * 16
 		}
-		for ; c0 < outC; c0 += 16 {
+		for ; c0 < end; c0 += 16 {
 			b := c0 / 8
 			gemmRow4(xt, kp, gm.wp[b*blk:], pairs, q[b*quantGroup:], tmp[:], 16, 1)
 			nc := min(16, outC-c0)
@@ -557,19 +598,18 @@ func gemmTile4x16Go(x []int16, stride int, w0, w1 []int8, pairs int, q []int32, 
 	}
 }
 
-// run multiplies rows (pixels x k, row-major) by the packed weights into y (pixels x OC),
-// requantizing each accumulator. Three pixels and four channels per step share every load,
+// run multiplies rows (pixels x k, row-major) by the packed weights of channel blocks
+// [lo, hi) into y (pixels x OC), requantizing each accumulator. Three pixels and four channels per step share every load,
 // and each 64-bit multiply does two MACs: x * (w0 + w1<<32) accumulates Σx*w0 in the low 32
 // bits and Σx*w1 above them (the low sum's sign borrows from the high half, undone in split).
 // The dot loops are small leaf functions so that their accumulators stay in registers.
-func (gm *gemmInt8) run(rows []int8, pixels int, y []int8) {
+func (gm *gemmInt8) run(rows []int8, pixels int, y []int8, lo, hi int) {
 	k, outC := gm.k, gm.outC
-	nb := (outC + gemmBlock - 1) / gemmBlock
 	p := 0
 	for ; p+2 <= pixels; p += 2 {
 		x := rows[p*k : (p+2)*k]
 		ys := y[p*outC : (p+2)*outC]
-		for b := 0; b < nb; b++ {
+		for b := lo; b < hi; b++ {
 			a01, a23, b01, b23 := dot2x4(x[:k], x[k:], gm.packed[b*k:(b+1)*k])
 			gm.store2(ys, b*gemmBlock, a01, a23)
 			gm.store2(ys[outC:], b*gemmBlock, b01, b23)
@@ -578,7 +618,7 @@ func (gm *gemmInt8) run(rows []int8, pixels int, y []int8) {
 	for ; p < pixels; p++ {
 		x0 := rows[p*k : p*k+k]
 		y0 := y[p*outC : p*outC+outC]
-		for b := 0; b < nb; b++ {
+		for b := lo; b < hi; b++ {
 			a01, a23 := dot1x4(x0, gm.packed[b*k:(b+1)*k])
 			gm.store2(y0, b*gemmBlock, a01, a23)
 		}

@@ -159,7 +159,7 @@ func (g *convGeom) prepareGemm8(n *tflite.Node, w []int8, form int) error {
 		return err
 	}
 	per := g.outH * g.outW
-	gm.rows16 = splitRows(per, max(4, maxColBytes/gm.kd&^3), gm.workers, 4)
+	gm.rows16 = gm.splitWork(per, max(4, maxColBytes/gm.kd&^3), 4, 16)
 	h, err := n.RequestScratch(gm.workers * gm.rows16 * gm.kd)
 	if err != nil {
 		return err
@@ -171,8 +171,8 @@ func (g *convGeom) prepareGemm8(n *tflite.Node, w []int8, form int) error {
 // convChunk8 is convChunk16 for the dot-product forms: the taps of output pixels p0..p0+rows
 // become rows of kd bytes in buf (im2col, or the input pixels themselves for pointwise
 // layers; offset by 128 for the unsigned forms, the taps past k zero), then gemm8 multiplies
-// them into y.
-func (g *convGeom) convChunk8(buf []byte, q []int32, xb []int8, p0, rows int, y []int8) {
+// them by the weights of channel blocks [lo, hi) into y.
+func (g *convGeom) convChunk8(buf []byte, q []int32, xb []int8, p0, rows int, y []int8, lo, hi int) {
 	gm := g.gemm
 	k, kd := gm.k, gm.kd
 	flip := unsignedTaps(gm.dot)
@@ -198,7 +198,7 @@ func (g *convGeom) convChunk8(buf []byte, q []int32, xb []int8, p0, rows int, y 
 	// Whole tiles of four pixels: the pad rows' results are computed and discarded.
 	tiles := (rows + 3) &^ 3
 	clear(buf[rows*kd : tiles*kd])
-	gm.gemm8(buf[:tiles*kd], q, rows, y)
+	gm.gemm8(buf[:tiles*kd], q, rows, y, lo, hi)
 }
 
 // putTaps writes src into dst (of the same length) as bytes: offset by 128 when flip.
@@ -267,21 +267,23 @@ func (g *convGeom) im2colRow8(x []int8, oy, ox int, row []byte, pad byte, flip b
 }
 
 // gemm8 is gemm16 for the dot-product forms: byte rows (a multiple of four, kd taps each)
-// times the packed int8 weights, requantizing the first pixels rows into y.
-func (gm *gemmInt8) gemm8(x8 []byte, q []int32, pixels int, y []int8) {
+// times the packed int8 weights of channel blocks [lo, hi), requantizing the first pixels
+// rows into y.
+func (gm *gemmInt8) gemm8(x8 []byte, q []int32, pixels int, y []int8, lo, hi int) {
 	var tmp [64]int8
 	kd, outC := gm.kd, gm.outC
-	blk := 16 * kd // one block of 16 channels
-	full := outC / 16
+	blk := 16 * kd           // one block of 16 channels
+	full := min(hi, outC/16) // the whole blocks end
+	end := min(outC, hi*16)
 	for p := 0; p < pixels; p += 4 {
 		xt := x8[p*kd : (p+4)*kd]
 		nr := min(4, pixels-p)
-		c0 := 0
-		if nr == 4 && full > 0 {
-			gemmRowDot(gm.dot, xt, kd, gm.w8, kd, q, y[p*outC:], outC, full)
+		c0 := lo * 16
+		if nr == 4 && full > lo {
+			gemmRowDot(gm.dot, xt, kd, gm.w8[lo*blk:], kd, q[2*lo*quantGroup:], y[p*outC+c0:], outC, full-lo)
 			c0 = full * 16
 		}
-		for ; c0 < outC; c0 += 16 {
+		for ; c0 < end; c0 += 16 {
 			b := c0 / 16
 			gemmRowDot(gm.dot, xt, kd, gm.w8[b*blk:], kd, q[2*b*quantGroup:], tmp[:], 16, 1)
 			nc := min(16, outC-c0)
