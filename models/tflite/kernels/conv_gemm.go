@@ -96,6 +96,8 @@ type gemmInt8 struct {
 
 	workers int     // Node.Workers at Prepare: the scratch holds one chunk per worker
 	groups  int     // ranges of output-channel blocks the parts cover (splitWork), at least 1
+	chunks  int     // chunks of output pixels per batch (splitWork); chunk gives their pixels
+	tile    int     // the pixels of a chunk are whole tiles of this many (bar the last)
 	job     convJob // the Invoke in progress, for RunPart
 }
 
@@ -210,21 +212,40 @@ func parallelWorkers(n *tflite.Node, macs int) int {
 // with several, whoever runs takes the next one.
 const partsPerWorker = 4
 
-// splitRows is the number of output pixels per chunk: at most limit, and with several
-// workers small enough that each gets partsPerWorker chunks, in multiples of tile. The
-// chunking decides only which goroutine computes a pixel, never how, so results do not
-// depend on it.
-func splitRows(per, limit, workers, tile int) int {
-	rows := min(per, limit)
-	if workers > 1 {
-		rows = min(rows, (per+workers*partsPerWorker-1)/(workers*partsPerWorker))
+// splitChunks cuts per output pixels into chunks of whole tiles of tile pixels (the last
+// tile may be short), each of at most limit pixels rounded up to a tile, and returns the
+// number of chunks and the most pixels one holds (what a worker's scratch must take). With
+// several workers there are at least partsPerWorker chunks a worker, as many as the tiles
+// allow, and a multiple of the workers: chunk c covers tiles [c·T/chunks, (c+1)·T/chunks),
+// so the chunks differ by a tile at most. Chunks of a fixed size left MobileNet's 14x14
+// layers (49 tiles of 4) in 7 chunks, 4 to one worker and 3 to the other. The chunking
+// decides only which goroutine computes a pixel, never how, so results do not depend on it.
+func splitChunks(per, limit, workers, tile int) (chunks, rows int) {
+	tiles := (per + tile - 1) / tile
+	if tiles == 0 {
+		return 0, tile // no output pixels (an empty tensor): no parts
 	}
-	return max(tile, (rows+tile-1)/tile*tile)
+	most := max(1, (min(per, limit)+tile-1)/tile) // tiles a chunk may hold
+	chunks = (tiles + most - 1) / most
+	if workers > 1 {
+		chunks = max(chunks, workers*partsPerWorker)
+		chunks = (chunks + workers - 1) / workers * workers
+		chunks = min(chunks, tiles)
+	}
+	return chunks, (tiles + chunks - 1) / chunks * tile
+}
+
+// chunk is the pixels [p0, p0+rows) of chunk c of the job (see splitChunks).
+func (gm *gemmInt8) chunk(c, per int) (p0, rows int) {
+	tiles := (per + gm.tile - 1) / gm.tile
+	t0, t1 := c*tiles/gm.chunks, (c+1)*tiles/gm.chunks
+	p0 = t0 * gm.tile
+	return p0, min(t1*gm.tile, per) - p0
 }
 
 // splitWork chooses how an Invoke of the layer is cut into parts (per output pixels, at most
-// limit per chunk in multiples of tile, blockC channels to a kernel block) and returns the
-// pixels per chunk, as splitRows has them; gm.groups is the number of ranges of whole
+// limit per chunk in multiples of tile, blockC channels to a kernel block): gm.chunks and
+// gm.tile as splitChunks has them, and it returns the most pixels a chunk holds; gm.groups is the number of ranges of whole
 // channel blocks the chunks are crossed with. A layer of many more output channels than
 // pixels (MobileNet's 7x7 expansions and last convolution, a FULLY_CONNECTED of one or a few
 // rows) holds far more weights than input: split by pixels alone, every worker streams the
@@ -237,10 +258,9 @@ func splitRows(per, limit, workers, tile int) int {
 // goroutine computes an output, never how.
 func (gm *gemmInt8) splitWork(per, limit, tile, blockC int) int {
 	w := gm.workers
-	rows := splitRows(per, limit, w, tile)
-	gm.groups = 1
+	chunks, rows := splitChunks(per, limit, w, tile)
+	gm.chunks, gm.tile, gm.groups = chunks, tile, 1
 	if nb := (gm.outC + blockC - 1) / blockC; w > 1 && nb > 1 && gm.outC >= chanSplitRatio*per {
-		chunks := (per + rows - 1) / rows
 		gm.groups = min(nb, max(w, (w*partsPerWorker+chunks-1)/chunks))
 	}
 	return rows
@@ -298,15 +318,10 @@ func (gm *gemmInt8) quantTableOf(n *tflite.Node) []int32 {
 // the chunks spread over the node's workers.
 func (g *convGeom) convInt8(n *tflite.Node, x, y []int8) {
 	gm := g.gemm
-	rows := gm.colRows
-	if gm.simd {
-		rows = gm.rows16
-	}
-	per := g.outH * g.outW
 	if gm.simd {
 		fillQuantTable(gm.quantTableOf(n), gm.rq, gm.outOff, gm.qMin, gm.qMax)
 	}
-	gm.job = convJob{g: g, n: n, x: x, y: y, chunks: (per + rows - 1) / rows}
+	gm.job = convJob{g: g, n: n, x: x, y: y, chunks: gm.chunks}
 	parts := gm.groups * g.batches * gm.job.chunks
 	if gm.workers == 1 {
 		for i := range parts {
@@ -332,8 +347,7 @@ func (j *convJob) RunPart(w, part int) {
 		// Channel range grp of the blocks of 16 channels.
 		nb := (g.outC + 15) / 16
 		lo, hi := grp*nb/gm.groups, (grp+1)*nb/gm.groups
-		p0 := c * gm.rows16
-		rows := min(gm.rows16, per-p0)
+		p0, rows := gm.chunk(c, per)
 		ys := yb[p0*g.outC : (p0+rows)*g.outC]
 		if gm.dot != 0 {
 			buf := j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kd:][:gm.rows16*gm.kd]
@@ -347,8 +361,7 @@ func (j *convJob) RunPart(w, part int) {
 	nb := (g.outC + gemmBlock - 1) / gemmBlock
 	lo, hi := grp*nb/gm.groups, (grp+1)*nb/gm.groups
 	k := gm.k
-	p0 := c * gm.colRows
-	rows := min(gm.colRows, per-p0)
+	p0, rows := gm.chunk(c, per)
 	ys := yb[p0*g.outC : (p0+rows)*g.outC]
 	if gm.direct {
 		gm.run(xb[p0*k:(p0+rows)*k], rows, ys, lo, hi)

@@ -485,3 +485,39 @@ func extremeQuantTable(r *rand.Rand, groups int) []int32 {
 	hi := int32(127 - r.IntN(3))
 	return quantTable(groups, bias, mult, shift, int32(r.IntN(256)-128), lo, hi)
 }
+
+// TestSplitChunks: the chunks of a layer's output pixels cover them once, in order, in whole
+// tiles, none over the scratch splitChunks sizes; with several workers there are at least
+// partsPerWorker a worker (as the tiles allow), a multiple of the workers, and two chunks
+// differ by a tile at most.
+func TestSplitChunks(t *testing.T) {
+	for _, c := range []struct{ per, limit, workers, tile int }{
+		{196, 1000, 2, 4}, {49, 1000, 2, 4}, {12544, 512, 2, 4}, {1, 1000, 2, 4}, {7, 1000, 4, 4},
+		{3136, 400, 3, 4}, {196, 1000, 1, 4}, {12544, 512, 1, 4}, {101, 10, 2, 2}, {5, 1, 1, 2},
+		{0, 100, 2, 4},
+	} {
+		chunks, rows := splitChunks(c.per, c.limit, c.workers, c.tile)
+		gm := &gemmInt8{chunks: chunks, tile: c.tile}
+		tiles := (c.per + c.tile - 1) / c.tile
+		if most := max(c.tile, (min(c.per, c.limit)+c.tile-1)/c.tile*c.tile); rows > most {
+			t.Errorf("%+v: chunks of up to %d pixels, want at most %d", c, rows, most)
+		}
+		if c.workers > 1 && tiles > 0 && chunks != tiles && (chunks%c.workers != 0 || chunks < c.workers*partsPerWorker) {
+			t.Errorf("%+v: %d chunks for %d workers", c, chunks, c.workers)
+		}
+		next, least, most := 0, c.per, 0
+		for i := range chunks {
+			p0, n := gm.chunk(i, c.per)
+			if p0 != next || n < 1 || n > rows || p0%c.tile != 0 {
+				t.Fatalf("%+v: chunk %d is [%d,%d), want it to start at %d, hold 1 to %d pixels, in whole tiles", c, i, p0, p0+n, next, rows)
+			}
+			next, least, most = p0+n, min(least, n), max(most, n)
+		}
+		if next != c.per {
+			t.Errorf("%+v: the chunks cover [0,%d), want [0,%d)", c, next, c.per)
+		}
+		if chunks > 1 && most-least > c.tile && next%c.tile == 0 {
+			t.Errorf("%+v: chunks of %d to %d pixels, want them to differ by a tile at most", c, least, most)
+		}
+	}
+}
