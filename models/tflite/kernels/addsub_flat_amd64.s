@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// addSubFlatAVX2 is addSubFlatGo (addsub_flat.go) in AVX2, 16 elements a step: each input's
+// addSubFlatVec is addSubFlatGo (addsub_flat.go) in AVX2, 16 elements a step: each input's
 // term computed in 32-bit lanes rather than looked up, then the output rescaling, the clamp
 // and the packing to bytes. On a 56x56x24 ADD (AMD EPYC) VPGATHERDD from the Go form's two
 // tables took 73 µs, the terms' SRDHM in the VPMULDQ form of MQM 65, and in the split
@@ -59,9 +59,9 @@
 	VPMAXSD      544(R8), A, A \
 	VPMINSD      576(R8), A, A
 
-// func addSubFlatAVX2(x, y, z *byte, n int, vec *[asvCount][8]int32)
+// func addSubFlatVec(x, y, z *byte, n int, vec *[asvCount][8]int32)
 // n is a positive multiple of 16.
-TEXT ·addSubFlatAVX2(SB), NOSPLIT, $0-40
+TEXT ·addSubFlatVec(SB), NOSPLIT, $0-40
 	MOVQ x+0(FP), SI
 	MOVQ y+8(FP), DI
 	MOVQ z+16(FP), BX

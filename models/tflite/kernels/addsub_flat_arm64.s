@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// addSubFlatNEON is addSubFlatGo (addsub_flat.go) in NEON, 16 elements a step: each input's
+// addSubFlatVec is addSubFlatGo (addsub_flat.go) in NEON, 16 elements a step: each input's
 // term computed in 32-bit lanes, then the output rescaling, the clamp and the narrowing to
 // bytes. The constants are the first 16 bytes of rows of addSubPrep.vec (the asv* indices
 // times 32). Instructions Go's assembler has no mnemonic for are WORDs of their A64
@@ -59,9 +59,9 @@
 	V3S(SMAX4S, A, A, 11); \
 	V3S(SMIN4S, A, A, 12)
 
-// func addSubFlatNEON(x, y, z *byte, n int, vec *[asvCount][8]int32)
+// func addSubFlatVec(x, y, z *byte, n int, vec *[asvCount][8]int32)
 // n is a positive multiple of 16.
-TEXT ·addSubFlatNEON(SB), NOSPLIT, $0-40
+TEXT ·addSubFlatVec(SB), NOSPLIT, $0-40
 	MOVD x+0(FP), R0
 	MOVD y+8(FP), R1
 	MOVD z+16(FP), R2

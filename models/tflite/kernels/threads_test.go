@@ -9,7 +9,6 @@ import (
 	"github.com/outpost-ml/outpost/models/tensor"
 	"github.com/outpost-ml/outpost/models/tflite"
 	"github.com/outpost-ml/outpost/models/tflite/schema"
-	"github.com/outpost-ml/outpost/models/tflite/write"
 )
 
 // runThreaded loads data and invokes it on input x with the given thread count, returning
@@ -57,7 +56,7 @@ func checkThreads(t testing.TB, seed uint64) {
 		x = make([]int8, size)
 	case 3:
 		n := 1 + r.IntN(5000)
-		data, x = addModel(t, r, n), make([]int8, n)
+		data, x = addSubFlatModel(t, r, schema.TensorTypeInt8, n), make([]int8, n)
 	case 0, 1:
 		c := randConvCase(r, seed%4 == 1)
 		if _, _, ok := c.outSize(); !ok {
@@ -248,36 +247,4 @@ func BenchmarkThreads(b *testing.B) {
 	fc := fcCase{batches: 1, depth: 1280, units: 1000, inScale: 0.02, outScale: 0.05, wScale: []float32{0.005}}
 	fc.filter = randWeights(r, fc.units*fc.depth)
 	bench(fc.model(b), fmt.Sprintf("fc%dx%d_units%d", fc.batches, fc.depth, fc.units))
-}
-
-// addModel is an int8 ADD or SUB of n elements: the input plus (or minus) a random constant,
-// with random scales and zero points.
-func addModel(t testing.TB, r *rand.Rand, n int) []byte {
-	t.Helper()
-	q := func() *write.Quant {
-		return &write.Quant{Scale: []float32{0.005 + r.Float32()/10}, ZeroPoint: []int64{int64(r.IntN(256) - 128)}}
-	}
-	m := write.NewModel("outpost threaded add test")
-	sg := m.Subgraph()
-	shape := []int32{1, int32(n)}
-	in := sg.AddTensor(write.Tensor{Name: "in", Type: schema.TensorTypeInt8, Shape: shape, Quant: q()})
-	c := make([]byte, n)
-	for i := range c {
-		c[i] = byte(r.IntN(256))
-	}
-	k := sg.AddTensor(write.Tensor{Name: "k", Type: schema.TensorTypeInt8, Shape: shape, Data: c, Quant: q()})
-	out := sg.AddTensor(write.Tensor{Name: "out", Type: schema.TensorTypeInt8, Shape: shape, Quant: q()})
-	act := []schema.Activation{schema.ActivationNone, schema.ActivationRelu, schema.ActivationRelu6}[r.IntN(3)]
-	if r.IntN(2) == 0 {
-		sg.AddOp(schema.OpAdd, 1, []int32{in, k}, []int32{out}, write.AddOptions(act))
-	} else {
-		sg.AddOp(schema.OpSub, 1, []int32{in, k}, []int32{out}, write.SubOptions(act))
-	}
-	sg.SetInputs(in)
-	sg.SetOutputs(out)
-	data, err := m.Bytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
