@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/outpost-ml/outpost/models/tensor"
-	"github.com/outpost-ml/outpost/models/tflite"
 	"github.com/outpost-ml/outpost/models/tflite/schema"
 	"github.com/outpost-ml/outpost/models/tflite/write"
 )
@@ -300,14 +299,7 @@ func TestAddSubFlatThreads(t *testing.T) {
 		for _, port := range []bool{true, false} {
 			SetPortable(port)
 			for threads := 1; threads <= 4; threads++ {
-				m, err := tflite.Load(data)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ip, err := tflite.NewInterpreter(m, Builtins(), tflite.Options{Threads: threads})
-				if err != nil {
-					t.Fatal(err)
-				}
+				ip := newThreaded(t, data, threads)
 				copy(ip.Input(0).Bytes(), x)
 				if err := ip.Invoke(); err != nil {
 					t.Fatal(err)

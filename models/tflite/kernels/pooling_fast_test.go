@@ -64,14 +64,19 @@ func randPoolCase(r *rand.Rand) poolCase {
 	return c
 }
 
-// prepare builds the node and runs preparePool; the input holds random values.
-func (c poolCase) prepare(t testing.TB, r *rand.Rand) (*tflite.Node, bool) {
-	pad := schema.PaddingValid
+// outSize is c's padding and output height and width (not positive when the window does
+// not fit).
+func (c poolCase) outSize() (pad schema.Padding, oh, ow int) {
+	pad = schema.PaddingValid
 	if c.same {
 		pad = schema.PaddingSame
 	}
-	oh := computeOutSize(pad, c.h, c.fh, c.sh, 1)
-	ow := computeOutSize(pad, c.w, c.fw, c.sw, 1)
+	return pad, computeOutSize(pad, c.h, c.fh, c.sh, 1), computeOutSize(pad, c.w, c.fw, c.sw, 1)
+}
+
+// prepare builds the node and runs preparePool; the input holds random values.
+func (c poolCase) prepare(t testing.TB, r *rand.Rand) (*tflite.Node, bool) {
+	pad, oh, ow := c.outSize()
 	if oh <= 0 || ow <= 0 {
 		return nil, false
 	}
@@ -172,12 +177,7 @@ func BenchmarkPoolInt8Global(b *testing.B) {
 // model is c as a one-op model (int8 or uint8 tensors) for the threaded tests.
 func (c poolCase) model(t testing.TB) ([]byte, int, bool) {
 	t.Helper()
-	pad := schema.PaddingValid
-	if c.same {
-		pad = schema.PaddingSame
-	}
-	oh := computeOutSize(pad, c.h, c.fh, c.sh, 1)
-	ow := computeOutSize(pad, c.w, c.fw, c.sw, 1)
+	pad, oh, ow := c.outSize()
 	if oh <= 0 || ow <= 0 {
 		return nil, 0, false
 	}

@@ -11,9 +11,8 @@ import (
 	"github.com/outpost-ml/outpost/models/tflite/schema"
 )
 
-// runThreaded loads data and invokes it on input x with the given thread count, returning
-// the output bytes.
-func runThreaded(t testing.TB, data []byte, x []int8, threads int) []byte {
+// newThreaded loads data into an interpreter with the given thread count; the caller closes it.
+func newThreaded(t testing.TB, data []byte, threads int) *tflite.Interpreter {
 	t.Helper()
 	m, err := tflite.Load(data)
 	if err != nil {
@@ -23,6 +22,14 @@ func runThreaded(t testing.TB, data []byte, x []int8, threads int) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ip
+}
+
+// runThreaded loads data and invokes it on input x with the given thread count, returning
+// the output bytes.
+func runThreaded(t testing.TB, data []byte, x []int8, threads int) []byte {
+	t.Helper()
+	ip := newThreaded(t, data, threads)
 	defer ip.Close()
 	copy(ip.Input(0).Int8(), x)
 	if err := ip.Invoke(); err != nil {
