@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,45 +12,20 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/boltbuf"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
+	"github.com/outpost-ml/outpost/fleet/broker/mochitest"
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
-
-// allowAll lets every client connect and use every topic.
-type allowAll struct{ mochi.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-func (*allowAll) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
-}
-func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
 
 // startBroker runs a real mochi broker on addr ("127.0.0.1:0" for a free port) until stop is
 // called or the test ends, and returns the address it listens on.
 func startBroker(t *testing.T, addr string) (stop func(), bound string) {
 	t.Helper()
-	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err := srv.AddHook(new(allowAll), nil); err != nil {
-		t.Fatal(err)
-	}
-	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: addr})
-	if err := srv.AddListener(ln); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { srv.Close() }) }
-	t.Cleanup(stop)
-	return stop, ln.Address()
+	b := mochitest.Start(t, addr, nil)
+	return b.Stop, b.Addr
 }
 
 // controller stands in for the fleet controller: it records every result it receives,

@@ -3,7 +3,6 @@ package mqttlink_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"net"
 	"slices"
@@ -15,44 +14,21 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
-	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/agent/mqttlink"
+	"github.com/outpost-ml/outpost/fleet/broker/mochitest"
 	"github.com/outpost-ml/outpost/fleet/wire"
 )
 
-// allowAll lets every client connect and use every topic. (mochi's auth.AllowHook would do,
-// but its package pulls in a YAML module this repository does not otherwise need.)
-type allowAll struct{ mochi.HookBase }
-
-func (*allowAll) ID() string { return "allow-all" }
-func (*allowAll) Provides(b byte) bool {
-	return b == mochi.OnConnectAuthenticate || b == mochi.OnACLCheck
-}
-func (*allowAll) OnConnectAuthenticate(*mochi.Client, packets.Packet) bool { return true }
-func (*allowAll) OnACLCheck(*mochi.Client, string, bool) bool              { return true }
-
 // startBroker runs a real mochi broker on a free loopback port until the test ends.
-func startBroker(t *testing.T) (*mochi.Server, string) { return startBrokerWith(t, new(allowAll)) }
+func startBroker(t *testing.T) (*mochi.Server, string) { return startBrokerWith(t, nil) }
 
 // startBrokerWith is startBroker with hook deciding who may connect and what they may do.
 func startBrokerWith(t *testing.T, hook mochi.Hook) (*mochi.Server, string) {
 	t.Helper()
-	srv := mochi.New(&mochi.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.AddHook(hook, nil); err != nil {
-		t.Fatal(err)
-	}
-	ln := listeners.NewTCP(listeners.Config{ID: "t", Address: "127.0.0.1:0"})
-	if err := srv.AddListener(ln); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Serve(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv, "tcp://" + ln.Address()
+	b := mochitest.Start(t, "127.0.0.1:0", hook)
+	return b.Server, b.URL()
 }
 
 // watcher is a plain paho client standing in for the controller.

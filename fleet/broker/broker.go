@@ -167,7 +167,7 @@ func New(opts Options) (*Broker, error) {
 	b.listener = tcp
 	b.addr = tcp.Address()
 	if err := b.addTLSListener(opts); err != nil {
-		srv.Close()
+		Shutdown(srv)
 		return nil, err
 	}
 	if b.fellBack {
@@ -228,7 +228,7 @@ func (b *Broker) Run(ctx context.Context) error {
 
 // Close stops the broker (or releases the port of one never run). It is safe to call twice.
 func (b *Broker) Close() error {
-	b.closeOnce.Do(func() { b.srv.Close() })
+	b.closeOnce.Do(func() { Shutdown(b.srv) })
 	return nil
 }
 
