@@ -94,7 +94,7 @@ bench-scale: ## Scale figures: 1,000 devices x 10 results/s for 60 s into outpos
 # Not part of make test or make bench: a timed figure that means something only on a quiet
 # machine. OUTPOST_THREADS_ROUNDS and OUTPOST_THREADS_N change the rounds and Invokes per round.
 .PHONY: bench-threads
-bench-threads: ## Issue 14's threads figure: MobileNet v2 224x224 int8, 2 threads / 1 thread, alternating rounds, median ratio
+bench-threads: ## Issue 14's threads figure: MobileNet v2 224x224 int8, 2 threads / 1 thread, alternating rounds, median ratio, and by the host's vCPU placement
 	@set -o pipefail; OUTPOST_THREADS_RATIO=1 $(GO) test -count=1 -run '^TestThreadsRatio$$' -v ./models/tflite/synth | \
 	  grep -E 'kernels|round|median|^(--- |ok|FAIL)'
 
