@@ -223,15 +223,46 @@ func (ip *Interpreter) plan(maxBytes int) error {
 			b := p.bufs[len(p.owners)+i]
 			g.nodes[so[0]].scratch[so[1]] = region[b.offset : b.offset+b.size : b.offset+b.size]
 		}
+		for i, so := range p.workerOwners {
+			b := p.bufs[len(p.owners)+len(p.scratchOwners)+i]
+			g.nodes[so[0]].workerScratch[0][so[1]] = region[b.offset : b.offset+b.size : b.offset+b.size]
+		}
+		for ni := range g.nodes {
+			n := &g.nodes[ni]
+			for w := range n.workerScratch {
+				if p.workerStride == 0 {
+					break // one worker: planned like scratch, above
+				}
+				off := p.workerBase + w*p.workerStride
+				for h, size := range n.workerSizes {
+					n.workerScratch[w][h] = region[off : off+size : off+size]
+					off += alignLine(size)
+				}
+			}
+		}
 	}
 	return nil
 }
+
+// cacheLine is the largest cache line of the CPUs the interpreter runs on (64 bytes on amd64
+// and the arm64 cores of boards; 128 on some server arm64 parts): worker scratch areas are
+// this far apart at least, so that two workers never write one line.
+const cacheLine = 128
+
+// alignLine rounds n up to a multiple of cacheLine.
+func alignLine(n int) int { return (n + cacheLine - 1) &^ (cacheLine - 1) }
 
 type graphPlan struct {
 	bufs          []buffer
 	owners        []*tensor.Tensor
 	scratchOwners [][2]int
 	size, base    int
+
+	// With several workers their scratch areas (RequestWorkerScratch) follow the greedy
+	// plan: area w starts at workerBase + w*workerStride. With one, worker scratch is
+	// planned like scratch (workerOwners), so a 1-thread interpreter's arena does not grow.
+	workerBase, workerStride int
+	workerOwners             [][2]int
 }
 
 // plan computes each non-constant tensor's lifetime once and places the tensors, plus the nodes'
@@ -323,7 +354,43 @@ func (g *Graph) plan(budget int) (graphPlan, error) {
 			p.scratchOwners = append(p.scratchOwners, [2]int{ni, h})
 		}
 	}
+	workers := 1
+	if g.ip != nil && g.ip.pool != nil {
+		workers = len(g.ip.pool.start) + 1
+	}
+	per := 0 // the most any node asks of each worker
+	for ni := range g.nodes {
+		n := &g.nodes[ni]
+		if len(n.workerSizes) == 0 {
+			continue
+		}
+		n.workerScratch = make([][][]byte, workers)
+		for w := range n.workerScratch {
+			n.workerScratch[w] = make([][]byte, len(n.workerSizes))
+		}
+		need := 0
+		for h, size := range n.workerSizes {
+			need += alignLine(size)
+			if workers == 1 {
+				if err := add(size, ni, ni); err != nil {
+					return p, fmt.Errorf("scratch of op %d (%s): %w", ni, n.Op, err)
+				}
+				p.workerOwners = append(p.workerOwners, [2]int{ni, h})
+			}
+		}
+		per = max(per, need)
+	}
 	p.size = planGreedy(p.bufs)
+	if workers > 1 && per > 0 {
+		// The areas a cache line apart at least (alignLine's rounding, plus a line: the
+		// arena is only Alignment-aligned).
+		p.workerBase = alignLine(p.size) + cacheLine
+		p.workerStride = per + cacheLine
+		p.size = p.workerBase + workers*p.workerStride
+		if sum+workers*p.workerStride > budget {
+			return p, fmt.Errorf("memory cap exceeded (arena over %d bytes with the workers' scratch)", sum+workers*p.workerStride)
+		}
+	}
 	return p, nil
 }
 

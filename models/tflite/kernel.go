@@ -64,7 +64,10 @@ type Node struct {
 	scratchSizes []int    // requested in Prepare
 	packed       []int    // inputs the kernel copied in Prepare and never reads again (Packed)
 	scratch      [][]byte // assigned by the planner
-	graph        *Graph   // the subgraph the node belongs to
+
+	workerSizes   []int      // RequestWorkerScratch's, per worker
+	workerScratch [][][]byte // [worker][handle], assigned by the planner
+	graph         *Graph     // the subgraph the node belongs to
 }
 
 // Subgraph returns subgraph i of the model for control-flow kernels (IF, WHILE, CALL_ONCE) to
@@ -116,6 +119,29 @@ func (n *Node) RequestScratch(bytes int) (int, error) {
 
 // Scratch returns the scratch buffer of handle h during Eval (16-byte aligned).
 func (n *Node) Scratch(h int) []byte { return n.scratch[h] }
+
+// RequestWorkerScratch reserves bytes of arena memory for each of the node's workers
+// (Workers), live only while this node runs, for what a worker writes and reads alone: its
+// rows of im2col taps, its copy of a table the kernel rebuilds at each Invoke. Call it in
+// Prepare; it returns a handle for WorkerScratch.
+//
+// Worker w's buffers of every node lie in one area of the arena that only worker w uses, so
+// they stay in its core's cache from one layer to the next. Cut from ordinary scratch, each
+// layer's per-worker slices fell on lines the other core had written last (the slices of
+// another layer, its tensors), and every such line had to come from the other core's cache:
+// on a host whose two cores do not share a cache, a tenth of a 2-thread Invoke (docs/
+// performance.md, "Threads, round 4").
+func (n *Node) RequestWorkerScratch(bytes int) (int, error) {
+	if bytes < 0 {
+		return 0, fmt.Errorf("worker scratch of %d bytes", bytes)
+	}
+	n.workerSizes = append(n.workerSizes, bytes)
+	return len(n.workerSizes) - 1, nil
+}
+
+// WorkerScratch returns worker w's buffer of handle h during Eval (64-byte aligned within the
+// arena, which is 16-byte aligned).
+func (n *Node) WorkerScratch(h, w int) []byte { return n.workerScratch[w][h] }
 
 // CheckIO checks the node's input and output counts: minIn..maxIn inputs and exactly outs outputs.
 func (n *Node) CheckIO(minIn, maxIn, outs int) error {

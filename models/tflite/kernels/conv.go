@@ -473,7 +473,7 @@ func prepareDepthwise(n *tflite.Node) error {
 	}
 	if g.dtype != tensor.Float32 {
 		// One accumulator row per worker: the int8 fast kernels split rows across them.
-		h, err := n.RequestScratch(8 * g.outC * n.Workers())
+		h, err := n.RequestWorkerScratch(8 * g.outC)
 		if err != nil {
 			return err
 		}
@@ -505,9 +505,9 @@ func evalDepthwise(n *tflite.Node) error {
 		if g.dw != nil && g.dw.expand {
 			exp = int8s(n.Scratch(g.dw.expHandle), g.inH*g.inW*g.outC)
 		}
-		depthwiseInt8(n, g, in.Int8(), filter.Int8(), bias.Int32(), out.Int8(), int32s(n.Scratch(g.accScratch), g.outC*n.Workers()), exp)
+		depthwiseInt8(n, g, in.Int8(), filter.Int8(), bias.Int32(), out.Int8(), exp)
 	case tensor.Int16:
-		depthwiseInt16(g, in.Int16(), filter.Int8(), bias, out.Int16(), int64s(n.Scratch(g.accScratch), g.outC))
+		depthwiseInt16(g, in.Int16(), filter.Int8(), bias, out.Int16(), int64s(n.WorkerScratch(g.accScratch, 0), g.outC))
 	}
 	return nil
 }
@@ -563,18 +563,21 @@ type dwInt8 struct {
 	expHandle int
 
 	// The SIMD path (3x3, multiplier 1 after expansion, channels a multiple of 8): weights
-	// held as [C/8][9 taps][8]int8 and widened to int32 into the scratch wHandle, and a
-	// quantTable of the channels written from rq into the scratch qHandle, at each Invoke (as
-	// gemmInt8 does). The row kernel multiplies int32 lanes (VPMULLD, MLA): widening the
-	// weights there instead, per tap and pixel, made it 4-12 % slower; once per Invoke it
-	// costs about one instruction per 8 weights.
+	// held as [C/8][9 taps][8]int8 and widened to int32 into the worker scratch wHandle, and
+	// a quantTable of the channels written from rq into the worker scratch qHandle, by each
+	// worker at its first row of each Invoke (as gemmInt8 does). The row kernel multiplies
+	// int32 lanes (VPMULLD, MLA): widening the weights there instead, per tap and pixel, made
+	// it 4-12 % slower; once per Invoke it costs about one instruction per 8 weights. Each
+	// worker makes its own copy: one copy, made by the caller and read by the others, came to
+	// them from the caller's cache at every layer (docs/performance.md, "Threads, round 4").
 	simd       bool
 	w8         []int8
 	wHandle    int
 	qHandle    int
 	oxLo, oxHi int // output columns whose taps are all inside the input horizontally
 
-	job dwJob // the batch in progress, for RunPart
+	filled workerFlags // which workers have made their tables in this Invoke
+	job    dwJob       // the batch in progress, for RunPart
 }
 
 // maxExpandBytes bounds the expanded input copy of a depthwise convolution with a depth
@@ -623,14 +626,15 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 			d.w8[(oc/8)*72+t*8+oc%8] = w[t*c+oc]
 		}
 	}
-	h, err := n.RequestScratch(c / 8 * quantGroup * 4)
+	h, err := n.RequestWorkerScratch(c / 8 * quantGroup * 4)
 	if err != nil {
 		return nil, err
 	}
 	d.qHandle = h
-	if d.wHandle, err = n.RequestScratch(9 * c * 4); err != nil {
+	if d.wHandle, err = n.RequestWorkerScratch(9 * c * 4); err != nil {
 		return nil, err
 	}
+	d.filled = newWorkerFlags(n.Workers())
 	inside := func(ox int) bool {
 		ix0 := ox*g.strideW - g.padW
 		return ix0 >= 0 && ix0+(g.fW-1)*g.dilW < g.inW
@@ -651,16 +655,12 @@ func (g *convGeom) prepareDepthwiseInt8(n *tflite.Node, w []int8, b []int32, fil
 // taps inside the input of w * (x + input_offset), then per-channel requantization, the
 // output offset and the activation clamp. With constant weights it runs dwInt8's kernels
 // (3x3 with depth multiplier 1 unrolled, others tap by tap), else the reference loop.
-func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8, acc []int32, exp []int8) {
+func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8, exp []int8) {
 	d := g.dw
 	inSize := g.inH * g.inW * g.inC
 	c, m := g.inC, g.depthMul // channels of a pixel of xb, and the multiplier left to apply
-	var q, w32 []int32
 	if d != nil && d.simd {
-		q = int32s(n.Scratch(d.qHandle), g.outC/8*quantGroup)
-		fillQuantTable(q, d.rq, g.outOff, g.qMin, g.qMax)
-		w32 = int32s(n.Scratch(d.wHandle), len(d.w8))
-		widen32(w32, d.w8)
+		d.filled.reset()
 	}
 	for bt := 0; bt < g.batches; bt++ {
 		xb := x[bt*inSize : (bt+1)*inSize]
@@ -669,13 +669,14 @@ func depthwiseInt8(n *tflite.Node, g *convGeom, x, w []int8, b []int32, y []int8
 			xb, c, m = exp, g.outC, 1
 		}
 		if d == nil {
+			acc := int32s(n.WorkerScratch(g.accScratch, 0), g.outC)
 			for oy := 0; oy < g.outH; oy++ {
 				g.dwRowInt8(xb, c, m, bt, oy, x, w, b, nil, nil, y, acc)
 			}
 			continue
 		}
 		// The fast kernels split the output rows across the node's workers (dw_parallel.go).
-		d.job = dwJob{g: g, xb: xb, c: c, m: m, bt: bt, w32: w32, q: q, y: y, acc: acc}
+		d.job = dwJob{g: g, n: n, xb: xb, c: c, m: m, bt: bt, y: y}
 		if g.outH*g.outW*g.outC*g.fH*g.fW < minParallelMACs {
 			for oy := range g.outH {
 				d.job.RunPart(0, oy)

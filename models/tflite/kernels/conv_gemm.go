@@ -83,8 +83,9 @@ type gemmInt8 struct {
 	simd      bool
 	kp        int
 	wp        []int8
-	qGroups   int // groups of 8 channels in the quantTable (OC/8 rounded up to even)
-	qHandle   int // scratch: the quantTable, shared read-only by the workers of an Invoke
+	qGroups   int         // groups of 8 channels in the quantTable (OC/8 rounded up to even)
+	qHandle   int         // worker scratch: each worker's copy of the quantTable
+	filled    workerFlags // which workers have made their quantTable in this Invoke
 	rows16    int
 	x16Handle int
 
@@ -180,7 +181,7 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 	default:
 		gm.colRows = gm.splitWork(g.outH*g.outW, max(1, maxColBytes/k), 2, gemmBlock)
 		if !gm.direct {
-			h, err := n.RequestScratch(gm.workers * gm.colRows * k)
+			h, err := n.RequestWorkerScratch(gm.colRows * k)
 			if err != nil {
 				return err
 			}
@@ -294,7 +295,7 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 	}
 	per := g.outH * g.outW
 	gm.rows16 = gm.splitWork(per, max(4, maxColBytes/(2*gm.kp)&^3), 4, 16)
-	h, err := n.RequestScratch(gm.workers * gm.rows16 * gm.kp * 2)
+	h, err := n.RequestWorkerScratch(gm.rows16 * gm.kp * 2)
 	if err != nil {
 		return err
 	}
@@ -302,16 +303,24 @@ func (g *convGeom) prepareGemm16(n *tflite.Node, w []int8) error {
 	return nil
 }
 
-// requestQuantTable reserves the scratch of the SIMD forms' quantTable of groups groups.
+// requestQuantTable reserves the worker scratch of the SIMD forms' quantTable of groups
+// groups. Each worker makes its own copy at its first part of an Invoke (quantTableOf): one
+// copy, made by the caller and read by the others, came to them from the caller's cache at
+// every layer, which on a host whose cores share no cache cost up to 30 µs a layer (docs/
+// performance.md, "Threads, round 4").
 func (gm *gemmInt8) requestQuantTable(n *tflite.Node, groups int) error {
-	h, err := n.RequestScratch(groups * quantGroup * 4)
-	gm.qGroups, gm.qHandle = groups, h
+	h, err := n.RequestWorkerScratch(groups * quantGroup * 4)
+	gm.qGroups, gm.qHandle, gm.filled = groups, h, newWorkerFlags(n.Workers())
 	return err
 }
 
-// quantTableOf is the node's quantTable in the scratch, as fillQuantTable wrote it.
-func (gm *gemmInt8) quantTableOf(n *tflite.Node) []int32 {
-	return int32s(n.Scratch(gm.qHandle), gm.qGroups*quantGroup)
+// quantTableOf is worker w's quantTable, made from gm.rq on its first call of the Invoke.
+func (gm *gemmInt8) quantTableOf(n *tflite.Node, w int) []int32 {
+	t := int32s(n.WorkerScratch(gm.qHandle, w), gm.qGroups*quantGroup)
+	if gm.filled.first(w) {
+		fillQuantTable(t, gm.rq, gm.outOff, gm.qMin, gm.qMax)
+	}
+	return t
 }
 
 // convInt8 runs the int8 CONV_2D: direct GEMM for pointwise layers, im2col chunks otherwise,
@@ -319,7 +328,7 @@ func (gm *gemmInt8) quantTableOf(n *tflite.Node) []int32 {
 func (g *convGeom) convInt8(n *tflite.Node, x, y []int8) {
 	gm := g.gemm
 	if gm.simd {
-		fillQuantTable(gm.quantTableOf(n), gm.rq, gm.outOff, gm.qMin, gm.qMax)
+		gm.filled.reset()
 	}
 	gm.job = convJob{g: g, n: n, x: x, y: y, chunks: gm.chunks}
 	parts := gm.groups * g.batches * gm.job.chunks
@@ -350,12 +359,12 @@ func (j *convJob) RunPart(w, part int) {
 		p0, rows := gm.chunk(c, per)
 		ys := yb[p0*g.outC : (p0+rows)*g.outC]
 		if gm.dot != 0 {
-			buf := j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kd:][:gm.rows16*gm.kd]
-			g.convChunk8(buf, gm.quantTableOf(j.n), xb, p0, rows, ys, lo, hi)
+			buf := j.n.WorkerScratch(gm.x16Handle, w)[:gm.rows16*gm.kd]
+			g.convChunk8(buf, gm.quantTableOf(j.n, w), xb, p0, rows, ys, lo, hi)
 			return
 		}
-		buf := int16s(j.n.Scratch(gm.x16Handle)[w*gm.rows16*gm.kp*2:], gm.rows16*gm.kp)
-		g.convChunk16(buf, gm.quantTableOf(j.n), xb, p0, rows, ys, lo, hi)
+		buf := int16s(j.n.WorkerScratch(gm.x16Handle, w), gm.rows16*gm.kp)
+		g.convChunk16(buf, gm.quantTableOf(j.n, w), xb, p0, rows, ys, lo, hi)
 		return
 	}
 	nb := (g.outC + gemmBlock - 1) / gemmBlock
@@ -367,7 +376,7 @@ func (j *convJob) RunPart(w, part int) {
 		gm.run(xb[p0*k:(p0+rows)*k], rows, ys, lo, hi)
 		return
 	}
-	col := int8s(j.n.Scratch(g.colScratch)[w*gm.colRows*k:], gm.colRows*k)
+	col := int8s(j.n.WorkerScratch(g.colScratch, w), gm.colRows*k)
 	for r := 0; r < rows; r++ {
 		im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
 	}

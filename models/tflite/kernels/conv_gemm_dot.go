@@ -160,7 +160,7 @@ func (g *convGeom) prepareGemm8(n *tflite.Node, w []int8, form int) error {
 	}
 	per := g.outH * g.outW
 	gm.rows16 = gm.splitWork(per, max(4, maxColBytes/gm.kd&^3), 4, 16)
-	h, err := n.RequestScratch(gm.workers * gm.rows16 * gm.kd)
+	h, err := n.RequestWorkerScratch(gm.rows16 * gm.kd)
 	if err != nil {
 		return err
 	}

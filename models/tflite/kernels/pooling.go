@@ -54,8 +54,9 @@ type poolData struct {
 // poolJob is a quantized pooling cut into parts of one output row and one run of channels.
 type poolJob struct {
 	d       *poolData
+	n       *tflite.Node
 	in, out *tensor.Tensor
-	scratch []byte
+	scratch [][]byte // the workers' scratch in tests; nil: the node's worker scratch
 }
 
 // minParallelPool is the least number of input reads (output elements × window taps) a
@@ -144,7 +145,7 @@ func preparePool(n *tflite.Node, kind poolKind) error {
 			d.chunk = max(poolMinChunk, ((d.c+cuts-1)/cuts+7)&^7)
 			d.chunks = (d.c + d.chunk - 1) / d.chunk
 		}
-		h, err := n.RequestScratch(n.Workers() * poolScratchBytes(d.chunk))
+		h, err := n.RequestWorkerScratch(poolScratchBytes(d.chunk))
 		if err != nil {
 			return err
 		}
@@ -174,7 +175,7 @@ func evalPool(n *tflite.Node) error {
 	d := n.Data.(*poolData)
 	in, out := n.Input(0), n.Output(0)
 	if d.fast {
-		d.job = poolJob{d: d, in: in, out: out, scratch: n.Scratch(d.scratch)}
+		d.job = poolJob{d: d, n: n, in: in, out: out}
 		parts := d.batches * d.outH * d.chunks
 		if d.batches*d.outH*d.outW*d.fH*d.fW*d.c < minParallelPool {
 			for p := range parts {
@@ -294,8 +295,12 @@ func (j *poolJob) RunPart(worker, part int) {
 	row, k := part/d.chunks, part%d.chunks
 	c0 := k * d.chunk
 	c1 := min(c0+d.chunk, d.c)
-	size := poolScratchBytes(d.chunk)
-	s := j.scratch[worker*size : (worker+1)*size]
+	var s []byte
+	if j.scratch != nil {
+		s = j.scratch[worker]
+	} else {
+		s = j.n.WorkerScratch(d.scratch, worker)
+	}
 	c8 := (d.chunk + 7) &^ 7
 	acc, lanes := int32s(s, c8), uint64s(s[4*c8:], c8/4)
 	switch d.dtype {

@@ -137,9 +137,12 @@ func TestPoolQuantParts(t *testing.T) {
 		clear(out.Bytes())
 		const workers = 3
 		size := poolScratchBytes(d.chunk)
-		j := poolJob{d: d, in: in, out: out, scratch: make([]byte, workers*size)}
-		for i := range j.scratch {
-			j.scratch[i] = byte(r.IntN(256)) // scratch is not cleared between Invokes
+		j := poolJob{d: d, in: in, out: out, scratch: make([][]byte, workers)}
+		for w := range j.scratch {
+			j.scratch[w] = make([]byte, size)
+			for i := range j.scratch[w] {
+				j.scratch[w][i] = byte(r.IntN(256)) // scratch is not cleared between Invokes
+			}
 		}
 		parts := d.batches * d.outH * d.chunks
 		for _, p := range r.Perm(parts) {
@@ -165,7 +168,7 @@ func BenchmarkPoolInt8Global(b *testing.B) {
 		}
 	})
 	b.Run("parts", func(b *testing.B) {
-		j := poolJob{d: d, in: n.Input(0), out: n.Output(0), scratch: make([]byte, poolScratchBytes(d.chunk))}
+		j := poolJob{d: d, in: n.Input(0), out: n.Output(0), scratch: [][]byte{make([]byte, poolScratchBytes(d.chunk))}}
 		for b.Loop() {
 			for p := range d.chunks {
 				j.RunPart(0, p)

@@ -78,7 +78,7 @@ func TestThreadsRatio(t *testing.T) {
 		slices.Sort(times)
 		return times[n/2]
 	}
-	var ratios, one, two, near, far, busy []float64
+	var ratios, one, two, near, far, busy, nearHost, farHost []float64
 	for r := range rounds {
 		var a, b time.Duration
 		if r%2 == 0 {
@@ -90,19 +90,19 @@ func TestThreadsRatio(t *testing.T) {
 		ratio := float64(b) / float64(a)
 		ratios, one, two = append(ratios, ratio), append(one, ms(a)), append(two, ms(b))
 		switch {
+		case rtt > nearRoundTrip:
+			far, farHost = append(far, ratio), append(farHost, host)
 		case host > wholeCores:
 			busy = append(busy, ratio)
-		case rtt > nearRoundTrip:
-			far = append(far, ratio)
 		default:
-			near = append(near, ratio)
+			near, nearHost = append(near, ratio), append(nearHost, host)
 		}
 		t.Logf("round %2d: 1 thread %6.2f ms, 2 threads %6.2f ms, ratio %.2f (host %.2f, round trip %v)", r+1, ms(a), ms(b), ratio, host, rtt)
 	}
 	t.Logf("median 1 thread %.2f ms, 2 threads %.2f ms; median ratio (2 threads / 1) %.2f (target ≤ 0.6); load average after: %s",
 		med(one), med(two), med(ratios), loadAvg())
-	t.Logf("by host: vCPUs near (round trip ≤ %v): %d rounds, median ratio %.2f; far: %d rounds, %.2f; second vCPU busy (host ratio > %.2f): %d rounds, %.2f",
-		nearRoundTrip, len(near), med(near), len(far), med(far), wholeCores, len(busy), med(busy))
+	t.Logf("by host: vCPUs near (round trip ≤ %v), second one free (host ratio ≤ %.2f): %d rounds, median ratio %.2f (host %.2f); far: %d rounds, %.2f (host %.2f); near, second one busy: %d rounds, %.2f",
+		nearRoundTrip, wholeCores, len(near), med(near), med(nearHost), len(far), med(far), med(farHost), len(busy), med(busy))
 }
 
 // wholeCores is the host ratio up to which a round counts as run on two whole cores.
