@@ -180,7 +180,12 @@ func TestIngestDrift(t *testing.T) {
 	s.ID = 11
 	d.publish(wire.LeafDrift, s, false)
 	d.publish(wire.LeafDrift, s, false) // redelivered: stored once, acked again
-	d.publish(wire.LeafDrift, driftSummary("dev-d", 2), false)
+	// A second later than window 1, so that Drift's order (newest End first) decides which
+	// comes first: made in the same millisecond, the two tied, and the order between them is
+	// not specified.
+	s2 := driftSummary("dev-d", 2)
+	s2.Start, s2.End = s2.Start.Add(time.Second), s2.End.Add(time.Second)
+	d.publish(wire.LeafDrift, s2, false)
 	bad := []struct {
 		name    string
 		payload []byte
