@@ -229,10 +229,10 @@ func (ip *Interpreter) plan(maxBytes int) error {
 		}
 		for ni := range g.nodes {
 			n := &g.nodes[ni]
+			if p.workerStride == 0 {
+				break // one worker: planned like scratch, above
+			}
 			for w := range n.workerScratch {
-				if p.workerStride == 0 {
-					break // one worker: planned like scratch, above
-				}
 				off := p.workerBase + w*p.workerStride
 				for h, size := range n.workerSizes {
 					n.workerScratch[w][h] = region[off : off+size : off+size]

@@ -110,35 +110,13 @@ func checkChannelSplit(t testing.TB, seed uint64) {
 		c.fh = []int{1, 3}[r.IntN(2)]
 		c.fw, c.sh, c.sw, c.dh, c.dw, c.pad = c.fh, 1, 1, 1, 1, schema.PaddingSame
 		c.filter = randWeights(r, c.outC*c.fh*c.fw*c.inC)
-		if len(c.wScale) > 1 {
-			c.wScale = make([]float32, c.outC)
-			for i := range c.wScale {
-				c.wScale[i] = 0.001 + r.Float32()*0.02
-			}
-		}
-		if c.bias != nil {
-			c.bias = make([]int32, c.outC)
-			for i := range c.bias {
-				c.bias[i] = int32(r.IntN(40001) - 20000)
-			}
-		}
+		resizeChannels(r, c.outC, &c.wScale, &c.bias, 0.02)
 		data, x, name = c.model(t), make([]int8, c.n*c.h*c.w*c.inC), c.String()
 	} else {
 		c := randFCCase(r)
 		c.batches, c.units = 1+r.IntN(4), outC
 		c.filter = randWeights(r, c.units*c.depth)
-		if len(c.wScale) > 1 {
-			c.wScale = make([]float32, c.units)
-			for i := range c.wScale {
-				c.wScale[i] = 0.001 + r.Float32()*0.01
-			}
-		}
-		if c.bias != nil {
-			c.bias = make([]int32, c.units)
-			for i := range c.bias {
-				c.bias[i] = int32(r.IntN(40001) - 20000)
-			}
-		}
+		resizeChannels(r, c.units, &c.wScale, &c.bias, 0.01)
 		data, x, name = c.model(t), make([]int8, c.batches*c.depth), c.String()
 	}
 	for i := range x {
@@ -254,4 +232,21 @@ func BenchmarkThreads(b *testing.B) {
 	fc := fcCase{batches: 1, depth: 1280, units: 1000, inScale: 0.02, outScale: 0.05, wScale: []float32{0.005}}
 	fc.filter = randWeights(r, fc.units*fc.depth)
 	bench(fc.model(b), fmt.Sprintf("fc%dx%d_units%d", fc.batches, fc.depth, fc.units))
+}
+
+// resizeChannels gives a random case's per-channel weight scales (when it has them, up to
+// 0.001+spread) and its bias (when it has one) n channels, after its channel count changed.
+func resizeChannels(r *rand.Rand, n int, wScale *[]float32, bias *[]int32, spread float32) {
+	if len(*wScale) > 1 {
+		*wScale = make([]float32, n)
+		for i := range *wScale {
+			(*wScale)[i] = 0.001 + r.Float32()*spread
+		}
+	}
+	if *bias != nil {
+		*bias = make([]int32, n)
+		for i := range *bias {
+			(*bias)[i] = int32(r.IntN(40001) - 20000)
+		}
+	}
 }
