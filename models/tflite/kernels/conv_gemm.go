@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math/bits"
 	"os"
 	"sync/atomic"
 	"unsafe"
@@ -11,8 +12,10 @@ import (
 
 // The int8 CONV_2D fast path: im2col plus a blocked GEMM with int32 accumulators over weights
 // packed once in Prepare. The forms, chosen per node in Prepare, give identical bytes:
-//   - portable (pure Go, every GOARCH): weights packed as int64 pairs, two MACs per 64-bit
-//     multiply, tiles of 2 pixels x 4 channels (run);
+//   - portable (pure Go, every GOARCH): on 64-bit machines weights packed as int64 pairs, two
+//     MACs per 64-bit multiply, tiles of 2 pixels x 4 channels (run); on 32-bit ones (armv7,
+//     386), where a 64-bit multiply takes several instructions, int8 weights in pairs of
+//     channels, one multiply-accumulate a MAC, tiles of 2 pixels x 2 channels (run8);
 //   - SIMD (amd64 AVX2, conv_gemm_amd64.s; arm64 NEON, conv_gemm_arm64.s; unless built with
 //     -tags purego or forced portable): taps widened to int16, weights as interleaved int8 tap
 //     pairs widened as they are loaded, VPMADDWD or SMLAL in tiles of 4 pixels x 16 channels
@@ -59,10 +62,20 @@ func useSIMD() bool { return haveSIMD && !portable.Load() }
 // gemmBlock is the number of output channels one packed weight block holds.
 const gemmBlock = 4
 
+// pairMACs says whether the portable GEMM packs int64 pairs (4 bytes a weight, two MACs per
+// 64-bit multiply) rather than int8 (1 byte a weight, one MAC per 32-bit multiply-add). The
+// pairs pay on 64-bit machines, where the multiply is one instruction. On 32-bit ones it is
+// three multiplies and a carry add, and eight 64-bit accumulators do not fit the registers:
+// under GOARCH=arm the pairs' loop is 62 instructions for 8 MACs (22 of them stack loads and
+// stores), the int8 loop 16 for 4, and the pairs held a vision model's weights four times. A
+// variable so that the tests run both packings on every machine.
+var pairMACs = bits.UintSize == 64
+
 // gemmInt8 is the per-node state of the int8 GEMM path.
 type gemmInt8 struct {
 	k       int        // taps per output pixel: FH*FW*C
 	packed  [][2]int64 // weights as [ceil(OC/4)][k] pairs of w[c] + w[c+1]<<32, zero-padded
+	packed8 [][2]int8  // or (!pairMACs) as [ceil(OC/4)][2][k] pairs of channels, zero-padded
 	direct  bool       // 1x1, stride 1: the input rows are the im2col rows
 	padVal  int8       // the input zero point, written for taps outside the input
 	outOff  int32
@@ -145,19 +158,28 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 		workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
 	form := int8Form()
 	simd := form != formPortable
+	pairs := !simd && pairMACs
 	if !simd {
-		// Only the portable kernel reads the int64 pairs (four bytes per weight): the other
-		// forms pack their own int8 copy, so building both would hold the weights three times.
-		gm.packed = make([][2]int64, nb*k)
+		// Only the portable kernel reads these: the other forms pack their own int8 copy, so
+		// building both would hold the weights twice (three times with the int64 pairs).
+		if pairs {
+			gm.packed = make([][2]int64, nb*k)
+		} else {
+			gm.packed8 = make([][2]int8, nb*2*k)
+		}
 	}
 	for oc := 0; oc < g.outC; oc++ {
 		ws := w[oc*k : (oc+1)*k]
 		j := oc % gemmBlock
 		var sum int32
 		for i, v := range ws {
-			if !simd {
+			switch {
+			case pairs:
 				// Channel j of the block goes to pair j/2, low half for even j, high for odd.
 				gm.packed[(oc/gemmBlock)*k+i][j/2] += int64(v) << (32 * (j % 2))
+			case !simd:
+				// Channel j of the block goes to pair j/2's run of k taps, lane j%2.
+				gm.packed8[(oc/2)*k+i][j%2] = v
 			}
 			sum += int32(v)
 		}
@@ -621,11 +643,16 @@ func gemmTile4x16Go(x []int16, stride int, w0, w1 []int8, pairs int, q []int32, 
 }
 
 // run multiplies rows (pixels x k, row-major) by the packed weights of channel blocks
-// [lo, hi) into y (pixels x OC), requantizing each accumulator. Three pixels and four channels per step share every load,
-// and each 64-bit multiply does two MACs: x * (w0 + w1<<32) accumulates Σx*w0 in the low 32
-// bits and Σx*w1 above them (the low sum's sign borrows from the high half, undone in split).
-// The dot loops are small leaf functions so that their accumulators stay in registers.
+// [lo, hi) into y (pixels x OC), requantizing each accumulator. Two pixels and four channels
+// per step share every load, and each 64-bit multiply does two MACs: x * (w0 + w1<<32)
+// accumulates Σx*w0 in the low 32 bits and Σx*w1 above them (the low sum's sign borrows from
+// the high half, undone in split). The dot loops are small leaf functions so that their
+// accumulators stay in registers.
 func (gm *gemmInt8) run(rows []int8, pixels int, y []int8, lo, hi int) {
+	if gm.packed8 != nil {
+		gm.run8(rows, pixels, y, lo, hi)
+		return
+	}
 	k, outC := gm.k, gm.outC
 	p := 0
 	for ; p+2 <= pixels; p += 2 {
@@ -647,28 +674,64 @@ func (gm *gemmInt8) run(rows []int8, pixels int, y []int8, lo, hi int) {
 	}
 }
 
-// dot3x4 returns the paired sums of three rows of taps with a block of packed weights.
+// run8 is run on the int8 packing: per block, two pixels times each pair of channels, four
+// int32 accumulators, what 32-bit ARM's registers hold beside the pointers.
+func (gm *gemmInt8) run8(rows []int8, pixels int, y []int8, lo, hi int) {
+	k, outC := gm.k, gm.outC
+	w := gm.packed8
+	p := 0
+	for ; p+2 <= pixels; p += 2 {
+		x0, x1 := rows[p*k:p*k+k], rows[p*k+k:p*k+2*k]
+		ys := y[p*outC : (p+2)*outC]
+		for b := lo; b < hi; b++ {
+			a0, a1, b0, b1 := dot2x2(x0, x1, w[2*b*k:(2*b+1)*k])
+			a2, a3, b2, b3 := dot2x2(x0, x1, w[(2*b+1)*k:(2*b+2)*k])
+			gm.store(ys, b*gemmBlock, a0, a1, a2, a3)
+			gm.store(ys[outC:], b*gemmBlock, b0, b1, b2, b3)
+		}
+	}
+	for ; p < pixels; p++ {
+		x0 := rows[p*k : p*k+k]
+		y0 := y[p*outC : p*outC+outC]
+		for b := lo; b < hi; b++ {
+			a0, a1 := dot1x2(x0, w[2*b*k:(2*b+1)*k])
+			a2, a3 := dot1x2(x0, w[(2*b+1)*k:(2*b+2)*k])
+			gm.store(y0, b*gemmBlock, a0, a1, a2, a3)
+		}
+	}
+}
+
+// dot2x2 returns the sums of two rows of taps with a pair of channels' int8 weights.
 //
 //go:noinline
-func dot3x4(x0, x1, x2 []int8, w [][2]int64) (a01, a23, b01, b23, c01, c23 int64) {
+func dot2x2(x0, x1 []int8, w [][2]int8) (a0, a1, b0, b1 int32) {
 	w = w[:len(x0)]
-	x1, x2 = x1[:len(x0)], x2[:len(x0)]
+	x1 = x1[:len(x0)]
 	for i, v := range x0 {
-		p01, p23 := w[i][0], w[i][1]
-		u := int64(v)
-		a01 += u * p01
-		a23 += u * p23
-		u = int64(x1[i])
-		b01 += u * p01
-		b23 += u * p23
-		u = int64(x2[i])
-		c01 += u * p01
-		c23 += u * p23
+		u, t := int32(v), int32(x1[i])
+		w0, w1 := int32(w[i][0]), int32(w[i][1])
+		a0 += u * w0
+		b0 += t * w0
+		a1 += u * w1
+		b1 += t * w1
 	}
 	return
 }
 
-// dot2x4 is dot3x4 for two rows.
+// dot1x2 is dot2x2 for one row.
+//
+//go:noinline
+func dot1x2(x0 []int8, w [][2]int8) (a0, a1 int32) {
+	w = w[:len(x0)]
+	for i, v := range x0 {
+		u := int32(v)
+		a0 += u * int32(w[i][0])
+		a1 += u * int32(w[i][1])
+	}
+	return
+}
+
+// dot2x4 returns the paired sums of two rows of taps with a block of packed weights.
 //
 //go:noinline
 func dot2x4(x0, x1 []int8, w [][2]int64) (a01, a23, b01, b23 int64) {
@@ -685,7 +748,7 @@ func dot2x4(x0, x1 []int8, w [][2]int64) (a01, a23, b01, b23 int64) {
 	return
 }
 
-// dot1x4 is dot3x4 for one row.
+// dot1x4 is dot2x4 for one row.
 //
 //go:noinline
 func dot1x4(x0 []int8, w [][2]int64) (a01, a23 int64) {

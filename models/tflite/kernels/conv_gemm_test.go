@@ -444,11 +444,14 @@ func checkConvPaths(t *testing.T, r *rand.Rand, depthwise bool) bool {
 // forForms runs f once per int8 GEMM form with that form forced at Prepare (and SetPortable
 // on for the portable one, so the other layers take their pure-Go kernels too), restoring the
 // settings afterwards: every form this CPU runs in assembly, and the others on their Go
-// kernels, so each form's packing and driver are tested on every machine. Without gemm (a
-// layer that never takes the GEMM: depthwise) only the portable and SIMD settings differ.
+// kernels, so each form's packing and driver are tested on every machine. The portable form
+// runs with both of its packings (pairMACs), the int64 pairs of 64-bit machines and the int8
+// of 32-bit ones. Without gemm (a layer that never takes the GEMM: depthwise) only the
+// portable and SIMD settings differ.
 func forForms(gemm bool, f func(name string)) {
 	defer SetPortable(portable.Load())
 	defer setInt8Form(setInt8Form(-1))
+	defer func(was bool) { pairMACs = was }(pairMACs)
 	for form := range numForms {
 		if !gemm && form > formWiden {
 			break
@@ -458,6 +461,13 @@ func forForms(gemm bool, f func(name string)) {
 		name := formNames[form]
 		if !haveForm[form] {
 			name += " (Go kernel)"
+		}
+		if form == formPortable && gemm {
+			for _, pairs := range []bool{true, false} {
+				pairMACs = pairs
+				f(name + map[bool]string{true: " (int64 pairs)", false: " (int8)"}[pairs])
+			}
+			continue
 		}
 		f(name)
 	}
