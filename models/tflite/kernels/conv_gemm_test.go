@@ -53,6 +53,10 @@ func TestRequantInt32(t *testing.T) {
 		if got := requantInt32(x, q, left, right); got != want {
 			t.Fatalf("requantInt32(%d, %d, shift %d) = %d, want %d", x, q, shift, got, want)
 		}
+		// The 32-bit machines' form, on every machine.
+		if got := requantNarrow(x<<left, q, right); got != want {
+			t.Fatalf("requantNarrow(%d, %d, shift %d) = %d, want %d", x, q, shift, got, want)
+		}
 	}
 }
 
