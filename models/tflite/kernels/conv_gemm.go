@@ -694,8 +694,7 @@ func (gm *gemmInt8) run8(rows []int8, pixels int, y []int8, lo, hi int) {
 		x0 := rows[p*k : p*k+k]
 		y0 := y[p*outC : p*outC+outC]
 		for b := lo; b < hi; b++ {
-			a0, a1 := dot1x2(x0, w[2*b*k:(2*b+1)*k])
-			a2, a3 := dot1x2(x0, w[(2*b+1)*k:(2*b+2)*k])
+			a0, a1, a2, a3 := dot1x4b(x0, w[2*b*k:(2*b+1)*k], w[(2*b+1)*k:(2*b+2)*k])
 			gm.store(y0, b*gemmBlock, a0, a1, a2, a3)
 		}
 	}
@@ -718,15 +717,19 @@ func dot2x2(x0, x1 []int8, w [][2]int8) (a0, a1, b0, b1 int32) {
 	return
 }
 
-// dot1x2 is dot2x2 for one row.
+// dot1x4b is dot2x2 for one row and both pairs of a block: one load of each tap for four
+// channels (the last pixel of a chunk, and FULLY_CONNECTED on one batch).
 //
 //go:noinline
-func dot1x2(x0 []int8, w [][2]int8) (a0, a1 int32) {
-	w = w[:len(x0)]
+func dot1x4b(x0 []int8, w01, w23 [][2]int8) (a0, a1, a2, a3 int32) {
+	w01 = w01[:len(x0)]
+	w23 = w23[:len(x0)]
 	for i, v := range x0 {
 		u := int32(v)
-		a0 += u * int32(w[i][0])
-		a1 += u * int32(w[i][1])
+		a0 += u * int32(w01[i][0])
+		a1 += u * int32(w01[i][1])
+		a2 += u * int32(w23[i][0])
+		a3 += u * int32(w23[i][1])
 	}
 	return
 }
