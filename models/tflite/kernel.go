@@ -139,8 +139,9 @@ func (n *Node) RequestWorkerScratch(bytes int) (int, error) {
 	return len(n.workerSizes) - 1, nil
 }
 
-// WorkerScratch returns worker w's buffer of handle h during Eval (64-byte aligned within the
-// arena, which is 16-byte aligned).
+// WorkerScratch returns worker w's buffer of handle h during Eval: 16-byte aligned, like
+// Scratch; with several workers each buffer starts a multiple of 128 bytes into the arena, so
+// no two workers' buffers share a cache line.
 func (n *Node) WorkerScratch(h, w int) []byte { return n.workerScratch[w][h] }
 
 // CheckIO checks the node's input and output counts: minIn..maxIn inputs and exactly outs outputs.
