@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/internal/pahostore"
 )
 
 // DefaultClientID is the controller's MQTT client id. It is fixed, not random, so that with
@@ -393,7 +394,7 @@ func (c *Controller) clientOptions(q *queue) *paho.ClientOptions {
 			c.log.Info("controller connected; resumed session delivering its backlog", "broker", c.broker.String())
 		}
 	}
-	o := paho.NewClientOptions().
+	o := paho.NewClientOptions().SetStore(pahostore.New()).
 		AddBroker(c.broker.String()).
 		SetClientID(c.opts.ClientID).
 		SetUsername(c.opts.Username).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-ml/outpost/fleet/wire"
 	"github.com/outpost-ml/outpost/internal/atomicfile"
+	"github.com/outpost-ml/outpost/internal/pahostore"
 )
 
 // IdentityFile is the identity's file name in the data directory.
@@ -61,7 +62,7 @@ func Enroll(ctx context.Context, o Options) (wire.Identity, error) {
 	}
 	session := hex.EncodeToString(raw[:])
 	answers := make(chan []byte, 1)
-	po := paho.NewClientOptions().AddBroker(o.Broker).SetClientID(session).
+	po := paho.NewClientOptions().SetStore(pahostore.New()).AddBroker(o.Broker).SetClientID(session).
 		SetUsername(wire.EnrollUser).SetCleanSession(true).SetProtocolVersion(4).
 		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(o.Timeout)
 	if o.TLS != nil {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/outpost-ml/outpost/agent"
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/internal/pahostore"
 )
 
 // Options configures a Link. Broker and DeviceID are required.
@@ -181,9 +182,9 @@ func New(opts Options) (*Link, error) {
 		SetPassword(opts.Password).
 		SetTLSConfig(opts.TLS).
 		SetCleanSession(true).
-		SetProtocolVersion(4).  // no fallback to 3.1, which would hide a refused login behind a protocol error
-		SetOrderMatters(false). // handlers must not block the client; ours only hand off
-		SetStore(mqtt.NewMemoryStore()).
+		SetProtocolVersion(4).     // no fallback to 3.1, which would hide a refused login behind a protocol error
+		SetOrderMatters(false).    // handlers must not block the client; ours only hand off
+		SetStore(pahostore.New()). // copies: paho races its own store on reconnect (internal/pahostore)
 		SetKeepAlive(opts.KeepAlive).
 		SetConnectTimeout(opts.ConnectTimeout).
 		SetAutoReconnect(true).

@@ -22,6 +22,7 @@ import (
 
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/internal/pahostore"
 )
 
 // `outpost health`: device health read straight from the broker's retained messages, so it
@@ -79,7 +80,7 @@ func (f *mqttFlags) options(role string) (*paho.ClientOptions, error) {
 	}
 	var nonce [6]byte
 	rand.Read(nonce[:])
-	o := paho.NewClientOptions().
+	o := paho.NewClientOptions().SetStore(pahostore.New()).
 		AddBroker((&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()).
 		SetClientID("outpost:" + role + ":" + hex.EncodeToString(nonce[:])).
 		SetUsername(user).SetPassword(pass).

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/internal/pahostore"
 )
 
 // The --wire devices of `outpost sim`: what an agent sends and expects on the wire, without
@@ -136,7 +137,7 @@ func (d *wireDevice) run(ctx context.Context, ph simPhases) error {
 	d.epoch = binary.BigEndian.Uint64(e[:])%(1<<53-1) + 1 // wire: 1 ≤ epoch < 2^53
 	d.nextSeq, d.ackCh, d.lastProgress = 1, make(chan struct{}, 1), time.Now()
 	offline, _ := wire.Encode(&wire.State{Device: d.cred.ID, State: wire.StateOffline})
-	opts := paho.NewClientOptions().AddBroker(d.cfg.Broker).
+	opts := paho.NewClientOptions().SetStore(pahostore.New()).AddBroker(d.cfg.Broker).
 		SetClientID(d.cred.ID).SetUsername(d.cred.ID).SetPassword(d.cred.Secret).
 		SetCleanSession(true).SetAutoReconnect(true).SetMaxReconnectInterval(10*time.Second).
 		SetConnectTimeout(10*time.Second).SetKeepAlive(60*time.Second).

@@ -34,6 +34,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/internal/pahostore"
 )
 
 // Source serves the files devices may fetch.
@@ -196,7 +197,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	filter := s.filter()
-	o := paho.NewClientOptions().
+	o := paho.NewClientOptions().SetStore(pahostore.New()).
 		AddBroker(s.opts.BrokerURL).
 		SetClientID(s.opts.ClientID).
 		SetUsername(s.opts.Username).

@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/internal/pahostore"
 )
 
 // DefaultPrefix is Home Assistant's default discovery prefix.
@@ -189,7 +190,7 @@ func Run(ctx context.Context, o Options) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &publisher{o: o, log: log, announced: map[string]bool{}, kick: make(chan struct{}, 1)}
-	opts := paho.NewClientOptions().AddBroker(o.BrokerURL).SetClientID(o.ClientID).
+	opts := paho.NewClientOptions().SetStore(pahostore.New()).AddBroker(o.BrokerURL).SetClientID(o.ClientID).
 		SetUsername(o.Username).SetPassword(o.Password).SetCleanSession(true).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(2 * time.Second).
 		SetOnConnectHandler(func(c paho.Client) {

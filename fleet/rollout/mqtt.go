@@ -10,6 +10,7 @@ import (
 
 	"github.com/outpost-ml/outpost/fleet"
 	"github.com/outpost-ml/outpost/fleet/wire"
+	"github.com/outpost-ml/outpost/internal/pahostore"
 )
 
 // MQTTOptions configure NewMQTTPublisher.
@@ -42,7 +43,7 @@ func NewMQTTPublisher(o MQTTOptions) (*MQTTPublisher, error) {
 	if o.ClientID == "" {
 		o.ClientID = fleet.DefaultClientID + "-desired"
 	}
-	opts := paho.NewClientOptions().
+	opts := paho.NewClientOptions().SetStore(pahostore.New()).
 		AddBroker(u.String()).
 		SetClientID(o.ClientID).
 		SetUsername(o.Username).
