@@ -36,26 +36,25 @@ func (s *Store) Get(key string) packets.ControlPacket { return clone(s.MemorySto
 func clone(m packets.ControlPacket) packets.ControlPacket {
 	switch p := m.(type) {
 	case *packets.PublishPacket:
-		c := *p
-		return &c
+		return shallow(p)
 	case *packets.PubrelPacket:
-		c := *p
-		return &c
+		return shallow(p)
 	case *packets.SubscribePacket:
-		c := *p
-		return &c
+		return shallow(p)
 	case *packets.UnsubscribePacket:
-		c := *p
-		return &c
+		return shallow(p)
 	case *packets.PubackPacket:
-		c := *p
-		return &c
+		return shallow(p)
 	case *packets.PubrecPacket:
-		c := *p
-		return &c
+		return shallow(p)
 	case *packets.PubcompPacket:
-		c := *p
-		return &c
+		return shallow(p)
 	}
 	return m
+}
+
+// shallow returns a new copy of *p.
+func shallow[T any](p *T) *T {
+	c := *p
+	return &c
 }
