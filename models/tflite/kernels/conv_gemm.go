@@ -12,10 +12,12 @@ import (
 
 // The int8 CONV_2D fast path: im2col plus a blocked GEMM with int32 accumulators over weights
 // packed once in Prepare. The forms, chosen per node in Prepare, give identical bytes:
-//   - portable (pure Go, every GOARCH): on 64-bit machines weights packed as int64 pairs, two
-//     MACs per 64-bit multiply, tiles of 2 pixels x 4 channels (run); on 32-bit ones (armv7,
-//     386), where a 64-bit multiply takes several instructions, int8 weights in pairs of
-//     channels, one multiply-accumulate a MAC, tiles of 2 pixels x 2 channels (run8);
+//   - portable (pure Go, every GOARCH): int8 weights in pairs of channels, held once. On
+//     64-bit machines a chunk of several pixels widens a few blocks of 4 channels at a time to
+//     int64 pairs in worker scratch, two MACs per 64-bit multiply, tiles of 2 pixels x 4 channels
+//     (run); single pixels, and 32-bit machines (armv7, 386), where a 64-bit multiply takes
+//     several instructions, multiply the int8 weights directly, one multiply-accumulate a
+//     MAC, tiles of 2 pixels x 2 channels or 1 pixel x 4 (run8);
 //   - SIMD (amd64 AVX2, conv_gemm_amd64.s; arm64 NEON, conv_gemm_arm64.s; unless built with
 //     -tags purego or forced portable): taps widened to int16, weights as interleaved int8 tap
 //     pairs widened as they are loaded, VPMADDWD or SMLAL in tiles of 4 pixels x 16 channels
@@ -62,22 +64,26 @@ func useSIMD() bool { return haveSIMD && !portable.Load() }
 // gemmBlock is the number of output channels one packed weight block holds.
 const gemmBlock = 4
 
-// pairMACs says whether the portable GEMM packs int64 pairs (4 bytes a weight, two MACs per
-// 64-bit multiply) rather than int8 (1 byte a weight, one MAC per 32-bit multiply-add). The
-// pairs pay on 64-bit machines, where the multiply is one instruction. On 32-bit ones it is
-// three multiplies and a carry add, and eight 64-bit accumulators do not fit the registers:
-// under GOARCH=arm the pairs' loop is 62 instructions for 8 MACs (22 of them stack loads and
-// stores), the int8 loop 16 for 4, and the pairs held a vision model's weights four times. A
-// variable so that the tests run both packings on every machine.
+// pairMACs says whether the portable GEMM widens its int8 weights, a few blocks of four channels
+// at a time, to int64 pairs (w[c] + w[c+1]<<32) before the pixels of a chunk pass it, so that each
+// 64-bit multiply does two MACs. That pays on 64-bit machines, where the multiply is one
+// instruction, and costs a worker's scratch of 16 bytes a tap rather than 4 bytes a weight held
+// (the pairs were stored until the weights had to be held once on every firmware target). On
+// 32-bit ones a 64-bit multiply is three multiplies and a carry add, and eight 64-bit
+// accumulators do not fit the registers: under GOARCH=arm the pairs' loop is 62 instructions for
+// 8 MACs (22 of them stack loads and stores), the int8 loop 16 for 4. A variable so that the
+// tests run both kernels on every machine.
 var pairMACs = bits.UintSize == 64
 
 // gemmInt8 is the per-node state of the int8 GEMM path.
 type gemmInt8 struct {
-	k       int        // taps per output pixel: FH*FW*C
-	packed  [][2]int64 // weights as [ceil(OC/4)][k] pairs of w[c] + w[c+1]<<32, zero-padded
-	packed8 [][2]int8  // or (!pairMACs) as [ceil(OC/4)][2][k] pairs of channels, zero-padded
-	direct  bool       // 1x1, stride 1: the input rows are the im2col rows
-	padVal  int8       // the input zero point, written for taps outside the input
+	k       int       // taps per output pixel: FH*FW*C
+	packed8 [][2]int8 // the portable path's weights as [ceil(OC/4)][2][k] pairs of channels, zero-padded
+	widen   bool      // pairMACs at Prepare: chunks of two or more pixels widen their blocks first
+	wide    int       // the worker scratch they widen into: wideN blocks of [k] int64 pairs
+	wideN   int       // blocks widened at once (maxWideBytes)
+	direct  bool      // 1x1, stride 1: the input rows are the im2col rows
+	padVal  int8      // the input zero point, written for taps outside the input
 	outOff  int32
 	qMin    int32
 	qMax    int32
@@ -158,26 +164,17 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 		workers: parallelWorkers(n, g.batches*g.outH*g.outW*k*g.outC)}
 	form := int8Form()
 	simd := form != formPortable
-	pairs := !simd && pairMACs
 	if !simd {
 		// Only the portable kernel reads these: the other forms pack their own int8 copy, so
-		// building both would hold the weights twice (three times with the int64 pairs).
-		if pairs {
-			gm.packed = make([][2]int64, nb*k)
-		} else {
-			gm.packed8 = make([][2]int8, nb*2*k)
-		}
+		// building both would hold the weights twice.
+		gm.packed8 = make([][2]int8, nb*2*k)
 	}
 	for oc := 0; oc < g.outC; oc++ {
 		ws := w[oc*k : (oc+1)*k]
 		j := oc % gemmBlock
 		var sum int32
 		for i, v := range ws {
-			switch {
-			case pairs:
-				// Channel j of the block goes to pair j/2, low half for even j, high for odd.
-				gm.packed[(oc/gemmBlock)*k+i][j/2] += int64(v) << (32 * (j % 2))
-			case !simd:
+			if !simd {
 				// Channel j of the block goes to pair j/2's run of k taps, lane j%2.
 				gm.packed8[(oc/2)*k+i][j%2] = v
 			}
@@ -208,6 +205,14 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 				return err
 			}
 			g.colScratch = h
+		}
+		if pairMACs {
+			gm.wideN = min(nb, max(1, maxWideBytes/(16*k)))
+			h, err := n.RequestWorkerScratch(16 * k * gm.wideN)
+			if err != nil {
+				return err
+			}
+			gm.widen, gm.wide = true, h
 		}
 	}
 	// The GEMM runs every Invoke of this node and reads only gm.rq: the geometry's copies of
@@ -394,15 +399,19 @@ func (j *convJob) RunPart(w, part int) {
 	k := gm.k
 	p0, rows := gm.chunk(c, per)
 	ys := yb[p0*g.outC : (p0+rows)*g.outC]
+	var wide [][2]int64
+	if gm.widen && rows >= minWidenPixels {
+		wide = pairs64(j.n.WorkerScratch(gm.wide, w), k*gm.wideN)
+	}
 	if gm.direct {
-		gm.run(xb[p0*k:(p0+rows)*k], rows, ys, lo, hi)
+		gm.run(xb[p0*k:(p0+rows)*k], rows, ys, lo, hi, wide)
 		return
 	}
 	col := int8s(j.n.WorkerScratch(g.colScratch, w), gm.colRows*k)
 	for r := 0; r < rows; r++ {
 		im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
 	}
-	gm.run(col[:rows*k], rows, ys, lo, hi)
+	gm.run(col[:rows*k], rows, ys, lo, hi, wide)
 }
 
 // im2colRow writes the taps of output pixel (oy, ox) in filter order [FH][FW][C], pad for
@@ -642,35 +651,62 @@ func gemmTile4x16Go(x []int16, stride int, w0, w1 []int8, pairs int, q []int32, 
 	}
 }
 
+// maxWideBytes bounds the worker scratch of blocks widened at once: a few blocks, so that a
+// pair of pixels' taps is read from L1 for all of them (one block at a time, a chunk's 64 KB
+// of taps streamed from L2 once per block made ResNet-8 13 % slower), few enough to stay in L1
+// beside them.
+const maxWideBytes = 16 << 10
+
+// minWidenPixels is the fewest pixels for which a chunk widens its weights to int64 pairs:
+// widening a block costs about what one pixel's pass over it saves, so a single pixel
+// (FULLY_CONNECTED on one batch, where each weight is read once) takes the int8 kernel.
+const minWidenPixels = 2
+
 // run multiplies rows (pixels x k, row-major) by the packed weights of channel blocks
-// [lo, hi) into y (pixels x OC), requantizing each accumulator. Two pixels and four channels
-// per step share every load, and each 64-bit multiply does two MACs: x * (w0 + w1<<32)
-// accumulates Σx*w0 in the low 32 bits and Σx*w1 above them (the low sum's sign borrows from
-// the high half, undone in split). The dot loops are small leaf functions so that their
+// [lo, hi) into y (pixels x OC), requantizing each accumulator. With wide (pairMACs, and
+// enough pixels) each block is first widened into it as int64 pairs, and each 64-bit multiply
+// then does two MACs: x * (w0 + w1<<32) accumulates Σx*w0 in the low 32 bits and Σx*w1 above
+// them (the low sum's sign borrows from the high half, undone in split); two pixels and four
+// channels per step share every load. The dot loops are small leaf functions so that their
 // accumulators stay in registers.
-func (gm *gemmInt8) run(rows []int8, pixels int, y []int8, lo, hi int) {
-	if gm.packed8 != nil {
+func (gm *gemmInt8) run(rows []int8, pixels int, y []int8, lo, hi int, wide [][2]int64) {
+	if wide == nil {
 		gm.run8(rows, pixels, y, lo, hi)
 		return
 	}
 	k, outC := gm.k, gm.outC
-	p := 0
-	for ; p+2 <= pixels; p += 2 {
-		x := rows[p*k : (p+2)*k]
-		ys := y[p*outC : (p+2)*outC]
-		for b := lo; b < hi; b++ {
-			a01, a23, b01, b23 := dot2x4(x[:k], x[k:], gm.packed[b*k:(b+1)*k])
-			gm.store2(ys, b*gemmBlock, a01, a23)
-			gm.store2(ys[outC:], b*gemmBlock, b01, b23)
+	for g0 := lo; g0 < hi; g0 += gm.wideN {
+		g1 := min(g0+gm.wideN, hi)
+		for b := g0; b < g1; b++ {
+			widenBlock(wide[(b-g0)*k:(b-g0+1)*k], gm.packed8[2*b*k:(2*b+1)*k], gm.packed8[(2*b+1)*k:(2*b+2)*k])
+		}
+		p := 0
+		for ; p+2 <= pixels; p += 2 {
+			x0, x1 := rows[p*k:p*k+k], rows[p*k+k:p*k+2*k]
+			ys := y[p*outC : (p+2)*outC]
+			for b := g0; b < g1; b++ {
+				a01, a23, b01, b23 := dot2x4(x0, x1, wide[(b-g0)*k:(b-g0+1)*k])
+				gm.store2(ys, b*gemmBlock, a01, a23)
+				gm.store2(ys[outC:], b*gemmBlock, b01, b23)
+			}
+		}
+		if p < pixels {
+			x0, y0 := rows[p*k:p*k+k], y[p*outC:p*outC+outC]
+			for b := g0; b < g1; b++ {
+				a01, a23 := dot1x4(x0, wide[(b-g0)*k:(b-g0+1)*k])
+				gm.store2(y0, b*gemmBlock, a01, a23)
+			}
 		}
 	}
-	for ; p < pixels; p++ {
-		x0 := rows[p*k : p*k+k]
-		y0 := y[p*outC : p*outC+outC]
-		for b := lo; b < hi; b++ {
-			a01, a23 := dot1x4(x0, gm.packed[b*k:(b+1)*k])
-			gm.store2(y0, b*gemmBlock, a01, a23)
-		}
+}
+
+// widenBlock writes a block's int8 weights (channels 0 and 1 in w01, 2 and 3 in w23) to dst
+// as the pairs w[c] + w[c+1]<<32 that dot2x4 and dot1x4 multiply by.
+func widenBlock(dst [][2]int64, w01, w23 [][2]int8) {
+	w01 = w01[:len(dst)]
+	w23 = w23[:len(dst)]
+	for i := range dst {
+		dst[i] = [2]int64{int64(w01[i][0]) + int64(w01[i][1])<<32, int64(w23[i][0]) + int64(w23[i][1])<<32}
 	}
 }
 
@@ -857,6 +893,10 @@ func int8Bytes(v []int8) []byte {
 
 func int16s(b []byte, n int) []int16 {
 	return unsafe.Slice((*int16)(unsafe.Pointer(unsafe.SliceData(b[:2*n]))), n)
+}
+
+func pairs64(b []byte, n int) [][2]int64 {
+	return unsafe.Slice((*[2]int64)(unsafe.Pointer(unsafe.SliceData(b[:16*n]))), n)
 }
 
 func int64s(b []byte, n int) []int64 {

@@ -32,7 +32,7 @@ import (
 // The int8 GEMM forms. Prepare takes the first dot-product form in dotPreference that the CPU
 // runs in assembly, else formWiden where there is SIMD, else formPortable.
 const (
-	formPortable   = iota // pure Go, int64 pairs (conv_gemm.go: run)
+	formPortable   = iota // pure Go, int8 weights (conv_gemm.go: run)
 	formWiden             // taps widened to int16: AVX2 VPMADDWD or NEON SMLAL (gemm16)
 	formAVXVNNI           // offset bytes, VPDPBUSD VEX-encoded (AVX-VNNI)
 	formAVX512VNNI        // offset bytes, VPDPBUSD EVEX-encoded (AVX-512 VNNI + VL)

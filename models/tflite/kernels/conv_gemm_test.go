@@ -449,8 +449,8 @@ func checkConvPaths(t *testing.T, r *rand.Rand, depthwise bool) bool {
 // on for the portable one, so the other layers take their pure-Go kernels too), restoring the
 // settings afterwards: every form this CPU runs in assembly, and the others on their Go
 // kernels, so each form's packing and driver are tested on every machine. The portable form
-// runs with both of its packings (pairMACs), the int64 pairs of 64-bit machines and the int8
-// of 32-bit ones. Without gemm (a layer that never takes the GEMM: depthwise) only the
+// runs with both of its kernels (pairMACs): the int8 weights widened to int64 pairs of 64-bit
+// machines and the int8 loops of 32-bit ones. Without gemm (a layer that never takes the GEMM: depthwise) only the
 // portable and SIMD settings differ.
 func forForms(gemm bool, f func(name string)) {
 	defer SetPortable(portable.Load())
@@ -469,7 +469,7 @@ func forForms(gemm bool, f func(name string)) {
 		if form == formPortable && gemm {
 			for _, pairs := range []bool{true, false} {
 				pairMACs = pairs
-				f(name + map[bool]string{true: " (int64 pairs)", false: " (int8)"}[pairs])
+				f(name + map[bool]string{true: " (widened to int64 pairs)", false: " (int8)"}[pairs])
 			}
 			continue
 		}
