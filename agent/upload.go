@@ -2,7 +2,6 @@ package agent
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"sync"
@@ -71,7 +70,7 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 		pubCtx       = ctx     // publishes outlive ctx while draining
 	)
 	lim := newLimiter(a.opts.MaxUploadRate, a.opts.BatchMax)
-	enc := &batchEncoder{}
+	enc := &wire.Gzipper{}
 	wake := time.NewTimer(poll)
 	defer wake.Stop()
 	goBack := func() { win, sent = win[:0], acked }
@@ -348,7 +347,7 @@ func earliest(a, b time.Time) time.Time {
 
 // sendBatch publishes up to n of the results after seq after, within BatchBytes, and returns
 // the last seq sent and how many results went (0, nil if there was nothing to send).
-func (a *Agent) sendBatch(ctx context.Context, enc *batchEncoder, after uint64, n int, st BufferStats) (last uint64, used int, err error) {
+func (a *Agent) sendBatch(ctx context.Context, enc *wire.Gzipper, after uint64, n int, st BufferStats) (last uint64, used int, err error) {
 	if rb, ok := a.opts.Buffer.(rawBuffer); ok {
 		return a.sendRaw(ctx, enc, rb, after, n, st)
 	}
@@ -387,7 +386,7 @@ type rawBuffer interface {
 
 // sendRaw is sendBatch over a rawBuffer: it writes the wire.ResultBatch JSON around the
 // stored results itself.
-func (a *Agent) sendRaw(ctx context.Context, enc *batchEncoder, rb rawBuffer, after uint64, n int, st BufferStats) (uint64, int, error) {
+func (a *Agent) sendRaw(ctx context.Context, enc *wire.Gzipper, rb rawBuffer, after uint64, n int, st BufferStats) (uint64, int, error) {
 	env, err := wire.Encode(&wire.ResultBatch{Device: a.opts.DeviceID, Results: []wire.Result{}, DroppedThrough: st.DroppedThrough, Epoch: st.Epoch})
 	if err != nil {
 		return 0, 0, fmt.Errorf("encode batch: %w", err)
@@ -427,11 +426,11 @@ func (a *Agent) sendRaw(ctx context.Context, enc *batchEncoder, rb rawBuffer, af
 }
 
 // publishBatch compresses payload if it is large enough and publishes it.
-func (a *Agent) publishBatch(ctx context.Context, enc *batchEncoder, payload []byte, n int, first uint64) error {
+func (a *Agent) publishBatch(ctx context.Context, enc *wire.Gzipper, payload []byte, n int, first uint64) error {
 	leaf := wire.LeafResults
 	if a.opts.CompressMin >= 0 && len(payload) >= a.opts.CompressMin {
 		var err error
-		if payload, err = enc.gzip(payload); err != nil {
+		if payload, err = enc.Compress(payload); err != nil {
 			return fmt.Errorf("compress batch: %w", err)
 		}
 		leaf = wire.LeafResultsZ
@@ -442,34 +441,6 @@ func (a *Agent) publishBatch(ctx context.Context, enc *batchEncoder, payload []b
 		return fmt.Errorf("publish %d results from seq %d: %w", n, first, err)
 	}
 	return nil
-}
-
-// batchEncoder reuses one gzip writer: a new one allocates its whole compressor state.
-type batchEncoder struct {
-	buf bytes.Buffer
-	zw  *gzip.Writer
-}
-
-// gzip returns p compressed, in a new slice (the link may hold a payload after a timed-out
-// publish, so it must never be reused).
-func (e *batchEncoder) gzip(p []byte) ([]byte, error) {
-	e.buf.Reset()
-	if e.zw == nil {
-		zw, err := gzip.NewWriterLevel(&e.buf, gzip.BestSpeed)
-		if err != nil {
-			return nil, err
-		}
-		e.zw = zw
-	} else {
-		e.zw.Reset(&e.buf)
-	}
-	if _, err := e.zw.Write(p); err != nil {
-		return nil, err
-	}
-	if err := e.zw.Close(); err != nil {
-		return nil, err
-	}
-	return bytes.Clone(e.buf.Bytes()), nil
 }
 
 // limiter is a token bucket over results: rate per second, holding at most one second's

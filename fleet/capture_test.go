@@ -74,7 +74,7 @@ func TestCaptureIngest(t *testing.T) {
 				Channels: []string{"accel"}, Shape: []int{2, 1}, Values: []float32{float32(s), -1},
 				Result: wire.Result{Seq: s, Time: time.Unix(int64(s), 0).UTC(), Model: "vib@1.0.0", Score: 0.5}})
 		}
-		p, err := wire.EncodeCaptureBatch(cb)
+		p, err := wire.EncodeCaptureBatch(cb, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -324,6 +324,7 @@ func (c *Capturer) runUpload(ctx context.Context) error {
 		failures  int
 		errLogged time.Time
 		connected bool
+		gz        wire.Gzipper // one compressor for every batch
 	)
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
@@ -340,7 +341,7 @@ func (c *Capturer) runUpload(ctx context.Context) error {
 			inflight = 0
 		}
 		if connected && inflight == 0 && !now.Before(retryAt) {
-			last, err := c.sendBatch(ctx)
+			last, err := c.sendBatch(ctx, &gz)
 			switch {
 			case err != nil && ctx.Err() != nil:
 				return nil
@@ -383,7 +384,7 @@ func (c *Capturer) runUpload(ctx context.Context) error {
 
 // sendBatch publishes the oldest unacked items and returns the last seq sent (0: nothing to
 // send).
-func (c *Capturer) sendBatch(ctx context.Context) (uint64, error) {
+func (c *Capturer) sendBatch(ctx context.Context, gz *wire.Gzipper) (uint64, error) {
 	st := c.opts.Store.Stats()
 	items, err := c.opts.Store.After(st.AckedSeq, c.opts.BatchItems, c.opts.BatchBytes)
 	if err != nil || len(items) == 0 {
@@ -391,7 +392,7 @@ func (c *Capturer) sendBatch(ctx context.Context) (uint64, error) {
 	}
 	st = c.opts.Store.Stats() // After may have dropped damaged records
 	b := &wire.CaptureBatch{Device: c.opts.DeviceID, Epoch: st.Epoch, DroppedThrough: st.DroppedThrough, Items: items}
-	payload, err := wire.EncodeCaptureBatch(b)
+	payload, err := wire.EncodeCaptureBatch(b, gz)
 	if err != nil {
 		return 0, fmt.Errorf("encode capture batch: %w", err)
 	}

@@ -162,25 +162,18 @@ type CaptureBatch struct {
 	Items          []CaptureItem `json:"items"`
 }
 
-// EncodeCaptureBatch returns b as gzip-compressed JSON, the form the agent publishes.
-func EncodeCaptureBatch(b *CaptureBatch) ([]byte, error) {
+// EncodeCaptureBatch returns b as gzip-compressed JSON, the form the agent publishes,
+// compressed by z (nil: a new Gzipper, for a one-off batch).
+func EncodeCaptureBatch(b *CaptureBatch, z *Gzipper) ([]byte, error) {
 	setV(&b.V)
 	js, err := Encode(b)
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
+	if z == nil {
+		z = &Gzipper{}
 	}
-	if _, err := zw.Write(js); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return z.Compress(js)
 }
 
 // DecodeCaptureBatch decodes a LeafCapture payload (gzip or plain JSON) sent on device's topic

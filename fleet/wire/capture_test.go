@@ -19,7 +19,7 @@ func captureItem(seq uint64) wire.CaptureItem {
 
 func TestCaptureBatchRoundTrip(t *testing.T) {
 	b := &wire.CaptureBatch{Device: "d1", Epoch: 7, DroppedThrough: 2, Items: []wire.CaptureItem{captureItem(3), captureItem(4)}}
-	z, err := wire.EncodeCaptureBatch(b)
+	z, err := wire.EncodeCaptureBatch(b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestCapturePolicyValidate(t *testing.T) {
 func FuzzDecodeCaptureBatch(f *testing.F) {
 	b := &wire.CaptureBatch{Device: "d1", Epoch: 3, Items: []wire.CaptureItem{captureItem(1), captureItem(2)}}
 	js, _ := wire.Encode(b)
-	z, _ := wire.EncodeCaptureBatch(b)
+	z, _ := wire.EncodeCaptureBatch(b, nil)
 	f.Add(js)
 	f.Add(z)
 	f.Add([]byte(`{"v":1,"device":"d1","items":[{"seq":1}]}`))
