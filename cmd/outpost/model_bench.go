@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"fmt"
+	"math"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -22,7 +24,7 @@ import (
 
 type benchFlags struct {
 	n, warmup, threads int
-	portable           bool
+	portable, perOp    bool
 	seed               int64
 }
 
@@ -38,6 +40,10 @@ inference, counted per op from the prepared shapes), gmacs (MACs per second / 1e
 median), cpu_ms (median CPU time per Invoke of the calling thread, Linux; with --threads above 1 the
 helpers' time is not in it) and kernels (the int8 convolution path: "avx2+avxvnni", "avx2+avx512vnni" or "avx2" on amd64, "neon-i8mm", "neon-dotprod" or "neon" on arm64, or "portable"). --portable, or
 OUTPOST_PORTABLE=1 in the environment, forces the pure-Go kernels.
+--per-op profiles the main subgraph op by op, in Invokes of their own after the timed ones
+(so the figures above are not affected): "ops" lists every op in execution order (index, op,
+output_shape, macs, median_us over those Invokes, share of the ops' total), "op_types" sums
+them by op, slowest first. An IF or WHILE op's time includes its subgraphs.
 Exit codes: 0 ok, 1 usage error, 2 model not loadable, 3 invoke failed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -49,6 +55,7 @@ Exit codes: 0 ok, 1 usage error, 2 model not loadable, 3 invoke failed.`,
 	c.Flags().IntVar(&f.threads, "threads", 1, "goroutines per Invoke for the convolution and matrix loops (1 to 64; results do not depend on it)")
 	c.Flags().BoolVar(&f.portable, "portable", false, "force the pure-Go kernels (as OUTPOST_PORTABLE=1)")
 	c.Flags().Int64Var(&f.seed, "random", 1, "seed of the xorshift32 input stream")
+	c.Flags().BoolVar(&f.perOp, "per-op", false, fmt.Sprintf("also time each op, in up to %d more Invokes after the timed ones, and add \"ops\" and \"op_types\"", maxPerOpRuns))
 	return c
 }
 
@@ -70,7 +77,33 @@ type benchReport struct {
 	ArenaBytes      int         `json:"arena_bytes"`
 	MACs            int64       `json:"macs"`
 	GMACs           float64     `json:"gmacs"`
+	// With --per-op.
+	Ops     []opProfile     `json:"ops,omitempty"`
+	OpTypes []opTypeProfile `json:"op_types,omitempty"`
 }
+
+// opProfile is one op's line of `model bench --per-op`.
+type opProfile struct {
+	Index       int     `json:"index"`
+	Op          string  `json:"op"`
+	OutputShape []int   `json:"output_shape"`
+	MACs        int64   `json:"macs"`
+	MedianUS    float64 `json:"median_us"`
+	Share       float64 `json:"share"`
+}
+
+// opTypeProfile sums the ops of one kind: their median times, MACs and share.
+type opTypeProfile struct {
+	Op       string  `json:"op"`
+	Count    int     `json:"count"`
+	MACs     int64   `json:"macs"`
+	MedianUS float64 `json:"median_us"`
+	Share    float64 `json:"share"`
+}
+
+// maxPerOpRuns bounds the Invokes of --per-op (and the node times it keeps, 8 bytes a node
+// and an Invoke).
+const maxPerOpRuns = 1000
 
 func benchModel(cmd *cobra.Command, path string, f benchFlags) error {
 	switch {
@@ -180,16 +213,97 @@ func benchModel(cmd *cobra.Command, path string, f benchFlags) error {
 	if r.MedianMS > 0 {
 		r.GMACs = float64(r.MACs) / (r.MedianMS / 1e3) / 1e9
 	}
+	if f.perOp {
+		// Node times per Invoke, so that each op gets its own median.
+		runs, nodes := min(f.n, maxPerOpRuns), ip.NumNodes()
+		per := make([][]time.Duration, nodes)
+		for i := range per {
+			per[i] = make([]time.Duration, runs)
+		}
+		times := make([]time.Duration, nodes)
+		unlock := lockThread()
+		for k := range runs {
+			restore()
+			clear(times)
+			if err := ip.InvokeTimed(times); err != nil {
+				unlock()
+				return &exitError{code: exitInvoke, err: fmt.Errorf("invoke: %w", err)}
+			}
+			for i, d := range times {
+				per[i][k] = d
+			}
+		}
+		unlock()
+		r.Ops, r.OpTypes = opProfiles(m, ip, per)
+	}
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	defer out.Flush()
 	return writeJSONLine(out, r)
 }
 
-// countMACs adds up the multiply-accumulates of one inference of the main subgraph, per op,
-// from the prepared tensor shapes: CONV_2D out × FH·FW·C_in, DEPTHWISE_CONV_2D out × FH·FW,
-// TRANSPOSE_CONV in × FH·FW·C_out, FULLY_CONNECTED out × depth, BATCH_MATMUL out × K, and
-// the weight matrices of SVDF and the LSTM times the rows they multiply. Other ops count 0.
+// opProfiles turns per-node times (per[node][invoke]) into the ops' medians and shares, and
+// sums them by op type, slowest first.
+func opProfiles(m *tflite.Model, ip *tflite.Interpreter, per [][]time.Duration) ([]opProfile, []opTypeProfile) {
+	ops := make([]opProfile, len(per))
+	var total float64
+	for i, ts := range per {
+		op := &m.Subgraphs[0].Operators[i]
+		shape := []int{}
+		if len(op.Outputs) > 0 {
+			if t := ip.Tensor(op.Outputs[0]); t != nil {
+				shape = append(shape, t.Shape()...)
+			}
+		}
+		slices.Sort(ts)
+		us := float64(ts[len(ts)/2].Nanoseconds()) / 1e3
+		ops[i] = opProfile{Index: i, Op: op.Op.Name(), OutputShape: shape, MACs: opMACs(op, ip), MedianUS: us}
+		total += us
+	}
+	byType := map[string]int{} // index in types
+	var types []opTypeProfile
+	for i := range ops {
+		if total > 0 {
+			ops[i].Share = ops[i].MedianUS / total
+		}
+		j, ok := byType[ops[i].Op]
+		if !ok {
+			j = len(types)
+			byType[ops[i].Op] = j
+			types = append(types, opTypeProfile{Op: ops[i].Op})
+		}
+		t := &types[j]
+		t.Count++
+		t.MACs += ops[i].MACs
+		t.MedianUS += ops[i].MedianUS
+		t.Share += ops[i].Share
+	}
+	// Nanoseconds and four digits of share are all the clock and the noise can tell.
+	for i := range ops {
+		ops[i].MedianUS, ops[i].Share = round(ops[i].MedianUS, 1e3), round(ops[i].Share, 1e4)
+	}
+	for i := range types {
+		types[i].MedianUS, types[i].Share = round(types[i].MedianUS, 1e3), round(types[i].Share, 1e4)
+	}
+	slices.SortStableFunc(types, func(a, b opTypeProfile) int { return cmp.Compare(b.MedianUS, a.MedianUS) })
+	return ops, types
+}
+
+func round(x, scale float64) float64 { return math.Round(x*scale) / scale }
+
+// countMACs adds up the multiply-accumulates of one inference of the main subgraph (opMACs).
 func countMACs(m *tflite.Model, ip *tflite.Interpreter) int64 {
+	var total int64
+	for i := range m.Subgraphs[0].Operators {
+		total += opMACs(&m.Subgraphs[0].Operators[i], ip)
+	}
+	return total
+}
+
+// opMACs is the multiply-accumulates of one op of the main subgraph, from the prepared tensor
+// shapes: CONV_2D out × FH·FW·C_in, DEPTHWISE_CONV_2D out × FH·FW, TRANSPOSE_CONV in ×
+// FH·FW·C_out, FULLY_CONNECTED out × depth, BATCH_MATMUL out × K, and the weight matrices of
+// SVDF and the LSTM times the rows they multiply. Other ops count 0.
+func opMACs(op *tflite.Operator, ip *tflite.Interpreter) int64 {
 	shape := func(i int) []int {
 		if t := ip.Tensor(i); i >= 0 && t != nil {
 			return t.Shape()
@@ -206,59 +320,57 @@ func countMACs(m *tflite.Model, ip *tflite.Interpreter) int64 {
 		}
 		return n
 	}
-	in := func(op *tflite.Operator, k int) []int {
+	in := func(k int) []int {
 		if k >= len(op.Inputs) {
 			return nil
 		}
 		return shape(op.Inputs[k])
 	}
-	var total int64
-	for i := range m.Subgraphs[0].Operators {
-		op := &m.Subgraphs[0].Operators[i]
-		if len(op.Outputs) == 0 {
-			continue
-		}
-		out := numel(shape(op.Outputs[0]))
-		switch op.Op.Builtin {
-		case schema.OpConv2D:
-			if w := in(op, 1); len(w) == 4 {
-				total += out * int64(w[1]*w[2]*w[3])
-			}
-		case schema.OpDepthwiseConv2D:
-			if w := in(op, 1); len(w) == 4 {
-				total += out * int64(w[1]*w[2])
-			}
-		case schema.OpTransposeConv:
-			if w := in(op, 1); len(w) == 4 {
-				total += numel(in(op, 2)) * int64(w[0]*w[1]*w[2])
-			}
-		case schema.OpFullyConnected:
-			if w := in(op, 1); len(w) == 2 {
-				total += out * int64(w[1])
-			}
-		case schema.OpBatchMatmul:
-			if a := in(op, 0); len(a) >= 2 {
-				k := a[len(a)-1]
-				if o, ok := op.Options.(*tflite.BatchMatMulOptions); ok && o.AdjX {
-					k = a[len(a)-2]
-				}
-				total += out * int64(k)
-			}
-		case schema.OpSvdf, schema.OpUnidirectionalSequenceLstm:
-			// Each weight matrix [units, n] multiplies every row (batch × time) of its input.
-			x := in(op, 0)
-			if len(x) < 2 {
-				continue
-			}
-			rows := numel(x) / int64(x[len(x)-1])
-			last := 3 // SVDF: weights_feature, weights_time
-			if op.Op.Builtin == schema.OpUnidirectionalSequenceLstm {
-				last = 9 // the 8 input and recurrent weight matrices
-			}
-			for k := 1; k < last; k++ {
-				total += rows * numel(in(op, k))
-			}
-		}
+	if len(op.Outputs) == 0 {
+		return 0
 	}
-	return total
+	out := numel(shape(op.Outputs[0]))
+	switch op.Op.Builtin {
+	case schema.OpConv2D:
+		if w := in(1); len(w) == 4 {
+			return out * int64(w[1]*w[2]*w[3])
+		}
+	case schema.OpDepthwiseConv2D:
+		if w := in(1); len(w) == 4 {
+			return out * int64(w[1]*w[2])
+		}
+	case schema.OpTransposeConv:
+		if w := in(1); len(w) == 4 {
+			return numel(in(2)) * int64(w[0]*w[1]*w[2])
+		}
+	case schema.OpFullyConnected:
+		if w := in(1); len(w) == 2 {
+			return out * int64(w[1])
+		}
+	case schema.OpBatchMatmul:
+		if a := in(0); len(a) >= 2 {
+			k := a[len(a)-1]
+			if o, ok := op.Options.(*tflite.BatchMatMulOptions); ok && o.AdjX {
+				k = a[len(a)-2]
+			}
+			return out * int64(k)
+		}
+	case schema.OpSvdf, schema.OpUnidirectionalSequenceLstm:
+		// Each weight matrix [units, n] multiplies every row (batch × time) of its input.
+		x := in(0)
+		if len(x) < 2 {
+			return 0
+		}
+		rows := numel(x) / int64(x[len(x)-1])
+		last := 3 // SVDF: weights_feature, weights_time
+		if op.Op.Builtin == schema.OpUnidirectionalSequenceLstm {
+			last = 9 // the 8 input and recurrent weight matrices
+		}
+		var total int64
+		for k := 1; k < last; k++ {
+			total += rows * numel(in(k))
+		}
+		return total
+	}
+	return 0
 }

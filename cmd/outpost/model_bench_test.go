@@ -2,10 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"math"
+	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/outpost-ml/outpost/models/tflite"
 )
 
 // TestModelBench runs `outpost model bench` on person_detect and checks the report: a few
@@ -89,5 +94,61 @@ func TestModelBenchRejects(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestModelBenchPerOp: --per-op lists every op of person_detect in order with its output
+// shape and MACs (adding up to the model's), shares that add up to 1, and op types that sum
+// the ops, slowest first; the headline figures are there as without it.
+func TestModelBenchPerOp(t *testing.T) {
+	model := filepath.Join(modelCorpus(t), "person_detect", "person_detect.tflite")
+	out, code := runOutpost(t, "model", "bench", model, "--n", "20", "--warmup", "1", "--per-op")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	var r benchReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	if r.MACs != 7157888 || r.MedianMS <= 0 || r.AllocsPerInvoke != 0 {
+		t.Errorf("macs %d, median %v ms, allocs %v: want the report of a plain bench", r.MACs, r.MedianMS, r.AllocsPerInvoke)
+	}
+	data, err := os.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tflite.Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operators := m.Subgraphs[0].Operators
+	if len(r.Ops) != len(operators) {
+		t.Fatalf("%d ops, the model has %d", len(r.Ops), len(operators))
+	}
+	var macs int64
+	var share, us float64
+	count := map[string]int{}
+	for i, o := range r.Ops {
+		if o.Index != i || o.Op != operators[i].Op.Name() || len(o.OutputShape) == 0 || o.MedianUS < 0 {
+			t.Errorf("ops[%d] = %+v, want op %d (%s) with its output shape", i, o, i, operators[i].Op.Name())
+		}
+		macs, share, us = macs+o.MACs, share+o.Share, us+o.MedianUS
+		count[o.Op]++
+	}
+	if last := r.Ops[len(r.Ops)-1]; last.Op != "SOFTMAX" || !slices.Equal(last.OutputShape, []int{1, 2}) {
+		t.Errorf("last op %+v, want SOFTMAX to [1 2]", last)
+	}
+	if macs != r.MACs || math.Abs(share-1) > 0.002 || us <= 0 {
+		t.Errorf("ops add up to %d MACs (model %d), share %v, %v µs", macs, r.MACs, share, us)
+	}
+	seen := 0
+	for i, ty := range r.OpTypes {
+		if ty.Count != count[ty.Op] || i > 0 && ty.MedianUS > r.OpTypes[i-1].MedianUS {
+			t.Errorf("op_types[%d] = %+v: want %d ops, slowest first", i, ty, count[ty.Op])
+		}
+		seen += ty.Count
+	}
+	if seen != len(r.Ops) || len(r.OpTypes) != len(count) {
+		t.Errorf("op_types cover %d ops in %d types, want %d in %d", seen, len(r.OpTypes), len(r.Ops), len(count))
 	}
 }

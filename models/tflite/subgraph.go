@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/outpost-ml/outpost/models/tensor"
 )
@@ -39,15 +40,25 @@ func (g *Graph) Outputs() []*tensor.Tensor { return g.outputs }
 
 // Invoke runs every node of the subgraph once in order. It allocates nothing on success and
 // fails if the subgraph is already running (a recursive call).
-func (g *Graph) Invoke() error {
+func (g *Graph) Invoke() error { return g.invoke(nil) }
+
+// invoke is Invoke, adding each node's wall-clock time to times[i] unless times is nil.
+func (g *Graph) invoke(times []time.Duration) error {
 	if g.running {
 		return fmt.Errorf("subgraph %d is already running (recursive call)", g.index)
 	}
 	g.running = true
 	defer func() { g.running = false }()
 	for i := range g.nodes {
+		var start time.Time
+		if times != nil {
+			start = time.Now()
+		}
 		if err := g.kernels[i].Eval(&g.nodes[i]); err != nil {
 			return fmt.Errorf("%sinvoke op %d (%s): %w", g.label(), i, g.nodes[i].Op, err)
+		}
+		if times != nil {
+			times[i] += time.Since(start)
 		}
 	}
 	return nil

@@ -207,7 +207,7 @@ func (g *convGeom) prepareGemm(n *tflite.Node, w []int8, b []int32) error {
 			g.colScratch = h
 		}
 		if pairMACs {
-			gm.wideN = min(nb, max(1, maxWideBytes/(16*k)))
+			gm.wideN = max(1, min(nb, maxWideBytes/(16*k))) // at least 1, or run would not advance
 			h, err := n.RequestWorkerScratch(16 * k * gm.wideN)
 			if err != nil {
 				return err
