@@ -408,8 +408,12 @@ func (j *convJob) RunPart(w, part int) {
 		return
 	}
 	col := int8s(j.n.WorkerScratch(g.colScratch, w), gm.colRows*k)
+	oy, ox := p0/g.outW, p0%g.outW // stepped, not divided, per pixel
 	for r := 0; r < rows; r++ {
-		im2colRow(g, xb, (p0+r)/g.outW, (p0+r)%g.outW, col[r*k:(r+1)*k], gm.padVal)
+		im2colRow(g, xb, oy, ox, col[r*k:(r+1)*k], gm.padVal)
+		if ox++; ox == g.outW {
+			oy, ox = oy+1, 0
+		}
 	}
 	gm.run(col[:rows*k], rows, ys, lo, hi, wide)
 }
@@ -455,12 +459,16 @@ func (g *convGeom) convChunk16(buf []int16, q []int32, xb []int8, p0, rows int, 
 		// Input pixels and int16 rows are both contiguous: one pass for the chunk.
 		widen(buf[:rows*k], xb[p0*k:(p0+rows)*k])
 	}
+	oy, ox := p0/g.outW, p0%g.outW // stepped, not divided, per pixel
 	for r := 0; r < rows && !(gm.direct && kp == k); r++ {
 		row := buf[r*kp : (r+1)*kp]
 		if gm.direct {
 			widen(row[:k], xb[(p0+r)*k:(p0+r+1)*k])
 		} else {
-			g.im2colRow16(xb, (p0+r)/g.outW, (p0+r)%g.outW, row[:k], int16(gm.padVal))
+			g.im2colRow16(xb, oy, ox, row[:k], int16(gm.padVal))
+		}
+		if ox++; ox == g.outW {
+			oy, ox = oy+1, 0
 		}
 	}
 	if kp != k {
@@ -507,7 +515,16 @@ func (g *convGeom) im2colRow16(x []int8, oy, ox int, row []int16, pad int16) {
 		iy := iy0 + fy*g.dilH
 		if rowInside && iy >= 0 && iy < g.inH {
 			n := g.fW * c
-			widen(row[i:i+n], x[(iy*g.inW+ix0)*c:][:n])
+			if n < 16 {
+				// Too short for widen16 (a first layer's 3x3 filter row over RGB): a loop
+				// here rather than widen's call.
+				dst := row[i : i+n]
+				for j, v := range x[(iy*g.inW+ix0)*c:][:n] {
+					dst[j] = int16(v)
+				}
+			} else {
+				widen(row[i:i+n], x[(iy*g.inW+ix0)*c:][:n])
+			}
 			i += n
 			continue
 		}

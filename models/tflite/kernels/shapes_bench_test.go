@@ -11,8 +11,11 @@ import (
 
 // benchConvShapes are int8 convolution layers of the shapes that run slowest relative to the
 // official runtime: ResNet-8's (MLPerf Tiny image classification) 3x3 layers on 32x32 inputs
-// with few channels and its strided 1x1 shortcuts, and MobileNet-style pointwise layers.
+// with few channels and its strided 1x1 shortcuts, MobileNet-style pointwise layers, and
+// MobileNet's first layer (3x3, stride 2, over RGB: 27 taps, where building the rows of taps
+// costs as much as multiplying them).
 var benchConvShapes = []convCase{
+	{n: 1, h: 224, w: 224, inC: 3, outC: 32, fh: 3, fw: 3, sh: 2, sw: 2},
 	{n: 1, h: 32, w: 32, inC: 3, outC: 16, fh: 3, fw: 3, sh: 1, sw: 1},
 	{n: 1, h: 32, w: 32, inC: 16, outC: 16, fh: 3, fw: 3, sh: 1, sw: 1},
 	{n: 1, h: 32, w: 32, inC: 16, outC: 32, fh: 3, fw: 3, sh: 2, sw: 2},
