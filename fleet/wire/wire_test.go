@@ -45,6 +45,31 @@ func TestParseDeviceTopic(t *testing.T) {
 	}
 }
 
+// FuzzParseTopics feeds arbitrary topics, as any MQTT client may publish, to the topic
+// parsers: whatever one accepts names a valid device (or enrollment session) and builds back
+// to the same topic, so a crafted topic can never be read as another device's.
+func FuzzParseTopics(f *testing.F) {
+	for _, seed := range []string{
+		"outpost/v1/d/dev-1/health", "outpost/v1/d/a.b_c-9/results", "outpost/v1/d/dev-1/health/x",
+		"outpost/v1/d//health", "outpost/v1/d/+/health", "outpost/v1/c/dev-1/ack",
+		EnrollRequestTopic(strings.Repeat("a1", EnrollSessionLen/2)), EnrollRoot + "//req", "",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, topic string) {
+		if dev, leaf, ok := ParseDeviceTopic(topic); ok {
+			if ValidDeviceID(dev) != nil || leaf == "" || strings.Contains(leaf, "/") || DeviceTopic(dev, leaf) != topic {
+				t.Fatalf("ParseDeviceTopic(%q) accepted device %q, leaf %q", topic, dev, leaf)
+			}
+		}
+		if session, ok := ParseEnrollRequestTopic(topic); ok {
+			if ValidEnrollSession(session) != nil || EnrollRequestTopic(session) != topic {
+				t.Fatalf("ParseEnrollRequestTopic(%q) accepted session %q", topic, session)
+			}
+		}
+	})
+}
+
 func TestValidDeviceID(t *testing.T) {
 	for _, id := range []string{"a", "dev-1", "A.b_C-0", strings.Repeat("x", 64)} {
 		if err := ValidDeviceID(id); err != nil {
