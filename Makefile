@@ -82,6 +82,9 @@ bench: ## Run the benchmarks, durable buffer appends, the 1,000,000-result drain
 	@echo '== the agent with a MobileNet v2-class int8 model at 1 inference/s, 40 s: resident set (issue 14)'
 	@set -o pipefail; OUTPOST_VISION_FOOTPRINT=1 $(GO) test -count 1 -run '^TestVisionFootprint$$' -v ./cmd/outpost-agent | tee -a bench.txt | \
 	  grep -E 'vision_footprint|^(--- |ok|FAIL)'
+	@echo '== the same on the pure-Go kernels, what riscv64 runs (OUTPOST_PORTABLE=1)'
+	@set -o pipefail; OUTPOST_PORTABLE=1 OUTPOST_VISION_FOOTPRINT=1 $(GO) test -count 1 -run '^TestVisionFootprint$$' -v ./cmd/outpost-agent | tee -a bench.txt | \
+	  grep -E 'vision_footprint|^(--- |ok|FAIL)'
 
 # Not part of make test or make bench: minutes of load on the whole machine. Run it on a quiet
 # machine; it prints the load average with every figure. OUTPOST_SCALE_* variables shrink it
