@@ -16,6 +16,9 @@
 //     whose client id is not a device id are accepted as such read-only observers. With Strict,
 //     observers are refused and every device sees only its own controller topics. A client with
 //     a username that is not a device id is refused.
+//
+// A client that reconnects while its previous clean session is still ending keeps its
+// subscriptions and deliveries (takeover.go).
 package broker
 
 import (
@@ -104,6 +107,8 @@ type Broker struct {
 	user     string
 	password string
 	log      *slog.Logger
+	// teardowns is shared with the hook and the listeners (takeover.go).
+	teardowns *teardowns
 
 	closeOnce sync.Once
 }
@@ -140,8 +145,9 @@ func New(opts Options) (*Broker, error) {
 		SysTopicResendInterval: 60,
 		Capabilities:           capabilities(),
 	})
+	td := newTeardowns()
 	hook := &aclHook{user: opts.ControllerUser, password: []byte(opts.ControllerPassword), strict: opts.Strict, devices: opts.Devices, srv: srv, log: log,
-		limit: newLoginLimiter(opts.LoginLimits, log), enroll: opts.Enrollment}
+		limit: newLoginLimiter(opts.LoginLimits, log), enroll: opts.Enrollment, teardowns: td}
 	if opts.LabellerPassword != "" {
 		hook.labeller = cmp.Or(opts.LabellerUser, DefaultLabellerUser)
 		hook.labellerPassword = []byte(opts.LabellerPassword)
@@ -150,13 +156,13 @@ func New(opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("add broker auth hook: %w", err)
 	}
 
-	b := &Broker{srv: srv, user: opts.ControllerUser, password: opts.ControllerPassword, log: log}
+	b := &Broker{srv: srv, user: opts.ControllerUser, password: opts.ControllerPassword, log: log, teardowns: td}
 	tcp := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: opts.Addr})
-	err := srv.AddListener(tcp)
+	err := srv.AddListener(settledListener{tcp, td})
 	if err != nil && !opts.ExactAddr && errors.Is(err, syscall.EADDRINUSE) {
 		host, _, _ := net.SplitHostPort(opts.Addr)
 		tcp = listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: net.JoinHostPort(host, "0")})
-		if err2 := srv.AddListener(tcp); err2 == nil {
+		if err2 := srv.AddListener(settledListener{tcp, td}); err2 == nil {
 			err = nil
 			b.fellBack = true
 		}
@@ -248,13 +254,10 @@ type aclHook struct {
 	enroll           bool          // admit enrollment logins (enroll.go)
 
 	lastRefusal atomic.Int64 // unix ns of the last logged publish refusal
+	teardowns   *teardowns   // clean sessions ending (takeover.go)
 }
 
 func (h *aclHook) ID() string { return "outpost-acl" }
-
-func (h *aclHook) Provides(b byte) bool {
-	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck || b == mqtt.OnSessionEstablished
-}
 
 // OnConnectAuthenticate admits the controller with its password, devices, and (unless strict)
 // observers; a device's last-will must be one it could publish itself, because mochi does not

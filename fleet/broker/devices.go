@@ -51,10 +51,11 @@ func certName(cl *mqtt.Client) (string, bool) {
 	return st.VerifiedChains[0][0].Subject.CommonName, true
 }
 
-// OnSessionEstablished closes the gap between a device's successful login and a revocation
-// that scanned the client list before the new session was in it: the session is checked again
-// now that it is listed.
+// OnSessionEstablished first lets a predecessor's ending finish (settle, takeover.go), then
+// closes the gap between a device's successful login and a revocation that scanned the client
+// list before the new session was in it: the session is checked again now that it is listed.
 func (h *aclHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.settle(cl)
 	if h.devices == nil || h.srv == nil {
 		return
 	}
@@ -92,7 +93,7 @@ func (b *Broker) addTLSListener(opts Options) error {
 		opts.TLSAddr = DefaultTLSAddr
 	}
 	l := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tls", Address: opts.TLSAddr, TLSConfig: opts.TLS})
-	if err := b.srv.AddListener(l); err != nil {
+	if err := b.srv.AddListener(settledListener{l, b.teardowns}); err != nil {
 		return fmt.Errorf("broker TLS listen on %s: %w", opts.TLSAddr, err)
 	}
 	b.tlsAddr = l.Address()
