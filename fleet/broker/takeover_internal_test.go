@@ -102,7 +102,7 @@ func TestListenerEndsTeardowns(t *testing.T) {
 	user, pass := b.ControllerCredentials()
 	for i := range 3 {
 		c := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("ctl").
-			SetUsername(user).SetPassword(pass).SetCleanSession(true).SetStore(paho.NewMemoryStore()))
+			SetUsername(user).SetPassword(pass).SetCleanSession(true))
 		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 			t.Fatalf("connect %d: %v", i, tok.Error())
 		}

@@ -195,8 +195,9 @@ func (g *convGeom) convChunk8(buf []byte, q []int32, xb []int8, p0, rows int, y 
 			if ox++; ox == g.outW {
 				oy, ox = oy+1, 0
 			}
-			// The extra taps (at most 3) meet zero weights; zero them so the products are
-			// plainly 0. A loop: clear would call memclr for each pixel.
+			// The extra taps (up to 3, or 7 where the arm64 forms pad to 8) meet zero
+			// weights; zero them so the products are plainly 0. A loop: clear would call
+			// memclr for each pixel.
 			for j := k; j < kd; j++ {
 				row[j] = 0
 			}
