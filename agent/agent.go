@@ -111,6 +111,7 @@ type Agent struct {
 	samplesDropped atomic.Uint64 // samples lost because inference fell behind
 	unbuffered     atomic.Uint64 // results lost before commit because the buffer kept failing
 	rejected       atomic.Uint64 // results the controller refused (wire.Ack.Rejected)
+	redials        atomic.Uint64 // connections dropped and made again because acks stopped
 	driftDropped   atomic.Uint64 // drift reports not published (driftpub.go)
 	driftReports   chan *drift.Report
 	driftKick      chan struct{}         // capacity 1: a queued summary waits (driftpub.go)
@@ -753,6 +754,7 @@ type Stats struct {
 	Quarantined    uint64 // damaged buffer records set aside, over the life of the buffer
 	Rejected       uint64 // results the controller refused, since start
 	EpochRenewals  uint64 // new epochs opened after an ack beyond the last seq
+	Redials        uint64 // connections dropped and made again because acks stopped, since start
 	Recovered      string // set when the buffer was found damaged at start and replaced
 	SamplesDropped uint64 // samples discarded because inference fell behind
 	SensorErrors   uint64
@@ -778,6 +780,7 @@ func (a *Agent) Stats() Stats {
 		Quarantined:    bs.Quarantined,
 		Rejected:       a.rejected.Load(),
 		EpochRenewals:  bs.EpochRenewals,
+		Redials:        a.redials.Load(),
 		Recovered:      bs.Recovered,
 		SamplesDropped: a.samplesDropped.Load(),
 		SensorErrors:   a.sensorErrors.Load(),
@@ -824,6 +827,7 @@ func (a *Agent) Health() wire.Health {
 		Quarantined:     s.Quarantined,
 		Rejected:        s.Rejected,
 		EpochRenewals:   s.EpochRenewals,
+		LinkRedials:     s.Redials,
 		BufferRecovered: s.Recovered,
 		Unsigned:        a.opts.Unsigned,
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -221,5 +222,81 @@ func TestRecoveredBufferReported(t *testing.T) {
 	defer again.Close()
 	if r := again.Stats().Recovered; r != "" {
 		t.Fatalf("after the event went out the buffer still holds the note %q", r)
+	}
+}
+
+// redialingUplink is a fakeUplink that can redial (agent.Redialer); it records when.
+type redialingUplink struct {
+	*fakeUplink
+	at []time.Time
+}
+
+func (u *redialingUplink) Redial(string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !u.connected {
+		return false
+	}
+	u.at = append(u.at, time.Now())
+	return true
+}
+
+func (u *redialingUplink) redials() []time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.at)
+}
+
+// TestAckStallRedials: while publishes go through but acks stay away, an Uplink that can
+// redial is asked to, first when the stall is declared (3 ack timeouts), then at intervals
+// that double from 3 ack timeouts; the count reaches health. Acks flowing again reset the
+// interval, so the next stall redials at once again.
+func TestAckStallRedials(t *testing.T) {
+	t.Parallel()
+	r := newRig()
+	r.opts.AckTimeout = 50 * time.Millisecond    // the gaps double from 3 of them
+	r.opts.DrainTimeout = 100 * time.Millisecond // acks are dropped when it stops
+	up := &redialingUplink{fakeUplink: r.up}
+	r.opts.Uplink = up
+	setDrop := func(drop bool) {
+		r.up.mu.Lock()
+		defer r.up.mu.Unlock()
+		r.up.dropAck = nil
+		if drop {
+			r.up.dropAck = func(int) bool { return true }
+		}
+	}
+	setDrop(true)
+	start := time.Now()
+	a, _ := r.start(t)
+	eventually(t, "five redials", func() bool { return len(up.redials()) >= 5 })
+	at := up.redials()
+	timeout := r.opts.AckTimeout
+	if first := at[0].Sub(start); first < 3*timeout {
+		t.Fatalf("first redial %v after the start: before the stall was declared (3 × %v)", first, timeout)
+	}
+	// Lower bounds only: a slow machine may redial later, never sooner.
+	for i, want := range []time.Duration{3 * timeout, 6 * timeout, 12 * timeout, 24 * timeout} {
+		if gap := at[i+1].Sub(at[i]); gap < want {
+			t.Fatalf("redial %d came %v after the one before, want at least %v (gaps double)", i+2, gap, want)
+		}
+	}
+	if n := a.Stats().Redials; n < 5 {
+		t.Fatalf("Stats().Redials = %d after %d redials", n, len(at))
+	}
+	if h := a.Health(); h.LinkRedials < 5 {
+		t.Fatalf("health link_redials = %d after %d redials", h.LinkRedials, len(at))
+	}
+
+	acked := a.Stats().AckedSeq
+	setDrop(false)
+	eventually(t, "acks flowing again", func() bool { return a.Stats().AckedSeq > acked })
+	before := len(up.redials())
+	setDrop(true)
+	again := time.Now()
+	eventually(t, "a redial in the next stall", func() bool { return len(up.redials()) > before })
+	// Without the reset the next redial would wait out the last gap, 48 timeouts or more.
+	if d := up.redials()[before].Sub(again); d >= 24*timeout {
+		t.Fatalf("first redial of a new stall %v after it began: the interval was not reset by the acks", d)
 	}
 }

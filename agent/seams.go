@@ -127,6 +127,17 @@ type Uplink interface {
 	Connected() bool
 }
 
+// Redialer is implemented by an Uplink that can drop its connection and make a new one
+// (mqttlink.Link.Redial). The upload loop calls it, with a growing interval, while publishes go
+// through but acks have stopped: a broker can lose a session's subscriptions while the
+// connection lives on (mochi v2.7.9 did, fleet/broker/takeover.go), and then only a new
+// session brings them back. Against a controller that is simply down it costs a reconnect.
+type Redialer interface {
+	// Redial reports whether it started a new connection: false while the link is down
+	// (it is reconnecting already) or closed.
+	Redial(reason string) bool
+}
+
 // ErrNotConnected is returned by Uplink.Publish while the link is down.
 var ErrNotConnected = errors.New("uplink not connected")
 

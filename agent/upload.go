@@ -26,6 +26,12 @@ import (
 // is down or the acks cannot reach this device (a refused subscription, an ACL).
 const ackStallAfter = 3
 
+// maxRedialGap caps the interval between redials (Redialer) while acks stay away. The first
+// comes when the stall is declared, each later one twice as long after the previous, from
+// ackStallAfter ack timeouts: against a controller that is down for hours that is a reconnect
+// every half hour, which costs the broker little even for a large fleet.
+const maxRedialGap = 30 * time.Minute
+
 // epochRenewer is implemented by a Buffer that can open a new sequence space
 // (boltbuf.Buffer.RenewEpoch).
 type epochRenewer interface {
@@ -62,6 +68,8 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 		errLogged    time.Time
 		stalls       int       // ack timeouts in a row without an ack
 		stallLogged  time.Time // last "acks stopped" warning
+		redialAt     time.Time // while stalled: the next redial is due then
+		redialGap    time.Duration
 		beyondLogged time.Time // last "ack beyond last seq" warning
 		quarantined  = a.opts.Buffer.Stats().Quarantined
 		rej          rejections
@@ -168,6 +176,12 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 					stallLogged = time.Now()
 					a.log.Warn("acks stopped; resending", "err", err, "from_seq", acked+1)
 				}
+				if rd, ok := a.opts.Uplink.(Redialer); ok && drainBy.IsZero() && !now.Before(redialAt) && rd.Redial(err.Error()) {
+					a.redials.Add(1)
+					redialGap = min(max(2*redialGap, ackStallAfter*a.opts.AckTimeout), maxRedialGap)
+					redialAt = now.Add(redialGap)
+					a.log.Warn("acks stopped; made a new connection to the broker", "redials", a.redials.Load(), "next_after", redialGap)
+				}
 			}
 			goBack()
 		}
@@ -248,7 +262,7 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 			if stalls >= ackStallAfter {
 				a.log.Info("acks flowing again")
 			}
-			stalls = 0
+			stalls, redialAt, redialGap = 0, time.Time{}, 0
 			seq := ack.Seq
 			if seq > st.LastSeq {
 				renew(seq, st.LastSeq)

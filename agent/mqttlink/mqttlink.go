@@ -102,6 +102,10 @@ type Link struct {
 	connecting   sync.Once
 	closed       chan struct{} // closed by Close: ends a jitter wait
 	closeOnce    sync.Once
+	// redialMu orders Redial and Close: Close takes it after closing closed, so a Redial
+	// under way finishes before Close disconnects, and none starts after.
+	redialMu sync.Mutex
+	redials  sync.WaitGroup // Redial's reconnecting goroutines; Close waits for them
 
 	// driftAcks delivers the controller's drift-summary acks (driftack.go).
 	driftAcks chan wire.DriftAck
@@ -417,10 +421,64 @@ func (l *Link) BadAcks() uint64 { return l.badAcks.Load() }
 // ForeignAcks counts acks ignored because they named another epoch.
 func (l *Link) ForeignAcks() uint64 { return l.foreignAcks.Load() }
 
+// redialQuiesce is how long Redial and Close give paho to send DISCONNECT, which tells the
+// broker not to publish the last-will.
+const redialQuiesce = 250
+
+// Redial drops the connection cleanly and connects again: a new clean session, its
+// subscriptions made afresh by onConnect. It is for a connection that carries the device's
+// publishes but no longer delivers anything to it (agent.Redialer): the broker cannot tell, and
+// neither can MQTT's keep-alive, which the broker still answers. The DISCONNECT keeps the
+// last-will from firing, so the controller sees no "offline"; "online" is published again on
+// connecting. It returns once the old connection is closed (at most redialQuiesce ms), with
+// the new one on its way, and reports false, doing nothing, while the link is not connected
+// (paho is reconnecting already) or after Close.
+func (l *Link) Redial(reason string) bool {
+	l.redialMu.Lock()
+	defer l.redialMu.Unlock()
+	select {
+	case <-l.closed:
+		return false
+	default:
+	}
+	if !l.client.IsConnectionOpen() {
+		return false
+	}
+	l.log.Warn("mqtt reconnecting: publishes go through but nothing comes back", "broker", l.opts.Broker, "reason", reason)
+	l.client.Disconnect(redialQuiesce)
+	l.redials.Add(1)
+	go func() {
+		defer l.redials.Done()
+		// paho may return from Disconnect before its status is back to disconnected (the
+		// quiesce time passed first); Connect then fails at once and is tried again. Once it
+		// is accepted paho goes on connecting by itself (ConnectRetry) until it succeeds.
+		for {
+			tok := l.client.Connect()
+			select {
+			case <-tok.Done():
+				if tok.Error() == nil {
+					return
+				}
+			case <-time.After(50 * time.Millisecond):
+				return // accepted, connecting
+			}
+			select {
+			case <-l.closed:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	return true
+}
+
 // Close announces "offline" (retained) if connected, waiting at most until ctx ends, then
 // disconnects cleanly, which tells the broker not to send the last-will.
 func (l *Link) Close(ctx context.Context) error {
 	l.closeOnce.Do(func() { close(l.closed) })
+	l.redialMu.Lock() // a Redial under way ends first (see redialMu)
+	l.redialMu.Unlock()
+	l.redials.Wait()
 	var err error
 	if l.client.IsConnectionOpen() {
 		payload, encErr := wire.Encode(&wire.State{Device: l.opts.DeviceID, State: wire.StateOffline, Time: time.Now().UTC()})
@@ -438,6 +496,6 @@ func (l *Link) Close(ctx context.Context) error {
 			err = fmt.Errorf("publish offline state: %w", err)
 		}
 	}
-	l.client.Disconnect(250)
+	l.client.Disconnect(redialQuiesce)
 	return err
 }

@@ -164,6 +164,9 @@ type Health struct {
 	Rejected        uint64 `json:"rejected"`
 	EpochRenewals   uint64 `json:"epoch_renewals"`
 	BufferRecovered string `json:"buffer_recovered,omitempty"`
+	// LinkRedials counts the connections the agent dropped and made again, since start,
+	// because its publishes went through but no ack came back (docs/agent.md, "Silent acks").
+	LinkRedials uint64 `json:"link_redials,omitempty"`
 	// Data capture (capture.go; absent from agents without it): captured windows held
 	// awaiting the controller's ack, and those the capture quota dropped, over the life of the
 	// capture buffer.
