@@ -87,7 +87,57 @@ func widen32(dst []int32, src []int8) {
 //go:noescape
 func widen32AVX2(dst *int32, src *int8, n8 int)
 
-// dwRow3x3x8 is dwRow3x3x8Go in AVX2 assembly; dwRow3x3 has checked the bounds.
+// dwPackWeights lays out the depthwise weights w8 ([c/8][9][8]int8, dwRow3x3x8Go's order)
+// for dw3x3RowAVX2, which takes channels 16 at a time and taps two at a time: for each pair of
+// groups, 5 tap pairs (0,1), (2,3), (4,5), (6,7), (8, none), each as two vectors of 8 int32
+// words, every word the pair's two int16 weights of one channel (the first tap in the low
+// half, a missing tap 0), for channels 0-3 and 8-11 of the 16 in the first vector and 4-7 and
+// 12-15 in the second: the order in which VPUNPCKLWD and VPUNPCKHWD pair up two taps' inputs.
+// An odd last group stays as dwRow3x3x8Go reads it. 20 bytes a channel (36 for that group).
+func dwPackWeights(dst []int32, w8 []int8, c int) {
+	groups := c / 8
+	_, _ = w8[groups*72-1], dst[groups/2*80+groups%2*72-1]
+	if groups >= 2 {
+		dwPackAVX2(&dst[0], &w8[0], groups/2)
+	}
+	if groups%2 == 1 {
+		o := groups / 2 * 80
+		widen32(dst[o:o+72], w8[(groups-1)*72:groups*72])
+	}
+}
+
+//go:noescape
+func dwPackAVX2(dst *int32, w8 *int8, pairs int)
+
+// dwPackWeightsGo is dwPackWeights in Go, the reference for dwPackAVX2.
+func dwPackWeightsGo(dst []int32, w8 []int8, c int) {
+	groups := c / 8
+	o := 0
+	for g := 0; g+1 < groups; g += 2 {
+		for p := range 5 {
+			t0, t1 := 2*p, 2*p+1
+			for half := range 2 {
+				for i := range 8 {
+					ch := i&3 + 4*half + 8*(i>>2) // channel of word i, of the 16
+					gw := w8[(g+ch/8)*72:][:72]
+					lo := uint32(uint16(int16(gw[t0*8+ch%8])))
+					var hi uint32
+					if t1 < 9 {
+						hi = uint32(uint16(int16(gw[t1*8+ch%8])))
+					}
+					dst[o] = int32(lo | hi<<16)
+					o++
+				}
+			}
+		}
+	}
+	if groups%2 == 1 {
+		widen32Go(dst[o:o+72], w8[(groups-1)*72:groups*72])
+	}
+}
+
+// dwRow3x3x8 is dwRow3x3x8Go in AVX2 assembly on dwPackWeights' layout; dwRow3x3 has checked
+// the bounds.
 func dwRow3x3x8(taps *[9][]int8, steps *[9]int, npix, c int, w, q []int32, y []int8) {
 	var p [9]*int8
 	var st [9]uintptr

@@ -425,15 +425,80 @@ w32loop:
 	VPMULLD (T*32)(SI), Y9, Y9; \
 	VPADDD Y9, A, A
 
+// DWPAIR adds taps T0 and T1 of 16 channels at byte offset DX, their weights at OFF(SI) (two
+// vectors, dwPackWeights): each tap's 16 bytes widened to int16 (VPMOVSXBW), the two taps'
+// words interleaved per channel (VPUNPCKLWD: channels 0-3 and 8-11; VPUNPCKHWD: 4-7 and
+// 12-15), and VPMADDWD forms x0*w0 + x1*w1 per channel, exactly (each product is at most
+// 2^14 in magnitude). Y12 and Y13 accumulate the two halves.
+#define DWPAIR(T0, T1, OFF, OFF2) \
+	MOVQ (T0*8)(R11), R9; \
+	VPMOVSXBW (R9)(DX*1), Y9; \
+	MOVQ (T1*8)(R11), R9; \
+	VPMOVSXBW (R9)(DX*1), Y10; \
+	VPUNPCKHWD Y10, Y9, Y11; \
+	VPUNPCKLWD Y10, Y9, Y9; \
+	VPMADDWD OFF(SI), Y9, Y9; \
+	VPMADDWD OFF2(SI), Y11, Y11; \
+	VPADDD Y9, Y12, Y12; \
+	VPADDD Y11, Y13, Y13
+
+// DWPACK writes tap pair (T0, T1) of the 16 channels at SI (group g) and BX (group g+1) as
+// dwPackWeights lays it out, at OFF(DI) and OFF+32(DI): the same widening and interleaving
+// dw3x3RowAVX2 applies to the inputs.
+#define DWPACK(T0, T1, OFF, OFF2) \
+	VMOVQ (T0*8)(SI), X0; \
+	VPINSRQ $1, (T0*8)(BX), X0, X0; \
+	VPMOVSXBW X0, Y0; \
+	VMOVQ (T1*8)(SI), X1; \
+	VPINSRQ $1, (T1*8)(BX), X1, X1; \
+	VPMOVSXBW X1, Y1; \
+	VPUNPCKLWD Y1, Y0, Y2; \
+	VPUNPCKHWD Y1, Y0, Y3; \
+	VMOVDQU Y2, OFF(DI); \
+	VMOVDQU Y3, OFF2(DI)
+
+// func dwPackAVX2(dst *int32, w8 *int8, pairs int)
+//
+// dwPackWeights for pairs pairs of groups: 144 bytes of w8 into 320 of dst each.
+TEXT ·dwPackAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ w8+8(FP), SI
+	MOVQ pairs+16(FP), CX
+
+dwpack:
+	LEAQ 72(SI), BX
+	DWPACK(0, 1, 0, 32)
+	DWPACK(2, 3, 64, 96)
+	DWPACK(4, 5, 128, 160)
+	DWPACK(6, 7, 192, 224)
+	// Tap 8 with no partner: its second weight 0.
+	VMOVQ 64(SI), X0
+	VPINSRQ $1, 64(BX), X0, X0
+	VPMOVSXBW X0, Y0
+	VPXOR Y1, Y1, Y1
+	VPUNPCKLWD Y1, Y0, Y2
+	VPUNPCKHWD Y1, Y0, Y3
+	VMOVDQU Y2, 256(DI)
+	VMOVDQU Y3, 288(DI)
+	ADDQ $144, SI
+	ADDQ $320, DI
+	DECQ CX
+	JNZ  dwpack
+	VZEROUPPER
+	RET
+
 // func dw3x3RowAVX2(taps *[9]*int8, steps *[9]uintptr, w *int32, q *int32, y *int8, groups, npix int)
 //
-// npix output pixels of a 3x3 depthwise convolution with depth multiplier 1, along a row: for
-// each group of 8 channels, acc = Σ_t x_t * w_t over the 9 taps (taps[t] points at the input
-// pixel of tap t, or at a row of input zero points), then REQUANT (whose bias has the input
-// offset folded in) into y; then y moves on by groups*8 bytes and each tap pointer by its
-// step (0 for pad taps). w is [groups][9][8]int32, q a quantTable of groups groups. The tap
-// pointers (the caller's scratch array) are only moved between pixels, so they stay inside
-// the input.
+// npix output pixels of a 3x3 depthwise convolution with depth multiplier 1, along a row:
+// acc = Σ_t x_t * w_t over the 9 taps (taps[t] points at the input pixel of tap t, or at a
+// row of input zero points), then REQUANT (whose bias has the input offset folded in) into y;
+// then y moves on by groups*8 bytes and each tap pointer by its step (0 for pad taps). w is
+// laid out by dwPackWeights: pairs of groups 16 channels at a time (320 bytes), tap pairs
+// through VPMADDWD; an odd last group 8 channels at a time, [9][8]int32 (288 bytes), through
+// VPMULLD. q is a quantTable of groups groups. Taking 16 channels and two taps at a time needs
+// 6 loads per two taps where 8 channels and one tap needed 3 per tap (the tap's pointer, its
+// bytes, its weights), and loads were what bound the kernel. The tap pointers (the caller's
+// scratch array) are only moved between pixels, so they stay inside the input.
 TEXT ·dw3x3RowAVX2(SB), NOSPLIT, $0-56
 	SETUP
 	MOVQ taps+0(FP), R11
@@ -448,8 +513,42 @@ dwpix:
 	MOVQ R13, SI
 	MOVQ BX, R8
 	XORQ DX, DX
+	SHRQ $1, CX
+	JZ   dwodd
 
-dwloop:
+dw16:
+	VPXOR Y12, Y12, Y12
+	VPXOR Y13, Y13, Y13
+	DWPAIR(0, 1, 0, 32)
+	DWPAIR(2, 3, 64, 96)
+	DWPAIR(4, 5, 128, 160)
+	DWPAIR(6, 7, 192, 224)
+	// Tap 8 alone: paired with itself, its second weight 0.
+	MOVQ 64(R11), R9
+	VPMOVSXBW (R9)(DX*1), Y9
+	VPUNPCKHWD Y9, Y9, Y11
+	VPUNPCKLWD Y9, Y9, Y9
+	VPMADDWD 256(SI), Y9, Y9
+	VPMADDWD 288(SI), Y11, Y11
+	VPADDD Y9, Y12, Y12
+	VPADDD Y11, Y13, Y13
+	// Channels 0-7 are the low halves of Y12 (0-3) and Y13 (4-7), 8-15 the high halves.
+	VPERM2I128 $0x20, Y13, Y12, Y8
+	VPERM2I128 $0x31, Y13, Y12, Y10
+	REQUANT(Y8, X8, R8, (DI)(DX*1))
+	ADDQ $8, DX
+	ADDQ $288, R8
+	REQUANT(Y10, X10, R8, (DI)(DX*1))
+	ADDQ $8, DX
+	ADDQ $288, R8
+	ADDQ $320, SI
+	DECQ CX
+	JNZ  dw16
+
+dwodd:
+	MOVQ groups+40(FP), CX
+	ANDQ $1, CX
+	JZ   dwnext
 	MOVQ 0(R11), R9
 	VPMOVSXBD (R9)(DX*1), Y8
 	VPMULLD 0(SI), Y8, Y8
@@ -466,11 +565,8 @@ dwloop:
 	VPADDD Y10, Y8, Y8
 	REQUANT(Y8, X8, R8, (DI)(DX*1))
 	ADDQ $8, DX
-	ADDQ $288, SI
-	ADDQ $288, R8
-	DECQ CX
-	JNZ  dwloop
 
+dwnext:
 	DECQ R10
 	JZ   dwdone
 	ADDQ DX, DI

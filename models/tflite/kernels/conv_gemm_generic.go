@@ -29,6 +29,9 @@ func widen16(dst []int16, src []int8) { widen16Go(dst, src) }
 
 func widen32(dst []int32, src []int8) { widen32Go(dst, src) }
 
+// dwPackWeights lays out the depthwise weights for dwRow3x3x8: widened, as dwRow3x3x8Go reads them.
+func dwPackWeights(dst []int32, w8 []int8, c int) { widen32Go(dst[:len(w8)], w8) }
+
 // fillQuantGroups leaves the whole table to fillQuantTableGo here.
 func fillQuantGroups(t []int32, rq chanQuant, groups int, outOff, qMin, qMax int32) int { return 0 }
 

@@ -207,14 +207,28 @@ func TestDwRowMatchesPortable(t *testing.T) {
 				taps[i][j] = int8(r.IntN(256) - 128)
 			}
 		}
-		w := make([]int32, 9*c)
-		for i := range w {
-			w[i] = int32(r.IntN(256) - 128)
+		w8 := make([]int8, 9*c)
+		for i := range w8 {
+			w8[i] = int8(r.IntN(256) - 128)
 		}
+		if iter%10 == 0 { // the extremes, where a wrong sign extension or pairing shows
+			for i := range w8 {
+				w8[i] = [2]int8{-128, 127}[r.IntN(2)]
+			}
+			for _, tp := range taps {
+				for j := range tp {
+					tp[j] = [2]int8{-128, 127}[r.IntN(2)]
+				}
+			}
+		}
+		w, wGo := make([]int32, 9*c), make([]int32, 9*c)
+		dwPackWeights(w, w8, c)
+		widen32Go(wGo, w8)
+		checkDwPack(t, w, w8, c)
 		q := randQuantTable(r, c/8)
 		got, want := make([]int8, npix*c), make([]int8, npix*c)
 		dwRow3x3(&taps, &steps, npix, c, w, q, got)
-		dwRow3x3x8Go(&taps, &steps, npix, c, w, q, want)
+		dwRow3x3x8Go(&taps, &steps, npix, c, wGo, q, want)
 		for i := range got {
 			if got[i] != want[i] {
 				t.Fatalf("iter %d (%s, %d pixels of %d channels): output %d = %d, portable %d", iter, KernelPath(), npix, c, i, got[i], want[i])

@@ -23,7 +23,7 @@ func (j *dwJob) RunPart(w, oy int) {
 		w32 = int32s(j.n.WorkerScratch(d.wHandle, w), len(d.w8))
 		if d.filled.first(w) {
 			fillQuantTable(q, d.rq, g.outOff, g.qMin, g.qMax)
-			widen32(w32, d.w8)
+			dwPackWeights(w32, d.w8, len(d.w8)/9)
 		}
 	}
 	g.dwRowInt8(j.xb, j.c, j.m, j.bt, oy, nil, nil, nil, w32, q, j.y, int32s(j.n.WorkerScratch(g.accScratch, w), g.outC))
