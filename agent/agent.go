@@ -215,6 +215,7 @@ func setDefault[T comparable](v *T, def T) {
 // C+2 slots sample m reuses the slot of m-2-C.
 type sampleQueue struct {
 	ch       chan struct{} // one element per sample sent; the producer closes it
+	done     chan struct{} // closed with ch: ends the infer loop's wait (inferWait)
 	channels int
 	vals     []float32   // slot i is vals[i*channels : (i+1)*channels]
 	times    []time.Time // when slot i's sample was taken
@@ -241,6 +242,7 @@ func newSampleQueue(capacity, channels int) *sampleQueue {
 	slots := capacity + 2
 	return &sampleQueue{
 		ch:       make(chan struct{}, capacity),
+		done:     make(chan struct{}),
 		channels: channels,
 		vals:     make([]float32, slots*channels),
 		times:    make([]time.Time, slots),
@@ -287,7 +289,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// The pipeline shuts down by closing channels front to back, so that every sample already
 	// taken is inferred and every result is committed even when ctx has ended.
-	g.Go(func() error { defer close(samples.ch); return a.runSample(gctx, samples) })
+	g.Go(func() error {
+		defer close(samples.done)
+		defer close(samples.ch)
+		return a.runSample(gctx, samples)
+	})
 	g.Go(func() error { defer close(results); return a.runInfer(samples, results) })
 	g.Go(func() error { defer close(pipelineDone); return a.runCommit(results, committed) })
 	g.Go(func() error { return a.runUpload(gctx, committed, pipelineDone) })
@@ -462,7 +468,21 @@ func (a *Agent) runInfer(q *sampleQueue, out chan<- inferred) error {
 		errLogged time.Time
 		received  uint64 // samples taken from q: the next one is in q.slot(received)
 	)
-	for range q.ch {
+	interval := a.opts.Source.Info().ReadInterval()
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
+	defer wait.Stop()
+	for {
+		if d := inferWait(max(w-filled, stride-since), len(q.ch), cap(q.ch), interval); d > 0 {
+			wait.Reset(d)
+			select {
+			case <-wait.C:
+			case <-q.done:
+			}
+		}
+		if _, ok := <-q.ch; !ok {
+			return nil
+		}
 		vals, at := q.slot(received)
 		received++
 		t := *at
@@ -497,7 +517,36 @@ func (a *Agent) runInfer(q *sampleQueue, out chan<- inferred) error {
 		w, why := a.wantCapture(t, &r, ring, pos)
 		out <- inferred{r: r, window: w, capture: why}
 	}
-	return nil
+}
+
+// Bounds of the infer loop's wait (inferWait).
+const (
+	minInferWait = 2 * time.Millisecond
+	maxInferWait = 250 * time.Millisecond
+)
+
+// inferWait is how long the infer loop sleeps before taking its next sample, when need more
+// samples make the next window, queued are waiting and the queue holds capacity: as long as
+// the missing ones take to arrive from a source read every interval, so that the loop wakes
+// once a window rather than on every tick of the sample loop (about 1,000 a second for a
+// fast source; each wake-up of a parked goroutine is a futex call and a trip through the
+// scheduler on both sides, which was most of the agent's CPU at one inference a second).
+// It never lets the queue get more than half full meanwhile (the sample loop drops when
+// it is full), never sleeps beyond maxInferWait, and waits not at all for an unpaced source,
+// for less than minInferWait, or when the samples are already there.
+func inferWait(need, queued, capacity int, interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return 0
+	}
+	n := min(need-queued, capacity/2-queued)
+	if n <= 0 {
+		return 0
+	}
+	d := min(time.Duration(n)*interval, maxInferWait)
+	if d < minInferWait {
+		return 0
+	}
+	return d
 }
 
 // normalize writes ring, starting at its oldest sample pos, into dst in time order with the

@@ -186,3 +186,32 @@ func TestQueueLen(t *testing.T) {
 		}
 	}
 }
+
+// TestInferWait: the infer loop sleeps for the samples its next window still lacks, within
+// its bounds and never past half the queue; not at all for an unpaced source.
+func TestInferWait(t *testing.T) {
+	const ms = time.Millisecond
+	us := func(n int) time.Duration { return time.Duration(n) * time.Microsecond }
+	for _, c := range []struct {
+		name                   string
+		need, queued, capacity int
+		interval               time.Duration
+		want                   time.Duration
+	}{
+		{"unpaced source", 1000, 0, 4000, 0, 0},
+		{"a window to come at 9,216 Hz, capped", 9216, 0, 9216, us(108), maxInferWait},
+		{"100 ms to come", 1000, 0, 4000, us(100), 100 * ms},
+		{"part queued already", 1000, 400, 4000, us(100), 60 * ms},
+		{"all queued already", 1000, 1000, 4000, us(100), 0},
+		{"more queued than needed", 10, 500, 4000, us(100), 0},
+		{"less than the minimum to come", 15, 0, 4000, us(100), 0},
+		{"exactly the minimum", 20, 0, 4000, us(100), 2 * ms},
+		{"half the queue bounds it", 1000, 100, 400, us(100), 10 * ms},
+		{"the queue half full", 1000, 200, 400, us(100), 0},
+		{"a slow source, one sample to come", 1, 0, 100, 10 * ms, 10 * ms},
+	} {
+		if got := inferWait(c.need, c.queued, c.capacity, c.interval); got != c.want {
+			t.Errorf("%s: inferWait(%d, %d, %d, %v) = %v, want %v", c.name, c.need, c.queued, c.capacity, c.interval, got, c.want)
+		}
+	}
+}
