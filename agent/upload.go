@@ -26,6 +26,13 @@ import (
 // is down or the acks cannot reach this device (a refused subscription, an ACL).
 const ackStallAfter = 3
 
+// ackCommitGap is the shortest time between two commits that delete acked results. At a few
+// results a second each ack would otherwise cost its own commit, as many as the results'
+// own: on an SD card that is most of the agent's writes. A deletion that waits loses nothing
+// (after a crash the results it would have deleted are resent, and the controller ignores
+// them); the acked results just stay in the file a little longer.
+const ackCommitGap = time.Second
+
 // maxRedialGap caps the interval between redials (Redialer) while acks stay away. The first
 // comes when the stall is declared, each later one twice as long after the previous, from
 // ackStallAfter ack timeouts: against a controller that is down for hours that is a reconnect
@@ -91,11 +98,33 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 	// acker around each Ack and by an epoch renewal, so an ack of the old epoch can never
 	// delete results renumbered into the new one.
 	toDelete := make(chan pendingAck, 1)
-	ackerDone := make(chan struct{})
+	ackerDone, ackerStop := make(chan struct{}), make(chan struct{})
 	var ackerMu sync.Mutex
 	go func() {
 		defer close(ackerDone)
+		var last time.Time // the last deletion's commit
+		gap := time.NewTimer(time.Hour)
+		gap.Stop()
+		defer gap.Stop()
 		for p := range toDelete {
+			// At most one deletion commit per ackCommitGap: each is a bbolt commit with its
+			// fsyncs, and acks coalesce, so waiting costs nothing but how soon acked results
+			// leave the file.
+			if wait := ackCommitGap - time.Since(last); wait > 0 {
+				gap.Reset(wait)
+				select {
+				case <-gap.C:
+				case <-ackerStop:
+				}
+				select { // a newer ack may have come meanwhile
+				case q, ok := <-toDelete:
+					if ok {
+						p = q
+					}
+				default:
+				}
+			}
+			last = time.Now()
 			ackerMu.Lock()
 			var err error
 			if a.opts.Buffer.Stats().Epoch == p.epoch {
@@ -146,6 +175,7 @@ func (a *Agent) runUpload(ctx context.Context, committed <-chan struct{}, pipeli
 			"seq", seq, "last_seq", last, "epoch", epoch, "resending", st.Len)
 	}
 	defer func() {
+		close(ackerStop)
 		close(toDelete)
 		<-ackerDone
 	}()

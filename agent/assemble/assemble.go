@@ -58,8 +58,8 @@ type Config struct {
 	// Buffer overrides the other buffer options (MaxResults is taken from MaxBuffered when
 	// that is set).
 	Buffer boltbuf.Options
-	// Upload tunes the upload path: the Batch*, Window, MaxUploadRate and CompressMin fields
-	// of agent.Options are used, the rest ignored.
+	// Upload tunes the upload path: the Batch*, Window, MaxUploadRate, CompressMin and
+	// CommitInterval fields of agent.Options are used, the rest ignored.
 	Upload agent.Options
 	// DriftWindow is the drift monitor's window in inferences (docs/monitoring.md): 0 takes
 	// drift.DefaultWindow, a negative value monitors nothing. Only a model whose manifest
@@ -250,6 +250,7 @@ func New(cfg Config) (_ *Device, err error) {
 		Window:         cfg.Upload.Window,
 		MaxUploadRate:  cfg.Upload.MaxUploadRate,
 		CompressMin:    cfg.Upload.CompressMin,
+		CommitInterval: cfg.Upload.CommitInterval,
 		DataDir:        cfg.DataDir,
 		Drift:          mon,
 		DriftQueue:     dq,

@@ -47,6 +47,10 @@ func main() {
 	os.Exit(code)
 }
 
+// maxCommitInterval bounds --commit-interval: what a crash may lose is the results of one
+// interval, and a minute of them is already more than most deployments would accept.
+const maxCommitInterval = time.Minute
+
 // usageError marks errors in the command line (exit code 2).
 type usageError struct{ msg string }
 
@@ -93,6 +97,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 	fs.Float64Var(&c.Upload.MaxUploadRate, "max-upload-rate", 0, "most `results/s` uploaded, so a backlog drains steadily (0: no limit)")
 	fs.IntVar(&c.Upload.BatchMax, "batch-max", agent.DefaultBatchMax, fmt.Sprintf("most results per uploaded batch (at most %d)", wire.MaxBatchResults))
 	fs.DurationVar(&c.Upload.BatchDelay, "batch-delay", agent.DefaultBatchDelay, "longest a partly filled batch waits for more results")
+	fs.DurationVar(&c.Upload.CommitInterval, "commit-interval", agent.DefaultCommitInterval, fmt.Sprintf("longest a result waits to be stored (one buffer commit, with its fsyncs, per interval at low rates;\n"+
+		"a crash loses the results still waiting, without a gap); longer writes less to an SD card (at most %v)", maxCommitInterval))
 	fs.Int64Var(&c.DriftWindow, "drift-window", drift.DefaultWindow, "`inferences` per drift-monitoring window against the model's baseline (0: no drift monitoring)")
 	noCapture := fs.Bool("no-capture", false, "never capture raw windows for retraining, whatever the controller's capture policy says")
 	fs.Int64Var(&c.Capture.MaxBytes, "capture-quota", capture.DefaultMaxBytes, "most `bytes` of captured windows kept awaiting upload (their own buffer, "+assemble.CaptureFile+"); the oldest are dropped beyond it")
@@ -154,6 +160,8 @@ func parse(args []string, stdout io.Writer) (*config, error) {
 		return nil, usageError{fmt.Sprintf("--batch-max %d must be 1 to %d", c.Upload.BatchMax, wire.MaxBatchResults)}
 	case c.Upload.BatchDelay <= 0:
 		return nil, usageError{fmt.Sprintf("--batch-delay %v must be positive", c.Upload.BatchDelay)}
+	case c.Upload.CommitInterval <= 0 || c.Upload.CommitInterval > maxCommitInterval:
+		return nil, usageError{fmt.Sprintf("--commit-interval %v must be positive and at most %v", c.Upload.CommitInterval, maxCommitInterval)}
 	case c.Update.ArenaBudget <= 0:
 		return nil, usageError{fmt.Sprintf("--arena-budget %d must be positive", c.Update.ArenaBudget)}
 	case c.Capture.MaxBytes <= 0:

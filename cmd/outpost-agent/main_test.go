@@ -182,6 +182,8 @@ func TestBadInput(t *testing.T) {
 		{"bad batch max", append(good, "--batch-max", "0"), 2, "--batch-max 0"},
 		{"batch max over the wire limit", append(good, "--batch-max", "5001"), 2, "--batch-max 5001 must be 1 to 5000"},
 		{"bad batch delay", append(good, "--batch-delay", "-1s"), 2, "--batch-delay -1s"},
+		{"zero commit interval", append(good, "--commit-interval", "0s"), 2, "--commit-interval 0s"},
+		{"commit interval over a minute", append(good, "--commit-interval", "2m"), 2, "--commit-interval 2m0s"},
 		{"unsigned without the flag", []string{"--id", "d", "--model", sampleModel, "--data-dir", dir}, 1, "not a signed .opkg package"},
 		{"package without a key", []string{"--id", "d", "--model", samplePackage, "--data-dir", dir}, 1, "no package key"},
 		{"package with a foreign key", []string{"--id", "d", "--model", samplePackage, "--package-key", foreignKey(t), "--data-dir", dir}, 1, "signature does not verify"},
