@@ -99,6 +99,7 @@ type memBuffer struct {
 	st    agent.BufferStats
 	fail  error // Append fails with it while set
 	calls int   // Append calls, failed ones included
+	acks  int   // Ack calls
 }
 
 func (b *memBuffer) Append(rs []wire.Result) error {
@@ -136,6 +137,7 @@ func (b *memBuffer) After(after uint64, n int) ([]wire.Result, error) {
 func (b *memBuffer) Ack(seq uint64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.acks++
 	if seq > b.st.LastSeq {
 		return errors.New("ack beyond last seq")
 	}

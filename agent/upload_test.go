@@ -152,3 +152,36 @@ func TestForeignAckBeyondLastIgnored(t *testing.T) {
 		t.Fatalf("after a bogus ack: acked %d, buffered %d of %d; want nothing deleted", st.AckedSeq, st.Buffered, st.LastSeq)
 	}
 }
+
+// TestAckDeletionsMerged: with an ack for every small batch, the buffer still sees at most
+// about one deletion a second (each is a commit with its fsyncs), and a clean stop applies the
+// last ack at once rather than after the gap.
+func TestAckDeletionsMerged(t *testing.T) {
+	t.Parallel()
+	r := newRig()
+	r.opts.BatchMax = 2 // many batches, each acked
+	a, stop := r.start(t)
+	start := time.Now()
+	eventually(t, "results acked", func() bool { return a.Stats().AckedSeq >= 100 })
+	time.Sleep(1500 * time.Millisecond) // acks keep coming meanwhile
+	r.up.mu.Lock()
+	batches := len(r.up.batches)
+	r.up.mu.Unlock()
+	stopAt := time.Now()
+	stop()
+	if d := time.Since(stopAt); d > 800*time.Millisecond {
+		t.Errorf("stop took %v: the last deletion waited out its gap", d)
+	}
+	elapsed := time.Since(start)
+	r.buf.mu.Lock()
+	acks, acked, last := r.buf.acks, r.buf.st.AckedSeq, r.buf.st.LastSeq
+	r.buf.mu.Unlock()
+	// One at the start of each second of the run, one at the stop.
+	if most := int(elapsed/time.Second) + 2; acks > most {
+		t.Fatalf("%d deletions in %v for %d acked batches: want at most %d", acks, elapsed.Round(time.Millisecond), batches, most)
+	}
+	if acked != last {
+		t.Fatalf("after a clean stop the buffer is acked through %d of %d: the last ack was not applied", acked, last)
+	}
+	t.Logf("%d acked batches, %d deletions in %v", batches, acks, elapsed.Round(time.Millisecond))
+}
