@@ -307,6 +307,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	sdDone := make(chan struct{})
 	go func() { defer close(sdDone); superviseSystemd(sdCtx, log, dev.Agent.Stats) }()
 	defer func() { sdStop(); <-sdDone }()
+	relDone := make(chan struct{})
+	go func() { defer close(relDone); releaseStartupPages(sdCtx, log, dev.Agent.Stats) }()
+	defer func() { sdStop(); <-relDone }()
 	if err := dev.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "outpost-agent: %v\n", err)
 		return 1
