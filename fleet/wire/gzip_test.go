@@ -51,7 +51,8 @@ func TestGzipperReuse(t *testing.T) {
 
 // TestGzipperSmallPayloadsHoldNothing: a device sending one small batch a second must not
 // keep a compressor: after a small payload the Gzipper has dropped its stateful writer, holds
-// a few KiB once the runtime has emptied the encoder's pools, and a call allocates little.
+// a few KiB once the runtime has emptied the encoder's pools, and no call allocates a
+// compressor.
 func TestGzipperSmallPayloadsHoldNothing(t *testing.T) {
 	small := bytes.Repeat([]byte(`{"seq":1,"score":0.5,"label":"normal"},`), 100) // 3.9 KB
 	z := new(wire.Gzipper)
@@ -83,8 +84,12 @@ func TestGzipperSmallPayloadsHoldNothing(t *testing.T) {
 	}
 	perCall := allocsPerCall(func() { z.Compress(small) })
 	t.Logf("%d-byte payload: %d bytes gzipped, %d bytes allocated a call, held after a GC %+d bytes", len(small), len(out), perCall, int64(after)-int64(base))
-	if perCall > 64<<10 {
-		t.Errorf("a small payload allocates %d bytes a call, want under 64 KiB", perCall)
+	// Between collections the encoder's scratch comes from its pools (about 15 KB a call
+	// here); a collection empties them, and other tests running beside this one make those
+	// frequent (105 KB a call in CI), so the bound is the one that matters: never a stateful
+	// compressor (0.8 MB) per small payload.
+	if perCall > 400<<10 {
+		t.Errorf("a small payload allocates %d bytes a call, want under 400 KiB (a stateful writer is 0.8 MB)", perCall)
 	}
 	if len(out) > len(small)/4 {
 		t.Errorf("%d bytes of repetitive JSON gzipped to %d", len(small), len(out))
